@@ -1,0 +1,194 @@
+//! The graph IR: a model is a `Vec<Node>` in topological order; each node has one output,
+//! named by its [`NodeId`] (its index). Shapes are per sample (`[C, H, W]` or `[F]`); the
+//! batch size is chosen when the graph runs.
+//!
+//! Graphs are built through [`GraphBuilder`], which infers shapes as nodes are added, so a
+//! mismatched layer is reported at once with its name (`features.10: in_channels 64 not
+//! divisible by groups 48`).
+
+mod cost;
+mod op;
+mod shape;
+
+pub use cost::{LayerCost, ModelCost};
+pub use op::{Conv2dSpec, GroupRange, Op, Pool2dSpec};
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Index of a node in [`Graph::nodes`]; also names the node's (single) output.
+pub type NodeId = usize;
+
+/// One operator application.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Layer name, torchvision style (`features.0`, `layer1.0.conv1`); parameter keys are
+    /// `"{name}.{suffix}"`.
+    pub name: String,
+    /// The operator.
+    pub op: Op,
+    /// Producers of the inputs, all earlier in the graph.
+    pub inputs: Vec<NodeId>,
+    /// Per-sample output shape (`[C, H, W]` or `[F]`), filled in by shape inference.
+    pub shape: Vec<usize>,
+}
+
+/// A model graph: nodes in topological order, node 0 the input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    /// Model name.
+    pub name: String,
+    /// The nodes, producers before consumers.
+    pub nodes: Vec<Node>,
+    /// The node whose value is the model's output.
+    pub output: NodeId,
+}
+
+impl Graph {
+    /// Per-sample input shape `[C, H, W]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match &self.nodes[0].op {
+            Op::Input { shape } => *shape,
+            _ => unreachable!("node 0 of a graph is always its input"),
+        }
+    }
+
+    /// Per-sample output shape.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.nodes[self.output].shape
+    }
+
+    /// Finds a node by name.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Every parameter the graph expects, as `(key, shape)`, in node order.
+    pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                n.op.param_shapes()
+                    .into_iter()
+                    .map(move |(s, shape)| (format!("{}.{s}", n.name), shape))
+            })
+            .collect()
+    }
+
+    /// For each node, the index of the last node that reads its output
+    /// (the output node is read "at the end", `nodes.len()`).
+    pub fn last_uses(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = (0..self.nodes.len()).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &p in &n.inputs {
+                last[p] = last[p].max(i);
+            }
+        }
+        last[self.output] = self.nodes.len();
+        last
+    }
+
+    /// Re-runs shape inference over the whole graph (after a pass rewrote it) and checks
+    /// that it is well formed: node 0 is the only input, inputs come earlier, arities match.
+    pub fn revalidate(&mut self) -> Result<()> {
+        let nodes = std::mem::take(&mut self.nodes);
+        let mut b = GraphBuilder {
+            name: self.name.clone(),
+            nodes: Vec::with_capacity(nodes.len()),
+        };
+        for (i, n) in nodes.into_iter().enumerate() {
+            if i == 0 {
+                let Op::Input { shape } = n.op else {
+                    return Err(Error::shape(&n.name, "node 0 must be the graph input"));
+                };
+                b.nodes.push(Node {
+                    name: n.name,
+                    op: n.op,
+                    inputs: vec![],
+                    shape: shape.to_vec(),
+                });
+            } else {
+                b.push(&n.name, n.op, &n.inputs)?;
+            }
+        }
+        self.nodes = b.nodes;
+        if self.output >= self.nodes.len() {
+            return Err(Error::shape(&self.name, "output node out of range"));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Graph`] node by node, inferring shapes on the way.
+#[derive(Debug)]
+pub struct GraphBuilder {
+    name: String,
+    nodes: Vec<Node>,
+}
+
+impl GraphBuilder {
+    /// Starts a graph whose input has per-sample shape `[C, H, W]`.
+    pub fn new(name: impl Into<String>, input: [usize; 3]) -> Self {
+        Self {
+            name: name.into(),
+            nodes: vec![Node {
+                name: "input".into(),
+                op: Op::Input { shape: input },
+                inputs: vec![],
+                shape: input.to_vec(),
+            }],
+        }
+    }
+
+    /// The input node.
+    pub fn input(&self) -> NodeId {
+        0
+    }
+
+    /// Per-sample shape of a node's output.
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id].shape
+    }
+
+    /// Adds a node; its shape is inferred now, so a mismatch is an error naming `name`.
+    pub fn push(&mut self, name: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
+        if matches!(op, Op::Input { .. }) {
+            return Err(Error::shape(name, "a graph has exactly one input node"));
+        }
+        if inputs.len() != op.arity() {
+            return Err(Error::shape(
+                name,
+                format!(
+                    "{} takes {} input(s), got {}",
+                    op.kind(),
+                    op.arity(),
+                    inputs.len()
+                ),
+            ));
+        }
+        if let Some(&bad) = inputs.iter().find(|&&i| i >= self.nodes.len()) {
+            return Err(Error::shape(
+                name,
+                format!("input node {bad} does not exist yet"),
+            ));
+        }
+        let in_shapes: Vec<&[usize]> = inputs.iter().map(|&i| &self.nodes[i].shape[..]).collect();
+        let shape = shape::infer(name, &op, &in_shapes)?;
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs: inputs.to_vec(),
+            shape,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Finishes the graph with `output` as its result.
+    pub fn finish(self, output: NodeId) -> Graph {
+        Graph {
+            name: self.name,
+            nodes: self.nodes,
+            output,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! gconv
+pub mod cpu;
+pub mod error;
+pub mod graph;
+pub mod tensor;
+pub mod weights;
+pub mod zoo;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;
+pub use weights::Weights;

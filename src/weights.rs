@@ -1,0 +1,163 @@
+//! Named parameter tensors with torchvision `state_dict` keys (`features.0.weight`, `fc.bias`).
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op};
+use crate::tensor::Tensor;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use std::collections::BTreeMap;
+
+/// A model's parameters and buffers, keyed `"{layer}.{suffix}"`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Weights {
+    map: BTreeMap<String, Tensor>,
+}
+
+impl Weights {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts (or replaces) a tensor.
+    pub fn insert(&mut self, key: impl Into<String>, t: Tensor) {
+        self.map.insert(key.into(), t);
+    }
+
+    /// Removes a tensor.
+    pub fn remove(&mut self, key: &str) -> Option<Tensor> {
+        self.map.remove(key)
+    }
+
+    /// A tensor by key, if present.
+    pub fn get(&self, key: &str) -> Option<&Tensor> {
+        self.map.get(key)
+    }
+
+    /// A tensor by key, or [`Error::Weights`] naming the key.
+    pub fn require(&self, key: &str) -> Result<&Tensor> {
+        self.map.get(key).ok_or_else(|| Error::Weights {
+            key: key.to_string(),
+            msg: "missing".into(),
+        })
+    }
+
+    /// All `(key, tensor)` pairs, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor)> {
+        self.map.iter()
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Checks that the set holds exactly the tensors `graph` needs, with the right shapes.
+    /// Errors name the key and, for a mismatch, both shapes.
+    pub fn validate(&self, graph: &Graph) -> Result<()> {
+        let specs = graph.param_specs();
+        for (key, shape) in &specs {
+            let t = self.require(key)?;
+            if t.shape() != &shape[..] {
+                return Err(Error::Weights {
+                    key: key.clone(),
+                    msg: format!(
+                        "shape {:?} in the weights, the model needs {shape:?}",
+                        t.shape()
+                    ),
+                });
+            }
+        }
+        if let Some(extra) = self
+            .map
+            .keys()
+            .find(|k| !specs.iter().any(|(s, _)| s == *k))
+        {
+            return Err(Error::Weights {
+                key: extra.clone(),
+                msg: format!("not a parameter of model `{}`", graph.name),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seeded initialisation as torchvision does it: convs Kaiming-normal (fan-out, ReLU),
+    /// BN γ = 1, β = 0, running mean 0, variance 1; linear N(0, 0.01), bias 0;
+    /// FLGC selection matrices standard Gaussian (Wang et al., Algorithm 1).
+    pub fn init(graph: &Graph, seed: u64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut w = Weights::new();
+        for n in &graph.nodes {
+            for (suffix, shape) in n.op.param_shapes() {
+                let key = format!("{}.{suffix}", n.name);
+                let len: usize = shape.iter().product();
+                let std = match (&n.op, suffix) {
+                    (Op::Conv2d(s) | Op::FlgcConv2d(s), "weight")
+                    | (Op::GroupedConvTable { spec: s, .. }, "weight") => {
+                        let fan_out = s.out_channels * s.kernel[0] * s.kernel[1] / s.groups.max(1);
+                        (2.0 / fan_out.max(1) as f32).sqrt()
+                    }
+                    (Op::Linear { .. }, "weight") => 0.01,
+                    (_, "select_in" | "select_out") => 1.0,
+                    _ => 0.0,
+                };
+                let fill = if suffix == "running_var"
+                    || (matches!(n.op, Op::BatchNorm { .. }) && suffix == "weight")
+                {
+                    1.0
+                } else {
+                    0.0
+                };
+                let data = if std > 0.0 {
+                    let d = Normal::new(0.0, std).expect("positive std");
+                    (0..len).map(|_| d.sample(&mut rng)).collect()
+                } else {
+                    vec![fill; len]
+                };
+                w.insert(key, Tensor::new(shape, data).expect("shape and data agree"));
+            }
+        }
+        w
+    }
+
+    /// Like [`Weights::init`], but with non-trivial BN statistics and biases, so that tests
+    /// exercise every term of every op.
+    pub fn random_for_tests(graph: &Graph, seed: u64) -> Self {
+        let mut w = Self::init(graph, seed);
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        for (k, t) in w.map.iter_mut() {
+            let r = |rng: &mut SmallRng, lo: f32, hi: f32| rng.random_range(lo..hi);
+            if k.ends_with(".running_var") {
+                t.data_mut()
+                    .iter_mut()
+                    .for_each(|v| *v = r(&mut rng, 0.5, 1.5));
+            } else if k.ends_with(".running_mean") || k.ends_with(".bias") {
+                t.data_mut()
+                    .iter_mut()
+                    .for_each(|v| *v = r(&mut rng, -0.2, 0.2));
+            } else if k.ends_with(".weight")
+                && t.shape().len() == 1
+                && !k.contains("classifier")
+                && !k.starts_with("fc")
+            {
+                // BN γ (1-D weights of batch norms); packed conv weights are 1-D too, but are
+                // re-drawn by init with the right scale, so only touch BN layers here.
+                let is_bn = graph
+                    .find(k.trim_end_matches(".weight"))
+                    .is_some_and(|i| matches!(graph.nodes[i].op, Op::BatchNorm { .. }));
+                if is_bn {
+                    t.data_mut()
+                        .iter_mut()
+                        .for_each(|v| *v = r(&mut rng, 0.5, 1.5));
+                }
+            }
+        }
+        w
+    }
+}

@@ -1,0 +1,86 @@
+//! VGG-BN builder (torchvision's `vgg*_bn` layer names and indices).
+
+use super::{scale_channels, Arch, ConvKind, ModelSpec};
+use crate::error::Result;
+use crate::graph::{Conv2dSpec, Graph, GraphBuilder, Op, Pool2dSpec};
+
+pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
+    let Arch::Vgg {
+        stages,
+        classifier,
+        dropout,
+        stage_groups,
+        grouped,
+    } = &spec.arch
+    else {
+        unreachable!("vgg::build called on a non-VGG spec")
+    };
+    let mut b = GraphBuilder::new(&spec.name, spec.input);
+    let mut x = b.input();
+    let mut idx = 0usize; // torchvision's index into `features`
+    let mut c = spec.input[0];
+    for (si, stage) in stages.iter().enumerate() {
+        let g = stage_groups.as_ref().map_or(1, |sg| sg[si]);
+        for &out in stage {
+            let out = scale_channels(out, spec.width, g);
+            let conv = Conv2dSpec::square(c, out, 3, 1, 1).bias(true);
+            let op = match (g, grouped) {
+                (1, _) | (_, ConvKind::Dense) => Op::Conv2d(conv),
+                (_, ConvKind::Sgc) => Op::Conv2d(conv.groups(g)),
+                (_, ConvKind::Flgc) => Op::FlgcConv2d(conv.groups(g)),
+            };
+            x = b.push(&format!("features.{idx}"), op, &[x])?;
+            x = b.push(
+                &format!("features.{}", idx + 1),
+                Op::BatchNorm {
+                    channels: out,
+                    eps: 1e-5,
+                },
+                &[x],
+            )?;
+            x = b.push(&format!("features.{}", idx + 2), Op::Relu, &[x])?;
+            idx += 3;
+            c = out;
+        }
+        x = b.push(
+            &format!("features.{idx}"),
+            Op::MaxPool(Pool2dSpec::square(2, 2, 0)),
+            &[x],
+        )?;
+        idx += 1;
+    }
+    x = b.push("avgpool", Op::AdaptiveAvgPool { output: [7, 7] }, &[x])?;
+    x = b.push("flatten", Op::Flatten, &[x])?;
+    let mut f = c * 49;
+    let mut ci = 0usize;
+    for &hidden in classifier {
+        let hidden = scale_channels(hidden, spec.width, 1);
+        x = b.push(
+            &format!("classifier.{ci}"),
+            Op::Linear {
+                in_features: f,
+                out_features: hidden,
+                bias: true,
+            },
+            &[x],
+        )?;
+        x = b.push(&format!("classifier.{}", ci + 1), Op::Relu, &[x])?;
+        x = b.push(
+            &format!("classifier.{}", ci + 2),
+            Op::Dropout { p: *dropout },
+            &[x],
+        )?;
+        ci += 3;
+        f = hidden;
+    }
+    x = b.push(
+        &format!("classifier.{ci}"),
+        Op::Linear {
+            in_features: f,
+            out_features: spec.num_classes,
+            bias: true,
+        },
+        &[x],
+    )?;
+    Ok(b.finish(x))
+}
