@@ -8,6 +8,7 @@
 
 mod cost;
 mod op;
+pub mod passes;
 mod shape;
 
 pub use cost::{LayerCost, ModelCost};

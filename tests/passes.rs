@@ -1,0 +1,88 @@
+//! Graph passes keep the model's function: folded == unfolded, materialised FLGC == FLGC.
+
+use gconv::graph::passes::{fold_batch_norm, materialize_flgc};
+use gconv::graph::Op;
+use gconv::testing::{assert_close, Tolerance};
+use gconv::zoo::{ModelSpec, Scheme};
+use gconv::{cpu, Tensor, Weights};
+
+fn small(name: &str, input: [usize; 3], width: f32) -> ModelSpec {
+    let mut s = ModelSpec::load(name).unwrap();
+    s.input = input;
+    s.width = width;
+    s.num_classes = 10;
+    s
+}
+
+fn input(shape: [usize; 4], seed: u32) -> Tensor {
+    Tensor::from_fn(&shape, |i| {
+        (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0
+    })
+}
+
+#[test]
+fn folding_bn_keeps_outputs_vgg_schemes_and_resnets() {
+    let mut cases = vec![
+        small("resnet50", [3, 32, 32], 0.25),
+        small("resnet50-dsc-sgc", [3, 32, 32], 0.25),
+    ];
+    for sch in ["A", "E"] {
+        cases.push(
+            small("vgg13bn", [3, 32, 32], 0.5)
+                .with_scheme(&Scheme::load(sch).unwrap())
+                .unwrap(),
+        );
+    }
+    for spec in cases {
+        let g = spec.build().unwrap();
+        let w = Weights::random_for_tests(&g, 7);
+        let x = input([2, 3, 32, 32], 1);
+        let want = cpu::run_graph(&g, &w, &x).unwrap();
+        let (fg, fw) = fold_batch_norm(&g, &w).unwrap();
+        assert!(
+            fg.nodes
+                .iter()
+                .all(|n| !matches!(n.op, Op::BatchNorm { .. })),
+            "{}: BN left",
+            spec.name
+        );
+        fw.validate(&fg).unwrap();
+        let got = cpu::run_graph(&fg, &fw, &x).unwrap();
+        assert_eq!(got.shape(), want.shape());
+        assert_close(&spec.name, got.data(), want.data(), Tolerance::F32_MODEL);
+    }
+}
+
+#[test]
+fn folding_dsc_model_removes_every_bn_and_keeps_the_output_shape() {
+    let g = small("resnet50-dsc", [3, 32, 32], 0.25).build().unwrap();
+    let w = Weights::random_for_tests(&g, 3);
+    let (fg, _) = fold_batch_norm(&g, &w).unwrap();
+    let bns = g
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::BatchNorm { .. }))
+        .count();
+    assert_eq!(fg.nodes.len(), g.nodes.len() - bns);
+    assert_eq!(fg.output_shape(), g.output_shape());
+}
+
+#[test]
+fn materialised_flgc_matches_masked_conv() {
+    let g = small("resnet50-dsc-flgc", [3, 32, 32], 0.25)
+        .build()
+        .unwrap();
+    assert!(g.nodes.iter().any(|n| matches!(n.op, Op::FlgcConv2d(_))));
+    let w = Weights::random_for_tests(&g, 11);
+    let x = input([1, 3, 32, 32], 5);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let (mg, mw) = materialize_flgc(&g, &w).unwrap();
+    assert!(mg.nodes.iter().all(|n| !matches!(n.op, Op::FlgcConv2d(_))));
+    let got = cpu::run_graph(&mg, &mw, &x).unwrap();
+    assert_close(
+        "flgc materialised",
+        got.data(),
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
