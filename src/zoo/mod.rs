@@ -322,7 +322,12 @@ impl ModelSpec {
 }
 
 /// Scales a channel count by the width multiplier and rounds it up to a multiple of `align`.
+/// At width 1 the published count is kept as it is (a G that does not divide it is then an
+/// error of the layer, not a silently wider model).
 pub(crate) fn scale_channels(c: usize, width: f32, align: usize) -> usize {
+    if width == 1.0 {
+        return c;
+    }
     let s = ((c as f32 * width).round() as usize).max(1);
     s.div_ceil(align) * align
 }

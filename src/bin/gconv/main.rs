@@ -1,1 +1,40 @@
-fn main() {}
+//! `gconv`: the command-line front end (model zoo, accounting, inference, benchmarks).
+
+mod common;
+mod info;
+mod models;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Grouped-convolution runtime: inspect, run and benchmark grouped-convolution networks.
+#[derive(Parser)]
+#[command(name = "gconv", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in models and grouping schemes.
+    Models(models::Args),
+    /// Per-layer shapes, groups, MACs and parameters of a model.
+    Info(info::Args),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Models(a) => models::run(a),
+        Command::Info(a) => info::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

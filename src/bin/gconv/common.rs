@@ -1,0 +1,130 @@
+//! Options shared by sub-commands: which model, how grouped, what input.
+
+use clap::ValueEnum;
+use gconv::zoo::{ConvKind, ModelSpec, Scheme};
+use gconv::{Error, Result};
+
+/// How the grouped convolutions of a model are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConvArg {
+    /// Dense convolutions (G = 1).
+    Dense,
+    /// Standard group convolution.
+    Sgc,
+    /// Fully learnable group convolution.
+    Flgc,
+}
+
+impl From<ConvArg> for ConvKind {
+    fn from(c: ConvArg) -> Self {
+        match c {
+            ConvArg::Dense => ConvKind::Dense,
+            ConvArg::Sgc => ConvKind::Sgc,
+            ConvArg::Flgc => ConvKind::Flgc,
+        }
+    }
+}
+
+/// Which model, and its variations.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Zoo model name (see `gconv models`) or a path to a model .toml file.
+    #[arg(long, short)]
+    pub model: String,
+    /// VGG grouping scheme: A–E (Gong et al.), a scheme .toml file, or stage groups like 1,1,8,8,8.
+    #[arg(long)]
+    pub scheme: Option<String>,
+    /// Groups of the grouped convolutions (ResNet: block 1×1 convs; VGG: grouped stages).
+    #[arg(long)]
+    pub groups: Option<usize>,
+    /// Kind of the grouped convolutions.
+    #[arg(long, value_enum)]
+    pub conv: Option<ConvArg>,
+    /// Per-sample input size as CxHxW, e.g. 3x224x224.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Classifier outputs.
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Width multiplier on hidden channels.
+    #[arg(long)]
+    pub width: Option<f32>,
+}
+
+/// Parses `CxHxW`.
+pub fn parse_input(s: &str) -> Result<[usize; 3]> {
+    let v: Vec<usize> = s
+        .split(['x', 'X', ','])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| Error::InvalidArgument(format!("--input {s}: expected CxHxW, e.g. 3x224x224")))?;
+    match v[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(Error::InvalidArgument(format!("--input {s}: expected CxHxW with positive sizes"))),
+    }
+}
+
+impl ModelArgs {
+    /// The model description with every option applied.
+    pub fn spec(&self) -> Result<ModelSpec> {
+        let mut spec = ModelSpec::load(&self.model)?;
+        if let Some(i) = &self.input {
+            spec.input = parse_input(i)?;
+        }
+        if let Some(n) = self.num_classes {
+            spec.num_classes = n;
+        }
+        if let Some(w) = self.width {
+            spec.width = w;
+        }
+        if let Some(s) = &self.scheme {
+            spec = spec.with_scheme(&Scheme::load(s)?)?;
+        }
+        match (self.groups, self.conv) {
+            (Some(g), c) => spec = spec.with_groups(g, c.map(Into::into))?,
+            (None, Some(c)) => {
+                let g = match &spec.arch {
+                    gconv::zoo::Arch::Resnet { groups, .. } => *groups,
+                    gconv::zoo::Arch::Vgg { stage_groups, .. } => {
+                        stage_groups.as_ref().and_then(|s| s.iter().copied().max()).unwrap_or(1)
+                    }
+                };
+                spec = spec.with_groups(g, Some(c.into()))?;
+            }
+            (None, None) => {}
+        }
+        Ok(spec)
+    }
+
+    /// The same model without grouping (the baseline of a reduction), if this one is grouped.
+    pub fn baseline(&self) -> Result<Option<ModelSpec>> {
+        if self.scheme.is_none() && self.groups.is_none() && self.conv.is_none() {
+            return Ok(None);
+        }
+        let plain = ModelArgs {
+            scheme: None,
+            groups: None,
+            conv: None,
+            ..self.clone()
+        };
+        let mut spec = plain.spec()?;
+        if let gconv::zoo::Arch::Resnet { pointwise, groups, .. } = &mut spec.arch {
+            *pointwise = ConvKind::Dense;
+            *groups = 1;
+        }
+        Ok(Some(spec))
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
