@@ -108,16 +108,34 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&[f32]>, s: &Conv2dSpec)
     Ok(out)
 }
 
-/// Grouped convolution with uneven contiguous groups (the exported FLGC layer).
-///
-/// `weight` is packed group after group: group `g` stores its `out_len` filters of
-/// `[in_len, kh, kw]` one after another.
+/// Grouped convolution with uneven contiguous groups and identity channel order
+/// (see [`grouped_conv_indexed`]).
 pub fn grouped_conv_table(
     x: &Tensor,
     weight: &[f32],
     bias: Option<&[f32]>,
     s: &Conv2dSpec,
     table: &[GroupRange],
+) -> Result<Tensor> {
+    let in_index: Vec<usize> = (0..s.in_channels).collect();
+    let out_index: Vec<usize> = (0..s.out_channels).collect();
+    grouped_conv_indexed(x, weight, bias, s, table, &in_index, &out_index)
+}
+
+/// Grouped convolution with uneven groups addressed through index lists (exported FLGC).
+///
+/// Group `g` reads input channels `in_index[in_start + i]` (`i < in_len`) and writes output
+/// channels `out_index[out_start + j]` (`j < out_len`). `weight` is packed group after group:
+/// group `g` stores its `out_len` filters of `[in_len, kh, kw]` one after another.
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_conv_indexed(
+    x: &Tensor,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    s: &Conv2dSpec,
+    table: &[GroupRange],
+    in_index: &[usize],
+    out_index: &[usize],
 ) -> Result<Tensor> {
     let op = "grouped_conv_table";
     let [b, c, h, w] = x.dims4(op)?;
@@ -137,34 +155,57 @@ pub fn grouped_conv_table(
             &[weight.len()],
         ));
     }
+    let bad_in = table.iter().any(|g| g.in_start + g.in_len > in_index.len())
+        || in_index.iter().any(|&i| i >= c);
+    let bad_out = table
+        .iter()
+        .any(|g| g.out_start + g.out_len > out_index.len())
+        || out_index.len() != s.out_channels
+        || out_index.iter().any(|&o| o >= s.out_channels);
+    if bad_in || bad_out {
+        return Err(Error::tensor_shape(
+            op,
+            "a group table within its index lists",
+            &[table.len()],
+        ));
+    }
     check_bias(op, bias, s.out_channels)?;
     let [oh, ow] = s.out_hw(h, w).ok_or_else(|| {
         Error::tensor_shape(op, "an input at least as large as the kernel", x.shape())
     })?;
-    // Where each output channel's filter starts in the packed weight, and its group.
-    let mut filter_of = vec![(0usize, 0usize); s.out_channels];
+    // For each physical output channel: its group and its filter's offset in the packed weight.
+    let mut filter_of = vec![None; s.out_channels];
     let mut off = 0;
     for (gi, g) in table.iter().enumerate() {
         for j in 0..g.out_len {
-            filter_of[g.out_start + j] = (off + j * g.in_len * kk, gi);
+            filter_of[out_index[g.out_start + j]] = Some((off + j * g.in_len * kk, gi));
         }
         off += g.out_len * g.in_len * kk;
     }
     let mut out = Tensor::zeros(&[b, s.out_channels, oh, ow]);
+    let plane = h * w;
     out.data_mut()
         .par_chunks_mut(oh * ow)
         .enumerate()
         .for_each(|(idx, out_plane)| {
             let (n, o) = (idx / s.out_channels, idx % s.out_channels);
-            let (woff, gi) = filter_of[o];
-            let grp = &table[gi];
-            let x_group = &x.data()
-                [((n * c + grp.in_start) * h) * w..((n * c + grp.in_start + grp.in_len) * h) * w];
-            let w_filter = &weight[woff..woff + grp.in_len * kk];
             let bv = bias.map_or(0.0, |bb| bb[o]);
+            let Some((woff, gi)) = filter_of[o] else {
+                out_plane.iter_mut().for_each(|v| *v = bv);
+                return;
+            };
+            let grp = &table[gi];
+            // Gather the group's input planes in group order, then convolve them.
+            let mut x_group = Vec::with_capacity(grp.in_len * plane);
+            for i in 0..grp.in_len {
+                let ch = in_index[grp.in_start + i];
+                x_group
+                    .extend_from_slice(&x.data()[(n * c + ch) * plane..(n * c + ch + 1) * plane]);
+            }
+            let w_filter = &weight[woff..woff + grp.in_len * kk];
             conv_plane(
                 out_plane,
-                x_group,
+                &x_group,
                 w_filter,
                 bv,
                 grp.in_len,

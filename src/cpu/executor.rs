@@ -45,12 +45,19 @@ pub fn run_node(node: &Node, w: &Weights, ins: &[&Tensor]) -> Result<Tensor> {
             param(w, node, "select_out")?,
             s,
         ),
-        Op::GroupedConvTable { spec, table } => super::grouped_conv_table(
+        Op::GroupedConvTable {
+            spec,
+            table,
+            in_index,
+            out_index,
+        } => super::grouped_conv_indexed(
             x0()?,
             param(w, node, "weight")?.data(),
             opt_bias(w, node, spec.bias)?,
             spec,
             table,
+            in_index,
+            out_index,
         ),
         Op::BatchNorm { eps, .. } => super::batch_norm(
             x0()?,

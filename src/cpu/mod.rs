@@ -12,7 +12,7 @@ pub mod pool;
 
 mod executor;
 
-pub use conv::{conv2d, grouped_conv_table};
+pub use conv::{conv2d, grouped_conv_indexed, grouped_conv_table};
 pub use dense::{add, gather_channels, linear, relu, softmax};
 pub use executor::{run_graph, run_node};
 pub use flgc::{flgc_conv2d, flgc_mask, masked_weight, row_argmax, row_softmax};

@@ -79,7 +79,7 @@ impl Graph {
                         ((s.in_channels + s.out_channels) * s.groups) as u64,
                     )
                 }
-                Op::GroupedConvTable { spec, table } => {
+                Op::GroupedConvTable { spec, table, .. } => {
                     let k = (spec.kernel[0] * spec.kernel[1]) as u64;
                     let w: u64 = table
                         .iter()

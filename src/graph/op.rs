@@ -135,13 +135,23 @@ pub enum Op {
     /// masked by `M = T·Sᵀ` from the selection matrices `select_in` (S̄, C×G) and
     /// `select_out` (T̄, N×G); `spec.groups` is G.
     FlgcConv2d(Conv2dSpec),
-    /// Grouped convolution with uneven, contiguous groups (the exported form of FLGC).
+    /// Grouped convolution with uneven groups (the exported form of FLGC, Wang et al. §2.3).
+    ///
+    /// Group `g` reads input channels `in_index[in_start .. in_start+in_len]` and writes output
+    /// channels `out_index[out_start .. out_start+out_len]`: the learnt re-ordering is merged
+    /// into the layer's addressing, so no tensor is ever permuted in memory. With identity
+    /// indices this is a plain contiguous uneven group conv.
     /// The weight is packed group after group: group g holds `out_len·in_len·kh·kw` values.
     GroupedConvTable {
         /// Kernel, stride, padding, dilation, channels and bias; `spec.groups` = table length.
         spec: Conv2dSpec,
-        /// The groups, covering every output channel exactly once.
+        /// The groups; their output ranges cover `out_index` exactly once.
         table: Vec<GroupRange>,
+        /// Physical input channel of each (group-ordered) input position; a permutation of `0..C`
+        /// or a selection of it.
+        in_index: Vec<usize>,
+        /// Physical output channel of each (group-ordered) filter; a permutation of `0..N`.
+        out_index: Vec<usize>,
     },
     /// Batch normalisation over channels (inference: running statistics).
     BatchNorm {
@@ -250,7 +260,7 @@ impl Op {
                 v.push(("select_in", vec![s.in_channels, s.groups]));
                 v.push(("select_out", vec![s.out_channels, s.groups]));
             }
-            Op::GroupedConvTable { spec, table } => {
+            Op::GroupedConvTable { spec, table, .. } => {
                 let n: usize = table
                     .iter()
                     .map(|g| g.out_len * g.in_len * spec.kernel[0] * spec.kernel[1])

@@ -1,7 +1,7 @@
 //! Graph rewrites applied at load time. Each takes a graph and its weights and returns an
 //! equivalent pair; `tests/passes.rs` checks the outputs are unchanged.
 
-use super::{Conv2dSpec, Graph, NodeId, Op};
+use super::{Conv2dSpec, Graph, GroupRange, NodeId, Op};
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -90,14 +90,19 @@ pub fn fold_batch_norm(graph: &Graph, weights: &Weights) -> Result<(Graph, Weigh
         let mut wt = w.require(&wkey)?.clone();
         // Per-output-channel weight ranges.
         let ranges: Vec<(usize, usize)> = match &g.nodes[p].op {
-            Op::GroupedConvTable { spec, table } => {
+            Op::GroupedConvTable {
+                spec,
+                table,
+                out_index,
+                ..
+            } => {
                 let kk = spec.kernel[0] * spec.kernel[1];
                 let mut r = vec![(0, 0); spec.out_channels];
                 let mut off = 0;
                 for grp in table {
                     for j in 0..grp.out_len {
                         let len = grp.in_len * kk;
-                        r[grp.out_start + j] = (off + j * len, len);
+                        r[out_index[grp.out_start + j]] = (off + j * len, len);
                     }
                     off += grp.out_len * grp.in_len * kk;
                 }
@@ -158,6 +163,58 @@ pub fn materialize_flgc(graph: &Graph, weights: &Weights) -> Result<(Graph, Weig
             groups: 1,
             ..s.clone()
         });
+    }
+    g.revalidate()?;
+    Ok((g, w))
+}
+
+/// Compiles every FLGC layer into an uneven group convolution by index re-ordering
+/// (Wang et al. §2.3): the learnt one-hot `S`, `T` give each input channel and filter a group;
+/// filters are re-ordered so each group's are contiguous in the packed weight, and the
+/// layer reads its group's input channels and writes its filters' outputs through index lists
+/// merged into its addressing ([`Op::GroupedConvTable`]). Activations keep their order, so
+/// no gather is ever needed, whatever the producers and consumers are (residual adds included).
+/// Weights outside the learnt grouping (masked to zero in training) are dropped.
+pub fn export_flgc(graph: &Graph, weights: &Weights) -> Result<(Graph, Weights)> {
+    let mut g = graph.clone();
+    let mut w = weights.clone();
+    for n in &mut g.nodes {
+        let Op::FlgcConv2d(spec) = &n.op else {
+            continue;
+        };
+        let key = |k: &str| format!("{}.{k}", n.name);
+        let s = crate::cpu::row_argmax(w.require(&key("select_in"))?)?;
+        let t = crate::cpu::row_argmax(w.require(&key("select_out"))?)?;
+        let dense = w.require(&key("weight"))?;
+        let (c, kk) = (spec.in_channels, spec.kernel[0] * spec.kernel[1]);
+        let (mut table, mut in_index, mut out_index, mut packed) = (vec![], vec![], vec![], vec![]);
+        for grp in 0..spec.groups {
+            let ins: Vec<usize> = (0..c).filter(|&i| s[i] == grp).collect();
+            let outs: Vec<usize> = (0..spec.out_channels).filter(|&o| t[o] == grp).collect();
+            table.push(GroupRange {
+                in_start: in_index.len(),
+                in_len: ins.len(),
+                out_start: out_index.len(),
+                out_len: outs.len(),
+            });
+            for &o in &outs {
+                for &i in &ins {
+                    let at = (o * c + i) * kk;
+                    packed.extend_from_slice(&dense.data()[at..at + kk]);
+                }
+            }
+            in_index.extend(ins);
+            out_index.extend(outs);
+        }
+        w.insert(key("weight"), Tensor::new(vec![packed.len()], packed)?);
+        w.remove(&key("select_in"));
+        w.remove(&key("select_out"));
+        n.op = Op::GroupedConvTable {
+            spec: spec.clone(),
+            table,
+            in_index,
+            out_index,
+        };
     }
     g.revalidate()?;
     Ok((g, w))

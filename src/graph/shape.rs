@@ -82,7 +82,12 @@ pub(crate) fn infer(layer: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>
             check_conv(layer, s, c, true)?;
             conv_out(layer, s, h, w)
         }
-        Op::GroupedConvTable { spec, table } => {
+        Op::GroupedConvTable {
+            spec,
+            table,
+            in_index,
+            out_index,
+        } => {
             let [c, h, w] = chw(layer, op, ins[0])?;
             if c != spec.in_channels {
                 return Err(Error::shape(
@@ -90,37 +95,49 @@ pub(crate) fn infer(layer: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>
                     format!("expects {} input channels, got {c}", spec.in_channels),
                 ));
             }
-            let mut covered = vec![false; spec.out_channels];
-            for (gi, g) in table.iter().enumerate() {
-                if g.in_start + g.in_len > c || g.out_start + g.out_len > spec.out_channels {
-                    return Err(Error::shape(
-                        layer,
-                        format!(
-                            "group {gi} {g:?} exceeds the channels ({c} in, {} out)",
-                            spec.out_channels
-                        ),
-                    ));
-                }
-                if g.out_len > 0 && g.in_len == 0 {
-                    return Err(Error::shape(
-                        layer,
-                        format!("group {gi} has outputs but no inputs"),
-                    ));
-                }
-                for o in g.out_start..g.out_start + g.out_len {
-                    if covered[o] {
-                        return Err(Error::shape(
-                            layer,
-                            format!("output channel {o} is in two groups"),
-                        ));
-                    }
-                    covered[o] = true;
-                }
-            }
-            if let Some(o) = covered.iter().position(|c| !c) {
+            if let Some(&bad) = in_index.iter().find(|&&i| i >= c) {
                 return Err(Error::shape(
                     layer,
-                    format!("output channel {o} is in no group"),
+                    format!("in_index names channel {bad} of {c}"),
+                ));
+            }
+            if out_index.len() != spec.out_channels {
+                return Err(Error::shape(
+                    layer,
+                    format!(
+                        "out_index has {} entries for {} outputs",
+                        out_index.len(),
+                        spec.out_channels
+                    ),
+                ));
+            }
+            let mut covered = vec![false; spec.out_channels];
+            for &o in out_index {
+                if o >= spec.out_channels || covered[o] {
+                    return Err(Error::shape(
+                        layer,
+                        format!("out_index is not a permutation (channel {o})"),
+                    ));
+                }
+                covered[o] = true;
+            }
+            let mut next_out = 0;
+            for (gi, g) in table.iter().enumerate() {
+                if g.in_start + g.in_len > in_index.len() || g.out_start != next_out {
+                    return Err(Error::shape(
+                        layer,
+                        format!("group {gi} {g:?} does not fit the index lists (or leaves a gap)"),
+                    ));
+                }
+                next_out += g.out_len;
+            }
+            if next_out != spec.out_channels {
+                return Err(Error::shape(
+                    layer,
+                    format!(
+                        "the groups cover {next_out} of {} outputs",
+                        spec.out_channels
+                    ),
                 ));
             }
             conv_out(layer, spec, h, w)
