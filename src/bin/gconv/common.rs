@@ -57,10 +57,14 @@ pub fn parse_input(s: &str) -> Result<[usize; 3]> {
         .split(['x', 'X', ','])
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| Error::InvalidArgument(format!("--input {s}: expected CxHxW, e.g. 3x224x224")))?;
+        .map_err(|_| {
+            Error::InvalidArgument(format!("--input {s}: expected CxHxW, e.g. 3x224x224"))
+        })?;
     match v[..] {
         [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
-        _ => Err(Error::InvalidArgument(format!("--input {s}: expected CxHxW with positive sizes"))),
+        _ => Err(Error::InvalidArgument(format!(
+            "--input {s}: expected CxHxW with positive sizes"
+        ))),
     }
 }
 
@@ -85,9 +89,10 @@ impl ModelArgs {
             (None, Some(c)) => {
                 let g = match &spec.arch {
                     gconv::zoo::Arch::Resnet { groups, .. } => *groups,
-                    gconv::zoo::Arch::Vgg { stage_groups, .. } => {
-                        stage_groups.as_ref().and_then(|s| s.iter().copied().max()).unwrap_or(1)
-                    }
+                    gconv::zoo::Arch::Vgg { stage_groups, .. } => stage_groups
+                        .as_ref()
+                        .and_then(|s| s.iter().copied().max())
+                        .unwrap_or(1),
                 };
                 spec = spec.with_groups(g, Some(c.into()))?;
             }
@@ -108,7 +113,10 @@ impl ModelArgs {
             ..self.clone()
         };
         let mut spec = plain.spec()?;
-        if let gconv::zoo::Arch::Resnet { pointwise, groups, .. } = &mut spec.arch {
+        if let gconv::zoo::Arch::Resnet {
+            pointwise, groups, ..
+        } = &mut spec.arch
+        {
             *pointwise = ConvKind::Dense;
             *groups = 1;
         }

@@ -43,17 +43,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "total_params": cost.total_params,
             "reduction": reduction,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} — input {:?}, {} classes", graph.name, graph.input_shape(), spec.num_classes);
+    println!(
+        "{} — input {:?}, {} classes",
+        graph.name,
+        graph.input_shape(),
+        spec.num_classes
+    );
     if !a.summary {
         println!(
             "{:<28} {:<18} {:>16} {:>16} {:>5} {:>15} {:>13}",
             "layer", "op", "in", "out", "G", "MACs", "params"
         );
         for l in &cost.layers {
-            let shp = |s: &[usize]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×");
+            let shp = |s: &[usize]| {
+                s.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("×")
+            };
             println!(
                 "{:<28} {:<18} {:>16} {:>16} {:>5} {:>15} {:>13}",
                 l.name,
@@ -61,8 +74,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 shp(&l.in_shape),
                 shp(&l.out_shape),
                 l.groups.map(|g| g.to_string()).unwrap_or_default(),
-                if l.macs > 0 { thousands(l.macs) } else { String::new() },
-                if l.params > 0 { thousands(l.params) } else { String::new() },
+                if l.macs > 0 {
+                    thousands(l.macs)
+                } else {
+                    String::new()
+                },
+                if l.params > 0 {
+                    thousands(l.params)
+                } else {
+                    String::new()
+                },
             );
         }
     }
@@ -84,7 +105,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let train_only: u64 = cost.layers.iter().map(|l| l.train_only_params).sum();
     if train_only > 0 {
-        println!("(+ {} FLGC selection parameters used only in training)", thousands(train_only));
+        println!(
+            "(+ {} FLGC selection parameters used only in training)",
+            thousands(train_only)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

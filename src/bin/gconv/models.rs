@@ -23,7 +23,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .collect::<Result<_>>()?;
     if a.json {
         let v = serde_json::json!({ "models": models, "schemes": schemes });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("Models (gconv info --model NAME):");
