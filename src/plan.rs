@@ -150,3 +150,81 @@ mod tests {
         assert!(p.peak_bytes() < BufferPlan::naive_bytes(&v));
     }
 }
+
+/// How a graph's node outputs map onto stored values on a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Analysis {
+    /// The node whose stored value holds each node's output: itself, or — for views
+    /// (`flatten`, `dropout`) and fused ReLUs — the producer's.
+    pub value_of: Vec<crate::graph::NodeId>,
+    /// Nodes whose epilogue applies a ReLU (the consumer ReLU was fused into them).
+    pub fused_relu: Vec<bool>,
+}
+
+impl Analysis {
+    /// Views and ReLU fusion: a ReLU whose producer (conv, BN, add, linear) has no other
+    /// consumer and is not the output is fused into the producer.
+    pub fn new(graph: &crate::graph::Graph) -> Self {
+        use crate::graph::Op;
+        let n = graph.nodes.len();
+        let mut consumers = vec![0usize; n];
+        for node in &graph.nodes {
+            for &p in &node.inputs {
+                consumers[p] += 1;
+            }
+        }
+        let mut value_of: Vec<usize> = (0..n).collect();
+        let mut fused_relu = vec![false; n];
+        for i in 1..n {
+            let node = &graph.nodes[i];
+            match node.op {
+                Op::Flatten | Op::Dropout { .. } => value_of[i] = value_of[node.inputs[0]],
+                Op::Relu => {
+                    let p = node.inputs[0];
+                    let fusable = matches!(
+                        graph.nodes[p].op,
+                        Op::Conv2d(_)
+                            | Op::GroupedConvTable { .. }
+                            | Op::BatchNorm { .. }
+                            | Op::Add
+                            | Op::Linear { .. }
+                    ) && consumers[p] == 1
+                        && p != graph.output
+                        && value_of[p] == p;
+                    if fusable {
+                        fused_relu[p] = true;
+                        value_of[i] = p;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Self { value_of, fused_relu }
+    }
+
+    /// The stored values (nodes that own a buffer), in graph order.
+    pub fn values(&self) -> Vec<crate::graph::NodeId> {
+        (0..self.value_of.len()).filter(|&i| self.value_of[i] == i).collect()
+    }
+
+    /// Lifetimes of the stored values at `batch` (f32 elements), in [`Analysis::values`] order.
+    pub fn lifetimes(&self, graph: &crate::graph::Graph, batch: usize) -> Vec<ValueLife> {
+        let n = graph.nodes.len();
+        let mut last_use: Vec<usize> = (0..n).collect();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for &p in &node.inputs {
+                let v = self.value_of[p];
+                last_use[v] = last_use[v].max(i);
+            }
+        }
+        last_use[self.value_of[graph.output]] = n;
+        self.values()
+            .into_iter()
+            .map(|v| ValueLife {
+                bytes: (4 * batch * graph.nodes[v].shape.iter().product::<usize>()).max(4) as u64,
+                def: v,
+                last_use: last_use[v],
+            })
+            .collect()
+    }
+}

@@ -131,32 +131,19 @@ impl Weights {
     pub fn random_for_tests(graph: &Graph, seed: u64) -> Self {
         let mut w = Self::init(graph, seed);
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
-        for (k, t) in w.map.iter_mut() {
-            let r = |rng: &mut SmallRng, lo: f32, hi: f32| rng.random_range(lo..hi);
-            if k.ends_with(".running_var") {
-                t.data_mut()
-                    .iter_mut()
-                    .for_each(|v| *v = r(&mut rng, 0.5, 1.5));
-            } else if k.ends_with(".running_mean") || k.ends_with(".bias") {
-                t.data_mut()
-                    .iter_mut()
-                    .for_each(|v| *v = r(&mut rng, -0.2, 0.2));
-            } else if k.ends_with(".weight")
-                && t.shape().len() == 1
-                && !k.contains("classifier")
-                && !k.starts_with("fc")
-            {
-                // BN γ (1-D weights of batch norms); packed conv weights are 1-D too, but are
-                // re-drawn by init with the right scale, so only touch BN layers here.
-                let is_bn = graph
-                    .find(k.trim_end_matches(".weight"))
-                    .is_some_and(|i| matches!(graph.nodes[i].op, Op::BatchNorm { .. }));
-                if is_bn {
-                    t.data_mut()
-                        .iter_mut()
-                        .for_each(|v| *v = r(&mut rng, 0.5, 1.5));
-                }
+        let mut fill = |w: &mut Weights, key: String, lo: f32, hi: f32| {
+            if let Some(t) = w.map.get_mut(&key) {
+                t.data_mut().iter_mut().for_each(|v| *v = rng.random_range(lo..hi));
             }
+        };
+        for n in &graph.nodes {
+            let key = |s: &str| format!("{}.{s}", n.name);
+            if matches!(n.op, Op::BatchNorm { .. }) {
+                fill(&mut w, key("weight"), 0.5, 1.5);
+                fill(&mut w, key("running_var"), 0.5, 1.5);
+                fill(&mut w, key("running_mean"), -0.2, 0.2);
+            }
+            fill(&mut w, key("bias"), -0.2, 0.2);
         }
         w
     }

@@ -93,6 +93,11 @@ pub fn run_node(node: &Node, w: &Weights, ins: &[&Tensor]) -> Result<Tensor> {
 
 /// Runs `graph` on a `[B, C, H, W]` input; returns the output (`[B, ...]`).
 pub fn run_graph(graph: &Graph, w: &Weights, input: &Tensor) -> Result<Tensor> {
+    run_graph_timed(graph, w, input).map(|(t, _)| t)
+}
+
+/// Like [`run_graph`], also returning each node's wall-clock time in seconds.
+pub fn run_graph_timed(graph: &Graph, w: &Weights, input: &Tensor) -> Result<(Tensor, Vec<(String, f64)>)> {
     let [c, h, wd] = graph.input_shape();
     let [_, ic, ih, iw] = input.dims4("model input")?;
     if [ic, ih, iw] != [c, h, wd] {
@@ -105,6 +110,7 @@ pub fn run_graph(graph: &Graph, w: &Weights, input: &Tensor) -> Result<Tensor> {
     let last = graph.last_uses();
     let mut vals: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
     vals[0] = Some(input.clone());
+    let mut times = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate().skip(1) {
         let ins: Vec<&Tensor> = node
             .inputs
@@ -115,7 +121,9 @@ pub fn run_graph(graph: &Graph, w: &Weights, input: &Tensor) -> Result<Tensor> {
                     .expect("inputs are computed before their consumers")
             })
             .collect();
+        let t0 = std::time::Instant::now();
         let out = run_node(node, w, &ins)?;
+        times.push((node.name.clone(), t0.elapsed().as_secs_f64()));
         for &p in &node.inputs {
             if last[p] == i {
                 vals[p] = None;
@@ -123,5 +131,5 @@ pub fn run_graph(graph: &Graph, w: &Weights, input: &Tensor) -> Result<Tensor> {
         }
         vals[i] = Some(out);
     }
-    Ok(vals[graph.output].take().expect("output computed"))
+    Ok((vals[graph.output].take().expect("output computed"), times))
 }

@@ -14,7 +14,7 @@ mod executor;
 
 pub use conv::{conv2d, grouped_conv_indexed, grouped_conv_table};
 pub use dense::{add, gather_channels, linear, relu, softmax};
-pub use executor::{run_graph, run_node};
+pub use executor::{run_graph, run_graph_timed, run_node};
 pub use flgc::{flgc_conv2d, flgc_mask, masked_weight, row_argmax, row_softmax};
 pub use norm::batch_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
