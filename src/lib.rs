@@ -2,6 +2,7 @@
 pub mod cpu;
 pub mod error;
 pub mod graph;
+pub mod io;
 pub mod plan;
 pub mod tensor;
 pub mod testing;
