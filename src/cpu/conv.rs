@@ -142,14 +142,46 @@ pub fn grouped_conv_table(
         Error::tensor_shape(op, "an input at least as large as the kernel", x.shape())
     })?;
     // Where each output channel's filter starts in the packed weight, and its group.
-    let mut filter_of = vec![(0usize, 0usize); s.out_channels];
+    // The table is checked here too (not only by graph building): a group outside the
+    // channels would index out of bounds, and an output channel in no group would silently
+    // reuse filter 0.
+    let mut filter_of = vec![None; s.out_channels];
     let mut off = 0;
     for (gi, g) in table.iter().enumerate() {
+        if g.in_start + g.in_len > c
+            || g.out_start + g.out_len > s.out_channels
+            || (g.out_len > 0 && g.in_len == 0)
+        {
+            return Err(Error::tensor_shape(
+                op,
+                format!(
+                    "group {gi} {g:?} within {c} input and {} output channels, with inputs",
+                    s.out_channels
+                ),
+                x.shape(),
+            ));
+        }
         for j in 0..g.out_len {
-            filter_of[g.out_start + j] = (off + j * g.in_len * kk, gi);
+            if filter_of[g.out_start + j].is_some() {
+                return Err(Error::tensor_shape(
+                    op,
+                    format!("output channel {} in one group only", g.out_start + j),
+                    x.shape(),
+                ));
+            }
+            filter_of[g.out_start + j] = Some((off + j * g.in_len * kk, gi));
         }
         off += g.out_len * g.in_len * kk;
     }
+    let filter_of = filter_of
+        .into_iter()
+        .enumerate()
+        .map(|(o, f)| {
+            f.ok_or_else(|| {
+                Error::tensor_shape(op, format!("output channel {o} in a group"), x.shape())
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Tensor::zeros(&[b, s.out_channels, oh, ow]);
     out.data_mut()
         .par_chunks_mut(oh * ow)
