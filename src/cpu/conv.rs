@@ -174,13 +174,26 @@ pub fn grouped_conv_indexed(
         Error::tensor_shape(op, "an input at least as large as the kernel", x.shape())
     })?;
     // For each physical output channel: its group and its filter's offset in the packed weight.
+    // Every output channel must be written by exactly one group (a group may have filters
+    // and no inputs: its outputs are then the bias alone).
     let mut filter_of = vec![None; s.out_channels];
     let mut off = 0;
     for (gi, g) in table.iter().enumerate() {
         for j in 0..g.out_len {
-            filter_of[out_index[g.out_start + j]] = Some((off + j * g.in_len * kk, gi));
+            let o = out_index[g.out_start + j];
+            if filter_of[o].is_some() {
+                return Err(Error::tensor_shape(
+                    op,
+                    format!("output channel {o} in one group only"),
+                    &[table.len()],
+                ));
+            }
+            filter_of[o] = Some((off + j * g.in_len * kk, gi));
         }
         off += g.out_len * g.in_len * kk;
+    }
+    if let Some(o) = filter_of.iter().position(|f| f.is_none()) {
+        return Err(Error::tensor_shape(op, format!("output channel {o} in a group"), &[table.len()]));
     }
     let mut out = Tensor::zeros(&[b, s.out_channels, oh, ow]);
     let plane = h * w;
@@ -190,10 +203,7 @@ pub fn grouped_conv_indexed(
         .for_each(|(idx, out_plane)| {
             let (n, o) = (idx / s.out_channels, idx % s.out_channels);
             let bv = bias.map_or(0.0, |bb| bb[o]);
-            let Some((woff, gi)) = filter_of[o] else {
-                out_plane.iter_mut().for_each(|v| *v = bv);
-                return;
-            };
+            let (woff, gi) = filter_of[o].expect("every output channel checked above");
             let grp = &table[gi];
             // Gather the group's input planes in group order, then convolve them.
             let mut x_group = Vec::with_capacity(grp.in_len * plane);
