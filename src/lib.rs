@@ -1,6 +1,7 @@
 //! gconv
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod plan;

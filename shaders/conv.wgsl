@@ -1,0 +1,204 @@
+// Grouped 2-D convolution, NCHW, PyTorch semantics, with bias and fused ReLU.
+//
+// One family for dense (G=1), grouped (1<G<C), depthwise (G=C, any channel multiplier),
+// pointwise (1x1) and the uneven table-driven groups of an exported FLGC layer.
+// The launcher (src/gpu/kernels/conv.rs) cuts every group's output channels into tiles of
+// at most TCO channels and uploads one `Tile` per tile; the tile index is part of the
+// dispatch grid, so all groups run in one dispatch.
+//
+// Grid: linear workgroup id (folded into 2-D above 65535) = (n * n_tiles + tile) * px_blocks
+// + px_block. Each invocation computes TCO output channels x 4 adjacent output pixels of one
+// row, accumulating in registers (no workgroup memory, no barriers: cheap on CPU "GPUs").
+// All loads use clamped indices (out-of-window pixels are selected to 0), so this shader is
+// safe to compile without runtime bounds checks given the launcher's validation.
+
+struct Params {
+    batch: u32, c_in: u32, h: u32, w: u32,
+    c_out: u32, oh: u32, ow: u32, kh: u32,
+    kw: u32, sh: u32, sw: u32, ph: u32,
+    pw: u32, dh: u32, dw: u32, n_tiles: u32,
+    px_tiles_row: u32, px_blocks: u32, has_bias: u32, relu: u32,
+    total_wg: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+// Output channels co_start..co_start+co_len read input channels in_start..in_start+in_len;
+// filter co_start's weights start at w_off, the next ones follow every in_len*kh*kw values.
+struct Tile {
+    in_start: u32,
+    in_len: u32,
+    co_start: u32,
+    co_len: u32,
+    w_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> tiles: array<Tile>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+// Invocations per workgroup (each owns one 4-pixel tile).
+override WG: u32 = 8u;
+
+// Where an invocation works: sample, tile, output row and first output column.
+struct Site {
+    ok: bool,
+    n: u32,
+    tile: Tile,
+    oy: u32,
+    ox0: u32,
+}
+
+fn site(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> Site {
+    var s: Site;
+    s.ok = false;
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.total_wg) {
+        return s;
+    }
+    let pb = wid % p.px_blocks;
+    let rest = wid / p.px_blocks;
+    let pt = pb * WG + li;
+    if (pt >= p.oh * p.px_tiles_row) {
+        return s;
+    }
+    s.n = rest / p.n_tiles;
+    s.tile = tiles[rest % p.n_tiles];
+    s.oy = pt / p.px_tiles_row;
+    s.ox0 = (pt % p.px_tiles_row) * 4u;
+    s.ok = s.tile.co_len > 0u;
+    return s;
+}
+
+// The 4 input values under kernel column kx for output columns ox0..ox0+3 of one input row
+// (`row` = index of that row's first element); zero outside the image.
+fn load4(row: u32, ox0: u32, kx: u32) -> vec4<f32> {
+    let ix0 = i32(ox0 * p.sw + kx * p.dw) - i32(p.pw);
+    let s = i32(p.sw);
+    let wi = i32(p.w);
+    let ix = vec4<i32>(ix0, ix0 + s, ix0 + 2 * s, ix0 + 3 * s);
+    let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wi - 1)));
+    let v = vec4<f32>(x[row + c.x], x[row + c.y], x[row + c.z], x[row + c.w]);
+    let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(wi));
+    return select(vec4<f32>(0.0), v, inside);
+}
+
+// Bias, ReLU and the store of output channel `co` (absolute) for the 4 pixels.
+fn store4(s: Site, co: u32, acc: vec4<f32>) {
+    var v = acc;
+    if (p.has_bias != 0u) {
+        v = v + vec4<f32>(bias[co]);
+    }
+    if (p.relu != 0u) {
+        v = max(v, vec4<f32>(0.0));
+    }
+    let base = ((s.n * p.c_out + co) * p.oh + s.oy) * p.ow + s.ox0;
+    let left = p.ow - s.ox0;
+    y[base] = v.x;
+    if (left > 1u) { y[base + 1u] = v.y; }
+    if (left > 2u) { y[base + 2u] = v.z; }
+    if (left > 3u) { y[base + 3u] = v.w; }
+}
+
+// Up to 8 output channels x 4 pixels per invocation (tiles of TCO = 8 channels).
+@compute @workgroup_size(WG)
+fn conv_co8(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let s = site(wg, nwg, li);
+    if (!s.ok) {
+        return;
+    }
+    let t = s.tile;
+    let kk = p.kh * p.kw;
+    let wlen = t.in_len * kk;
+    let last = t.co_len - 1u;
+    // First weight of each of the 8 filters (clamped to the tile's last filter).
+    let f0 = t.w_off;
+    let f1 = t.w_off + min(1u, last) * wlen;
+    let f2 = t.w_off + min(2u, last) * wlen;
+    let f3 = t.w_off + min(3u, last) * wlen;
+    let f4 = t.w_off + min(4u, last) * wlen;
+    let f5 = t.w_off + min(5u, last) * wlen;
+    let f6 = t.w_off + min(6u, last) * wlen;
+    let f7 = t.w_off + min(7u, last) * wlen;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    let plane = p.h * p.w;
+    let xbase = (s.n * p.c_in + t.in_start) * plane;
+    for (var ic = 0u; ic < t.in_len; ic++) {
+        let xc = xbase + ic * plane;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = i32(s.oy * p.sh + ky * p.dh) - i32(p.ph);
+            if (iy < 0 || iy >= i32(p.h)) {
+                continue;
+            }
+            let row = xc + u32(iy) * p.w;
+            let q0 = ic * kk + ky * p.kw;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let v = load4(row, s.ox0, kx);
+                let q = q0 + kx;
+                a0 += v * wt[f0 + q];
+                a1 += v * wt[f1 + q];
+                a2 += v * wt[f2 + q];
+                a3 += v * wt[f3 + q];
+                a4 += v * wt[f4 + q];
+                a5 += v * wt[f5 + q];
+                a6 += v * wt[f6 + q];
+                a7 += v * wt[f7 + q];
+            }
+        }
+    }
+    let co = t.co_start;
+    store4(s, co, a0);
+    if (last >= 1u) { store4(s, co + 1u, a1); }
+    if (last >= 2u) { store4(s, co + 2u, a2); }
+    if (last >= 3u) { store4(s, co + 3u, a3); }
+    if (last >= 4u) { store4(s, co + 4u, a4); }
+    if (last >= 5u) { store4(s, co + 5u, a5); }
+    if (last >= 6u) { store4(s, co + 6u, a6); }
+    if (last >= 7u) { store4(s, co + 7u, a7); }
+}
+
+// One output channel x 4 pixels per invocation (tiles of TCO = 1 channel): depthwise
+// layers and groups with few output channels.
+@compute @workgroup_size(WG)
+fn conv_co1(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let s = site(wg, nwg, li);
+    if (!s.ok) {
+        return;
+    }
+    let t = s.tile;
+    let kk = p.kh * p.kw;
+    var a = vec4<f32>(0.0);
+    let plane = p.h * p.w;
+    let xbase = (s.n * p.c_in + t.in_start) * plane;
+    for (var ic = 0u; ic < t.in_len; ic++) {
+        let xc = xbase + ic * plane;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = i32(s.oy * p.sh + ky * p.dh) - i32(p.ph);
+            if (iy < 0 || iy >= i32(p.h)) {
+                continue;
+            }
+            let row = xc + u32(iy) * p.w;
+            let q0 = t.w_off + ic * kk + ky * p.kw;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                a += load4(row, s.ox0, kx) * wt[q0 + kx];
+            }
+        }
+    }
+    store4(s, t.co_start, a);
+}

@@ -1,0 +1,61 @@
+// Fully connected layer y = x W^T + b (+ ReLU) over one row chunk of W.
+// W may be split by rows into several buffers (one dispatch each) because a large
+// classifier weight exceeds max_storage_buffer_binding_size. Chunk rows row0..row0+rows.
+// One invocation per output feature; it walks its weight row once for 4 samples at a time.
+
+struct Params {
+    batch: u32,
+    in_f: u32,
+    out_f: u32,
+    rows: u32,
+    row0: u32,
+    has_bias: u32,
+    relu: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn linear(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let j = (wg.x + wg.y * nwg.x) * WG + li;
+    if (j >= p.rows) {
+        return;
+    }
+    let wrow = j * p.in_f;
+    let o = p.row0 + j;
+    var b = 0.0;
+    if (p.has_bias != 0u) {
+        b = bias[o];
+    }
+    let last = p.batch - 1u;
+    for (var n0 = 0u; n0 < p.batch; n0 += 4u) {
+        let x0 = n0 * p.in_f;
+        let x1 = min(n0 + 1u, last) * p.in_f;
+        let x2 = min(n0 + 2u, last) * p.in_f;
+        let x3 = min(n0 + 3u, last) * p.in_f;
+        var acc = vec4<f32>(0.0);
+        for (var k = 0u; k < p.in_f; k++) {
+            let wv = w[wrow + k];
+            acc += wv * vec4<f32>(x[x0 + k], x[x1 + k], x[x2 + k], x[x3 + k]);
+        }
+        var v = acc + vec4<f32>(b);
+        if (p.relu != 0u) {
+            v = max(v, vec4<f32>(0.0));
+        }
+        out[n0 * p.out_f + o] = v.x;
+        if (n0 + 1u <= last) { out[(n0 + 1u) * p.out_f + o] = v.y; }
+        if (n0 + 2u <= last) { out[(n0 + 2u) * p.out_f + o] = v.z; }
+        if (n0 + 3u <= last) { out[(n0 + 3u) * p.out_f + o] = v.w; }
+    }
+}

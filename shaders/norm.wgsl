@@ -1,0 +1,35 @@
+// Inference batch normalisation folded to a per-channel affine map, optionally fused with
+// ReLU: out = x * scale[c] + shift[c]. scale_shift holds scale[0..C] then shift[0..C],
+// computed on the host from (gamma, beta, mean, var, eps).
+
+struct Params {
+    len: u32,
+    channels: u32,
+    hw: u32,
+    relu: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> scale_shift: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn batch_norm(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    if (i >= p.len) {
+        return;
+    }
+    let c = (i / p.hw) % p.channels;
+    var v = x[i] * scale_shift[c] + scale_shift[p.channels + c];
+    if (p.relu != 0u) {
+        v = max(v, 0.0);
+    }
+    out[i] = v;
+}

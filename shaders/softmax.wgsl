@@ -1,0 +1,41 @@
+// Softmax over each row of a [batch, features] tensor: one invocation per row
+// (max, sum of exponentials, normalise), the same order of operations as the CPU.
+
+struct Params {
+    batch: u32,
+    features: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn softmax(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let r = (wg.x + wg.y * nwg.x) * WG + li;
+    if (r >= p.batch) {
+        return;
+    }
+    let base = r * p.features;
+    var m = x[base];
+    for (var k = 1u; k < p.features; k++) {
+        m = max(m, x[base + k]);
+    }
+    var s = 0.0;
+    for (var k = 0u; k < p.features; k++) {
+        let e = exp(x[base + k] - m);
+        out[base + k] = e;
+        s += e;
+    }
+    for (var k = 0u; k < p.features; k++) {
+        out[base + k] = out[base + k] / s;
+    }
+}

@@ -1,0 +1,522 @@
+//! The device side of gconv: adapter choice, buffers, the pipeline cache and [`Dispatch`].
+//!
+//! Everything here returns [`Result`]; wgpu validation errors are caught with error scopes
+//! and turned into [`Error::Gpu`] instead of the default panicking handler.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// How a shader binding is declared in its bind-group layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindingKind {
+    /// `var<uniform>` parameters.
+    Uniform,
+    /// `var<storage, read>`.
+    ReadOnly,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// One WGSL file and the bind-group layout (group 0, bindings 0..n) all its entry points share.
+///
+/// Each kernel module in [`crate::gpu::kernels`] owns one of these as a `static`.
+#[derive(Debug)]
+pub struct ShaderSpec {
+    /// Unique name (the file stem), used as the cache key.
+    pub name: &'static str,
+    /// WGSL source, loaded with `include_str!`.
+    pub source: &'static str,
+    /// Binding `i` of group 0 has kind `bindings[i]`.
+    pub bindings: &'static [BindingKind],
+    /// Compile without runtime bounds checks and loop bounding
+    /// (`create_shader_module_trusted`). Only for shaders whose indexing is clamped in the
+    /// shader and validated by the launcher, and covered by `tests/gpu_ops.rs`.
+    pub trusted: bool,
+}
+
+/// Identifies one compute pipeline: shader, entry point and override constants.
+#[derive(Clone, Debug)]
+pub struct PipelineKey {
+    /// The shader file.
+    pub shader: &'static ShaderSpec,
+    /// Entry point name.
+    pub entry: &'static str,
+    /// Pipeline-overridable constants (`override NAME: u32`), by name.
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl PartialEq for PipelineKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.shader.name == o.shader.name && self.entry == o.entry && self.constants == o.constants
+    }
+}
+impl Eq for PipelineKey {}
+impl Hash for PipelineKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.shader.name.hash(h);
+        self.entry.hash(h);
+        self.constants.hash(h);
+    }
+}
+
+/// An adapter, its device and queue, its limits, and a cache of compiled pipelines.
+pub struct GpuContext {
+    /// The logical device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// What the adapter is (name, backend, driver).
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// The features the device was created with.
+    pub features: wgpu::Features,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Gpu(format!("{what}: {e}"))
+}
+
+impl GpuContext {
+    /// Picks an adapter honouring `WGPU_BACKEND` (backends to try), `WGPU_ADAPTER_NAME`
+    /// (substring of the adapter name, case-insensitive) and `WGPU_POWER_PREF`, then creates
+    /// a device with the adapter's own limits (so e.g. lavapipe's 128 MiB storage bindings
+    /// are usable). Returns [`Error::NoAdapter`] when there is none; never panics.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Self> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(want) => {
+                let want = want.to_lowercase();
+                let all = instance.enumerate_adapters(backends).await;
+                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+                all.into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "WGPU_ADAPTER_NAME={want} matches none of {names:?} (backends {backends:?})"
+                        ))
+                    })?
+            }
+            Err(_) => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})")))?,
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        // Subgroups help some kernels on some adapters; ask only for what is there.
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gconv"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        device.on_uncaptured_error(Arc::new(|e| log::error!("uncaptured wgpu error: {e}")));
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One line naming the adapter, backend and driver, e.g.
+    /// `llvmpipe (LLVM 15.0.6, 256 bits) · Vulkan · Mesa 22.3.6`.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        let mut s = format!("{} · {:?}", i.name, i.backend);
+        if !i.driver_info.is_empty() {
+            s += &format!(" · {}", i.driver_info);
+        } else if !i.driver.is_empty() {
+            s += &format!(" · {}", i.driver);
+        }
+        s
+    }
+
+    /// Whether the adapter is a CPU (lavapipe, SwiftShader, WARP...).
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Checks that a buffer of `bytes` may be created and bound as one storage binding.
+    pub fn check_storage_size(&self, label: &str, tensor: &str, bytes: u64) -> Result<()> {
+        let lim = |limit_name, limit| Error::AdapterLimit {
+            layer: label.to_string(),
+            tensor: tensor.to_string(),
+            needed: bytes,
+            limit_name,
+            limit,
+        };
+        if bytes > self.limits.max_buffer_size {
+            return Err(lim("max_buffer_size", self.limits.max_buffer_size));
+        }
+        if bytes > self.limits.max_storage_buffer_binding_size {
+            return Err(lim(
+                "max_storage_buffer_binding_size",
+                self.limits.max_storage_buffer_binding_size,
+            ));
+        }
+        Ok(())
+    }
+
+    const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+        .union(wgpu::BufferUsages::COPY_SRC)
+        .union(wgpu::BufferUsages::COPY_DST);
+
+    /// A storage buffer (`STORAGE | COPY_SRC | COPY_DST`) holding `data`.
+    /// [`Error::AdapterLimit`] naming `label` when it exceeds the adapter's buffer or binding size.
+    pub fn upload(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+        let bytes = (data.len() * 4) as u64;
+        self.check_storage_size(label, label, bytes)?;
+        if data.is_empty() {
+            return self.storage_buffer(label, 4);
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: Self::USAGE,
+            });
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(gpu_err(label, e)),
+            None => Ok(buf),
+        }
+    }
+
+    /// A zeroed storage buffer of `bytes` bytes (rounded up to a multiple of 4, at least 4),
+    /// same usages and checks as [`upload`](Self::upload).
+    pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let bytes = bytes.max(4).div_ceil(4) * 4;
+        self.check_storage_size(label, label, bytes)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: Self::USAGE,
+            mapped_at_creation: false,
+        });
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(gpu_err(label, e)),
+            None => Ok(buf),
+        }
+    }
+
+    /// A storage buffer of `u32`s (e.g. gather indices, group tables).
+    pub fn upload_u32(&self, label: &str, data: &[u32]) -> Result<wgpu::Buffer> {
+        self.upload(label, bytemuck::cast_slice(data))
+    }
+
+    /// Copies `len` floats starting at element `offset_elems` of `buf` back to the host
+    /// (staging buffer, map, blocking poll). Errors, never panics, on a bad range or a
+    /// failed map.
+    pub fn read_f32(&self, buf: &wgpu::Buffer, offset_elems: u64, len: usize) -> Result<Vec<f32>> {
+        let bytes = len as u64 * 4;
+        let start = offset_elems * 4;
+        if start + bytes > buf.size() {
+            return Err(Error::InvalidArgument(format!(
+                "read_f32: elements {offset_elems}..{} are outside a buffer of {} floats",
+                offset_elems + len as u64,
+                buf.size() / 4
+            )));
+        }
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gconv read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gconv read-back"),
+            });
+        enc.copy_buffer_to_buffer(buf, start, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err("read_f32: poll", e))?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_err("read_f32", e));
+        }
+        rx.recv()
+            .map_err(|e| gpu_err("read_f32: map callback", e))?
+            .map_err(|e| gpu_err("read_f32: map", e))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| gpu_err("read_f32: mapped range", e))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A uniform buffer holding `v` (kernel parameters).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, v: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(v),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    fn module(&self, spec: &'static ShaderSpec) -> Result<wgpu::ShaderModule> {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(spec.name) {
+            return Ok(m.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(spec.name),
+            source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+        };
+        let m = if spec.trusted {
+            // SAFETY: `trusted` shaders clamp every index they compute from data and their
+            // launchers validate every size against the bound buffers; tests/gpu_ops.rs
+            // exercises the edge shapes (padding, odd sizes, partial tiles) against the CPU.
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_err(&format!("shader {}", spec.name), e));
+        }
+        modules.insert(spec.name, m.clone());
+        Ok(m)
+    }
+
+    /// The compute pipeline for `key`, compiled on first use and cached by
+    /// (shader, entry point, override constants).
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return Ok(p.clone());
+        }
+        let module = self.module(key.shader)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = key
+            .shader
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, k)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match k {
+                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+                        BindingKind::ReadOnly => {
+                            wgpu::BufferBindingType::Storage { read_only: true }
+                        }
+                        BindingKind::ReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let bgl = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(key.shader.name),
+                entries: &entries,
+            });
+        let layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(key.shader.name),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+        let constants: Vec<(&str, f64)> = key
+            .constants
+            .iter()
+            .map(|&(n, v)| (n, f64::from(v)))
+            .collect();
+        let label = format!("{}::{}", key.shader.name, key.entry);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_err(&format!("pipeline {label}"), e));
+        }
+        let p = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), p.clone());
+        Ok(p)
+    }
+
+    /// Binds `resources` (binding `i` = `resources[i]`) to group 0 of `pipeline`; validation
+    /// errors become [`Error::Gpu`] naming `label`.
+    pub fn bind_group(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        resources: &[wgpu::BindingResource<'_>],
+    ) -> Result<wgpu::BindGroup> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: r.clone(),
+            })
+            .collect();
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &layout,
+            entries: &entries,
+        });
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(gpu_err(label, e)),
+            None => Ok(bg),
+        }
+    }
+}
+
+/// Everything bound and sized, built once when a model is loaded; recorded many times.
+#[derive(Debug)]
+pub struct Dispatch {
+    /// Layer (and kernel) name, used as a debug marker.
+    pub label: String,
+    /// The compiled pipeline.
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    /// Its bound buffers (group 0).
+    pub bind_group: wgpu::BindGroup,
+    /// Workgroup counts, each at most `max_compute_workgroups_per_dimension`.
+    pub workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Sets the pipeline and bind group and dispatches into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// A tensor inside a buffer: byte `offset` (a multiple of
+/// `min_storage_buffer_offset_alignment`) and element count `len`.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorRef<'a> {
+    /// The buffer holding the tensor.
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of the first element.
+    pub offset: u64,
+    /// Number of `f32` elements.
+    pub len: u64,
+}
+
+impl<'a> TensorRef<'a> {
+    /// The whole buffer as one tensor.
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            len: buffer.size() / 4,
+        }
+    }
+
+    /// The binding of this tensor's bytes (`len` must be non-zero; launchers check).
+    pub fn binding(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: NonZeroU64::new(self.len * 4),
+        })
+    }
+}
+
+/// Runs `dispatches` in one encoder, one compute pass and one submit, then waits for the
+/// device. Validation errors become [`Error::Gpu`].
+pub fn run_dispatches(ctx: &GpuContext, dispatches: &[Dispatch]) -> Result<()> {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("gconv run"),
+        });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gconv run"),
+            timestamp_writes: None,
+        });
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    ctx.queue.submit([enc.finish()]);
+    let polled = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(gpu_err("run_dispatches", e));
+    }
+    polled.map_err(|e| gpu_err("run_dispatches: poll", e))?;
+    Ok(())
+}

@@ -1,0 +1,850 @@
+//! Every GPU launcher against the CPU reference (`gconv::cpu`), over property-generated
+//! shapes and named regression cases, plus the split-weight and folded-grid paths and
+//! bad arguments. Runs on lavapipe; skips loudly without an adapter (see `common`).
+
+mod common;
+
+use gconv::cpu;
+use gconv::gpu::kernels::{conv, elementwise, gather, linear, norm, pool, softmax};
+use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
+use gconv::graph::{Conv2dSpec, GroupRange, Pool2dSpec};
+use gconv::testing::{assert_close, Tolerance};
+use gconv::{Error, Tensor};
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Runs `body` with the shared context while holding the GPU lock; skips without a GPU.
+fn with_gpu(body: impl FnOnce(&GpuContext)) {
+    let _g = common::serial();
+    if let Some(ctx) = common::gpu() {
+        body(ctx);
+    }
+}
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let mut r = SmallRng::seed_from_u64(seed);
+    Tensor::from_fn(shape, |_| r.random_range(-1.0f32..1.0))
+}
+
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    random(&[n], seed).into_data()
+}
+
+fn up(ctx: &GpuContext, name: &str, data: &[f32]) -> wgpu::Buffer {
+    ctx.upload(name, data).expect("upload")
+}
+
+fn run_read(
+    ctx: &GpuContext,
+    d: &[gconv::gpu::Dispatch],
+    out: &wgpu::Buffer,
+    len: usize,
+) -> Vec<f32> {
+    run_dispatches(ctx, d).expect("run");
+    ctx.read_f32(out, 0, len).expect("read back")
+}
+
+// ---------------------------------------------------------------------------------------
+// convolution
+
+#[derive(Clone, Debug)]
+struct ConvCase {
+    batch: usize,
+    spec: Conv2dSpec,
+    hw: [usize; 2],
+    relu: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_case(
+    batch: usize,
+    c: usize,
+    n: usize,
+    g: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    hw: [usize; 2],
+    bias: bool,
+    relu: bool,
+) -> ConvCase {
+    let mut spec = Conv2dSpec::square(c, n, k, s, p).groups(g).bias(bias);
+    spec.dilation = [d, d];
+    ConvCase {
+        batch,
+        spec,
+        hw,
+        relu,
+    }
+}
+
+fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
+    let s = &case.spec;
+    let [h, w] = case.hw;
+    let x = random(&[case.batch, s.in_channels, h, w], seed);
+    let wt = random(&s.weight_shape(), seed + 1);
+    let bias = s.bias.then(|| vals(s.out_channels, seed + 2));
+    let mut want = cpu::conv2d(&x, &wt, bias.as_deref(), s).expect("cpu conv");
+    if case.relu {
+        want = cpu::relu(&want);
+    }
+    let xb = up(ctx, "x", x.data());
+    let wb = up(ctx, "w", wt.data());
+    let bb = bias.as_ref().map(|b| up(ctx, "b", b));
+    let ob = ctx
+        .storage_buffer("out", (want.numel() * 4) as u64)
+        .unwrap();
+    let d = conv::prepare_conv2d(
+        ctx,
+        "conv",
+        TensorRef::whole(&xb),
+        &wb,
+        bb.as_ref(),
+        TensorRef::whole(&ob),
+        case.batch,
+        s,
+        case.hw,
+        case.relu,
+    )
+    .expect("prepare");
+    assert_eq!(d.len(), 1, "one dispatch whatever the groups");
+    let got = run_read(ctx, &d, &ob, want.numel());
+    assert_close(&format!("{case:?}"), &got, want.data(), Tolerance::F32_OP);
+}
+
+/// Group count choice: 0..5 → {1, 2, 3, 4, 8}, 5 → depthwise (G = C).
+fn conv_strategy() -> impl Strategy<Value = ConvCase> {
+    (
+        (0usize..6, 2usize..=4, 1usize..=10, 1usize..=3),
+        (
+            prop::sample::select(vec![1usize, 3]),
+            1usize..=2,
+            0usize..=1,
+            1usize..=2,
+        ),
+        (
+            2usize..=7,
+            2usize..=7,
+            prop::sample::select(vec![1usize, 3]),
+        ),
+        (any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |((gi, cin_g, cout_g, mult), (k, s, p, d), (hh, ww, batch), (bias, relu))| {
+                let (g, cin_g, cout_g) = match gi {
+                    5 => (cin_g * 3, 1, mult), // depthwise, channel multiplier `mult`
+                    _ => ([1, 2, 3, 4, 8][gi], cin_g, cout_g),
+                };
+                // Odd sizes, large enough for a dilated 3x3 without padding.
+                let hw = [2 * hh + 1, 2 * ww + 1];
+                conv_case(batch, g * cin_g, g * cout_g, g, k, s, p, d, hw, bias, relu)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv2d_matches_cpu(case in conv_strategy(), seed in 0u64..1000) {
+        with_gpu(|ctx| check_conv(ctx, &case, seed));
+    }
+}
+
+/// Named shapes that once went wrong or sit on an edge of the tiling.
+#[test]
+fn conv2d_regressions() {
+    with_gpu(|ctx| {
+        let cases = [
+            // ResNet stem: 7x7 stride 2 padding 3, 3 input channels, bias-free.
+            conv_case(1, 3, 16, 1, 7, 2, 3, 1, [23, 23], false, true),
+            // MobileNet depthwise 3x3 stride 2 with channel multiplier 2.
+            conv_case(3, 6, 12, 6, 3, 2, 1, 1, [9, 11], true, true),
+            // ResNet downsample: 1x1 stride 2.
+            conv_case(1, 8, 16, 1, 1, 2, 0, 1, [7, 7], false, false),
+            // 12 output channels per group: one full 8-channel tile and a partial one.
+            conv_case(1, 6, 24, 2, 3, 1, 1, 1, [5, 6], true, false),
+            // Output one pixel wide (partial 4-pixel tile of 1).
+            conv_case(3, 4, 8, 1, 3, 1, 0, 1, [5, 3], true, false),
+            // G=3 with 5 filters per group, dilation 2 and padding 2 ("same" output).
+            {
+                let mut c = conv_case(1, 9, 15, 3, 3, 1, 2, 2, [9, 9], true, true);
+                c.spec.padding = [2, 2];
+                c
+            },
+            // Rectangular kernel, stride and padding per axis.
+            {
+                let mut c = conv_case(1, 4, 8, 2, 1, 1, 0, 1, [8, 9], true, false);
+                c.spec.kernel = [1, 3];
+                c.spec.stride = [2, 1];
+                c.spec.padding = [0, 1];
+                c
+            },
+            // Pointwise grouped (ShuffleNet-like): 1x1, G=4.
+            conv_case(3, 16, 32, 4, 1, 1, 0, 1, [5, 5], false, true),
+            // A wide dense layer (several 8-channel tiles, many pixel blocks).
+            conv_case(1, 32, 64, 1, 3, 1, 1, 1, [14, 14], true, true),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            check_conv(ctx, c, 100 + i as u64);
+        }
+    });
+}
+
+/// More workgroups than one grid dimension holds: the grid is folded into 2-D.
+#[test]
+fn conv2d_folded_grid() {
+    with_gpu(|ctx| {
+        // Depthwise 512 channels (512 one-channel tiles) x 16x16 x batch 17 > 65535 workgroups.
+        let case = conv_case(17, 512, 512, 512, 3, 1, 1, 1, [16, 16], true, false);
+        check_conv(ctx, &case, 7);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// uneven grouped convolution (FLGC export)
+
+#[allow(clippy::too_many_arguments)]
+fn check_table(
+    ctx: &GpuContext,
+    batch: usize,
+    groups: &[(usize, usize)],
+    k: usize,
+    s: usize,
+    p: usize,
+    hw: [usize; 2],
+    bias: bool,
+    relu: bool,
+    seed: u64,
+) {
+    let mut table = Vec::new();
+    let (mut ci, mut co) = (0, 0);
+    for &(in_len, out_len) in groups {
+        table.push(GroupRange {
+            in_start: ci,
+            in_len,
+            out_start: co,
+            out_len,
+        });
+        ci += in_len;
+        co += out_len;
+    }
+    let spec = Conv2dSpec::square(ci, co, k, s, p)
+        .groups(table.len())
+        .bias(bias);
+    let kk = k * k;
+    let wlen: usize = groups.iter().map(|&(i, o)| i * o * kk).sum();
+    let x = random(&[batch, ci, hw[0], hw[1]], seed);
+    let wt = vals(wlen, seed + 1);
+    let b = bias.then(|| vals(co, seed + 2));
+    let mut want = cpu::grouped_conv_table(&x, &wt, b.as_deref(), &spec, &table).unwrap();
+    if relu {
+        want = cpu::relu(&want);
+    }
+    let xb = up(ctx, "x", x.data());
+    let wb = up(ctx, "w", &wt);
+    let bb = b.as_ref().map(|v| up(ctx, "b", v));
+    let ob = ctx
+        .storage_buffer("out", (want.numel() * 4) as u64)
+        .unwrap();
+    let d = conv::prepare_grouped_conv_table(
+        ctx,
+        "table",
+        TensorRef::whole(&xb),
+        &wb,
+        bb.as_ref(),
+        TensorRef::whole(&ob),
+        batch,
+        &spec,
+        &table,
+        hw,
+        relu,
+    )
+    .expect("prepare");
+    assert_eq!(d.len(), 1);
+    let got = run_read(ctx, &d, &ob, want.numel());
+    assert_close(
+        &format!("table {groups:?} k{k} s{s} p{p} {hw:?}"),
+        &got,
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn grouped_conv_table_matches_cpu(
+        groups in prop::collection::vec((1usize..=5, 0usize..=11), 1..=5),
+        k in prop::sample::select(vec![1usize, 3]),
+        s in 1usize..=2,
+        p in 0usize..=1,
+        hw in (3usize..=9, 3usize..=9),
+        batch in prop::sample::select(vec![1usize, 3]),
+        bias in any::<bool>(),
+        relu in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        // At least one output channel overall.
+        prop_assume!(groups.iter().any(|g| g.1 > 0));
+        with_gpu(|ctx| check_table(ctx, batch, &groups, k, s, p, [hw.0, hw.1], bias, relu, seed));
+    }
+}
+
+#[test]
+fn grouped_conv_table_regressions() {
+    with_gpu(|ctx| {
+        // An empty group in the middle, uneven sizes around it (a typical FLGC export).
+        check_table(
+            ctx,
+            1,
+            &[(3, 5), (2, 0), (4, 11)],
+            3,
+            1,
+            1,
+            [7, 7],
+            true,
+            true,
+            1,
+        );
+        // An empty first group and a single-channel group.
+        check_table(
+            ctx,
+            3,
+            &[(1, 0), (5, 1), (2, 9)],
+            3,
+            2,
+            1,
+            [9, 8],
+            false,
+            false,
+            2,
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// the other ops
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batch_norm_matches_cpu(b in 1usize..=3, c in 1usize..=9, h in 1usize..=9, w in 1usize..=9, relu in any::<bool>(), seed in 0u64..1000) {
+        with_gpu(|ctx| {
+            let x = random(&[b, c, h, w], seed);
+            let gamma = vals(c, seed + 1);
+            let beta = vals(c, seed + 2);
+            let mean = vals(c, seed + 3);
+            let var: Vec<f32> = vals(c, seed + 4).iter().map(|v| v.abs() + 0.1).collect();
+            let mut want = cpu::batch_norm(&x, &gamma, &beta, &mean, &var, 1e-5).unwrap();
+            if relu { want = cpu::relu(&want); }
+            let ss = norm::scale_shift(&gamma, &beta, &mean, &var, 1e-5).unwrap();
+            let (xb, sb) = (up(ctx, "x", x.data()), up(ctx, "ss", &ss));
+            let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
+            let d = norm::prepare_batch_norm(ctx, "bn", TensorRef::whole(&xb), &sb, TensorRef::whole(&ob), b, c, h * w, relu).unwrap();
+            assert_close("batch_norm", &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+        });
+    }
+
+    #[test]
+    fn pools_match_cpu(b in 1usize..=3, c in 1usize..=4, h in 3usize..=12, w in 3usize..=12,
+                       k in 1usize..=3, s in 1usize..=3, p in 0usize..=1, seed in 0u64..1000) {
+        prop_assume!(p <= k / 2);
+        with_gpu(|ctx| {
+            let x = random(&[b, c, h, w], seed);
+            let spec = Pool2dSpec::square(k, s, p);
+            let xb = up(ctx, "x", x.data());
+            for max in [true, false] {
+                let want = if max { cpu::max_pool2d(&x, &spec) } else { cpu::avg_pool2d(&x, &spec) }.unwrap();
+                let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
+                let f = if max { pool::prepare_max_pool } else { pool::prepare_avg_pool };
+                let d = f(ctx, "pool", TensorRef::whole(&xb), TensorRef::whole(&ob), b, c, [h, w], &spec).unwrap();
+                assert_close(&format!("pool max={max} k{k} s{s} p{p} {h}x{w}"), &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+            }
+        });
+    }
+
+    #[test]
+    fn adaptive_avg_pool_matches_cpu(b in 1usize..=3, c in 1usize..=4, h in 1usize..=10, w in 1usize..=10,
+                                     oh in 1usize..=9, ow in 1usize..=9, seed in 0u64..1000) {
+        with_gpu(|ctx| {
+            let x = random(&[b, c, h, w], seed);
+            let want = cpu::adaptive_avg_pool2d(&x, [oh, ow]).unwrap();
+            let xb = up(ctx, "x", x.data());
+            let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
+            let d = pool::prepare_adaptive_avg_pool(ctx, "aap", TensorRef::whole(&xb), TensorRef::whole(&ob), b, c, [h, w], [oh, ow]).unwrap();
+            assert_close(&format!("adaptive {h}x{w}->{oh}x{ow}"), &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+        });
+    }
+
+    #[test]
+    fn linear_matches_cpu(b in 1usize..=6, fin in 1usize..=70, fout in 1usize..=40, bias in any::<bool>(), relu in any::<bool>(), seed in 0u64..1000) {
+        with_gpu(|ctx| check_linear(ctx, b, fin, fout, bias, relu, None, seed));
+    }
+
+    #[test]
+    fn softmax_and_gather_match_cpu(b in 1usize..=4, f in 1usize..=50, c in 1usize..=6, hw in 1usize..=20, seed in 0u64..1000) {
+        with_gpu(|ctx| {
+            let x = random(&[b, f], seed).reshape(&[b, f]).unwrap();
+            let x = Tensor::new(vec![b, f], x.data().iter().map(|v| v * 8.0).collect()).unwrap();
+            let want = cpu::softmax(&x).unwrap();
+            let xb = up(ctx, "x", x.data());
+            let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
+            let d = softmax::prepare_softmax(ctx, "softmax", TensorRef::whole(&xb), TensorRef::whole(&ob), b, f).unwrap();
+            assert_close("softmax", &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+
+            let x = random(&[b, c, hw, 1], seed + 1);
+            let mut r = SmallRng::seed_from_u64(seed);
+            let idx: Vec<usize> = (0..c + 2).map(|_| r.random_range(0..c)).collect();
+            let want = cpu::gather_channels(&x, &idx).unwrap();
+            let xb = up(ctx, "x", x.data());
+            let ib = gather::upload_indices(ctx, "gather", &idx, c).unwrap();
+            let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
+            let d = gather::prepare_gather(ctx, "gather", TensorRef::whole(&xb), &ib, TensorRef::whole(&ob), b, c, idx.len(), hw).unwrap();
+            assert_close("gather", &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+        });
+    }
+
+    #[test]
+    fn relu_and_add_match_cpu(n in 1usize..=5000, relu in any::<bool>(), seed in 0u64..1000) {
+        with_gpu(|ctx| check_relu_add(ctx, n, relu, seed));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_linear(
+    ctx: &GpuContext,
+    b: usize,
+    fin: usize,
+    fout: usize,
+    bias: bool,
+    relu: bool,
+    chunks: Option<&[usize]>,
+    seed: u64,
+) {
+    let x = random(&[b, fin], seed);
+    let wt = random(&[fout, fin], seed + 1);
+    let bv = bias.then(|| vals(fout, seed + 2));
+    let mut want = cpu::linear(&x, &wt, bv.as_deref()).unwrap();
+    if relu {
+        want = cpu::relu(&want);
+    }
+    let xb = up(ctx, "x", x.data());
+    let wchunks = match chunks {
+        None => linear::upload_weight(ctx, "fc", wt.data(), fout, fin).unwrap(),
+        Some(rows) => {
+            let mut r0 = 0;
+            rows.iter()
+                .map(|&r| {
+                    let buf = up(ctx, "chunk", &wt.data()[r0 * fin..(r0 + r) * fin]);
+                    r0 += r;
+                    (buf, r)
+                })
+                .collect()
+        }
+    };
+    let bb = bv.as_ref().map(|v| up(ctx, "b", v));
+    let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
+    let d = linear::prepare_linear(
+        ctx,
+        "fc",
+        TensorRef::whole(&xb),
+        &wchunks,
+        bb.as_ref(),
+        TensorRef::whole(&ob),
+        b,
+        fin,
+        fout,
+        relu,
+    )
+    .unwrap();
+    assert_eq!(d.len(), wchunks.len(), "one dispatch per weight chunk");
+    assert_close(
+        &format!("linear {b}x{fin}->{fout} chunks {chunks:?}"),
+        &run_read(ctx, &d, &ob, want.numel()),
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
+
+fn check_relu_add(ctx: &GpuContext, n: usize, relu: bool, seed: u64) {
+    let a = random(&[n], seed);
+    let b = random(&[n], seed + 1);
+    let ab = up(ctx, "a", a.data());
+    let bb = up(ctx, "b", b.data());
+    let ob = ctx.storage_buffer("o", (n * 4) as u64).unwrap();
+    let d = elementwise::prepare_relu(ctx, "relu", TensorRef::whole(&ab), TensorRef::whole(&ob), n)
+        .unwrap();
+    assert_close(
+        "relu",
+        &run_read(ctx, &d, &ob, n),
+        cpu::relu(&a).data(),
+        Tolerance::F32_OP,
+    );
+    let mut want = cpu::add(&a, &b).unwrap();
+    if relu {
+        want = cpu::relu(&want);
+    }
+    let d = elementwise::prepare_add(
+        ctx,
+        "add",
+        TensorRef::whole(&ab),
+        TensorRef::whole(&bb),
+        TensorRef::whole(&ob),
+        n,
+        relu,
+    )
+    .unwrap();
+    assert_close(
+        "add",
+        &run_read(ctx, &d, &ob, n),
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
+
+/// The split-weight path: rows spread over several buffers (as for VGG's classifier),
+/// forced small here, and `split_rows` honouring the adapter's binding limit.
+#[test]
+fn linear_split_weight() {
+    with_gpu(|ctx| {
+        check_linear(ctx, 3, 37, 20, true, false, Some(&[3, 5, 1, 11]), 1);
+        check_linear(ctx, 5, 64, 9, false, true, Some(&[9]), 2);
+        let rows = linear::split_rows(ctx, 4096, 25088);
+        assert_eq!(rows.iter().sum::<usize>(), 4096);
+        let max = ctx.limits.max_storage_buffer_binding_size;
+        assert!(
+            rows.iter().all(|&r| (r * 25088 * 4) as u64 <= max),
+            "{rows:?} vs {max}"
+        );
+        if max < 4096 * 25088 * 4 {
+            assert!(
+                rows.len() > 1,
+                "VGG classifier.0 must be split on this adapter"
+            );
+        }
+    });
+}
+
+/// More than 65535 workgroups of 64: the grid is folded into 2-D and still exact.
+#[test]
+fn elementwise_folded_grid() {
+    with_gpu(|ctx| {
+        let n: usize = 65_535 * 64 + 4_099;
+        let wg = elementwise::WG as usize;
+        assert!(n.div_ceil(wg) > ctx.limits.max_compute_workgroups_per_dimension as usize);
+        let a = up(ctx, "a", &vals(n, 3));
+        let o = ctx.storage_buffer("o", (n * 4) as u64).unwrap();
+        let d =
+            elementwise::prepare_relu(ctx, "relu", TensorRef::whole(&a), TensorRef::whole(&o), n)
+                .unwrap();
+        assert!(
+            d[0].workgroups[1] > 1,
+            "grid {:?} not folded",
+            d[0].workgroups
+        );
+        check_relu_add(ctx, n, true, 3);
+    });
+}
+
+#[test]
+fn fold_workgroups_bounds() {
+    with_gpu(|ctx| {
+        use gconv::gpu::kernels::fold_workgroups;
+        let max = u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+        for total in [1, 2, max - 1, max, max + 1, 3 * max + 7, max * 1000] {
+            let [x, y, z] = fold_workgroups(ctx, "t", total).unwrap();
+            assert!(u64::from(x) <= max && u64::from(y) <= max && z == 1);
+            let cover = u64::from(x) * u64::from(y);
+            assert!(
+                cover >= total && cover - total < u64::from(x),
+                "{total}: {x}x{y}"
+            );
+        }
+        assert!(fold_workgroups(ctx, "t", max * max + 1).is_err());
+    });
+}
+
+/// Tensors at an aligned offset inside a shared buffer (how an executor packs activations).
+#[test]
+fn tensors_at_offsets() {
+    with_gpu(|ctx| {
+        let align = ctx.limits.min_storage_buffer_offset_alignment as usize / 4;
+        let case = conv_case(1, 4, 8, 2, 3, 1, 1, 1, [5, 5], true, false);
+        let s = &case.spec;
+        let x = random(&[1, 4, 5, 5], 9);
+        let wt = random(&s.weight_shape(), 10);
+        let bias = vals(8, 11);
+        let want = cpu::conv2d(&x, &wt, Some(&bias), s).unwrap();
+        // x at element `align` of a bigger buffer; out after it, also aligned.
+        let mut arena = vec![7.0f32; align];
+        arena.extend_from_slice(x.data());
+        let out_at = (arena.len()).div_ceil(align) * align;
+        arena.resize(out_at + want.numel(), -1.0);
+        let ab = up(ctx, "arena", &arena);
+        let xr = TensorRef {
+            buffer: &ab,
+            offset: (align * 4) as u64,
+            len: x.numel() as u64,
+        };
+        let or = TensorRef {
+            buffer: &ab,
+            offset: (out_at * 4) as u64,
+            len: want.numel() as u64,
+        };
+        // x and out in one buffer cannot be bound read + read_write in one dispatch (wgpu's
+        // usage rules, even at disjoint offsets): an error at prepare time, not at submit.
+        let wb = up(ctx, "w", wt.data());
+        let bb = up(ctx, "b", &bias);
+        let r = conv::prepare_conv2d(
+            ctx,
+            "layer2.conv",
+            xr,
+            &wb,
+            Some(&bb),
+            or,
+            1,
+            s,
+            [5, 5],
+            false,
+        );
+        assert_err(r, "layer2.conv");
+        // Separate buffers, both at offsets.
+        let ob = ctx
+            .storage_buffer("o", ((out_at + want.numel()) * 4) as u64)
+            .unwrap();
+        let or = TensorRef {
+            buffer: &ob,
+            offset: (out_at * 4) as u64,
+            len: want.numel() as u64,
+        };
+        let d =
+            conv::prepare_conv2d(ctx, "conv", xr, &wb, Some(&bb), or, 1, s, [5, 5], false).unwrap();
+        run_dispatches(ctx, &d).unwrap();
+        let got = ctx.read_f32(&ob, out_at as u64, want.numel()).unwrap();
+        assert_close("offset conv", &got, want.data(), Tolerance::F32_OP);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// bad arguments: errors naming the layer, never panics
+
+fn assert_err<T: std::fmt::Debug>(r: gconv::Result<T>, label: &str) {
+    match r {
+        Ok(v) => panic!("expected an error for {label}, got {v:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains(label), "error `{msg}` does not name `{label}`");
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    with_gpu(|ctx| {
+        let spec = Conv2dSpec::square(4, 8, 3, 1, 1).groups(2);
+        let x = up(ctx, "x", &vals(4 * 25, 1));
+        let short = up(ctx, "short", &vals(4 * 25 - 1, 1));
+        let w = up(ctx, "w", &vals(8 * 2 * 9, 2));
+        let w_bad = up(ctx, "w", &vals(8 * 4 * 9, 2));
+        let o = ctx.storage_buffer("o", 8 * 25 * 4).unwrap();
+        let xr = TensorRef::whole(&x);
+        let or = TensorRef::whole(&o);
+        let conv = |label, xr, w, b, or, spec: &Conv2dSpec, hw| {
+            conv::prepare_conv2d(ctx, label, xr, w, b, or, 1, spec, hw, false)
+        };
+        assert!(conv("ok_layer", xr, &w, None, or, &spec, [5, 5]).is_ok());
+        let e = conv(
+            "features.3",
+            TensorRef::whole(&short),
+            &w,
+            None,
+            or,
+            &spec,
+            [5, 5],
+        );
+        assert!(matches!(e, Err(Error::TensorShape { .. })), "{e:?}");
+        assert_err(e, "features.3");
+        assert_err(
+            conv("features.4", xr, &w_bad, None, or, &spec, [5, 5]),
+            "features.4",
+        );
+        assert_err(
+            conv("features.5", xr, &w, Some(&w), or, &spec, [5, 5]),
+            "features.5",
+        );
+        assert_err(
+            conv(
+                "features.6",
+                xr,
+                &w,
+                None,
+                or,
+                &spec.clone().groups(3),
+                [5, 5],
+            ),
+            "features.6",
+        );
+        assert_err(
+            conv("features.7", xr, &w, None, or, &spec, [5, 4]),
+            "features.7",
+        );
+        let mut big = Conv2dSpec::square(4, 8, 7, 1, 0).groups(2);
+        big.padding = [0, 0];
+        assert_err(
+            conv("features.8", xr, &w, None, or, &big, [5, 5]),
+            "features.8",
+        );
+        let misaligned = TensorRef {
+            buffer: &o,
+            offset: 4,
+            len: 8 * 25 - 1,
+        };
+        assert_err(
+            conv("features.9", xr, &w, None, misaligned, &spec, [5, 5]),
+            "features.9",
+        );
+        let past_end = TensorRef {
+            buffer: &x,
+            offset: 0,
+            len: 4 * 25 + 1,
+        };
+        assert_err(
+            conv("features.10", past_end, &w, None, or, &spec, [5, 5]),
+            "features.10",
+        );
+
+        // Table: not covering every output channel once.
+        let table = [
+            GroupRange {
+                in_start: 0,
+                in_len: 2,
+                out_start: 0,
+                out_len: 4,
+            },
+            GroupRange {
+                in_start: 2,
+                in_len: 2,
+                out_start: 3,
+                out_len: 4,
+            },
+        ];
+        let tspec = Conv2dSpec::square(4, 8, 3, 1, 1).groups(2);
+        let r = conv::prepare_grouped_conv_table(
+            ctx,
+            "flgc.1",
+            xr,
+            &w,
+            None,
+            or,
+            1,
+            &tspec,
+            &table,
+            [5, 5],
+            false,
+        );
+        assert_err(r, "flgc.1");
+
+        // Linear: chunks not summing to out_features, chunk of the wrong size.
+        let fx = up(ctx, "fx", &vals(10, 1));
+        let fo = ctx.storage_buffer("fo", 6 * 4).unwrap();
+        let c = vec![(up(ctx, "c", &vals(30, 1)), 3)];
+        let r = linear::prepare_linear(
+            ctx,
+            "classifier.0",
+            TensorRef::whole(&fx),
+            &c,
+            None,
+            TensorRef::whole(&fo),
+            1,
+            10,
+            6,
+            false,
+        );
+        assert_err(r, "classifier.0");
+        let c = vec![
+            (up(ctx, "c", &vals(30, 1)), 3),
+            (up(ctx, "c", &vals(29, 1)), 3),
+        ];
+        let r = linear::prepare_linear(
+            ctx,
+            "classifier.1",
+            TensorRef::whole(&fx),
+            &c,
+            None,
+            TensorRef::whole(&fo),
+            1,
+            10,
+            6,
+            false,
+        );
+        assert_err(r, "classifier.1");
+        assert_err(
+            linear::upload_weight(ctx, "classifier.2", &vals(59, 1), 6, 10),
+            "classifier.2",
+        );
+
+        // Others.
+        let r = elementwise::prepare_add(
+            ctx,
+            "layer1.0.add",
+            xr,
+            TensorRef::whole(&short),
+            TensorRef::whole(&x),
+            100,
+            true,
+        );
+        assert_err(r, "layer1.0.add");
+        let ss = up(ctx, "ss", &vals(7, 1));
+        assert_err(
+            norm::prepare_batch_norm(ctx, "bn1", xr, &ss, or, 1, 4, 25, false),
+            "bn1",
+        );
+        assert_err(
+            pool::prepare_max_pool(
+                ctx,
+                "maxpool",
+                xr,
+                or,
+                1,
+                4,
+                [5, 5],
+                &Pool2dSpec::square(7, 1, 0),
+            ),
+            "maxpool",
+        );
+        assert_err(
+            pool::prepare_adaptive_avg_pool(ctx, "avgpool", xr, or, 1, 4, [5, 5], [3, 3]),
+            "avgpool",
+        );
+        assert_err(
+            softmax::prepare_softmax(ctx, "softmax", xr, or, 2, 50),
+            "softmax",
+        );
+        assert_err(
+            gather::upload_indices(ctx, "shuffle", &[0, 4], 4),
+            "shuffle",
+        );
+        let ib = gather::upload_indices(ctx, "shuffle", &[0, 3], 4).unwrap();
+        assert_err(
+            gather::prepare_gather(ctx, "shuffle2", xr, &ib, or, 1, 4, 3, 25),
+            "shuffle2",
+        );
+        assert_err(ctx.read_f32(&x, 90, 20), "read_f32");
+    });
+}
+
+#[test]
+fn limits_are_checked() {
+    with_gpu(|ctx| {
+        let too_big = ctx.limits.max_storage_buffer_binding_size + 4;
+        let e = ctx.storage_buffer("classifier.0.weight", too_big);
+        assert!(matches!(e, Err(Error::AdapterLimit { .. })), "{e:?}");
+        assert_err(e, "classifier.0.weight");
+        assert!(!ctx.describe().is_empty());
+    });
+}
