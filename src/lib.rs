@@ -5,11 +5,13 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod plan;
+pub mod runtime;
 pub mod tensor;
 pub mod testing;
 pub mod weights;
 pub mod zoo;
 
 pub use error::{Error, Result};
+pub use runtime::{Device, FlgcMode, LoadOptions, Model, Runtime};
 pub use tensor::Tensor;
 pub use weights::Weights;

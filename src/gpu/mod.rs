@@ -13,6 +13,7 @@
 //! small tuning functions (e.g. [`kernels::conv::tuning`]) so real GPUs can get other ones.
 
 pub mod context;
+pub mod executor;
 pub mod kernels;
 
 pub use context::{

@@ -40,9 +40,6 @@ pub struct ModelArgs {
     /// Kind of the grouped convolutions.
     #[arg(long, value_enum)]
     pub conv: Option<ConvArg>,
-    /// Per-sample input size as CxHxW, e.g. 3x224x224.
-    #[arg(long)]
-    pub input: Option<String>,
     /// Classifier outputs.
     #[arg(long)]
     pub num_classes: Option<usize>,
@@ -69,11 +66,11 @@ pub fn parse_input(s: &str) -> Result<[usize; 3]> {
 }
 
 impl ModelArgs {
-    /// The model description with every option applied.
-    pub fn spec(&self) -> Result<ModelSpec> {
+    /// The model description with every option applied, and the input size if given.
+    pub fn spec(&self, input: Option<[usize; 3]>) -> Result<ModelSpec> {
         let mut spec = ModelSpec::load(&self.model)?;
-        if let Some(i) = &self.input {
-            spec.input = parse_input(i)?;
+        if let Some(i) = input {
+            spec.input = i;
         }
         if let Some(n) = self.num_classes {
             spec.num_classes = n;
@@ -102,7 +99,7 @@ impl ModelArgs {
     }
 
     /// The same model without grouping (the baseline of a reduction), if this one is grouped.
-    pub fn baseline(&self) -> Result<Option<ModelSpec>> {
+    pub fn baseline(&self, input: Option<[usize; 3]>) -> Result<Option<ModelSpec>> {
         if self.scheme.is_none() && self.groups.is_none() && self.conv.is_none() {
             return Ok(None);
         }
@@ -112,7 +109,7 @@ impl ModelArgs {
             conv: None,
             ..self.clone()
         };
-        let mut spec = plain.spec()?;
+        let mut spec = plain.spec(input)?;
         if let gconv::zoo::Arch::Resnet {
             pointwise, groups, ..
         } = &mut spec.arch
@@ -135,4 +132,25 @@ pub fn thousands(n: u64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// Where to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// A GPU adapter if there is one, else the CPU (with a warning).
+    Auto,
+    /// A GPU adapter (error if none).
+    Gpu,
+    /// The CPU reference path.
+    Cpu,
+}
+
+impl From<DeviceArg> for gconv::Device {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => gconv::Device::Auto,
+            DeviceArg::Gpu => gconv::Device::Gpu,
+            DeviceArg::Cpu => gconv::Device::Cpu,
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `gconv info`: per-layer table and totals, and the reduction against the ungrouped model.
 
-use crate::common::{thousands, ModelArgs};
+use crate::common::{parse_input, thousands, ModelArgs};
 use gconv::Result;
 use std::process::ExitCode;
 
@@ -9,6 +9,9 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    /// Per-sample input size as CxHxW (default: the model's, e.g. 3x224x224).
+    #[arg(long)]
+    input: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -18,10 +21,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let spec = a.model.spec()?;
+    let input = a.input.as_deref().map(parse_input).transpose()?;
+    let spec = a.model.spec(input)?;
     let graph = spec.build()?;
     let cost = graph.cost();
-    let base = match a.model.baseline()? {
+    let base = match a.model.baseline(input)? {
         Some(b) => Some(b.build()?.cost()),
         None => None,
     };

@@ -1,6 +1,7 @@
 //! `gconv`: the command-line front end (model zoo, accounting, inference, benchmarks).
 
 mod common;
+mod infer;
 mod info;
 mod models;
 
@@ -21,6 +22,8 @@ enum Command {
     Models(models::Args),
     /// Per-layer shapes, groups, MACs and parameters of a model.
     Info(info::Args),
+    /// Run a model on an input (.npy or image) on the GPU or the CPU; --compare checks one against the other.
+    Infer(infer::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Models(a) => models::run(a),
         Command::Info(a) => info::run(a),
+        Command::Infer(a) => infer::run(a),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,172 @@
+//! `gconv infer`: run a model on an input (.npy or an image), write the output as .npy.
+
+use crate::common::{parse_input, DeviceArg, ModelArgs};
+use gconv::testing::{compare, Tolerance};
+use gconv::{io, Device, Error, FlgcMode, LoadOptions, Result, Runtime, Tensor, Weights};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// How FLGC layers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlgcArg {
+    /// Exported by index re-ordering into an uneven group conv (fast).
+    Reordered,
+    /// Dense conv with W⊙M, as in training (reference).
+    Masked,
+}
+
+/// Options of `gconv infer`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Weights as safetensors with torchvision state_dict keys (default: seeded He init).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Input: .npy (f32, [N,C,H,W] or [C,H,W]; the model takes its size) or an image file
+    /// (png/jpeg, resized to the model input, or to --image-size).
+    #[arg(long)]
+    input: PathBuf,
+    /// Size an image input is resized to, as CxHxW (default: the model's input).
+    #[arg(long)]
+    image_size: Option<String>,
+    /// Where to write the output (.npy).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Run on both the GPU and the CPU reference; exit 1 if they differ beyond the model tolerance.
+    #[arg(long)]
+    compare: bool,
+    /// How FLGC layers run.
+    #[arg(long, value_enum, default_value_t = FlgcArg::Reordered)]
+    flgc: FlgcArg,
+    /// Keep batch norms as separate ops instead of folding them into the convs.
+    #[arg(long)]
+    no_fold_bn: bool,
+    /// Seed of the initialisation when no weights are given.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print a JSON report.
+    #[arg(long)]
+    json: bool,
+}
+
+fn is_npy(path: &std::path::Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+}
+
+fn read_input(path: &std::path::Path, chw: [usize; 3]) -> Result<Tensor> {
+    let t = if is_npy(path) {
+        io::read_npy(path)?
+    } else {
+        io::read_image(path, chw[0], [chw[1], chw[2]])?
+    };
+    match t.shape().len() {
+        3 => {
+            let s = t.shape().to_vec();
+            t.reshape(&[1, s[0], s[1], s[2]])
+        }
+        4 => Ok(t),
+        _ => Err(Error::tensor_shape(
+            format!("input {}", path.display()),
+            "[N, C, H, W] or [C, H, W]",
+            t.shape(),
+        )),
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    // The model's input size follows a .npy input; an image is resized to the model.
+    let (x, input) = if is_npy(&a.input) {
+        let x = read_input(&a.input, [0, 0, 0])?;
+        let s = x.shape().to_vec();
+        (Some(x), Some([s[1], s[2], s[3]]))
+    } else {
+        (None, a.image_size.as_deref().map(parse_input).transpose()?)
+    };
+    let mut spec = a.model.spec(input)?;
+    let weights: Option<Weights> = match &a.weights {
+        Some(p) => {
+            let w = io::read_safetensors(p)?;
+            // num_classes follows the weights.
+            if let Some(n) = io::num_classes_hint(&w, &spec.build()?) {
+                spec.num_classes = n;
+            }
+            Some(w)
+        }
+        None => None,
+    };
+    let x = match x {
+        Some(x) => x,
+        None => read_input(&a.input, spec.input)?,
+    };
+    let opts = LoadOptions {
+        fold_bn: !a.no_fold_bn,
+        flgc: match a.flgc {
+            FlgcArg::Reordered => FlgcMode::Reordered,
+            FlgcArg::Masked => FlgcMode::Masked,
+        },
+        seed: a.seed,
+    };
+    let device = if a.compare { Device::Gpu } else { a.device.into() };
+    let rt = Runtime::new(device)?;
+    let mut model = rt.load(&spec, weights.clone(), &opts)?;
+    let t0 = Instant::now();
+    let y = model.run(&x)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(out) = &a.output {
+        io::write_npy(out, &y)?;
+    }
+    let mut report = serde_json::json!({
+        "model": spec.name,
+        "device": rt.describe(),
+        "input_shape": x.shape(),
+        "output_shape": y.shape(),
+        "seconds_first_run": secs,
+    });
+    let mut code = ExitCode::SUCCESS;
+    if a.compare {
+        let cpu = Runtime::new(Device::Cpu)?;
+        let mut reference = cpu.load(&spec, weights, &opts)?;
+        let want = reference.run(&x)?;
+        let tol = Tolerance::F32_MODEL;
+        let c = compare(y.data(), want.data(), tol);
+        report["compare"] = serde_json::json!({
+            "max_abs": c.max_abs, "max_rel": c.max_rel, "mismatches": c.mismatches,
+            "atol": tol.atol, "rtol": tol.rtol, "ok": c.mismatches == 0,
+        });
+        if c.mismatches > 0 {
+            code = ExitCode::from(1);
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+    } else {
+        println!("device: {}", rt.describe());
+        println!(
+            "{}: input {:?} → output {:?} in {:.1} ms (first run, includes pipeline set-up)",
+            spec.name,
+            x.shape(),
+            y.shape(),
+            secs * 1e3
+        );
+        if let Some(out) = &a.output {
+            println!("wrote {}", out.display());
+        }
+        if let Some(c) = report.get("compare") {
+            println!(
+                "GPU vs CPU: max abs {:.3e}, max rel {:.3e}, {} outside atol {} + rtol {} → {}",
+                c["max_abs"].as_f64().unwrap_or(f64::NAN),
+                c["max_rel"].as_f64().unwrap_or(f64::NAN),
+                c["mismatches"],
+                c["atol"],
+                c["rtol"],
+                if c["ok"].as_bool() == Some(true) { "OK" } else { "MISMATCH" }
+            );
+        }
+    }
+    Ok(code)
+}

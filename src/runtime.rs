@@ -1,0 +1,221 @@
+//! The embeddable API: one way in, the same for CPU and GPU.
+//!
+//! ```no_run
+//! use gconv::{Device, LoadOptions, Runtime, Tensor};
+//! use gconv::zoo::ModelSpec;
+//!
+//! let rt = Runtime::new(Device::Auto)?;               // GPU if there is one, else CPU (with a warning)
+//! let spec = ModelSpec::load("resnet50")?;            // a zoo name or a path to a .toml
+//! let mut model = rt.load(&spec, None, &LoadOptions::default())?; // None: seeded He init
+//! let x = Tensor::zeros(&[1, 3, 224, 224]);
+//! let y = model.run(&x)?;                             // [1, 1000]
+//! # Ok::<(), gconv::Error>(())
+//! ```
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::executor::{GpuModel, PlanReport};
+use crate::graph::passes::{fold_batch_norm, materialize_flgc};
+use crate::graph::{Graph, Op};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+use crate::zoo::ModelSpec;
+use std::sync::Arc;
+
+/// Where models run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU reference path.
+    Cpu,
+    /// A wgpu adapter (Vulkan / Metal / DX12; lavapipe counts); an error if there is none.
+    Gpu,
+    /// A GPU when there is one, otherwise the CPU with a one-line warning.
+    Auto,
+}
+
+/// How FLGC layers run at inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FlgcMode {
+    /// Compiled by index re-ordering into an uneven group convolution (fast).
+    #[default]
+    Reordered,
+    /// The training-time form: a dense convolution with `W ⊙ M` (reference).
+    Masked,
+}
+
+/// Options of [`Runtime::load`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadOptions {
+    /// Fold batch norms into the preceding convolutions (default true).
+    pub fold_bn: bool,
+    /// How FLGC layers run.
+    pub flgc: FlgcMode,
+    /// Seed of the He/Kaiming initialisation when no weights are given.
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            fold_bn: true,
+            flgc: FlgcMode::Reordered,
+            seed: 0,
+        }
+    }
+}
+
+/// A device to run models on.
+pub struct Runtime {
+    gpu: Option<Arc<GpuContext>>,
+}
+
+impl Runtime {
+    /// Opens the device. `Device::Auto` falls back to the CPU with a warning on stderr.
+    pub fn new(device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Self { gpu: None }),
+            Device::Gpu => Ok(Self {
+                gpu: Some(Arc::new(GpuContext::new()?)),
+            }),
+            Device::Auto => match GpuContext::new() {
+                Ok(ctx) => Ok(Self { gpu: Some(Arc::new(ctx)) }),
+                Err(e) => {
+                    eprintln!(
+                        "warning: {e}; running on the CPU reference path (for a software GPU on Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
+                    );
+                    Ok(Self { gpu: None })
+                }
+            },
+        }
+    }
+
+    /// A runtime on an existing GPU context (shares its pipeline cache).
+    pub fn with_context(ctx: Arc<GpuContext>) -> Self {
+        Self { gpu: Some(ctx) }
+    }
+
+    /// Whether models run on a GPU.
+    pub fn is_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// The GPU context, if any.
+    pub fn gpu(&self) -> Option<&Arc<GpuContext>> {
+        self.gpu.as_ref()
+    }
+
+    /// One line naming the device: adapter name, backend and driver, or the CPU.
+    pub fn describe(&self) -> String {
+        match &self.gpu {
+            Some(g) => g.describe(),
+            None => format!("CPU reference path ({} threads)", rayon::current_num_threads()),
+        }
+    }
+
+    /// Builds `spec` and loads it with `weights` (seeded He init when `None`).
+    pub fn load(&self, spec: &ModelSpec, weights: Option<Weights>, opts: &LoadOptions) -> Result<Model> {
+        let graph = spec.build()?;
+        let weights = match weights {
+            Some(w) => w,
+            None => Weights::init(&graph, opts.seed),
+        };
+        self.load_graph(graph, weights, opts)
+    }
+
+    /// Loads an already built graph with its weights.
+    pub fn load_graph(&self, graph: Graph, weights: Weights, opts: &LoadOptions) -> Result<Model> {
+        weights.validate(&graph)?;
+        let (mut g, mut w) = (graph.clone(), weights);
+        if g.nodes.iter().any(|n| matches!(n.op, Op::FlgcConv2d(_))) {
+            (g, w) = match opts.flgc {
+                FlgcMode::Masked => materialize_flgc(&g, &w)?,
+                FlgcMode::Reordered => crate::graph::passes::export_flgc(&g, &w)?,
+            };
+        }
+        if opts.fold_bn {
+            (g, w) = fold_batch_norm(&g, &w)?;
+        }
+        let backend = match &self.gpu {
+            Some(ctx) => Backend::Gpu(Box::new(GpuModel::new(ctx.clone(), g.clone(), &w)?)),
+            None => Backend::Cpu,
+        };
+        Ok(Model {
+            graph,
+            exec_graph: g,
+            weights: w,
+            backend,
+        })
+    }
+}
+
+enum Backend {
+    Cpu,
+    Gpu(Box<GpuModel>),
+}
+
+/// A loaded model, ready to run.
+pub struct Model {
+    graph: Graph,
+    exec_graph: Graph,
+    weights: Weights,
+    backend: Backend,
+}
+
+impl Model {
+    /// Runs a forward pass on a `[B, C, H, W]` input.
+    pub fn run(&mut self, input: &Tensor) -> Result<Tensor> {
+        match &mut self.backend {
+            Backend::Cpu => cpu::run_graph(&self.exec_graph, &self.weights, input),
+            Backend::Gpu(m) => m.run(input),
+        }
+    }
+
+    /// The model's graph as described (before load-time passes).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The graph that actually runs (BN folded, FLGC compiled).
+    pub fn exec_graph(&self) -> &Graph {
+        &self.exec_graph
+    }
+
+    /// The weights of [`Model::exec_graph`].
+    pub fn exec_weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Whether this model runs on the GPU.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.backend, Backend::Gpu(_))
+    }
+
+    /// The GPU model, for timing and memory reports.
+    pub fn gpu_model(&mut self) -> Option<&mut GpuModel> {
+        match &mut self.backend {
+            Backend::Gpu(m) => Some(m),
+            Backend::Cpu => None,
+        }
+    }
+
+    /// The activation-buffer plan at `batch` (GPU only).
+    pub fn plan_report(&mut self, batch: usize) -> Result<Option<PlanReport>> {
+        match &mut self.backend {
+            Backend::Gpu(m) => m.plan_report(batch).map(Some),
+            Backend::Cpu => Ok(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.graph.name)
+            .field("gpu", &self.is_gpu())
+            .finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: &Error) {}
