@@ -3,6 +3,7 @@ pub mod cpu;
 pub mod error;
 pub mod graph;
 pub mod plan;
+pub mod report;
 pub mod tensor;
 pub mod testing;
 pub mod weights;
