@@ -5,6 +5,7 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod plan;
+pub mod report;
 pub mod runtime;
 pub mod tensor;
 pub mod testing;

@@ -1,0 +1,789 @@
+//! Drawing [`BarChart`]s and [`LineChart`]s with plotters, to SVG text or PNG bytes.
+//!
+//! Layout (top to bottom): title; legend as one centred row if it fits, else as a
+//! column right of the plot; the plot with y tick labels and axis descriptions. X tick
+//! labels are horizontal when they fit between ticks, else rotated to read upwards
+//! and, if still too dense, thinned out.
+
+use plotters::backend::RGBPixel;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontTransform;
+use plotters_backend::BackendCoord;
+
+use super::{BarChart, LineChart, Series};
+
+/// A validated chart to draw.
+#[derive(Clone, Copy)]
+pub(crate) enum Chart<'a> {
+    Bar(&'a BarChart),
+    Line(&'a LineChart),
+}
+
+impl Chart<'_> {
+    fn size(self) -> (u32, u32) {
+        match self {
+            Chart::Bar(_) => (800, 480),
+            Chart::Line(_) => (960, 540),
+        }
+    }
+}
+
+/// Tableau 10: distinct, print- and colour-blind-friendlier than the plotters defaults.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+const TEXT: RGBColor = RGBColor(30, 30, 30);
+const GRID: RGBColor = RGBColor(225, 225, 225);
+const AXIS: RGBColor = RGBColor(90, 90, 90);
+const FAMILY: &str = super::font::FAMILY;
+const TITLE_PX: f64 = 22.0;
+const LEGEND_PX: f64 = 15.0;
+const TICK_PX: f64 = 14.0;
+const DESC_PX: f64 = 15.0;
+const VALUE_PX: f64 = 12.0;
+/// Label of a missing (NaN) bar.
+const MISSING: &str = "n/a";
+/// Number of y ticks asked of plotters (it picks "nice" values up to this count).
+const Y_TICKS: usize = 8;
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn font(px: f64) -> TextStyle<'static> {
+    (FAMILY, px).into_font().color(&TEXT)
+}
+
+/// Render as SVG text. `font_metrics`: measure text with the registered font; if
+/// false (no font), text widths are estimated.
+pub(crate) fn render_svg(chart: Chart<'_>, font_metrics: bool) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let backend = Measured {
+            inner: SVGBackend::with_string(&mut svg, chart.size()),
+            font_metrics,
+        };
+        let root = backend.into_drawing_area();
+        draw(&root, chart).map_err(|e| format!("drawing SVG chart: {e}"))?;
+        root.present()
+            .map_err(|e| format!("drawing SVG chart: {e}"))?;
+    }
+    Ok(svg)
+}
+
+/// Render as PNG bytes (RGB, 8 bits). Needs a registered font.
+pub(crate) fn render_png(chart: Chart<'_>) -> Result<Vec<u8>, String> {
+    let (w, h) = chart.size();
+    let mut rgb = vec![255u8; w as usize * h as usize * 3];
+    {
+        let backend = BitMapBackend::<RGBPixel>::with_buffer_and_format(&mut rgb, (w, h))
+            .map_err(|e| format!("drawing PNG chart: {e}"))?;
+        let root = backend.into_drawing_area();
+        draw(&root, chart).map_err(|e| format!("drawing PNG chart: {e}"))?;
+        root.present()
+            .map_err(|e| format!("drawing PNG chart: {e}"))?;
+    }
+    let mut png = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc
+            .write_header()
+            .map_err(|e| format!("encoding PNG: {e}"))?;
+        writer
+            .write_image_data(&rgb)
+            .map_err(|e| format!("encoding PNG: {e}"))?;
+        writer.finish().map_err(|e| format!("encoding PNG: {e}"))?;
+    }
+    Ok(png)
+}
+
+type DrawResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: Chart<'_>) -> DrawResult<(), DB> {
+    root.fill(&WHITE)?;
+    let (title, series) = match chart {
+        Chart::Bar(c) => (&c.title, &c.series),
+        Chart::Line(c) => (&c.title, &c.series),
+    };
+    let rest = draw_title(root, title)?;
+    let plot = draw_legend(&rest, series, matches!(chart, Chart::Line(_)))?;
+    match chart {
+        Chart::Bar(c) => draw_bars(root, &plot, c),
+        Chart::Line(c) => draw_lines(root, &plot, c),
+    }
+}
+
+fn text_width<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    style: &TextStyle<'_>,
+) -> DrawResult<i32, DB> {
+    Ok(area.estimate_text_size(text, style)?.0 as i32)
+}
+
+/// Draw the title centred at the top (shrunk to fit the width); returns the area below.
+fn draw_title<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+) -> DrawResult<DrawingArea<DB, Shift>, DB> {
+    if title.is_empty() {
+        let (_, rest) = root.split_vertically(10);
+        return Ok(rest);
+    }
+    let (w, _) = root.dim_in_pixel();
+    let mut px = TITLE_PX;
+    let mut style = (FAMILY, px, FontStyle::Bold).into_font().color(&TEXT);
+    while px > 10.0 && text_width(root, title, &style)? > w as i32 - 20 {
+        px -= 1.0;
+        style = (FAMILY, px, FontStyle::Bold).into_font().color(&TEXT);
+    }
+    let height = (px * 1.5) as i32 + 12;
+    let (top, rest) = root.split_vertically(height);
+    top.draw(&Text::new(
+        title.to_string(),
+        (w as i32 / 2, height / 2),
+        style.pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
+    Ok(rest)
+}
+
+/// Shorten `text` with an ellipsis until it is at most `max` pixels wide.
+fn fit_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    style: &TextStyle<'_>,
+    max: i32,
+) -> DrawResult<String, DB> {
+    if text_width(area, text, style)? <= max {
+        return Ok(text.to_string());
+    }
+    let chars: Vec<char> = text.chars().collect();
+    for keep in (1..chars.len()).rev() {
+        let t: String = chars[..keep].iter().chain(['…'].iter()).collect();
+        if text_width(area, &t, style)? <= max {
+            return Ok(t);
+        }
+    }
+    Ok("…".to_string())
+}
+
+/// Draw the legend as a centred row above the plot if it fits, else as a column on
+/// the right; returns the area left for the plot.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+    lines: bool,
+) -> DrawResult<DrawingArea<DB, Shift>, DB> {
+    const SWATCH: i32 = 26;
+    const GAP: i32 = 7;
+    const SPACING: i32 = 24;
+    let style = font(LEGEND_PX);
+    let (w, _) = area.dim_in_pixel();
+    let w = w as i32;
+    let widths: Vec<i32> = series
+        .iter()
+        .map(|s| text_width(area, &s.name, &style))
+        .collect::<Result<_, _>>()?;
+    let row_width: i32 = widths.iter().map(|tw| SWATCH + GAP + tw).sum::<i32>()
+        + SPACING * (widths.len() as i32 - 1);
+
+    let entry = |a: &DrawingArea<DB, Shift>, i: usize, name: &str, x: i32, y: i32| {
+        let c = color(i);
+        if lines {
+            a.draw(&PathElement::new(
+                vec![(x, y), (x + SWATCH, y)],
+                c.stroke_width(2),
+            ))?;
+            draw_marker(a, (x + SWATCH / 2, y), i, c)?;
+        } else {
+            a.draw(&Rectangle::new(
+                [(x + 4, y - 8), (x + SWATCH - 4, y + 8)],
+                c.filled(),
+            ))?;
+        }
+        a.draw(&Text::new(
+            name.to_string(),
+            (x + SWATCH + GAP, y),
+            style.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+    };
+
+    if row_width <= w - 60 {
+        let (top, rest) = area.split_vertically(30);
+        let mut x = (w - row_width) / 2;
+        for (i, (s, tw)) in series.iter().zip(&widths).enumerate() {
+            entry(&top, i, &s.name, x, 12)?;
+            x += SWATCH + GAP + tw + SPACING;
+        }
+        Ok(rest)
+    } else {
+        let max_text = (w / 4).max(60);
+        let names: Vec<String> = series
+            .iter()
+            .map(|s| fit_text(area, &s.name, &style, max_text))
+            .collect::<Result<_, _>>()?;
+        let text_w = names
+            .iter()
+            .map(|n| text_width(area, n, &style))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        let col_w = SWATCH + GAP + text_w + 24;
+        let (plot, right) = area.split_horizontally(w - col_w);
+        for (i, n) in names.iter().enumerate() {
+            entry(&right, i, n, 4, 24 + i as i32 * SPACING)?;
+        }
+        Ok(plot)
+    }
+}
+
+/// Filled point marker number `i % 5` (circle, square, triangle, diamond, ring),
+/// centred at `at`.
+fn draw_marker<DB, CT>(
+    area: &DrawingArea<DB, CT>,
+    at: CT::From,
+    i: usize,
+    c: RGBColor,
+) -> DrawResult<(), DB>
+where
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate,
+    CT::From: Clone,
+{
+    let fill = c.filled();
+    let e = EmptyElement::at(at);
+    match i % 5 {
+        0 => area.draw(&(e + Circle::new((0, 0), 4, fill))),
+        1 => area.draw(&(e + Rectangle::new([(-4, -4), (4, 4)], fill))),
+        2 => area.draw(&(e + Polygon::new(vec![(0, -5), (5, 4), (-5, 4)], fill))),
+        3 => area.draw(&(e + Polygon::new(vec![(0, -6), (5, 0), (0, 6), (-5, 0)], fill))),
+        _ => area.draw(&(e + Circle::new((0, 0), 4, c.stroke_width(2)))),
+    }
+}
+
+/// A number for a tick or bar label: up to 6 decimals, trailing zeros dropped.
+fn fmt_number(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// A bar's value label: three significant digits (at least the integer part).
+fn fmt_value(v: f64) -> String {
+    let a = v.abs();
+    let decimals = if a == 0.0 || a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// Y range from zero (or the minimum, if negative) to the maximum, with headroom.
+fn y_range(series: &[Series], headroom: f64) -> (f64, f64) {
+    let finite = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = hi - lo;
+    if span <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let lo = if lo < 0.0 { lo - span * headroom } else { 0.0 };
+    let hi = if hi > 0.0 { hi + span * headroom } else { 0.0 };
+    (lo, hi)
+}
+
+/// How the x tick labels are drawn.
+struct XLabels {
+    /// Rotated to read upwards (else horizontal, centred under the tick).
+    rotated: bool,
+    /// Label every `step`-th position (1 = all).
+    step: usize,
+    /// Height of the label band below the axis, including the axis description.
+    band: i32,
+    /// Longest rotated label, in pixels (longer ones are shortened with `…`).
+    max_len: i32,
+}
+
+/// Decide the x label layout for `labels` spread over about `plot_w` pixels.
+fn x_label_layout<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    labels: &[String],
+    plot_w: i32,
+    has_desc: bool,
+) -> DrawResult<XLabels, DB> {
+    let style = font(TICK_PX);
+    let mut max_w = 0;
+    for l in labels {
+        max_w = max_w.max(text_width(area, l, &style)?);
+    }
+    let line_h = (TICK_PX * 1.2) as i32;
+    let desc_h = if has_desc { (DESC_PX * 1.6) as i32 } else { 0 };
+    let pitch = plot_w as f64 / labels.len().max(1) as f64;
+    if (max_w + 10) as f64 <= pitch {
+        return Ok(XLabels {
+            rotated: false,
+            step: 1,
+            band: line_h + 14 + desc_h,
+            max_len: max_w,
+        });
+    }
+    let step = ((line_h + 4) as f64 / pitch).ceil().max(1.0) as usize;
+    // Rotated labels longer than ~40% of the chart height are cut (see draw_x_labels).
+    let max_w = max_w.min(area.dim_in_pixel().1 as i32 * 2 / 5);
+    Ok(XLabels {
+        rotated: true,
+        step,
+        band: max_w + 16 + desc_h,
+        max_len: max_w,
+    })
+}
+
+/// Draw rotated x tick labels (horizontal ones are drawn by the mesh).
+fn draw_x_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    labels: &[String],
+    layout: &XLabels,
+    axis_px: impl Fn(usize) -> BackendCoord,
+) -> DrawResult<(), DB> {
+    if !layout.rotated {
+        return Ok(());
+    }
+    let style = font(TICK_PX);
+    let rot = style
+        .transform(FontTransform::Rotate270)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (i, l) in labels.iter().enumerate().step_by(layout.step) {
+        let (x, y) = axis_px(i);
+        let text = fit_text(root, l, &style, layout.max_len)?;
+        root.draw(&Text::new(text, (x, y + 8), rot.clone()))?;
+    }
+    Ok(())
+}
+
+/// Width of the y label band: widest tick label plus the rotated axis description.
+fn y_label_band<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (lo, hi): (f64, f64),
+    has_desc: bool,
+) -> DrawResult<i32, DB> {
+    let style = font(TICK_PX);
+    let mut w = 0;
+    for v in RangedCoordf64::from(lo..hi).key_points(Y_TICKS) {
+        w = w.max(text_width(area, &fmt_number(v), &style)?);
+    }
+    let desc = if has_desc { (DESC_PX * 1.6) as i32 } else { 0 };
+    Ok(w + 14 + desc)
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    area: &DrawingArea<DB, Shift>,
+    c: &BarChart,
+) -> DrawResult<(), DB> {
+    let n = c.categories.len();
+    let k = c.series.len();
+    let (lo, hi) = y_range(&c.series, 0.1);
+    let y_band = y_label_band(area, (lo, hi), !c.y_label.is_empty())?;
+    let (w, _) = area.dim_in_pixel();
+    let plot_w = w as i32 - y_band - 30;
+    let xl = x_label_layout(area, &c.categories, plot_w, false)?;
+
+    let x_axis = Positions {
+        lo: -0.5,
+        hi: n as f64 - 0.5,
+        n,
+    };
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(8)
+        .margin_left(10)
+        .margin_right(20)
+        .margin_bottom(8)
+        .x_label_area_size(xl.band)
+        .y_label_area_size(y_band)
+        .build_cartesian_2d(x_axis, lo..hi)?;
+
+    let cats = &c.categories;
+    let x_fmt = |x: &f64| {
+        if xl.rotated {
+            return String::new();
+        }
+        let i = x.round();
+        if i >= 0.0 && (i as usize) < n {
+            cats[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    let y_fmt = |y: &f64| fmt_number(*y);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_labels(Y_TICKS)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .y_desc(c.y_label.as_str())
+        .label_style(font(TICK_PX))
+        .axis_desc_style(font(DESC_PX))
+        .axis_style(AXIS.stroke_width(1))
+        .bold_line_style(GRID.stroke_width(1))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+
+    // Bars: the group takes 80% of a category's width; bars get 90% of their slot.
+    let group = 0.8;
+    let slot = group / k as f64;
+    let bar = |i: usize, j: usize| {
+        let x0 = i as f64 - group / 2.0 + j as f64 * slot + slot * 0.05;
+        (x0, x0 + slot * 0.9)
+    };
+    for (j, s) in c.series.iter().enumerate() {
+        let col = color(j);
+        chart.draw_series(
+            s.values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, &v)| {
+                    let (x0, x1) = bar(i, j);
+                    Rectangle::new([(x0, 0.0), (x1, v)], col.filled())
+                }),
+        )?;
+    }
+    // Zero line over the bars' feet when the axis does not start at zero.
+    if lo < 0.0 {
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
+            AXIS.stroke_width(1),
+        )))?;
+    }
+
+    // Value labels, and `n/a` for missing bars, if every one fits over its bar.
+    let value_style = font(VALUE_PX);
+    let (bx0, bx1) = bar(0, 0);
+    let bar_px = chart.backend_coord(&(bx1, 0.0)).0 - chart.backend_coord(&(bx0, 0.0)).0;
+    let mut widest = text_width(area, MISSING, &value_style)?;
+    for s in &c.series {
+        for v in s.values.iter().filter(|v| v.is_finite()) {
+            widest = widest.max(text_width(area, &fmt_value(*v), &value_style)?);
+        }
+    }
+    if widest <= bar_px + 6 {
+        for (j, s) in c.series.iter().enumerate() {
+            for (i, &v) in s.values.iter().enumerate() {
+                let (x0, x1) = bar(i, j);
+                let (text, at, style) = if v.is_finite() {
+                    (fmt_value(v), v, value_style.clone())
+                } else {
+                    (MISSING.to_string(), 0.0, value_style.color(&AXIS))
+                };
+                let (dy, vpos) = if at >= 0.0 {
+                    (-3, VPos::Bottom)
+                } else {
+                    (3, VPos::Top)
+                };
+                chart.plotting_area().draw(
+                    &(EmptyElement::at(((x0 + x1) / 2.0, at))
+                        + Text::new(text, (0, dy), style.pos(Pos::new(HPos::Center, vpos)))),
+                )?;
+            }
+        }
+    }
+
+    draw_x_labels(root, cats, &xl, |i| chart.backend_coord(&(i as f64, lo)))
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    area: &DrawingArea<DB, Shift>,
+    c: &LineChart,
+) -> DrawResult<(), DB> {
+    let n = c.x_labels.len();
+    let (lo, hi) = y_range(&c.series, 0.06);
+    let y_band = y_label_band(area, (lo, hi), !c.y_label.is_empty())?;
+    let (w, _) = area.dim_in_pixel();
+    let plot_w = w as i32 - y_band - 30;
+    let xl = x_label_layout(area, &c.x_labels, plot_w, !c.x_label.is_empty())?;
+
+    let pad = if n == 1 { 0.5 } else { 0.4 };
+    let x_axis = Positions {
+        lo: -pad,
+        hi: (n - 1) as f64 + pad,
+        n,
+    };
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(8)
+        .margin_left(10)
+        .margin_right(20)
+        .margin_bottom(8)
+        .x_label_area_size(xl.band)
+        .y_label_area_size(y_band)
+        .build_cartesian_2d(x_axis, lo..hi)?;
+
+    let labels = &c.x_labels;
+    let x_fmt = |x: &f64| {
+        if xl.rotated {
+            return String::new();
+        }
+        let i = x.round();
+        if i >= 0.0 && (i as usize) < n {
+            labels[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    let y_fmt = |y: &f64| fmt_number(*y);
+    chart
+        .configure_mesh()
+        .y_labels(Y_TICKS)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .x_desc(c.x_label.as_str())
+        .y_desc(c.y_label.as_str())
+        .label_style(font(TICK_PX))
+        .axis_desc_style(font(DESC_PX))
+        .axis_style(AXIS.stroke_width(1))
+        .bold_line_style(GRID.stroke_width(1))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+
+    let markers = n <= 40;
+    for (j, s) in c.series.iter().enumerate() {
+        let col = color(j);
+        // Runs of consecutive finite values; NaN breaks the line.
+        let mut run: Vec<(f64, f64)> = Vec::new();
+        let points = s
+            .values
+            .iter()
+            .copied()
+            .enumerate()
+            .map(|(i, v)| (i as f64, v));
+        for (x, v) in points.chain(std::iter::once((f64::NAN, f64::NAN))) {
+            if v.is_finite() {
+                run.push((x, v));
+                continue;
+            }
+            if run.len() > 1 {
+                chart.draw_series(LineSeries::new(run.iter().copied(), col.stroke_width(2)))?;
+            }
+            if markers || run.len() == 1 {
+                for p in &run {
+                    draw_marker(chart.plotting_area(), *p, j, col)?;
+                }
+            }
+            run.clear();
+        }
+    }
+
+    draw_x_labels(root, labels, &xl, |i| chart.backend_coord(&(i as f64, lo)))
+}
+
+/// X axis over positions `0..n` (as f64, padded): ticks exactly at the positions.
+struct Positions {
+    lo: f64,
+    hi: f64,
+    n: usize,
+}
+
+impl Ranged for Positions {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        RangedCoordf64::from(self.lo..self.hi).map(value, limit)
+    }
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            (0..self.n).map(|i| i as f64).collect()
+        }
+    }
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+pub(crate) use measured::Measured;
+
+mod measured {
+    use plotters::prelude::DrawingBackend;
+    use plotters_backend::{
+        BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
+    };
+
+    /// A backend wrapper that measures text with the registered font when there is one
+    /// and estimates it otherwise, so that SVG charts need no font file.
+    pub(crate) struct Measured<B> {
+        pub(crate) inner: B,
+        pub(crate) font_metrics: bool,
+    }
+
+    /// Approximate advance of `c` in ems of a sans-serif font (DejaVu Sans-like).
+    fn advance_em(c: char) -> f64 {
+        match c {
+            'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '|' | '!' | 'I' => 0.32,
+            'f' | 't' | 'r' | '(' | ')' | '[' | ']' | ' ' | '-' => 0.4,
+            'm' | 'w' | 'M' | 'W' | '%' | '@' | '…' => 0.95,
+            c if c.is_ascii_uppercase() => 0.72,
+            c if c.is_ascii_digit() => 0.64,
+            _ => 0.6,
+        }
+    }
+
+    impl<B: DrawingBackend> DrawingBackend for Measured<B> {
+        type ErrorType = B::ErrorType;
+
+        fn get_size(&self) -> (u32, u32) {
+            self.inner.get_size()
+        }
+        fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.ensure_prepared()
+        }
+        fn present(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.present()
+        }
+        fn draw_pixel(
+            &mut self,
+            point: BackendCoord,
+            color: BackendColor,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.draw_pixel(point, color)
+        }
+        fn draw_line<S: BackendStyle>(
+            &mut self,
+            from: BackendCoord,
+            to: BackendCoord,
+            style: &S,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.draw_line(from, to, style)
+        }
+        fn draw_rect<S: BackendStyle>(
+            &mut self,
+            upper_left: BackendCoord,
+            bottom_right: BackendCoord,
+            style: &S,
+            fill: bool,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.draw_rect(upper_left, bottom_right, style, fill)
+        }
+        fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+            &mut self,
+            path: I,
+            style: &S,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.draw_path(path, style)
+        }
+        fn draw_circle<S: BackendStyle>(
+            &mut self,
+            center: BackendCoord,
+            radius: u32,
+            style: &S,
+            fill: bool,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.draw_circle(center, radius, style, fill)
+        }
+        fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+            &mut self,
+            vert: I,
+            style: &S,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.fill_polygon(vert, style)
+        }
+        fn draw_text<S: BackendTextStyle>(
+            &mut self,
+            text: &str,
+            style: &S,
+            pos: BackendCoord,
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.draw_text(text, style, pos)
+        }
+        fn estimate_text_size<S: BackendTextStyle>(
+            &self,
+            text: &str,
+            style: &S,
+        ) -> Result<(u32, u32), DrawingErrorKind<B::ErrorType>> {
+            if self.font_metrics {
+                if let Ok(size) = self.inner.estimate_text_size(text, style) {
+                    return Ok(size);
+                }
+            }
+            let em = style.size() / 1.24 * 1.1;
+            let w: f64 = text.chars().map(advance_em).sum::<f64>() * em;
+            Ok((w.ceil() as u32, (style.size() / 1.24).ceil() as u32))
+        }
+        fn blit_bitmap(
+            &mut self,
+            pos: BackendCoord,
+            (iw, ih): (u32, u32),
+            src: &[u8],
+        ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+            self.inner.blit_bitmap(pos, (iw, ih), src)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(fmt_number(100.0), "100");
+        assert_eq!(fmt_number(0.25), "0.25");
+        assert_eq!(fmt_number(0.1 + 0.2), "0.3");
+        assert_eq!(fmt_number(-0.0), "0");
+        assert_eq!(fmt_value(62.345), "62.3");
+        assert_eq!(fmt_value(47.0), "47.0");
+        assert_eq!(fmt_value(100.0), "100");
+        assert_eq!(fmt_value(1.5), "1.50");
+        assert_eq!(fmt_value(0.01234), "0.012");
+        assert_eq!(fmt_value(0.0), "0");
+        assert_eq!(fmt_value(-0.0001), "0.000");
+    }
+
+    #[test]
+    fn y_range_has_zero_and_headroom() {
+        let s = |v: Vec<f64>| {
+            vec![Series {
+                name: "s".into(),
+                values: v,
+            }]
+        };
+        assert_eq!(y_range(&s(vec![50.0, 100.0, f64::NAN]), 0.1), (0.0, 110.0));
+        assert_eq!(y_range(&s(vec![0.0]), 0.1), (0.0, 1.0));
+        let (lo, hi) = y_range(&s(vec![-10.0, 10.0]), 0.1);
+        assert!(lo < -10.0 && hi > 10.0);
+    }
+}
