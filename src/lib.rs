@@ -1,4 +1,5 @@
 //! gconv
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod gpu;

@@ -199,12 +199,17 @@ impl Analysis {
                 _ => {}
             }
         }
-        Self { value_of, fused_relu }
+        Self {
+            value_of,
+            fused_relu,
+        }
     }
 
     /// The stored values (nodes that own a buffer), in graph order.
     pub fn values(&self) -> Vec<crate::graph::NodeId> {
-        (0..self.value_of.len()).filter(|&i| self.value_of[i] == i).collect()
+        (0..self.value_of.len())
+            .filter(|&i| self.value_of[i] == i)
+            .collect()
     }
 
     /// Lifetimes of the stored values at `batch` (f32 elements), in [`Analysis::values`] order.

@@ -79,7 +79,9 @@ impl Runtime {
                 gpu: Some(Arc::new(GpuContext::new()?)),
             }),
             Device::Auto => match GpuContext::new() {
-                Ok(ctx) => Ok(Self { gpu: Some(Arc::new(ctx)) }),
+                Ok(ctx) => Ok(Self {
+                    gpu: Some(Arc::new(ctx)),
+                }),
                 Err(e) => {
                     eprintln!(
                         "warning: {e}; running on the CPU reference path (for a software GPU on Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
@@ -109,12 +111,20 @@ impl Runtime {
     pub fn describe(&self) -> String {
         match &self.gpu {
             Some(g) => g.describe(),
-            None => format!("CPU reference path ({} threads)", rayon::current_num_threads()),
+            None => format!(
+                "CPU reference path ({} threads)",
+                rayon::current_num_threads()
+            ),
         }
     }
 
     /// Builds `spec` and loads it with `weights` (seeded He init when `None`).
-    pub fn load(&self, spec: &ModelSpec, weights: Option<Weights>, opts: &LoadOptions) -> Result<Model> {
+    pub fn load(
+        &self,
+        spec: &ModelSpec,
+        weights: Option<Weights>,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
         let graph = spec.build()?;
         let weights = match weights {
             Some(w) => w,

@@ -133,7 +133,9 @@ impl Weights {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
         let mut fill = |w: &mut Weights, key: String, lo: f32, hi: f32| {
             if let Some(t) = w.map.get_mut(&key) {
-                t.data_mut().iter_mut().for_each(|v| *v = rng.random_range(lo..hi));
+                t.data_mut()
+                    .iter_mut()
+                    .for_each(|v| *v = rng.random_range(lo..hi));
             }
         };
         for n in &graph.nodes {

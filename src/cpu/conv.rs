@@ -193,7 +193,11 @@ pub fn grouped_conv_indexed(
         off += g.out_len * g.in_len * kk;
     }
     if let Some(o) = filter_of.iter().position(|f| f.is_none()) {
-        return Err(Error::tensor_shape(op, format!("output channel {o} in a group"), &[table.len()]));
+        return Err(Error::tensor_shape(
+            op,
+            format!("output channel {o} in a group"),
+            &[table.len()],
+        ));
     }
     let mut out = Tensor::zeros(&[b, s.out_channels, oh, ow]);
     let plane = h * w;

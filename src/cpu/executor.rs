@@ -97,7 +97,11 @@ pub fn run_graph(graph: &Graph, w: &Weights, input: &Tensor) -> Result<Tensor> {
 }
 
 /// Like [`run_graph`], also returning each node's wall-clock time in seconds.
-pub fn run_graph_timed(graph: &Graph, w: &Weights, input: &Tensor) -> Result<(Tensor, Vec<(String, f64)>)> {
+pub fn run_graph_timed(
+    graph: &Graph,
+    w: &Weights,
+    input: &Tensor,
+) -> Result<(Tensor, Vec<(String, f64)>)> {
     let [c, h, wd] = graph.input_shape();
     let [_, ic, ih, iw] = input.dims4("model input")?;
     if [ic, ih, iw] != [c, h, wd] {

@@ -103,20 +103,29 @@ impl GpuModel {
     pub fn new(ctx: Arc<GpuContext>, graph: Graph, weights: &Weights) -> Result<Self> {
         weights.validate(&graph)?;
         // 1. aliases and fused ReLUs
-        if let Some(n) = graph.nodes.iter().find(|n| matches!(n.op, Op::FlgcConv2d(_))) {
+        if let Some(n) = graph
+            .nodes
+            .iter()
+            .find(|n| matches!(n.op, Op::FlgcConv2d(_)))
+        {
             return Err(Error::shape(
                 &n.name,
                 "FLGC layers must be materialised (masked) or exported before GPU compilation",
             ));
         }
-        let Analysis { value_of, fused_relu } = Analysis::new(&graph);
+        let Analysis {
+            value_of,
+            fused_relu,
+        } = Analysis::new(&graph);
         let n = graph.nodes.len();
         // 3. weights
         let mut params = Vec::with_capacity(n);
         let mut weight_bytes = 0u64;
         for node in &graph.nodes {
             let key = |s: &str| format!("{}.{s}", node.name);
-            let up = |s: &str| -> Result<wgpu::Buffer> { ctx.upload(&key(s), weights.require(&key(s))?.data()) };
+            let up = |s: &str| -> Result<wgpu::Buffer> {
+                ctx.upload(&key(s), weights.require(&key(s))?.data())
+            };
             let p = match &node.op {
                 Op::Conv2d(s) | Op::GroupedConvTable { spec: s, .. } => NodeParams::Conv {
                     weight: up("weight")?,
@@ -124,7 +133,12 @@ impl GpuModel {
                 },
                 Op::BatchNorm { eps, channels } => {
                     let get = |s: &str| weights.require(&key(s)).map(|t| t.data());
-                    let (g, b, m, v) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+                    let (g, b, m, v) = (
+                        get("weight")?,
+                        get("bias")?,
+                        get("running_mean")?,
+                        get("running_var")?,
+                    );
                     let mut ss = vec![0.0f32; 2 * channels];
                     for c in 0..*channels {
                         let sc = g[c] / (v[c] + eps).sqrt();
@@ -142,18 +156,26 @@ impl GpuModel {
                 } => {
                     let w = weights.require(&key("weight"))?;
                     NodeParams::Linear {
-                        chunks: linear::upload_weight(&ctx, &key("weight"), w.data(), *out_features, *in_features)?,
+                        chunks: linear::upload_weight(
+                            &ctx,
+                            &key("weight"),
+                            w.data(),
+                            *out_features,
+                            *in_features,
+                        )?,
                         bias: if *bias { Some(up("bias")?) } else { None },
                     }
                 }
                 Op::Gather { indices } => {
                     let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
                     NodeParams::Gather {
-                        indices: ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(&key("indices")),
-                            contents: bytemuck::cast_slice(&idx),
-                            usage: wgpu::BufferUsages::STORAGE,
-                        }),
+                        indices: ctx
+                            .device
+                            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                                label: Some(&key("indices")),
+                                contents: bytemuck::cast_slice(&idx),
+                                usage: wgpu::BufferUsages::STORAGE,
+                            }),
                     }
                 }
                 _ => NodeParams::None,
@@ -195,7 +217,9 @@ impl GpuModel {
 
     fn prepare(&mut self, batch: usize) -> Result<()> {
         if batch == 0 {
-            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "batch size must be at least 1".into(),
+            ));
         }
         if self.prepared.as_ref().is_some_and(|p| p.batch == batch) {
             return Ok(());
@@ -218,7 +242,10 @@ impl GpuModel {
                 let node = &g.nodes[l.def];
                 return Err(Error::AdapterLimit {
                     layer: node.name.clone(),
-                    tensor: format!("{} output (batch {batch}, shape {:?})", node.name, node.shape),
+                    tensor: format!(
+                        "{} output (batch {batch}, shape {:?})",
+                        node.name, node.shape
+                    ),
                     needed: l.bytes,
                     limit_name: "max_storage_buffer_binding_size",
                     limit,
@@ -256,9 +283,18 @@ impl GpuModel {
             let hw = |s: &[usize]| [s[1], s[2]];
             let out = tref(i);
             let ds = match (&node.op, &self.params[i]) {
-                (Op::Conv2d(s), NodeParams::Conv { weight, bias }) => {
-                    conv::prepare_conv2d(ctx, name, x, weight, bias.as_ref(), out, batch, s, hw(in_shape), relu)?
-                }
+                (Op::Conv2d(s), NodeParams::Conv { weight, bias }) => conv::prepare_conv2d(
+                    ctx,
+                    name,
+                    x,
+                    weight,
+                    bias.as_ref(),
+                    out,
+                    batch,
+                    s,
+                    hw(in_shape),
+                    relu,
+                )?,
                 (
                     Op::GroupedConvTable {
                         spec,
@@ -271,7 +307,10 @@ impl GpuModel {
                     let identity = in_index.iter().enumerate().all(|(i, &c)| i == c)
                         && out_index.iter().enumerate().all(|(i, &c)| i == c);
                     if !identity {
-                        return Err(Error::shape(name, "index-addressed group conv not on the GPU yet"));
+                        return Err(Error::shape(
+                            name,
+                            "index-addressed group conv not on the GPU yet",
+                        ));
                     }
                     conv::prepare_grouped_conv_table(
                         ctx,
@@ -288,15 +327,44 @@ impl GpuModel {
                     )?
                 }
                 (Op::BatchNorm { channels, .. }, NodeParams::BatchNorm { scale_shift }) => {
-                    norm::prepare_batch_norm(ctx, name, x, scale_shift, out, batch, *channels, in_shape[1] * in_shape[2], relu)?
+                    norm::prepare_batch_norm(
+                        ctx,
+                        name,
+                        x,
+                        scale_shift,
+                        out,
+                        batch,
+                        *channels,
+                        in_shape[1] * in_shape[2],
+                        relu,
+                    )?
                 }
                 (Op::Relu, _) => elementwise::prepare_relu(ctx, name, x, out, elems(i))?,
-                (Op::Add, _) => elementwise::prepare_add(ctx, name, x, tref(node.inputs[1]), out, elems(i), relu)?,
-                (Op::MaxPool(p), _) => pool::prepare_max_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), p)?,
-                (Op::AvgPool(p), _) => pool::prepare_avg_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), p)?,
-                (Op::AdaptiveAvgPool { output }, _) => {
-                    pool::prepare_adaptive_avg_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), *output)?
+                (Op::Add, _) => elementwise::prepare_add(
+                    ctx,
+                    name,
+                    x,
+                    tref(node.inputs[1]),
+                    out,
+                    elems(i),
+                    relu,
+                )?,
+                (Op::MaxPool(p), _) => {
+                    pool::prepare_max_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), p)?
                 }
+                (Op::AvgPool(p), _) => {
+                    pool::prepare_avg_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), p)?
+                }
+                (Op::AdaptiveAvgPool { output }, _) => pool::prepare_adaptive_avg_pool(
+                    ctx,
+                    name,
+                    x,
+                    out,
+                    batch,
+                    in_shape[0],
+                    hw(in_shape),
+                    *output,
+                )?,
                 (
                     Op::Linear {
                         in_features,
@@ -304,21 +372,39 @@ impl GpuModel {
                         ..
                     },
                     NodeParams::Linear { chunks, bias },
-                ) => linear::prepare_linear(ctx, name, x, chunks, bias.as_ref(), out, batch, *in_features, *out_features, relu)?,
-                (Op::Softmax, _) => softmax::prepare_softmax(ctx, name, x, out, batch, in_shape[0])?,
-                (Op::Gather { indices }, NodeParams::Gather { indices: ib }) => gather::prepare_gather(
+                ) => linear::prepare_linear(
                     ctx,
                     name,
                     x,
-                    ib,
+                    chunks,
+                    bias.as_ref(),
                     out,
                     batch,
-                    in_shape[0],
-                    indices.len(),
-                    in_shape[1] * in_shape[2],
+                    *in_features,
+                    *out_features,
+                    relu,
                 )?,
+                (Op::Softmax, _) => {
+                    softmax::prepare_softmax(ctx, name, x, out, batch, in_shape[0])?
+                }
+                (Op::Gather { indices }, NodeParams::Gather { indices: ib }) => {
+                    gather::prepare_gather(
+                        ctx,
+                        name,
+                        x,
+                        ib,
+                        out,
+                        batch,
+                        in_shape[0],
+                        indices.len(),
+                        in_shape[1] * in_shape[2],
+                    )?
+                }
                 (op, _) => {
-                    return Err(Error::shape(name, format!("{} has no GPU kernel here", op.kind())));
+                    return Err(Error::shape(
+                        name,
+                        format!("{} has no GPU kernel here", op.kind()),
+                    ));
                 }
             };
             for d in ds {
@@ -385,11 +471,17 @@ impl GpuModel {
         self.prepare(batch)?;
         let p = self.prepared.as_ref().expect("prepared");
         let q = &self.ctx.queue;
-        q.write_buffer(&p.slots[p.input_slot], 0, bytemuck::cast_slice(input.data()));
+        q.write_buffer(
+            &p.slots[p.input_slot],
+            0,
+            bytemuck::cast_slice(input.data()),
+        );
         let mut enc = self
             .ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("forward"),
@@ -399,7 +491,13 @@ impl GpuModel {
                 d.record(&mut pass);
             }
         }
-        enc.copy_buffer_to_buffer(&p.slots[p.output_slot], 0, &p.staging, 0, 4 * p.output_len as u64);
+        enc.copy_buffer_to_buffer(
+            &p.slots[p.output_slot],
+            0,
+            &p.staging,
+            0,
+            4 * p.output_len as u64,
+        );
         q.submit([enc.finish()]);
         let data = read_staging(self, &p.staging, p.output_len)?;
         let mut shape = vec![batch];
@@ -413,7 +511,11 @@ impl GpuModel {
         let batch = self.check_input(input)?;
         self.prepare(batch)?;
         let p = self.prepared.as_ref().expect("prepared");
-        self.ctx.queue.write_buffer(&p.slots[p.input_slot], 0, bytemuck::cast_slice(input.data()));
+        self.ctx.queue.write_buffer(
+            &p.slots[p.input_slot],
+            0,
+            bytemuck::cast_slice(input.data()),
+        );
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -432,7 +534,11 @@ impl GpuModel {
         let batch = self.check_input(input)?;
         self.prepare(batch)?;
         let p = self.prepared.as_ref().expect("prepared");
-        self.ctx.queue.write_buffer(&p.slots[p.input_slot], 0, bytemuck::cast_slice(input.data()));
+        self.ctx.queue.write_buffer(
+            &p.slots[p.input_slot],
+            0,
+            bytemuck::cast_slice(input.data()),
+        );
         // Group dispatches by node.
         let mut groups: Vec<(NodeId, Vec<&Dispatch>)> = Vec::new();
         for (d, &nid) in p.dispatches.iter().zip(&p.dispatch_node) {
@@ -441,7 +547,12 @@ impl GpuModel {
                 _ => groups.push((nid, vec![d])),
             }
         }
-        let label = |nid: NodeId| (self.graph.nodes[nid].name.clone(), self.graph.nodes[nid].op.kind());
+        let label = |nid: NodeId| {
+            (
+                self.graph.nodes[nid].name.clone(),
+                self.graph.nodes[nid].op.kind(),
+            )
+        };
         if self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) && groups.len() * 2 <= 4096 {
             let count = (groups.len() * 2) as u32;
             let qs = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -487,7 +598,11 @@ impl GpuModel {
                 .enumerate()
                 .map(|(k, (nid, _))| {
                     let (n, o) = label(*nid);
-                    (n, o, ticks[2 * k + 1].saturating_sub(ticks[2 * k]) as f64 * period)
+                    (
+                        n,
+                        o,
+                        ticks[2 * k + 1].saturating_sub(ticks[2 * k]) as f64 * period,
+                    )
                 })
                 .collect();
             return Ok(LayerTimes {

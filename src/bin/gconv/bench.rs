@@ -78,7 +78,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let device: Device = a.device.into();
     // Probe the device once to size the default configuration.
     let rt = Runtime::new(device)?;
-    let software = rt.gpu().is_none_or(|g| g.is_software());
+    let software = rt.gpu().is_none_or(|g| g.is_cpu());
     let mut cfg = BenchConfig::default_for(software);
     let mut suites: Vec<Suite> = a
         .suite
@@ -98,7 +98,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     macro_rules! set {
         ($($f:ident),*) => { $(if let Some(v) = a.$f.clone() { cfg.$f = v; })* };
     }
-    set!(input_size, width, num_classes, batch, large_batch, warmup, repeats, vgg, schemes, groups);
+    set!(
+        input_size,
+        width,
+        num_classes,
+        batch,
+        large_batch,
+        warmup,
+        repeats,
+        vgg,
+        schemes,
+        groups
+    );
     if let Some(l) = a.layers.clone() {
         cfg.sweep_layers = l;
     }
@@ -121,7 +132,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
     } else {
         print!("{}", bench::render_text(&report));
     }

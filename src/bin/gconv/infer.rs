@@ -55,7 +55,9 @@ pub struct Args {
 }
 
 fn is_npy(path: &std::path::Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 fn read_input(path: &std::path::Path, chw: [usize; 3]) -> Result<Tensor> {
@@ -111,7 +113,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         seed: a.seed,
     };
-    let device = if a.compare { Device::Gpu } else { a.device.into() };
+    let device = if a.compare {
+        Device::Gpu
+    } else {
+        a.device.into()
+    };
     let rt = Runtime::new(device)?;
     let mut model = rt.load(&spec, weights.clone(), &opts)?;
     let t0 = Instant::now();
@@ -143,7 +149,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
     } else {
         println!("device: {}", rt.describe());
         println!(
@@ -164,7 +173,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 c["mismatches"],
                 c["atol"],
                 c["rtol"],
-                if c["ok"].as_bool() == Some(true) { "OK" } else { "MISMATCH" }
+                if c["ok"].as_bool() == Some(true) {
+                    "OK"
+                } else {
+                    "MISMATCH"
+                }
             );
         }
     }

@@ -1,5 +1,6 @@
 //! `gconv`: the command-line front end (model zoo, accounting, inference, benchmarks).
 
+mod bench;
 mod common;
 mod infer;
 mod info;
@@ -24,6 +25,8 @@ enum Command {
     Info(info::Args),
     /// Run a model on an input (.npy or image) on the GPU or the CPU; --compare checks one against the other.
     Infer(infer::Args),
+    /// Reproduce both papers' efficiency results on this device (tables, --json, --out charts).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Models(a) => models::run(a),
         Command::Info(a) => info::run(a),
         Command::Infer(a) => infer::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,259 @@
+//! Turning a [`BenchReport`] into a terminal table, JSON, charts and a Markdown summary.
+
+use super::BenchReport;
+use crate::error::{Error, Result};
+use crate::report::{
+    markdown_table, write_bar_chart, write_line_chart, BarChart, LineChart, Series,
+};
+use std::path::{Path, PathBuf};
+
+fn ms(s: f64) -> String {
+    format!("{:.2}", s * 1e3)
+}
+
+fn gmacs(m: u64) -> String {
+    format!("{:.3}", m as f64 / 1e9)
+}
+
+/// The tables of a report, as Markdown (also readable on a terminal).
+pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if !r.paper1.is_empty() {
+        let lb = r.config.large_batch;
+        let rows: Vec<Vec<String>> = r
+            .paper1
+            .iter()
+            .map(|m| {
+                vec![
+                    m.scheme.clone(),
+                    format!("{:.2}", m.params as f64 / 1e6),
+                    gmacs(m.macs),
+                    format!("{:+.1}", -m.macs_reduction_pct),
+                    format!(
+                        "{} ({}–{})",
+                        ms(m.latency.median),
+                        ms(m.latency.min),
+                        ms(m.latency.max)
+                    ),
+                    format!("{:+.1}", -m.time_reduction_pct),
+                    m.large_batch_latency
+                        .as_ref()
+                        .map_or("—".into(), |l| ms(l.median)),
+                    format!("{:.1}", m.throughput_ips),
+                ]
+            })
+            .collect();
+        let batch_col = format!("batch {lb} ms");
+        out.push((
+            format!(
+                "Paper 1 (Gong et al., Fig. 10): {} at {}², batch {}",
+                r.config.vgg, r.config.input_size, r.config.batch
+            ),
+            markdown_table(
+                &[
+                    "scheme",
+                    "params M",
+                    "GMACs",
+                    "MACs %",
+                    "latency ms (min–max)",
+                    "time %",
+                    &batch_col,
+                    "img/s",
+                ],
+                &rows,
+            ),
+        ));
+    }
+    if !r.paper2.is_empty() {
+        let mut headers: Vec<String> = vec!["block".into()];
+        headers.extend(r.paper2.iter().map(|m| m.model.clone()));
+        let blocks: Vec<String> = r.paper2[0].blocks.iter().map(|b| b.0.clone()).collect();
+        let mut rows: Vec<Vec<String>> = blocks
+            .iter()
+            .map(|b| {
+                let mut row = vec![b.clone()];
+                for m in &r.paper2 {
+                    row.push(
+                        m.blocks
+                            .iter()
+                            .find(|x| &x.0 == b)
+                            .map_or("—".into(), |x| ms(x.1)),
+                    );
+                }
+                row
+            })
+            .collect();
+        let mut total = vec!["**total**".to_string()];
+        total.extend(r.paper2.iter().map(|m| ms(m.total)));
+        rows.push(total);
+        let mut macs = vec!["GMACs".to_string()];
+        macs.extend(r.paper2.iter().map(|m| gmacs(m.macs)));
+        rows.push(macs);
+        let h: Vec<&str> = headers.iter().map(|s| s.as_str()).collect();
+        out.push((
+            format!(
+                "Paper 2 (Wang et al., Fig. 3): per-block time in ms at {}², batch {} ({})",
+                r.config.input_size, r.config.batch, r.paper2[0].method
+            ),
+            markdown_table(&h, &rows),
+        ));
+    }
+    if !r.sweep.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .sweep
+            .iter()
+            .map(|s| {
+                vec![
+                    format!(
+                        "{}ch {}² {}×{}",
+                        s.layer.channels, s.layer.size, s.layer.kernel, s.layer.kernel
+                    ),
+                    s.groups.to_string(),
+                    format!("{:.1}", s.macs as f64 / 1e6),
+                    format!(
+                        "{} ({}–{})",
+                        ms(s.time.median),
+                        ms(s.time.min),
+                        ms(s.time.max)
+                    ),
+                    format!("{:.2}×", s.speedup_vs_dense),
+                    format!(
+                        "{:.1}",
+                        2.0 * s.macs as f64 / s.time.median / 1e9 * r.config.batch as f64
+                    ),
+                ]
+            })
+            .collect();
+        out.push((
+            format!("Group sweep, batch {}", r.config.batch),
+            markdown_table(
+                &[
+                    "layer",
+                    "G",
+                    "MMACs",
+                    "ms (min–max)",
+                    "speed-up vs G=1",
+                    "GFLOP/s",
+                ],
+                &rows,
+            ),
+        ));
+    }
+    out
+}
+
+/// The whole report as text for a terminal.
+pub fn render_text(r: &BenchReport) -> String {
+    let mut s = format!("gconv {} — device: {}\n", r.gconv_version, r.device);
+    if r.software_device {
+        s.push_str("(a software device: the CPU emulating a GPU — relative numbers matter, absolute ones are a CPU's)\n");
+    }
+    for (title, table) in tables(r) {
+        s.push_str(&format!("\n## {title}\n\n{table}\n"));
+    }
+    s
+}
+
+/// Writes `report.json`, `summary.md` and the charts (PNG + SVG) into `dir`.
+pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    let json = dir.join("report.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(r).expect("serialisable"),
+    )
+    .map_err(|e| Error::io(&json, e))?;
+    files.push(json);
+    let mut md = render_text(r).replacen("gconv", "# gconv bench:", 1);
+    if !r.paper1.is_empty() {
+        let base = &r.paper1[0];
+        let chart = BarChart {
+            title: format!("{}: MACs and latency vs baseline (= 100)", r.config.vgg),
+            y_label: "% of baseline".into(),
+            categories: r.paper1.iter().map(|m| m.scheme.clone()).collect(),
+            series: vec![
+                Series {
+                    name: "MACs".into(),
+                    values: r
+                        .paper1
+                        .iter()
+                        .map(|m| 100.0 * m.macs as f64 / base.macs as f64)
+                        .collect(),
+                },
+                Series {
+                    name: format!("latency (batch {})", r.config.batch),
+                    values: r
+                        .paper1
+                        .iter()
+                        .map(|m| 100.0 * m.latency.median / base.latency.median)
+                        .collect(),
+                },
+            ],
+        };
+        files.extend(write_bar_chart(dir, "paper1_vgg_schemes", &chart)?);
+        md.push_str("\n![paper 1](paper1_vgg_schemes.png)\n");
+    }
+    if !r.paper2.is_empty() {
+        let blocks: Vec<String> = r.paper2[0].blocks.iter().map(|b| b.0.clone()).collect();
+        let chart = LineChart {
+            title: format!("ResNet-50 layer-wise time ({})", r.paper2[0].method),
+            x_label: "block".into(),
+            y_label: "ms".into(),
+            x_labels: blocks.clone(),
+            series: r
+                .paper2
+                .iter()
+                .map(|m| Series {
+                    name: m.model.clone(),
+                    values: blocks
+                        .iter()
+                        .map(|b| {
+                            m.blocks
+                                .iter()
+                                .find(|x| &x.0 == b)
+                                .map_or(f64::NAN, |x| x.1 * 1e3)
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        files.extend(write_line_chart(dir, "paper2_resnet_layerwise", &chart)?);
+        md.push_str("\n![paper 2](paper2_resnet_layerwise.png)\n");
+    }
+    if !r.sweep.is_empty() {
+        let gs = r.config.sweep_groups.clone();
+        let mut series = Vec::new();
+        for l in &r.config.sweep_layers {
+            series.push(Series {
+                name: format!("{}ch {}² {}×{}", l.channels, l.size, l.kernel, l.kernel),
+                values: gs
+                    .iter()
+                    .map(|g| {
+                        r.sweep
+                            .iter()
+                            .find(|s| s.layer == *l && s.groups == *g)
+                            .map_or(f64::NAN, |s| s.speedup_vs_dense)
+                    })
+                    .collect(),
+            });
+        }
+        series.push(Series {
+            name: "ideal (= G)".into(),
+            values: gs.iter().map(|&g| g as f64).collect(),
+        });
+        let chart = LineChart {
+            title: "Speed-up of grouped conv over G = 1".into(),
+            x_label: "groups G".into(),
+            y_label: "speed-up ×".into(),
+            x_labels: gs.iter().map(|g| g.to_string()).collect(),
+            series,
+        };
+        files.extend(write_line_chart(dir, "sweep_groups", &chart)?);
+        md.push_str("\n![sweep](sweep_groups.png)\n");
+    }
+    let mdp = dir.join("summary.md");
+    std::fs::write(&mdp, md).map_err(|e| Error::io(&mdp, e))?;
+    files.push(mdp);
+    Ok(files)
+}
