@@ -4,12 +4,12 @@
 #![allow(dead_code)]
 
 use gconv::gpu::GpuContext;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// The process-wide context, or `None` (with a loud message) when there is no adapter.
 /// With `GCONV_REQUIRE_GPU=1`, a missing adapter is a panic instead of a skip.
-pub fn gpu() -> Option<&'static GpuContext> {
-    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
+pub fn gpu() -> Option<&'static Arc<GpuContext>> {
+    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
     CTX.get_or_init(|| {
         if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
             let dir = std::env::temp_dir().join("gconv-xdg");
@@ -26,7 +26,7 @@ pub fn gpu() -> Option<&'static GpuContext> {
         match GpuContext::new() {
             Ok(c) => {
                 eprintln!("GPU: {}", c.describe());
-                Some(c)
+                Some(Arc::new(c))
             }
             Err(e) => {
                 if std::env::var("GCONV_REQUIRE_GPU").as_deref() == Ok("1") {
