@@ -18,7 +18,9 @@ struct Params {
     kw: u32, sh: u32, sw: u32, ph: u32,
     pw: u32, dh: u32, dw: u32, n_tiles: u32,
     px_tiles_row: u32, px_blocks: u32, has_bias: u32, relu: u32,
-    total_wg: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    total_wg: u32, hp: u32, w4: u32, qmax: u32,
+    // Padded rows written by pad_input (batch * c_in * hp).
+    aux_len: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 // Output channels co_start..co_start+co_len read input channels in_start..in_start+in_len;
@@ -29,6 +31,8 @@ struct Tile {
     co_start: u32,
     co_len: u32,
     w_off: u32,
+    // Offset of the tile's packed weights in `wp` (vec4 units, 2 per (ic, ky, kx)).
+    p_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,13 +41,22 @@ struct Tile {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> tiles: array<Tile>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+// Zero-padded copy of x for conv_pk8 (written by pad_input): per (n, c) hp rows of w4 vec4s.
+@group(0) @binding(6) var<storage, read_write> xp: array<vec4<f32>>;
+// Tile-packed weights for conv_pk8 (written by pack_weights): for each (ic, ky, kx) of a
+// tile, its 8 filters' weights as 2 vec4s (filters past co_len repeat the last one).
+@group(0) @binding(7) var<storage, read_write> wp: array<vec4<f32>>;
 
 // Invocations per workgroup (each owns one 4-pixel tile).
 override WG: u32 = 8u;
 
 // Where an invocation works: sample, tile, output row and first output column.
+// `live` is false for the invocations past the last pixel tile of a partial workgroup; they
+// compute a clamped copy of the last tile and store nothing, so that control flow stays
+// uniform across the workgroup (on CPU drivers this keeps weight loads scalar).
 struct Site {
     ok: bool,
+    live: bool,
     n: u32,
     tile: Tile,
     oy: u32,
@@ -59,33 +72,36 @@ fn site(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> Site {
     }
     let pb = wid % p.px_blocks;
     let rest = wid / p.px_blocks;
+    let n_pt = p.oh * p.px_tiles_row;
     let pt = pb * WG + li;
-    if (pt >= p.oh * p.px_tiles_row) {
-        return s;
-    }
+    s.live = pt < n_pt;
+    let ptc = min(pt, n_pt - 1u);
     s.n = rest / p.n_tiles;
     s.tile = tiles[rest % p.n_tiles];
-    s.oy = pt / p.px_tiles_row;
-    s.ox0 = (pt % p.px_tiles_row) * 4u;
+    s.oy = ptc / p.px_tiles_row;
+    s.ox0 = (ptc % p.px_tiles_row) * 4u;
     s.ok = s.tile.co_len > 0u;
     return s;
 }
 
 // The 4 input values under kernel column kx for output columns ox0..ox0+3 of one input row
 // (`row` = index of that row's first element); zero outside the image.
-fn load4(row: u32, ox0: u32, kx: u32) -> vec4<f32> {
+fn load4(row: u32, row_ok: bool, ox0: u32, kx: u32) -> vec4<f32> {
     let ix0 = i32(ox0 * p.sw + kx * p.dw) - i32(p.pw);
     let s = i32(p.sw);
     let wi = i32(p.w);
     let ix = vec4<i32>(ix0, ix0 + s, ix0 + 2 * s, ix0 + 3 * s);
     let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wi - 1)));
     let v = vec4<f32>(x[row + c.x], x[row + c.y], x[row + c.z], x[row + c.w]);
-    let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(wi));
+    let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(wi)) & vec4<bool>(row_ok);
     return select(vec4<f32>(0.0), v, inside);
 }
 
 // Bias, ReLU and the store of output channel `co` (absolute) for the 4 pixels.
 fn store4(s: Site, co: u32, acc: vec4<f32>) {
+    if (!s.live) {
+        return;
+    }
     var v = acc;
     if (p.has_bias != 0u) {
         v = v + vec4<f32>(bias[co]);
@@ -138,14 +154,13 @@ fn conv_co8(
     for (var ic = 0u; ic < t.in_len; ic++) {
         let xc = xbase + ic * plane;
         for (var ky = 0u; ky < p.kh; ky++) {
+            // Rows outside the image are masked, not skipped (uniform control flow).
             let iy = i32(s.oy * p.sh + ky * p.dh) - i32(p.ph);
-            if (iy < 0 || iy >= i32(p.h)) {
-                continue;
-            }
-            let row = xc + u32(iy) * p.w;
+            let row_ok = iy >= 0 && iy < i32(p.h);
+            let row = xc + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
             let q0 = ic * kk + ky * p.kw;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let v = load4(row, s.ox0, kx);
+                let v = load4(row, row_ok, s.ox0, kx);
                 let q = q0 + kx;
                 a0 += v * wt[f0 + q];
                 a1 += v * wt[f1 + q];
@@ -189,16 +204,133 @@ fn conv_co1(
     for (var ic = 0u; ic < t.in_len; ic++) {
         let xc = xbase + ic * plane;
         for (var ky = 0u; ky < p.kh; ky++) {
+            // Rows outside the image are masked, not skipped (uniform control flow).
             let iy = i32(s.oy * p.sh + ky * p.dh) - i32(p.ph);
-            if (iy < 0 || iy >= i32(p.h)) {
-                continue;
-            }
-            let row = xc + u32(iy) * p.w;
+            let row_ok = iy >= 0 && iy < i32(p.h);
+            let row = xc + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
             let q0 = t.w_off + ic * kk + ky * p.kw;
             for (var kx = 0u; kx < p.kw; kx++) {
-                a += load4(row, s.ox0, kx) * wt[q0 + kx];
+                a += load4(row, row_ok, s.ox0, kx) * wt[q0 + kx];
             }
         }
     }
     store4(s, t.co_start, a);
+}
+
+// ---- stride-1 fast path: vec4 loads of padded input and packed weights -----------------
+// On CPU drivers every storage load inside a loop costs a per-lane loop, so the fast path
+// cuts the number of load instructions: per (ic, ky, kx) two vec4 input loads (shifted into
+// place) and two vec4 weight loads feed 32 vec4 FMAs, with no bounds arithmetic at all.
+
+// Writes one padded row (w4 vec4s) of xp: row r of plane (n, c), zeros in the padding.
+@compute @workgroup_size(WG)
+fn pad_input(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    if (i >= p.aux_len) {
+        return;
+    }
+    let r = i % p.hp;
+    let plane = i / p.hp;
+    let iy = i32(r) - i32(p.ph);
+    let row_ok = iy >= 0 && iy < i32(p.h);
+    let src = plane * p.h * p.w + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+    let dst = i * p.w4;
+    for (var c4 = 0u; c4 < p.w4; c4++) {
+        let ix = vec4<i32>(i32(c4 * 4u) - i32(p.pw)) + vec4<i32>(0, 1, 2, 3);
+        let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(i32(p.w) - 1)));
+        let v = vec4<f32>(x[src + c.x], x[src + c.y], x[src + c.z], x[src + c.w]);
+        let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.w))) & vec4<bool>(row_ok);
+        xp[dst + c4] = select(vec4<f32>(0.0), v, inside);
+    }
+}
+
+// Packs the weights of tile i / qmax at position q = i % qmax = (ic * kh + ky) * kw + kx.
+@compute @workgroup_size(WG)
+fn pack_weights(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    if (i >= p.n_tiles * p.qmax) {
+        return;
+    }
+    let t = tiles[i / p.qmax];
+    let q = i % p.qmax;
+    let wlen = t.in_len * p.kh * p.kw;
+    if (q >= wlen || t.co_len == 0u) {
+        return;
+    }
+    let last = t.co_len - 1u;
+    var v: array<f32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        v[j] = wt[t.w_off + min(j, last) * wlen + q];
+    }
+    wp[t.p_off + 2u * q] = vec4<f32>(v[0], v[1], v[2], v[3]);
+    wp[t.p_off + 2u * q + 1u] = vec4<f32>(v[4], v[5], v[6], v[7]);
+}
+
+// 8 output channels x 4 pixels, stride 1, from xp and wp.
+@compute @workgroup_size(WG)
+fn conv_pk8(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let s = site(wg, nwg, li);
+    if (!s.ok) {
+        return;
+    }
+    let t = s.tile;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    let plane4 = p.hp * p.w4;
+    let xbase = (s.n * p.c_in + t.in_start) * plane4 + s.ox0 / 4u;
+    var wq = t.p_off;
+    for (var ic = 0u; ic < t.in_len; ic++) {
+        let xc = xbase + ic * plane4;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let row = xc + (s.oy + ky * p.dh) * p.w4;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let off = kx * p.dw;
+                let lo = xp[row + off / 4u];
+                let hi = xp[row + off / 4u + 1u];
+                let m = off % 4u;
+                var v = select(lo, vec4<f32>(lo.yzw, hi.x), m == 1u);
+                v = select(v, vec4<f32>(lo.zw, hi.xy), m == 2u);
+                v = select(v, vec4<f32>(lo.w, hi.xyz), m == 3u);
+                let w0 = wp[wq];
+                let w1 = wp[wq + 1u];
+                wq += 2u;
+                a0 += v * w0.x;
+                a1 += v * w0.y;
+                a2 += v * w0.z;
+                a3 += v * w0.w;
+                a4 += v * w1.x;
+                a5 += v * w1.y;
+                a6 += v * w1.z;
+                a7 += v * w1.w;
+            }
+        }
+    }
+    let co = t.co_start;
+    let last = t.co_len - 1u;
+    store4(s, co, a0);
+    if (last >= 1u) { store4(s, co + 1u, a1); }
+    if (last >= 2u) { store4(s, co + 2u, a2); }
+    if (last >= 3u) { store4(s, co + 3u, a3); }
+    if (last >= 4u) { store4(s, co + 4u, a4); }
+    if (last >= 5u) { store4(s, co + 5u, a5); }
+    if (last >= 6u) { store4(s, co + 6u, a6); }
+    if (last >= 7u) { store4(s, co + 7u, a7); }
 }

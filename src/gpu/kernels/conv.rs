@@ -13,7 +13,8 @@ use crate::gpu::Dispatch;
 use crate::graph::{Conv2dSpec, GroupRange};
 
 /// `shaders/conv.wgsl` and its bind-group layout:
-/// params, x, weight, bias, tiles, out.
+/// params, x, weight, bias, tiles, out, padded x, packed weights (the last two are scratch
+/// of the stride-1 fast path, written by its `pad_input` / `pack_weights` dispatches).
 ///
 /// Trusted (no runtime bounds checks): every index the shader computes is clamped or
 /// bounded by values this module validates (tile table inside the weight, channels inside
@@ -28,6 +29,8 @@ pub static SHADER: ShaderSpec = ShaderSpec {
         BindingKind::ReadOnly,
         BindingKind::ReadOnly,
         BindingKind::ReadOnly,
+        BindingKind::ReadWrite,
+        BindingKind::ReadWrite,
         BindingKind::ReadWrite,
     ],
     trusted: true,
@@ -79,6 +82,14 @@ pub struct ConvParams {
     pub relu: u32,
     /// Linear workgroup count (`batch · n_tiles · px_blocks`); the rest of a folded grid idles.
     pub total_wg: u32,
+    /// Padded input height `h + 2·ph` (fast path).
+    pub hp: u32,
+    /// Padded input row length in vec4s (fast path).
+    pub w4: u32,
+    /// Largest `in_len·kh·kw` of a tile (weight packing grid).
+    pub qmax: u32,
+    /// Padded rows, `batch · c_in · hp` (fast path).
+    pub aux_len: u32,
     /// Padding to 16 bytes.
     pub _pad: [u32; 3],
 }
@@ -98,6 +109,8 @@ pub struct ConvTile {
     pub co_len: u32,
     /// Offset of filter `co_start` in the weight buffer (floats).
     pub w_off: u32,
+    /// Offset of the tile's packed weights (vec4s; [`ConvKernel::Pk8`] only).
+    pub p_off: u32,
 }
 
 /// The conv entry points.
@@ -107,13 +120,16 @@ pub enum ConvKernel {
     Co8,
     /// `conv_co1`: 1 output channel × 4 pixels per invocation (depthwise, thin groups).
     Co1,
+    /// `pad_input` + `pack_weights` + `conv_pk8`: stride 1, 8 channels × 4 pixels from a
+    /// zero-padded input copy and tile-packed weights, all loads vec4 (fastest on lavapipe).
+    Pk8,
 }
 
 impl ConvKernel {
     /// Output channels per tile.
     pub fn tco(self) -> usize {
         match self {
-            ConvKernel::Co8 => 8,
+            ConvKernel::Co8 | ConvKernel::Pk8 => 8,
             ConvKernel::Co1 => 1,
         }
     }
@@ -122,6 +138,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Co8 => "conv_co8",
             ConvKernel::Co1 => "conv_co1",
+            ConvKernel::Pk8 => "conv_pk8",
         }
     }
 }
@@ -131,35 +148,61 @@ impl ConvKernel {
 pub struct ConvTuning {
     /// Invocations per workgroup (`override WG`).
     pub workgroup: u32,
+    /// Invocations per workgroup for [`ConvKernel::Co1`] (little work per invocation, so
+    /// bigger workgroups amortise the per-workgroup cost).
+    pub workgroup_co1: u32,
     /// Use [`ConvKernel::Co8`] when groups have at least this many output channels on average.
     pub co8_min_channels: usize,
+    /// Use [`ConvKernel::Pk8`] instead of [`ConvKernel::Co8`] for stride-1 layers.
+    pub packed_stride1: bool,
 }
 
 /// The tuning for this adapter: small workgroups on CPU adapters (lavapipe runs a workgroup
-/// as one SIMD loop per core; measured best at 8), 64 elsewhere.
+/// as one SIMD loop per core), 64 elsewhere. `GCONV_CONV_WG` overrides the tiled kernels'
+/// workgroup size (for tuning experiments).
 pub fn tuning(ctx: &GpuContext) -> ConvTuning {
+    let mut t = default_tuning(ctx);
+    if let Some(wg) = std::env::var("GCONV_CONV_WG")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&v| (1..=ctx.limits.max_compute_invocations_per_workgroup).contains(&v))
+    {
+        t.workgroup = wg;
+    }
+    t
+}
+
+fn default_tuning(ctx: &GpuContext) -> ConvTuning {
     if ctx.is_cpu() {
         ConvTuning {
             workgroup: 8,
+            workgroup_co1: 64,
             co8_min_channels: 4,
+            packed_stride1: true,
         }
     } else {
         ConvTuning {
             workgroup: 64,
+            workgroup_co1: 64,
             co8_min_channels: 4,
+            packed_stride1: true,
         }
     }
 }
 
-/// Picks the entry point for groups with these output-channel counts.
-pub fn choose_kernel(t: &ConvTuning, out_lens: &[usize]) -> ConvKernel {
+/// Picks the entry point for groups with these output-channel counts and this stride.
+pub fn choose_kernel(t: &ConvTuning, out_lens: &[usize], stride: [usize; 2]) -> ConvKernel {
     let nonempty: Vec<usize> = out_lens.iter().copied().filter(|&n| n > 0).collect();
     if nonempty.is_empty() {
         return ConvKernel::Co1;
     }
     let avg = nonempty.iter().sum::<usize>() / nonempty.len();
     if avg >= t.co8_min_channels {
-        ConvKernel::Co8
+        if t.packed_stride1 && stride == [1, 1] {
+            ConvKernel::Pk8
+        } else {
+            ConvKernel::Co8
+        }
     } else {
         ConvKernel::Co1
     }
@@ -170,6 +213,7 @@ pub fn choose_kernel(t: &ConvTuning, out_lens: &[usize]) -> ConvKernel {
 pub fn tiles(groups: &[[usize; 5]], kk: usize, k: ConvKernel) -> Vec<ConvTile> {
     let tco = k.tco();
     let mut v = Vec::new();
+    let mut p_off = 0;
     for &[in_start, in_len, out_start, out_len, w_off] in groups {
         let mut cb = 0;
         while cb < out_len {
@@ -179,7 +223,9 @@ pub fn tiles(groups: &[[usize; 5]], kk: usize, k: ConvKernel) -> Vec<ConvTile> {
                 co_start: (out_start + cb) as u32,
                 co_len: tco.min(out_len - cb) as u32,
                 w_off: (w_off + cb * in_len * kk) as u32,
+                p_off: p_off as u32,
             });
+            p_off += 2 * in_len * kk;
             cb += tco;
         }
     }
@@ -348,15 +394,36 @@ fn prepare(
     }
     let tuning = tuning(ctx);
     let out_lens: Vec<usize> = groups.iter().map(|g| g[3]).collect();
-    let kernel = choose_kernel(&tuning, &out_lens);
+    let mut kernel = choose_kernel(&tuning, &out_lens, spec.stride);
+    // Fast-path geometry: padded rows, row length in vec4s (room for the shifted loads).
+    let px_tiles_row = ow.div_ceil(4);
+    let hp = h + 2 * spec.padding[0];
+    let w4 = px_tiles_row + (spec.kernel[1] - 1) * spec.dilation[1] / 4 + 2;
+    let xp_bytes = (batch * c * hp * w4 * 16) as u64;
+    if kernel == ConvKernel::Pk8
+        && ctx
+            .check_storage_size(label, "x (padded)", xp_bytes)
+            .is_err()
+    {
+        kernel = ConvKernel::Co8;
+    }
     let tile_list = tiles(groups, kk, kernel);
     if tile_list.is_empty() {
         return Err(Error::shape(label, "no output channels"));
     }
-    let px_tiles_row = ow.div_ceil(4);
-    let px_blocks = (oh * px_tiles_row).div_ceil(tuning.workgroup as usize);
+    let wg = if kernel == ConvKernel::Co1 {
+        tuning.workgroup_co1
+    } else {
+        tuning.workgroup
+    };
+    let px_blocks = (oh * px_tiles_row).div_ceil(wg as usize);
     let total = (batch * tile_list.len() * px_blocks) as u64;
     let workgroups = fold_workgroups(ctx, label, total)?;
+    let qmax = tile_list
+        .iter()
+        .map(|t| t.in_len as usize * kk)
+        .max()
+        .unwrap_or(0);
     let params = ConvParams {
         batch: batch as u32,
         c_in: c as u32,
@@ -379,6 +446,10 @@ fn prepare(
         has_bias: u32::from(bias.is_some()),
         relu: u32::from(relu),
         total_wg: total as u32,
+        hp: hp as u32,
+        w4: w4 as u32,
+        qmax: qmax as u32,
+        aux_len: (batch * c * hp) as u32,
         _pad: [0; 3],
     };
     let uniform = ctx.uniform(&format!("{label} params"), &params);
@@ -391,21 +462,66 @@ fn prepare(
             &dummy
         }
     };
-    let d = make_dispatch(
+    let packed = kernel == ConvKernel::Pk8;
+    let wp_len: usize = tile_list.iter().map(|t| 2 * t.in_len as usize * kk).sum();
+    let xp = ctx.storage_buffer(
+        &format!("{label} x padded"),
+        if packed { xp_bytes } else { 16 },
+    )?;
+    let wp = ctx.storage_buffer(
+        &format!("{label} w packed"),
+        if packed {
+            (wp_len.max(1) * 16) as u64
+        } else {
+            16
+        },
+    )?;
+    let resources = [
+        uniform.as_entire_binding(),
+        x.binding(),
+        weight.as_entire_binding(),
+        bias_buf.as_entire_binding(),
+        tile_buf.as_entire_binding(),
+        out.binding(),
+        xp.as_entire_binding(),
+        wp.as_entire_binding(),
+    ];
+    let mut v = Vec::new();
+    if packed {
+        const AUX_WG: u32 = 64;
+        let pad_wgs = fold_workgroups(ctx, label, params.aux_len.div_ceil(AUX_WG) as u64)?;
+        v.push(make_dispatch(
+            ctx,
+            label,
+            &SHADER,
+            "pad_input",
+            vec![("WG", AUX_WG)],
+            &resources,
+            pad_wgs,
+        )?);
+        let pack_wgs = fold_workgroups(
+            ctx,
+            label,
+            ((tile_list.len() * qmax) as u64).div_ceil(u64::from(AUX_WG)),
+        )?;
+        v.push(make_dispatch(
+            ctx,
+            label,
+            &SHADER,
+            "pack_weights",
+            vec![("WG", AUX_WG)],
+            &resources,
+            pack_wgs,
+        )?);
+    }
+    v.push(make_dispatch(
         ctx,
         label,
         &SHADER,
         kernel.entry(),
-        vec![("WG", tuning.workgroup)],
-        &[
-            uniform.as_entire_binding(),
-            x.binding(),
-            weight.as_entire_binding(),
-            bias_buf.as_entire_binding(),
-            tile_buf.as_entire_binding(),
-            out.binding(),
-        ],
+        vec![("WG", wg)],
+        &resources,
         workgroups,
-    )?;
-    Ok(vec![d])
+    )?);
+    Ok(v)
 }
