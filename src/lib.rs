@@ -5,6 +5,7 @@ pub mod graph;
 pub mod plan;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 pub mod weights;
 pub mod zoo;
 
