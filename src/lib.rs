@@ -10,6 +10,7 @@ pub mod report;
 pub mod runtime;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 pub mod weights;
 pub mod zoo;
 

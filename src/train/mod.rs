@@ -1,0 +1,18 @@
+//! Training on the CPU reference path: explicit backward of every trainable op
+//! ([`backward`]), whole-graph forward/backward with a tape ([`tape`]), SGD with momentum and
+//! learning-rate schedules ([`optim`]), a [`Trainer`] and in-memory datasets ([`data`]).
+//!
+//! FLGC layers train with the straight-through estimator of Wang et al. (Eqs. 16–18): see
+//! [`backward::flgc_conv2d_backward`]. The inference-only ops (`GroupedConvTable`, `Gather`)
+//! have no backward: train the FLGC form, then export it.
+
+pub mod backward;
+pub mod data;
+pub mod optim;
+pub mod tape;
+pub mod trainer;
+
+pub use data::{Batches, Dataset};
+pub use optim::{trainable_params, LrSchedule, ParamInfo, Sgd, SgdConfig};
+pub use tape::{backward as backward_graph, forward, Gradients, Mode, Tape};
+pub use trainer::{EpochStats, StepStats, TrainConfig, Trainer};
