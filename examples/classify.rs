@@ -12,7 +12,10 @@ use gconv::{io, Device, LoadOptions, Runtime, Tensor};
 
 fn main() -> Result<(), gconv::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let name = args.first().map(String::as_str).unwrap_or("resnet50-dsc-sgc");
+    let name = args
+        .first()
+        .map(String::as_str)
+        .unwrap_or("resnet50-dsc-sgc");
     let mut spec = ModelSpec::load(name)?;
     spec.input = [3, 112, 112]; // smaller than 224² to keep the example quick on lavapipe
     let weights = match args.get(1) {

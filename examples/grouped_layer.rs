@@ -20,13 +20,21 @@ fn main() -> Result<(), gconv::Error> {
     let x = Tensor::from_fn(&[2, 64, 32, 32], |i| (i % 17) as f32 / 17.0 - 0.5);
 
     let cpu = Runtime::new(Device::Cpu)?;
-    let want = cpu.load_graph(graph.clone(), weights.clone(), &LoadOptions::default())?.run(&x)?;
+    let want = cpu
+        .load_graph(graph.clone(), weights.clone(), &LoadOptions::default())?
+        .run(&x)?;
 
     let gpu = Runtime::new(Device::Auto)?;
     println!("device: {}", gpu.describe());
-    let got = gpu.load_graph(graph, weights, &LoadOptions::default())?.run(&x)?;
+    let got = gpu
+        .load_graph(graph, weights, &LoadOptions::default())?
+        .run(&x)?;
     match check_close("grouped conv", got.data(), want.data(), Tolerance::F32_OP) {
-        Ok(()) => println!("GPU == CPU within {:?} for output {:?}", Tolerance::F32_OP, got.shape()),
+        Ok(()) => println!(
+            "GPU == CPU within {:?} for output {:?}",
+            Tolerance::F32_OP,
+            got.shape()
+        ),
         Err(m) => println!("{m}"),
     }
     Ok(())

@@ -59,7 +59,7 @@ pub fn compare(actual: &[f32], expected: &[f32], tol: Tolerance) -> Comparison {
         };
         c.max_abs = c.max_abs.max(d);
         c.max_rel = c.max_rel.max(d / e.abs().max(1e-12));
-        if !(d <= tol.atol + tol.rtol * e.abs()) {
+        if d.is_nan() || d > tol.atol + tol.rtol * e.abs() {
             c.mismatches += 1;
             c.first_mismatch.get_or_insert((i, a, e));
         }

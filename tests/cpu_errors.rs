@@ -133,13 +133,6 @@ fn grouped_conv_table_wrong_shapes() {
                 ..table[1]
             },
         ], // output 1 twice, 2 in none
-        [
-            table[0],
-            GroupRange {
-                in_len: 0,
-                ..table[1]
-            },
-        ], // filters without inputs
     ];
     for bad in &bad_tables {
         let n: usize = bad.iter().map(|g| g.in_len * g.out_len).sum();
@@ -156,6 +149,22 @@ fn grouped_conv_table_wrong_shapes() {
         },
     ]; // output 2 in no group
     tensor_shape_err(cpu::grouped_conv_table(&x, &[0.0; 2], None, &s, &gap), op);
+    // A group with filters but no input channels is legal (an exported FLGC layer can learn
+    // one): its outputs are the bias alone.
+    let no_inputs = [
+        table[0],
+        GroupRange {
+            in_len: 0,
+            ..table[1]
+        },
+    ];
+    let n: usize = no_inputs.iter().map(|g| g.in_len * g.out_len).sum();
+    let bias = [0.5f32, -1.0, 2.0];
+    let y = cpu::grouped_conv_table(&x, &vec![1.0; n], Some(&bias), &s, &no_inputs).unwrap();
+    let plane = y.shape()[2] * y.shape()[3];
+    for (o, &b) in bias.iter().enumerate().skip(table[1].out_start) {
+        assert!(y.data()[o * plane..(o + 1) * plane].iter().all(|&v| v == b));
+    }
 }
 
 #[test]
@@ -364,11 +373,13 @@ fn graph_errors_name_the_layer() {
             Op::GroupedConvTable {
                 spec: spec.clone(),
                 table: vec![g(0, 32, 0, 5), g(32, 32, 4, 4)],
+                in_index: (0..64).collect(),
+                out_index: (0..8).collect(),
             },
             &[0],
         ),
         "t",
-        "output channel 4 is in two groups",
+        "leaves a gap",
     );
     shape_err(
         b.push(
@@ -376,11 +387,13 @@ fn graph_errors_name_the_layer() {
             Op::GroupedConvTable {
                 spec,
                 table: vec![g(0, 32, 0, 4), g(32, 40, 4, 4)],
+                in_index: (0..64).collect(),
+                out_index: (0..8).collect(),
             },
             &[0],
         ),
         "t",
-        "exceeds the channels",
+        "does not fit the index lists",
     );
 }
 

@@ -219,11 +219,11 @@ fn op_of(c: &Case) -> Option<Op> {
     Some(match c.kind() {
         "conv2d" => Op::Conv2d(c.conv_spec()),
         "flgc" => Op::FlgcConv2d(c.conv_spec()),
-        "grouped_conv_table" => Op::GroupedConvTable {
-            spec: c.conv_spec(),
-            table: serde_json::from_value::<Vec<GroupRange>>(c.val("table").clone())
+        "grouped_conv_table" => Op::grouped_conv_from_ranges(
+            c.conv_spec(),
+            &serde_json::from_value::<Vec<GroupRange>>(c.val("table").clone())
                 .expect("a group table"),
-        },
+        ),
         "batch_norm" => Op::BatchNorm {
             channels: c.t("x").shape()[1],
             eps: c.val("eps").as_f64().expect("eps") as f32,
@@ -257,9 +257,20 @@ fn run_direct(c: &Case, op: &Op) -> gconv::Result<Tensor> {
             let (s_bar, t_bar) = (c.t("select_in"), c.t("select_out"));
             cpu::flgc_conv2d(x, c.t("weight"), c.bias(), s_bar, t_bar, s)
         }
-        Op::GroupedConvTable { spec, table } => {
-            cpu::grouped_conv_table(x, c.t("weight").data(), c.bias(), spec, table)
-        }
+        Op::GroupedConvTable {
+            spec,
+            table,
+            in_index,
+            out_index,
+        } => cpu::grouped_conv_indexed(
+            x,
+            c.t("weight").data(),
+            c.bias(),
+            spec,
+            table,
+            in_index,
+            out_index,
+        ),
         Op::BatchNorm { eps, .. } => cpu::batch_norm(
             x,
             c.t("weight").data(),

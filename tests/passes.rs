@@ -91,17 +91,28 @@ fn materialised_flgc_matches_masked_conv() {
 fn exported_flgc_matches_masked_flgc_vgg_and_resnet() {
     use gconv::graph::passes::export_flgc;
     use gconv::zoo::ConvKind;
-    let vgg = small("vgg13bn", [3, 32, 32], 0.25).with_groups(3, Some(ConvKind::Flgc)).unwrap();
-    let res = small("resnet50-dsc-flgc", [3, 32, 32], 0.25).with_groups(5, None).unwrap();
+    let vgg = small("vgg13bn", [3, 32, 32], 0.25)
+        .with_groups(3, Some(ConvKind::Flgc))
+        .unwrap();
+    let res = small("resnet50-dsc-flgc", [3, 32, 32], 0.25)
+        .with_groups(5, None)
+        .unwrap();
     for spec in [vgg, res] {
         let g = spec.build().unwrap();
-        assert!(g.nodes.iter().any(|n| matches!(n.op, Op::FlgcConv2d(_))), "{}", spec.name);
+        assert!(
+            g.nodes.iter().any(|n| matches!(n.op, Op::FlgcConv2d(_))),
+            "{}",
+            spec.name
+        );
         let w = Weights::random_for_tests(&g, 21);
         let x = input([2, 3, 32, 32], 9);
         let want = cpu::run_graph(&g, &w, &x).unwrap();
         let (eg, ew) = export_flgc(&g, &w).unwrap();
         ew.validate(&eg).unwrap();
-        assert!(eg.nodes.iter().all(|n| !matches!(n.op, Op::FlgcConv2d(_) | Op::Gather { .. })));
+        assert!(eg
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.op, Op::FlgcConv2d(_) | Op::Gather { .. })));
         // Exported MACs are the learnt groups' exact cost, below the dense (masked) model's.
         let (mg, _) = materialize_flgc(&g, &w).unwrap();
         assert!(eg.cost().total_macs < mg.cost().total_macs, "{}", spec.name);

@@ -236,7 +236,7 @@ impl GpuModel {
         let values = analysis.values();
         let lives = analysis.lifetimes(g, batch);
         let out_v = self.value_of[g.output];
-        let limit = self.ctx.limits.max_storage_buffer_binding_size as u64;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
         for l in &lives {
             if l.bytes > limit {
                 let node = &g.nodes[l.def];

@@ -132,6 +132,7 @@ mod tests {
     #[test]
     fn even_split_matches_exact_division() {
         assert_eq!(even_split_pairs(64, 32, 4), 4 * 16 * 8);
-        assert_eq!(even_split_pairs(5, 3, 2), 3 * 2 + 2 * 1);
+        // n splits 3 + 2, c splits 2 + 1: 3·2 + 2·1.
+        assert_eq!(even_split_pairs(5, 3, 2), 8);
     }
 }

@@ -199,6 +199,30 @@ pub enum Op {
 }
 
 impl Op {
+    /// An uneven grouped conv from contiguous group ranges given in any order (each group
+    /// reads `in_start..in_start+in_len` and writes `out_start..out_start+out_len` of the
+    /// tensors themselves); converted to the index-addressed form of
+    /// [`Op::GroupedConvTable`]. The packed weight keeps the order of `ranges`.
+    pub fn grouped_conv_from_ranges(spec: Conv2dSpec, ranges: &[GroupRange]) -> Op {
+        let mut table = Vec::with_capacity(ranges.len());
+        let mut out_index = Vec::with_capacity(spec.out_channels);
+        for r in ranges {
+            table.push(GroupRange {
+                in_start: r.in_start,
+                in_len: r.in_len,
+                out_start: out_index.len(),
+                out_len: r.out_len,
+            });
+            out_index.extend(r.out_start..r.out_start + r.out_len);
+        }
+        Op::GroupedConvTable {
+            in_index: (0..spec.in_channels).collect(),
+            spec,
+            table,
+            out_index,
+        }
+    }
+
     /// A short lowercase name for tables (`conv2d`, `batch_norm`, ...).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -150,7 +150,7 @@ pub(crate) fn infer(layer: &str, op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>
                     format!("batch norm over {channels} channels got {c}"),
                 ));
             }
-            if !(*eps > 0.0) {
+            if eps.is_nan() || *eps <= 0.0 {
                 return Err(Error::shape(layer, "eps must be positive"));
             }
             Ok(ins[0].to_vec())
