@@ -13,7 +13,7 @@
 //! 4. *Dispatches* (pipeline + bind group + workgroup counts) are built once per batch size.
 
 use super::context::{Dispatch, GpuContext, TensorRef};
-use super::kernels::{conv, elementwise, gather, linear, norm, pool, softmax};
+use super::kernels::{conv, conv_tiled, elementwise, gather, linear, norm, pool, softmax};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op};
 use crate::plan::{Analysis, BufferPlan};
@@ -31,6 +31,8 @@ enum NodeParams {
         weight: wgpu::Buffer,
         bias: Option<wgpu::Buffer>,
     },
+    /// Re-packed for the register-tiled kernel.
+    Tiled(conv_tiled::PackedConvGpu),
     BatchNorm {
         scale_shift: wgpu::Buffer,
     },
@@ -97,6 +99,13 @@ pub struct LayerTimes {
     pub layers: Vec<(String, &'static str, f64)>,
 }
 
+/// Whether a convolution runs on the register-tiled kernel (≥ 4 filters per group, a
+/// receptive field its row cache holds); depthwise and nearly-depthwise layers use the
+/// per-channel kernels of [`conv`].
+fn use_tiled(s: &crate::graph::Conv2dSpec) -> bool {
+    s.out_channels / s.groups >= 4 && conv_tiled::supports(s)
+}
+
 impl GpuModel {
     /// Uploads the weights and analyses the graph. FLGC layers must have been materialised
     /// or exported first, and BN folding is recommended (see [`crate::graph::passes`]).
@@ -127,7 +136,51 @@ impl GpuModel {
                 ctx.upload(&key(s), weights.require(&key(s))?.data())
             };
             let p = match &node.op {
-                Op::Conv2d(s) | Op::GroupedConvTable { spec: s, .. } => NodeParams::Conv {
+                Op::Conv2d(s) if use_tiled(s) => {
+                    let w = weights.require(&key("weight"))?;
+                    let packed = conv_tiled::pack_conv2d(s, w.data())?;
+                    let bias = if s.bias {
+                        Some(weights.require(&key("bias"))?.data())
+                    } else {
+                        None
+                    };
+                    NodeParams::Tiled(conv_tiled::upload(
+                        &ctx,
+                        &node.name,
+                        &packed,
+                        bias,
+                        s.out_channels,
+                    )?)
+                }
+                Op::GroupedConvTable {
+                    spec,
+                    table,
+                    in_index,
+                    out_index,
+                } => {
+                    if !conv_tiled::supports(spec) {
+                        return Err(Error::shape(
+                            &node.name,
+                            "uneven group conv with a kernel too wide for the GPU kernel",
+                        ));
+                    }
+                    let w = weights.require(&key("weight"))?;
+                    let packed =
+                        conv_tiled::pack_grouped_table(spec, table, in_index, out_index, w.data())?;
+                    let bias = if spec.bias {
+                        Some(weights.require(&key("bias"))?.data())
+                    } else {
+                        None
+                    };
+                    NodeParams::Tiled(conv_tiled::upload(
+                        &ctx,
+                        &node.name,
+                        &packed,
+                        bias,
+                        spec.out_channels,
+                    )?)
+                }
+                Op::Conv2d(s) => NodeParams::Conv {
                     weight: up("weight")?,
                     bias: if s.bias { Some(up("bias")?) } else { None },
                 },
@@ -295,36 +348,8 @@ impl GpuModel {
                     hw(in_shape),
                     relu,
                 )?,
-                (
-                    Op::GroupedConvTable {
-                        spec,
-                        table,
-                        in_index,
-                        out_index,
-                    },
-                    NodeParams::Conv { weight, bias },
-                ) => {
-                    let identity = in_index.iter().enumerate().all(|(i, &c)| i == c)
-                        && out_index.iter().enumerate().all(|(i, &c)| i == c);
-                    if !identity {
-                        return Err(Error::shape(
-                            name,
-                            "index-addressed group conv not on the GPU yet",
-                        ));
-                    }
-                    conv::prepare_grouped_conv_table(
-                        ctx,
-                        name,
-                        x,
-                        weight,
-                        bias.as_ref(),
-                        out,
-                        batch,
-                        spec,
-                        table,
-                        hw(in_shape),
-                        relu,
-                    )?
+                (Op::Conv2d(s) | Op::GroupedConvTable { spec: s, .. }, NodeParams::Tiled(p)) => {
+                    conv_tiled::prepare(ctx, name, x, p, out, batch, s, hw(in_shape), relu)?
                 }
                 (Op::BatchNorm { channels, .. }, NodeParams::BatchNorm { scale_shift }) => {
                     norm::prepare_batch_norm(

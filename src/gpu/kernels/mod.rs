@@ -8,6 +8,7 @@
 //! `wg.x + wg.y * num_workgroups.x` and bounds-check it).
 
 pub mod conv;
+pub mod conv_tiled;
 pub mod elementwise;
 pub mod gather;
 pub mod linear;
