@@ -99,11 +99,10 @@ pub struct LayerTimes {
     pub layers: Vec<(String, &'static str, f64)>,
 }
 
-/// Whether a convolution runs on the register-tiled kernel (≥ 4 filters per group, a
-/// receptive field its row cache holds); depthwise and nearly-depthwise layers use the
-/// per-channel kernels of [`conv`].
+/// Whether a convolution runs on the register-tiled kernel (≥ 4 filters per group);
+/// depthwise and nearly-depthwise layers use the per-channel kernels of [`conv`].
 fn use_tiled(s: &crate::graph::Conv2dSpec) -> bool {
-    s.out_channels / s.groups >= 4 && conv_tiled::supports(s)
+    s.out_channels / s.groups >= 4
 }
 
 impl GpuModel {
@@ -158,12 +157,6 @@ impl GpuModel {
                     in_index,
                     out_index,
                 } => {
-                    if !conv_tiled::supports(spec) {
-                        return Err(Error::shape(
-                            &node.name,
-                            "uneven group conv with a kernel too wide for the GPU kernel",
-                        ));
-                    }
                     let w = weights.require(&key("weight"))?;
                     let packed =
                         conv_tiled::pack_grouped_table(spec, table, in_index, out_index, w.data())?;

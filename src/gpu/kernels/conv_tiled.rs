@@ -33,8 +33,6 @@ pub static SHADER: ShaderSpec = ShaderSpec {
 pub const CO: usize = 8;
 /// Output pixels per invocation (along a row).
 pub const PX: usize = 8;
-/// The shader's row-cache length.
-const XL_MAX: usize = 24;
 
 /// Mirror of the WGSL `Params` of `conv_tiled.wgsl`.
 #[repr(C)]
@@ -90,12 +88,6 @@ pub struct PackedConv {
     pub chan: Vec<u32>,
     /// Length of the input part of `chan`.
     pub n_in: usize,
-}
-
-/// Whether the tiled kernel can run this layer (its row cache holds the receptive field of
-/// 8 outputs).
-pub fn supports(spec: &Conv2dSpec) -> bool {
-    (PX - 1) * spec.stride[1] + (spec.kernel[1] - 1) * spec.dilation[1] + 1 <= XL_MAX
 }
 
 /// Appends the tiles of one group: filters `filters` (their packed weights given by `w_of`)
@@ -274,12 +266,6 @@ pub fn prepare(
     relu: bool,
 ) -> Result<Vec<Dispatch>> {
     check_dims(label, &[("batch", batch)])?;
-    if !supports(spec) {
-        return Err(Error::shape(
-            label,
-            "receptive field of 8 outputs exceeds the tiled kernel's row cache",
-        ));
-    }
     let [h, w] = in_hw;
     let [oh, ow] = spec
         .out_hw(h, w)
