@@ -126,7 +126,9 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Subgroups help some kernels on some adapters; ask only for what is there.
-        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        // Optional features, taken when the adapter has them (all kernels are f32; timestamps
+        // only make `gconv bench`'s per-layer times more precise).
+        let features = adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gconv"),
