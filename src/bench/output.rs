@@ -11,6 +11,15 @@ fn ms(s: f64) -> String {
     format!("{:.2}", s * 1e3)
 }
 
+/// A reduction as a signed change (`−70.6`), or `—` for the baseline itself.
+fn pct(reduction: f64, baseline: bool) -> String {
+    if baseline {
+        "—".into()
+    } else {
+        format!("{:+.1}", -reduction)
+    }
+}
+
 fn gmacs(m: u64) -> String {
     format!("{:.3}", m as f64 / 1e9)
 }
@@ -28,14 +37,14 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                     m.scheme.clone(),
                     format!("{:.2}", m.params as f64 / 1e6),
                     gmacs(m.macs),
-                    format!("{:+.1}", -m.macs_reduction_pct),
+                    pct(m.macs_reduction_pct, m.scheme == "baseline"),
                     format!(
                         "{} ({}–{})",
                         ms(m.latency.median),
                         ms(m.latency.min),
                         ms(m.latency.max)
                     ),
-                    format!("{:+.1}", -m.time_reduction_pct),
+                    pct(m.time_reduction_pct, m.scheme == "baseline"),
                     m.large_batch_latency
                         .as_ref()
                         .map_or("—".into(), |l| ms(l.median)),

@@ -128,7 +128,8 @@ impl GpuContext {
         // Subgroups help some kernels on some adapters; ask only for what is there.
         // Optional features, taken when the adapter has them (all kernels are f32; timestamps
         // only make `gconv bench`'s per-layer times more precise).
-        let features = adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
+        let features =
+            adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gconv"),

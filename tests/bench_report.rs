@@ -1,0 +1,161 @@
+//! `gconv bench` on a tiny configuration: the report's structure (JSON keys, rows, blocks,
+//! files written), not its timings. Runs on the CPU path and, when there is one, the GPU.
+
+mod common;
+
+use gconv::bench::{run_bench, write_outputs, BenchConfig, LayerShape, Suite};
+use gconv::{Device, Runtime};
+
+fn tiny() -> BenchConfig {
+    BenchConfig {
+        suites: vec![Suite::Paper1, Suite::Paper2, Suite::Sweep],
+        input_size: 32,
+        width: 0.5,
+        num_classes: 10,
+        batch: 1,
+        large_batch: 2,
+        warmup: 0,
+        repeats: 1,
+        vgg: "vgg11bn".into(),
+        schemes: vec!["E".into()],
+        groups: vec![2],
+        sweep_layers: vec![LayerShape {
+            channels: 16,
+            size: 8,
+            kernel: 3,
+        }],
+        sweep_groups: vec![1, 2, 4, 16],
+    }
+}
+
+fn check(rt: &Runtime, cfg: &BenchConfig) {
+    let mut steps = Vec::new();
+    let report = run_bench(cfg, rt, &mut |msg, done, total| {
+        steps.push((msg.to_string(), done, total))
+    })
+    .unwrap();
+    assert_eq!(steps.last().unwrap().0, "done");
+    let total = steps[0].2;
+    assert_eq!(
+        total,
+        2 + (2 + 2) + 4,
+        "paper1 (baseline + E), paper2 (2 + 2·groups), sweep"
+    );
+
+    let v = serde_json::to_value(&report).unwrap();
+    for key in [
+        "gconv_version",
+        "device",
+        "software_device",
+        "config",
+        "paper1",
+        "paper2",
+        "sweep",
+    ] {
+        assert!(v.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(v["device"].as_str().unwrap(), rt.describe());
+
+    // paper1: baseline first, then the scheme, with reductions relative to the baseline.
+    assert_eq!(report.paper1.len(), 2);
+    assert_eq!(report.paper1[0].scheme, "baseline");
+    assert_eq!(report.paper1[0].macs_reduction_pct, 0.0);
+    assert_eq!(report.paper1[1].scheme, "E");
+    assert!(report.paper1[1].macs < report.paper1[0].macs);
+    for row in &report.paper1 {
+        assert!(row.latency.min <= row.latency.median && row.latency.median <= row.latency.max);
+        assert_eq!(row.latency.runs, 1);
+        assert!(row.large_batch_latency.is_some() && row.throughput_ips > 0.0);
+    }
+    // paper2: six variants, each with the same blocks: stem, the 16 bottlenecks, head.
+    let labels: Vec<&str> = report.paper2.iter().map(|r| r.model.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "resnet50",
+            "resnet50-dsc",
+            "resnet50-dsc-sgc G=2",
+            "resnet50-dsc-flgc G=2"
+        ]
+    );
+    for r in &report.paper2 {
+        let blocks: Vec<&str> = r.blocks.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(blocks.len(), 18, "{blocks:?}");
+        assert_eq!(
+            (blocks[0], blocks[1], blocks[16], blocks[17]),
+            ("stem", "layer1.0", "layer4.2", "head")
+        );
+        assert!((r.total - r.blocks.iter().map(|b| b.1).sum::<f64>()).abs() < 1e-12);
+        assert!(["timestamp-query", "submit-and-wait", "cpu"].contains(&r.method.as_str()));
+    }
+    // FLGC rows are counted from the exported graph, i.e. the groups actually drawn (random
+    // selection matrices here: nearly even), so close to SGC's cost but not identical.
+    let (sgc, flgc) = (report.paper2[2].macs as f64, report.paper2[3].macs as f64);
+    assert!((flgc / sgc - 1.0).abs() < 0.05, "sgc {sgc} flgc {flgc}");
+    assert!(report.paper2[1].macs > report.paper2[2].macs);
+    // sweep: G=16 divides 16 channels (depthwise); all four points present, dense first.
+    let gs: Vec<usize> = report.sweep.iter().map(|s| s.groups).collect();
+    assert_eq!(gs, [1, 2, 4, 16]);
+    assert_eq!(report.sweep[0].speedup_vs_dense, 1.0);
+    assert_eq!(report.sweep[3].macs * 16, report.sweep[0].macs);
+
+    let dir = std::env::temp_dir().join(format!(
+        "gconv-bench-{}-{}",
+        std::process::id(),
+        rt.is_gpu()
+    ));
+    let files = write_outputs(&report, &dir).unwrap();
+    for name in [
+        "report.json",
+        "summary.md",
+        "paper1_vgg_schemes.svg",
+        "paper2_resnet_layerwise.svg",
+        "sweep_groups.svg",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "{name} not written: {files:?}"
+        );
+        assert!(dir.join(name).metadata().unwrap().len() > 0);
+    }
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(back["paper1"][1]["scheme"], "E");
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("Paper 1") && md.contains("Paper 2") && md.contains("Group sweep"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tiny_bench_on_cpu() {
+    check(&Runtime::new(Device::Cpu).unwrap(), &tiny());
+}
+
+#[test]
+fn tiny_bench_on_gpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let _guard = common::serial();
+    check(&Runtime::with_context(ctx.clone()), &tiny());
+}
+
+#[test]
+fn bad_configurations_are_errors() {
+    let rt = Runtime::new(Device::Cpu).unwrap();
+    let mut cfg = tiny();
+    cfg.repeats = 0;
+    assert!(run_bench(&cfg, &rt, &mut |_, _, _| {}).is_err());
+    let mut cfg = tiny();
+    cfg.schemes = vec!["Z".into()];
+    cfg.suites = vec![Suite::Paper1];
+    let e = run_bench(&cfg, &rt, &mut |_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("unknown scheme `Z`"), "{e}");
+    assert!("256x56".parse::<LayerShape>().is_err());
+    assert_eq!(
+        "512x28:1".parse::<LayerShape>().unwrap(),
+        LayerShape {
+            channels: 512,
+            size: 28,
+            kernel: 1
+        }
+    );
+}
