@@ -17,7 +17,9 @@ pub mod safetensors;
 pub use self::idx::{read_idx_images, read_idx_labels, FashionMnist, IdxImages};
 pub use self::image::read_image;
 pub use self::npy::{read_npy, write_npy};
-pub use self::safetensors::{load_weights, num_classes_hint, read_safetensors, write_safetensors};
+pub use self::safetensors::{
+    load_weights, num_classes_hint, read_safetensors, read_safetensors_metadata, write_safetensors,
+};
 
 use crate::error::{Error, Result};
 use std::ffi::OsString;

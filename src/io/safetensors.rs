@@ -47,6 +47,26 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Weights> {
     Ok(w)
 }
 
+/// The `__metadata__` string map of a safetensors file (empty when it has none).
+pub fn read_safetensors_metadata(
+    path: impl AsRef<Path>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        Error::format(
+            path,
+            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        )
+    })?;
+    Ok(meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
 /// Converts one tensor's little-endian bytes to `f32`.
 fn to_f32(key: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     let b = view.data();

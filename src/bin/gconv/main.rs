@@ -5,6 +5,7 @@ mod common;
 mod infer;
 mod info;
 mod models;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,10 @@ enum Command {
     Infer(infer::Args),
     /// Reproduce both papers' efficiency results on this device (tables, --json, --out charts).
     Bench(bench::Args),
+    /// Train a zoo model (dense / SGC / FLGC) on Fashion-MNIST, with checkpoints.
+    Train(train::Args),
+    /// Evaluate a training checkpoint on the Fashion-MNIST test set.
+    Eval(train::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => train::eval(a),
     };
     match r {
         Ok(code) => code,
