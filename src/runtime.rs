@@ -13,7 +13,7 @@
 //! ```
 
 use crate::cpu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::executor::{GpuModel, PlanReport};
 use crate::graph::passes::{fold_batch_norm, materialize_flgc};
@@ -226,6 +226,3 @@ impl std::fmt::Debug for Model {
             .finish()
     }
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: &Error) {}

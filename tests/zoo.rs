@@ -29,30 +29,74 @@ fn vgg_bn_params_match_torchvision() {
 }
 
 #[test]
-fn print_costs() {
-    for m in [
-        "vgg13bn",
-        "resnet50",
-        "resnet50-dsc",
-        "resnet50-dsc-sgc",
-        "resnet50-dsc-flgc",
-    ] {
-        let c = cost(m);
-        println!("{m}: {} params {} macs", c.total_params, c.total_macs);
-    }
+fn gong_schemes_reduce_macs_as_the_paper_says() {
     let base = cost("vgg13bn").total_macs as f64;
-    for s in ["A", "B", "C", "D", "E"] {
-        let spec = ModelSpec::load("vgg13bn")
-            .unwrap()
-            .with_scheme(&Scheme::load(s).unwrap())
-            .unwrap();
-        let c = spec.build().unwrap().cost();
-        println!(
-            "{s}: {} params {} macs  {:.2}% less",
-            c.total_params,
-            c.total_macs,
-            100.0 * (1.0 - c.total_macs as f64 / base)
-        );
-    }
-    let _ = (ConvKind::Dense, Error::InvalidArgument(String::new()));
+    let red: Vec<f64> = ["A", "B", "C", "D", "E"]
+        .iter()
+        .map(|s| {
+            let spec = ModelSpec::load("vgg13bn")
+                .unwrap()
+                .with_scheme(&Scheme::load(s).unwrap())
+                .unwrap();
+            100.0 * (1.0 - spec.build().unwrap().cost().total_macs as f64 / base)
+        })
+        .collect();
+    // A < B < C < D (more stages grouped), E (G=32) slightly below D (G=64): "about 80 %".
+    assert!(
+        red[0] < red[1] && red[1] < red[2] && red[2] < red[3],
+        "{red:?}"
+    );
+    assert!((78.5..80.0).contains(&red[4]), "scheme E: {:.2} %", red[4]);
+    assert!(red[4] < red[3]);
+}
+
+#[test]
+fn variants_and_bad_requests() {
+    // DSC / SGC / FLGC variants shrink the model; FLGC costs what SGC costs at inference.
+    let (r, d, s, f) = (
+        cost("resnet50"),
+        cost("resnet50-dsc"),
+        cost("resnet50-dsc-sgc"),
+        cost("resnet50-dsc-flgc"),
+    );
+    assert!(d.total_macs < r.total_macs && s.total_macs < d.total_macs);
+    assert_eq!(s.total_macs, f.total_macs);
+    // Schemes are for VGG; a scheme with the wrong number of stages is refused.
+    let e = ModelSpec::load("resnet50")
+        .unwrap()
+        .with_scheme(&Scheme::load("E").unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("schemes apply to VGG"), "{e}");
+    let e = ModelSpec::load("vgg13bn")
+        .unwrap()
+        .with_scheme(&Scheme::load("1,2,4").unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("3 stage groups"), "{e}");
+    assert!(matches!(Scheme::load("Q"), Err(Error::UnknownScheme(_))));
+    assert!(matches!(
+        ModelSpec::load("vgg99"),
+        Err(Error::UnknownModel(_))
+    ));
+    // SGC with a G that does not divide the channels fails naming the layer.
+    let e = ModelSpec::load("resnet50-dsc-sgc")
+        .unwrap()
+        .with_groups(3, Some(ConvKind::Sgc))
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("layer1.0.conv1") && e.to_string().contains("groups 3"),
+        "{e}"
+    );
+    // FLGC takes any G.
+    let g = ModelSpec::load("resnet50-dsc-flgc")
+        .unwrap()
+        .with_groups(3, None)
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(g.output_shape(), &[1000]);
+    // A malformed model file is a clear error.
+    let e = ModelSpec::from_toml("name = 3", "bad.toml").unwrap_err();
+    assert!(e.to_string().starts_with("model `bad.toml`"), "{e}");
 }

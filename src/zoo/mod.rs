@@ -229,34 +229,21 @@ impl ModelSpec {
 
     /// Applies a VGG grouping scheme (an error for other families).
     pub fn with_scheme(mut self, scheme: &Scheme) -> Result<Self> {
-        let err = self.err("");
-        match &mut self.arch {
-            Arch::Vgg {
-                stages,
-                stage_groups,
-                ..
-            } => {
-                if scheme.stage_groups.len() != stages.len() {
-                    let Error::Model { model, .. } = err else {
-                        unreachable!()
-                    };
-                    return Err(Error::Model {
-                        model,
-                        msg: format!(
-                            "scheme {} gives {} stage groups, the model has {} stages",
-                            scheme.name,
-                            scheme.stage_groups.len(),
-                            stages.len()
-                        ),
-                    });
-                }
-                *stage_groups = Some(scheme.stage_groups.clone());
-                self.name = format!("{}-{}", self.name, scheme.name);
-            }
-            Arch::Resnet { .. } => {
-                return Err(self.err("schemes apply to VGG models; use --groups for ResNets"))
-            }
+        let Arch::Vgg { stages, .. } = &self.arch else {
+            return Err(self.err("schemes apply to VGG models; use --groups for ResNets"));
+        };
+        if scheme.stage_groups.len() != stages.len() {
+            return Err(self.err(format!(
+                "scheme {} gives {} stage groups, the model has {} stages",
+                scheme.name,
+                scheme.stage_groups.len(),
+                stages.len()
+            )));
         }
+        if let Arch::Vgg { stage_groups, .. } = &mut self.arch {
+            *stage_groups = Some(scheme.stage_groups.clone());
+        }
+        self.name = format!("{}-{}", self.name, scheme.name);
         self.check()?;
         Ok(self)
     }
