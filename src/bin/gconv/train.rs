@@ -3,12 +3,15 @@
 
 use crate::common::{ConvArg, DeviceArg};
 use gconv::io::{read_safetensors, write_safetensors, FashionMnist};
-use gconv::train::{Dataset, LrSchedule, TrainConfig, Trainer};
+use gconv::gpu::GpuContext;
+use gconv::io::ImageFolder;
+use gconv::train::{Dataset, GpuTrainer, LrSchedule, StepStats, TrainConfig, Trainer};
 use gconv::zoo::{Arch, ModelSpec, StemKind};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,7 +29,8 @@ pub enum ScheduleArg {
 /// Options of `gconv train`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Zoo model (or .toml); its input becomes 1×28×28 and its width is scaled by --width.
+    /// Zoo model (or .toml); its input becomes the data's (1×28×28 for Fashion-MNIST), its
+    /// classes the data's, and its width is scaled by --width.
     #[arg(long, short, default_value = "resnet50-dsc")]
     model: String,
     /// Kind of the grouped convolutions.
@@ -38,6 +42,10 @@ pub struct Args {
     /// Width multiplier.
     #[arg(long, default_value_t = 0.125)]
     width: f32,
+    /// ResNet blocks per stage, e.g. `1,1,1,1` (default: the model's own, [3,4,6,3] for
+    /// ResNet-50 variants).
+    #[arg(long)]
+    layers: Option<String>,
     /// Epochs.
     #[arg(long, default_value_t = 1)]
     epochs: usize,
@@ -50,12 +58,21 @@ pub struct Args {
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
-    /// Device (training runs on the CPU reference path for now).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    /// Device: `gpu` trains with the WGSL kernels (one submit per step), `cpu` on the CPU
+    /// reference path, `auto` picks a GPU adapter when there is one.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// Fashion-MNIST folder (IDX files).
+    /// Training data: a Fashion-MNIST folder (IDX files) or an image folder with one
+    /// sub-folder per class (PNG/JPEG; see --test-data and --input).
     #[arg(long, default_value = FashionMnist::DEFAULT_DIR)]
     data: PathBuf,
+    /// Test set for an image folder given as --data (same layout); without it, the final
+    /// test accuracy is skipped.
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Image-folder input size `CxHxW` (C = 1 or 3); images are converted and resized.
+    #[arg(long, default_value = "1x28x28")]
+    input: String,
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -82,21 +99,35 @@ pub struct EvalArgs {
     /// A checkpoint written by `gconv train`.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Fashion-MNIST folder.
+    /// Test data: a Fashion-MNIST folder (its test split is used) or an image folder.
     #[arg(long, default_value = FashionMnist::DEFAULT_DIR)]
     data: PathBuf,
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Device of the (exported, BN-folded) inference model.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
 }
 
-fn spec_for(a: &Args) -> Result<ModelSpec> {
+fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
     let mut spec = ModelSpec::load(&a.model)?;
-    spec.input = [1, 28, 28];
-    spec.num_classes = 10;
+    spec.input = input;
+    spec.num_classes = classes;
     spec.width = a.width;
-    if let Arch::Resnet { stem, .. } = &mut spec.arch {
-        *stem = StemKind::Small;
+    match &mut spec.arch {
+        Arch::Resnet { stem, layers, .. } => {
+            *stem = StemKind::Small;
+            if let Some(l) = &a.layers {
+                *layers = parse_layers(l)?;
+            }
+        }
+        _ if a.layers.is_some() => {
+            return Err(Error::InvalidArgument(
+                "--layers applies to ResNet models only".into(),
+            ))
+        }
+        _ => {}
     }
     if a.conv != ConvArg::Dense {
         spec = spec.with_groups(a.groups, Some(a.conv.into()))?;
@@ -106,7 +137,82 @@ fn spec_for(a: &Args) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-fn load_data(dir: &std::path::Path) -> Result<(Dataset, Dataset)> {
+/// Training and (optional) test data, with the class count.
+struct Data {
+    train: Dataset,
+    test: Option<Dataset>,
+    classes: usize,
+}
+
+fn parse_layers(s: &str) -> Result<[usize; 4]> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|t| t.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::InvalidArgument(format!("--layers {s:?}: expected four counts, e.g. 1,1,1,1")))?;
+    match v.as_slice() {
+        &[a, b, c, d] if a.min(b).min(c).min(d) >= 1 => Ok([a, b, c, d]),
+        _ => Err(Error::InvalidArgument(format!(
+            "--layers {s:?}: expected four counts ≥ 1, e.g. 1,1,1,1"
+        ))),
+    }
+}
+
+fn parse_input(s: &str) -> Result<[usize; 3]> {
+    let v: Vec<usize> = s
+        .split(['x', 'X', ','])
+        .map(|t| t.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::InvalidArgument(format!("--input {s:?}: expected CxHxW, e.g. 1x28x28")))?;
+    match v.as_slice() {
+        &[c, h, w] if (c == 1 || c == 3) && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(Error::InvalidArgument(format!(
+            "--input {s:?}: expected CxHxW with C = 1 or 3 and H, W ≥ 1"
+        ))),
+    }
+}
+
+/// A folder holding Fashion-MNIST IDX files (or no folder at all: the IDX loader then says
+/// how to install the data set), as opposed to an image folder.
+fn is_fashion_mnist(dir: &Path) -> bool {
+    !dir.exists()
+        || dir.join("train-images-idx3-ubyte.gz").exists()
+        || dir.join("train-images-idx3-ubyte").exists()
+        || dir.join("t10k-images-idx3-ubyte.gz").exists()
+}
+
+fn load_any(a: &Args) -> Result<Data> {
+    if is_fashion_mnist(&a.data) {
+        let (train, test) = load_data(&a.data)?;
+        return Ok(Data {
+            train,
+            test: Some(test),
+            classes: 10,
+        });
+    }
+    let [c, h, w] = parse_input(&a.input)?;
+    let train = ImageFolder::load(&a.data, c, [h, w])?;
+    let test = match &a.test_data {
+        Some(p) => {
+            let t = ImageFolder::load(p, c, [h, w])?;
+            if t.classes != train.classes {
+                return Err(Error::InvalidArgument(format!(
+                    "--test-data classes {:?} differ from --data classes {:?}",
+                    t.classes, train.classes
+                )));
+            }
+            Some(t.dataset)
+        }
+        None => None,
+    };
+    Ok(Data {
+        classes: train.classes.len(),
+        train: train.dataset,
+        test,
+    })
+}
+
+fn load_data(dir: &Path) -> Result<(Dataset, Dataset)> {
     let fm = FashionMnist::load(dir)?;
     let (t, l) = (&fm.train_images, fm.train_labels.clone());
     let train = Dataset::from_u8(&t.pixels, l, 1, t.rows, t.cols)?;
@@ -128,27 +234,86 @@ fn split_checkpoint(all: Weights) -> (Weights, Weights) {
     (w, m)
 }
 
-pub fn run(a: Args) -> Result<ExitCode> {
-    if a.device != DeviceArg::Cpu {
-        return Err(Error::InvalidArgument(
-            "training runs on the CPU reference path for now (GPU training kernels are not written yet): use --device cpu".into(),
-        ));
+/// The CPU reference trainer or the GPU one, behind the few calls the loop makes.
+enum AnyTrainer {
+    Cpu(Box<Trainer>),
+    Gpu(Box<GpuTrainer>),
+}
+
+impl AnyTrainer {
+    fn graph(&self) -> &gconv::Graph {
+        match self {
+            Self::Cpu(t) => t.graph(),
+            Self::Gpu(t) => t.graph(),
+        }
     }
+    fn set_lr(&mut self, lr: f32) {
+        match self {
+            Self::Cpu(t) => t.set_lr(lr),
+            Self::Gpu(t) => t.set_lr(lr),
+        }
+    }
+    fn train_step(&mut self, x: &gconv::Tensor, y: &[usize]) -> Result<StepStats> {
+        match self {
+            Self::Cpu(t) => t.train_step(x, y),
+            Self::Gpu(t) => t.train_step(x, y),
+        }
+    }
+    fn evaluate_dataset(&self, d: &Dataset, batch: usize) -> Result<(f32, usize)> {
+        match self {
+            Self::Cpu(t) => t.evaluate_dataset(d, batch),
+            Self::Gpu(t) => t.evaluate_dataset(d, batch),
+        }
+    }
+    /// Weights, BN statistics and momentum buffers, for a checkpoint.
+    fn checkpoint(&self) -> Result<Weights> {
+        let (mut all, state) = match self {
+            Self::Cpu(t) => (t.weights().clone(), t.optimizer().state().clone()),
+            Self::Gpu(t) => (t.weights()?, t.optimizer_state()?),
+        };
+        for (k, v) in state.iter() {
+            all.insert(k.clone(), v.clone());
+        }
+        Ok(all)
+    }
+}
+
+fn gpu_context(device: DeviceArg) -> Result<Option<Arc<GpuContext>>> {
+    match device {
+        DeviceArg::Cpu => Ok(None),
+        DeviceArg::Gpu => Ok(Some(Arc::new(GpuContext::new()?))),
+        DeviceArg::Auto => match GpuContext::new() {
+            Ok(c) => Ok(Some(Arc::new(c))),
+            Err(e) => {
+                log::warn!("no GPU adapter ({e}); training on the CPU reference path");
+                Ok(None)
+            }
+        },
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
     if a.batch == 0 || a.epochs == 0 {
         return Err(Error::InvalidArgument(
             "--batch and --epochs must be at least 1".into(),
         ));
     }
-    let spec = spec_for(&a)?;
+    let Data {
+        train: mut train,
+        test,
+        classes,
+    } = load_any(&a)?;
+    let spec = spec_for(&a, [train.channels, train.h, train.w], classes)?;
     let graph = spec.build()?;
-    let (mut train, test) = load_data(&a.data)?;
     if let Some(n) = a.limit {
         train = train.subset(&(0..n.min(train.n)).collect::<Vec<_>>());
     }
     let (mean, std) = train.normalize_self()?;
     let (train, val) = train.split(a.val.min(train.n / 5))?;
     let mut test = test;
-    test.normalize(&mean, &std)?;
+    if let Some(t) = &mut test {
+        t.normalize(&mean, &std)?;
+    }
 
     let (weights, momentum, start_epoch) = match &a.resume {
         Some(p) => {
@@ -169,10 +334,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
         lr: a.lr,
         ..Default::default()
     };
-    let mut trainer = Trainer::new(graph, weights, cfg)?;
-    if let Some(m) = momentum {
-        trainer.optimizer_mut().load_state(m);
-    }
+    let ctx = gpu_context(a.device)?;
+    let device_desc = match &ctx {
+        Some(c) => format!("GPU {}", c.describe()),
+        None => format!(
+            "CPU reference path ({} threads)",
+            rayon::current_num_threads()
+        ),
+    };
+    let mut trainer = match ctx {
+        Some(ctx) => {
+            let mut t = GpuTrainer::new(ctx, graph, weights, cfg)?;
+            if let Some(m) = &momentum {
+                t.load_optimizer_state(m)?;
+            }
+            AnyTrainer::Gpu(Box::new(t))
+        }
+        None => {
+            let mut t = Trainer::new(graph, weights, cfg)?;
+            if let Some(m) = momentum {
+                t.optimizer_mut().load_state(m);
+            }
+            AnyTrainer::Cpu(Box::new(t))
+        }
+    };
     let schedule = match a.schedule {
         ScheduleArg::Cosine => LrSchedule::Cosine {
             base: a.lr,
@@ -186,15 +371,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ScheduleArg::Constant => LrSchedule::Constant { lr: a.lr },
     };
     let cost = trainer.graph().cost();
-    if !a.json {
+    if a.json {
         println!(
-            "training {} ({:.1} MMACs/image, {} params) on {} images, validating on {}, device: CPU reference path ({} threads)",
+            "{}",
+            serde_json::json!({
+                "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
+                "macs": cost.total_macs, "params": cost.total_params,
+                "train_n": train.n, "val_n": val.n, "device": device_desc,
+            })
+        );
+    } else {
+        println!(
+            "training {} ({:.1} MMACs/image, {} params) on {} images, validating on {}, device: {device_desc}",
             spec.name,
             cost.total_macs as f64 / 1e6,
             cost.total_params,
             train.n,
             val.n,
-            rayon::current_num_threads()
         );
     }
     let steps = train.n.div_ceil(a.batch);
@@ -240,10 +433,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         meta.insert("epoch".to_string(), (epoch + 1).to_string());
         meta.insert("norm_mean".to_string(), format!("{mean:?}"));
         meta.insert("norm_std".to_string(), format!("{std:?}"));
-        let mut all = trainer.weights().clone();
-        for (k, t) in trainer.optimizer().state().iter() {
-            all.insert(k.clone(), t.clone());
-        }
+        let all = trainer.checkpoint()?;
         write_safetensors(&a.checkpoint, &all, &meta)?;
         let line = serde_json::json!({
             "epoch": epoch + 1,
@@ -252,6 +442,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "val_loss": vloss,
             "val_acc": vcorrect as f64 / val.n as f64,
             "images_per_s": seen as f64 / secs,
+            "device": device_desc,
         });
         if a.json {
             println!("{line}");
@@ -269,12 +460,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
         }
     }
-    let (tloss, tcorrect) = trainer.evaluate_dataset(&test, 256)?;
-    println!(
-        "test: loss {tloss:.4}, accuracy {:.2} % ({tcorrect}/{})",
-        100.0 * tcorrect as f64 / test.n as f64,
-        test.n
-    );
+    if let Some(test) = &test {
+        let (tloss, tcorrect) = trainer.evaluate_dataset(test, 256)?;
+        let acc = tcorrect as f64 / test.n as f64;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"test_loss": tloss, "test_acc": acc, "test_n": test.n})
+            );
+        } else {
+            println!(
+                "test: loss {tloss:.4}, accuracy {:.2} % ({tcorrect}/{})",
+                100.0 * acc,
+                test.n
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,10 +498,26 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             .ok_or_else(|| Error::format(&a.checkpoint, format!("no {k} metadata")))?;
         serde_json::from_str(s).map_err(|e| Error::format(&a.checkpoint, format!("{k}: {e}")))
     };
-    let (_, mut test) = load_data(&a.data)?;
+    let classes: usize = graph.output_shape().iter().product();
+    let mut test = if is_fashion_mnist(&a.data) {
+        load_data(&a.data)?.1
+    } else {
+        let [c, h, w] = spec.input;
+        ImageFolder::load(&a.data, c, [h, w])?.dataset
+    };
     test.normalize(&parse("norm_mean")?, &parse("norm_std")?)?;
-    let trainer = Trainer::new(graph, weights, TrainConfig::default())?;
-    let (loss, correct) = trainer.evaluate_dataset(&test, a.batch)?;
+    let rt = gconv::Runtime::new(a.device.into())?;
+    let mut model = rt.load_graph(graph, weights, &gconv::LoadOptions::default())?;
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for (x, y) in test.batches(a.batch.max(1), None, false) {
+        let out = model.run(&x)?;
+        let b = y.len();
+        let logits = out.reshape(&[b, classes])?;
+        let (l, _, c) = gconv::train::backward::softmax_cross_entropy(&logits, &y)?;
+        loss_sum += l as f64 * b as f64;
+        correct += c;
+    }
+    let loss = loss_sum / test.n.max(1) as f64;
     println!(
         "{} (epoch {}): test loss {loss:.4}, accuracy {:.2} % ({correct}/{})",
         spec.name,
