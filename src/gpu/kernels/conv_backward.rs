@@ -121,8 +121,7 @@ fn conv_params(
         )
     })?;
     // The shader adds the padding to input coordinates in u32.
-    if h + 2 * spec.padding[0] > u32::MAX as usize || w + 2 * spec.padding[1] > u32::MAX as usize
-    {
+    if h + 2 * spec.padding[0] > u32::MAX as usize || w + 2 * spec.padding[1] > u32::MAX as usize {
         return Err(Error::shape(label, "padded input exceeds u32 indexing"));
     }
     Ok(ConvBackwardParams {

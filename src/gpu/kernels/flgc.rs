@@ -79,11 +79,7 @@ fn dispatch(
     params: &FlgcParams,
     b: Binds<'_>,
 ) -> Result<Dispatch> {
-    let wgs = fold_workgroups(
-        ctx,
-        label,
-        u64::from(params.total).div_ceil(u64::from(WG)),
-    )?;
+    let wgs = fold_workgroups(ctx, label, u64::from(params.total).div_ceil(u64::from(WG)))?;
     let u = ctx.uniform(&format!("{label} params"), params);
     let scratch;
     let out_u = match b.out_u {
@@ -212,10 +208,7 @@ pub fn prepare_select_grad(
     grad_select_in: TensorRef<'_>,
     grad_select_out: TensorRef<'_>,
 ) -> Result<Vec<Dispatch>> {
-    check_dims(
-        label,
-        &[("n", n), ("c", c), ("groups", groups), ("kk", kk)],
-    )?;
+    check_dims(label, &[("n", n), ("c", c), ("groups", groups), ("kk", kk)])?;
     let wlen = count(label, &[n, c, kk])?;
     let len_in = count(label, &[c, groups])?;
     let len_out = count(label, &[n, groups])?;
