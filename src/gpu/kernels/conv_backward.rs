@@ -164,6 +164,7 @@ fn total_u32(label: &str, total: u64) -> Result<u32> {
         .map_err(|_| Error::shape(label, format!("{total} elements exceed u32 indexing")))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     ctx: &GpuContext,
     label: &str,
