@@ -8,8 +8,10 @@
 //! `wg.x + wg.y * num_workgroups.x` and bounds-check it).
 
 pub mod conv;
+pub mod conv_backward;
 pub mod conv_tiled;
 pub mod elementwise;
+pub mod flgc;
 pub mod gather;
 pub mod linear;
 pub mod norm;

@@ -1,0 +1,184 @@
+// Backward of the grouped 2-D convolution (NCHW, PyTorch semantics, weights in the plain
+// PyTorch layout [N, C/G, kh, kw]): input gradient, weight gradient and per-channel sums
+// (bias gradient). Any groups (dense, grouped, depthwise with multiplier, pointwise), stride,
+// padding and dilation. The group of every element follows from its channel, so each op is
+// one dispatch whatever G is. The linear workgroup id is folded into 2-D above 65535
+// (`wg.x + wg.y * num_workgroups.x`) and bounds-checked against `p.total`.
+//
+// Bindings: `a` and `b` are the two inputs, `out` the result:
+//   grad_input:  a = dy [B, N, OH, OW], b = w [N, C/G, kh, kw], out = dx [B, C, H, W]
+//   grad_weight: a = x  [B, C, H, W],   b = dy [B, N, OH, OW],   out = dw [N, C/G, kh, kw]
+//   channel_sum: a = g  [B, C, HW],     b = (unused, any),      out = [C]
+
+struct Params {
+    batch: u32, c_in: u32, h: u32, w: u32,
+    c_out: u32, oh: u32, ow: u32, kh: u32,
+    kw: u32, sh: u32, sw: u32, ph: u32,
+    pw: u32, dh: u32, dw: u32, cin_g: u32,
+    cout_g: u32, accumulate: u32, total: u32, _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// Invocations per workgroup of grad_input (one dx element each).
+override WG: u32 = 64u;
+
+// Lanes of the reducing workgroups (grad_weight, channel_sum); a power of two.
+const RED: u32 = 64u;
+var<workgroup> partial: array<f32, RED>;
+
+// dx[bi, ci, y, x] = Σ over the filters o of ci's group and the taps (ky, kx) whose window
+// position is (y, x) of dy[bi, o, oy, ox] · w[o, ci mod C/G, ky, kx]. Gather form: one
+// invocation per dx element, no atomics. Added to dx when p.accumulate != 0.
+@compute @workgroup_size(WG)
+fn grad_input(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    if (i >= p.total) {
+        return;
+    }
+    let x = i % p.w;
+    var t = i / p.w;
+    let y = t % p.h;
+    t = t / p.h;
+    let ci = t % p.c_in;
+    let bi = t / p.c_in;
+    let grp = ci / p.cin_g;
+    let ic = ci - grp * p.cin_g;
+    let o0 = grp * p.cout_g;
+    let ohw = p.oh * p.ow;
+    let wlen = p.cin_g * p.kh * p.kw;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        // Output row oy reads input row oy·sh + ky·dh − ph; invert it for y.
+        let ty = y + p.ph;
+        let dky = ky * p.dh;
+        if (ty < dky) {
+            break;
+        }
+        let ry = ty - dky;
+        if (ry % p.sh != 0u) {
+            continue;
+        }
+        let oy = ry / p.sh;
+        if (oy >= p.oh) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let tx = x + p.pw;
+            let dkx = kx * p.dw;
+            if (tx < dkx) {
+                break;
+            }
+            let rx = tx - dkx;
+            if (rx % p.sw != 0u) {
+                continue;
+            }
+            let ox = rx / p.sw;
+            if (ox >= p.ow) {
+                continue;
+            }
+            var gi = (bi * p.c_out + o0) * ohw + oy * p.ow + ox;
+            var wi = o0 * wlen + (ic * p.kh + ky) * p.kw + kx;
+            for (var oo = 0u; oo < p.cout_g; oo++) {
+                acc += a[gi] * b[wi];
+                gi += ohw;
+                wi += wlen;
+            }
+        }
+    }
+    if (p.accumulate != 0u) {
+        out[i] = out[i] + acc;
+    } else {
+        out[i] = acc;
+    }
+}
+
+// Sums the RED lanes' partial values (tree in workgroup memory); lane 0 gets the total.
+fn reduce(li: u32, v: f32) -> f32 {
+    partial[li] = v;
+    workgroupBarrier();
+    for (var s = RED / 2u; s > 0u; s = s >> 1u) {
+        if (li < s) {
+            partial[li] = partial[li] + partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
+// dw[o, ic, ky, kx] = Σ_bi Σ_{oy, ox} dy[bi, o, oy, ox] · x[bi, c, oy·sh + ky·dh − ph,
+// ox·sw + kx·dw − pw] with c the ic-th channel of o's group (out-of-image taps read 0).
+// One workgroup of RED lanes per weight element: the lanes stride over the output pixels of
+// every sample, then a tree reduction. Overwrites dw.
+@compute @workgroup_size(RED)
+fn grad_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = wg.x + wg.y * nwg.x;
+    if (e >= p.total) {
+        return;
+    }
+    let kx = e % p.kw;
+    var t = e / p.kw;
+    let ky = t % p.kh;
+    t = t / p.kh;
+    let ic = t % p.cin_g;
+    let o = t / p.cin_g;
+    let ci = (o / p.cout_g) * p.cin_g + ic;
+    let ohw = p.oh * p.ow;
+    let hw = p.h * p.w;
+    let dky = ky * p.dh;
+    let dkx = kx * p.dw;
+    var acc = 0.0;
+    for (var bi = 0u; bi < p.batch; bi++) {
+        let xbase = (bi * p.c_in + ci) * hw;
+        let gbase = (bi * p.c_out + o) * ohw;
+        for (var j = li; j < ohw; j += RED) {
+            let ox = j % p.ow;
+            let oy = j / p.ow;
+            let iy = oy * p.sh + dky;
+            let ix = ox * p.sw + dkx;
+            if (iy >= p.ph && iy - p.ph < p.h && ix >= p.pw && ix - p.pw < p.w) {
+                acc += b[gbase + j] * a[xbase + (iy - p.ph) * p.w + (ix - p.pw)];
+            }
+        }
+    }
+    let s = reduce(li, acc);
+    if (li == 0u) {
+        out[e] = s;
+    }
+}
+
+// out[c] = Σ_bi Σ_i g[bi, c, i] over i < p.h (= H·W): one workgroup of RED lanes per
+// channel, then a tree reduction. Overwrites out.
+@compute @workgroup_size(RED)
+fn channel_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let c = wg.x + wg.y * nwg.x;
+    if (c >= p.total) {
+        return;
+    }
+    var acc = 0.0;
+    for (var bi = 0u; bi < p.batch; bi++) {
+        let base = (bi * p.c_in + c) * p.h;
+        for (var i = li; i < p.h; i += RED) {
+            acc += a[base + i];
+        }
+    }
+    let s = reduce(li, acc);
+    if (li == 0u) {
+        out[c] = s;
+    }
+}
