@@ -4,16 +4,19 @@
 //! * [`safetensors`]: PyTorch `state_dict`s saved with `safetensors.torch.save_file`.
 //! * [`idx`]: IDX files (MNIST / Fashion-MNIST), plain or gzip'd.
 //! * [`image`]: PNG / JPEG images as `[1, C, H, W]` tensors in `[0, 1]`.
+//! * [`folder`]: a folder of class sub-folders of images as a training [`Dataset`](crate::train::Dataset).
 //!
 //! Every reader reports a malformed file as [`Error::Format`] naming the file, and an
 //! unreadable one as [`Error::Io`]; none of them panics on bad input. Writers are atomic:
 //! they write `<path>.tmp` and rename it over `path`.
 
+pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod npy;
 pub mod safetensors;
 
+pub use self::folder::ImageFolder;
 pub use self::idx::{read_idx_images, read_idx_labels, FashionMnist, IdxImages};
 pub use self::image::read_image;
 pub use self::npy::{read_npy, write_npy};
