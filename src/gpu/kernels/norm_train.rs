@@ -97,7 +97,7 @@ pub fn prepare_batch_norm_train(
     running_var: TensorRef<'_>,
 ) -> Result<Vec<Dispatch>> {
     let (len, n) = sizes(label, batch, channels, hw)?;
-    if !(eps.is_finite() && eps >= 0.0) || !momentum.is_finite() {
+    if !(eps.is_finite() && eps >= 0.0 && momentum.is_finite()) {
         return Err(Error::shape(
             label,
             format!("eps {eps} must be finite and ≥ 0, momentum {momentum} finite"),
