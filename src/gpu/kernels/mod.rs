@@ -13,9 +13,15 @@ pub mod conv_tiled;
 pub mod elementwise;
 pub mod flgc;
 pub mod gather;
+pub mod grad;
 pub mod linear;
+pub mod linear_backward;
+pub mod loss;
 pub mod norm;
+pub mod norm_train;
+pub mod optim;
 pub mod pool;
+pub mod pool_backward;
 pub mod softmax;
 
 use super::context::{BindingKind, GpuContext, PipelineKey, ShaderSpec, TensorRef};
@@ -82,6 +88,44 @@ pub(crate) fn check_tensor(
         ));
     }
     ctx.check_storage_size(label, what, t.len * 4)
+}
+
+/// Like [`check_tensor`] for a small side input read by index (`hyper`, `seed`): `t` must
+/// hold at least `min` values; extra values are ignored.
+pub(crate) fn check_tensor_min(
+    ctx: &GpuContext,
+    label: &str,
+    what: &str,
+    t: &TensorRef<'_>,
+    min: u64,
+) -> Result<()> {
+    if t.len < min {
+        return Err(Error::tensor_shape(
+            format!("{label} ({what})"),
+            format!("at least {min} values"),
+            &[t.len as usize],
+        ));
+    }
+    check_tensor(ctx, label, what, t, t.len)
+}
+
+/// `Π dims` as an element count that `u32` shader indexing can address; an error naming
+/// `what` instead of an overflow.
+pub(crate) fn checked_len(label: &str, what: &str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= u32::MAX as usize)
+        .ok_or_else(|| {
+            Error::shape(
+                label,
+                format!("{what} {dims:?} has more than u32::MAX elements"),
+            )
+        })
+}
+
+/// Grid of `WG`-wide workgroups covering `len` invocations (one per element), folded.
+pub(crate) fn element_grid(ctx: &GpuContext, label: &str, len: usize, wg: u32) -> Result<[u32; 3]> {
+    fold_workgroups(ctx, label, (len as u64).div_ceil(u64::from(wg)))
 }
 
 /// Checks that a parameter buffer holds exactly `expected` 4-byte values.

@@ -1,0 +1,83 @@
+// Backward of a fully connected layer y = x W^T + b with x [batch, in], W [out, in]
+// (row-major), dy [batch, out]. One invocation per element of the gradient it writes
+// (gather form, sums in a fixed order, no atomics):
+//   linear_grad_input   dx[b, i] = sum_j dy[b, j] * W[j, i]   (a = dy, b = W; = or += per p.accumulate)
+//   linear_grad_weight  dW[j, i] = sum_b dy[b, j] * x[b, i]   (a = dy, b = x; overwritten)
+//   linear_grad_bias    db[j]    = sum_b dy[b, j]             (a = dy, b = dy; overwritten)
+
+struct Params {
+    batch: u32,
+    in_features: u32,
+    out_features: u32,
+    accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 64u;
+
+fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + li;
+}
+
+@compute @workgroup_size(WG)
+fn linear_grad_input(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = element(wg, nwg, li);
+    if (e >= p.batch * p.in_features) {
+        return;
+    }
+    let i = e % p.in_features;
+    let n = e / p.in_features;
+    var s = 0.0;
+    for (var j = 0u; j < p.out_features; j++) {
+        s += a[n * p.out_features + j] * b[j * p.in_features + i];
+    }
+    if (p.accumulate != 0u) {
+        out[e] += s;
+    } else {
+        out[e] = s;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn linear_grad_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = element(wg, nwg, li);
+    if (e >= p.out_features * p.in_features) {
+        return;
+    }
+    let i = e % p.in_features;
+    let j = e / p.in_features;
+    var s = 0.0;
+    for (var n = 0u; n < p.batch; n++) {
+        s += a[n * p.out_features + j] * b[n * p.in_features + i];
+    }
+    out[e] = s;
+}
+
+@compute @workgroup_size(WG)
+fn linear_grad_bias(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let j = element(wg, nwg, li);
+    if (j >= p.out_features) {
+        return;
+    }
+    var s = 0.0;
+    for (var n = 0u; n < p.batch; n++) {
+        s += a[n * p.out_features + j];
+    }
+    out[j] = s;
+}

@@ -1,0 +1,155 @@
+// Backward of 2-D pooling over NCHW planes in gather form: one invocation per INPUT
+// element, which sums the gradients of every output window containing it (no atomics).
+//   max_pool_backward   the window's gradient goes to its FIRST maximum in row-major scan
+//                       order (strictly greater replaces; a NaN replaces, as the CPU);
+//                       padding never wins (acts as -inf).
+//   avg_pool_backward   dy / (kh*kw) to every in-bounds position (count_include_pad).
+//   adaptive_avg_pool_backward  dy / bin size, PyTorch bins floor(i*n/o) .. ceil((i+1)*n/o).
+// The result is written (= ) or added (+=) to grad_in per p.accumulate.
+
+struct Params {
+    planes: u32, h: u32, w: u32, oh: u32,
+    ow: u32, kh: u32, kw: u32, sh: u32,
+    sw: u32, ph: u32, pw: u32, len: u32,
+    accumulate: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// Forward input (max pooling only; the others bind grad_out here).
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
+
+override WG: u32 = 64u;
+
+fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + li;
+}
+
+fn store(i: u32, v: f32) {
+    if (p.accumulate != 0u) {
+        grad_in[i] += v;
+    } else {
+        grad_in[i] = v;
+    }
+}
+
+// Outputs o along one axis whose window [o*s - pad, o*s - pad + k) contains input i:
+// [lo, hi) (empty when lo >= hi).
+fn out_range(i: u32, k: u32, s: u32, pad: u32, o: u32) -> vec2<u32> {
+    let t = i + pad;
+    // o*s <= t  and  o*s + k > t
+    var lo = 0u;
+    if (t + 1u > k) {
+        lo = (t + 1u - k + s - 1u) / s;
+    }
+    let hi = min(t / s + 1u, o);
+    return vec2<u32>(lo, hi);
+}
+
+@compute @workgroup_size(WG)
+fn max_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let base = plane * p.h * p.w;
+    let me = iy * p.w + ix;
+    let ry = out_range(iy, p.kh, p.sh, p.ph, p.oh);
+    let rx = out_range(ix, p.kw, p.sw, p.pw, p.ow);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        let y0 = i32(oy * p.sh) - i32(p.ph);
+        let ya = u32(max(y0, 0));
+        let yb = u32(min(y0 + i32(p.kh), i32(p.h)));
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let x0 = i32(ox * p.sw) - i32(p.pw);
+            let xa = u32(max(x0, 0));
+            let xb = u32(min(x0 + i32(p.kw), i32(p.w)));
+            // First maximum of the clipped window, in the CPU's scan order.
+            var best = ya * p.w + xa;
+            var bv = x[base + best];
+            for (var yy = ya; yy < yb; yy++) {
+                for (var xx = xa; xx < xb; xx++) {
+                    let v = x[base + yy * p.w + xx];
+                    if (v > bv || v != v) {
+                        best = yy * p.w + xx;
+                        bv = v;
+                    }
+                }
+            }
+            if (best == me) {
+                acc += grad_out[(plane * p.oh + oy) * p.ow + ox];
+            }
+        }
+    }
+    store(i, acc);
+}
+
+@compute @workgroup_size(WG)
+fn avg_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let ry = out_range(iy, p.kh, p.sh, p.ph, p.oh);
+    let rx = out_range(ix, p.kw, p.sw, p.pw, p.ow);
+    let count = f32(p.kh * p.kw);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            acc += grad_out[(plane * p.oh + oy) * p.ow + ox] / count;
+        }
+    }
+    store(i, acc);
+}
+
+// Bins o along one axis (n inputs, o outputs) containing input i:
+// floor(o*n/out) <= i < ceil((o+1)*n/out)  <=>  floor(i*out/n) <= o < ceil((i+1)*out/n).
+fn bin_range(i: u32, n: u32, o: u32) -> vec2<u32> {
+    let lo = i * o / n;
+    let hi = min(((i + 1u) * o + n - 1u) / n, o);
+    return vec2<u32>(lo, hi);
+}
+
+@compute @workgroup_size(WG)
+fn adaptive_avg_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let ry = bin_range(iy, p.h, p.oh);
+    let rx = bin_range(ix, p.w, p.ow);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        let y0 = oy * p.h / p.oh;
+        let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let x0 = ox * p.w / p.ow;
+            let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+            acc += grad_out[(plane * p.oh + oy) * p.ow + ox] / f32((y1 - y0) * (x1 - x0));
+        }
+    }
+    store(i, acc);
+}
