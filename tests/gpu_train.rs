@@ -181,12 +181,7 @@ fn gpu_steps_match_cpu_steps_on_a_graph_of_every_op() {
 #[test]
 fn gpu_steps_match_cpu_steps_on_resnet_dsc_flgc() {
     // Residual blocks, depthwise 3×3, FLGC G=2 on every 1×1 conv, downsample included.
-    compare_training(
-        tiny_resnet("resnet50-dsc-flgc", Some(2)),
-        4,
-        2,
-        0.02,
-    );
+    compare_training(tiny_resnet("resnet50-dsc-flgc", Some(2)), 4, 2, 0.02);
 }
 
 #[test]
@@ -231,10 +226,7 @@ fn gpu_epoch_matches_cpu_epoch() {
     let (la, ca) = a.evaluate_dataset(&data, 16).unwrap();
     let (lb, cb) = b.evaluate_dataset(&data, 16).unwrap();
     check_close("eval loss", &[lb], &[la], TRAIN_TOL).unwrap();
-    assert!(
-        (ca as i64 - cb as i64).abs() <= 1,
-        "eval hits {cb} vs {ca}"
-    );
+    assert!((ca as i64 - cb as i64).abs() <= 1, "eval hits {cb} vs {ca}");
 }
 
 fn groups_of(w: &Weights, key: &str) -> Vec<usize> {
@@ -296,8 +288,13 @@ fn vgg_with_dropout_trains_on_the_gpu() {
     spec.width = 0.0625;
     spec.num_classes = 4;
     let graph = spec.build().unwrap();
-    let mut t =
-        GpuTrainer::new(ctx.clone(), graph.clone(), Weights::init(&graph, 4), config(0.03)).unwrap();
+    let mut t = GpuTrainer::new(
+        ctx.clone(),
+        graph.clone(),
+        Weights::init(&graph, 4),
+        config(0.03),
+    )
+    .unwrap();
     let x = rand_t(&[8, 3, 32, 32], 8);
     let labels: Vec<usize> = (0..8).map(|i| i % 4).collect();
     let losses: Vec<f32> = (0..20)

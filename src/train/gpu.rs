@@ -24,8 +24,8 @@ use super::trainer::{EpochStats, StepStats, TrainConfig};
 use super::LrSchedule;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{
-    conv, conv_backward, elementwise, flgc, grad, linear, linear_backward, loss, norm_train,
-    optim, pool, pool_backward,
+    conv, conv_backward, elementwise, flgc, grad, linear, linear_backward, loss, norm_train, optim,
+    pool, pool_backward,
 };
 use crate::gpu::{Dispatch, GpuContext, TensorRef};
 use crate::graph::{Conv2dSpec, Graph, Op};
@@ -100,7 +100,9 @@ fn tref(b: &wgpu::Buffer) -> TensorRef<'_> {
 fn unsupported(node: &str, what: &str) -> Error {
     Error::shape(
         node,
-        format!("{what} cannot be trained on the GPU; train the dense/FLGC form (or use --device cpu)"),
+        format!(
+            "{what} cannot be trained on the GPU; train the dense/FLGC form (or use --device cpu)"
+        ),
     )
 }
 
@@ -334,8 +336,7 @@ impl GpuTrainer {
                     let kk = s.kernel[0] * s.kernel[1];
                     let aux = FlgcAux {
                         probs_in: ctx.storage_buffer(&format!("{name} Ŝ"), (c * gr * 4) as u64)?,
-                        probs_out: ctx
-                            .storage_buffer(&format!("{name} T̂"), (n * gr * 4) as u64)?,
+                        probs_out: ctx.storage_buffer(&format!("{name} T̂"), (n * gr * 4) as u64)?,
                         idx_in: ctx.storage_buffer(&format!("{name} S idx"), (c * 4) as u64)?,
                         idx_out: ctx.storage_buffer(&format!("{name} T idx"), (n * 4) as u64)?,
                         masked: ctx
@@ -644,8 +645,10 @@ impl GpuTrainer {
                     let (gx, acc) = match target(0) {
                         Some(t) => t,
                         None => {
-                            scratch = ctx
-                                .storage_buffer(&format!("{name} unused dx"), (numel(p) * 4) as u64)?;
+                            scratch = ctx.storage_buffer(
+                                &format!("{name} unused dx"),
+                                (numel(p) * 4) as u64,
+                            )?;
                             (tref(&scratch), false)
                         }
                     };
@@ -669,7 +672,15 @@ impl GpuTrainer {
                 }
                 Op::Relu => {
                     if let Some((gx, acc)) = target(0) {
-                        d.extend(grad::prepare_relu_backward(ctx, name, numel(i), x, gy, gx, acc)?);
+                        d.extend(grad::prepare_relu_backward(
+                            ctx,
+                            name,
+                            numel(i),
+                            x,
+                            gy,
+                            gx,
+                            acc,
+                        )?);
                     }
                 }
                 Op::MaxPool(ps) => {
@@ -914,11 +925,8 @@ impl GpuTrainer {
     /// compiled by index re-ordering).
     pub fn evaluate_dataset(&self, data: &Dataset, batch_size: usize) -> Result<(f32, usize)> {
         let rt = Runtime::with_context(self.ctx.clone());
-        let mut model = rt.load_graph(
-            self.graph.clone(),
-            self.weights()?,
-            &LoadOptions::default(),
-        )?;
+        let mut model =
+            rt.load_graph(self.graph.clone(), self.weights()?, &LoadOptions::default())?;
         let (mut loss_sum, mut correct) = (0.0f64, 0);
         for (x, y) in data.batches(batch_size, None, false) {
             let out = model.run(&x)?;

@@ -8,13 +8,13 @@
 
 pub mod backward;
 pub mod data;
+pub mod gpu;
 pub mod optim;
 pub mod tape;
-pub mod gpu;
 pub mod trainer;
 
 pub use data::{Batches, Dataset};
+pub use gpu::GpuTrainer;
 pub use optim::{trainable_params, LrSchedule, ParamInfo, Sgd, SgdConfig};
 pub use tape::{backward as backward_graph, forward, Gradients, Mode, Tape};
-pub use gpu::GpuTrainer;
 pub use trainer::{EpochStats, StepStats, TrainConfig, Trainer};

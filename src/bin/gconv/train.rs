@@ -2,17 +2,17 @@
 //! a folder of images, with checkpoints; evaluate a checkpoint.
 
 use crate::common::{ConvArg, DeviceArg};
-use gconv::io::{read_safetensors, write_safetensors, FashionMnist};
 use gconv::gpu::GpuContext;
 use gconv::io::ImageFolder;
+use gconv::io::{read_safetensors, write_safetensors, FashionMnist};
 use gconv::train::{Dataset, GpuTrainer, LrSchedule, StepStats, TrainConfig, Trainer};
 use gconv::zoo::{Arch, ModelSpec, StemKind};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Learning-rate schedule.
@@ -149,7 +149,11 @@ fn parse_layers(s: &str) -> Result<[usize; 4]> {
         .split(',')
         .map(|t| t.trim().parse::<usize>())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::InvalidArgument(format!("--layers {s:?}: expected four counts, e.g. 1,1,1,1")))?;
+        .map_err(|_| {
+            Error::InvalidArgument(format!(
+                "--layers {s:?}: expected four counts, e.g. 1,1,1,1"
+            ))
+        })?;
     match v.as_slice() {
         &[a, b, c, d] if a.min(b).min(c).min(d) >= 1 => Ok([a, b, c, d]),
         _ => Err(Error::InvalidArgument(format!(
@@ -163,7 +167,9 @@ fn parse_input(s: &str) -> Result<[usize; 3]> {
         .split(['x', 'X', ','])
         .map(|t| t.trim().parse::<usize>())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::InvalidArgument(format!("--input {s:?}: expected CxHxW, e.g. 1x28x28")))?;
+        .map_err(|_| {
+            Error::InvalidArgument(format!("--input {s:?}: expected CxHxW, e.g. 1x28x28"))
+        })?;
     match v.as_slice() {
         &[c, h, w] if (c == 1 || c == 3) && h > 0 && w > 0 => Ok([c, h, w]),
         _ => Err(Error::InvalidArgument(format!(
@@ -241,7 +247,7 @@ enum AnyTrainer {
 }
 
 impl AnyTrainer {
-    fn graph(&self) -> &gconv::Graph {
+    fn graph(&self) -> &gconv::graph::Graph {
         match self {
             Self::Cpu(t) => t.graph(),
             Self::Gpu(t) => t.graph(),
@@ -299,7 +305,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ));
     }
     let Data {
-        train: mut train,
+        mut train,
         test,
         classes,
     } = load_any(&a)?;
