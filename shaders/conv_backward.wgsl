@@ -158,6 +158,52 @@ fn grad_weight(
     }
 }
 
+// Same sum as grad_weight, one invocation (WG per workgroup) per weight element looping over
+// every sample and output pixel itself: no workgroup memory, no barriers. The launcher picks
+// it when there are enough weight elements to fill the device (see `SERIAL_MIN_WEIGHTS`).
+@compute @workgroup_size(WG)
+fn grad_weight_serial(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let e = (wg.x + wg.y * nwg.x) * WG + li;
+    if (e >= p.total) {
+        return;
+    }
+    let kx = e % p.kw;
+    var t = e / p.kw;
+    let ky = t % p.kh;
+    t = t / p.kh;
+    let ic = t % p.cin_g;
+    let o = t / p.cin_g;
+    let ci = (o / p.cout_g) * p.cin_g + ic;
+    let ohw = p.oh * p.ow;
+    let hw = p.h * p.w;
+    let dky = ky * p.dh;
+    let dkx = kx * p.dw;
+    var acc = 0.0;
+    for (var bi = 0u; bi < p.batch; bi++) {
+        let xbase = (bi * p.c_in + ci) * hw;
+        let gbase = (bi * p.c_out + o) * ohw;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let iy = oy * p.sh + dky;
+            if (iy < p.ph || iy - p.ph >= p.h) {
+                continue;
+            }
+            let xrow = xbase + (iy - p.ph) * p.w;
+            let grow = gbase + oy * p.ow;
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let ix = ox * p.sw + dkx;
+                if (ix >= p.pw && ix - p.pw < p.w) {
+                    acc += b[grow + ox] * a[xrow + (ix - p.pw)];
+                }
+            }
+        }
+    }
+    out[e] = acc;
+}
+
 // out[c] = Σ_bi Σ_i g[bi, c, i] over i < p.h (= H·W): one workgroup of RED lanes per
 // channel, then a tree reduction. Overwrites out.
 @compute @workgroup_size(RED)

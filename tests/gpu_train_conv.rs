@@ -265,6 +265,31 @@ fn conv_backward_big_reduction() {
     });
 }
 
+/// Layers with at least `SERIAL_MIN_WEIGHTS` weights take the one-invocation-per-weight
+/// kernel (`grad_weight_serial`): dense 1×1 stride 2 (a downsample), grouped 3×3 with padding
+/// and dilation, and depthwise ×2 with stride 2 on odd sizes.
+#[test]
+fn conv_backward_serial_weight_kernel() {
+    use gconv::gpu::kernels::conv_backward::SERIAL_MIN_WEIGHTS;
+    with_gpu(|ctx| {
+        let mut dil = case(2, 48, 48, 2, 3, 1, 2, 2, [7, 9]);
+        dil.spec.padding = [2, 2];
+        let cases = [
+            case(2, 64, 96, 1, 1, 2, 0, 1, [7, 7]),
+            dil,
+            case(3, 512, 1024, 512, 3, 2, 1, 1, [5, 7]),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let nw = c.spec.weight_shape().iter().product::<usize>() as u64;
+            assert!(
+                nw >= SERIAL_MIN_WEIGHTS,
+                "case {i} must take the serial kernel"
+            );
+            check_backward(ctx, c, 400 + i as u64, Tolerance::F32_OP);
+        }
+    });
+}
+
 /// More than 65535 workgroups: weight gradient of a wide depthwise layer (one workgroup per
 /// weight element) and channel sums of many channels fold the grid into 2-D.
 #[test]

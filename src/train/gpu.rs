@@ -894,6 +894,28 @@ impl GpuTrainer {
         })
     }
 
+    /// Runs one training step like [`train_step`](Self::train_step) but submits and waits for
+    /// every dispatch separately, returning the wall time of each (label, seconds): a profile
+    /// of where a step's time goes. Slower than a real step (one submit per dispatch).
+    pub fn profile_step(
+        &mut self,
+        images: &Tensor,
+        labels: &[usize],
+    ) -> Result<Vec<(String, f64)>> {
+        // A normal step first builds the plan and warms the pipelines.
+        self.train_step(images, labels)?;
+        let b = labels.len();
+        let plan = &self.plans[&b];
+        let mut out = Vec::with_capacity(plan.dispatches.len());
+        for d in &plan.dispatches {
+            let t0 = std::time::Instant::now();
+            crate::gpu::run_dispatches(&self.ctx, std::slice::from_ref(d))?;
+            out.push((d.label.clone(), t0.elapsed().as_secs_f64()));
+        }
+        self.steps += 1;
+        Ok(out)
+    }
+
     /// One epoch over `data`, as [`Trainer::train_epoch`](super::Trainer::train_epoch).
     pub fn train_epoch(
         &mut self,

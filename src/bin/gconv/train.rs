@@ -76,6 +76,9 @@ pub struct Args {
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
+    /// Evaluate the final model on only the first N test images (quick runs).
+    #[arg(long)]
+    test_limit: Option<usize>,
     /// Training images held out for validation.
     #[arg(long, default_value_t = 5000)]
     val: usize,
@@ -318,6 +321,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (train, val) = train.split(a.val.min(train.n / 5))?;
     let mut test = test;
     if let Some(t) = &mut test {
+        if let Some(n) = a.test_limit {
+            *t = t.subset(&(0..n.min(t.n)).collect::<Vec<_>>());
+        }
         t.normalize(&mean, &std)?;
     }
 
