@@ -10,12 +10,14 @@
 //! unreadable one as [`Error::Io`]; none of them panics on bad input. Writers are atomic:
 //! they write `<path>.tmp` and rename it over `path`.
 
+pub mod exported;
 pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod npy;
 pub mod safetensors;
 
+pub use self::exported::{read_exported, write_exported};
 pub use self::folder::ImageFolder;
 pub use self::idx::{read_idx_images, read_idx_labels, FashionMnist, IdxImages};
 pub use self::image::read_image;

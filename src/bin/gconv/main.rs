@@ -32,6 +32,9 @@ enum Command {
     Train(train::Args),
     /// Evaluate a training checkpoint on the Fashion-MNIST test set.
     Eval(train::EvalArgs),
+    /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
+    /// convs by index re-ordering, batch norms folded; the graph travels in the file.
+    Export(train::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => train::eval(a),
+        Command::Export(a) => train::export(a),
     };
     match r {
         Ok(code) => code,

@@ -99,7 +99,7 @@ pub struct Args {
 /// Options of `gconv eval`.
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// A checkpoint written by `gconv train`.
+    /// A checkpoint written by `gconv train`, or a model written by `gconv export`.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Test data: a Fashion-MNIST folder (its test split is used) or an image folder.
@@ -491,37 +491,152 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn eval(a: EvalArgs) -> Result<ExitCode> {
-    let all = read_safetensors(&a.checkpoint)?;
-    let meta = gconv::io::read_safetensors_metadata(&a.checkpoint)?;
+/// Options of `gconv export`.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// A checkpoint written by `gconv train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The exported model (safetensors with the graph as metadata).
+    #[arg(long)]
+    out: PathBuf,
+    /// How FLGC layers are exported: `reordered` (uneven group conv by index re-ordering,
+    /// fast) or `masked` (dense conv with W⊙M, reference).
+    #[arg(long, value_enum, default_value_t = crate::infer::FlgcArg::Reordered)]
+    flgc: crate::infer::FlgcArg,
+    /// Keep batch norms as separate ops instead of folding them into the convs.
+    #[arg(long)]
+    no_fold_bn: bool,
+}
+
+/// The model spec (from the `gconv_model` metadata), weights (momentum dropped) and metadata
+/// of a training checkpoint.
+fn read_checkpoint(path: &Path) -> Result<(ModelSpec, Weights, BTreeMap<String, String>)> {
+    let all = read_safetensors(path)?;
+    let meta = gconv::io::read_safetensors_metadata(path)?;
     let spec_json = meta.get("gconv_model").ok_or_else(|| {
         Error::format(
-            &a.checkpoint,
+            path,
             "not a gconv training checkpoint (no gconv_model metadata)",
         )
     })?;
     let spec: ModelSpec = serde_json::from_str(spec_json)
-        .map_err(|e| Error::format(&a.checkpoint, format!("gconv_model metadata: {e}")))?;
-    let graph = spec.build()?;
+        .map_err(|e| Error::format(path, format!("gconv_model metadata: {e}")))?;
     let (weights, _) = split_checkpoint(all);
+    Ok((spec, weights, meta))
+}
+
+pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    let (spec, weights, meta) = read_checkpoint(&a.checkpoint)?;
+    let graph = spec.build()?;
+    weights.validate(&graph)?;
+    let before = graph.cost();
+    let (mut g, mut w) = (graph.clone(), weights);
+    if g.nodes
+        .iter()
+        .any(|n| matches!(n.op, gconv::graph::Op::FlgcConv2d(_)))
+    {
+        (g, w) = match a.flgc {
+            crate::infer::FlgcArg::Reordered => gconv::graph::passes::export_flgc(&g, &w)?,
+            crate::infer::FlgcArg::Masked => gconv::graph::passes::materialize_flgc(&g, &w)?,
+        };
+    }
+    if !a.no_fold_bn {
+        (g, w) = gconv::graph::passes::fold_batch_norm(&g, &w)?;
+    }
+    let mut out_meta = BTreeMap::new();
+    for k in ["norm_mean", "norm_std", "epoch", "gconv_model"] {
+        if let Some(v) = meta.get(k) {
+            out_meta.insert(k.to_string(), v.clone());
+        }
+    }
+    gconv::io::write_exported(&a.out, &g, &w, &out_meta)?;
+    let after = g.cost();
+    println!(
+        "{}: {} nodes → {} nodes, {:.2} → {:.2} MMACs/image, {} → {} params; wrote {}",
+        spec.name,
+        graph.nodes.len(),
+        g.nodes.len(),
+        before.total_macs as f64 / 1e6,
+        after.total_macs as f64 / 1e6,
+        before.total_params,
+        after.total_params,
+        a.out.display()
+    );
+    for n in &g.nodes {
+        if let gconv::graph::Op::GroupedConvTable { table, .. } = &n.op {
+            let sizes: Vec<String> = table
+                .iter()
+                .map(|r| format!("{}→{}", r.in_len, r.out_len))
+                .collect();
+            println!(
+                "  {}: groups (in→out channels) {}",
+                n.name,
+                sizes.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    // An exported model (gconv export) carries its graph; a checkpoint its model spec.
+    if gconv::io::read_safetensors_metadata(&a.checkpoint)?
+        .contains_key(gconv::io::exported::GRAPH_KEY)
+    {
+        let (graph, weights, meta) = gconv::io::read_exported(&a.checkpoint)?;
+        let rt = gconv::Runtime::new(a.device.into())?;
+        let opts = gconv::LoadOptions {
+            fold_bn: false,
+            ..Default::default()
+        };
+        let name = graph.name.clone();
+        let [c, h, w] = graph.input_shape();
+        let classes: usize = graph.output_shape().iter().product();
+        let mut model = rt.load_graph(graph, weights, &opts)?;
+        let test = eval_data(&a, &meta, [c, h, w])?;
+        return eval_model(&mut model, &test, classes, a.batch, &name, &meta);
+    }
+    let (spec, weights, meta) = read_checkpoint(&a.checkpoint)?;
+    let graph = spec.build()?;
+    let classes: usize = graph.output_shape().iter().product();
+    let test = eval_data(&a, &meta, spec.input)?;
+    let rt = gconv::Runtime::new(a.device.into())?;
+    let mut model = rt.load_graph(graph, weights, &gconv::LoadOptions::default())?;
+    eval_model(&mut model, &test, classes, a.batch, &spec.name, &meta)
+}
+
+/// The test set for `gconv eval`, normalised with the checkpoint's statistics.
+fn eval_data(
+    a: &EvalArgs,
+    meta: &BTreeMap<String, String>,
+    [c, h, w]: [usize; 3],
+) -> Result<Dataset> {
     let parse = |k: &str| -> Result<Vec<f32>> {
         let s = meta
             .get(k)
             .ok_or_else(|| Error::format(&a.checkpoint, format!("no {k} metadata")))?;
         serde_json::from_str(s).map_err(|e| Error::format(&a.checkpoint, format!("{k}: {e}")))
     };
-    let classes: usize = graph.output_shape().iter().product();
     let mut test = if is_fashion_mnist(&a.data) {
         load_data(&a.data)?.1
     } else {
-        let [c, h, w] = spec.input;
         ImageFolder::load(&a.data, c, [h, w])?.dataset
     };
     test.normalize(&parse("norm_mean")?, &parse("norm_std")?)?;
-    let rt = gconv::Runtime::new(a.device.into())?;
-    let mut model = rt.load_graph(graph, weights, &gconv::LoadOptions::default())?;
+    Ok(test)
+}
+
+fn eval_model(
+    model: &mut gconv::Model,
+    test: &Dataset,
+    classes: usize,
+    batch: usize,
+    name: &str,
+    meta: &BTreeMap<String, String>,
+) -> Result<ExitCode> {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    for (x, y) in test.batches(a.batch.max(1), None, false) {
+    for (x, y) in test.batches(batch.max(1), None, false) {
         let out = model.run(&x)?;
         let b = y.len();
         let logits = out.reshape(&[b, classes])?;
@@ -531,8 +646,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     }
     let loss = loss_sum / test.n.max(1) as f64;
     println!(
-        "{} (epoch {}): test loss {loss:.4}, accuracy {:.2} % ({correct}/{})",
-        spec.name,
+        "{name} (epoch {}): test loss {loss:.4}, accuracy {:.2} % ({correct}/{})",
         meta.get("epoch").map_or("?", |s| s.as_str()),
         100.0 * correct as f64 / test.n as f64,
         test.n

@@ -1,0 +1,299 @@
+//! The `gconv` binary end to end on a tiny image folder: `train` (CPU and GPU), `--resume`,
+//! `export`, and `eval` of both the checkpoint and the exported model; plus the errors a user
+//! meets first (missing data set, bad folder, bad flags).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gconv(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_gconv"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("gconv runs");
+    eprintln!(
+        "gconv {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("gconv-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn path(&self, rel: &str) -> String {
+        self.0.join(rel).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Two classes of 8×8 gray PNGs: bright top half vs bright bottom half, with noise.
+fn write_folder(root: &Path, per_class: usize) {
+    for (k, class) in ["bottom", "top"].iter().enumerate() {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                let bright = (y < 4) == (k == 1);
+                let noise = ((x * 7 + y * 13 + i as u32 * 31) % 40) as u8;
+                image::Luma([if bright { 200 - noise } else { 30 + noise }])
+            });
+            img.save(dir.join(format!("{i:03}.png"))).unwrap();
+        }
+    }
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `test loss L, accuracy A %` from `gconv eval`.
+fn eval_numbers(s: &str) -> (f64, f64) {
+    let num_after = |key: &str| -> f64 {
+        let i = s.find(key).unwrap_or_else(|| panic!("{key} in {s}")) + key.len();
+        s[i..]
+            .trim_start()
+            .split([',', ' ', '%'])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num_after("test loss"), num_after("accuracy"))
+}
+
+const MODEL: &[&str] = &[
+    "--model",
+    "resnet50-dsc",
+    "--width",
+    "0.0625",
+    "--layers",
+    "1,1,1,1",
+    "--input",
+    "1x8x8",
+    "--batch",
+    "4",
+    "--val",
+    "4",
+    "--lr",
+    "0.05",
+    "--json",
+];
+
+#[test]
+fn train_resume_export_eval_on_an_image_folder() {
+    let tmp = TempDir::new("train");
+    write_folder(&tmp.0.join("data"), 10);
+    let (data, ck, ex) = (
+        tmp.path("data"),
+        tmp.path("ck.safetensors"),
+        tmp.path("ex.st"),
+    );
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--test-data",
+        &data,
+        "--conv",
+        "flgc",
+        "--groups",
+        "2",
+        "--epochs",
+        "2",
+        "--checkpoint",
+        &ck,
+    ];
+    args.extend_from_slice(MODEL);
+    let o = gconv(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = json_lines(&stdout(&o));
+    // Header (16 training images, 4 validation), two epochs, the test result.
+    assert_eq!(lines[0]["train_n"], 16);
+    assert_eq!(lines[0]["conv"], "flgc");
+    assert_eq!(lines[1]["epoch"], 1);
+    assert_eq!(lines[2]["epoch"], 2);
+    assert!(lines[2]["train_loss"].as_f64().unwrap().is_finite());
+    assert_eq!(lines[3]["test_n"], 20);
+    assert!(Path::new(&ck).exists());
+
+    // Resume to epoch 3: only the third epoch runs.
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--conv",
+        "flgc",
+        "--groups",
+        "2",
+        "--epochs",
+        "3",
+        "--checkpoint",
+        &ck,
+        "--resume",
+        &ck,
+    ];
+    args.extend_from_slice(MODEL);
+    let o = gconv(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let epochs: Vec<i64> = json_lines(&stdout(&o))
+        .iter()
+        .filter_map(|l| l["epoch"].as_i64())
+        .collect();
+    assert_eq!(epochs, vec![3]);
+
+    // Export (FLGC → uneven group convs, BN folded) and evaluate both forms.
+    let o = gconv(&["export", "--checkpoint", &ck, "--out", &ex]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("groups (in→out channels)"),
+        "{}",
+        stdout(&o)
+    );
+    let o1 = gconv(&[
+        "eval",
+        "--checkpoint",
+        &ck,
+        "--data",
+        &data,
+        "--device",
+        "cpu",
+    ]);
+    let o2 = gconv(&[
+        "eval",
+        "--checkpoint",
+        &ex,
+        "--data",
+        &data,
+        "--device",
+        "cpu",
+    ]);
+    assert!(o1.status.success() && o2.status.success());
+    let (l1, a1) = eval_numbers(&stdout(&o1));
+    let (l2, a2) = eval_numbers(&stdout(&o2));
+    assert!(
+        (l1 - l2).abs() < 1e-3,
+        "checkpoint loss {l1} vs exported {l2}"
+    );
+    assert_eq!(a1, a2, "accuracy of checkpoint vs exported model");
+    assert!(stdout(&o1).contains("(epoch 3)"));
+}
+
+#[test]
+fn train_on_the_gpu() {
+    let _g = common::serial();
+    if common::gpu().is_none() {
+        return;
+    }
+    let tmp = TempDir::new("gpu");
+    write_folder(&tmp.0.join("data"), 6);
+    let (data, ck) = (tmp.path("data"), tmp.path("ck.safetensors"));
+    let mut args = vec![
+        "train",
+        "--device",
+        "gpu",
+        "--data",
+        &data,
+        "--conv",
+        "sgc",
+        "--groups",
+        "2",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &ck,
+    ];
+    args.extend_from_slice(MODEL);
+    let o = gconv(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = json_lines(&stdout(&o));
+    assert!(lines[0]["device"].as_str().unwrap().starts_with("GPU"));
+    assert_eq!(lines[1]["epoch"], 1);
+    assert!(lines[1]["val_loss"].as_f64().unwrap().is_finite());
+    // The GPU checkpoint evaluates on the CPU.
+    let o = gconv(&[
+        "eval",
+        "--checkpoint",
+        &ck,
+        "--data",
+        &data,
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn clear_errors_for_bad_data_and_flags() {
+    let tmp = TempDir::new("errors");
+    // No Fashion-MNIST: the message says how to install it.
+    let missing = tmp.path("no-such-dir");
+    let o = gconv(&["train", "--device", "cpu", "--data", &missing]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("dataset-fashion-mnist"),
+        "{}",
+        stderr(&o)
+    );
+    // An image folder with an empty class names the class.
+    write_folder(&tmp.0.join("data"), 3);
+    std::fs::create_dir_all(tmp.0.join("data/empty")).unwrap();
+    let data = tmp.path("data");
+    let o = gconv(&[
+        "train", "--device", "cpu", "--data", &data, "--input", "1x8x8",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    std::fs::remove_dir(tmp.0.join("data/empty")).unwrap();
+    // Bad flags.
+    for (flag, value, needle) in [
+        ("--layers", "1,2", "--layers"),
+        ("--input", "2x8x8", "--input"),
+        ("--batch", "0", "--batch"),
+    ] {
+        let mut args = vec!["train", "--device", "cpu", "--data", &data];
+        if flag != "--input" {
+            args.extend_from_slice(&["--input", "1x8x8"]);
+        }
+        args.extend_from_slice(&[flag, value]);
+        let o = gconv(&args);
+        assert!(!o.status.success(), "{flag} {value} must fail");
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+    // A file that is not a checkpoint.
+    let bogus = tmp.path("bogus.safetensors");
+    std::fs::write(&bogus, b"not safetensors").unwrap();
+    let o = gconv(&["eval", "--checkpoint", &bogus, "--data", &data]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bogus"), "{}", stderr(&o));
+}
