@@ -1,6 +1,6 @@
 //! # gconv — grouped convolution on any GPU, with a CPU reference that specifies it
 //!
-//! gconv runs, measures and (on the CPU path, for now) trains grouped-convolution networks:
+//! gconv runs, measures and trains (on the GPU or the CPU reference) grouped-convolution networks:
 //! VGG-BN with Gong et al.'s grouping schemes, ResNet-50 and its depthwise-separable,
 //! standard-group (SGC) and fully-learnable-group (FLGC, Wang et al.) variants. GPU kernels
 //! are WGSL compute shaders run through wgpu (Vulkan, Metal, DX12; Mesa's lavapipe in CI).
@@ -28,7 +28,12 @@
 //!   encoder and one submit. The group index is always part of the dispatch grid.
 //! - [`runtime`]: the embeddable API — [`Runtime`] → [`Model`] → [`Model::run`], the same for
 //!   CPU and GPU; [`Device::Auto`] falls back to the CPU with a warning.
-//! - [`io`]: `.npy`, safetensors with torchvision `state_dict` keys, IDX (Fashion-MNIST), images.
+//! - [`train`]: backward of every op on the CPU reference ([`train::Trainer`]) and on the GPU
+//!   ([`train::GpuTrainer`]: the training kernels, one encoder and one submit per step, tested
+//!   step for step against the CPU trainer), FLGC's straight-through selection gradients, SGD
+//!   with momentum and weight decay, schedules, datasets.
+//! - [`io`]: `.npy`, safetensors with torchvision `state_dict` keys, IDX (Fashion-MNIST), image
+//!   files and image folders, exported models (graph + weights in one file).
 //!
 //! The graph knows no device; the CPU reference never imports the GPU side; shaders are
 //! reached only through their launchers. Errors are one enum, [`Error`], naming the layer,

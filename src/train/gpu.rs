@@ -4,7 +4,7 @@
 //! compute pass per step**. Only the per-sample losses and hits (`2·B` floats) are read back.
 //!
 //! Everything that lives across steps stays on the device: parameters, their gradients, the
-//! momentum buffers and the BN running statistics. Per batch size, a [`StepPlan`] holds every
+//! momentum buffers and the BN running statistics. Per batch size, a step plan holds every
 //! activation and gradient of the pass and the pre-built dispatches (pipelines and bind groups
 //! are created once, then recorded each step); the learning rate and the dropout seed are
 //! small storage buffers rewritten before each submit, so nothing is rebuilt per step.

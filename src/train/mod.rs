@@ -1,6 +1,7 @@
-//! Training on the CPU reference path: explicit backward of every trainable op
-//! ([`backward`]), whole-graph forward/backward with a tape ([`tape`]), SGD with momentum and
-//! learning-rate schedules ([`optim`]), a [`Trainer`] and in-memory datasets ([`data`]).
+//! Training: explicit CPU-reference backward of every trainable op ([`backward`]), whole-graph
+//! forward/backward with a tape ([`tape`]), SGD with momentum and learning-rate schedules
+//! ([`optim`]), the CPU [`Trainer`], the GPU [`GpuTrainer`] (same steps with the WGSL training
+//! kernels, one submit per step, tested against the CPU one) and in-memory datasets ([`data`]).
 //!
 //! FLGC layers train with the straight-through estimator of Wang et al. (Eqs. 16–18): see
 //! [`backward::flgc_conv2d_backward`]. The inference-only ops (`GroupedConvTable`, `Gather`)
