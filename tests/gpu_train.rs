@@ -341,3 +341,38 @@ fn gpu_trainer_rejects_bad_input() {
     st.insert("fc.weight.momentum", Tensor::zeros(&[2, 2]));
     assert!(t.load_optimizer_state(&st).is_err());
 }
+
+/// Same seed, same data → bit-identical weights on the same device (GPU reductions run in a
+/// fixed order; dropout masks come from the seed).
+#[test]
+fn gpu_training_is_repeatable() {
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    let mut spec = ModelSpec::load("vgg11bn").unwrap();
+    spec.input = [1, 32, 32];
+    spec.width = 0.0625;
+    spec.num_classes = 3;
+    let graph = spec.build().unwrap();
+    let run = || {
+        let mut t = GpuTrainer::new(
+            ctx.clone(),
+            graph.clone(),
+            Weights::init(&graph, 6),
+            config(0.05),
+        )
+        .unwrap();
+        for s in 0..3 {
+            let x = rand_t(&[4, 1, 32, 32], s);
+            t.train_step(&x, &[0, 1, 2, 0]).unwrap();
+        }
+        t.weights().unwrap()
+    };
+    let (a, b) = (run(), run());
+    for (k, v) in a.iter() {
+        assert_eq!(
+            v.data(),
+            b.require(k).unwrap().data(),
+            "{k} differs between runs"
+        );
+    }
+}
