@@ -228,3 +228,114 @@ fn channel_sum(
         out[c] = s;
     }
 }
+
+// ---- pointwise fast paths (1×1 kernel, stride 1, no padding), 4 × 4 register tiles ----
+// For these layers the convolution is a per-sample matrix product over the H·W pixels
+// (p.h·p.w = p.oh·p.ow), so an invocation keeps 16 sums and reuses every load 4 times.
+
+// Pixel k of the quad starting at p0, clamped into the plane (lanes past the end recompute
+// the last pixel and are not written).
+fn quad_px(p0: u32, k: u32, hw: u32) -> u32 {
+    return min(p0 + k, hw - 1u);
+}
+
+// dx for 4 input channels (of one group; the launcher requires cin_g % 4 == 0) × 4 pixels.
+@compute @workgroup_size(WG)
+fn grad_input_pw4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    if (i >= p.total) {
+        return;
+    }
+    let hw = p.h * p.w;
+    let npq = (hw + 3u) / 4u;
+    let nq = p.c_in / 4u;
+    let pq = i % npq;
+    let t = i / npq;
+    let cq = t % nq;
+    let bi = t / nq;
+    let ci0 = cq * 4u;
+    let grp = ci0 / p.cin_g;
+    let ic0 = ci0 - grp * p.cin_g;
+    let o0 = grp * p.cout_g;
+    let p0 = pq * 4u;
+    let q0 = quad_px(p0, 0u, hw);
+    let q1 = quad_px(p0, 1u, hw);
+    let q2 = quad_px(p0, 2u, hw);
+    let q3 = quad_px(p0, 3u, hw);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var gbase = (bi * p.c_out + o0) * hw;
+    var wbase = o0 * p.cin_g + ic0;
+    for (var oo = 0u; oo < p.cout_g; oo++) {
+        let d = vec4<f32>(a[gbase + q0], a[gbase + q1], a[gbase + q2], a[gbase + q3]);
+        acc0 += b[wbase] * d;
+        acc1 += b[wbase + 1u] * d;
+        acc2 += b[wbase + 2u] * d;
+        acc3 += b[wbase + 3u] * d;
+        gbase += hw;
+        wbase += p.cin_g;
+    }
+    let xbase = (bi * p.c_in + ci0) * hw + p0;
+    let n = min(4u, hw - p0);
+    for (var k = 0u; k < n; k++) {
+        var v = vec4<f32>(acc0[k], acc1[k], acc2[k], acc3[k]);
+        for (var j = 0u; j < 4u; j++) {
+            let o = xbase + j * hw + k;
+            if (p.accumulate != 0u) {
+                out[o] = out[o] + v[j];
+            } else {
+                out[o] = v[j];
+            }
+        }
+    }
+}
+
+// dW for 4 filters × 4 input channels of one group (cout_g % 4 == 0, cin_g % 4 == 0), summed
+// over every sample and pixel.
+@compute @workgroup_size(WG)
+fn grad_weight_pw4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    if (i >= p.total) {
+        return;
+    }
+    let hw = p.h * p.w;
+    let nic = p.cin_g / 4u;
+    let icq = i % nic;
+    let oq = i / nic;
+    let o0 = oq * 4u;
+    let ic0 = icq * 4u;
+    let ci0 = (o0 / p.cout_g) * p.cin_g + ic0;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var bi = 0u; bi < p.batch; bi++) {
+        let gbase = (bi * p.c_out + o0) * hw;
+        let xbase = (bi * p.c_in + ci0) * hw;
+        for (var q = 0u; q < hw; q++) {
+            let xv = vec4<f32>(a[xbase + q], a[xbase + hw + q], a[xbase + 2u * hw + q], a[xbase + 3u * hw + q]);
+            acc0 += b[gbase + q] * xv;
+            acc1 += b[gbase + hw + q] * xv;
+            acc2 += b[gbase + 2u * hw + q] * xv;
+            acc3 += b[gbase + 3u * hw + q] * xv;
+        }
+    }
+    // dw[o, ic] for o = o0 + j, ic = ic0 + k.
+    let row = p.cin_g;
+    for (var k = 0u; k < 4u; k++) {
+        out[(o0 + 0u) * row + ic0 + k] = acc0[k];
+        out[(o0 + 1u) * row + ic0 + k] = acc1[k];
+        out[(o0 + 2u) * row + ic0 + k] = acc2[k];
+        out[(o0 + 3u) * row + ic0 + k] = acc3[k];
+    }
+}

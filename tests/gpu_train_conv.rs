@@ -135,12 +135,51 @@ fn check_backward(ctx: &GpuContext, c: &Case, seed: u64, wtol: Tolerance) {
         cb::prepare_conv_grad_weight(ctx, "dw", s, c.batch, c.hw, t(&xb), t(&dyb), t(&dw))
             .expect("prepare dw"),
     );
+    // Every weight-gradient kernel that fits this layer, whatever the adapter would pick.
+    let kernels: Vec<cb::WeightGradKernel> = [
+        cb::WeightGradKernel::Reduce,
+        cb::WeightGradKernel::Serial,
+        cb::WeightGradKernel::Pointwise4,
+    ]
+    .into_iter()
+    .filter(|&k| cb::weight_grad_kernel_fits(s, k))
+    .collect();
+    let dws: Vec<wgpu::Buffer> = kernels
+        .iter()
+        .map(|k| zeros(ctx, &format!("dw {k:?}"), wt.numel()))
+        .collect();
+    let mut dk = Vec::new();
+    for (k, buf) in kernels.iter().zip(&dws) {
+        dk.extend(
+            cb::prepare_conv_grad_weight_with(
+                ctx,
+                "dw k",
+                *k,
+                s,
+                c.batch,
+                c.hw,
+                t(&xb),
+                t(&dyb),
+                t(buf),
+            )
+            .expect("prepare dw with kernel"),
+        );
+    }
     d.extend(
         cb::prepare_channel_sum(ctx, "db", c.batch, s.out_channels, oh * ow, t(&dyb), t(&db))
             .expect("prepare db"),
     );
     assert_eq!(d.len(), 4, "one dispatch per op whatever the groups");
     run(ctx, &d);
+    run(ctx, &dk);
+    for (k, buf) in kernels.iter().zip(&dws) {
+        assert_close(
+            &format!("dw ({k:?}) {c:?}"),
+            &read(ctx, buf, wt.numel()),
+            want.weight.data(),
+            wtol,
+        );
+    }
 
     let what = format!("{c:?}");
     assert_close(
@@ -239,6 +278,12 @@ fn conv_backward_named_cases() {
             },
             // Stride larger than the kernel (some inputs read by no window).
             case(1, 2, 2, 1, 1, 3, 0, 1, [7, 8]),
+            // Pointwise 4×4-tile kernels: C/G = 4 (input tiles only), C/G = 8 and N/G = 4
+            // with a pixel tail (15 pixels), a 1×1 image, dense 16 → 12.
+            case(2, 8, 12, 2, 1, 1, 0, 1, [5, 5]),
+            case(3, 16, 8, 2, 1, 1, 0, 1, [3, 5]),
+            case(2, 4, 4, 1, 1, 1, 0, 1, [1, 1]),
+            case(2, 16, 12, 1, 1, 1, 0, 1, [6, 7]),
         ];
         for (i, c) in cases.iter().enumerate() {
             check_backward(ctx, c, 200 + i as u64, Tolerance::F32_OP);

@@ -219,14 +219,102 @@ pub fn prepare_conv_grad_input(
     check_tensor(ctx, label, "weight", &weight, nw)?;
     check_tensor(ctx, label, "grad_in", &grad_in, nx)?;
     p.accumulate = u32::from(accumulate);
+    let kernel = input_grad_kernel(spec);
+    if kernel == InputGradKernel::Pointwise4 {
+        // 4 input channels × 4 pixels per invocation.
+        let hw = u64::from(p.h) * u64::from(p.w);
+        let n = u64::from(p.batch) * u64::from(p.c_in / 4) * hw.div_ceil(4);
+        p.total = total_u32(label, n)?;
+        let wgs = n.div_ceil(u64::from(WG));
+        return dispatch(
+            ctx,
+            label,
+            "grad_input_pw4",
+            &p,
+            grad_out,
+            weight,
+            grad_in,
+            wgs,
+        );
+    }
     p.total = total_u32(label, nx)?;
     let wgs = nx.div_ceil(u64::from(WG));
     dispatch(ctx, label, "grad_input", &p, grad_out, weight, grad_in, wgs)
 }
 
-/// `dW[o, ic, ky, kx] = Σ_b Σ_{oy,ox} dy·x` (overwrites `grad_weight`): one workgroup of
-/// [`RED`] lanes per weight element, each lane striding over the output pixels of every
-/// sample, then a tree reduction in workgroup memory.
+/// Kernel of [`prepare_conv_grad_input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputGradKernel {
+    /// One invocation per `dx` element (any convolution).
+    Gather,
+    /// 4 input channels × 4 pixels per invocation (1×1, stride 1, no padding, C/G % 4 == 0).
+    Pointwise4,
+}
+
+/// The input-gradient kernel for `spec`.
+pub fn input_grad_kernel(spec: &Conv2dSpec) -> InputGradKernel {
+    let g = spec.groups.max(1);
+    if is_pointwise(spec) && (spec.in_channels / g) % 4 == 0 {
+        InputGradKernel::Pointwise4
+    } else {
+        InputGradKernel::Gather
+    }
+}
+
+/// Kernel of [`prepare_conv_grad_weight_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGradKernel {
+    /// One workgroup of [`RED`] lanes per weight element and a tree reduction: for few
+    /// weights with long reductions on a real GPU.
+    Reduce,
+    /// One invocation per weight element, no barriers.
+    Serial,
+    /// 4 filters × 4 input channels per invocation (1×1, stride 1, no padding, C/G and N/G
+    /// multiples of 4).
+    Pointwise4,
+}
+
+/// Whether `kernel` can compute the weight gradient of `spec`.
+pub fn weight_grad_kernel_fits(spec: &Conv2dSpec, kernel: WeightGradKernel) -> bool {
+    let g = spec.groups.max(1);
+    match kernel {
+        WeightGradKernel::Reduce | WeightGradKernel::Serial => true,
+        WeightGradKernel::Pointwise4 => {
+            is_pointwise(spec)
+                && (spec.in_channels / g) % 4 == 0
+                && (spec.out_channels / g) % 4 == 0
+        }
+    }
+}
+
+/// The weight-gradient kernel for `spec` on `ctx`'s adapter. A CPU-backed adapter (lavapipe)
+/// runs a few invocations per core, so barrier-free kernels win whatever the layer; a real
+/// GPU needs enough independent sums to fill it ([`SERIAL_MIN_WEIGHTS`]), else the
+/// reducing workgroups.
+pub fn weight_grad_kernel(ctx: &GpuContext, spec: &Conv2dSpec) -> WeightGradKernel {
+    let nw: usize = spec.weight_shape().iter().product();
+    let min = if ctx.is_cpu() {
+        0
+    } else {
+        SERIAL_MIN_WEIGHTS as usize
+    };
+    if weight_grad_kernel_fits(spec, WeightGradKernel::Pointwise4) && nw / 16 >= min / 4 {
+        WeightGradKernel::Pointwise4
+    } else if nw >= min {
+        WeightGradKernel::Serial
+    } else {
+        WeightGradKernel::Reduce
+    }
+}
+
+/// A 1×1 convolution with stride 1 and no padding: a per-sample matrix product, which the
+/// `*_pw4` kernels compute in 4 × 4 register tiles.
+fn is_pointwise(spec: &Conv2dSpec) -> bool {
+    spec.kernel == [1, 1] && spec.stride == [1, 1] && spec.padding == [0, 0]
+}
+
+/// `dW[o, ic, ky, kx] = Σ_b Σ_{oy,ox} dy·x` (overwrites `grad_weight`), with the kernel that
+/// [`weight_grad_kernel`] picks for the adapter and layer (see [`WeightGradKernel`]).
 ///
 /// `x`: `[batch, C, H, W]` with `in_hw = [H, W]`; `grad_out`: `[batch, N, OH, OW]`;
 /// `grad_weight`: `[N, C/G, kh, kw]`.
@@ -241,34 +329,50 @@ pub fn prepare_conv_grad_weight(
     grad_out: TensorRef<'_>,
     grad_weight: TensorRef<'_>,
 ) -> Result<Vec<Dispatch>> {
+    let k = weight_grad_kernel(ctx, spec);
+    prepare_conv_grad_weight_with(ctx, label, k, spec, batch, in_hw, x, grad_out, grad_weight)
+}
+
+/// [`prepare_conv_grad_weight`] with an explicit kernel (an error if it does not fit the
+/// layer, see [`weight_grad_kernel_fits`]); tests run every kernel that fits.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_conv_grad_weight_with(
+    ctx: &GpuContext,
+    label: &str,
+    kernel: WeightGradKernel,
+    spec: &Conv2dSpec,
+    batch: usize,
+    in_hw: [usize; 2],
+    x: TensorRef<'_>,
+    grad_out: TensorRef<'_>,
+    grad_weight: TensorRef<'_>,
+) -> Result<Vec<Dispatch>> {
     let mut p = conv_params(label, spec, batch, in_hw)?;
     let (nx, nw, ny) = sizes(&p);
     check_tensor(ctx, label, "x", &x, nx)?;
     check_tensor(ctx, label, "grad_out", &grad_out, ny)?;
     check_tensor(ctx, label, "grad_weight", &grad_weight, nw)?;
-    p.total = total_u32(label, nw)?;
-    if nw >= SERIAL_MIN_WEIGHTS {
-        let wgs = nw.div_ceil(u64::from(WG));
-        dispatch(
-            ctx,
+    if !weight_grad_kernel_fits(spec, kernel) {
+        return Err(Error::shape(
             label,
-            "grad_weight_serial",
-            &p,
-            x,
-            grad_out,
-            grad_weight,
-            wgs,
-        )
-    } else {
-        dispatch(ctx, label, "grad_weight", &p, x, grad_out, grad_weight, nw)
+            format!("weight-gradient kernel {kernel:?} does not fit this convolution"),
+        ));
     }
+    let (entry, invocations, wg_lanes) = match kernel {
+        WeightGradKernel::Reduce => ("grad_weight", nw, 1),
+        WeightGradKernel::Serial => ("grad_weight_serial", nw, u64::from(WG)),
+        WeightGradKernel::Pointwise4 => ("grad_weight_pw4", nw / 16, u64::from(WG)),
+    };
+    p.total = total_u32(label, invocations)?;
+    let wgs = invocations.div_ceil(wg_lanes);
+    dispatch(ctx, label, entry, &p, x, grad_out, grad_weight, wgs)
 }
 
-/// From this many weight elements on, [`prepare_conv_grad_weight`] uses one invocation per
-/// element (`grad_weight_serial`: enough parallelism, no barriers) instead of one reducing
-/// workgroup per element (`grad_weight`, for few weights with long reductions, e.g. a
-/// depthwise 3×3 over a large batch). On lavapipe the workgroup form costs ≈ 35 µs per
-/// workgroup in barriers, 10× the serial form on a 256→512 1×1 layer.
+/// On a real GPU, from this many weight elements on [`prepare_conv_grad_weight`] uses one
+/// invocation per element (barrier-free) instead of one reducing workgroup per element (for
+/// few weights with long reductions, e.g. a depthwise 3×3 over a large batch). On lavapipe
+/// the workgroup form costs ≈ 35 µs per workgroup in barriers, 4× the serial form on a
+/// 256→512 1×1 layer, so CPU adapters always take the barrier-free kernels.
 pub const SERIAL_MIN_WEIGHTS: u64 = 4096;
 
 /// `out[c] = Σ_b Σ_{hw} g[b, c, hw]` (overwrites `out`): the convolution's bias gradient
