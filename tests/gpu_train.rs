@@ -205,13 +205,18 @@ fn gpu_epoch_matches_cpu_epoch() {
         w,
     )
     .unwrap();
+    // A small learning rate: at 0.02 this trajectory meets a discrete event in its second
+    // step (a pre-activation within rounding of 0 flips a ReLU, so one conv1 weight's
+    // gradient is routed differently: 4.7e-3 apart after the epoch while every other weight
+    // agrees to 1e-4, and to 1e-6 with the same batches in reverse order). That is f32
+    // rounding amplified, not a kernel error; the per-step tests above cover the kernels.
     let sched = gconv::train::LrSchedule::Cosine {
-        base: 0.02,
+        base: 0.005,
         total_epochs: 2,
     };
     let weights = Weights::init(&graph, 2);
-    let mut a = Trainer::new(graph.clone(), weights.clone(), config(0.02)).unwrap();
-    let mut b = GpuTrainer::new(ctx.clone(), graph, weights, config(0.02)).unwrap();
+    let mut a = Trainer::new(graph.clone(), weights.clone(), config(0.005)).unwrap();
+    let mut b = GpuTrainer::new(ctx.clone(), graph, weights, config(0.005)).unwrap();
     let ea = a.train_epoch(&data, 8, 0, &sched, true).unwrap();
     let eb = b.train_epoch(&data, 8, 0, &sched, true).unwrap();
     assert_eq!(eb.samples, ea.samples);
