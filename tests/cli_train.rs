@@ -207,6 +207,22 @@ fn train_resume_export_eval_on_an_image_folder() {
     );
     assert_eq!(a1, a2, "accuracy of checkpoint vs exported model");
     assert!(stdout(&o1).contains("(epoch 3)"));
+
+    // The exported file runs in `gconv infer` (its graph comes from the file).
+    let x = tmp.path("x.npy");
+    let y = tmp.path("y.npy");
+    gconv::io::write_npy(
+        &x,
+        &gconv::Tensor::from_fn(&[2, 1, 8, 8], |i| (i % 7) as f32 / 7.0),
+    )
+    .unwrap();
+    let o = gconv(&[
+        "infer", "--model", &ex, "--input", &x, "--output", &y, "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(gconv::io::read_npy(&y).unwrap().shape(), &[2, 2]);
+    let o = gconv(&["infer", "--model", &ex, "--input", &x, "--compare"]);
+    assert!(!o.status.success(), "--compare is for zoo models");
 }
 
 #[test]

@@ -28,7 +28,8 @@ impl From<ConvArg> for ConvKind {
 /// Which model, and its variations.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Zoo model name (see `gconv models`) or a path to a model .toml file.
+    /// Zoo model name (see `gconv models`), a path to a model .toml file, or (`infer`) a
+    /// model written by `gconv export` (.safetensors).
     #[arg(long, short)]
     pub model: String,
     /// VGG grouping scheme: A–E (Gong et al.), a scheme .toml file, or stage groups like 1,1,8,8,8.

@@ -80,7 +80,59 @@ fn read_input(path: &std::path::Path, chw: [usize; 3]) -> Result<Tensor> {
     }
 }
 
+/// `--model` naming a file written by `gconv export` (graph + weights in one safetensors).
+fn exported_model(model: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(model);
+    let is_toml = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    if is_toml || !p.is_file() {
+        return None;
+    }
+    io::read_safetensors_metadata(p)
+        .ok()
+        .filter(|m| m.contains_key(io::exported::GRAPH_KEY))
+        .map(|_| p.to_path_buf())
+}
+
+/// Runs an exported model (its graph is fixed: FLGC already re-ordered, BN already folded).
+fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
+    if a.weights.is_some() || a.compare {
+        return Err(Error::InvalidArgument(format!(
+            "{}: an exported model carries its weights; --weights and --compare apply to zoo models",
+            path.display()
+        )));
+    }
+    let (graph, weights, _) = io::read_exported(path)?;
+    let x = read_input(&a.input, graph.input_shape())?;
+    let rt = Runtime::new(a.device.into())?;
+    let opts = LoadOptions {
+        fold_bn: false,
+        ..Default::default()
+    };
+    let name = graph.name.clone();
+    let mut model = rt.load_graph(graph, weights, &opts)?;
+    let t0 = Instant::now();
+    let y = model.run(&x)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(out) = &a.output {
+        io::write_npy(out, &y)?;
+    }
+    println!(
+        "{name} (exported): input {:?} → output {:?} in {:.1} ms on {}",
+        x.shape(),
+        y.shape(),
+        secs * 1e3,
+        rt.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(p) = exported_model(&a.model.model) {
+        return run_exported(&a, &p);
+    }
     // The model's input size follows a .npy input; an image is resized to the model.
     let (x, input) = if is_npy(&a.input) {
         let x = read_input(&a.input, [0, 0, 0])?;
