@@ -178,16 +178,18 @@ impl Analysis {
         for i in 1..n {
             let node = &graph.nodes[i];
             match node.op {
-                Op::Flatten | Op::Dropout { .. } => value_of[i] = value_of[node.inputs[0]],
-                Op::Relu => {
+                Op::Flatten(crate::ops::Flatten) | Op::Dropout(crate::ops::Dropout { .. }) => {
+                    value_of[i] = value_of[node.inputs[0]]
+                }
+                Op::Relu(crate::ops::Relu) => {
                     let p = node.inputs[0];
                     let fusable = matches!(
                         graph.nodes[p].op,
                         Op::Conv2d(_)
-                            | Op::GroupedConvTable { .. }
-                            | Op::BatchNorm { .. }
-                            | Op::Add
-                            | Op::Linear { .. }
+                            | Op::GroupedConvTable(crate::ops::GroupedConvTable { .. })
+                            | Op::BatchNorm(crate::ops::BatchNorm { .. })
+                            | Op::Add(crate::ops::Add)
+                            | Op::Linear(crate::ops::Linear { .. })
                     ) && consumers[p] == 1
                         && p != graph.output
                         && value_of[p] == p;

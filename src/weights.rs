@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
+use crate::ops::Init;
 use crate::tensor::Tensor;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -94,33 +95,21 @@ impl Weights {
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut w = Weights::new();
         for n in &graph.nodes {
-            for (suffix, shape) in n.op.param_shapes() {
-                let key = format!("{}.{suffix}", n.name);
-                let len: usize = shape.iter().product();
-                let std = match (&n.op, suffix) {
-                    (Op::Conv2d(s) | Op::FlgcConv2d(s), "weight")
-                    | (Op::GroupedConvTable { spec: s, .. }, "weight") => {
-                        let fan_out = s.out_channels * s.kernel[0] * s.kernel[1] / s.groups.max(1);
-                        (2.0 / fan_out.max(1) as f32).sqrt()
+            for p in n.op.def().params() {
+                let key = format!("{}.{}", n.name, p.suffix);
+                let len: usize = p.shape.iter().product();
+                let data = match p.init {
+                    Init::Normal(std) if std > 0.0 => {
+                        let d = Normal::new(0.0, std).expect("positive std");
+                        (0..len).map(|_| d.sample(&mut rng)).collect()
                     }
-                    (Op::Linear { .. }, "weight") => 0.01,
-                    (_, "select_in" | "select_out") => 1.0,
-                    _ => 0.0,
+                    Init::Ones => vec![1.0; len],
+                    Init::Zeros | Init::Normal(_) => vec![0.0; len],
                 };
-                let fill = if suffix == "running_var"
-                    || (matches!(n.op, Op::BatchNorm { .. }) && suffix == "weight")
-                {
-                    1.0
-                } else {
-                    0.0
-                };
-                let data = if std > 0.0 {
-                    let d = Normal::new(0.0, std).expect("positive std");
-                    (0..len).map(|_| d.sample(&mut rng)).collect()
-                } else {
-                    vec![fill; len]
-                };
-                w.insert(key, Tensor::new(shape, data).expect("shape and data agree"));
+                w.insert(
+                    key,
+                    Tensor::new(p.shape, data).expect("shape and data agree"),
+                );
             }
         }
         w
@@ -140,7 +129,7 @@ impl Weights {
         };
         for n in &graph.nodes {
             let key = |s: &str| format!("{}.{s}", n.name);
-            if matches!(n.op, Op::BatchNorm { .. }) {
+            if matches!(n.op, Op::BatchNorm(_)) {
                 fill(&mut w, key("weight"), 0.5, 1.5);
                 fill(&mut w, key("running_var"), 0.5, 1.5);
                 fill(&mut w, key("running_mean"), -0.2, 0.2);

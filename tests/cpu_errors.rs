@@ -318,34 +318,40 @@ fn graph_errors_name_the_layer() {
     shape_err(
         b.push(
             "features.1",
-            Op::BatchNorm {
+            Op::BatchNorm(gconv::ops::BatchNorm {
                 channels: 32,
                 eps: 1e-5,
-            },
+            }),
             &[0],
         ),
         "features.1",
         "over 32 channels got 64",
     );
     // linear without flatten
-    let linear = Op::Linear {
+    let linear = Op::Linear(gconv::ops::Linear {
         in_features: 64 * 8 * 8,
         out_features: 10,
         bias: true,
-    };
+    });
     shape_err(
         b.push("classifier.0", linear.clone(), &[0]),
         "classifier.0",
         "add a flatten",
     );
-    let flat = b.push("flatten", Op::Flatten, &[0]).unwrap();
+    let flat = b
+        .push("flatten", Op::Flatten(gconv::ops::Flatten), &[0])
+        .unwrap();
     assert!(b.push("classifier.0", linear, &[flat]).is_ok());
     // add of different shapes
     let pooled = b
-        .push("pool", Op::MaxPool(Pool2dSpec::square(2, 2, 0)), &[0])
+        .push(
+            "pool",
+            Op::MaxPool(gconv::ops::MaxPool(Pool2dSpec::square(2, 2, 0))),
+            &[0],
+        )
         .unwrap();
     shape_err(
-        b.push("layer1.0.add", Op::Add, &[0, pooled]),
+        b.push("layer1.0.add", Op::Add(gconv::ops::Add), &[0, pooled]),
         "layer1.0.add",
         "add of different shapes",
     );
@@ -370,12 +376,12 @@ fn graph_errors_name_the_layer() {
     shape_err(
         b.push(
             "t",
-            Op::GroupedConvTable {
+            Op::GroupedConvTable(gconv::ops::GroupedConvTable {
                 spec: spec.clone(),
                 table: vec![g(0, 32, 0, 5), g(32, 32, 4, 4)],
                 in_index: (0..64).collect(),
                 out_index: (0..8).collect(),
-            },
+            }),
             &[0],
         ),
         "t",
@@ -384,12 +390,12 @@ fn graph_errors_name_the_layer() {
     shape_err(
         b.push(
             "t",
-            Op::GroupedConvTable {
+            Op::GroupedConvTable(gconv::ops::GroupedConvTable {
                 spec,
                 table: vec![g(0, 32, 0, 4), g(32, 40, 4, 4)],
                 in_index: (0..64).collect(),
                 out_index: (0..8).collect(),
-            },
+            }),
             &[0],
         ),
         "t",

@@ -218,32 +218,32 @@ impl<'a> Case<'a> {
 fn op_of(c: &Case) -> Option<Op> {
     Some(match c.kind() {
         "conv2d" => Op::Conv2d(c.conv_spec()),
-        "flgc" => Op::FlgcConv2d(c.conv_spec()),
+        "flgc" => Op::FlgcConv2d(gconv::ops::FlgcSpec(c.conv_spec())),
         "grouped_conv_table" => Op::grouped_conv_from_ranges(
             c.conv_spec(),
             &serde_json::from_value::<Vec<GroupRange>>(c.val("table").clone())
                 .expect("a group table"),
         ),
-        "batch_norm" => Op::BatchNorm {
+        "batch_norm" => Op::BatchNorm(gconv::ops::BatchNorm {
             channels: c.t("x").shape()[1],
             eps: c.val("eps").as_f64().expect("eps") as f32,
-        },
-        "max_pool" => Op::MaxPool(c.pool_spec()),
-        "avg_pool" => Op::AvgPool(c.pool_spec()),
-        "adaptive_avg_pool" => Op::AdaptiveAvgPool {
+        }),
+        "max_pool" => Op::MaxPool(gconv::ops::MaxPool(c.pool_spec())),
+        "avg_pool" => Op::AvgPool(gconv::ops::AvgPool(c.pool_spec())),
+        "adaptive_avg_pool" => Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool {
             output: c.pair("output"),
-        },
-        "linear" => Op::Linear {
+        }),
+        "linear" => Op::Linear(gconv::ops::Linear {
             in_features: c.usize("in_features"),
             out_features: c.usize("out_features"),
             bias: c.bool("bias"),
-        },
-        "relu" => Op::Relu,
-        "add" => Op::Add,
-        "softmax" => Op::Softmax,
-        "gather" => Op::Gather {
+        }),
+        "relu" => Op::Relu(gconv::ops::Relu),
+        "add" => Op::Add(gconv::ops::Add),
+        "softmax" => Op::Softmax(gconv::ops::Softmax),
+        "gather" => Op::Gather(gconv::ops::Gather {
             indices: serde_json::from_value(c.val("indices").clone()).expect("indices"),
-        },
+        }),
         _ => return None,
     })
 }
@@ -253,25 +253,12 @@ fn run_direct(c: &Case, op: &Op) -> gconv::Result<Tensor> {
     let x = c.t("x");
     match op {
         Op::Conv2d(s) => cpu::conv2d(x, c.t("weight"), c.bias(), s),
-        Op::FlgcConv2d(s) => {
+        Op::FlgcConv2d(gconv::ops::FlgcSpec(s)) => {
             let (s_bar, t_bar) = (c.t("select_in"), c.t("select_out"));
             cpu::flgc_conv2d(x, c.t("weight"), c.bias(), s_bar, t_bar, s)
         }
-        Op::GroupedConvTable {
-            spec,
-            table,
-            in_index,
-            out_index,
-        } => cpu::grouped_conv_indexed(
-            x,
-            c.t("weight").data(),
-            c.bias(),
-            spec,
-            table,
-            in_index,
-            out_index,
-        ),
-        Op::BatchNorm { eps, .. } => cpu::batch_norm(
+        Op::GroupedConvTable(t) => cpu::grouped_conv_indexed(x, c.t("weight").data(), c.bias(), t),
+        Op::BatchNorm(gconv::ops::BatchNorm { eps, .. }) => cpu::batch_norm(
             x,
             c.t("weight").data(),
             c.t("bias").data(),
@@ -279,14 +266,16 @@ fn run_direct(c: &Case, op: &Op) -> gconv::Result<Tensor> {
             c.t("running_var").data(),
             *eps,
         ),
-        Op::MaxPool(p) => cpu::max_pool2d(x, p),
-        Op::AvgPool(p) => cpu::avg_pool2d(x, p),
-        Op::AdaptiveAvgPool { output } => cpu::adaptive_avg_pool2d(x, *output),
-        Op::Linear { .. } => cpu::linear(x, c.t("weight"), c.bias()),
-        Op::Relu => Ok(cpu::relu(x)),
-        Op::Add => cpu::add(x, c.t("x2")),
-        Op::Softmax => cpu::softmax(x),
-        Op::Gather { indices } => cpu::gather_channels(x, indices),
+        Op::MaxPool(gconv::ops::MaxPool(p)) => cpu::max_pool2d(x, p),
+        Op::AvgPool(gconv::ops::AvgPool(p)) => cpu::avg_pool2d(x, p),
+        Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool { output }) => {
+            cpu::adaptive_avg_pool2d(x, *output)
+        }
+        Op::Linear(gconv::ops::Linear { .. }) => cpu::linear(x, c.t("weight"), c.bias()),
+        Op::Relu(gconv::ops::Relu) => Ok(cpu::relu(x)),
+        Op::Add(gconv::ops::Add) => cpu::add(x, c.t("x2")),
+        Op::Softmax(gconv::ops::Softmax) => cpu::softmax(x),
+        Op::Gather(gconv::ops::Gather { indices }) => cpu::gather_channels(x, indices),
         _ => unreachable!("op_of makes no other op"),
     }
 }
@@ -299,7 +288,7 @@ fn inferred_shape(c: &Case, op: &Op) -> gconv::Result<Vec<usize>> {
         [_, ch, h, w] => (GraphBuilder::new(c.name, [ch, h, w]), 0),
         [_, f] => {
             let mut b = GraphBuilder::new(c.name, [f, 1, 1]);
-            let flat = b.push("flatten", Op::Flatten, &[0])?;
+            let flat = b.push("flatten", Op::Flatten(gconv::ops::Flatten), &[0])?;
             (b, flat)
         }
         _ => panic!("{}: input of rank {}", c.name, xs.len()),
@@ -323,7 +312,7 @@ fn check_single_op(c: &Case, op: Op) -> Result<(), String> {
     };
     let x = c.t("x");
     let ins: Vec<&Tensor> = match op {
-        Op::Add => vec![x, c.t("x2")],
+        Op::Add(gconv::ops::Add) => vec![x, c.t("x2")],
         _ => vec![x],
     };
     let y = cpu::run_node(&node, &c.weights(false), &ins).map_err(|e| err("run_node", e))?;
@@ -359,29 +348,35 @@ fn check_single_op(c: &Case, op: Op) -> Result<(), String> {
 /// The tiny VGG-BN stack of the fixture, with gconv's VGG node names.
 fn vgg_tiny(input: [usize; 3]) -> gconv::Result<Graph> {
     let mut b = GraphBuilder::new("vgg_tiny", input);
-    let bn = |channels| Op::BatchNorm {
-        channels,
-        eps: 1e-5,
+    let bn = |channels| {
+        Op::BatchNorm(gconv::ops::BatchNorm {
+            channels,
+            eps: 1e-5,
+        })
     };
-    let pool = Op::MaxPool(Pool2dSpec::square(2, 2, 0));
+    let pool = Op::MaxPool(gconv::ops::MaxPool(Pool2dSpec::square(2, 2, 0)));
     let mut x = b.input();
     let conv1 = Conv2dSpec::square(input[0], 8, 3, 1, 1).bias(true);
     x = b.push("features.0", Op::Conv2d(conv1), &[x])?;
     x = b.push("features.1", bn(8), &[x])?;
-    x = b.push("features.2", Op::Relu, &[x])?;
+    x = b.push("features.2", Op::Relu(gconv::ops::Relu), &[x])?;
     x = b.push("features.3", pool.clone(), &[x])?;
     let conv2 = Conv2dSpec::square(8, 16, 3, 1, 1).bias(true).groups(4);
     x = b.push("features.4", Op::Conv2d(conv2), &[x])?;
     x = b.push("features.5", bn(16), &[x])?;
-    x = b.push("features.6", Op::Relu, &[x])?;
+    x = b.push("features.6", Op::Relu(gconv::ops::Relu), &[x])?;
     x = b.push("features.7", pool, &[x])?;
-    x = b.push("avgpool", Op::AdaptiveAvgPool { output: [2, 2] }, &[x])?;
-    x = b.push("flatten", Op::Flatten, &[x])?;
-    let fc = Op::Linear {
+    x = b.push(
+        "avgpool",
+        Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool { output: [2, 2] }),
+        &[x],
+    )?;
+    x = b.push("flatten", Op::Flatten(gconv::ops::Flatten), &[x])?;
+    let fc = Op::Linear(gconv::ops::Linear {
         in_features: 64,
         out_features: 10,
         bias: true,
-    };
+    });
     x = b.push("classifier.0", fc, &[x])?;
     Ok(b.finish(x))
 }
@@ -391,9 +386,11 @@ fn resnet_bottleneck(c: &Case) -> gconv::Result<Graph> {
     let input: [usize; 3] = c.pair3("input");
     let (width, out, stride) = (c.usize("width"), c.usize("out"), c.usize("stride"));
     let mut b = GraphBuilder::new("resnet_bottleneck", input);
-    let bn = |channels| Op::BatchNorm {
-        channels,
-        eps: 1e-5,
+    let bn = |channels| {
+        Op::BatchNorm(gconv::ops::BatchNorm {
+            channels,
+            eps: 1e-5,
+        })
     };
     let p = "layer1.0";
     let x = b.input();
@@ -403,14 +400,14 @@ fn resnet_bottleneck(c: &Case) -> gconv::Result<Graph> {
         &[x],
     )?;
     y = b.push(&format!("{p}.bn1"), bn(width), &[y])?;
-    y = b.push(&format!("{p}.relu1"), Op::Relu, &[y])?;
+    y = b.push(&format!("{p}.relu1"), Op::Relu(gconv::ops::Relu), &[y])?;
     y = b.push(
         &format!("{p}.conv2"),
         Op::Conv2d(Conv2dSpec::square(width, width, 3, stride, 1)),
         &[y],
     )?;
     y = b.push(&format!("{p}.bn2"), bn(width), &[y])?;
-    y = b.push(&format!("{p}.relu2"), Op::Relu, &[y])?;
+    y = b.push(&format!("{p}.relu2"), Op::Relu(gconv::ops::Relu), &[y])?;
     y = b.push(
         &format!("{p}.conv3"),
         Op::Conv2d(Conv2dSpec::square(width, out, 1, 1, 0)),
@@ -423,8 +420,8 @@ fn resnet_bottleneck(c: &Case) -> gconv::Result<Graph> {
         &[x],
     )?;
     d = b.push(&format!("{p}.downsample.1"), bn(out), &[d])?;
-    y = b.push(&format!("{p}.add"), Op::Add, &[y, d])?;
-    y = b.push(&format!("{p}.relu3"), Op::Relu, &[y])?;
+    y = b.push(&format!("{p}.add"), Op::Add(gconv::ops::Add), &[y, d])?;
+    y = b.push(&format!("{p}.relu3"), Op::Relu(gconv::ops::Relu), &[y])?;
     Ok(b.finish(y))
 }
 

@@ -22,7 +22,7 @@ fn check_single(name: &str, op: Op, chw: [usize; 3], batch: usize, relu: bool) {
     let mut b = GraphBuilder::new(name, chw);
     let mut y = b.push("conv", op, &[b.input()]).unwrap();
     if relu {
-        y = b.push("relu", Op::Relu, &[y]).unwrap();
+        y = b.push("relu", Op::Relu(gconv::ops::Relu), &[y]).unwrap();
     }
     let g = b.finish(y);
     let w = Weights::random_for_tests(&g, 17);
@@ -134,7 +134,7 @@ fn index_addressed_uneven_groups() {
             out_len: 2,
         },
     ];
-    let op = Op::GroupedConvTable {
+    let op = Op::GroupedConvTable(gconv::ops::GroupedConvTable {
         spec: Conv2dSpec {
             groups: 4,
             ..spec.clone()
@@ -142,11 +142,11 @@ fn index_addressed_uneven_groups() {
         table,
         in_index,
         out_index,
-    };
+    });
     check_single("uneven table 1x1", op, [10, 5, 11], 3, false);
     // and a 3x3 one with padding
     let spec3 = Conv2dSpec::square(6, 9, 3, 1, 1).groups(2);
-    let op = Op::GroupedConvTable {
+    let op = Op::GroupedConvTable(gconv::ops::GroupedConvTable {
         spec: spec3,
         table: vec![
             GroupRange {
@@ -164,6 +164,6 @@ fn index_addressed_uneven_groups() {
         ],
         in_index: vec![5, 0, 1, 2, 3, 4],
         out_index: vec![8, 7, 6, 5, 4, 3, 2, 1, 0],
-    };
+    });
     check_single("uneven table 3x3", op, [6, 7, 9], 2, true);
 }

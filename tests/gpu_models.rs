@@ -197,5 +197,5 @@ fn weights_round_trip_through_safetensors_on_gpu() {
         .unwrap();
     assert_eq!(a.data(), b.data());
     std::fs::remove_dir_all(&dir).ok();
-    let _ = Op::Relu;
+    let _ = Op::Relu(gconv::ops::Relu);
 }

@@ -44,14 +44,14 @@ fn mixed_graph() -> Graph {
     let n1 = b
         .push(
             "bn1",
-            Op::BatchNorm {
+            Op::BatchNorm(gconv::ops::BatchNorm {
                 channels: 4,
                 eps: 1e-5,
-            },
+            }),
             &[c1],
         )
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu, &[n1]).unwrap();
+    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[n1]).unwrap();
     let c2 = b
         .push(
             "conv2",
@@ -59,14 +59,20 @@ fn mixed_graph() -> Graph {
             &[r1],
         )
         .unwrap();
-    let a = b.push("add", Op::Add, &[c2, r1]).unwrap();
+    let a = b.push("add", Op::Add(gconv::ops::Add), &[c2, r1]).unwrap();
     let ap = b
-        .push("avgpool", Op::AvgPool(Pool2dSpec::square(3, 1, 1)), &[a])
+        .push(
+            "avgpool",
+            Op::AvgPool(gconv::ops::AvgPool(Pool2dSpec::square(3, 1, 1))),
+            &[a],
+        )
         .unwrap();
     let f = b
         .push(
             "flgc",
-            Op::FlgcConv2d(Conv2dSpec::square(4, 6, 1, 1, 0).groups(2).bias(true)),
+            Op::FlgcConv2d(gconv::ops::FlgcSpec(
+                Conv2dSpec::square(4, 6, 1, 1, 0).groups(2).bias(true),
+            )),
             &[ap],
         )
         .unwrap();
@@ -78,20 +84,30 @@ fn mixed_graph() -> Graph {
         )
         .unwrap();
     let mp = b
-        .push("maxpool", Op::MaxPool(Pool2dSpec::square(2, 1, 0)), &[dw])
+        .push(
+            "maxpool",
+            Op::MaxPool(gconv::ops::MaxPool(Pool2dSpec::square(2, 1, 0))),
+            &[dw],
+        )
         .unwrap();
     let ad = b
-        .push("adapt", Op::AdaptiveAvgPool { output: [2, 2] }, &[mp])
+        .push(
+            "adapt",
+            Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool { output: [2, 2] }),
+            &[mp],
+        )
         .unwrap();
-    let fl = b.push("flatten", Op::Flatten, &[ad]).unwrap();
+    let fl = b
+        .push("flatten", Op::Flatten(gconv::ops::Flatten), &[ad])
+        .unwrap();
     let out = b
         .push(
             "fc",
-            Op::Linear {
+            Op::Linear(gconv::ops::Linear {
                 in_features: 24,
                 out_features: 5,
                 bias: true,
-            },
+            }),
             &[fl],
         )
         .unwrap();

@@ -581,15 +581,17 @@ fn sgd_two_steps_match_cpu() {
     with_gpu(|ctx| {
         let (fin, fout) = (37, 5);
         let mut gb = GraphBuilder::new("sgd", [1, 1, fin]);
-        let f = gb.push("flat", Op::Flatten, &[gb.input()]).unwrap();
+        let f = gb
+            .push("flat", Op::Flatten(gconv::ops::Flatten), &[gb.input()])
+            .unwrap();
         let fc = gb
             .push(
                 "fc",
-                Op::Linear {
+                Op::Linear(gconv::ops::Linear {
                     in_features: fin,
                     out_features: fout,
                     bias: true,
-                },
+                }),
                 &[f],
             )
             .unwrap();

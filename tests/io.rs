@@ -147,22 +147,30 @@ fn tiny(num_classes: usize, conv_bias: bool, bn: bool) -> Graph {
     let conv = Conv2dSpec::square(3, 4, 3, 1, 1).bias(conv_bias);
     x = b.push("features.0", Op::Conv2d(conv), &[x]).unwrap();
     if bn {
-        let op = Op::BatchNorm {
+        let op = Op::BatchNorm(gconv::ops::BatchNorm {
             channels: 4,
             eps: 1e-5,
-        };
+        });
         x = b.push("features.1", op, &[x]).unwrap();
     }
-    x = b.push("features.2", Op::Relu, &[x]).unwrap();
     x = b
-        .push("avgpool", Op::AdaptiveAvgPool { output: [1, 1] }, &[x])
+        .push("features.2", Op::Relu(gconv::ops::Relu), &[x])
         .unwrap();
-    x = b.push("flatten", Op::Flatten, &[x]).unwrap();
-    let fc = Op::Linear {
+    x = b
+        .push(
+            "avgpool",
+            Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool { output: [1, 1] }),
+            &[x],
+        )
+        .unwrap();
+    x = b
+        .push("flatten", Op::Flatten(gconv::ops::Flatten), &[x])
+        .unwrap();
+    let fc = Op::Linear(gconv::ops::Linear {
         in_features: 4,
         out_features: num_classes,
         bias: true,
-    };
+    });
     x = b.push("classifier.0", fc, &[x]).unwrap();
     b.finish(x)
 }
@@ -331,7 +339,9 @@ fn num_classes_follow_the_weights() {
     // A graph without a linear layer gives no hint.
     let mut b = GraphBuilder::new("nolinear", [3, 8, 8]);
     let x = b.input();
-    let r = b.push("features.2", Op::Relu, &[x]).unwrap();
+    let r = b
+        .push("features.2", Op::Relu(gconv::ops::Relu), &[x])
+        .unwrap();
     assert_eq!(num_classes_hint(&w, &b.finish(r)), None);
     // Nor do weights without the key.
     assert_eq!(

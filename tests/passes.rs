@@ -42,7 +42,7 @@ fn folding_bn_keeps_outputs_vgg_schemes_and_resnets() {
         assert!(
             fg.nodes
                 .iter()
-                .all(|n| !matches!(n.op, Op::BatchNorm { .. })),
+                .all(|n| !matches!(n.op, Op::BatchNorm(gconv::ops::BatchNorm { .. }))),
             "{}: BN left",
             spec.name
         );
@@ -61,7 +61,7 @@ fn folding_dsc_model_removes_every_bn_and_keeps_the_output_shape() {
     let bns = g
         .nodes
         .iter()
-        .filter(|n| matches!(n.op, Op::BatchNorm { .. }))
+        .filter(|n| matches!(n.op, Op::BatchNorm(gconv::ops::BatchNorm { .. })))
         .count();
     assert_eq!(fg.nodes.len(), g.nodes.len() - bns);
     assert_eq!(fg.output_shape(), g.output_shape());
@@ -109,10 +109,10 @@ fn exported_flgc_matches_masked_flgc_vgg_and_resnet() {
         let want = cpu::run_graph(&g, &w, &x).unwrap();
         let (eg, ew) = export_flgc(&g, &w).unwrap();
         ew.validate(&eg).unwrap();
-        assert!(eg
-            .nodes
-            .iter()
-            .all(|n| !matches!(n.op, Op::FlgcConv2d(_) | Op::Gather { .. })));
+        assert!(eg.nodes.iter().all(|n| !matches!(
+            n.op,
+            Op::FlgcConv2d(_) | Op::Gather(gconv::ops::Gather { .. })
+        )));
         // Exported MACs are the learnt groups' exact cost, below the dense (masked) model's.
         let (mg, _) = materialize_flgc(&g, &w).unwrap();
         assert!(eg.cost().total_macs < mg.cost().total_macs, "{}", spec.name);

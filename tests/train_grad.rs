@@ -316,14 +316,14 @@ fn mixed_graph(softmax: bool) -> Graph {
     let n1 = b
         .push(
             "bn1",
-            Op::BatchNorm {
+            Op::BatchNorm(gconv::ops::BatchNorm {
                 channels: 4,
                 eps: 1e-5,
-            },
+            }),
             &[c1],
         )
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu, &[n1]).unwrap();
+    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[n1]).unwrap();
     let c2 = b
         .push(
             "conv2",
@@ -331,38 +331,58 @@ fn mixed_graph(softmax: bool) -> Graph {
             &[r1],
         )
         .unwrap();
-    let a = b.push("add", Op::Add, &[c2, r1]).unwrap();
+    let a = b.push("add", Op::Add(gconv::ops::Add), &[c2, r1]).unwrap();
     let ap = b
-        .push("avgpool", Op::AvgPool(Pool2dSpec::square(3, 1, 1)), &[a])
+        .push(
+            "avgpool",
+            Op::AvgPool(gconv::ops::AvgPool(Pool2dSpec::square(3, 1, 1))),
+            &[a],
+        )
         .unwrap();
     let f = b
         .push(
             "flgc",
-            Op::FlgcConv2d(Conv2dSpec::square(4, 6, 1, 1, 0).groups(2).bias(true)),
+            Op::FlgcConv2d(gconv::ops::FlgcSpec(
+                Conv2dSpec::square(4, 6, 1, 1, 0).groups(2).bias(true),
+            )),
             &[ap],
         )
         .unwrap();
     let mp = b
-        .push("maxpool", Op::MaxPool(Pool2dSpec::square(2, 2, 0)), &[f])
+        .push(
+            "maxpool",
+            Op::MaxPool(gconv::ops::MaxPool(Pool2dSpec::square(2, 2, 0))),
+            &[f],
+        )
         .unwrap();
     let ad = b
-        .push("adapt", Op::AdaptiveAvgPool { output: [2, 2] }, &[mp])
+        .push(
+            "adapt",
+            Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool { output: [2, 2] }),
+            &[mp],
+        )
         .unwrap();
-    let fl = b.push("flatten", Op::Flatten, &[ad]).unwrap();
-    let d = b.push("drop", Op::Dropout { p: 0.3 }, &[fl]).unwrap();
+    let fl = b
+        .push("flatten", Op::Flatten(gconv::ops::Flatten), &[ad])
+        .unwrap();
+    let d = b
+        .push("drop", Op::Dropout(gconv::ops::Dropout { p: 0.3 }), &[fl])
+        .unwrap();
     let mut out = b
         .push(
             "fc",
-            Op::Linear {
+            Op::Linear(gconv::ops::Linear {
                 in_features: 24,
                 out_features: 5,
                 bias: true,
-            },
+            }),
             &[d],
         )
         .unwrap();
     if softmax {
-        out = b.push("softmax", Op::Softmax, &[out]).unwrap();
+        out = b
+            .push("softmax", Op::Softmax(gconv::ops::Softmax), &[out])
+            .unwrap();
     }
     b.finish(out)
 }
@@ -426,13 +446,15 @@ fn inference_only_ops_have_no_backward() {
     let g = b
         .push(
             "gather",
-            Op::Gather {
+            Op::Gather(gconv::ops::Gather {
                 indices: vec![1, 0],
-            },
+            }),
             &[x],
         )
         .unwrap();
-    let f = b.push("flatten", Op::Flatten, &[g]).unwrap();
+    let f = b
+        .push("flatten", Op::Flatten(gconv::ops::Flatten), &[g])
+        .unwrap();
     let graph = b.finish(f);
     let w = Weights::new();
     let x = rand_t(&[1, 2, 3, 3], 1);
@@ -644,51 +666,61 @@ fn flgc_groups_change_and_loss_decreases() {
     let c1 = b
         .push(
             "conv1",
-            Op::FlgcConv2d(Conv2dSpec::square(4, 6, 3, 1, 1).groups(2)),
+            Op::FlgcConv2d(gconv::ops::FlgcSpec(
+                Conv2dSpec::square(4, 6, 3, 1, 1).groups(2),
+            )),
             &[x],
         )
         .unwrap();
     let n1 = b
         .push(
             "bn1",
-            Op::BatchNorm {
+            Op::BatchNorm(gconv::ops::BatchNorm {
                 channels: 6,
                 eps: 1e-5,
-            },
+            }),
             &[c1],
         )
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu, &[n1]).unwrap();
+    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[n1]).unwrap();
     let c2 = b
         .push(
             "conv2",
-            Op::FlgcConv2d(Conv2dSpec::square(6, 6, 1, 1, 0).groups(3)),
+            Op::FlgcConv2d(gconv::ops::FlgcSpec(
+                Conv2dSpec::square(6, 6, 1, 1, 0).groups(3),
+            )),
             &[r1],
         )
         .unwrap();
     let n2 = b
         .push(
             "bn2",
-            Op::BatchNorm {
+            Op::BatchNorm(gconv::ops::BatchNorm {
                 channels: 6,
                 eps: 1e-5,
-            },
+            }),
             &[c2],
         )
         .unwrap();
-    let r2 = b.push("relu2", Op::Relu, &[n2]).unwrap();
+    let r2 = b.push("relu2", Op::Relu(gconv::ops::Relu), &[n2]).unwrap();
     let p = b
-        .push("pool", Op::AdaptiveAvgPool { output: [1, 1] }, &[r2])
+        .push(
+            "pool",
+            Op::AdaptiveAvgPool(gconv::ops::AdaptiveAvgPool { output: [1, 1] }),
+            &[r2],
+        )
         .unwrap();
-    let f = b.push("flatten", Op::Flatten, &[p]).unwrap();
+    let f = b
+        .push("flatten", Op::Flatten(gconv::ops::Flatten), &[p])
+        .unwrap();
     let fc = b
         .push(
             "fc",
-            Op::Linear {
+            Op::Linear(gconv::ops::Linear {
                 in_features: 6,
                 out_features: 3,
                 bias: true,
-            },
+            }),
             &[f],
         )
         .unwrap();

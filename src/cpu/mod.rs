@@ -1,20 +1,16 @@
-//! The CPU reference path: every op in plain Rust (NCHW, f32), written the obvious way.
+//! The CPU reference path: runs a graph node by node with each op's CPU forward
+//! ([`crate::ops`], written the obvious way, NCHW f32).
 //!
 //! This is the specification the GPU path is tested against; it is itself checked against
 //! PyTorch-made goldens (`tests/golden.rs`, made by `scripts/make_goldens.py`).
-//! It never imports anything from the GPU side.
+//! It never imports anything from the GPU side. The op functions are re-exported here so that
+//! the reference reads as one namespace (`cpu::conv2d`, `cpu::max_pool2d`, ...).
 
-pub mod conv;
-pub mod dense;
-pub mod flgc;
-pub mod norm;
-pub mod pool;
+pub(crate) mod executor;
 
-mod executor;
-
-pub use conv::{conv2d, grouped_conv_indexed, grouped_conv_table};
-pub use dense::{add, gather_channels, linear, relu, softmax};
+pub use crate::ops::{
+    adaptive_avg_pool2d, add, avg_pool2d, batch_norm, conv2d, flgc_conv2d, flgc_mask,
+    gather_channels, grouped_conv_indexed, grouped_conv_table, linear, masked_weight, max_pool2d,
+    relu, relu6, row_argmax, row_softmax, softmax,
+};
 pub use executor::{run_graph, run_graph_timed, run_node};
-pub use flgc::{flgc_conv2d, flgc_mask, masked_weight, row_argmax, row_softmax};
-pub use norm::batch_norm;
-pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};

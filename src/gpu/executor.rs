@@ -151,12 +151,12 @@ impl GpuModel {
                         s.out_channels,
                     )?)
                 }
-                Op::GroupedConvTable {
+                Op::GroupedConvTable(crate::ops::GroupedConvTable {
                     spec,
                     table,
                     in_index,
                     out_index,
-                } => {
+                }) => {
                     let w = weights.require(&key("weight"))?;
                     let packed =
                         conv_tiled::pack_grouped_table(spec, table, in_index, out_index, w.data())?;
@@ -177,7 +177,7 @@ impl GpuModel {
                     weight: up("weight")?,
                     bias: if s.bias { Some(up("bias")?) } else { None },
                 },
-                Op::BatchNorm { eps, channels } => {
+                Op::BatchNorm(crate::ops::BatchNorm { eps, channels }) => {
                     let get = |s: &str| weights.require(&key(s)).map(|t| t.data());
                     let (g, b, m, v) = (
                         get("weight")?,
@@ -195,11 +195,11 @@ impl GpuModel {
                         scale_shift: ctx.upload(&key("scale_shift"), &ss)?,
                     }
                 }
-                Op::Linear {
+                Op::Linear(crate::ops::Linear {
                     in_features,
                     out_features,
                     bias,
-                } => {
+                }) => {
                     let w = weights.require(&key("weight"))?;
                     NodeParams::Linear {
                         chunks: linear::upload_weight(
@@ -212,7 +212,7 @@ impl GpuModel {
                         bias: if *bias { Some(up("bias")?) } else { None },
                     }
                 }
-                Op::Gather { indices } => {
+                Op::Gather(crate::ops::Gather { indices }) => {
                     let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
                     NodeParams::Gather {
                         indices: ctx
@@ -341,24 +341,29 @@ impl GpuModel {
                     hw(in_shape),
                     relu,
                 )?,
-                (Op::Conv2d(s) | Op::GroupedConvTable { spec: s, .. }, NodeParams::Tiled(p)) => {
-                    conv_tiled::prepare(ctx, name, x, p, out, batch, s, hw(in_shape), relu)?
+                (
+                    Op::Conv2d(s)
+                    | Op::GroupedConvTable(crate::ops::GroupedConvTable { spec: s, .. }),
+                    NodeParams::Tiled(p),
+                ) => conv_tiled::prepare(ctx, name, x, p, out, batch, s, hw(in_shape), relu)?,
+                (
+                    Op::BatchNorm(crate::ops::BatchNorm { channels, .. }),
+                    NodeParams::BatchNorm { scale_shift },
+                ) => norm::prepare_batch_norm(
+                    ctx,
+                    name,
+                    x,
+                    scale_shift,
+                    out,
+                    batch,
+                    *channels,
+                    in_shape[1] * in_shape[2],
+                    relu,
+                )?,
+                (Op::Relu(crate::ops::Relu), _) => {
+                    elementwise::prepare_relu(ctx, name, x, out, elems(i))?
                 }
-                (Op::BatchNorm { channels, .. }, NodeParams::BatchNorm { scale_shift }) => {
-                    norm::prepare_batch_norm(
-                        ctx,
-                        name,
-                        x,
-                        scale_shift,
-                        out,
-                        batch,
-                        *channels,
-                        in_shape[1] * in_shape[2],
-                        relu,
-                    )?
-                }
-                (Op::Relu, _) => elementwise::prepare_relu(ctx, name, x, out, elems(i))?,
-                (Op::Add, _) => elementwise::prepare_add(
+                (Op::Add(crate::ops::Add), _) => elementwise::prepare_add(
                     ctx,
                     name,
                     x,
@@ -367,28 +372,30 @@ impl GpuModel {
                     elems(i),
                     relu,
                 )?,
-                (Op::MaxPool(p), _) => {
+                (Op::MaxPool(crate::ops::MaxPool(p)), _) => {
                     pool::prepare_max_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), p)?
                 }
-                (Op::AvgPool(p), _) => {
+                (Op::AvgPool(crate::ops::AvgPool(p)), _) => {
                     pool::prepare_avg_pool(ctx, name, x, out, batch, in_shape[0], hw(in_shape), p)?
                 }
-                (Op::AdaptiveAvgPool { output }, _) => pool::prepare_adaptive_avg_pool(
-                    ctx,
-                    name,
-                    x,
-                    out,
-                    batch,
-                    in_shape[0],
-                    hw(in_shape),
-                    *output,
-                )?,
+                (Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output }), _) => {
+                    pool::prepare_adaptive_avg_pool(
+                        ctx,
+                        name,
+                        x,
+                        out,
+                        batch,
+                        in_shape[0],
+                        hw(in_shape),
+                        *output,
+                    )?
+                }
                 (
-                    Op::Linear {
+                    Op::Linear(crate::ops::Linear {
                         in_features,
                         out_features,
                         ..
-                    },
+                    }),
                     NodeParams::Linear { chunks, bias },
                 ) => linear::prepare_linear(
                     ctx,
@@ -402,22 +409,23 @@ impl GpuModel {
                     *out_features,
                     relu,
                 )?,
-                (Op::Softmax, _) => {
+                (Op::Softmax(crate::ops::Softmax), _) => {
                     softmax::prepare_softmax(ctx, name, x, out, batch, in_shape[0])?
                 }
-                (Op::Gather { indices }, NodeParams::Gather { indices: ib }) => {
-                    gather::prepare_gather(
-                        ctx,
-                        name,
-                        x,
-                        ib,
-                        out,
-                        batch,
-                        in_shape[0],
-                        indices.len(),
-                        in_shape[1] * in_shape[2],
-                    )?
-                }
+                (
+                    Op::Gather(crate::ops::Gather { indices }),
+                    NodeParams::Gather { indices: ib },
+                ) => gather::prepare_gather(
+                    ctx,
+                    name,
+                    x,
+                    ib,
+                    out,
+                    batch,
+                    in_shape[0],
+                    indices.len(),
+                    in_shape[1] * in_shape[2],
+                )?,
                 (op, _) => {
                     return Err(Error::shape(
                         name,

@@ -10,7 +10,7 @@
 //!   exactly from its group table). The selection matrices S̄, T̄ are training-only and are
 //!   reported separately in [`LayerCost::train_only_params`].
 
-use super::{Graph, Op};
+use super::Graph;
 use serde::Serialize;
 
 /// The cost of one layer, per sample.
@@ -45,67 +45,15 @@ pub struct ModelCost {
     pub total_params: u64,
 }
 
-/// Σ n_g·c_g when `n` outputs and `c` inputs are split as evenly as possible into `g` groups
-/// (the larger shares paired together).
-fn even_split_pairs(n: usize, c: usize, g: usize) -> u64 {
-    let share = |total: usize, i: usize| total / g + usize::from(i < total % g);
-    (0..g).map(|i| (share(n, i) * share(c, i)) as u64).sum()
-}
-
 impl Graph {
     /// Per-layer and total MACs and parameters, per sample.
     pub fn cost(&self) -> ModelCost {
         let mut layers = Vec::new();
         for n in &self.nodes[1..] {
             let in_shape = self.nodes[n.inputs[0]].shape.clone();
-            let out_elems_hw = |s: &[usize]| s[1..].iter().product::<usize>() as u64;
-            let (macs, params, train_only) = match &n.op {
-                Op::Conv2d(s) => {
-                    let k = (s.kernel[0] * s.kernel[1]) as u64;
-                    let per_out = (s.in_channels / s.groups) as u64 * k;
-                    let w = s.out_channels as u64 * per_out;
-                    (
-                        w * out_elems_hw(&n.shape),
-                        w + if s.bias { s.out_channels as u64 } else { 0 },
-                        0,
-                    )
-                }
-                Op::FlgcConv2d(s) => {
-                    let k = (s.kernel[0] * s.kernel[1]) as u64;
-                    let w = even_split_pairs(s.out_channels, s.in_channels, s.groups) * k;
-                    (
-                        w * out_elems_hw(&n.shape),
-                        w + if s.bias { s.out_channels as u64 } else { 0 },
-                        ((s.in_channels + s.out_channels) * s.groups) as u64,
-                    )
-                }
-                Op::GroupedConvTable { spec, table, .. } => {
-                    let k = (spec.kernel[0] * spec.kernel[1]) as u64;
-                    let w: u64 = table
-                        .iter()
-                        .map(|g| (g.out_len * g.in_len) as u64 * k)
-                        .sum();
-                    (
-                        w * out_elems_hw(&n.shape),
-                        w + if spec.bias {
-                            spec.out_channels as u64
-                        } else {
-                            0
-                        },
-                        0,
-                    )
-                }
-                Op::BatchNorm { channels, .. } => (0, 2 * *channels as u64, 0),
-                Op::Linear {
-                    in_features,
-                    out_features,
-                    bias,
-                } => {
-                    let w = (*in_features * *out_features) as u64;
-                    (w, w + if *bias { *out_features as u64 } else { 0 }, 0)
-                }
-                _ => (0, 0, 0),
-            };
+            let ins: Vec<&[usize]> = n.inputs.iter().map(|&i| &self.nodes[i].shape[..]).collect();
+            let c = n.op.def().cost(&ins, &n.shape);
+            let (macs, params, train_only) = (c.macs, c.params, c.train_only_params);
             layers.push(LayerCost {
                 name: n.name.clone(),
                 op: n.op.kind(),
@@ -118,21 +66,9 @@ impl Graph {
             });
         }
         ModelCost {
-            total_macs: layers.iter().map(|l| l.macs).sum(),
-            total_params: layers.iter().map(|l| l.params).sum(),
+            total_macs: layers.iter().fold(0u64, |a, l| a.saturating_add(l.macs)),
+            total_params: layers.iter().fold(0u64, |a, l| a.saturating_add(l.params)),
             layers,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::even_split_pairs;
-
-    #[test]
-    fn even_split_matches_exact_division() {
-        assert_eq!(even_split_pairs(64, 32, 4), 4 * 16 * 8);
-        // n splits 3 + 2, c splits 2 + 1: 3·2 + 2·1.
-        assert_eq!(even_split_pairs(5, 3, 2), 8);
     }
 }

@@ -7,14 +7,13 @@
 //! divisible by groups 48`).
 
 mod cost;
-mod op;
 pub mod passes;
-mod shape;
 
+pub use crate::ops::{Conv2dSpec, GroupRange, GroupedConvTable, Op, OpDef, Pool2dSpec};
 pub use cost::{LayerCost, ModelCost};
-pub use op::{Conv2dSpec, GroupRange, Op, Pool2dSpec};
 
 use crate::error::{Error, Result};
+use crate::limits;
 use serde::{Deserialize, Serialize};
 
 /// Index of a node in [`Graph::nodes`]; also names the node's (single) output.
@@ -49,7 +48,7 @@ impl Graph {
     /// Per-sample input shape `[C, H, W]`.
     pub fn input_shape(&self) -> [usize; 3] {
         match &self.nodes[0].op {
-            Op::Input { shape } => *shape,
+            Op::Input(i) => i.shape,
             _ => unreachable!("node 0 of a graph is always its input"),
         }
     }
@@ -95,11 +94,12 @@ impl Graph {
         let nodes = std::mem::take(&mut self.nodes);
         let mut b = GraphBuilder {
             name: self.name.clone(),
-            nodes: Vec::with_capacity(nodes.len()),
+            nodes: Vec::with_capacity(nodes.len().min(limits::MAX_NODES)),
+            params: 0,
         };
         for (i, n) in nodes.into_iter().enumerate() {
             if i == 0 {
-                let Op::Input { shape } = n.op else {
+                let Op::Input(crate::ops::Input { shape }) = n.op else {
                     return Err(Error::shape(&n.name, "node 0 must be the graph input"));
                 };
                 b.nodes.push(Node {
@@ -125,6 +125,8 @@ impl Graph {
 pub struct GraphBuilder {
     name: String,
     nodes: Vec<Node>,
+    /// Parameter values so far (checked against [`limits::MAX_TOTAL_PARAMS`]).
+    params: usize,
 }
 
 impl GraphBuilder {
@@ -132,9 +134,10 @@ impl GraphBuilder {
     pub fn new(name: impl Into<String>, input: [usize; 3]) -> Self {
         Self {
             name: name.into(),
+            params: 0,
             nodes: vec![Node {
                 name: "input".into(),
-                op: Op::Input { shape: input },
+                op: Op::Input(crate::ops::Input { shape: input }),
                 inputs: vec![],
                 shape: input.to_vec(),
             }],
@@ -152,8 +155,21 @@ impl GraphBuilder {
     }
 
     /// Adds a node; its shape is inferred now, so a mismatch is an error naming `name`.
+    /// Sizes are checked against [`crate::limits`] before anything is allocated.
     pub fn push(&mut self, name: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
-        if matches!(op, Op::Input { .. }) {
+        if self.nodes.len() >= limits::MAX_NODES {
+            return Err(Error::shape(
+                name,
+                format!(
+                    "a graph may have at most {} nodes (gconv::limits::MAX_NODES)",
+                    limits::MAX_NODES
+                ),
+            ));
+        }
+        if self.nodes.len() == 1 {
+            check_size(&self.nodes[0].name, "input", &self.nodes[0].shape)?;
+        }
+        if matches!(op, Op::Input(_)) {
             return Err(Error::shape(name, "a graph has exactly one input node"));
         }
         if inputs.len() != op.arity() {
@@ -174,7 +190,24 @@ impl GraphBuilder {
             ));
         }
         let in_shapes: Vec<&[usize]> = inputs.iter().map(|&i| &self.nodes[i].shape[..]).collect();
-        let shape = shape::infer(name, &op, &in_shapes)?;
+        let shape = op.def().infer_shape(name, &in_shapes)?;
+        check_size(name, "output", &shape)?;
+        for p in op.def().params() {
+            let n = check_size(name, p.suffix, &p.shape)?;
+            self.params = self
+                .params
+                .checked_add(n)
+                .filter(|&t| t <= limits::MAX_TOTAL_PARAMS)
+                .ok_or_else(|| {
+                    Error::shape(
+                        name,
+                        format!(
+                            "the model's parameters exceed {} values (gconv::limits::MAX_TOTAL_PARAMS)",
+                            limits::MAX_TOTAL_PARAMS
+                        ),
+                    )
+                })?;
+        }
         self.nodes.push(Node {
             name: name.to_string(),
             op,
@@ -182,6 +215,16 @@ impl GraphBuilder {
             shape,
         });
         Ok(self.nodes.len() - 1)
+    }
+
+    /// The number of nodes so far.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether only the input is there.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
     }
 
     /// Finishes the graph with `output` as its result.
@@ -192,4 +235,26 @@ impl GraphBuilder {
             output,
         }
     }
+}
+
+/// `Π shape`, checked against [`limits::MAX_TENSOR_ELEMENTS`] (and a plane against
+/// [`limits::MAX_PLANE`]); the error names the layer, the tensor and the limit.
+fn check_size(layer: &str, tensor: &str, shape: &[usize]) -> Result<usize> {
+    let too_big = |limit: &str, value: usize| {
+        Error::shape(
+            layer,
+            format!("{tensor} {shape:?} exceeds {value} values (gconv::limits::{limit})"),
+        )
+    };
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= limits::MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| too_big("MAX_TENSOR_ELEMENTS", limits::MAX_TENSOR_ELEMENTS))?;
+    if let [_, h, w] = *shape {
+        if h.saturating_mul(w) > limits::MAX_PLANE {
+            return Err(too_big("MAX_PLANE", limits::MAX_PLANE));
+        }
+    }
+    Ok(n)
 }

@@ -1,8 +1,9 @@
 //! Graph rewrites applied at load time. Each takes a graph and its weights and returns an
 //! equivalent pair; `tests/passes.rs` checks the outputs are unchanged.
 
-use super::{Conv2dSpec, Graph, GroupRange, NodeId, Op};
+use super::{Graph, GroupRange, GroupedConvTable, NodeId, Op};
 use crate::error::Result;
+use crate::ops::{flgc_mask, masked_weight, row_argmax};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -54,15 +55,11 @@ pub fn fold_batch_norm(graph: &Graph, weights: &Weights) -> Result<(Graph, Weigh
     let mut drop = vec![false; g.nodes.len()];
     let mut replace: Vec<NodeId> = (0..g.nodes.len()).collect();
     for i in 0..g.nodes.len() {
-        let Op::BatchNorm { eps, .. } = g.nodes[i].op else {
+        let Op::BatchNorm(crate::ops::BatchNorm { eps, .. }) = g.nodes[i].op else {
             continue;
         };
         let p = g.nodes[i].inputs[0];
-        let foldable = matches!(
-            g.nodes[p].op,
-            Op::Conv2d(_) | Op::FlgcConv2d(_) | Op::GroupedConvTable { .. }
-        ) && cons[p] == [i]
-            && p != g.output;
+        let foldable = g.nodes[p].op.conv_spec().is_some() && cons[p] == [i] && p != g.output;
         if !foldable {
             continue;
         }
@@ -90,19 +87,14 @@ pub fn fold_batch_norm(graph: &Graph, weights: &Weights) -> Result<(Graph, Weigh
         let mut wt = w.require(&wkey)?.clone();
         // Per-output-channel weight ranges.
         let ranges: Vec<(usize, usize)> = match &g.nodes[p].op {
-            Op::GroupedConvTable {
-                spec,
-                table,
-                out_index,
-                ..
-            } => {
-                let kk = spec.kernel[0] * spec.kernel[1];
-                let mut r = vec![(0, 0); spec.out_channels];
+            Op::GroupedConvTable(t) => {
+                let kk = t.spec.window();
+                let mut r = vec![(0, 0); t.spec.out_channels];
                 let mut off = 0;
-                for grp in table {
+                for grp in &t.table {
                     for j in 0..grp.out_len {
                         let len = grp.in_len * kk;
-                        r[out_index[grp.out_start + j]] = (off + j * len, len);
+                        r[t.out_index[grp.out_start + j]] = (off + j * len, len);
                     }
                     off += grp.out_len * grp.in_len * kk;
                 }
@@ -129,10 +121,9 @@ pub fn fold_batch_norm(graph: &Graph, weights: &Weights) -> Result<(Graph, Weigh
             .collect();
         w.insert(bkey, Tensor::new(vec![nb.len()], nb)?);
         match &mut g.nodes[p].op {
-            Op::Conv2d(s) | Op::FlgcConv2d(s) | Op::GroupedConvTable { spec: s, .. } => {
-                s.bias = true
-            }
-            _ => unreachable!(),
+            Op::Conv2d(s) | Op::FlgcConv2d(crate::ops::FlgcSpec(s)) => s.bias = true,
+            Op::GroupedConvTable(t) => t.spec.bias = true,
+            _ => unreachable!("foldable producers are convolutions"),
         }
         for k in ["weight", "bias", "running_mean", "running_var"] {
             w.remove(&format!("{bn}.{k}"));
@@ -151,18 +142,15 @@ pub fn materialize_flgc(graph: &Graph, weights: &Weights) -> Result<(Graph, Weig
     for n in &mut g.nodes {
         let Op::FlgcConv2d(s) = &n.op else { continue };
         let key = |k: &str| format!("{}.{k}", n.name);
-        let mask = crate::cpu::flgc_mask(
+        let mask = flgc_mask(
             w.require(&key("select_in"))?,
             w.require(&key("select_out"))?,
         )?;
-        let masked = crate::cpu::masked_weight(w.require(&key("weight"))?, &mask)?;
+        let masked = masked_weight(w.require(&key("weight"))?, &mask)?;
         w.insert(key("weight"), masked);
         w.remove(&key("select_in"));
         w.remove(&key("select_out"));
-        n.op = Op::Conv2d(Conv2dSpec {
-            groups: 1,
-            ..s.clone()
-        });
+        n.op = Op::Conv2d(s.dense());
     }
     g.revalidate()?;
     Ok((g, w))
@@ -183,8 +171,8 @@ pub fn export_flgc(graph: &Graph, weights: &Weights) -> Result<(Graph, Weights)>
             continue;
         };
         let key = |k: &str| format!("{}.{k}", n.name);
-        let s = crate::cpu::row_argmax(w.require(&key("select_in"))?)?;
-        let t = crate::cpu::row_argmax(w.require(&key("select_out"))?)?;
+        let s = row_argmax(w.require(&key("select_in"))?)?;
+        let t = row_argmax(w.require(&key("select_out"))?)?;
         let dense = w.require(&key("weight"))?;
         let (c, kk) = (spec.in_channels, spec.kernel[0] * spec.kernel[1]);
         let (mut table, mut in_index, mut out_index, mut packed) = (vec![], vec![], vec![], vec![]);
@@ -209,12 +197,12 @@ pub fn export_flgc(graph: &Graph, weights: &Weights) -> Result<(Graph, Weights)>
         w.insert(key("weight"), Tensor::new(vec![packed.len()], packed)?);
         w.remove(&key("select_in"));
         w.remove(&key("select_out"));
-        n.op = Op::GroupedConvTable {
-            spec: spec.clone(),
+        n.op = Op::GroupedConvTable(GroupedConvTable {
+            spec: spec.0.clone(),
             table,
             in_index,
             out_index,
-        };
+        });
     }
     g.revalidate()?;
     Ok((g, w))

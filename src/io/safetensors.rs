@@ -174,7 +174,7 @@ pub fn num_classes_hint(weights: &Weights, graph: &Graph) -> Option<usize> {
         .nodes
         .iter()
         .rev()
-        .find(|n| matches!(n.op, Op::Linear { .. }))?;
+        .find(|n| matches!(n.op, Op::Linear(crate::ops::Linear { .. })))?;
     match weights.get(&format!("{}.weight", last.name))?.shape() {
         [rows, _] => Some(*rows),
         _ => None,

@@ -131,10 +131,13 @@ impl GpuTrainer {
         let mut slots = BTreeMap::new();
         for node in &graph.nodes {
             match &node.op {
-                Op::GroupedConvTable { .. } | Op::Gather { .. } => {
+                Op::GroupedConvTable(crate::ops::GroupedConvTable { .. })
+                | Op::Gather(crate::ops::Gather { .. }) => {
                     return Err(unsupported(&node.name, node.op.kind()))
                 }
-                Op::Softmax => return Err(unsupported(&node.name, "a softmax inside the graph")),
+                Op::Softmax(crate::ops::Softmax) => {
+                    return Err(unsupported(&node.name, "a softmax inside the graph"))
+                }
                 _ => {}
             }
             for (suffix, shape) in node.op.param_shapes() {
@@ -285,7 +288,7 @@ impl GpuTrainer {
         let mut val: Vec<wgpu::Buffer> = Vec::with_capacity(nn);
         for (i, node) in g.nodes.iter().enumerate() {
             let buf = match node.op {
-                Op::Flatten => val[node.inputs[0]].clone(),
+                Op::Flatten(crate::ops::Flatten) => val[node.inputs[0]].clone(),
                 _ => ctx.storage_buffer(&format!("{} value", node.name), (numel(i) * 4) as u64)?,
             };
             val.push(buf);
@@ -314,7 +317,7 @@ impl GpuTrainer {
             let y = tref(&val[i]);
             let in_hw = hw_of(p);
             match &node.op {
-                Op::Input { .. } | Op::Flatten => {}
+                Op::Input(crate::ops::Input { .. }) | Op::Flatten(crate::ops::Flatten) => {}
                 Op::Conv2d(s) => d.extend(conv::prepare_conv2d(
                     ctx,
                     name,
@@ -331,7 +334,7 @@ impl GpuTrainer {
                     in_hw,
                     false,
                 )?),
-                Op::FlgcConv2d(s) => {
+                Op::FlgcConv2d(crate::ops::FlgcSpec(s)) => {
                     let (n, c, gr) = (s.out_channels, s.in_channels, s.groups);
                     let kk = s.kernel[0] * s.kernel[1];
                     let aux = FlgcAux {
@@ -393,7 +396,7 @@ impl GpuTrainer {
                     )?);
                     flgc_aux.insert(i, aux);
                 }
-                Op::BatchNorm { channels, eps } => {
+                Op::BatchNorm(crate::ops::BatchNorm { channels, eps }) => {
                     let stats =
                         ctx.storage_buffer(&format!("{name} stats"), (2 * channels * 4) as u64)?;
                     d.extend(norm_train::prepare_batch_norm_train(
@@ -414,8 +417,10 @@ impl GpuTrainer {
                     )?);
                     bn_stats.insert(i, stats);
                 }
-                Op::Relu => d.extend(elementwise::prepare_relu(ctx, name, x, y, numel(i))?),
-                Op::MaxPool(ps) => d.extend(pool::prepare_max_pool(
+                Op::Relu(crate::ops::Relu) => {
+                    d.extend(elementwise::prepare_relu(ctx, name, x, y, numel(i))?)
+                }
+                Op::MaxPool(crate::ops::MaxPool(ps)) => d.extend(pool::prepare_max_pool(
                     ctx,
                     name,
                     x,
@@ -425,7 +430,7 @@ impl GpuTrainer {
                     in_hw,
                     ps,
                 )?),
-                Op::AvgPool(ps) => d.extend(pool::prepare_avg_pool(
+                Op::AvgPool(crate::ops::AvgPool(ps)) => d.extend(pool::prepare_avg_pool(
                     ctx,
                     name,
                     x,
@@ -435,21 +440,23 @@ impl GpuTrainer {
                     in_hw,
                     ps,
                 )?),
-                Op::AdaptiveAvgPool { output } => d.extend(pool::prepare_adaptive_avg_pool(
-                    ctx,
-                    name,
-                    x,
-                    y,
-                    b,
-                    g.nodes[p].shape[0],
-                    in_hw,
-                    *output,
-                )?),
-                Op::Linear {
+                Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output }) => {
+                    d.extend(pool::prepare_adaptive_avg_pool(
+                        ctx,
+                        name,
+                        x,
+                        y,
+                        b,
+                        g.nodes[p].shape[0],
+                        in_hw,
+                        *output,
+                    )?)
+                }
+                Op::Linear(crate::ops::Linear {
                     in_features,
                     out_features,
                     bias,
-                } => {
+                }) => {
                     let w = self.param(name, "weight")?.clone();
                     d.extend(linear::prepare_linear(
                         ctx,
@@ -468,7 +475,7 @@ impl GpuTrainer {
                         false,
                     )?)
                 }
-                Op::Add => d.extend(elementwise::prepare_add(
+                Op::Add(crate::ops::Add) => d.extend(elementwise::prepare_add(
                     ctx,
                     name,
                     x,
@@ -477,7 +484,7 @@ impl GpuTrainer {
                     numel(i),
                     false,
                 )?),
-                Op::Dropout { p: prob } => {
+                Op::Dropout(crate::ops::Dropout { p: prob }) => {
                     let mask =
                         ctx.storage_buffer(&format!("{name} mask"), (numel(i) * 4) as u64)?;
                     d.extend(grad::prepare_dropout(
@@ -496,7 +503,7 @@ impl GpuTrainer {
                     )?);
                     masks.insert(i, mask);
                 }
-                Op::Softmax | Op::GroupedConvTable { .. } | Op::Gather { .. } => {
+                Op::Softmax(_) | Op::Relu6(_) | Op::GroupedConvTable(_) | Op::Gather(_) => {
                     return Err(unsupported(name, node.op.kind()))
                 }
             }
@@ -533,7 +540,7 @@ impl GpuTrainer {
             let in_hw = hw_of(p);
             let mut target = |k: usize| grad_target(&gradv, &mut written, node.inputs[k]);
             match &node.op {
-                Op::Input { .. } => {}
+                Op::Input(crate::ops::Input { .. }) => {}
                 Op::Conv2d(s) => {
                     d.extend(conv_backward::prepare_conv_grad_weight(
                         ctx,
@@ -573,7 +580,7 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::FlgcConv2d(s) => {
+                Op::FlgcConv2d(crate::ops::FlgcSpec(s)) => {
                     let aux = &flgc_aux[&i];
                     let (n, c, gr) = (s.out_channels, s.in_channels, s.groups);
                     let kk = s.kernel[0] * s.kernel[1];
@@ -639,7 +646,7 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::BatchNorm { channels, .. } => {
+                Op::BatchNorm(crate::ops::BatchNorm { channels, .. }) => {
                     // BN right on the network input still needs dγ, dβ: its dx goes to scratch.
                     let scratch;
                     let (gx, acc) = match target(0) {
@@ -670,7 +677,7 @@ impl GpuTrainer {
                     has_grad.push(format!("{name}.weight"));
                     has_grad.push(format!("{name}.bias"));
                 }
-                Op::Relu => {
+                Op::Relu(crate::ops::Relu) => {
                     if let Some((gx, acc)) = target(0) {
                         d.extend(grad::prepare_relu_backward(
                             ctx,
@@ -683,7 +690,7 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::MaxPool(ps) => {
+                Op::MaxPool(crate::ops::MaxPool(ps)) => {
                     if let Some((gx, acc)) = target(0) {
                         d.extend(pool_backward::prepare_max_pool_backward(
                             ctx,
@@ -699,7 +706,7 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::AvgPool(ps) => {
+                Op::AvgPool(crate::ops::AvgPool(ps)) => {
                     if let Some((gx, acc)) = target(0) {
                         d.extend(pool_backward::prepare_avg_pool_backward(
                             ctx,
@@ -714,7 +721,7 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::AdaptiveAvgPool { output } => {
+                Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output }) => {
                     if let Some((gx, acc)) = target(0) {
                         d.extend(pool_backward::prepare_adaptive_avg_pool_backward(
                             ctx,
@@ -729,11 +736,11 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::Linear {
+                Op::Linear(crate::ops::Linear {
                     in_features,
                     out_features,
                     bias,
-                } => {
+                }) => {
                     // The input gradient is always computed (a linear reading the network
                     // input directly writes it into a scratch buffer).
                     let scratch;
@@ -770,19 +777,19 @@ impl GpuTrainer {
                         has_grad.push(format!("{name}.bias"));
                     }
                 }
-                Op::Add => {
+                Op::Add(crate::ops::Add) => {
                     for k in 0..2 {
                         if let Some((gx, acc)) = target(k) {
                             d.extend(grad::prepare_copy(ctx, name, numel(i), gy, gx, acc)?);
                         }
                     }
                 }
-                Op::Flatten => {
+                Op::Flatten(crate::ops::Flatten) => {
                     if let Some((gx, acc)) = target(0) {
                         d.extend(grad::prepare_copy(ctx, name, numel(i), gy, gx, acc)?);
                     }
                 }
-                Op::Dropout { .. } => {
+                Op::Dropout(crate::ops::Dropout { .. }) => {
                     if let Some((gx, acc)) = target(0) {
                         d.extend(grad::prepare_mul(
                             ctx,
@@ -795,7 +802,7 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::Softmax | Op::GroupedConvTable { .. } | Op::Gather { .. } => {
+                Op::Softmax(_) | Op::Relu6(_) | Op::GroupedConvTable(_) | Op::Gather(_) => {
                     return Err(unsupported(name, node.op.kind()))
                 }
             }

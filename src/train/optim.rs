@@ -2,7 +2,8 @@
 //! Nesterov), and learning-rate schedules.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
+use crate::ops::ParamRole;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -42,15 +43,14 @@ pub struct ParamInfo {
 pub fn trainable_params(graph: &Graph) -> Vec<ParamInfo> {
     let mut out = Vec::new();
     for n in &graph.nodes {
-        for (suffix, _) in n.op.param_shapes() {
-            let decay = match (&n.op, suffix) {
-                (Op::BatchNorm { .. }, "weight" | "bias") => false,
-                (Op::BatchNorm { .. }, _) => continue,
-                (Op::FlgcConv2d(_), "select_in" | "select_out") => false,
-                _ => true,
+        for p in n.op.def().params() {
+            let decay = match p.role {
+                ParamRole::Decayed => true,
+                ParamRole::NotDecayed => false,
+                ParamRole::Buffer => continue,
             };
             out.push(ParamInfo {
-                key: format!("{}.{suffix}", n.name),
+                key: format!("{}.{}", n.name, p.suffix),
                 decay,
             });
         }

@@ -15,16 +15,16 @@ impl Ctx {
         let channels = self.b.shape(x)[0];
         self.b.push(
             name,
-            Op::BatchNorm {
+            Op::BatchNorm(crate::ops::BatchNorm {
                 channels,
                 eps: 1e-5,
-            },
+            }),
             &[x],
         )
     }
 
     fn relu(&mut self, name: &str, x: NodeId) -> Result<NodeId> {
-        self.b.push(name, Op::Relu, &[x])
+        self.b.push(name, Op::Relu(crate::ops::Relu), &[x])
     }
 
     /// A 1×1 conv inside a block: dense, SGC or FLGC with the model's G.
@@ -35,7 +35,7 @@ impl Ctx {
             ConvKind::Dense => Op::Conv2d(conv),
             ConvKind::Sgc => Op::Conv2d(conv.groups(self.groups)),
             ConvKind::Flgc if self.groups == 1 => Op::Conv2d(conv),
-            ConvKind::Flgc => Op::FlgcConv2d(conv.groups(self.groups)),
+            ConvKind::Flgc => Op::FlgcConv2d(crate::ops::FlgcSpec(conv.groups(self.groups))),
         };
         self.b.push(name, op, &[x])
     }
@@ -78,8 +78,11 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
     x = cx.bn("bn1", x)?;
     x = cx.relu("relu", x)?;
     if *stem == StemKind::Imagenet {
-        x =
-            cx.b.push("maxpool", Op::MaxPool(Pool2dSpec::square(3, 2, 1)), &[x])?;
+        x = cx.b.push(
+            "maxpool",
+            Op::MaxPool(crate::ops::MaxPool(Pool2dSpec::square(3, 2, 1))),
+            &[x],
+        )?;
     }
     for (li, (&n_blocks, planes)) in layers.iter().zip([64, 128, 256, 512]).enumerate() {
         let width = ch(planes);
@@ -121,21 +124,29 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
             } else {
                 identity
             };
-            y = cx.b.push(&format!("{p}.add"), Op::Add, &[y, shortcut])?;
+            y = cx.b.push(
+                &format!("{p}.add"),
+                Op::Add(crate::ops::Add),
+                &[y, shortcut],
+            )?;
             x = cx.relu(&format!("{p}.relu3"), y)?;
         }
     }
+    x = cx.b.push(
+        "avgpool",
+        Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output: [1, 1] }),
+        &[x],
+    )?;
     x =
-        cx.b.push("avgpool", Op::AdaptiveAvgPool { output: [1, 1] }, &[x])?;
-    x = cx.b.push("flatten", Op::Flatten, &[x])?;
+        cx.b.push("flatten", Op::Flatten(crate::ops::Flatten), &[x])?;
     let f = cx.b.shape(x)[0];
     x = cx.b.push(
         "fc",
-        Op::Linear {
+        Op::Linear(crate::ops::Linear {
             in_features: f,
             out_features: spec.num_classes,
             bias: true,
-        },
+        }),
         &[x],
     )?;
     Ok(cx.b.finish(x))

@@ -27,47 +27,59 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
             let op = match (g, grouped) {
                 (1, _) | (_, ConvKind::Dense) => Op::Conv2d(conv),
                 (_, ConvKind::Sgc) => Op::Conv2d(conv.groups(g)),
-                (_, ConvKind::Flgc) => Op::FlgcConv2d(conv.groups(g)),
+                (_, ConvKind::Flgc) => Op::FlgcConv2d(crate::ops::FlgcSpec(conv.groups(g))),
             };
             x = b.push(&format!("features.{idx}"), op, &[x])?;
             x = b.push(
                 &format!("features.{}", idx + 1),
-                Op::BatchNorm {
+                Op::BatchNorm(crate::ops::BatchNorm {
                     channels: out,
                     eps: 1e-5,
-                },
+                }),
                 &[x],
             )?;
-            x = b.push(&format!("features.{}", idx + 2), Op::Relu, &[x])?;
+            x = b.push(
+                &format!("features.{}", idx + 2),
+                Op::Relu(crate::ops::Relu),
+                &[x],
+            )?;
             idx += 3;
             c = out;
         }
         x = b.push(
             &format!("features.{idx}"),
-            Op::MaxPool(Pool2dSpec::square(2, 2, 0)),
+            Op::MaxPool(crate::ops::MaxPool(Pool2dSpec::square(2, 2, 0))),
             &[x],
         )?;
         idx += 1;
     }
-    x = b.push("avgpool", Op::AdaptiveAvgPool { output: [7, 7] }, &[x])?;
-    x = b.push("flatten", Op::Flatten, &[x])?;
+    x = b.push(
+        "avgpool",
+        Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output: [7, 7] }),
+        &[x],
+    )?;
+    x = b.push("flatten", Op::Flatten(crate::ops::Flatten), &[x])?;
     let mut f = c * 49;
     let mut ci = 0usize;
     for &hidden in classifier {
         let hidden = scale_channels(hidden, spec.width, 1);
         x = b.push(
             &format!("classifier.{ci}"),
-            Op::Linear {
+            Op::Linear(crate::ops::Linear {
                 in_features: f,
                 out_features: hidden,
                 bias: true,
-            },
+            }),
             &[x],
         )?;
-        x = b.push(&format!("classifier.{}", ci + 1), Op::Relu, &[x])?;
+        x = b.push(
+            &format!("classifier.{}", ci + 1),
+            Op::Relu(crate::ops::Relu),
+            &[x],
+        )?;
         x = b.push(
             &format!("classifier.{}", ci + 2),
-            Op::Dropout { p: *dropout },
+            Op::Dropout(crate::ops::Dropout { p: *dropout }),
             &[x],
         )?;
         ci += 3;
@@ -75,11 +87,11 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
     }
     x = b.push(
         &format!("classifier.{ci}"),
-        Op::Linear {
+        Op::Linear(crate::ops::Linear {
             in_features: f,
             out_features: spec.num_classes,
             bias: true,
-        },
+        }),
         &[x],
     )?;
     Ok(b.finish(x))

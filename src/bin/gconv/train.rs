@@ -564,7 +564,9 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
         a.out.display()
     );
     for n in &g.nodes {
-        if let gconv::graph::Op::GroupedConvTable { table, .. } = &n.op {
+        if let gconv::graph::Op::GroupedConvTable(gconv::ops::GroupedConvTable { table, .. }) =
+            &n.op
+        {
             let sizes: Vec<String> = table
                 .iter()
                 .map(|r| format!("{}→{}", r.in_len, r.out_len))
