@@ -1,4 +1,4 @@
-// Grouped 2-D convolution, NCHW, PyTorch semantics, with bias and fused ReLU.
+// Grouped 2-D convolution, NCHW, PyTorch semantics, with bias and the activation fused.
 //
 // One family for dense (G=1), grouped (1<G<C), depthwise (G=C, any channel multiplier),
 // pointwise (1x1) and the uneven table-driven groups of an exported FLGC layer.
@@ -17,7 +17,7 @@ struct Params {
     c_out: u32, oh: u32, ow: u32, kh: u32,
     kw: u32, sh: u32, sw: u32, ph: u32,
     pw: u32, dh: u32, dw: u32, n_tiles: u32,
-    px_tiles_row: u32, px_blocks: u32, has_bias: u32, relu: u32,
+    px_tiles_row: u32, px_blocks: u32, has_bias: u32, act: u32,
     total_wg: u32, hp: u32, w4: u32, qmax: u32,
     // Padded rows written by pad_input (batch * c_in * hp).
     aux_len: u32, _pad0: u32, _pad1: u32, _pad2: u32,
@@ -66,7 +66,7 @@ struct Site {
 fn site(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> Site {
     var s: Site;
     s.ok = false;
-    let wid = wg.x + wg.y * nwg.x;
+    let wid = linear_wg(wg, nwg);
     if (wid >= p.total_wg) {
         return s;
     }
@@ -97,7 +97,7 @@ fn load4(row: u32, row_ok: bool, ox0: u32, kx: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, inside);
 }
 
-// Bias, ReLU and the store of output channel `co` (absolute) for the 4 pixels.
+// Bias, activation and the store of output channel `co` (absolute) for the 4 pixels.
 fn store4(s: Site, co: u32, acc: vec4<f32>) {
     if (!s.live) {
         return;
@@ -106,9 +106,7 @@ fn store4(s: Site, co: u32, acc: vec4<f32>) {
     if (p.has_bias != 0u) {
         v = v + vec4<f32>(bias[co]);
     }
-    if (p.relu != 0u) {
-        v = max(v, vec4<f32>(0.0));
-    }
+    v = act4(v, p.act);
     let base = ((s.n * p.c_out + co) * p.oh + s.oy) * p.ow + s.ox0;
     let left = p.ow - s.ox0;
     y[base] = v.x;
@@ -229,7 +227,7 @@ fn pad_input(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.aux_len) {
         return;
     }
@@ -255,7 +253,7 @@ fn pack_weights(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.n_tiles * p.qmax) {
         return;
     }

@@ -39,7 +39,7 @@ fn grad_input(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.total) {
         return;
     }
@@ -123,7 +123,7 @@ fn grad_weight(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let e = wg.x + wg.y * nwg.x;
+    let e = linear_wg(wg, nwg);
     if (e >= p.total) {
         return;
     }
@@ -167,7 +167,7 @@ fn grad_weight_serial(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let e = (wg.x + wg.y * nwg.x) * WG + li;
+    let e = linear_wg(wg, nwg) * WG + li;
     if (e >= p.total) {
         return;
     }
@@ -212,7 +212,7 @@ fn channel_sum(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let c = wg.x + wg.y * nwg.x;
+    let c = linear_wg(wg, nwg);
     if (c >= p.total) {
         return;
     }
@@ -246,7 +246,7 @@ fn grad_input_pw4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.total) {
         return;
     }
@@ -304,7 +304,7 @@ fn grad_weight_pw4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.total) {
         return;
     }

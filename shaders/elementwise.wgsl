@@ -1,38 +1,61 @@
-// Element-wise ops over flat tensors: ReLU and residual add (optionally fused with ReLU).
-// One invocation per element; the linear workgroup id is folded into 2-D above 65535.
+// Element-wise ops over flat tensors, one invocation per element (`linear_wg` folds the grid).
+// Entry points; `out` is written (=) or, where p.accumulate != 0, added to (+=):
+//   activation           out = act(a)                      (p.act: 0 none, 1 ReLU, 2 ReLU6)
+//   add                  out = act(a + b)                  (residual add, activation fused)
+//   activation_backward  out = b where act passes its gradient at a, else 0
+//                        (a = the activation's OUTPUT y: ReLU passes where y > 0 or NaN,
+//                        ReLU6 where 0 < y < 6 — the same sets as for its input)
+//   copy                 out = a                           (gradient copy / accumulation)
+//   mul                  out = a * b                       (dy * mask, or x * mask)
+//   dropout_mask         out = 0 with probability p, else p.scale, from a counter-based hash
+//                        of (seed[0], seed[1], i); never accumulates.
+// Unused bindings are bound to `a`.
 
 struct Params {
     len: u32,
-    relu: u32,
+    accumulate: u32,
+    // Drop threshold on 24 random bits: drop when bits < threshold (threshold = p * 2^24).
+    threshold: u32,
+    // 1 / (1 - p), the value of a kept element's mask.
+    scale: f32,
+    act: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> seed: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 override WG: u32 = 64u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * nwg.x) * WG + li;
+    return linear_wg(wg, nwg) * WG + li;
 }
 
-// out = max(a, 0) (binding b is bound to a and unused).
+fn store(i: u32, v: f32) {
+    if (p.accumulate != 0u) {
+        out[i] += v;
+    } else {
+        out[i] = v;
+    }
+}
+
 @compute @workgroup_size(WG)
-fn relu(
+fn activation(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
     let i = element(wg, nwg, li);
     if (i < p.len) {
-        out[i] = max(a[i], 0.0);
+        out[i] = act(a[i], p.act);
     }
 }
 
-// out = a + b, then max(., 0) when p.relu != 0.
 @compute @workgroup_size(WG)
 fn add(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -41,10 +64,81 @@ fn add(
 ) {
     let i = element(wg, nwg, li);
     if (i < p.len) {
-        var v = a[i] + b[i];
-        if (p.relu != 0u) {
-            v = max(v, 0.0);
+        out[i] = act(a[i] + b[i], p.act);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn activation_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i < p.len) {
+        let y = a[i];
+        var passes = !(y <= 0.0);
+        if (p.act == 2u) {
+            passes = y > 0.0 && y < 6.0;
         }
-        out[i] = v;
+        store(i, select(0.0, b[i], passes));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn copy(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i < p.len) {
+        store(i, a[i]);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn mul(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i < p.len) {
+        store(i, a[i] * b[i]);
+    }
+}
+
+// Integer hash of three words: two rounds of multiply-add mixing across the lanes with an
+// xor-shift in between (in the style of Jarzynski & Olano's pcg3d), then a final
+// xor-shift-multiply avalanche on the first lane.
+fn hash3(x: u32, y: u32, z: u32) -> u32 {
+    var v = vec3<u32>(x, y, z) * 1664525u + vec3<u32>(1013904223u);
+    v.x += v.y * v.z;
+    v.y += v.z * v.x;
+    v.z += v.x * v.y;
+    v ^= v >> vec3<u32>(16u);
+    v.x += v.y * v.z;
+    v.y += v.z * v.x;
+    v.z += v.x * v.y;
+    var h = v.x ^ v.y ^ v.z;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+@compute @workgroup_size(WG)
+fn dropout_mask(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i < p.len) {
+        let bits = hash3(i, seed[0], seed[1]) >> 8u;
+        out[i] = select(p.scale, 0.0, bits < p.threshold);
     }
 }

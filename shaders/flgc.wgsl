@@ -40,7 +40,7 @@ struct Params {
 override WG: u32 = 64u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * nwg.x) * WG + li;
+    return linear_wg(wg, nwg) * WG + li;
 }
 
 // Row r (of p.total rows, G = p.groups each): probs = softmax(logits) with the CPU's order

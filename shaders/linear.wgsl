@@ -1,4 +1,4 @@
-// Fully connected layer y = x W^T + b (+ ReLU) over one row chunk of W.
+// Fully connected layer y = act(x W^T + b) over one row chunk of W.
 // W may be split by rows into several buffers (one dispatch each) because a large
 // classifier weight exceeds max_storage_buffer_binding_size. Chunk rows row0..row0+rows.
 // One invocation per output feature; it walks its weight row once for 4 samples at a time.
@@ -10,8 +10,8 @@ struct Params {
     rows: u32,
     row0: u32,
     has_bias: u32,
-    relu: u32,
-    _pad: u32,
+    act: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,7 +28,7 @@ fn linear(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let j = (wg.x + wg.y * nwg.x) * WG + li;
+    let j = linear_wg(wg, nwg) * WG + li;
     if (j >= p.rows) {
         return;
     }
@@ -49,10 +49,7 @@ fn linear(
             let wv = w[wrow + k];
             acc += wv * vec4<f32>(x[x0 + k], x[x1 + k], x[x2 + k], x[x3 + k]);
         }
-        var v = acc + vec4<f32>(b);
-        if (p.relu != 0u) {
-            v = max(v, vec4<f32>(0.0));
-        }
+        let v = act4(acc + vec4<f32>(b), p.act);
         out[n0 * p.out_f + o] = v.x;
         if (n0 + 1u <= last) { out[(n0 + 1u) * p.out_f + o] = v.y; }
         if (n0 + 2u <= last) { out[(n0 + 2u) * p.out_f + o] = v.z; }

@@ -1,15 +1,20 @@
 // Backward of a fully connected layer y = x W^T + b with x [batch, in], W [out, in]
-// (row-major), dy [batch, out]. One invocation per element of the gradient it writes
-// (gather form, sums in a fixed order, no atomics):
-//   linear_grad_input   dx[b, i] = sum_j dy[b, j] * W[j, i]   (a = dy, b = W; = or += per p.accumulate)
-//   linear_grad_weight  dW[j, i] = sum_b dy[b, j] * x[b, i]   (a = dy, b = x; overwritten)
-//   linear_grad_bias    db[j]    = sum_b dy[b, j]             (a = dy, b = dy; overwritten)
+// (row-major), dy [batch, out], over one chunk of W's rows row0 .. row0+rows (a weight
+// larger than a storage binding is split by rows). One invocation per element of the
+// gradient it writes (gather form, sums in a fixed order, no atomics):
+//   linear_grad_input   dx[b, i] (+)= sum_j dy[b, row0+j] * W[j, i]  (a = dy, b = W chunk)
+//   linear_grad_weight  dW[j, i] = sum_b dy[b, row0+j] * x[b, i]    (a = dy, b = x; overwritten)
+//   linear_grad_bias    db[j]    = sum_b dy[b, j], all rows          (a = dy, b = dy; overwritten)
 
 struct Params {
     batch: u32,
     in_features: u32,
     out_features: u32,
     accumulate: u32,
+    row0: u32,
+    rows: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -20,7 +25,7 @@ struct Params {
 override WG: u32 = 64u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * nwg.x) * WG + li;
+    return linear_wg(wg, nwg) * WG + li;
 }
 
 @compute @workgroup_size(WG)
@@ -36,8 +41,8 @@ fn linear_grad_input(
     let i = e % p.in_features;
     let n = e / p.in_features;
     var s = 0.0;
-    for (var j = 0u; j < p.out_features; j++) {
-        s += a[n * p.out_features + j] * b[j * p.in_features + i];
+    for (var j = 0u; j < p.rows; j++) {
+        s += a[n * p.out_features + p.row0 + j] * b[j * p.in_features + i];
     }
     if (p.accumulate != 0u) {
         out[e] += s;
@@ -53,11 +58,11 @@ fn linear_grad_weight(
     @builtin(local_invocation_index) li: u32,
 ) {
     let e = element(wg, nwg, li);
-    if (e >= p.out_features * p.in_features) {
+    if (e >= p.rows * p.in_features) {
         return;
     }
     let i = e % p.in_features;
-    let j = e / p.in_features;
+    let j = p.row0 + e / p.in_features;
     var s = 0.0;
     for (var n = 0u; n < p.batch; n++) {
         s += a[n * p.out_features + j] * b[n * p.in_features + i];

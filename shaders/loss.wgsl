@@ -28,7 +28,7 @@ fn softmax_cross_entropy(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let r = (wg.x + wg.y * nwg.x) * WG + li;
+    let r = linear_wg(wg, nwg) * WG + li;
     if (r >= p.batch) {
         return;
     }

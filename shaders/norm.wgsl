@@ -1,12 +1,12 @@
-// Inference batch normalisation folded to a per-channel affine map, optionally fused with
-// ReLU: out = x * scale[c] + shift[c]. scale_shift holds scale[0..C] then shift[0..C],
+// Inference batch normalisation folded to a per-channel affine map, with its activation
+// fused: out = act(x * scale[c] + shift[c]). scale_shift holds scale[0..C] then shift[0..C],
 // computed on the host from (gamma, beta, mean, var, eps).
 
 struct Params {
     len: u32,
     channels: u32,
     hw: u32,
-    relu: u32,
+    act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -22,14 +22,10 @@ fn batch_norm(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.len) {
         return;
     }
     let c = (i / p.hw) % p.channels;
-    var v = x[i] * scale_shift[c] + scale_shift[p.channels + c];
-    if (p.relu != 0u) {
-        v = max(v, 0.0);
-    }
-    out[i] = v;
+    out[i] = act(x[i] * scale_shift[c] + scale_shift[p.channels + c], p.act);
 }

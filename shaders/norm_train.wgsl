@@ -4,7 +4,7 @@
 //   bn_stats      one workgroup per channel: batch mean, biased variance (two passes over
 //                 the channel), stats = [mean; C] ++ [invstd; C], PyTorch's running update
 //                 with the unbiased variance n/(n-1).
-//   bn_normalize  one invocation per element: y = (x - mean) * invstd * gamma + beta.
+//   bn_normalize  one invocation per element: y = act((x - mean) * invstd * gamma + beta).
 // Backward (two dispatches):
 //   bn_grad_params  one workgroup per channel: dbeta = sum dy, dgamma = sum dy * xhat.
 //   bn_grad_input   one invocation per element (gather form):
@@ -32,6 +32,10 @@ struct Params {
     accumulate: u32,
     eps: f32,
     momentum: f32,
+    act: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,7 +81,7 @@ fn bn_stats(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let c = wg.x + wg.y * nwg.x;
+    let c = linear_wg(wg, nwg);
     let in_range = c < p.channels;
     var s = 0.0;
     if (in_range) {
@@ -110,12 +114,12 @@ fn bn_normalize(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.len) {
         return;
     }
     let c = (i / p.hw) % p.channels;
-    w5[i] = (r1[i] - w6[c]) * w6[p.channels + c] * r2[c] + r3[c];
+    w5[i] = act((r1[i] - w6[c]) * w6[p.channels + c] * r2[c] + r3[c], p.act);
 }
 
 @compute @workgroup_size(RWG)
@@ -124,7 +128,7 @@ fn bn_grad_params(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let c = wg.x + wg.y * nwg.x;
+    let c = linear_wg(wg, nwg);
     let in_range = c < p.channels;
     var sdy = 0.0;
     var sdyx = 0.0;
@@ -152,7 +156,7 @@ fn bn_grad_input(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.len) {
         return;
     }

@@ -25,7 +25,7 @@ fn sgd(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wg.x + wg.y * nwg.x) * WG + li;
+    let i = linear_wg(wg, nwg) * WG + li;
     if (i >= p.len) {
         return;
     }

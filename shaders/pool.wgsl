@@ -1,23 +1,33 @@
-// 2-D pooling over NCHW planes, one invocation per output element:
-// max (padding acts as -inf), average (padded zeros counted, PyTorch's default) and
-// adaptive average (PyTorch's bin edges floor(i*n/o) .. ceil((i+1)*n/o)).
+// 2-D pooling over NCHW planes and its backward, one invocation per element:
+//   max_pool           max of the window (padding acts as -inf; NaN propagates)
+//   avg_pool           mean of the window, padded zeros counted (PyTorch's default)
+//   adaptive_avg_pool  PyTorch's bin edges floor(i*n/o) .. ceil((i+1)*n/o)
+// Backward in gather form, one invocation per INPUT element summing the gradients of every
+// window containing it (no atomics), written (=) or added (+=) to `out` per p.accumulate:
+//   max_pool_backward           to the window's FIRST maximum in row-major scan order
+//                               (strictly greater replaces; a NaN replaces, as the CPU)
+//   avg_pool_backward           dy / (kh*kw) to every in-bounds position
+//   adaptive_avg_pool_backward  dy / bin size
 
 struct Params {
     planes: u32, h: u32, w: u32, oh: u32,
     ow: u32, kh: u32, kw: u32, sh: u32,
     sw: u32, ph: u32, pw: u32, len: u32,
     // -inf, the value of an empty max window (passed in: WGSL has no infinity literal).
-    neg_inf: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+    neg_inf: f32, accumulate: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// The forward input (backward: max pooling reads it; the others bind dy here).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// The output gradient (forward: bound to x, unused).
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 override WG: u32 = 64u;
 
 fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * nwg.x) * WG + li;
+    return linear_wg(wg, nwg) * WG + li;
 }
 
 // Window of output (oy, ox) clipped to the image: [y0, y1) x [x0, x1).
@@ -47,7 +57,11 @@ fn max_pool(
     var m = p.neg_inf;
     for (var iy = r.x; iy < r.y; iy++) {
         for (var ix = r.z; ix < r.w; ix++) {
-            m = max(m, x[base + iy * p.w + ix]);
+            // NaN propagates, as on the CPU.
+            let v = x[base + iy * p.w + ix];
+            if (v > m || v != v) {
+                m = v;
+            }
         }
     }
     out[i] = m;
@@ -100,4 +114,132 @@ fn adaptive_avg_pool(
         }
     }
     out[i] = s / f32((y1 - y0) * (x1 - x0));
+}
+
+fn store(i: u32, v: f32) {
+    if (p.accumulate != 0u) {
+        out[i] += v;
+    } else {
+        out[i] = v;
+    }
+}
+
+// Outputs o along one axis whose window [o*s - pad, o*s - pad + k) contains input i:
+// [lo, hi) (empty when lo >= hi).
+fn out_range(i: u32, k: u32, s: u32, pad: u32, o: u32) -> vec2<u32> {
+    let t = i + pad;
+    // o*s <= t  and  o*s + k > t
+    var lo = 0u;
+    if (t + 1u > k) {
+        lo = (t + 1u - k + s - 1u) / s;
+    }
+    let hi = min(t / s + 1u, o);
+    return vec2<u32>(lo, hi);
+}
+
+@compute @workgroup_size(WG)
+fn max_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let base = plane * p.h * p.w;
+    let me = iy * p.w + ix;
+    let ry = out_range(iy, p.kh, p.sh, p.ph, p.oh);
+    let rx = out_range(ix, p.kw, p.sw, p.pw, p.ow);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        let y0 = i32(oy * p.sh) - i32(p.ph);
+        let ya = u32(max(y0, 0));
+        let yb = u32(min(y0 + i32(p.kh), i32(p.h)));
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let x0 = i32(ox * p.sw) - i32(p.pw);
+            let xa = u32(max(x0, 0));
+            let xb = u32(min(x0 + i32(p.kw), i32(p.w)));
+            // First maximum of the clipped window, in the CPU's scan order.
+            var best = ya * p.w + xa;
+            var bv = x[base + best];
+            for (var yy = ya; yy < yb; yy++) {
+                for (var xx = xa; xx < xb; xx++) {
+                    let v = x[base + yy * p.w + xx];
+                    if (v > bv || v != v) {
+                        best = yy * p.w + xx;
+                        bv = v;
+                    }
+                }
+            }
+            if (best == me) {
+                acc += dy[(plane * p.oh + oy) * p.ow + ox];
+            }
+        }
+    }
+    store(i, acc);
+}
+
+@compute @workgroup_size(WG)
+fn avg_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let ry = out_range(iy, p.kh, p.sh, p.ph, p.oh);
+    let rx = out_range(ix, p.kw, p.sw, p.pw, p.ow);
+    let count = f32(p.kh * p.kw);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            acc += dy[(plane * p.oh + oy) * p.ow + ox] / count;
+        }
+    }
+    store(i, acc);
+}
+
+// Bins o along one axis (n inputs, o outputs) containing input i:
+// floor(o*n/out) <= i < ceil((o+1)*n/out)  <=>  floor(i*out/n) <= o < ceil((i+1)*out/n).
+fn bin_range(i: u32, n: u32, o: u32) -> vec2<u32> {
+    let lo = i * o / n;
+    let hi = min(((i + 1u) * o + n - 1u) / n, o);
+    return vec2<u32>(lo, hi);
+}
+
+@compute @workgroup_size(WG)
+fn adaptive_avg_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let ry = bin_range(iy, p.h, p.oh);
+    let rx = bin_range(ix, p.w, p.ow);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        let y0 = oy * p.h / p.oh;
+        let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let x0 = ox * p.w / p.ow;
+            let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+            acc += dy[(plane * p.oh + oy) * p.ow + ox] / f32((y1 - y0) * (x1 - x0));
+        }
+    }
+    store(i, acc);
 }

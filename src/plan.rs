@@ -155,17 +155,23 @@ mod tests {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Analysis {
     /// The node whose stored value holds each node's output: itself, or — for views
-    /// (`flatten`, `dropout`) and fused ReLUs — the producer's.
+    /// (`flatten`; `dropout` at inference) and fused activations — the producer's.
     pub value_of: Vec<crate::graph::NodeId>,
-    /// Nodes whose epilogue applies a ReLU (the consumer ReLU was fused into them).
-    pub fused_relu: Vec<bool>,
+    /// The activation each node's epilogue applies (a consumer ReLU / ReLU6 fused into it).
+    pub fused: Vec<crate::ops::Activation>,
 }
 
 impl Analysis {
-    /// Views and ReLU fusion: a ReLU whose producer (conv, BN, add, linear) has no other
-    /// consumer and is not the output is fused into the producer.
+    /// Views and activation fusion for inference: a ReLU or ReLU6 whose producer (conv, BN,
+    /// add, linear) has no other consumer and is not the output is fused into the producer.
     pub fn new(graph: &crate::graph::Graph) -> Self {
+        Self::for_pass(graph, false)
+    }
+
+    /// As [`Analysis::new`]; in `training`, dropout is a real op (a mask), not a view.
+    pub fn for_pass(graph: &crate::graph::Graph, training: bool) -> Self {
         use crate::graph::Op;
+        use crate::ops::Activation;
         let n = graph.nodes.len();
         let mut consumers = vec![0usize; n];
         for node in &graph.nodes {
@@ -174,37 +180,35 @@ impl Analysis {
             }
         }
         let mut value_of: Vec<usize> = (0..n).collect();
-        let mut fused_relu = vec![false; n];
+        let mut fused = vec![Activation::None; n];
         for i in 1..n {
             let node = &graph.nodes[i];
-            match node.op {
-                Op::Flatten(crate::ops::Flatten) | Op::Dropout(crate::ops::Dropout { .. }) => {
-                    value_of[i] = value_of[node.inputs[0]]
-                }
-                Op::Relu(crate::ops::Relu) => {
+            match &node.op {
+                Op::Flatten(_) => value_of[i] = value_of[node.inputs[0]],
+                Op::Dropout(_) if !training => value_of[i] = value_of[node.inputs[0]],
+                op => {
+                    let Some(act) = op.activation() else { continue };
                     let p = node.inputs[0];
                     let fusable = matches!(
                         graph.nodes[p].op,
                         Op::Conv2d(_)
-                            | Op::GroupedConvTable(crate::ops::GroupedConvTable { .. })
-                            | Op::BatchNorm(crate::ops::BatchNorm { .. })
-                            | Op::Add(crate::ops::Add)
-                            | Op::Linear(crate::ops::Linear { .. })
+                            | Op::GroupedConvTable(_)
+                            | Op::FlgcConv2d(_)
+                            | Op::BatchNorm(_)
+                            | Op::Add(_)
+                            | Op::Linear(_)
                     ) && consumers[p] == 1
                         && p != graph.output
-                        && value_of[p] == p;
+                        && value_of[p] == p
+                        && fused[p] == Activation::None;
                     if fusable {
-                        fused_relu[p] = true;
+                        fused[p] = act;
                         value_of[i] = p;
                     }
                 }
-                _ => {}
             }
         }
-        Self {
-            value_of,
-            fused_relu,
-        }
+        Self { value_of, fused }
     }
 
     /// The stored values (nodes that own a buffer), in graph order.

@@ -5,9 +5,18 @@
 mod common;
 
 use gconv::cpu;
-use gconv::gpu::kernels::{conv, elementwise, gather, linear, norm, pool, softmax};
-use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
+use gconv::gpu::choice::{self, DirectKernel};
+use gconv::gpu::kernels::conv::{self, ConvShape, DirectArgs};
+use gconv::gpu::kernels::elementwise::{self, Elementwise};
+use gconv::gpu::kernels::gather::{self, GatherArgs};
+use gconv::gpu::kernels::linear::{self, LinearShape};
+use gconv::gpu::kernels::norm::{self, BnShape, NormArgs};
+use gconv::gpu::kernels::pool::{self, PoolKind, PoolShape};
+use gconv::gpu::kernels::softmax::{self, SoftmaxArgs};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange, Pool2dSpec};
+use gconv::ops::Activation;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::{Error, Tensor};
 use proptest::prelude::*;
@@ -35,14 +44,68 @@ fn up(ctx: &GpuContext, name: &str, data: &[f32]) -> wgpu::Buffer {
     ctx.upload(name, data).expect("upload")
 }
 
-fn run_read(
-    ctx: &GpuContext,
-    d: &[gconv::gpu::Dispatch],
-    out: &wgpu::Buffer,
-    len: usize,
-) -> Vec<f32> {
-    run_dispatches(ctx, d).expect("run");
+fn run_read(ctx: &GpuContext, calls: &[Call], out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    run_dispatches(ctx, &bind_all(ctx, calls).expect("bind")).expect("run");
     ctx.read_f32(out, 0, len).expect("read back")
+}
+
+fn arg(b: &wgpu::Buffer) -> Arg {
+    Arg::whole(b)
+}
+
+fn act(relu: bool) -> Activation {
+    if relu {
+        Activation::Relu
+    } else {
+        Activation::None
+    }
+}
+
+/// Scratch buffers for the packed kernel, fresh for each call.
+fn scratch(ctx: &GpuContext) -> impl FnMut(&str, usize) -> gconv::Result<Arg> + '_ {
+    move |label, n| Ok(Arg::whole(&ctx.storage_buffer(label, (n * 4) as u64)?))
+}
+
+/// Every direct kernel that can run `spec` (the packed one needs stride 1).
+fn direct_kernels(spec: &Conv2dSpec) -> Vec<DirectKernel> {
+    let mut v = vec![DirectKernel::Co8, DirectKernel::Co1];
+    if spec.stride == [1, 1] {
+        v.push(DirectKernel::Pk8);
+    }
+    v
+}
+
+/// A direct convolution of `groups` with `kernel`.
+#[allow(clippy::too_many_arguments)]
+fn direct_conv(
+    ctx: &GpuContext,
+    label: &str,
+    (kernel, spec, batch, hw, relu): (DirectKernel, &Conv2dSpec, usize, [usize; 2], bool),
+    groups: &[conv::DirectGroup],
+    x: Arg,
+    w: &wgpu::Buffer,
+    b: Option<&wgpu::Buffer>,
+    out: Arg,
+) -> gconv::Result<Vec<Call>> {
+    let s = ConvShape {
+        spec,
+        batch,
+        in_hw: hw,
+    };
+    let args = DirectArgs {
+        x,
+        weight: arg(w),
+        bias: b.map(arg),
+        out,
+    };
+    conv::forward(
+        ctx,
+        label,
+        (kernel, &s, act(relu)),
+        groups,
+        args,
+        &mut scratch(ctx),
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -96,26 +159,33 @@ fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
     let ob = ctx
         .storage_buffer("out", (want.numel() * 4) as u64)
         .unwrap();
-    let d = conv::prepare_conv2d(
-        ctx,
-        "conv",
-        TensorRef::whole(&xb),
-        &wb,
-        bb.as_ref(),
-        TensorRef::whole(&ob),
-        case.batch,
-        s,
-        case.hw,
-        case.relu,
-    )
-    .expect("prepare");
-    assert_eq!(
-        d.iter().filter(|d| d.label.contains("::conv_")).count(),
-        1,
-        "one conv dispatch whatever the groups"
-    );
-    let got = run_read(ctx, &d, &ob, want.numel());
-    assert_close(&format!("{case:?}"), &got, want.data(), Tolerance::F32_OP);
+    let groups = conv::even_groups("conv", s).expect("groups");
+    for kernel in direct_kernels(s) {
+        let geo = (kernel, s, case.batch, case.hw, case.relu);
+        let d = direct_conv(
+            ctx,
+            "conv",
+            geo,
+            &groups,
+            arg(&xb),
+            &wb,
+            bb.as_ref(),
+            arg(&ob),
+        )
+        .expect("prepare");
+        assert_eq!(
+            d.iter().filter(|d| d.label.contains("::conv_")).count(),
+            1,
+            "one conv dispatch whatever the groups"
+        );
+        let got = run_read(ctx, &d, &ob, want.numel());
+        assert_close(
+            &format!("{kernel:?} {case:?}"),
+            &got,
+            want.data(),
+            Tolerance::F32_OP,
+        );
+    }
 }
 
 /// Group count choice: 0..5 → {1, 2, 3, 4, 8}, 5 → depthwise (G = C).
@@ -253,28 +323,20 @@ fn check_table(
     let ob = ctx
         .storage_buffer("out", (want.numel() * 4) as u64)
         .unwrap();
-    let d = conv::prepare_grouped_conv_table(
-        ctx,
-        "table",
-        TensorRef::whole(&xb),
-        &wb,
-        bb.as_ref(),
-        TensorRef::whole(&ob),
-        batch,
-        &spec,
-        &table,
-        hw,
-        relu,
-    )
-    .expect("prepare");
-    assert_eq!(d.iter().filter(|d| d.label.contains("::conv_")).count(), 1);
-    let got = run_read(ctx, &d, &ob, want.numel());
-    assert_close(
-        &format!("table {groups:?} k{k} s{s} p{p} {hw:?}"),
-        &got,
-        want.data(),
-        Tolerance::F32_OP,
-    );
+    let tg = conv::table_groups("table", &spec, &table).expect("groups");
+    for kernel in direct_kernels(&spec) {
+        let geo = (kernel, &spec, batch, hw, relu);
+        let d = direct_conv(ctx, "table", geo, &tg, arg(&xb), &wb, bb.as_ref(), arg(&ob))
+            .expect("prepare");
+        assert_eq!(d.iter().filter(|d| d.label.contains("::conv_")).count(), 1);
+        let got = run_read(ctx, &d, &ob, want.numel());
+        assert_close(
+            &format!("{kernel:?} table {groups:?} k{k} s{s} p{p} {hw:?}"),
+            &got,
+            want.data(),
+            Tolerance::F32_OP,
+        );
+    }
 }
 
 proptest! {
@@ -349,8 +411,10 @@ proptest! {
             let ss = norm::scale_shift(&gamma, &beta, &mean, &var, 1e-5).unwrap();
             let (xb, sb) = (up(ctx, "x", x.data()), up(ctx, "ss", &ss));
             let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
-            let d = norm::prepare_batch_norm(ctx, "bn", TensorRef::whole(&xb), &sb, TensorRef::whole(&ob), b, c, h * w, relu).unwrap();
-            assert_close("batch_norm", &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+            let shape = BnShape { batch: b, channels: c, hw: h * w };
+            let args = NormArgs { x: arg(&xb), scale_shift: arg(&sb), out: arg(&ob) };
+            let d = norm::batch_norm(ctx, "bn", (&shape, act(relu)), args).unwrap();
+            assert_close("batch_norm", &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
         });
     }
 
@@ -365,9 +429,10 @@ proptest! {
             for max in [true, false] {
                 let want = if max { cpu::max_pool2d(&x, &spec) } else { cpu::avg_pool2d(&x, &spec) }.unwrap();
                 let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
-                let f = if max { pool::prepare_max_pool } else { pool::prepare_avg_pool };
-                let d = f(ctx, "pool", TensorRef::whole(&xb), TensorRef::whole(&ob), b, c, [h, w], &spec).unwrap();
-                assert_close(&format!("pool max={max} k{k} s{s} p{p} {h}x{w}"), &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+                let kind = if max { PoolKind::Max(spec) } else { PoolKind::Avg(spec) };
+                let shape = PoolShape { kind, batch: b, channels: c, in_hw: [h, w] };
+                let d = pool::forward(ctx, "pool", &shape, &arg(&xb), &arg(&ob)).unwrap();
+                assert_close(&format!("pool max={max} k{k} s{s} p{p} {h}x{w}"), &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
             }
         });
     }
@@ -380,8 +445,9 @@ proptest! {
             let want = cpu::adaptive_avg_pool2d(&x, [oh, ow]).unwrap();
             let xb = up(ctx, "x", x.data());
             let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
-            let d = pool::prepare_adaptive_avg_pool(ctx, "aap", TensorRef::whole(&xb), TensorRef::whole(&ob), b, c, [h, w], [oh, ow]).unwrap();
-            assert_close(&format!("adaptive {h}x{w}->{oh}x{ow}"), &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+            let shape = PoolShape { kind: PoolKind::Adaptive([oh, ow]), batch: b, channels: c, in_hw: [h, w] };
+            let d = pool::forward(ctx, "aap", &shape, &arg(&xb), &arg(&ob)).unwrap();
+            assert_close(&format!("adaptive {h}x{w}->{oh}x{ow}"), &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
         });
     }
 
@@ -398,8 +464,8 @@ proptest! {
             let want = cpu::softmax(&x).unwrap();
             let xb = up(ctx, "x", x.data());
             let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
-            let d = softmax::prepare_softmax(ctx, "softmax", TensorRef::whole(&xb), TensorRef::whole(&ob), b, f).unwrap();
-            assert_close("softmax", &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+            let d = softmax::softmax(ctx, "softmax", [b, f], SoftmaxArgs { x: arg(&xb), out: arg(&ob) }).unwrap();
+            assert_close("softmax", &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
 
             let x = random(&[b, c, hw, 1], seed + 1);
             let mut r = SmallRng::seed_from_u64(seed);
@@ -408,8 +474,9 @@ proptest! {
             let xb = up(ctx, "x", x.data());
             let ib = gather::upload_indices(ctx, "gather", &idx, c).unwrap();
             let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
-            let d = gather::prepare_gather(ctx, "gather", TensorRef::whole(&xb), &ib, TensorRef::whole(&ob), b, c, idx.len(), hw).unwrap();
-            assert_close("gather", &run_read(ctx, &d, &ob, want.numel()), want.data(), Tolerance::F32_OP);
+            let args = GatherArgs { x: arg(&xb), indices: arg(&ib), out: arg(&ob) };
+            let d = gather::gather(ctx, "gather", (b, [c, idx.len()], hw), args).unwrap();
+            assert_close("gather", &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
         });
     }
 
@@ -438,32 +505,37 @@ fn check_linear(
         want = cpu::relu(&want);
     }
     let xb = up(ctx, "x", x.data());
-    let wchunks = match chunks {
-        None => linear::upload_weight(ctx, "fc", wt.data(), fout, fin).unwrap(),
+    let wchunks: Vec<Arg> = match chunks {
+        None => linear::upload_weight(ctx, "fc", wt.data(), [fout, fin])
+            .unwrap()
+            .iter()
+            .map(arg)
+            .collect(),
         Some(rows) => {
             let mut r0 = 0;
             rows.iter()
                 .map(|&r| {
                     let buf = up(ctx, "chunk", &wt.data()[r0 * fin..(r0 + r) * fin]);
                     r0 += r;
-                    (buf, r)
+                    arg(&buf)
                 })
                 .collect()
         }
     };
-    let bb = bv.as_ref().map(|v| up(ctx, "b", v));
+    let bb = bv.as_ref().map(|v| arg(&up(ctx, "b", v)));
     let ob = ctx.storage_buffer("o", (want.numel() * 4) as u64).unwrap();
-    let d = linear::prepare_linear(
+    let shape = LinearShape {
+        batch: b,
+        in_features: fin,
+        out_features: fout,
+    };
+    let d = linear::forward(
         ctx,
         "fc",
-        TensorRef::whole(&xb),
-        &wchunks,
-        bb.as_ref(),
-        TensorRef::whole(&ob),
-        b,
-        fin,
-        fout,
-        relu,
+        (&shape, act(relu)),
+        &arg(&xb),
+        (&wchunks, bb.as_ref()),
+        &arg(&ob),
     )
     .unwrap();
     assert_eq!(d.len(), wchunks.len(), "one dispatch per weight chunk");
@@ -481,11 +553,17 @@ fn check_relu_add(ctx: &GpuContext, n: usize, relu: bool, seed: u64) {
     let ab = up(ctx, "a", a.data());
     let bb = up(ctx, "b", b.data());
     let ob = ctx.storage_buffer("o", (n * 4) as u64).unwrap();
-    let d = elementwise::prepare_relu(ctx, "relu", TensorRef::whole(&ab), TensorRef::whole(&ob), n)
-        .unwrap();
+    let d = elementwise::activation(
+        ctx,
+        "relu",
+        Elementwise::len(n).act(Activation::Relu),
+        &arg(&ab),
+        &arg(&ob),
+    )
+    .unwrap();
     assert_close(
         "relu",
-        &run_read(ctx, &d, &ob, n),
+        &run_read(ctx, &[d], &ob, n),
         cpu::relu(&a).data(),
         Tolerance::F32_OP,
     );
@@ -493,19 +571,17 @@ fn check_relu_add(ctx: &GpuContext, n: usize, relu: bool, seed: u64) {
     if relu {
         want = cpu::relu(&want);
     }
-    let d = elementwise::prepare_add(
+    let d = elementwise::add(
         ctx,
         "add",
-        TensorRef::whole(&ab),
-        TensorRef::whole(&bb),
-        TensorRef::whole(&ob),
-        n,
-        relu,
+        Elementwise::len(n).act(act(relu)),
+        [&arg(&ab), &arg(&bb)],
+        &arg(&ob),
     )
     .unwrap();
     assert_close(
         "add",
-        &run_read(ctx, &d, &ob, n),
+        &run_read(ctx, &[d], &ob, n),
         want.data(),
         Tolerance::F32_OP,
     );
@@ -539,18 +615,13 @@ fn linear_split_weight() {
 fn elementwise_folded_grid() {
     with_gpu(|ctx| {
         let n: usize = 65_535 * 64 + 4_099;
-        let wg = elementwise::WG as usize;
+        let wg = gconv::gpu::kernels::WG as usize;
         assert!(n.div_ceil(wg) > ctx.limits.max_compute_workgroups_per_dimension as usize);
-        let a = up(ctx, "a", &vals(n, 3));
+        let x = up(ctx, "a", &vals(n, 3));
         let o = ctx.storage_buffer("o", (n * 4) as u64).unwrap();
-        let d =
-            elementwise::prepare_relu(ctx, "relu", TensorRef::whole(&a), TensorRef::whole(&o), n)
-                .unwrap();
-        assert!(
-            d[0].workgroups[1] > 1,
-            "grid {:?} not folded",
-            d[0].workgroups
-        );
+        let e = Elementwise::len(n).act(Activation::Relu);
+        let d = elementwise::activation(ctx, "relu", e, &arg(&x), &arg(&o)).unwrap();
+        assert!(d.grid[1] > 1, "grid {:?} not folded", d.grid);
         check_relu_add(ctx, n, true, 3);
     });
 }
@@ -590,47 +661,72 @@ fn tensors_at_offsets() {
         let out_at = (arena.len()).div_ceil(align) * align;
         arena.resize(out_at + want.numel(), -1.0);
         let ab = up(ctx, "arena", &arena);
-        let xr = TensorRef {
-            buffer: &ab,
-            offset: (align * 4) as u64,
-            len: x.numel() as u64,
-        };
-        let or = TensorRef {
-            buffer: &ab,
-            offset: (out_at * 4) as u64,
-            len: want.numel() as u64,
-        };
+        let xr = arg(&ab).slice(align, x.numel());
+        let or = arg(&ab).slice(out_at, want.numel());
         // x and out in one buffer cannot be bound read + read_write in one dispatch (wgpu's
         // usage rules, even at disjoint offsets): an error at prepare time, not at submit.
         let wb = up(ctx, "w", wt.data());
         let bb = up(ctx, "b", &bias);
-        let r = conv::prepare_conv2d(
+        let groups = conv::even_groups("conv", s).unwrap();
+        let geo = (DirectKernel::Co8, s, 1, [5, 5], false);
+        let r = direct_conv(
             ctx,
             "layer2.conv",
-            xr,
+            geo,
+            &groups,
+            xr.clone(),
             &wb,
             Some(&bb),
             or,
-            1,
-            s,
-            [5, 5],
-            false,
         );
         assert_err(r, "layer2.conv");
         // Separate buffers, both at offsets.
         let ob = ctx
             .storage_buffer("o", ((out_at + want.numel()) * 4) as u64)
             .unwrap();
-        let or = TensorRef {
-            buffer: &ob,
-            offset: (out_at * 4) as u64,
-            len: want.numel() as u64,
-        };
-        let d =
-            conv::prepare_conv2d(ctx, "conv", xr, &wb, Some(&bb), or, 1, s, [5, 5], false).unwrap();
-        run_dispatches(ctx, &d).unwrap();
+        let or = arg(&ob).slice(out_at, want.numel());
+        let d = direct_conv(ctx, "conv", geo, &groups, xr, &wb, Some(&bb), or).unwrap();
+        run_dispatches(ctx, &bind_all(ctx, &d).unwrap()).unwrap();
         let got = ctx.read_f32(&ob, out_at as u64, want.numel()).unwrap();
         assert_close("offset conv", &got, want.data(), Tolerance::F32_OP);
+    });
+}
+
+/// The kernel choice for inference: the tiled kernel wherever it applies, the packed direct
+/// kernel for stride 1, the per-channel one for thin groups.
+#[test]
+fn kernel_choice_follows_the_candidate_lists() {
+    with_gpu(|ctx| {
+        use choice::{ConvKernel, ConvProblem};
+        let problem = |spec: Conv2dSpec, static_weights: bool| ConvProblem {
+            out_lens: vec![spec.out_channels / spec.groups; spec.groups],
+            spec,
+            batch: 1,
+            in_hw: [8, 8],
+            static_weights,
+            table: false,
+        };
+        let dense = Conv2dSpec::square(16, 16, 3, 1, 1);
+        assert_eq!(
+            choice::conv_forward(ctx, &problem(dense.clone(), true)),
+            ConvKernel::Tiled
+        );
+        assert_eq!(
+            choice::conv_forward(ctx, &problem(dense.clone(), false)),
+            ConvKernel::Direct(DirectKernel::Pk8)
+        );
+        let strided = Conv2dSpec::square(16, 16, 3, 2, 1);
+        assert_eq!(
+            choice::conv_forward(ctx, &problem(strided, false)),
+            ConvKernel::Direct(DirectKernel::Co8)
+        );
+        let depthwise = Conv2dSpec::square(16, 16, 3, 1, 1).groups(16);
+        for static_weights in [true, false] {
+            assert_eq!(
+                choice::conv_forward(ctx, &problem(depthwise.clone(), static_weights)),
+                ConvKernel::Direct(DirectKernel::Co1)
+            );
+        }
     });
 }
 
@@ -656,70 +752,112 @@ fn bad_arguments_are_errors() {
         let w = up(ctx, "w", &vals(8 * 2 * 9, 2));
         let w_bad = up(ctx, "w", &vals(8 * 4 * 9, 2));
         let o = ctx.storage_buffer("o", 8 * 25 * 4).unwrap();
-        let xr = TensorRef::whole(&x);
-        let or = TensorRef::whole(&o);
-        let conv = |label, xr, w, b, or, spec: &Conv2dSpec, hw| {
-            conv::prepare_conv2d(ctx, label, xr, w, b, or, 1, spec, hw, false)
+        let (xr, or) = (arg(&x), arg(&o));
+        let conv = |label, xr: Arg, w, b, or: Arg, spec: &Conv2dSpec, hw| {
+            let groups = conv::even_groups(label, spec)?;
+            direct_conv(
+                ctx,
+                label,
+                (DirectKernel::Co8, spec, 1, hw, false),
+                &groups,
+                xr,
+                w,
+                b,
+                or,
+            )
         };
-        assert!(conv("ok_layer", xr, &w, None, or, &spec, [5, 5]).is_ok());
+        assert!(conv("ok_layer", xr.clone(), &w, None, or.clone(), &spec, [5, 5]).is_ok());
         let e = conv(
             "features.3",
-            TensorRef::whole(&short),
+            arg(&short),
             &w,
             None,
-            or,
+            or.clone(),
             &spec,
             [5, 5],
         );
         assert!(matches!(e, Err(Error::TensorShape { .. })), "{e:?}");
         assert_err(e, "features.3");
         assert_err(
-            conv("features.4", xr, &w_bad, None, or, &spec, [5, 5]),
+            conv(
+                "features.4",
+                xr.clone(),
+                &w_bad,
+                None,
+                or.clone(),
+                &spec,
+                [5, 5],
+            ),
             "features.4",
         );
         assert_err(
-            conv("features.5", xr, &w, Some(&w), or, &spec, [5, 5]),
+            conv(
+                "features.5",
+                xr.clone(),
+                &w,
+                Some(&w),
+                or.clone(),
+                &spec,
+                [5, 5],
+            ),
             "features.5",
         );
         assert_err(
             conv(
                 "features.6",
-                xr,
+                xr.clone(),
                 &w,
                 None,
-                or,
+                or.clone(),
                 &spec.clone().groups(3),
                 [5, 5],
             ),
             "features.6",
         );
         assert_err(
-            conv("features.7", xr, &w, None, or, &spec, [5, 4]),
+            conv(
+                "features.7",
+                xr.clone(),
+                &w,
+                None,
+                or.clone(),
+                &spec,
+                [5, 4],
+            ),
             "features.7",
         );
         let mut big = Conv2dSpec::square(4, 8, 7, 1, 0).groups(2);
         big.padding = [0, 0];
         assert_err(
-            conv("features.8", xr, &w, None, or, &big, [5, 5]),
+            conv("features.8", xr.clone(), &w, None, or.clone(), &big, [5, 5]),
             "features.8",
         );
-        let misaligned = TensorRef {
-            buffer: &o,
-            offset: 4,
-            len: 8 * 25 - 1,
-        };
+        let misaligned = arg(&o).slice(1, 8 * 25 - 1);
         assert_err(
-            conv("features.9", xr, &w, None, misaligned, &spec, [5, 5]),
+            conv(
+                "features.9",
+                xr.clone(),
+                &w,
+                None,
+                misaligned,
+                &spec,
+                [5, 5],
+            ),
             "features.9",
         );
-        let past_end = TensorRef {
-            buffer: &x,
-            offset: 0,
-            len: 4 * 25 + 1,
-        };
+        let past_end = arg(&x).slice(0, 4 * 25 + 1);
         assert_err(
-            conv("features.10", past_end, &w, None, or, &spec, [5, 5]),
+            conv("features.10", past_end, &w, None, or.clone(), &spec, [5, 5]),
             "features.10",
+        );
+        // The packed kernel needs stride 1.
+        let strided = Conv2dSpec::square(4, 8, 3, 2, 1).groups(2);
+        let g = conv::even_groups("features.11", &strided).unwrap();
+        let geo = (DirectKernel::Pk8, &strided, 1, [5, 5], false);
+        let o9 = ctx.storage_buffer("o9", 8 * 9 * 4).unwrap();
+        assert_err(
+            direct_conv(ctx, "features.11", geo, &g, xr.clone(), &w, None, arg(&o9)),
+            "features.11",
         );
 
         // Table: not covering every output channel once.
@@ -738,104 +876,99 @@ fn bad_arguments_are_errors() {
             },
         ];
         let tspec = Conv2dSpec::square(4, 8, 3, 1, 1).groups(2);
-        let r = conv::prepare_grouped_conv_table(
-            ctx,
-            "flgc.1",
-            xr,
-            &w,
-            None,
-            or,
-            1,
-            &tspec,
-            &table,
-            [5, 5],
-            false,
-        );
-        assert_err(r, "flgc.1");
+        assert_err(conv::table_groups("flgc.1", &tspec, &table), "flgc.1");
+        // A table whose ranges wrap around usize.
+        let wrap = [GroupRange {
+            in_start: usize::MAX,
+            in_len: 2,
+            out_start: 0,
+            out_len: 8,
+        }];
+        assert_err(conv::table_groups("flgc.2", &tspec, &wrap), "flgc.2");
 
         // Linear: chunks not summing to out_features, chunk of the wrong size.
         let fx = up(ctx, "fx", &vals(10, 1));
         let fo = ctx.storage_buffer("fo", 6 * 4).unwrap();
-        let c = vec![(up(ctx, "c", &vals(30, 1)), 3)];
-        let r = linear::prepare_linear(
-            ctx,
-            "classifier.0",
-            TensorRef::whole(&fx),
-            &c,
-            None,
-            TensorRef::whole(&fo),
-            1,
-            10,
-            6,
-            false,
-        );
-        assert_err(r, "classifier.0");
-        let c = vec![
-            (up(ctx, "c", &vals(30, 1)), 3),
-            (up(ctx, "c", &vals(29, 1)), 3),
-        ];
-        let r = linear::prepare_linear(
-            ctx,
-            "classifier.1",
-            TensorRef::whole(&fx),
-            &c,
-            None,
-            TensorRef::whole(&fo),
-            1,
-            10,
-            6,
-            false,
-        );
-        assert_err(r, "classifier.1");
+        let shape = LinearShape {
+            batch: 1,
+            in_features: 10,
+            out_features: 6,
+        };
+        let fc = |label, chunks: &[Arg]| {
+            linear::forward(
+                ctx,
+                label,
+                (&shape, Activation::None),
+                &arg(&fx),
+                (chunks, None),
+                &arg(&fo),
+            )
+        };
         assert_err(
-            linear::upload_weight(ctx, "classifier.2", &vals(59, 1), 6, 10),
+            fc("classifier.0", &[arg(&up(ctx, "c", &vals(30, 1)))]),
+            "classifier.0",
+        );
+        let c = [
+            arg(&up(ctx, "c", &vals(30, 1))),
+            arg(&up(ctx, "c", &vals(29, 1))),
+        ];
+        assert_err(fc("classifier.1", &c), "classifier.1");
+        assert_err(
+            linear::upload_weight(ctx, "classifier.2", &vals(59, 1), [6, 10]),
             "classifier.2",
         );
 
         // Others.
-        let r = elementwise::prepare_add(
+        let r = elementwise::add(
             ctx,
             "layer1.0.add",
-            xr,
-            TensorRef::whole(&short),
-            TensorRef::whole(&x),
-            100,
-            true,
+            Elementwise::len(100).act(Activation::Relu),
+            [&xr, &arg(&short)],
+            &arg(&x),
         );
         assert_err(r, "layer1.0.add");
         let ss = up(ctx, "ss", &vals(7, 1));
+        let bn = BnShape {
+            batch: 1,
+            channels: 4,
+            hw: 25,
+        };
+        let args = NormArgs {
+            x: xr.clone(),
+            scale_shift: arg(&ss),
+            out: or.clone(),
+        };
         assert_err(
-            norm::prepare_batch_norm(ctx, "bn1", xr, &ss, or, 1, 4, 25, false),
+            norm::batch_norm(ctx, "bn1", (&bn, Activation::None), args),
             "bn1",
         );
-        assert_err(
-            pool::prepare_max_pool(
-                ctx,
-                "maxpool",
-                xr,
-                or,
-                1,
-                4,
-                [5, 5],
-                &Pool2dSpec::square(7, 1, 0),
-            ),
-            "maxpool",
-        );
-        assert_err(
-            pool::prepare_adaptive_avg_pool(ctx, "avgpool", xr, or, 1, 4, [5, 5], [3, 3]),
-            "avgpool",
-        );
-        assert_err(
-            softmax::prepare_softmax(ctx, "softmax", xr, or, 2, 50),
-            "softmax",
-        );
+        let pool = |kind| PoolShape {
+            kind,
+            batch: 1,
+            channels: 4,
+            in_hw: [5, 5],
+        };
+        let max7 = pool(PoolKind::Max(Pool2dSpec::square(7, 1, 0)));
+        assert_err(pool::forward(ctx, "maxpool", &max7, &xr, &or), "maxpool");
+        let aap = pool(PoolKind::Adaptive([3, 3]));
+        assert_err(pool::forward(ctx, "avgpool", &aap, &xr, &or), "avgpool");
+        let args = SoftmaxArgs {
+            x: xr.clone(),
+            out: or.clone(),
+        };
+        assert_err(softmax::softmax(ctx, "softmax", [2, 50], args), "softmax");
         assert_err(
             gather::upload_indices(ctx, "shuffle", &[0, 4], 4),
             "shuffle",
         );
         let ib = gather::upload_indices(ctx, "shuffle", &[0, 3], 4).unwrap();
+        let args = GatherArgs {
+            x: xr.clone(),
+            indices: arg(&ib),
+            out: or.clone(),
+        };
         assert_err(
-            gather::prepare_gather(ctx, "shuffle2", xr, &ib, or, 1, 4, 3, 25),
+            gather::gather(ctx, "shuffle2", (1, [4, 3], 25), args),
             "shuffle2",
         );
         assert_err(ctx.read_f32(&x, 90, 20), "read_f32");

@@ -6,8 +6,12 @@
 mod common;
 
 use gconv::cpu::{flgc_mask, masked_weight, row_argmax, row_softmax};
-use gconv::gpu::kernels::{conv_backward as cb, flgc};
-use gconv::gpu::{run_dispatches, Dispatch, GpuContext, TensorRef};
+use gconv::gpu::choice::{self, WeightGradKernel};
+use gconv::gpu::kernels::conv::ConvShape;
+use gconv::gpu::kernels::conv_backward as cb;
+use gconv::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::Conv2dSpec;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::train::backward::{conv2d_backward, flgc_conv2d_backward};
@@ -46,8 +50,8 @@ fn zeros(ctx: &GpuContext, name: &str, len: usize) -> wgpu::Buffer {
     ctx.storage_buffer(name, (len * 4) as u64).expect("buffer")
 }
 
-fn run(ctx: &GpuContext, d: &[Dispatch]) {
-    run_dispatches(ctx, d).expect("run");
+fn run(ctx: &GpuContext, d: &[Call]) {
+    run_dispatches(ctx, &bind_all(ctx, d).expect("bind")).expect("run");
 }
 
 fn read(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
@@ -61,8 +65,67 @@ fn read_u32(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<usize> {
         .collect()
 }
 
-fn t(b: &wgpu::Buffer) -> TensorRef<'_> {
-    TensorRef::whole(b)
+fn t(b: &wgpu::Buffer) -> Arg {
+    Arg::whole(b)
+}
+
+/// The input gradient with the kernel the adapter would choose.
+fn gi(
+    ctx: &GpuContext,
+    label: &str,
+    (s, batch, hw, acc): (&Conv2dSpec, usize, [usize; 2], bool),
+    dy: Arg,
+    w: Arg,
+    dx: Arg,
+) -> gconv::Result<Vec<Call>> {
+    let shape = ConvShape {
+        spec: s,
+        batch,
+        in_hw: hw,
+    };
+    let kernel = choice::conv_input_grad(ctx, s);
+    cb::grad_input(ctx, label, (kernel, &shape, acc), &dy, &w, &dx).map(|c| vec![c])
+}
+
+/// The weight gradient with `kernel`, or the one the adapter would choose.
+fn gw(
+    ctx: &GpuContext,
+    label: &str,
+    (kernel, s, batch, hw): (Option<WeightGradKernel>, &Conv2dSpec, usize, [usize; 2]),
+    x: Arg,
+    dy: Arg,
+    dw: Arg,
+) -> gconv::Result<Vec<Call>> {
+    let shape = ConvShape {
+        spec: s,
+        batch,
+        in_hw: hw,
+    };
+    let kernel = kernel.unwrap_or_else(|| choice::conv_weight_grad(ctx, s));
+    cb::grad_weight(ctx, label, (kernel, &shape), &x, &dy, &dw).map(|c| vec![c])
+}
+
+/// The FLGC selection gradients, with a scratch buffer for `Gm`.
+fn sg(
+    ctx: &GpuContext,
+    label: &str,
+    [n, c, groups, kk]: [usize; 4],
+    [d_masked, weight, in_index, out_index, probs_in, probs_out]: [Arg; 6],
+    [d_select_in, d_select_out]: [Arg; 2],
+) -> gconv::Result<Vec<Call>> {
+    let gm = Arg::whole(&zeros(ctx, "Gm", (n * c).max(1)));
+    let args = SelectGradArgs {
+        d_masked,
+        weight,
+        in_index,
+        out_index,
+        probs_in,
+        probs_out,
+        gm,
+        d_select_in,
+        d_select_out,
+    };
+    flgc::select_grad(ctx, label, &FlgcShape { n, c, groups, kk }, &args)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -114,35 +177,35 @@ fn check_backward(ctx: &GpuContext, c: &Case, seed: u64, wtol: Tolerance) {
     let dw = zeros(ctx, "dw", wt.numel());
     let db = zeros(ctx, "db", s.out_channels);
 
-    let mut d =
-        cb::prepare_conv_grad_input(ctx, "dx", s, c.batch, c.hw, t(&dyb), t(&wb), t(&dx), false)
-            .expect("prepare dx");
+    let mut d = gi(
+        ctx,
+        "dx",
+        (s, c.batch, c.hw, false),
+        t(&dyb),
+        t(&wb),
+        t(&dx),
+    )
+    .expect("prepare dx");
     d.extend(
-        cb::prepare_conv_grad_input(
+        gi(
             ctx,
             "dx+",
-            s,
-            c.batch,
-            c.hw,
+            (s, c.batch, c.hw, true),
             t(&dyb),
             t(&wb),
             t(&dx_acc),
-            true,
         )
         .expect("prepare dx accumulate"),
     );
-    d.extend(
-        cb::prepare_conv_grad_weight(ctx, "dw", s, c.batch, c.hw, t(&xb), t(&dyb), t(&dw))
-            .expect("prepare dw"),
-    );
+    d.extend(gw(ctx, "dw", (None, s, c.batch, c.hw), t(&xb), t(&dyb), t(&dw)).expect("prepare dw"));
     // Every weight-gradient kernel that fits this layer, whatever the adapter would pick.
-    let kernels: Vec<cb::WeightGradKernel> = [
-        cb::WeightGradKernel::Reduce,
-        cb::WeightGradKernel::Serial,
-        cb::WeightGradKernel::Pointwise4,
+    let kernels: Vec<choice::WeightGradKernel> = [
+        choice::WeightGradKernel::Reduce,
+        choice::WeightGradKernel::Serial,
+        choice::WeightGradKernel::Pointwise4,
     ]
     .into_iter()
-    .filter(|&k| cb::weight_grad_kernel_fits(s, k))
+    .filter(|&k| k.fits(s))
     .collect();
     let dws: Vec<wgpu::Buffer> = kernels
         .iter()
@@ -151,13 +214,10 @@ fn check_backward(ctx: &GpuContext, c: &Case, seed: u64, wtol: Tolerance) {
     let mut dk = Vec::new();
     for (k, buf) in kernels.iter().zip(&dws) {
         dk.extend(
-            cb::prepare_conv_grad_weight_with(
+            gw(
                 ctx,
                 "dw k",
-                *k,
-                s,
-                c.batch,
-                c.hw,
+                (Some(*k), s, c.batch, c.hw),
                 t(&xb),
                 t(&dyb),
                 t(buf),
@@ -166,8 +226,15 @@ fn check_backward(ctx: &GpuContext, c: &Case, seed: u64, wtol: Tolerance) {
         );
     }
     d.extend(
-        cb::prepare_channel_sum(ctx, "db", c.batch, s.out_channels, oh * ow, t(&dyb), t(&db))
-            .expect("prepare db"),
+        cb::channel_sum(
+            ctx,
+            "db",
+            [c.batch, s.out_channels, oh * ow],
+            &t(&dyb),
+            &t(&db),
+        )
+        .map(|c| vec![c])
+        .expect("prepare db"),
     );
     assert_eq!(d.len(), 4, "one dispatch per op whatever the groups");
     run(ctx, &d);
@@ -315,7 +382,7 @@ fn conv_backward_big_reduction() {
 /// and dilation, and depthwise ×2 with stride 2 on odd sizes.
 #[test]
 fn conv_backward_serial_weight_kernel() {
-    use gconv::gpu::kernels::conv_backward::SERIAL_MIN_WEIGHTS;
+    use gconv::gpu::choice::SERIAL_MIN_WEIGHTS;
     with_gpu(|ctx| {
         let mut dil = case(2, 48, 48, 2, 3, 1, 2, 2, [7, 9]);
         dil.spec.padding = [2, 2];
@@ -325,7 +392,7 @@ fn conv_backward_serial_weight_kernel() {
             case(3, 512, 1024, 512, 3, 2, 1, 1, [5, 7]),
         ];
         for (i, c) in cases.iter().enumerate() {
-            let nw = c.spec.weight_shape().iter().product::<usize>() as u64;
+            let nw = c.spec.weight_shape().iter().product::<usize>();
             assert!(
                 nw >= SERIAL_MIN_WEIGHTS,
                 "case {i} must take the serial kernel"
@@ -353,7 +420,9 @@ fn conv_backward_folded_grid() {
         let out = zeros(ctx, "sum", ch);
         run(
             ctx,
-            &cb::prepare_channel_sum(ctx, "sum", b, ch, hw, t(&gb), t(&out)).unwrap(),
+            &cb::channel_sum(ctx, "sum", [b, ch, hw], &t(&gb), &t(&out))
+                .map(|c| vec![c])
+                .unwrap(),
         );
         let want: Vec<f32> = (0..ch).map(|i| g.data()[i] + g.data()[ch + i]).collect();
         assert_close(
@@ -377,66 +446,37 @@ fn conv_backward_rejects_bad_arguments() {
         let dx = zeros(ctx, "dx", 2 * 4 * 25);
         let dw = zeros(ctx, "dw", 6 * 2 * 9);
         // Wrong lengths.
-        assert!(
-            cb::prepare_conv_grad_input(ctx, "l", &s, b, hw, t(&short), t(&w), t(&dx), false)
-                .is_err()
-        );
-        assert!(
-            cb::prepare_conv_grad_input(ctx, "l", &s, b, hw, t(&dy), t(&short), t(&dx), false)
-                .is_err()
-        );
-        assert!(
-            cb::prepare_conv_grad_input(ctx, "l", &s, b, hw, t(&dy), t(&w), t(&short), true)
-                .is_err()
-        );
-        assert!(
-            cb::prepare_conv_grad_weight(ctx, "l", &s, b, hw, t(&short), t(&dy), t(&dw)).is_err()
-        );
-        assert!(
-            cb::prepare_conv_grad_weight(ctx, "l", &s, b, hw, t(&x), t(&dy), t(&short)).is_err()
-        );
-        assert!(cb::prepare_channel_sum(ctx, "l", b, 6, 25, t(&dy), t(&short)).is_err());
-        assert!(cb::prepare_channel_sum(ctx, "l", b, 6, 24, t(&dy), t(&dw)).is_err());
+        assert!(gi(ctx, "l", (&s, b, hw, false), t(&short), t(&w), t(&dx)).is_err());
+        assert!(gi(ctx, "l", (&s, b, hw, false), t(&dy), t(&short), t(&dx)).is_err());
+        assert!(gi(ctx, "l", (&s, b, hw, true), t(&dy), t(&w), t(&short)).is_err());
+        assert!(gw(ctx, "l", (None, &s, b, hw), t(&short), t(&dy), t(&dw)).is_err());
+        assert!(gw(ctx, "l", (None, &s, b, hw), t(&x), t(&dy), t(&short)).is_err());
+        assert!(cb::channel_sum(ctx, "l", [b, 6, 25], &t(&dy), &t(&short))
+            .map(|c| vec![c])
+            .is_err());
+        assert!(cb::channel_sum(ctx, "l", [b, 6, 24], &t(&dy), &t(&dw))
+            .map(|c| vec![c])
+            .is_err());
         // The same sizes are accepted.
-        assert!(
-            cb::prepare_conv_grad_input(ctx, "l", &s, b, hw, t(&dy), t(&w), t(&dx), false).is_ok()
-        );
-        assert!(cb::prepare_conv_grad_weight(ctx, "l", &s, b, hw, t(&x), t(&dy), t(&dw)).is_ok());
+        assert!(gi(ctx, "l", (&s, b, hw, false), t(&dy), t(&w), t(&dx)).is_ok());
+        assert!(gw(ctx, "l", (None, &s, b, hw), t(&x), t(&dy), t(&dw)).is_ok());
         // Groups that do not divide the channels, zero groups, zero stride.
         let bad_g = Conv2dSpec::square(4, 6, 3, 1, 1).groups(4);
-        assert!(
-            cb::prepare_conv_grad_input(ctx, "l", &bad_g, b, hw, t(&dy), t(&w), t(&dx), false)
-                .is_err()
-        );
+        assert!(gi(ctx, "l", (&bad_g, b, hw, false), t(&dy), t(&w), t(&dx)).is_err());
         let zero_g = Conv2dSpec::square(4, 6, 3, 1, 1).groups(0);
-        assert!(
-            cb::prepare_conv_grad_weight(ctx, "l", &zero_g, b, hw, t(&x), t(&dy), t(&dw)).is_err()
-        );
+        assert!(gw(ctx, "l", (None, &zero_g, b, hw), t(&x), t(&dy), t(&dw)).is_err());
         let zero_s = Conv2dSpec::square(4, 6, 3, 0, 1).groups(2);
-        assert!(
-            cb::prepare_conv_grad_weight(ctx, "l", &zero_s, b, hw, t(&x), t(&dy), t(&dw)).is_err()
-        );
+        assert!(gw(ctx, "l", (None, &zero_s, b, hw), t(&x), t(&dy), t(&dw)).is_err());
         // Kernel larger than the (padded) input.
         let big_k = Conv2dSpec::square(4, 6, 9, 1, 0).groups(2);
-        assert!(
-            cb::prepare_conv_grad_input(ctx, "l", &big_k, b, hw, t(&dy), t(&w), t(&dx), false)
-                .is_err()
-        );
+        assert!(gi(ctx, "l", (&big_k, b, hw, false), t(&dy), t(&w), t(&dx)).is_err());
         // Output sharing a buffer with an input (disjoint ranges): refused, wgpu forbids it.
         let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
         let off = (2 * 4 * 25 * 4u64).div_ceil(align) * align;
         let both = zeros(ctx, "x and dw", (off / 4) as usize + 6 * 2 * 9);
-        let xs = TensorRef {
-            buffer: &both,
-            offset: 0,
-            len: 2 * 4 * 25,
-        };
-        let dws = TensorRef {
-            buffer: &both,
-            offset: off,
-            len: 6 * 2 * 9,
-        };
-        assert!(cb::prepare_conv_grad_weight(ctx, "l", &s, b, hw, xs, t(&dy), dws).is_err());
+        let xs = t(&both).slice(0, 2 * 4 * 25);
+        let dws = t(&both).slice((off / 4) as usize, 6 * 2 * 9);
+        assert!(gw(ctx, "l", (None, &s, b, hw), xs, t(&dy), dws).is_err());
     });
 }
 
@@ -508,35 +548,60 @@ fn check_flgc(ctx: &GpuContext, fc: &FlgcCase, seed: u64) {
     let dx = zeros(ctx, "dx", x.numel());
     let (gsi, gso) = (zeros(ctx, "dS", c * g), zeros(ctx, "dT", n * g));
 
-    let mut d = flgc::prepare_select(ctx, "sel in", c, g, t(&sib), t(&pib), t(&iib)).unwrap();
-    d.extend(flgc::prepare_select(ctx, "sel out", n, g, t(&sob), t(&pob), t(&oib)).unwrap());
+    let mut d = flgc::select(ctx, "sel in", [c, g], &t(&sib), [&t(&pib), &t(&iib)])
+        .map(|c| vec![c])
+        .unwrap();
     d.extend(
-        flgc::prepare_masked_weight(ctx, "wm", n, c, kk, t(&wb), t(&iib), t(&oib), t(&wm)).unwrap(),
-    );
-    d.extend(
-        cb::prepare_conv_grad_weight(ctx, "D", &dense, batch, hw, t(&xb), t(&dyb), t(&dmask))
+        flgc::select(ctx, "sel out", [n, g], &t(&sob), [&t(&pob), &t(&oib)])
+            .map(|c| vec![c])
             .unwrap(),
     );
     d.extend(
-        cb::prepare_conv_grad_input(ctx, "dx", &dense, batch, hw, t(&dyb), t(&wm), t(&dx), false)
-            .unwrap(),
+        flgc::masked_weight(
+            ctx,
+            "wm",
+            &FlgcShape {
+                n,
+                c,
+                groups: 1,
+                kk,
+            },
+            &t(&wb),
+            [&t(&iib), &t(&oib)],
+            &t(&wm),
+        )
+        .map(|c| vec![c])
+        .unwrap(),
     );
     d.extend(
-        flgc::prepare_select_grad(
+        gw(
+            ctx,
+            "D",
+            (None, &dense, batch, hw),
+            t(&xb),
+            t(&dyb),
+            t(&dmask),
+        )
+        .unwrap(),
+    );
+    d.extend(
+        gi(
+            ctx,
+            "dx",
+            (&dense, batch, hw, false),
+            t(&dyb),
+            t(&wm),
+            t(&dx),
+        )
+        .unwrap(),
+    );
+    d.extend(
+        sg(
             ctx,
             "sel grad",
-            n,
-            c,
-            g,
-            kk,
-            t(&dmask),
-            t(&wb),
-            t(&iib),
-            t(&oib),
-            t(&pib),
-            t(&pob),
-            t(&gsi),
-            t(&gso),
+            [n, c, g, kk],
+            [t(&dmask), t(&wb), t(&iib), t(&oib), t(&pib), t(&pob)],
+            [t(&gsi), t(&gso)],
         )
         .unwrap(),
     );
@@ -690,8 +755,21 @@ fn flgc_masked_weight_from_indices() {
         let out = zeros(ctx, "wm", n * c * kk);
         run(
             ctx,
-            &flgc::prepare_masked_weight(ctx, "wm", n, c, kk, t(&wb), t(&iib), t(&oib), t(&out))
-                .unwrap(),
+            &flgc::masked_weight(
+                ctx,
+                "wm",
+                &FlgcShape {
+                    n,
+                    c,
+                    groups: 1,
+                    kk,
+                },
+                &t(&wb),
+                [&t(&iib), &t(&oib)],
+                &t(&out),
+            )
+            .map(|c| vec![c])
+            .unwrap(),
         );
         let want = Tensor::from_fn(&[n * c * kk], |i| {
             let (o, ci) = (i / (c * kk), (i / kk) % c);
@@ -718,154 +796,163 @@ fn flgc_rejects_bad_arguments() {
         let probs = zeros(ctx, "P", c * g);
         let idx = zeros(ctx, "idx", c);
         let short = zeros(ctx, "short", 3);
-        assert!(flgc::prepare_select(ctx, "s", c, g, t(&sel), t(&probs), t(&idx)).is_ok());
-        assert!(flgc::prepare_select(ctx, "s", c, g, t(&short), t(&probs), t(&idx)).is_err());
-        assert!(flgc::prepare_select(ctx, "s", c, g, t(&sel), t(&short), t(&idx)).is_err());
-        assert!(flgc::prepare_select(ctx, "s", c, g, t(&sel), t(&probs), t(&short)).is_err());
-        assert!(flgc::prepare_select(ctx, "s", c, 0, t(&sel), t(&probs), t(&idx)).is_err());
+        assert!(
+            flgc::select(ctx, "s", [c, g], &t(&sel), [&t(&probs), &t(&idx)])
+                .map(|c| vec![c])
+                .is_ok()
+        );
+        assert!(
+            flgc::select(ctx, "s", [c, g], &t(&short), [&t(&probs), &t(&idx)])
+                .map(|c| vec![c])
+                .is_err()
+        );
+        assert!(
+            flgc::select(ctx, "s", [c, g], &t(&sel), [&t(&short), &t(&idx)])
+                .map(|c| vec![c])
+                .is_err()
+        );
+        assert!(
+            flgc::select(ctx, "s", [c, g], &t(&sel), [&t(&probs), &t(&short)])
+                .map(|c| vec![c])
+                .is_err()
+        );
+        assert!(
+            flgc::select(ctx, "s", [c, 0], &t(&sel), [&t(&probs), &t(&idx)])
+                .map(|c| vec![c])
+                .is_err()
+        );
         // Index written into the logits' buffer: an alias, refused.
-        assert!(flgc::prepare_select(
+        assert!(flgc::select(
             ctx,
             "s",
-            c,
-            g,
-            t(&sel),
-            t(&probs),
-            TensorRef {
-                buffer: &sel,
-                offset: 0,
-                len: c as u64
-            }
+            [c, g],
+            &t(&sel),
+            [&t(&probs), &t(&sel).slice(0, c)]
         )
+        .map(|c| vec![c])
         .is_err());
 
         let w = zeros(ctx, "w", n * c * kk);
         let wm = zeros(ctx, "wm", n * c * kk);
         let oidx = zeros(ctx, "oidx", n);
-        assert!(
-            flgc::prepare_masked_weight(ctx, "m", n, c, kk, t(&w), t(&idx), t(&oidx), t(&wm))
-                .is_ok()
-        );
-        assert!(
-            flgc::prepare_masked_weight(ctx, "m", n, c, kk, t(&w), t(&oidx), t(&oidx), t(&wm))
-                .is_err()
-        );
-        assert!(
-            flgc::prepare_masked_weight(ctx, "m", n, c, kk, t(&w), t(&idx), t(&idx), t(&wm))
-                .is_err()
-        );
-        assert!(flgc::prepare_masked_weight(
+        assert!(flgc::masked_weight(
             ctx,
             "m",
-            n,
-            c,
-            kk,
-            t(&short),
-            t(&idx),
-            t(&oidx),
-            t(&wm)
+            &FlgcShape {
+                n,
+                c,
+                groups: 1,
+                kk
+            },
+            &t(&w),
+            [&t(&idx), &t(&oidx)],
+            &t(&wm)
         )
+        .map(|c| vec![c])
+        .is_ok());
+        assert!(flgc::masked_weight(
+            ctx,
+            "m",
+            &FlgcShape {
+                n,
+                c,
+                groups: 1,
+                kk
+            },
+            &t(&w),
+            [&t(&oidx), &t(&oidx)],
+            &t(&wm)
+        )
+        .map(|c| vec![c])
         .is_err());
-        assert!(flgc::prepare_masked_weight(
+        assert!(flgc::masked_weight(
             ctx,
             "m",
-            n,
-            c,
-            kk,
-            t(&w),
-            t(&idx),
-            t(&oidx),
-            t(&short)
+            &FlgcShape {
+                n,
+                c,
+                groups: 1,
+                kk
+            },
+            &t(&w),
+            [&t(&idx), &t(&idx)],
+            &t(&wm)
         )
+        .map(|c| vec![c])
+        .is_err());
+        assert!(flgc::masked_weight(
+            ctx,
+            "m",
+            &FlgcShape {
+                n,
+                c,
+                groups: 1,
+                kk
+            },
+            &t(&short),
+            [&t(&idx), &t(&oidx)],
+            &t(&wm)
+        )
+        .map(|c| vec![c])
+        .is_err());
+        assert!(flgc::masked_weight(
+            ctx,
+            "m",
+            &FlgcShape {
+                n,
+                c,
+                groups: 1,
+                kk
+            },
+            &t(&w),
+            [&t(&idx), &t(&oidx)],
+            &t(&short)
+        )
+        .map(|c| vec![c])
         .is_err());
 
         let d = zeros(ctx, "D", n * c * kk);
         let pout = zeros(ctx, "Pout", n * g);
         let (gi, go) = (zeros(ctx, "gi", c * g), zeros(ctx, "go", n * g));
-        let ok = flgc::prepare_select_grad(
+        let ok = sg(
             ctx,
             "g",
-            n,
-            c,
-            g,
-            kk,
-            t(&d),
-            t(&w),
-            t(&idx),
-            t(&oidx),
-            t(&probs),
-            t(&pout),
-            t(&gi),
-            t(&go),
+            [n, c, g, kk],
+            [t(&d), t(&w), t(&idx), t(&oidx), t(&probs), t(&pout)],
+            [t(&gi), t(&go)],
         );
         assert_eq!(ok.expect("valid sizes").len(), 3);
         // probs_in and probs_out swapped (sizes differ): refused.
-        assert!(flgc::prepare_select_grad(
+        assert!(sg(
             ctx,
             "g",
-            n,
-            c,
-            g,
-            kk,
-            t(&d),
-            t(&w),
-            t(&idx),
-            t(&oidx),
-            t(&pout),
-            t(&probs),
-            t(&gi),
-            t(&go),
+            [n, c, g, kk],
+            [t(&d), t(&w), t(&idx), t(&oidx), t(&pout), t(&probs)],
+            [t(&gi), t(&go)]
         )
         .is_err());
-        assert!(flgc::prepare_select_grad(
+        assert!(sg(
             ctx,
             "g",
-            n,
-            c,
-            g,
-            kk,
-            t(&d),
-            t(&w),
-            t(&idx),
-            t(&oidx),
-            t(&probs),
-            t(&pout),
-            t(&go),
-            t(&gi),
+            [n, c, g, kk],
+            [t(&d), t(&w), t(&idx), t(&oidx), t(&probs), t(&pout)],
+            [t(&go), t(&gi)]
         )
         .is_err());
-        assert!(flgc::prepare_select_grad(
+        assert!(sg(
             ctx,
             "g",
-            n,
-            c,
-            g,
-            kk,
-            t(&short),
-            t(&w),
-            t(&idx),
-            t(&oidx),
-            t(&probs),
-            t(&pout),
-            t(&gi),
-            t(&go),
+            [n, c, g, kk],
+            [t(&short), t(&w), t(&idx), t(&oidx), t(&probs), t(&pout)],
+            [t(&gi), t(&go)]
         )
         .is_err());
-        assert!(flgc::prepare_select_grad(
+        assert!(sg(
             ctx,
             "g",
-            n,
-            c,
-            g,
-            4,
-            t(&d),
-            t(&w),
-            t(&idx),
-            t(&oidx),
-            t(&probs),
-            t(&pout),
-            t(&gi),
-            t(&go),
+            [n, c, g, 4],
+            [t(&d), t(&w), t(&idx), t(&oidx), t(&probs), t(&pout)],
+            [t(&gi), t(&go)]
         )
         .is_err());
     });

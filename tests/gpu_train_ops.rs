@@ -6,9 +6,18 @@
 
 mod common;
 
-use gconv::gpu::kernels::{grad, linear_backward, loss, norm_train, optim, pool_backward};
-use gconv::gpu::{run_dispatches, Dispatch, GpuContext, TensorRef};
+use gconv::gpu::kernels::elementwise::{self, Elementwise};
+use gconv::gpu::kernels::linear::LinearShape;
+use gconv::gpu::kernels::linear_backward::{self, LinearGradArgs};
+use gconv::gpu::kernels::loss::{self, LossArgs};
+use gconv::gpu::kernels::norm::BnShape;
+use gconv::gpu::kernels::norm_train::{self, BnGradArgs, BnTrain, BnTrainArgs};
+use gconv::gpu::kernels::optim::{self, SgdArgs};
+use gconv::gpu::kernels::pool::{self, PoolKind, PoolShape};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::{GraphBuilder, Op, Pool2dSpec};
+use gconv::ops::Activation;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::train::backward as bw;
 use gconv::train::{Sgd, SgdConfig};
@@ -43,8 +52,12 @@ fn up(ctx: &GpuContext, name: &str, data: &[f32]) -> wgpu::Buffer {
     ctx.upload(name, data).expect("upload")
 }
 
-fn t(b: &wgpu::Buffer) -> TensorRef<'_> {
-    TensorRef::whole(b)
+fn scratch1(ctx: &GpuContext) -> Arg {
+    Arg::whole(&ctx.storage_buffer("scratch", 4).expect("buffer"))
+}
+
+fn t(b: &wgpu::Buffer) -> Arg {
+    Arg::whole(b)
 }
 
 fn read(ctx: &GpuContext, b: &wgpu::Buffer) -> Vec<f32> {
@@ -52,8 +65,8 @@ fn read(ctx: &GpuContext, b: &wgpu::Buffer) -> Vec<f32> {
         .expect("read back")
 }
 
-fn run(ctx: &GpuContext, d: &[Dispatch]) {
-    run_dispatches(ctx, d).expect("run");
+fn run(ctx: &GpuContext, d: &[Call]) {
+    run_dispatches(ctx, &bind_all(ctx, d).expect("bind")).expect("run");
 }
 
 /// The buffer a gradient is written into: zeros, or (accumulate) random values that the
@@ -109,21 +122,30 @@ fn check_bn(
     let sb = ctx.storage_buffer("stats", (2 * c * 4) as u64).unwrap();
     let rmb = up(ctx, "rm", &rm0);
     let rvb = up(ctx, "rv", &rv0);
-    let d = norm_train::prepare_batch_norm_train(
+    let d = norm_train::forward(
         ctx,
         "bn",
-        b,
-        c,
-        h * w,
-        eps,
-        momentum,
-        t(&xb),
-        t(&gb),
-        t(&bb),
-        t(&yb),
-        t(&sb),
-        t(&rmb),
-        t(&rvb),
+        (
+            &BnShape {
+                batch: b,
+                channels: c,
+                hw: h * w,
+            },
+            BnTrain {
+                eps,
+                momentum,
+                act: Activation::None,
+            },
+        ),
+        BnTrainArgs {
+            x: t(&xb),
+            gamma: t(&gb),
+            beta: t(&bb),
+            y: t(&yb),
+            stats: t(&sb),
+            running_mean: t(&rmb),
+            running_var: t(&rvb),
+        },
     )
     .unwrap();
     run(ctx, &d);
@@ -141,20 +163,27 @@ fn check_bn(
     let (dxb, init) = grad_buf(ctx, x.numel(), accumulate, seed + 6);
     let dgb = up(ctx, "dgamma", &vec![f32::NAN; c]);
     let dbb = up(ctx, "dbeta", &vec![f32::NAN; c]);
-    let d = norm_train::prepare_batch_norm_backward(
+    let d = norm_train::backward(
         ctx,
         "bn_bw",
-        b,
-        c,
-        h * w,
-        t(&xb),
-        t(&gb),
-        t(&sb),
-        t(&dyb),
-        t(&dxb),
-        t(&dgb),
-        t(&dbb),
-        accumulate,
+        (
+            &BnShape {
+                batch: b,
+                channels: c,
+                hw: h * w,
+            },
+            accumulate,
+        ),
+        BnGradArgs {
+            x: t(&xb),
+            gamma: t(&gb),
+            stats: t(&sb),
+            dy: t(&dyb),
+            dx: t(&dxb),
+            dgamma: t(&dgb),
+            dbeta: t(&dbb),
+            scratch: scratch1(ctx),
+        },
     )
     .unwrap();
     run(ctx, &d);
@@ -208,18 +237,21 @@ fn check_pool(
 
     let want = bw::max_pool2d_backward(&x, spec, &dy).unwrap();
     let (gb, init) = grad_buf(ctx, x.numel(), accumulate, seed + 2);
-    let d = pool_backward::prepare_max_pool_backward(
+    let d = pool::backward(
         ctx,
         "maxpool_bw",
-        b,
-        c,
-        [h, w],
-        spec,
-        t(&xb),
-        t(&dyb),
-        t(&gb),
+        &PoolShape {
+            kind: PoolKind::Max(*spec),
+            batch: b,
+            channels: c,
+            in_hw: [h, w],
+        },
+        Some(&t(&xb)),
+        &t(&dyb),
+        &t(&gb),
         accumulate,
     )
+    .map(|c| vec![c])
     .unwrap();
     run(ctx, &d);
     let want = expect(want.data(), &init, accumulate);
@@ -232,17 +264,21 @@ fn check_pool(
 
     let want = bw::avg_pool2d_backward(x.shape(), spec, &dy).unwrap();
     let (gb, init) = grad_buf(ctx, x.numel(), accumulate, seed + 3);
-    let d = pool_backward::prepare_avg_pool_backward(
+    let d = pool::backward(
         ctx,
         "avgpool_bw",
-        b,
-        c,
-        [h, w],
-        spec,
-        t(&dyb),
-        t(&gb),
+        &PoolShape {
+            kind: PoolKind::Avg(*spec),
+            batch: b,
+            channels: c,
+            in_hw: [h, w],
+        },
+        None,
+        &t(&dyb),
+        &t(&gb),
         accumulate,
     )
+    .map(|c| vec![c])
     .unwrap();
     run(ctx, &d);
     let want = expect(want.data(), &init, accumulate);
@@ -265,17 +301,21 @@ fn check_adaptive(
     let want = bw::adaptive_avg_pool2d_backward(&[b, c, h, w], out, &dy).unwrap();
     let dyb = up(ctx, "dy", dy.data());
     let (gb, init) = grad_buf(ctx, b * c * h * w, accumulate, seed + 1);
-    let d = pool_backward::prepare_adaptive_avg_pool_backward(
+    let d = pool::backward(
         ctx,
         "aap_bw",
-        b,
-        c,
-        [h, w],
-        out,
-        t(&dyb),
-        t(&gb),
+        &PoolShape {
+            kind: PoolKind::Adaptive(out),
+            batch: b,
+            channels: c,
+            in_hw: [h, w],
+        },
+        None,
+        &t(&dyb),
+        &t(&gb),
         accumulate,
     )
+    .map(|c| vec![c])
     .unwrap();
     run(ctx, &d);
     let want = expect(want.data(), &init, accumulate);
@@ -341,18 +381,21 @@ fn max_pool_backward_ties_go_to_the_first_maximum() {
         let want = bw::max_pool2d_backward(&x, &spec, &dy).unwrap();
         let (xb, dyb) = (up(ctx, "x", x.data()), up(ctx, "dy", dy.data()));
         let gb = ctx.storage_buffer("g", 16 * 4).unwrap();
-        let d = pool_backward::prepare_max_pool_backward(
+        let d = pool::backward(
             ctx,
             "ties",
-            1,
-            1,
-            [4, 4],
-            &spec,
-            t(&xb),
-            t(&dyb),
-            t(&gb),
+            &PoolShape {
+                kind: PoolKind::Max(spec),
+                batch: 1,
+                channels: 1,
+                in_hw: [4, 4],
+            },
+            Some(&t(&xb)),
+            &t(&dyb),
+            &t(&gb),
             false,
         )
+        .map(|c| vec![c])
         .unwrap();
         run(ctx, &d);
         let got = read(ctx, &gb);
@@ -386,19 +429,25 @@ fn check_linear(
     let (dxb, init) = grad_buf(ctx, b * fin, accumulate, seed + 3);
     let dwb = up(ctx, "dw", &vec![f32::NAN; fout * fin]);
     let dbb = up(ctx, "db", &vec![f32::NAN; fout]);
-    let d = linear_backward::prepare_linear_backward(
+    let d = linear_backward::backward(
         ctx,
         "fc_bw",
-        b,
-        fin,
-        fout,
-        t(&xb),
-        t(&wb),
-        t(&dyb),
-        t(&dxb),
-        accumulate,
-        t(&dwb),
-        bias.then(|| t(&dbb)),
+        (
+            &LinearShape {
+                batch: b,
+                in_features: fin,
+                out_features: fout,
+            },
+            accumulate,
+        ),
+        LinearGradArgs {
+            x: &t(&xb),
+            weight: &[t(&wb)],
+            dy: &t(&dyb),
+            dx: &t(&dxb),
+            dw: &[t(&dwb)],
+            db: bias.then(|| t(&dbb)).as_ref(),
+        },
     )
     .unwrap();
     assert_eq!(d.len(), 2 + usize::from(bias));
@@ -482,8 +531,19 @@ fn check_loss(ctx: &GpuContext, b: usize, k: usize, seed: u64) {
     let yb = ctx.upload_u32("labels", &labels_u32).unwrap();
     let gb = up(ctx, "grad", &vec![f32::NAN; b * k]);
     let pb = up(ctx, "per_sample", &vec![f32::NAN; 2 * b]);
-    let d = loss::prepare_softmax_cross_entropy(ctx, "loss", b, k, t(&lb), t(&yb), t(&gb), t(&pb))
-        .unwrap();
+    let d = loss::softmax_cross_entropy(
+        ctx,
+        "loss",
+        [b, k],
+        LossArgs {
+            logits: t(&lb),
+            labels: t(&yb),
+            grad_logits: t(&gb),
+            per_sample: t(&pb),
+        },
+    )
+    .map(|c| vec![c])
+    .unwrap();
     run(ctx, &d);
     let what = format!("loss b{b} k{k}");
     assert_close(
@@ -536,9 +596,19 @@ fn softmax_cross_entropy_regressions() {
         let yb = ctx.upload_u32("labels", &[0, 1]).unwrap();
         let gb = ctx.storage_buffer("grad", 6 * 4).unwrap();
         let pb = ctx.storage_buffer("ps", 4 * 4).unwrap();
-        let d =
-            loss::prepare_softmax_cross_entropy(ctx, "ties", 2, 3, t(&lb), t(&yb), t(&gb), t(&pb))
-                .unwrap();
+        let d = loss::softmax_cross_entropy(
+            ctx,
+            "ties",
+            [2, 3],
+            LossArgs {
+                logits: t(&lb),
+                labels: t(&yb),
+                grad_logits: t(&gb),
+                per_sample: t(&pb),
+            },
+        )
+        .map(|c| vec![c])
+        .unwrap();
         run(ctx, &d);
         let ps = read(ctx, &pb);
         assert_eq!((ps[1], ps[3]), (1.0, 0.0), "{ps:?}");
@@ -555,9 +625,19 @@ fn softmax_cross_entropy_bad_label_is_reported_not_a_fault() {
         let yb = ctx.upload_u32("labels", &[1, 4, u32::MAX]).unwrap();
         let gb = up(ctx, "grad", &vec![f32::NAN; b * k]);
         let pb = up(ctx, "ps", &vec![0.5; 2 * b]);
-        let d =
-            loss::prepare_softmax_cross_entropy(ctx, "bad", b, k, t(&lb), t(&yb), t(&gb), t(&pb))
-                .unwrap();
+        let d = loss::softmax_cross_entropy(
+            ctx,
+            "bad",
+            [b, k],
+            LossArgs {
+                logits: t(&lb),
+                labels: t(&yb),
+                grad_logits: t(&gb),
+                per_sample: t(&pb),
+            },
+        )
+        .map(|c| vec![c])
+        .unwrap();
         run(ctx, &d);
         let (g, ps) = (read(ctx, &gb), read(ctx, &pb));
         assert!(ps[0].is_finite() && ps[0] > 0.0, "{ps:?}");
@@ -621,17 +701,25 @@ fn sgd_two_steps_match_cpu() {
         for (key, n, p, g, v) in &bufs {
             // Both are decayed (conv / linear weights and biases), as `trainable_params`.
             dispatches.extend(
-                optim::prepare_sgd(
+                optim::sgd(
                     ctx,
                     key,
-                    *n,
-                    config.momentum,
-                    config.weight_decay,
-                    t(p),
-                    t(g),
-                    t(v),
-                    t(&hyper),
+                    (
+                        *n,
+                        &SgdConfig {
+                            momentum: config.momentum,
+                            weight_decay: config.weight_decay,
+                        },
+                        true,
+                    ),
+                    SgdArgs {
+                        grad: t(g),
+                        hyper: t(&hyper),
+                        param: t(p),
+                        velocity: t(v),
+                    },
                 )
+                .map(|c| vec![c])
                 .unwrap(),
             );
         }
@@ -681,8 +769,18 @@ fn check_elementwise(ctx: &GpuContext, n: usize, accumulate: bool, seed: u64) {
     let (gb, init) = grad_buf(ctx, n, accumulate, seed + 2);
     run(
         ctx,
-        &grad::prepare_relu_backward(ctx, "relu_bw", n, t(&xb), t(&dyb), t(&gb), accumulate)
-            .unwrap(),
+        &elementwise::activation_backward(
+            ctx,
+            "relu_bw",
+            Elementwise::len(n)
+                .act(Activation::Relu)
+                .accumulate(accumulate),
+            &t(&xb),
+            &t(&dyb),
+            &t(&gb),
+        )
+        .map(|c| vec![c])
+        .unwrap(),
     );
     let want = expect(want.data(), &init, accumulate);
     assert_close(
@@ -695,7 +793,15 @@ fn check_elementwise(ctx: &GpuContext, n: usize, accumulate: bool, seed: u64) {
     let (gb, init) = grad_buf(ctx, n, accumulate, seed + 3);
     run(
         ctx,
-        &grad::prepare_copy(ctx, "copy", n, t(&dyb), t(&gb), accumulate).unwrap(),
+        &elementwise::copy(
+            ctx,
+            "copy",
+            Elementwise::len(n).accumulate(accumulate),
+            &t(&dyb),
+            &t(&gb),
+        )
+        .map(|c| vec![c])
+        .unwrap(),
     );
     let want = expect(dy.data(), &init, accumulate);
     assert_close(
@@ -708,7 +814,15 @@ fn check_elementwise(ctx: &GpuContext, n: usize, accumulate: bool, seed: u64) {
     let (gb, init) = grad_buf(ctx, n, accumulate, seed + 4);
     run(
         ctx,
-        &grad::prepare_mul(ctx, "mul", n, t(&dyb), t(&xb), t(&gb), accumulate).unwrap(),
+        &elementwise::mul(
+            ctx,
+            "mul",
+            Elementwise::len(n).accumulate(accumulate),
+            [&t(&dyb), &t(&xb)],
+            &t(&gb),
+        )
+        .map(|c| vec![c])
+        .unwrap(),
     );
     let prod: Vec<f32> = dy.data().iter().zip(x.data()).map(|(a, b)| a * b).collect();
     let want = expect(&prod, &init, accumulate);
@@ -724,15 +838,19 @@ fn check_elementwise(ctx: &GpuContext, n: usize, accumulate: bool, seed: u64) {
 #[test]
 fn copy_accumulate_folded_grid() {
     with_gpu(|ctx| {
-        let n: usize = 65_535 * grad::WG as usize + 777;
+        let n: usize = 65_535 * gconv::gpu::kernels::WG as usize + 777;
         let (src, dst0) = (vals(n, 1), vals(n, 2));
         let (sb, db) = (up(ctx, "src", &src), up(ctx, "dst", &dst0));
-        let d = grad::prepare_copy(ctx, "copy_big", n, t(&sb), t(&db), true).unwrap();
-        assert!(
-            d[0].workgroups[1] > 1,
-            "grid {:?} not folded",
-            d[0].workgroups
-        );
+        let d = elementwise::copy(
+            ctx,
+            "copy_big",
+            Elementwise::len(n).accumulate(true),
+            &t(&sb),
+            &t(&db),
+        )
+        .map(|c| vec![c])
+        .unwrap();
+        assert!(d[0].grid[1] > 1, "grid {:?} not folded", d[0].grid);
         run(ctx, &d);
         let want: Vec<f32> = src.iter().zip(&dst0).map(|(a, b)| a + b).collect();
         assert_close("copy folded", &read(ctx, &db), &want, Tolerance::F32_OP);
@@ -746,7 +864,8 @@ fn dropout(ctx: &GpuContext, n: usize, p: f32, seed: [u32; 2], x: &[f32]) -> (Ve
     let yb = ctx.storage_buffer("y", (n * 4) as u64).unwrap();
     run(
         ctx,
-        &grad::prepare_dropout(ctx, "dropout", n, p, t(&sb), t(&xb), t(&mb), t(&yb)).unwrap(),
+        &elementwise::dropout(ctx, "dropout", (n, p), &t(&sb), &t(&xb), [&t(&mb), &t(&yb)])
+            .unwrap(),
     );
     (read(ctx, &mb), read(ctx, &yb))
 }
@@ -832,21 +951,30 @@ fn bad_arguments_are_errors() {
         );
         let (y, rm, rv) = (buf(24), buf(3), buf(3));
         let bn = |label, xr: &wgpu::Buffer, gamma: &wgpu::Buffer, stats: &wgpu::Buffer, b, hw| {
-            norm_train::prepare_batch_norm_train(
+            norm_train::forward(
                 ctx,
                 label,
-                b,
-                3,
-                hw,
-                1e-5,
-                0.1,
-                t(xr),
-                t(gamma),
-                t(&c3b),
-                t(&y),
-                t(stats),
-                t(&rm),
-                t(&rv),
+                (
+                    &BnShape {
+                        batch: b,
+                        channels: 3,
+                        hw,
+                    },
+                    BnTrain {
+                        eps: 1e-5,
+                        momentum: 0.1,
+                        act: Activation::None,
+                    },
+                ),
+                BnTrainArgs {
+                    x: t(xr),
+                    gamma: t(gamma),
+                    beta: t(&c3b),
+                    y: t(&y),
+                    stats: t(stats),
+                    running_mean: t(&rm),
+                    running_var: t(&rv),
+                },
             )
         };
         assert!(bn("bn_ok", &x, &c3, &c6, 2, 4).is_ok());
@@ -857,60 +985,85 @@ fn bad_arguments_are_errors() {
         // One value per channel: no batch statistics in training.
         let one = buf(3);
         assert_err(
-            norm_train::prepare_batch_norm_train(
+            norm_train::forward(
                 ctx,
                 "bn.single",
-                1,
-                3,
-                1,
-                1e-5,
-                0.1,
-                t(&one),
-                t(&c3),
-                t(&c3b),
-                t(&c3c),
-                t(&c6),
-                t(&rm),
-                t(&rv),
+                (
+                    &BnShape {
+                        batch: 1,
+                        channels: 3,
+                        hw: 1,
+                    },
+                    BnTrain {
+                        eps: 1e-5,
+                        momentum: 0.1,
+                        act: Activation::None,
+                    },
+                ),
+                BnTrainArgs {
+                    x: t(&one),
+                    gamma: t(&c3),
+                    beta: t(&c3b),
+                    y: t(&c3c),
+                    stats: t(&c6),
+                    running_mean: t(&rm),
+                    running_var: t(&rv),
+                },
             ),
             "bn.single",
         );
         // The output aliasing an input buffer.
         assert_err(
-            norm_train::prepare_batch_norm_train(
+            norm_train::forward(
                 ctx,
                 "bn.alias",
-                2,
-                3,
-                4,
-                1e-5,
-                0.1,
-                t(&x),
-                t(&c3),
-                t(&c3b),
-                t(&x),
-                t(&c6),
-                t(&rm),
-                t(&rv),
+                (
+                    &BnShape {
+                        batch: 2,
+                        channels: 3,
+                        hw: 4,
+                    },
+                    BnTrain {
+                        eps: 1e-5,
+                        momentum: 0.1,
+                        act: Activation::None,
+                    },
+                ),
+                BnTrainArgs {
+                    x: t(&x),
+                    gamma: t(&c3),
+                    beta: t(&c3b),
+                    y: t(&x),
+                    stats: t(&c6),
+                    running_mean: t(&rm),
+                    running_var: t(&rv),
+                },
             ),
             "bn.alias",
         );
         let (dy, dx, dg, db) = (buf(24), buf(24), buf(3), buf(3));
         let bnb = |label, dxr: &wgpu::Buffer, dgr: &wgpu::Buffer| {
-            norm_train::prepare_batch_norm_backward(
+            norm_train::backward(
                 ctx,
                 label,
-                2,
-                3,
-                4,
-                t(&x),
-                t(&c3),
-                t(&c6),
-                t(&dy),
-                t(dxr),
-                t(dgr),
-                t(&db),
-                true,
+                (
+                    &BnShape {
+                        batch: 2,
+                        channels: 3,
+                        hw: 4,
+                    },
+                    true,
+                ),
+                BnGradArgs {
+                    x: t(&x),
+                    gamma: t(&c3),
+                    stats: t(&c6),
+                    dy: t(&dy),
+                    dx: t(dxr),
+                    dgamma: t(dgr),
+                    dbeta: t(&db),
+                    scratch: scratch1(ctx),
+                },
             )
         };
         assert!(bnb("bnb_ok", &dx, &dg).is_ok());
@@ -920,122 +1073,153 @@ fn bad_arguments_are_errors() {
         // pooling: [1, 2, 5, 5], 3×3 s2 → 2×2
         let spec = Pool2dSpec::square(3, 2, 0);
         let (px, pdy, pdx, pdy_bad) = (buf(50), buf(8), buf(50), buf(9));
-        assert!(pool_backward::prepare_max_pool_backward(
+        assert!(pool::backward(
             ctx,
             "mp_ok",
-            1,
-            2,
-            [5, 5],
-            &spec,
-            t(&px),
-            t(&pdy),
-            t(&pdx),
+            &PoolShape {
+                kind: PoolKind::Max(spec),
+                batch: 1,
+                channels: 2,
+                in_hw: [5, 5]
+            },
+            Some(&t(&px)),
+            &t(&pdy),
+            &t(&pdx),
             false
         )
+        .map(|c| vec![c])
         .is_ok());
         assert_err(
-            pool_backward::prepare_max_pool_backward(
+            pool::backward(
                 ctx,
                 "mp.dy",
-                1,
-                2,
-                [5, 5],
-                &spec,
-                t(&px),
-                t(&pdy_bad),
-                t(&pdx),
+                &PoolShape {
+                    kind: PoolKind::Max(spec),
+                    batch: 1,
+                    channels: 2,
+                    in_hw: [5, 5],
+                },
+                Some(&t(&px)),
+                &t(&pdy_bad),
+                &t(&pdx),
                 false,
-            ),
+            )
+            .map(|c| vec![c]),
             "mp.dy",
         );
         assert_err(
-            pool_backward::prepare_max_pool_backward(
+            pool::backward(
                 ctx,
                 "mp.x",
-                1,
-                2,
-                [5, 5],
-                &spec,
-                t(&x),
-                t(&pdy),
-                t(&pdx),
+                &PoolShape {
+                    kind: PoolKind::Max(spec),
+                    batch: 1,
+                    channels: 2,
+                    in_hw: [5, 5],
+                },
+                Some(&t(&x)),
+                &t(&pdy),
+                &t(&pdx),
                 false,
-            ),
+            )
+            .map(|c| vec![c]),
             "mp.x",
         );
         assert_err(
-            pool_backward::prepare_avg_pool_backward(
+            pool::backward(
                 ctx,
                 "ap.window",
-                1,
-                2,
-                [2, 2],
-                &spec,
-                t(&pdy),
-                t(&pdx),
+                &PoolShape {
+                    kind: PoolKind::Avg(spec),
+                    batch: 1,
+                    channels: 2,
+                    in_hw: [2, 2],
+                },
+                None,
+                &t(&pdy),
+                &t(&pdx),
                 false,
-            ),
+            )
+            .map(|c| vec![c]),
             "ap.window",
         );
         assert_err(
-            pool_backward::prepare_avg_pool_backward(
+            pool::backward(
                 ctx,
                 "ap.stride0",
-                1,
-                2,
-                [5, 5],
-                &Pool2dSpec::square(3, 0, 0),
-                t(&pdy),
-                t(&pdx),
+                &PoolShape {
+                    kind: PoolKind::Avg(Pool2dSpec::square(3, 0, 0)),
+                    batch: 1,
+                    channels: 2,
+                    in_hw: [5, 5],
+                },
+                None,
+                &t(&pdy),
+                &t(&pdx),
                 false,
-            ),
+            )
+            .map(|c| vec![c]),
             "ap.stride0",
         );
         assert_err(
-            pool_backward::prepare_adaptive_avg_pool_backward(
+            pool::backward(
                 ctx,
                 "aap.dx",
-                1,
-                2,
-                [5, 5],
-                [2, 2],
-                t(&pdy),
-                t(&pdy_bad),
+                &PoolShape {
+                    kind: PoolKind::Adaptive([2, 2]),
+                    batch: 1,
+                    channels: 2,
+                    in_hw: [5, 5],
+                },
+                None,
+                &t(&pdy),
+                &t(&pdy_bad),
                 true,
-            ),
+            )
+            .map(|c| vec![c]),
             "aap.dx",
         );
         assert_err(
-            pool_backward::prepare_adaptive_avg_pool_backward(
+            pool::backward(
                 ctx,
                 "aap.zero",
-                1,
-                2,
-                [5, 5],
-                [0, 2],
-                t(&pdy),
-                t(&pdx),
+                &PoolShape {
+                    kind: PoolKind::Adaptive([0, 2]),
+                    batch: 1,
+                    channels: 2,
+                    in_hw: [5, 5],
+                },
+                None,
+                &t(&pdy),
+                &t(&pdx),
                 true,
-            ),
+            )
+            .map(|c| vec![c]),
             "aap.zero",
         );
 
         // linear: b 2, 4 → 3
         let (lx, lw, ldy, ldx, ldw, ldb) = (buf(8), buf(12), buf(6), buf(8), buf(12), buf(3));
         let lin = |label, w: &wgpu::Buffer, db: Option<&wgpu::Buffer>| {
-            linear_backward::prepare_linear_backward(
+            linear_backward::backward(
                 ctx,
                 label,
-                2,
-                4,
-                3,
-                t(&lx),
-                t(w),
-                t(&ldy),
-                t(&ldx),
-                false,
-                t(&ldw),
-                db.map(t),
+                (
+                    &LinearShape {
+                        batch: 2,
+                        in_features: 4,
+                        out_features: 3,
+                    },
+                    false,
+                ),
+                LinearGradArgs {
+                    x: &t(&lx),
+                    weight: &[t(w)],
+                    dy: &t(&ldy),
+                    dx: &t(&ldx),
+                    dw: &[t(&ldw)],
+                    db: db.map(t).as_ref(),
+                },
             )
         };
         assert!(lin("fc_ok", &lw, Some(&ldb)).is_ok());
@@ -1050,7 +1234,18 @@ fn bad_arguments_are_errors() {
             buf(4),
         );
         let ce = |label, lab: &wgpu::Buffer, ps: &wgpu::Buffer| {
-            loss::prepare_softmax_cross_entropy(ctx, label, 2, 3, t(&lg), t(lab), t(&gg), t(ps))
+            loss::softmax_cross_entropy(
+                ctx,
+                label,
+                [2, 3],
+                LossArgs {
+                    logits: t(&lg),
+                    labels: t(lab),
+                    grad_logits: t(&gg),
+                    per_sample: t(ps),
+                },
+            )
+            .map(|c| vec![c])
         };
         assert!(ce("ce_ok", &lab, &ps).is_ok());
         assert_err(ce("ce.labels", &c3, &ps), "ce.labels");
@@ -1058,64 +1253,181 @@ fn bad_arguments_are_errors() {
 
         // SGD
         let (p, g, v, h0) = (buf(5), buf(5), buf(5), buf(1));
-        assert!(
-            optim::prepare_sgd(ctx, "sgd_ok", 5, 0.9, 0.0, t(&p), t(&g), t(&v), t(&h0)).is_ok()
-        );
+        assert!(optim::sgd(
+            ctx,
+            "sgd_ok",
+            (
+                5,
+                &SgdConfig {
+                    momentum: 0.9,
+                    weight_decay: 0.0
+                },
+                true
+            ),
+            SgdArgs {
+                grad: t(&g),
+                hyper: t(&h0),
+                param: t(&p),
+                velocity: t(&v)
+            }
+        )
+        .map(|c| vec![c])
+        .is_ok());
         assert_err(
-            optim::prepare_sgd(ctx, "sgd.v", 5, 0.9, 0.0, t(&p), t(&g), t(&c3), t(&h0)),
+            optim::sgd(
+                ctx,
+                "sgd.v",
+                (
+                    5,
+                    &SgdConfig {
+                        momentum: 0.9,
+                        weight_decay: 0.0,
+                    },
+                    true,
+                ),
+                SgdArgs {
+                    grad: t(&g),
+                    hyper: t(&h0),
+                    param: t(&p),
+                    velocity: t(&c3),
+                },
+            )
+            .map(|c| vec![c]),
             "sgd.v",
         );
         assert_err(
-            optim::prepare_sgd(
+            optim::sgd(
                 ctx,
                 "sgd.nan",
-                5,
-                f32::NAN,
-                0.0,
-                t(&p),
-                t(&g),
-                t(&v),
-                t(&h0),
-            ),
+                (
+                    5,
+                    &SgdConfig {
+                        momentum: f32::NAN,
+                        weight_decay: 0.0,
+                    },
+                    true,
+                ),
+                SgdArgs {
+                    grad: t(&g),
+                    hyper: t(&h0),
+                    param: t(&p),
+                    velocity: t(&v),
+                },
+            )
+            .map(|c| vec![c]),
             "sgd.nan",
         );
         assert_err(
-            optim::prepare_sgd(ctx, "sgd.alias", 5, 0.9, 0.0, t(&p), t(&g), t(&p), t(&h0)),
+            optim::sgd(
+                ctx,
+                "sgd.alias",
+                (
+                    5,
+                    &SgdConfig {
+                        momentum: 0.9,
+                        weight_decay: 0.0,
+                    },
+                    true,
+                ),
+                SgdArgs {
+                    grad: t(&g),
+                    hyper: t(&h0),
+                    param: t(&p),
+                    velocity: t(&p),
+                },
+            )
+            .map(|c| vec![c]),
             "sgd.alias",
         );
 
         // element-wise
         let (e5, e4, s1) = (buf(5), buf(4), buf(1));
         assert_err(
-            grad::prepare_relu_backward(ctx, "relu.dy", 5, t(&p), t(&e4), t(&e5), false),
+            elementwise::activation_backward(
+                ctx,
+                "relu.dy",
+                Elementwise::len(5).act(Activation::Relu).accumulate(false),
+                &t(&p),
+                &t(&e4),
+                &t(&e5),
+            )
+            .map(|c| vec![c]),
             "relu.dy",
         );
         assert_err(
-            grad::prepare_copy(ctx, "copy.len0", 0, t(&p), t(&e5), false),
+            elementwise::copy(
+                ctx,
+                "copy.len0",
+                Elementwise::len(0).accumulate(false),
+                &t(&p),
+                &t(&e5),
+            )
+            .map(|c| vec![c]),
             "copy.len0",
         );
         assert_err(
-            grad::prepare_copy(ctx, "copy.alias", 5, t(&p), t(&p), true),
+            elementwise::copy(
+                ctx,
+                "copy.alias",
+                Elementwise::len(5).accumulate(true),
+                &t(&p),
+                &t(&p),
+            )
+            .map(|c| vec![c]),
             "copy.alias",
         );
         assert_err(
-            grad::prepare_mul(ctx, "mul.mask", 5, t(&p), t(&e4), t(&e5), false),
+            elementwise::mul(
+                ctx,
+                "mul.mask",
+                Elementwise::len(5).accumulate(false),
+                [&t(&p), &t(&e4)],
+                &t(&e5),
+            )
+            .map(|c| vec![c]),
             "mul.mask",
         );
         let seed2 = buf(2);
-        assert!(
-            grad::prepare_dropout(ctx, "drop_ok", 5, 0.5, t(&seed2), t(&p), t(&e5), t(&g)).is_ok()
-        );
+        assert!(elementwise::dropout(
+            ctx,
+            "drop_ok",
+            (5, 0.5),
+            &t(&seed2),
+            &t(&p),
+            [&t(&e5), &t(&g)]
+        )
+        .is_ok());
         assert_err(
-            grad::prepare_dropout(ctx, "drop.p1", 5, 1.0, t(&seed2), t(&p), t(&e5), t(&g)),
+            elementwise::dropout(
+                ctx,
+                "drop.p1",
+                (5, 1.0),
+                &t(&seed2),
+                &t(&p),
+                [&t(&e5), &t(&g)],
+            ),
             "drop.p1",
         );
         assert_err(
-            grad::prepare_dropout(ctx, "drop.pneg", 5, -0.1, t(&seed2), t(&p), t(&e5), t(&g)),
+            elementwise::dropout(
+                ctx,
+                "drop.pneg",
+                (5, -0.1),
+                &t(&seed2),
+                &t(&p),
+                [&t(&e5), &t(&g)],
+            ),
             "drop.pneg",
         );
         assert_err(
-            grad::prepare_dropout(ctx, "drop.seed", 5, 0.5, t(&s1), t(&p), t(&e5), t(&g)),
+            elementwise::dropout(
+                ctx,
+                "drop.seed",
+                (5, 0.5),
+                &t(&s1),
+                &t(&p),
+                [&t(&e5), &t(&g)],
+            ),
             "drop.seed",
         );
     });

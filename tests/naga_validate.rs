@@ -1,63 +1,176 @@
-//! Every `shaders/*.wgsl` parses and validates with naga (no GPU needed). The directory is
-//! listed, so a new shader cannot be forgotten.
+//! Every shader validates with naga (no GPU needed), matches its launcher's declaration, and
+//! its WGSL structs match their Rust mirrors member by member; the generated shader is what
+//! its generator makes. `GCONV_BLESS=1` rewrites `shaders/conv_tiled.wgsl` from the generator.
 
+use gconv::gpu::kernels::all_shaders;
+use gconv::gpu::launch::ParamsLayout;
+use gconv::gpu::{BindingKind, ShaderSpec};
 use std::path::Path;
+
+fn parse(spec: &ShaderSpec) -> naga::Module {
+    naga::front::wgsl::parse_str(spec.source)
+        .unwrap_or_else(|e| panic!("{}: parse: {}", spec.name, e.emit_to_string(spec.source)))
+}
 
 #[test]
 fn every_shader_parses_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut seen = Vec::new();
     let mut failures = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("shaders/ exists") {
-        let path = entry.expect("readable entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
-            continue;
-        }
-        let src = std::fs::read_to_string(&path).expect("readable shader");
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        seen.push(name.clone());
-        let module = match naga::front::wgsl::parse_str(&src) {
-            Ok(m) => m,
-            Err(e) => {
-                failures.push(format!("{name}: parse: {}", e.emit_to_string(&src)));
-                continue;
-            }
-        };
+    for spec in all_shaders() {
+        let module = parse(spec);
         if module.entry_points.is_empty() {
-            failures.push(format!("{name}: no entry point"));
+            failures.push(format!("{}: no entry point", spec.name));
         }
         let mut v = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::all(),
         );
         if let Err(e) = v.validate(&module) {
-            failures.push(format!("{name}: validate: {}", e.emit_to_string(&src)));
+            failures.push(format!(
+                "{}: validate: {}",
+                spec.name,
+                e.emit_to_string(spec.source)
+            ));
         }
     }
-    assert!(
-        seen.len() >= 7,
-        "expected the 7 shader families in {dir:?}, found {seen:?}"
-    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Each shader is paired with a launcher that includes it (`include_str!`): a `.wgsl`
-/// that no module loads is dead code.
+/// Each `.wgsl` file is a declared shader (or the prelude they all start with): a shader that
+/// no launcher declares is dead code.
 #[test]
-fn every_shader_has_a_launcher() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let kernels = root.join("src/gpu/kernels");
-    let mut sources = String::new();
-    for e in std::fs::read_dir(&kernels).unwrap() {
-        sources += &std::fs::read_to_string(e.unwrap().path()).unwrap();
-    }
-    for e in std::fs::read_dir(root.join("shaders")).unwrap() {
+fn every_shader_file_is_declared() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let declared: Vec<&str> = all_shaders().iter().map(|s| s.name).collect();
+    let mut files = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".wgsl") {
-            assert!(
-                sources.contains(&format!("shaders/{name}\")")),
-                "shaders/{name} is not loaded by any module in src/gpu/kernels"
-            );
+        let Some(stem) = name.strip_suffix(".wgsl") else {
+            continue;
+        };
+        files += 1;
+        assert!(
+            stem == "prelude" || declared.contains(&stem),
+            "shaders/{name} is declared by no launcher (gpu::kernels::all_shaders)"
+        );
+    }
+    assert_eq!(files, declared.len() + 1, "declared {declared:?}");
+    for spec in all_shaders() {
+        assert!(
+            spec.source.starts_with(gconv::gpu::launch::PRELUDE),
+            "{}",
+            spec.name
+        );
+    }
+}
+
+/// Binding `i` of every shader is the WGSL variable the declaration names, with its access.
+#[test]
+fn bindings_match_the_declarations() {
+    for spec in all_shaders() {
+        let module = parse(spec);
+        let mut found: Vec<(u32, String, BindingKind)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, v)| {
+                let b = v.binding.as_ref()?;
+                assert_eq!(b.group, 0, "{}: only group 0 is used", spec.name);
+                let kind = match v.space {
+                    naga::AddressSpace::Uniform => BindingKind::Uniform,
+                    naga::AddressSpace::Storage { access }
+                        if access.contains(naga::StorageAccess::STORE) =>
+                    {
+                        BindingKind::ReadWrite
+                    }
+                    naga::AddressSpace::Storage { .. } => BindingKind::ReadOnly,
+                    s => panic!("{}: unexpected address space {s:?}", spec.name),
+                };
+                Some((b.binding, v.name.clone().unwrap_or_default(), kind))
+            })
+            .collect();
+        found.sort_by_key(|f| f.0);
+        let want: Vec<(u32, String, BindingKind)> = spec
+            .bindings
+            .iter()
+            .zip(spec.binding_names)
+            .enumerate()
+            .map(|(i, (&k, &n))| (i as u32, n.to_string(), k))
+            .collect();
+        assert_eq!(
+            found, want,
+            "{}: WGSL bindings vs the declaration",
+            spec.name
+        );
+    }
+}
+
+/// A struct's members as `(name, offset, size)`.
+type Members = Vec<(String, u32, u32)>;
+
+/// Name, offset and size of every member of a WGSL struct, and its size, from naga's layouter.
+fn wgsl_struct(module: &naga::Module, name: &str) -> Option<(Members, u32)> {
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).expect("layout");
+    module.types.iter().find_map(|(_, t)| match &t.inner {
+        naga::TypeInner::Struct { members, span } if t.name.as_deref() == Some(name) => Some((
+            members
+                .iter()
+                .map(|m| {
+                    (
+                        m.name.clone().unwrap_or_default(),
+                        m.offset,
+                        layouter[m.ty].size,
+                    )
+                })
+                .collect(),
+            *span,
+        )),
+        _ => None,
+    })
+}
+
+fn check_mirror(spec: &ShaderSpec, module: &naga::Module, rust: &ParamsLayout) {
+    let (members, span) = wgsl_struct(module, rust.name)
+        .unwrap_or_else(|| panic!("{}: no WGSL struct {}", spec.name, rust.name));
+    let mirror: Vec<(String, u32, u32)> = rust
+        .fields
+        .iter()
+        .map(|f| (f.name.to_string(), f.offset as u32, f.size as u32))
+        .collect();
+    assert_eq!(
+        members, mirror,
+        "{}: struct {} vs its Rust mirror",
+        spec.name, rust.name
+    );
+    assert_eq!(
+        span as usize, rust.size,
+        "{}: size of {}",
+        spec.name, rust.name
+    );
+}
+
+#[test]
+fn wgsl_structs_match_their_rust_mirrors() {
+    for spec in all_shaders() {
+        let module = parse(spec);
+        check_mirror(spec, &module, &spec.params);
+        assert_eq!(spec.params.size % 16, 0, "{}: uniform size", spec.name);
+        for m in spec.mirrors {
+            check_mirror(spec, &module, m);
         }
     }
+}
+
+#[test]
+fn conv_tiled_is_what_its_generator_makes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/conv_tiled.wgsl");
+    let generated = gconv::gpu::codegen::conv_tiled();
+    if std::env::var("GCONV_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == generated,
+        "shaders/conv_tiled.wgsl differs from gconv::gpu::codegen::conv_tiled(); \
+         run GCONV_BLESS=1 cargo test --test naga_validate"
+    );
 }

@@ -38,7 +38,7 @@ fn relus_fuse_and_views_alias() {
     for (i, n) in g.nodes.iter().enumerate() {
         if matches!(n.op, gconv::graph::Op::Relu(gconv::ops::Relu)) {
             assert_ne!(a.value_of[i], i, "{} not fused", n.name);
-            assert!(a.fused_relu[n.inputs[0]]);
+            assert_eq!(a.fused[n.inputs[0]], gconv::ops::Activation::Relu);
         }
     }
     let flatten = g.find("flatten").unwrap();

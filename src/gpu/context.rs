@@ -6,7 +6,6 @@
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
@@ -23,7 +22,7 @@ pub enum BindingKind {
 
 /// One WGSL file and the bind-group layout (group 0, bindings 0..n) all its entry points share.
 ///
-/// Each kernel module in [`crate::gpu::kernels`] owns one of these as a `static`.
+/// Each kernel module in [`crate::gpu::kernels`] declares one with [`crate::shader!`].
 #[derive(Debug)]
 pub struct ShaderSpec {
     /// Unique name (the file stem), used as the cache key.
@@ -32,10 +31,16 @@ pub struct ShaderSpec {
     pub source: &'static str,
     /// Binding `i` of group 0 has kind `bindings[i]`.
     pub bindings: &'static [BindingKind],
+    /// Binding `i` is the WGSL variable `binding_names[i]` (checked by `tests/naga_validate.rs`).
+    pub binding_names: &'static [&'static str],
     /// Compile without runtime bounds checks and loop bounding
     /// (`create_shader_module_trusted`). Only for shaders whose indexing is clamped in the
     /// shader and validated by the launcher, and covered by `tests/gpu_ops.rs`.
     pub trusted: bool,
+    /// The Rust mirror of the uniform `Params` (binding 0), for the reflection test.
+    pub params: crate::gpu::launch::ParamsLayout,
+    /// Other WGSL structs of the shader mirrored in Rust (storage-array elements).
+    pub mirrors: &'static [crate::gpu::launch::ParamsLayout],
 }
 
 /// Identifies one compute pipeline: shader, entry point and override constants.
@@ -442,64 +447,9 @@ impl GpuContext {
     }
 }
 
-/// Everything bound and sized, built once when a model is loaded; recorded many times.
-#[derive(Debug)]
-pub struct Dispatch {
-    /// Layer (and kernel) name, used as a debug marker.
-    pub label: String,
-    /// The compiled pipeline.
-    pub pipeline: Arc<wgpu::ComputePipeline>,
-    /// Its bound buffers (group 0).
-    pub bind_group: wgpu::BindGroup,
-    /// Workgroup counts, each at most `max_compute_workgroups_per_dimension`.
-    pub workgroups: [u32; 3],
-}
-
-impl Dispatch {
-    /// Sets the pipeline and bind group and dispatches into `pass`.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y, z] = self.workgroups;
-        pass.dispatch_workgroups(x, y, z);
-    }
-}
-
-/// A tensor inside a buffer: byte `offset` (a multiple of
-/// `min_storage_buffer_offset_alignment`) and element count `len`.
-#[derive(Clone, Copy, Debug)]
-pub struct TensorRef<'a> {
-    /// The buffer holding the tensor.
-    pub buffer: &'a wgpu::Buffer,
-    /// Byte offset of the first element.
-    pub offset: u64,
-    /// Number of `f32` elements.
-    pub len: u64,
-}
-
-impl<'a> TensorRef<'a> {
-    /// The whole buffer as one tensor.
-    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
-        Self {
-            buffer,
-            offset: 0,
-            len: buffer.size() / 4,
-        }
-    }
-
-    /// The binding of this tensor's bytes (`len` must be non-zero; launchers check).
-    pub fn binding(&self) -> wgpu::BindingResource<'a> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: self.buffer,
-            offset: self.offset,
-            size: NonZeroU64::new(self.len * 4),
-        })
-    }
-}
-
 /// Runs `dispatches` in one encoder, one compute pass and one submit, then waits for the
 /// device. Validation errors become [`Error::Gpu`].
-pub fn run_dispatches(ctx: &GpuContext, dispatches: &[Dispatch]) -> Result<()> {
+pub fn run_dispatches(ctx: &GpuContext, dispatches: &[super::Dispatch]) -> Result<()> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let mut enc = ctx
         .device

@@ -2,20 +2,28 @@
 //!
 //! * [`context`]: [`GpuContext`] (adapter from `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, the
 //!   adapter's own limits, buffers, read-back, a pipeline cache keyed by shader, entry point
-//!   and override constants), [`Dispatch`], [`TensorRef`] and [`run_dispatches`].
-//! * [`kernels`]: one launcher module per `shaders/<family>.wgsl`. A launcher validates its
-//!   arguments (wrong sizes are errors naming the layer, never panics), writes the
-//!   parameter uniform, picks the entry point for the adapter and shape, and returns
-//!   [`Dispatch`]es that an executor records into one compute pass per run.
+//!   and override constants).
+//! * [`launch`]: how a shader is declared once ([`crate::shader!`], [`crate::wgsl_struct!`])
+//!   and called ([`Call`], [`Arg`], [`Dispatch`]).
+//! * [`kernels`]: one launcher module per `shaders/<family>.wgsl`; it validates its
+//!   arguments (wrong sizes are errors naming the layer, never panics) and returns calls.
+//! * [`choice`]: which kernel runs each operation, per adapter and shape.
+//! * [`lower`]: the one lowering of graph ops (forward and backward) to calls;
+//!   [`program`]: calls plus lifetime-planned buffers, instantiated once per batch size.
+//! * [`executor`]: inference ([`GpuModel`]); training lives in [`crate::train::GpuTrainer`].
 //!
 //! Kernels are written for a CPU "GPU" first (lavapipe): register tiles, no workgroup
-//! memory, no barriers, small workgroups; the choices that depend on the adapter live in
-//! small tuning functions (e.g. [`kernels::conv::tuning`]) so real GPUs can get other ones.
+//! memory, no barriers, small workgroups; real GPUs get other candidates in [`choice`].
 
+pub mod choice;
+pub mod codegen;
 pub mod context;
 pub mod executor;
 pub mod kernels;
+pub mod launch;
+pub mod lower;
+pub mod program;
 
-pub use context::{
-    run_dispatches, BindingKind, Dispatch, GpuContext, PipelineKey, ShaderSpec, TensorRef,
-};
+pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
+pub use executor::GpuModel;
+pub use launch::{Arg, BufId, Call, Dispatch};

@@ -1,17 +1,14 @@
 //! Training on the GPU: the same step as [`Trainer`](super::Trainer) (training forward, softmax
-//! cross-entropy, backward, BN running statistics, SGD with momentum and weight decay), built
-//! from the WGSL kernels of [`crate::gpu::kernels`] and recorded as **one encoder and one
-//! compute pass per step**. Only the per-sample losses and hits (`2·B` floats) are read back.
+//! cross-entropy, backward, BN running statistics, SGD with momentum and weight decay), lowered
+//! by the same [`crate::gpu::lower`] as inference and recorded as **one encoder and one
+//! compute pass per step**; the per-sample losses and hits (`2·B` floats) are copied out in
+//! the same submit.
 //!
-//! Everything that lives across steps stays on the device: parameters, their gradients, the
-//! momentum buffers and the BN running statistics. Per batch size, a step plan holds every
-//! activation and gradient of the pass and the pre-built dispatches (pipelines and bind groups
-//! are created once, then recorded each step); the learning rate and the dropout seed are
-//! small storage buffers rewritten before each submit, so nothing is rebuilt per step.
-//!
-//! FLGC layers (Wang et al. §2) run as: row softmax + argmax of S̄ and T̄ on the GPU, the masked
-//! weight `W ⊙ T·Sᵀ`, a dense convolution with it; backward gives `∂L/∂W = ∂L/∂(W⊙M)` on every
-//! entry (Eq. 16) and the straight-through selection gradients (Eqs. 17–18).
+//! Everything that lives across steps stays on the device: parameters, the momentum buffers
+//! and the BN running statistics. Per batch size, a step program holds the pre-bound calls;
+//! activations, gradients (parameter gradients included: each lives from its node's backward
+//! to its SGD update, which follows at once) and scratch share lifetime-planned buffers. The
+//! learning rate and the dropout seed are small buffers rewritten before each submit.
 //!
 //! Evaluation exports the current weights and runs the inference executor
 //! ([`Runtime::load_graph`](crate::Runtime::load_graph), BN folded, FLGC re-ordered), so what is
@@ -19,52 +16,28 @@
 
 use super::backward::softmax_cross_entropy;
 use super::data::Dataset;
-use super::optim::trainable_params;
 use super::trainer::{EpochStats, StepStats, TrainConfig};
 use super::LrSchedule;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{
-    conv, conv_backward, elementwise, flgc, grad, linear, linear_backward, loss, norm_train, optim,
-    pool, pool_backward,
-};
-use crate::gpu::{Dispatch, GpuContext, TensorRef};
-use crate::graph::{Conv2dSpec, Graph, Op};
+use crate::gpu::kernels::loss::{self, LossArgs};
+use crate::gpu::kernels::Arg;
+use crate::gpu::lower::{Lowering, ParamStore, TrainSetup};
+use crate::gpu::program::{Instance, MemoryPlan};
+use crate::gpu::{BufId, GpuContext};
+use crate::graph::{Graph, Op};
 use crate::runtime::{LoadOptions, Runtime};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A parameter (or BN running statistic) on the device.
-struct Slot {
-    shape: Vec<usize>,
-    buf: wgpu::Buffer,
-    /// Gradient and momentum buffers (trainable parameters only).
-    train: Option<TrainSlot>,
-}
-
-struct TrainSlot {
-    grad: wgpu::Buffer,
-    velocity: wgpu::Buffer,
-    decay: bool,
-}
-
-/// Per-FLGC-layer buffers of one plan.
-struct FlgcAux {
-    probs_in: wgpu::Buffer,
-    probs_out: wgpu::Buffer,
-    idx_in: wgpu::Buffer,
-    idx_out: wgpu::Buffer,
-    masked: wgpu::Buffer,
-}
 
 /// Everything one training step at a given batch size needs, built once.
 struct StepPlan {
-    batch: usize,
-    input: wgpu::Buffer,
+    instance: Instance,
+    input: BufId,
     labels: wgpu::Buffer,
     per_sample: wgpu::Buffer,
-    dispatches: Vec<Dispatch>,
+    staging: wgpu::Buffer,
 }
 
 /// Trains a graph on a GPU. Same semantics as [`Trainer`](super::Trainer) except dropout masks
@@ -73,11 +46,8 @@ pub struct GpuTrainer {
     ctx: Arc<GpuContext>,
     graph: Graph,
     config: TrainConfig,
-    slots: BTreeMap<String, Slot>,
-    /// `[lr]`, rewritten before every step.
-    hyper: wgpu::Buffer,
-    /// Dropout seed `[lo, hi]`, rewritten before every step.
-    seed: wgpu::Buffer,
+    params: ParamStore,
+    setup: TrainSetup,
     plans: HashMap<usize, StepPlan>,
     lr: f32,
     steps: u64,
@@ -93,19 +63,6 @@ impl std::fmt::Debug for GpuTrainer {
     }
 }
 
-fn tref(b: &wgpu::Buffer) -> TensorRef<'_> {
-    TensorRef::whole(b)
-}
-
-fn unsupported(node: &str, what: &str) -> Error {
-    Error::shape(
-        node,
-        format!(
-            "{what} cannot be trained on the GPU; train the dense/FLGC form (or use --device cpu)"
-        ),
-    )
-}
-
 impl GpuTrainer {
     /// Uploads `weights` (checked against `graph`) and zeroed momentum buffers.
     pub fn new(
@@ -114,7 +71,6 @@ impl GpuTrainer {
         weights: Weights,
         config: TrainConfig,
     ) -> Result<Self> {
-        weights.validate(&graph)?;
         if graph.output_shape().len() != 1 {
             return Err(Error::shape(
                 &graph.name,
@@ -124,48 +80,34 @@ impl GpuTrainer {
                 ),
             ));
         }
-        let decay: HashMap<String, bool> = trainable_params(&graph)
-            .into_iter()
-            .map(|p| (p.key, p.decay))
-            .collect();
-        let mut slots = BTreeMap::new();
         for node in &graph.nodes {
-            match &node.op {
-                Op::GroupedConvTable(crate::ops::GroupedConvTable { .. })
-                | Op::Gather(crate::ops::Gather { .. }) => {
-                    return Err(unsupported(&node.name, node.op.kind()))
-                }
-                Op::Softmax(crate::ops::Softmax) => {
-                    return Err(unsupported(&node.name, "a softmax inside the graph"))
-                }
-                _ => {}
-            }
-            for (suffix, shape) in node.op.param_shapes() {
-                let key = format!("{}.{suffix}", node.name);
-                let t = weights.require(&key)?;
-                let buf = ctx.upload(&key, t.data())?;
-                let train = match decay.get(&key) {
-                    Some(&d) => Some(TrainSlot {
-                        grad: ctx.storage_buffer(&format!("{key} grad"), (t.numel() * 4) as u64)?,
-                        velocity: ctx
-                            .storage_buffer(&format!("{key} momentum"), (t.numel() * 4) as u64)?,
-                        decay: d,
-                    }),
-                    None => None,
-                };
-                slots.insert(key, Slot { shape, buf, train });
+            if matches!(
+                node.op,
+                Op::GroupedConvTable(_) | Op::Gather(_) | Op::Softmax(_)
+            ) {
+                return Err(Error::shape(
+                    &node.name,
+                    format!(
+                        "{} cannot be trained on the GPU; train the dense/FLGC form (or use --device cpu)",
+                        node.op.kind()
+                    ),
+                ));
             }
         }
-        let hyper = ctx.upload("lr", &[config.lr])?;
-        let seed = ctx.storage_buffer("dropout seed", 8)?;
+        let params = ParamStore::for_training(&ctx, &graph, &weights)?;
+        let setup = TrainSetup {
+            sgd: config.sgd,
+            bn_momentum: config.bn_momentum,
+            hyper: ctx.upload("lr", &[config.lr])?,
+            seed: ctx.storage_buffer("dropout seed", 8)?,
+        };
         Ok(Self {
             ctx,
             graph,
             lr: config.lr,
             config,
-            slots,
-            hyper,
-            seed,
+            params,
+            setup,
             plans: HashMap::new(),
             steps: 0,
         })
@@ -196,15 +138,19 @@ impl GpuTrainer {
         self.steps
     }
 
+    fn read_chunks(&self, chunks: &[wgpu::Buffer], shape: &[usize]) -> Result<Tensor> {
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for c in chunks {
+            data.extend(self.ctx.read_f32(c, 0, (c.size() / 4) as usize)?);
+        }
+        Tensor::new(shape.to_vec(), data)
+    }
+
     /// Reads the current weights (parameters and BN running statistics) back from the device.
     pub fn weights(&self) -> Result<Weights> {
         let mut w = Weights::new();
-        for (k, s) in &self.slots {
-            let n: usize = s.shape.iter().product();
-            w.insert(
-                k.clone(),
-                Tensor::new(s.shape.clone(), self.ctx.read_f32(&s.buf, 0, n)?)?,
-            );
+        for (k, p) in self.params.tensors() {
+            w.insert(k.clone(), self.read_chunks(&p.chunks, &p.shape)?);
         }
         Ok(w)
     }
@@ -212,12 +158,11 @@ impl GpuTrainer {
     /// Reads the momentum buffers, keyed `"{param}.momentum"` like [`Sgd::state`](super::Sgd::state).
     pub fn optimizer_state(&self) -> Result<Weights> {
         let mut w = Weights::new();
-        for (k, s) in &self.slots {
-            if let Some(t) = &s.train {
-                let n: usize = s.shape.iter().product();
+        for (k, p) in self.params.tensors() {
+            if let Some(t) = &p.train {
                 w.insert(
                     format!("{k}.momentum"),
-                    Tensor::new(s.shape.clone(), self.ctx.read_f32(&t.velocity, 0, n)?)?,
+                    self.read_chunks(&t.velocity, &p.shape)?,
                 );
             }
         }
@@ -227,622 +172,83 @@ impl GpuTrainer {
     /// Uploads momentum buffers (from a checkpoint); a missing key leaves that buffer as is,
     /// a wrong shape is an error.
     pub fn load_optimizer_state(&mut self, state: &Weights) -> Result<()> {
-        for (k, s) in &self.slots {
-            let (Some(t), Some(m)) = (&s.train, state.get(&format!("{k}.momentum"))) else {
+        for (k, p) in self.params.tensors() {
+            let (Some(t), Some(m)) = (&p.train, state.get(&format!("{k}.momentum"))) else {
                 continue;
             };
-            if m.shape() != s.shape.as_slice() {
+            if m.shape() != p.shape.as_slice() {
                 return Err(Error::Weights {
                     key: format!("{k}.momentum"),
                     msg: format!(
                         "momentum buffer of shape {:?} for a parameter of shape {:?}",
                         m.shape(),
-                        s.shape
+                        p.shape
                     ),
                 });
             }
-            self.ctx
-                .queue
-                .write_buffer(&t.velocity, 0, bytemuck::cast_slice(m.data()));
+            let mut at = 0;
+            for v in &t.velocity {
+                let n = (v.size() / 4) as usize;
+                self.ctx
+                    .queue
+                    .write_buffer(v, 0, bytemuck::cast_slice(&m.data()[at..at + n]));
+                at += n;
+            }
         }
         Ok(())
     }
 
-    fn slot(&self, key: &str) -> Result<&Slot> {
-        self.slots.get(key).ok_or_else(|| Error::Weights {
-            key: key.to_string(),
-            msg: "missing on the device".into(),
-        })
-    }
-
-    fn param(&self, node: &str, suffix: &str) -> Result<&wgpu::Buffer> {
-        Ok(&self.slot(&format!("{node}.{suffix}"))?.buf)
-    }
-
-    fn param_grad(&self, node: &str, suffix: &str) -> Result<&wgpu::Buffer> {
-        let key = format!("{node}.{suffix}");
-        match &self.slot(&key)?.train {
-            Some(t) => Ok(&t.grad),
-            None => Err(Error::Weights {
-                key,
-                msg: "not a trainable parameter".into(),
-            }),
-        }
-    }
-
-    /// Builds the buffers and dispatches of one step at batch size `b`.
-    fn build_plan(&self, b: usize) -> Result<StepPlan> {
+    /// Lowers one training step at batch size `b` (forward, loss, backward and SGD).
+    fn lower_step(&self, b: usize) -> Result<(Lowering<'_>, BufId, [wgpu::Buffer; 2])> {
         let ctx = &*self.ctx;
-        let g = &self.graph;
-        let nn = g.nodes.len();
-        let numel = |i: usize| b * g.nodes[i].shape.iter().product::<usize>();
-        let hw_of = |i: usize| -> [usize; 2] {
-            let s = &g.nodes[i].shape;
-            if s.len() == 3 {
-                [s[1], s[2]]
-            } else {
-                [1, 1]
-            }
-        };
-        // Activations: one buffer per node; a flatten is a view of its input.
-        let mut val: Vec<wgpu::Buffer> = Vec::with_capacity(nn);
-        for (i, node) in g.nodes.iter().enumerate() {
-            let buf = match node.op {
-                Op::Flatten(crate::ops::Flatten) => val[node.inputs[0]].clone(),
-                _ => ctx.storage_buffer(&format!("{} value", node.name), (numel(i) * 4) as u64)?,
-            };
-            val.push(buf);
-        }
-        // Gradients of every node but the input.
-        let mut gradv: Vec<Option<wgpu::Buffer>> = Vec::with_capacity(nn);
-        gradv.push(None);
-        for (i, node) in g.nodes.iter().enumerate().skip(1) {
-            gradv.push(Some(ctx.storage_buffer(
-                &format!("{} grad", node.name),
-                (numel(i) * 4) as u64,
-            )?));
-        }
+        let mut l = Lowering::new(ctx, &self.graph, b, &self.params, Some(&self.setup))?;
+        l.forward()?;
+        let out = self.graph.output;
+        let classes = out_len(&self.graph);
         let labels = ctx.storage_buffer("labels", (b * 4) as u64)?;
         let per_sample = ctx.storage_buffer("per-sample loss", (b * 8) as u64)?;
-        let mut bn_stats: HashMap<usize, wgpu::Buffer> = HashMap::new();
-        let mut masks: HashMap<usize, wgpu::Buffer> = HashMap::new();
-        let mut flgc_aux: HashMap<usize, FlgcAux> = HashMap::new();
-        let mut d: Vec<Dispatch> = Vec::new();
+        let (grad_logits, _) = l
+            .grad_target(out)?
+            .ok_or_else(|| Error::shape(&self.graph.name, "the output is the input"))?;
+        let args = LossArgs {
+            logits: l.value(out)?,
+            labels: Arg::whole(&labels),
+            grad_logits,
+            per_sample: Arg::whole(&per_sample),
+        };
+        let call = loss::softmax_cross_entropy(ctx, "loss", [b, classes], args)?;
+        l.push(out, vec![call]);
+        l.backward()?;
+        let input = l.value_id(0);
+        Ok((l, input, [labels, per_sample]))
+    }
 
-        // ---- forward (training mode) ----
-        for (i, node) in g.nodes.iter().enumerate().skip(1) {
-            let name = node.name.as_str();
-            let p = node.inputs[0];
-            let x = tref(&val[p]);
-            let y = tref(&val[i]);
-            let in_hw = hw_of(p);
-            match &node.op {
-                Op::Input(crate::ops::Input { .. }) | Op::Flatten(crate::ops::Flatten) => {}
-                Op::Conv2d(s) => d.extend(conv::prepare_conv2d(
-                    ctx,
-                    name,
-                    x,
-                    self.param(name, "weight")?,
-                    if s.bias {
-                        Some(self.param(name, "bias")?)
-                    } else {
-                        None
-                    },
-                    y,
-                    b,
-                    s,
-                    in_hw,
-                    false,
-                )?),
-                Op::FlgcConv2d(crate::ops::FlgcSpec(s)) => {
-                    let (n, c, gr) = (s.out_channels, s.in_channels, s.groups);
-                    let kk = s.kernel[0] * s.kernel[1];
-                    let aux = FlgcAux {
-                        probs_in: ctx.storage_buffer(&format!("{name} Ŝ"), (c * gr * 4) as u64)?,
-                        probs_out: ctx.storage_buffer(&format!("{name} T̂"), (n * gr * 4) as u64)?,
-                        idx_in: ctx.storage_buffer(&format!("{name} S idx"), (c * 4) as u64)?,
-                        idx_out: ctx.storage_buffer(&format!("{name} T idx"), (n * 4) as u64)?,
-                        masked: ctx
-                            .storage_buffer(&format!("{name} W⊙M"), (n * c * kk * 4) as u64)?,
-                    };
-                    d.extend(flgc::prepare_select(
-                        ctx,
-                        &format!("{name} S"),
-                        c,
-                        gr,
-                        tref(self.param(name, "select_in")?),
-                        tref(&aux.probs_in),
-                        tref(&aux.idx_in),
-                    )?);
-                    d.extend(flgc::prepare_select(
-                        ctx,
-                        &format!("{name} T"),
-                        n,
-                        gr,
-                        tref(self.param(name, "select_out")?),
-                        tref(&aux.probs_out),
-                        tref(&aux.idx_out),
-                    )?);
-                    d.extend(flgc::prepare_masked_weight(
-                        ctx,
-                        name,
-                        n,
-                        c,
-                        kk,
-                        tref(self.param(name, "weight")?),
-                        tref(&aux.idx_in),
-                        tref(&aux.idx_out),
-                        tref(&aux.masked),
-                    )?);
-                    let dense = Conv2dSpec {
-                        groups: 1,
-                        ..s.clone()
-                    };
-                    d.extend(conv::prepare_conv2d(
-                        ctx,
-                        name,
-                        x,
-                        &aux.masked,
-                        if s.bias {
-                            Some(self.param(name, "bias")?)
-                        } else {
-                            None
-                        },
-                        y,
-                        b,
-                        &dense,
-                        in_hw,
-                        false,
-                    )?);
-                    flgc_aux.insert(i, aux);
-                }
-                Op::BatchNorm(crate::ops::BatchNorm { channels, eps }) => {
-                    let stats =
-                        ctx.storage_buffer(&format!("{name} stats"), (2 * channels * 4) as u64)?;
-                    d.extend(norm_train::prepare_batch_norm_train(
-                        ctx,
-                        name,
-                        b,
-                        *channels,
-                        in_hw[0] * in_hw[1],
-                        *eps,
-                        self.config.bn_momentum,
-                        x,
-                        tref(self.param(name, "weight")?),
-                        tref(self.param(name, "bias")?),
-                        y,
-                        tref(&stats),
-                        tref(self.param(name, "running_mean")?),
-                        tref(self.param(name, "running_var")?),
-                    )?);
-                    bn_stats.insert(i, stats);
-                }
-                Op::Relu(crate::ops::Relu) => {
-                    d.extend(elementwise::prepare_relu(ctx, name, x, y, numel(i))?)
-                }
-                Op::MaxPool(crate::ops::MaxPool(ps)) => d.extend(pool::prepare_max_pool(
-                    ctx,
-                    name,
-                    x,
-                    y,
-                    b,
-                    g.nodes[p].shape[0],
-                    in_hw,
-                    ps,
-                )?),
-                Op::AvgPool(crate::ops::AvgPool(ps)) => d.extend(pool::prepare_avg_pool(
-                    ctx,
-                    name,
-                    x,
-                    y,
-                    b,
-                    g.nodes[p].shape[0],
-                    in_hw,
-                    ps,
-                )?),
-                Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output }) => {
-                    d.extend(pool::prepare_adaptive_avg_pool(
-                        ctx,
-                        name,
-                        x,
-                        y,
-                        b,
-                        g.nodes[p].shape[0],
-                        in_hw,
-                        *output,
-                    )?)
-                }
-                Op::Linear(crate::ops::Linear {
-                    in_features,
-                    out_features,
-                    bias,
-                }) => {
-                    let w = self.param(name, "weight")?.clone();
-                    d.extend(linear::prepare_linear(
-                        ctx,
-                        name,
-                        x,
-                        &[(w, *out_features)],
-                        if *bias {
-                            Some(self.param(name, "bias")?)
-                        } else {
-                            None
-                        },
-                        y,
-                        b,
-                        *in_features,
-                        *out_features,
-                        false,
-                    )?)
-                }
-                Op::Add(crate::ops::Add) => d.extend(elementwise::prepare_add(
-                    ctx,
-                    name,
-                    x,
-                    tref(&val[node.inputs[1]]),
-                    y,
-                    numel(i),
-                    false,
-                )?),
-                Op::Dropout(crate::ops::Dropout { p: prob }) => {
-                    let mask =
-                        ctx.storage_buffer(&format!("{name} mask"), (numel(i) * 4) as u64)?;
-                    d.extend(grad::prepare_dropout(
-                        ctx,
-                        name,
-                        numel(i),
-                        *prob,
-                        TensorRef {
-                            buffer: &self.seed,
-                            offset: 0,
-                            len: 2,
-                        },
-                        x,
-                        tref(&mask),
-                        y,
-                    )?);
-                    masks.insert(i, mask);
-                }
-                Op::Softmax(_) | Op::Relu6(_) | Op::GroupedConvTable(_) | Op::Gather(_) => {
-                    return Err(unsupported(name, node.op.kind()))
-                }
-            }
-        }
+    /// The planned memory of a training step at batch size `b` (activations, gradients and
+    /// scratch) against one buffer per value.
+    pub fn memory_plan(&self, b: usize) -> Result<MemoryPlan> {
+        Ok(self.lower_step(b)?.0.prog.memory_plan())
+    }
 
-        // ---- loss ----
-        let out = g.output;
-        let classes = g.nodes[out].shape.iter().product::<usize>();
-        let gout = gradv[out].as_ref().expect("output is not the input");
-        d.extend(loss::prepare_softmax_cross_entropy(
-            ctx,
-            "loss",
-            b,
-            classes,
-            tref(&val[out]),
-            tref(&labels),
-            tref(gout),
-            tref(&per_sample),
-        )?);
-
-        // ---- backward, reverse topological order ----
-        let mut written = vec![false; nn];
-        written[out] = true;
-        let mut has_grad: Vec<String> = Vec::new();
-        for i in (1..nn).rev() {
-            if !written[i] {
-                continue;
-            }
-            let node = &g.nodes[i];
-            let name = node.name.as_str();
-            let gy = tref(gradv[i].as_ref().expect("non-input node"));
-            let p = node.inputs[0];
-            let x = tref(&val[p]);
-            let in_hw = hw_of(p);
-            let mut target = |k: usize| grad_target(&gradv, &mut written, node.inputs[k]);
-            match &node.op {
-                Op::Input(crate::ops::Input { .. }) => {}
-                Op::Conv2d(s) => {
-                    d.extend(conv_backward::prepare_conv_grad_weight(
-                        ctx,
-                        name,
-                        s,
-                        b,
-                        in_hw,
-                        x,
-                        gy,
-                        tref(self.param_grad(name, "weight")?),
-                    )?);
-                    has_grad.push(format!("{name}.weight"));
-                    if s.bias {
-                        let [oh, ow] = hw_of(i);
-                        d.extend(conv_backward::prepare_channel_sum(
-                            ctx,
-                            name,
-                            b,
-                            s.out_channels,
-                            oh * ow,
-                            gy,
-                            tref(self.param_grad(name, "bias")?),
-                        )?);
-                        has_grad.push(format!("{name}.bias"));
-                    }
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(conv_backward::prepare_conv_grad_input(
-                            ctx,
-                            name,
-                            s,
-                            b,
-                            in_hw,
-                            gy,
-                            tref(self.param(name, "weight")?),
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::FlgcConv2d(crate::ops::FlgcSpec(s)) => {
-                    let aux = &flgc_aux[&i];
-                    let (n, c, gr) = (s.out_channels, s.in_channels, s.groups);
-                    let kk = s.kernel[0] * s.kernel[1];
-                    let dense = Conv2dSpec {
-                        groups: 1,
-                        ..s.clone()
-                    };
-                    let gw = self.param_grad(name, "weight")?;
-                    // D = ∂L/∂(W⊙M), used as ∂L/∂W on every entry (Eq. 16).
-                    d.extend(conv_backward::prepare_conv_grad_weight(
-                        ctx,
-                        name,
-                        &dense,
-                        b,
-                        in_hw,
-                        x,
-                        gy,
-                        tref(gw),
-                    )?);
-                    d.extend(flgc::prepare_select_grad(
-                        ctx,
-                        name,
-                        n,
-                        c,
-                        gr,
-                        kk,
-                        tref(gw),
-                        tref(self.param(name, "weight")?),
-                        tref(&aux.idx_in),
-                        tref(&aux.idx_out),
-                        tref(&aux.probs_in),
-                        tref(&aux.probs_out),
-                        tref(self.param_grad(name, "select_in")?),
-                        tref(self.param_grad(name, "select_out")?),
-                    )?);
-                    for k in ["weight", "select_in", "select_out"] {
-                        has_grad.push(format!("{name}.{k}"));
-                    }
-                    if s.bias {
-                        let [oh, ow] = hw_of(i);
-                        d.extend(conv_backward::prepare_channel_sum(
-                            ctx,
-                            name,
-                            b,
-                            n,
-                            oh * ow,
-                            gy,
-                            tref(self.param_grad(name, "bias")?),
-                        )?);
-                        has_grad.push(format!("{name}.bias"));
-                    }
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(conv_backward::prepare_conv_grad_input(
-                            ctx,
-                            name,
-                            &dense,
-                            b,
-                            in_hw,
-                            gy,
-                            tref(&aux.masked),
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::BatchNorm(crate::ops::BatchNorm { channels, .. }) => {
-                    // BN right on the network input still needs dγ, dβ: its dx goes to scratch.
-                    let scratch;
-                    let (gx, acc) = match target(0) {
-                        Some(t) => t,
-                        None => {
-                            scratch = ctx.storage_buffer(
-                                &format!("{name} unused dx"),
-                                (numel(p) * 4) as u64,
-                            )?;
-                            (tref(&scratch), false)
-                        }
-                    };
-                    d.extend(norm_train::prepare_batch_norm_backward(
-                        ctx,
-                        name,
-                        b,
-                        *channels,
-                        in_hw[0] * in_hw[1],
-                        x,
-                        tref(self.param(name, "weight")?),
-                        tref(&bn_stats[&i]),
-                        gy,
-                        gx,
-                        tref(self.param_grad(name, "weight")?),
-                        tref(self.param_grad(name, "bias")?),
-                        acc,
-                    )?);
-                    has_grad.push(format!("{name}.weight"));
-                    has_grad.push(format!("{name}.bias"));
-                }
-                Op::Relu(crate::ops::Relu) => {
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(grad::prepare_relu_backward(
-                            ctx,
-                            name,
-                            numel(i),
-                            x,
-                            gy,
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::MaxPool(crate::ops::MaxPool(ps)) => {
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(pool_backward::prepare_max_pool_backward(
-                            ctx,
-                            name,
-                            b,
-                            g.nodes[p].shape[0],
-                            in_hw,
-                            ps,
-                            x,
-                            gy,
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::AvgPool(crate::ops::AvgPool(ps)) => {
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(pool_backward::prepare_avg_pool_backward(
-                            ctx,
-                            name,
-                            b,
-                            g.nodes[p].shape[0],
-                            in_hw,
-                            ps,
-                            gy,
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::AdaptiveAvgPool(crate::ops::AdaptiveAvgPool { output }) => {
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(pool_backward::prepare_adaptive_avg_pool_backward(
-                            ctx,
-                            name,
-                            b,
-                            g.nodes[p].shape[0],
-                            in_hw,
-                            *output,
-                            gy,
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::Linear(crate::ops::Linear {
-                    in_features,
-                    out_features,
-                    bias,
-                }) => {
-                    // The input gradient is always computed (a linear reading the network
-                    // input directly writes it into a scratch buffer).
-                    let scratch;
-                    let (gx, acc) = match target(0) {
-                        Some(t) => t,
-                        None => {
-                            scratch = ctx.storage_buffer(
-                                &format!("{name} unused dx"),
-                                (b * in_features * 4) as u64,
-                            )?;
-                            (tref(&scratch), false)
-                        }
-                    };
-                    d.extend(linear_backward::prepare_linear_backward(
-                        ctx,
-                        name,
-                        b,
-                        *in_features,
-                        *out_features,
-                        x,
-                        tref(self.param(name, "weight")?),
-                        gy,
-                        gx,
-                        acc,
-                        tref(self.param_grad(name, "weight")?),
-                        if *bias {
-                            Some(tref(self.param_grad(name, "bias")?))
-                        } else {
-                            None
-                        },
-                    )?);
-                    has_grad.push(format!("{name}.weight"));
-                    if *bias {
-                        has_grad.push(format!("{name}.bias"));
-                    }
-                }
-                Op::Add(crate::ops::Add) => {
-                    for k in 0..2 {
-                        if let Some((gx, acc)) = target(k) {
-                            d.extend(grad::prepare_copy(ctx, name, numel(i), gy, gx, acc)?);
-                        }
-                    }
-                }
-                Op::Flatten(crate::ops::Flatten) => {
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(grad::prepare_copy(ctx, name, numel(i), gy, gx, acc)?);
-                    }
-                }
-                Op::Dropout(crate::ops::Dropout { .. }) => {
-                    if let Some((gx, acc)) = target(0) {
-                        d.extend(grad::prepare_mul(
-                            ctx,
-                            name,
-                            numel(i),
-                            gy,
-                            tref(&masks[&i]),
-                            gx,
-                            acc,
-                        )?);
-                    }
-                }
-                Op::Softmax(_) | Op::Relu6(_) | Op::GroupedConvTable(_) | Op::Gather(_) => {
-                    return Err(unsupported(name, node.op.kind()))
-                }
-            }
-        }
-
-        // ---- SGD on every parameter that received a gradient ----
-        for key in has_grad {
-            let s = self.slot(&key)?;
-            let t = s.train.as_ref().ok_or_else(|| Error::Weights {
-                key: key.clone(),
-                msg: "gradient for a non-trainable tensor".into(),
-            })?;
-            let wd = if t.decay {
-                self.config.sgd.weight_decay
-            } else {
-                0.0
+    fn plan(&mut self, b: usize) -> Result<&StepPlan> {
+        if !self.plans.contains_key(&b) {
+            let (l, input, [labels, per_sample]) = self.lower_step(b)?;
+            let instance = l.prog.instantiate(&self.ctx)?;
+            let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("per-sample read-back"),
+                size: (b * 8) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let plan = StepPlan {
+                instance,
+                input,
+                labels,
+                per_sample,
+                staging,
             };
-            d.extend(optim::prepare_sgd(
-                ctx,
-                &format!("{key} sgd"),
-                s.shape.iter().product(),
-                self.config.sgd.momentum,
-                wd,
-                tref(&s.buf),
-                tref(&t.grad),
-                tref(&t.velocity),
-                TensorRef {
-                    buffer: &self.hyper,
-                    offset: 0,
-                    len: 1,
-                },
-            )?);
+            self.plans.insert(b, plan);
         }
-        Ok(StepPlan {
-            batch: b,
-            input: val[0].clone(),
-            labels,
-            per_sample,
-            dispatches: d,
-        })
+        Ok(&self.plans[&b])
     }
 
     /// One SGD step on a `[B, C, H, W]` batch, as [`Trainer::train_step`](super::Trainer::train_step):
@@ -869,29 +275,29 @@ impl GpuTrainer {
                 "label {l} out of range for {classes} classes"
             )));
         }
-        if !self.plans.contains_key(&b) {
-            let plan = self.build_plan(b)?;
-            self.plans.insert(b, plan);
-        }
         let seed = self
             .config
             .seed
             .wrapping_mul(0x2545_f491_4f6c_dd1d)
             .wrapping_add(self.steps);
-        let plan = &self.plans[&b];
-        debug_assert_eq!(plan.batch, b);
-        let q = &self.ctx.queue;
-        q.write_buffer(&plan.input, 0, bytemuck::cast_slice(images.data()));
+        let (lr, ctx) = (self.lr, self.ctx.clone());
+        let (hyper, seed_buf) = (self.setup.hyper.clone(), self.setup.seed.clone());
+        let plan = self.plan(b)?;
+        let q = &ctx.queue;
+        q.write_buffer(
+            plan.instance.buffer(plan.input),
+            0,
+            bytemuck::cast_slice(images.data()),
+        );
         let lab: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
         q.write_buffer(&plan.labels, 0, bytemuck::cast_slice(&lab));
-        q.write_buffer(&self.hyper, 0, bytemuck::cast_slice(&[self.lr]));
+        q.write_buffer(&hyper, 0, bytemuck::cast_slice(&[lr]));
         q.write_buffer(
-            &self.seed,
+            &seed_buf,
             0,
             bytemuck::cast_slice(&[seed as u32, (seed >> 32) as u32]),
         );
-        crate::gpu::run_dispatches(&self.ctx, &plan.dispatches)?;
-        let ps = self.ctx.read_f32(&plan.per_sample, 0, 2 * b)?;
+        let ps = run_and_read(&ctx, plan)?;
         let loss = ps.iter().step_by(2).map(|&v| v as f64).sum::<f64>() / b as f64;
         let correct = ps.iter().skip(1).step_by(2).filter(|&&v| v > 0.5).count();
         self.steps += 1;
@@ -913,8 +319,8 @@ impl GpuTrainer {
         self.train_step(images, labels)?;
         let b = labels.len();
         let plan = &self.plans[&b];
-        let mut out = Vec::with_capacity(plan.dispatches.len());
-        for d in &plan.dispatches {
+        let mut out = Vec::with_capacity(plan.instance.dispatches.len());
+        for d in &plan.instance.dispatches {
             let t0 = std::time::Instant::now();
             crate::gpu::run_dispatches(&self.ctx, std::slice::from_ref(d))?;
             out.push((d.label.clone(), t0.elapsed().as_secs_f64()));
@@ -969,17 +375,40 @@ impl GpuTrainer {
     }
 }
 
-/// The gradient buffer of node `q` and whether to accumulate into it (another consumer wrote
-/// it already); `None` for the network input, whose gradient is never needed.
-fn grad_target<'a>(
-    gradv: &'a [Option<wgpu::Buffer>],
-    written: &mut [bool],
-    q: usize,
-) -> Option<(TensorRef<'a>, bool)> {
-    let gq = gradv[q].as_ref()?;
-    let acc = written[q];
-    written[q] = true;
-    Some((tref(gq), acc))
+/// Records the step's dispatches and the copy of the per-sample results into one encoder,
+/// submits once, and reads the `2·B` values back.
+fn run_and_read(ctx: &GpuContext, plan: &StepPlan) -> Result<Vec<f32>> {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        plan.instance.record(&mut pass);
+    }
+    let bytes = plan.staging.size();
+    enc.copy_buffer_to_buffer(&plan.per_sample, 0, &plan.staging, 0, bytes);
+    ctx.queue.submit([enc.finish()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    plan.staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("training step: {e}")))?;
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::Gpu(format!("training step: {e}")));
+    }
+    rx.recv()
+        .map_err(|e| Error::Gpu(format!("training step read-back: {e}")))?
+        .map_err(|e| Error::Gpu(format!("training step read-back: {e}")))?;
+    let out = {
+        let view = plan
+            .staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("training step read-back: {e:?}")))?;
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    plan.staging.unmap();
+    Ok(out)
 }
 
 fn out_len(g: &Graph) -> usize {

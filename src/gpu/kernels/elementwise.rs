@@ -1,98 +1,233 @@
-//! Launcher for `shaders/elementwise.wgsl`: ReLU and residual add (+ ReLU).
+//! Launcher for `shaders/elementwise.wgsl`: activations (ReLU, ReLU6) and their backward,
+//! residual add, gradient copy / accumulation, element-wise product and inverted dropout.
 
-use super::{check_dims, check_tensor, fold_workgroups, make_dispatch};
-use crate::error::Result;
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use super::{check_arg, check_arg_min, check_dims, element_grid, Arg, Call, WG};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::ops::Activation;
 
-/// `shaders/elementwise.wgsl`: params, a, b, out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "elementwise",
-    source: include_str!("../../../shaders/elementwise.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one element each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `elementwise.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ElementwiseParams {
-    /// Number of elements.
-    pub len: u32,
-    /// 1 to apply ReLU after the op (add only).
-    pub relu: u32,
-    /// Padding to 16 bytes.
-    pub _pad: [u32; 2],
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `elementwise.wgsl`.
+    pub struct ElementwiseParams = "Params" {
+        /// Number of elements.
+        pub len: u32,
+        /// 1: `out += ·`; 0: `out = ·`.
+        pub accumulate: u32,
+        /// Dropout: drop when the 24 hashed bits are below this (`p·2²⁴`).
+        pub threshold: u32,
+        /// Dropout: `1/(1−p)`, the mask value of a kept element.
+        pub scale: f32,
+        /// The activation ([`Activation::code`]).
+        pub act: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
 }
-super::uniform_params!(ElementwiseParams);
 
-#[allow(clippy::too_many_arguments)]
-fn prepare(
+crate::shader! {
+    /// `shaders/elementwise.wgsl`.
+    pub static SHADER = "elementwise" {
+        params: ElementwiseParams,
+        trusted: false,
+        /// Arguments of every entry point (unused ones are bound to `a`).
+        args: ElementwiseArgs {
+            /// First operand (a forward input, or an activation's output `y`).
+            a: read,
+            /// Second operand (the other addend, `dy`, or a mask).
+            b: read,
+            /// Dropout's seed: at least two `u32`.
+            seed: read,
+            /// The result.
+            out: write,
+        }
+    }
+}
+
+/// What an element-wise call does to its `len` elements.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Elementwise {
+    /// Number of elements.
+    pub len: usize,
+    /// Activation applied (forward) or whose gradient mask is applied (backward).
+    pub act: Activation,
+    /// Add to `out` instead of overwriting it (gradient accumulation).
+    pub accumulate: bool,
+}
+
+impl Elementwise {
+    /// `len` elements, no activation, overwriting.
+    pub fn len(len: usize) -> Self {
+        Self {
+            len,
+            ..Self::default()
+        }
+    }
+
+    /// Builder: the activation.
+    pub fn act(mut self, act: Activation) -> Self {
+        self.act = act;
+        self
+    }
+
+    /// Builder: accumulate into the output.
+    pub fn accumulate(mut self, acc: bool) -> Self {
+        self.accumulate = acc;
+        self
+    }
+
+    fn params(&self) -> ElementwiseParams {
+        ElementwiseParams {
+            len: self.len as u32,
+            accumulate: u32::from(self.accumulate),
+            act: self.act.code(),
+            ..ElementwiseParams::default()
+        }
+    }
+}
+
+/// Checks `a`, `b` and `out` (named by `names`) hold `params.len` values and makes the call.
+fn call(
     ctx: &GpuContext,
-    label: &str,
-    entry: &'static str,
-    a: TensorRef<'_>,
-    b: TensorRef<'_>,
-    out: TensorRef<'_>,
-    len: usize,
-    relu: bool,
-) -> Result<Vec<Dispatch>> {
+    (label, entry): (&str, &'static str),
+    params: ElementwiseParams,
+    args: ElementwiseArgs,
+    names: [&str; 3],
+) -> Result<Call> {
+    let len = params.len as usize;
     check_dims(label, &[("len", len)])?;
-    check_tensor(ctx, label, "a", &a, len as u64)?;
-    check_tensor(ctx, label, "b", &b, len as u64)?;
-    check_tensor(ctx, label, "out", &out, len as u64)?;
-    let wgs = fold_workgroups(ctx, label, (len as u64).div_ceil(u64::from(WG)))?;
-    let params = ElementwiseParams {
-        len: len as u32,
-        relu: u32::from(relu),
-        _pad: [0; 2],
-    };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    Ok(vec![make_dispatch(
+    for (name, a) in names.iter().zip([&args.a, &args.b, &args.out]) {
+        check_arg(ctx, label, name, a, len as u64)?;
+    }
+    Call::new(
         ctx,
         label,
-        &SHADER,
-        entry,
-        vec![("WG", WG)],
-        &[
-            u.as_entire_binding(),
-            a.binding(),
-            b.binding(),
-            out.binding(),
-        ],
-        wgs,
-    )?])
+        SHADER.entry(entry, &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        element_grid(ctx, label, len, WG)?,
+    )
 }
 
-/// `out = max(x, 0)` over `len` elements. `x` and `out` must not overlap.
-pub fn prepare_relu(
-    ctx: &GpuContext,
-    label: &str,
-    x: TensorRef<'_>,
-    out: TensorRef<'_>,
-    len: usize,
-) -> Result<Vec<Dispatch>> {
-    prepare(ctx, label, "relu", x, x, out, len, false)
+/// The arguments of a two-operand entry point (the seed bound to `a`, unused).
+fn binary(a: &Arg, b: &Arg, out: &Arg) -> ElementwiseArgs {
+    ElementwiseArgs {
+        a: a.clone(),
+        b: b.clone(),
+        seed: a.clone(),
+        out: out.clone(),
+    }
 }
 
-/// `out = a + b` (then `max(·, 0)` when `relu`) over `len` elements. `out` must not
-/// overlap the inputs.
-pub fn prepare_add(
+/// `out = act(x)` (a standalone activation).
+pub fn activation(
     ctx: &GpuContext,
     label: &str,
-    a: TensorRef<'_>,
-    b: TensorRef<'_>,
-    out: TensorRef<'_>,
-    len: usize,
-    relu: bool,
-) -> Result<Vec<Dispatch>> {
-    prepare(ctx, label, "add", a, b, out, len, relu)
+    e: Elementwise,
+    x: &Arg,
+    out: &Arg,
+) -> Result<Call> {
+    let args = binary(x, x, out);
+    call(
+        ctx,
+        (label, "activation"),
+        e.params(),
+        args,
+        ["x", "x", "out"],
+    )
+}
+
+/// `out = act(a + b)` (residual add with its activation fused).
+pub fn add(
+    ctx: &GpuContext,
+    label: &str,
+    e: Elementwise,
+    ab: [&Arg; 2],
+    out: &Arg,
+) -> Result<Call> {
+    let args = binary(ab[0], ab[1], out);
+    call(ctx, (label, "add"), e.params(), args, ["a", "b", "out"])
+}
+
+/// `dx (+)= dy` where the activation passes its gradient at its output `y`, else 0.
+pub fn activation_backward(
+    ctx: &GpuContext,
+    label: &str,
+    e: Elementwise,
+    y: &Arg,
+    dy: &Arg,
+    dx: &Arg,
+) -> Result<Call> {
+    let args = binary(y, dy, dx);
+    call(
+        ctx,
+        (label, "activation_backward"),
+        e.params(),
+        args,
+        ["y", "dy", "dx"],
+    )
+}
+
+/// `dst (+)= src`.
+pub fn copy(ctx: &GpuContext, label: &str, e: Elementwise, src: &Arg, dst: &Arg) -> Result<Call> {
+    let args = binary(src, src, dst);
+    call(
+        ctx,
+        (label, "copy"),
+        e.params(),
+        args,
+        ["src", "src", "dst"],
+    )
+}
+
+/// `out (+)= a·b` (dropout's backward `dy·mask`, or any element-wise product).
+pub fn mul(
+    ctx: &GpuContext,
+    label: &str,
+    e: Elementwise,
+    ab: [&Arg; 2],
+    out: &Arg,
+) -> Result<Call> {
+    let args = binary(ab[0], ab[1], out);
+    call(ctx, (label, "mul"), e.params(), args, ["a", "b", "out"])
+}
+
+/// Inverted dropout over `len` elements: `mask[i] = 0` with probability `p`, else `1/(1−p)`,
+/// from a counter-based hash of `(seed[0], seed[1], i)` (`seed`: a buffer of at least two
+/// u32 rewritten per step; the same seed gives the same mask), then `y = x·mask`. `p` in
+/// `[0, 1)`, rounded to a multiple of 2⁻²⁴. Cannot match the CPU `dropout_mask` RNG bit for
+/// bit. Two calls (mask, then `y`).
+pub fn dropout(
+    ctx: &GpuContext,
+    label: &str,
+    (len, p): (usize, f32),
+    seed: &Arg,
+    x: &Arg,
+    [mask, y]: [&Arg; 2],
+) -> Result<Vec<Call>> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::shape(label, format!("dropout p {p} not in [0, 1)")));
+    }
+    check_arg_min(ctx, label, "seed", seed, 2)?;
+    let params = ElementwiseParams {
+        threshold: (f64::from(p) * f64::from(1u32 << 24)).round() as u32,
+        scale: 1.0 / (1.0 - p),
+        ..Elementwise::len(len).params()
+    };
+    let args = ElementwiseArgs {
+        seed: seed.clone(),
+        ..binary(x, x, mask)
+    };
+    let m = call(
+        ctx,
+        (label, "dropout_mask"),
+        params,
+        args,
+        ["x", "x", "mask"],
+    )?;
+    let apply = mul(ctx, label, Elementwise::len(len), [x, mask], y)?;
+    Ok(vec![m, apply])
 }

@@ -1,45 +1,47 @@
-//! Launcher for `shaders/gather.wgsl`: channel gather (output channel `c` = input channel
-//! `indices[c]`), used by channel re-orderings.
+//! Launcher for `shaders/gather.wgsl`: channel gather, `out[n, c] = x[n, indices[c]]`.
 
-use super::{check_buffer, check_dims, check_tensor, fold_workgroups, make_dispatch};
+use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
 
-/// `shaders/gather.wgsl`: params, x, indices (u32), out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "gather",
-    source: include_str!("../../../shaders/gather.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one output element each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `gather.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GatherParams {
-    /// Batch size.
-    pub batch: u32,
-    /// Input channels.
-    pub c_in: u32,
-    /// Output channels (= number of indices).
-    pub c_out: u32,
-    /// Pixels per channel plane.
-    pub hw: u32,
-    /// Output elements.
-    pub len: u32,
-    /// Padding to 16 bytes.
-    pub _pad: [u32; 3],
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `gather.wgsl`.
+    pub struct GatherParams = "Params" {
+        /// Batch size.
+        pub batch: u32,
+        /// Input channels.
+        pub c_in: u32,
+        /// Output channels (= number of indices).
+        pub c_out: u32,
+        /// Pixels per channel plane.
+        pub hw: u32,
+        /// Output elements.
+        pub len: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
 }
-super::uniform_params!(GatherParams);
+
+crate::shader! {
+    /// `shaders/gather.wgsl`.
+    pub static SHADER = "gather" {
+        params: GatherParams,
+        trusted: false,
+        /// Arguments of `gather`.
+        args: GatherArgs {
+            /// `[batch, c_in, hw]` input.
+            x: read,
+            /// `[c_out]` source channels as `u32` (see [`upload_indices`]).
+            indices: read,
+            /// `[batch, c_out, hw]` output.
+            out: write,
+        }
+    }
+}
 
 /// Uploads gather indices as `u32`, checking each is below `c_in` (the shader clamps, so
 /// this is where a bad index becomes an error).
@@ -59,20 +61,13 @@ pub fn upload_indices(
     ctx.upload_u32(&format!("{label} indices"), &v)
 }
 
-/// `out[n, c] = x[n, indices[c]]` for `x`: `[batch, c_in, hw]`, `out`: `[batch, c_out, hw]`;
-/// `indices` holds exactly `c_out` `u32`s (see [`upload_indices`]).
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_gather(
+/// `out[n, c] = x[n, indices[c]]` for `[batch, channels, hw]` with `channels = [c_in, c_out]`.
+pub fn gather(
     ctx: &GpuContext,
     label: &str,
-    x: TensorRef<'_>,
-    indices: &wgpu::Buffer,
-    out: TensorRef<'_>,
-    batch: usize,
-    c_in: usize,
-    c_out: usize,
-    hw: usize,
-) -> Result<Vec<Dispatch>> {
+    (batch, [c_in, c_out], hw): (usize, [usize; 2], usize),
+    args: GatherArgs,
+) -> Result<Call> {
     check_dims(
         label,
         &[
@@ -82,32 +77,26 @@ pub fn prepare_gather(
             ("hw", hw),
         ],
     )?;
-    check_tensor(ctx, label, "x", &x, (batch * c_in * hw) as u64)?;
-    let len = batch * c_out * hw;
-    check_tensor(ctx, label, "out", &out, len as u64)?;
-    check_buffer(ctx, label, "indices", indices, c_out as u64)?;
+    let x_len = checked_len(label, "x", &[batch, c_in, hw])?;
+    let len = checked_len(label, "out", &[batch, c_out, hw])?;
+    check_arg(ctx, label, "x", &args.x, x_len as u64)?;
+    check_arg(ctx, label, "out", &args.out, len as u64)?;
+    check_arg(ctx, label, "indices", &args.indices, c_out as u64)?;
     let params = GatherParams {
         batch: batch as u32,
         c_in: c_in as u32,
         c_out: c_out as u32,
         hw: hw as u32,
         len: len as u32,
-        _pad: [0; 3],
+        ..GatherParams::default()
     };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    let wgs = fold_workgroups(ctx, label, (len as u64).div_ceil(u64::from(WG)))?;
-    Ok(vec![make_dispatch(
+    let grid = element_grid(ctx, label, len, WG)?;
+    Call::new(
         ctx,
         label,
-        &SHADER,
-        "gather",
-        vec![("WG", WG)],
-        &[
-            u.as_entire_binding(),
-            x.binding(),
-            indices.as_entire_binding(),
-            out.binding(),
-        ],
-        wgs,
-    )?])
+        SHADER.entry("gather", &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        grid,
+    )
 }

@@ -1,55 +1,107 @@
-//! Launcher for `shaders/linear.wgsl`: fully connected layers whose weight may be split by
-//! rows over several buffers (one dispatch per chunk), because a classifier weight can
-//! exceed `max_storage_buffer_binding_size` (VGG's `classifier.0` is 411 MB; lavapipe
-//! binds at most 128 MiB).
+//! Launcher for `shaders/linear.wgsl`: `y = act(x·Wᵀ + b)`, with `W` split by rows over
+//! several buffers when it exceeds one storage binding (VGG's 411 MB `classifier.0` on
+//! lavapipe's 128 MiB bindings). [`LinearShape`] and [`split_rows`] are shared with the
+//! backward ([`super::linear_backward`]).
 
-use super::{check_buffer, check_dims, check_tensor, fold_workgroups, make_dispatch};
+use super::{check_arg, check_dims, checked_len, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
+use crate::ops::Activation;
 
-/// `shaders/linear.wgsl`: params, x, weight chunk, bias, out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "linear",
-    source: include_str!("../../../shaders/linear.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one output feature each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `linear.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LinearParams {
-    /// Batch size.
-    pub batch: u32,
-    /// Input features.
-    pub in_f: u32,
-    /// Output features (row length of `out`).
-    pub out_f: u32,
-    /// Rows of this weight chunk.
-    pub rows: u32,
-    /// First output feature of this chunk.
-    pub row0: u32,
-    /// 1 when a bias is added.
-    pub has_bias: u32,
-    /// 1 when ReLU is fused.
-    pub relu: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `linear.wgsl`.
+    pub struct LinearParams = "Params" {
+        /// Batch size.
+        pub batch: u32,
+        /// Input features.
+        pub in_f: u32,
+        /// Output features (all chunks).
+        pub out_f: u32,
+        /// Rows (output features) in this chunk.
+        pub rows: u32,
+        /// First row of this chunk.
+        pub row0: u32,
+        /// 1 when a bias is added.
+        pub has_bias: u32,
+        /// The fused activation ([`Activation::code`]).
+        pub act: u32,
+        /// Padding.
+        pub _pad0: u32,
+    }
 }
-super::uniform_params!(LinearParams);
 
-/// Rows per chunk so that each chunk of a `[out_features, in_features]` weight fits one
-/// storage binding (and one buffer) on this adapter; the sizes sum to `out_features`.
+crate::shader! {
+    /// `shaders/linear.wgsl`.
+    pub static SHADER = "linear" {
+        params: LinearParams,
+        trusted: false,
+        /// Arguments of one row chunk.
+        args: LinearArgs {
+            /// `[batch, in]` input.
+            x: read,
+            /// The chunk's `[rows, in]` weights.
+            w: read,
+            /// `[out]` bias (any buffer when there is none).
+            bias: read,
+            /// `[batch, out]` output.
+            out: write,
+        }
+    }
+}
+
+/// The geometry of a fully connected layer.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+}
+
+impl LinearShape {
+    /// Checks the sizes; returns `(x, out)` element counts.
+    pub fn lens(&self, label: &str) -> Result<(usize, usize)> {
+        check_dims(
+            label,
+            &[
+                ("batch", self.batch),
+                ("in_features", self.in_features),
+                ("out_features", self.out_features),
+            ],
+        )?;
+        Ok((
+            checked_len(label, "x", &[self.batch, self.in_features])?,
+            checked_len(label, "out", &[self.batch, self.out_features])?,
+        ))
+    }
+
+    /// Rows of each chunk of `chunks` (`len / in_features`), checked to tile the weight.
+    pub fn chunk_rows(&self, label: &str, chunks: &[Arg]) -> Result<Vec<usize>> {
+        let rows: Vec<usize> = chunks
+            .iter()
+            .map(|c| c.len as usize / self.in_features.max(1))
+            .collect();
+        let exact = chunks
+            .iter()
+            .zip(&rows)
+            .all(|(c, &r)| r > 0 && r * self.in_features == c.len as usize);
+        if !exact || rows.iter().sum::<usize>() != self.out_features {
+            return Err(Error::shape(
+                label,
+                format!(
+                    "weight chunks of {rows:?} rows must be whole rows of {} features and sum \
+                     to out_features {}",
+                    self.in_features, self.out_features
+                ),
+            ));
+        }
+        Ok(rows)
+    }
+}
+
+/// Rows per chunk so that each chunk fits one storage binding (and one buffer).
 pub fn split_rows(ctx: &GpuContext, out_features: usize, in_features: usize) -> Vec<usize> {
     let max_bytes = ctx
         .limits
@@ -67,19 +119,17 @@ pub fn split_rows(ctx: &GpuContext, out_features: usize, in_features: usize) -> 
     v
 }
 
-/// Uploads a row-major `[out, in]` weight as chunks of [`split_rows`] rows:
-/// `(buffer, rows in chunk)` in order, ready for [`prepare_linear`].
+/// Uploads a `[out, in]` weight as row chunks that each fit a storage binding.
 pub fn upload_weight(
     ctx: &GpuContext,
     label: &str,
     data: &[f32],
-    out: usize,
-    in_: usize,
-) -> Result<Vec<(wgpu::Buffer, usize)>> {
-    if data.len() != out * in_ {
+    [out, in_]: [usize; 2],
+) -> Result<Vec<wgpu::Buffer>> {
+    if Some(data.len()) != out.checked_mul(in_) {
         return Err(Error::tensor_shape(
             format!("{label} (weight)"),
-            format!("[{out}, {in_}] = {} values", out * in_),
+            format!("[{out}, {in_}]"),
             &[data.len()],
         ));
     }
@@ -90,91 +140,63 @@ pub fn upload_weight(
         .map(|(i, rows)| {
             let chunk = &data[row * in_..(row + rows) * in_];
             row += rows;
-            Ok((ctx.upload(&format!("{label} weight[{i}]"), chunk)?, rows))
+            ctx.upload(&format!("{label} weight[{i}]"), chunk)
         })
         .collect()
 }
 
-/// `out = x·Wᵀ + b` (then `max(·, 0)` when `relu`) for `x`: `[batch, in_features]`, with
-/// `W` given as consecutive row chunks `(buffer of rows·in_features floats, rows)` whose
-/// rows sum to `out_features`. One dispatch per chunk.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_linear(
+/// `out = act(x·Wᵀ + b)`: one call per weight chunk (`chunks[k]` holds whole rows).
+pub fn forward(
     ctx: &GpuContext,
     label: &str,
-    x: TensorRef<'_>,
-    weight_chunks: &[(wgpu::Buffer, usize)],
-    bias: Option<&wgpu::Buffer>,
-    out: TensorRef<'_>,
-    batch: usize,
-    in_features: usize,
-    out_features: usize,
-    relu: bool,
-) -> Result<Vec<Dispatch>> {
-    check_dims(
-        label,
-        &[
-            ("batch", batch),
-            ("in_features", in_features),
-            ("out_features", out_features),
-        ],
-    )?;
-    check_tensor(ctx, label, "x", &x, (batch * in_features) as u64)?;
-    check_tensor(ctx, label, "out", &out, (batch * out_features) as u64)?;
-    let total: usize = weight_chunks.iter().map(|c| c.1).sum();
-    if total != out_features || weight_chunks.iter().any(|c| c.1 == 0) {
-        return Err(Error::shape(
-            label,
-            format!(
-                "weight chunks of {:?} rows must be non-empty and sum to out_features {out_features}",
-                weight_chunks.iter().map(|c| c.1).collect::<Vec<_>>()
-            ),
-        ));
-    }
-    if let Some(b) = bias {
-        check_buffer(ctx, label, "bias", b, out_features as u64)?;
-    }
-    let dummy;
-    let bias_buf = match bias {
-        Some(b) => b,
-        None => {
-            dummy = ctx.storage_buffer(&format!("{label} no bias"), 4)?;
-            &dummy
+    (s, act): (&LinearShape, Activation),
+    x: &Arg,
+    (chunks, bias): (&[Arg], Option<&Arg>),
+    out: &Arg,
+) -> Result<Vec<Call>> {
+    let (x_len, out_len) = s.lens(label)?;
+    check_arg(ctx, label, "x", x, x_len as u64)?;
+    check_arg(ctx, label, "out", out, out_len as u64)?;
+    let rows = s.chunk_rows(label, chunks)?;
+    let has_bias = u32::from(bias.is_some());
+    let bias = match bias {
+        Some(b) => {
+            check_arg(ctx, label, "bias", b, s.out_features as u64)?;
+            b.clone()
         }
+        None => Arg::whole(&ctx.storage_buffer(&format!("{label} no bias"), 4)?),
     };
     let mut row0 = 0;
-    let mut v = Vec::with_capacity(weight_chunks.len());
-    for (i, (buf, rows)) in weight_chunks.iter().enumerate() {
-        let name = format!("weight chunk {i}");
-        check_buffer(ctx, label, &name, buf, (rows * in_features) as u64)?;
+    let mut calls = Vec::with_capacity(chunks.len());
+    for (w, &r) in chunks.iter().zip(&rows) {
+        check_arg(ctx, label, "weight chunk", w, (r * s.in_features) as u64)?;
         let params = LinearParams {
-            batch: batch as u32,
-            in_f: in_features as u32,
-            out_f: out_features as u32,
-            rows: *rows as u32,
+            batch: s.batch as u32,
+            in_f: s.in_features as u32,
+            out_f: s.out_features as u32,
+            rows: r as u32,
             row0: row0 as u32,
-            has_bias: u32::from(bias.is_some()),
-            relu: u32::from(relu),
-            _pad: 0,
+            has_bias,
+            act: act.code(),
+            _pad0: 0,
         };
-        let u = ctx.uniform(&format!("{label} params[{i}]"), &params);
-        let wgs = fold_workgroups(ctx, label, (*rows as u64).div_ceil(u64::from(WG)))?;
-        v.push(make_dispatch(
+        let args = LinearArgs {
+            x: x.clone(),
+            w: w.clone(),
+            bias: bias.clone(),
+            out: out.clone(),
+        };
+        let grid = fold_workgroups(ctx, label, (r as u64).div_ceil(u64::from(WG)))?;
+        let entry = SHADER.entry("linear", &[("WG", WG)]);
+        calls.push(Call::new(
             ctx,
             label,
-            &SHADER,
-            "linear",
-            vec![("WG", WG)],
-            &[
-                u.as_entire_binding(),
-                x.binding(),
-                buf.as_entire_binding(),
-                bias_buf.as_entire_binding(),
-                out.binding(),
-            ],
-            wgs,
+            entry,
+            &params,
+            args.into_vec(),
+            grid,
         )?);
-        row0 += rows;
+        row0 += r;
     }
-    Ok(v)
+    Ok(calls)
 }

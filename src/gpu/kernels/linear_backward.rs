@@ -1,110 +1,136 @@
-//! Launcher for `shaders/linear_backward.wgsl`: backward of a fully connected layer
-//! (`train::backward::linear_backward`).
+//! Launcher for `shaders/linear_backward.wgsl`: `dx = dy·W`, `dW = dyᵀ·x`, `db = Σ dy`
+//! (`ops::linear_backward`), chunk by chunk for a weight split by rows.
 
-use super::{check_dims, check_tensor, checked_len, element_grid, make_dispatch};
+use super::linear::LinearShape;
+use super::{check_arg, element_grid, Arg, Call, WG};
 use crate::error::Result;
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
 
-/// `shaders/linear_backward.wgsl`: params, a, b, out (roles per entry point in the shader).
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "linear_backward",
-    source: include_str!("../../../shaders/linear_backward.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one gradient element each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `linear_backward.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LinearBackwardParams {
-    /// Batch B.
-    pub batch: u32,
-    /// Input features.
-    pub in_features: u32,
-    /// Output features.
-    pub out_features: u32,
-    /// 1: `grad_in += dx`; 0: `grad_in = dx`.
-    pub accumulate: u32,
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `linear_backward.wgsl`.
+    pub struct LinearBackwardParams = "Params" {
+        /// Batch B.
+        pub batch: u32,
+        /// Input features.
+        pub in_features: u32,
+        /// Output features (all chunks).
+        pub out_features: u32,
+        /// 1: `grad_in += ·`; 0: `grad_in = ·`.
+        pub accumulate: u32,
+        /// First row of the chunk.
+        pub row0: u32,
+        /// Rows of the chunk.
+        pub rows: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+    }
 }
-super::uniform_params!(LinearBackwardParams);
 
-/// Backward of `y = x·Wᵀ + b` with `x` `[batch, in]`, `weight` `[out, in]` (row-major) and
-/// `grad_out` `[batch, out]`: `grad_in = dy·W` (written, or added with `accumulate`),
-/// `grad_weight = dyᵀ·x` (overwritten), `grad_bias = Σ_b dy` (overwritten, when `Some`).
-///
-/// Two or three independent dispatches, one invocation per gradient element each.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_linear_backward(
+crate::shader! {
+    /// `shaders/linear_backward.wgsl`.
+    pub static SHADER = "linear_backward" {
+        params: LinearBackwardParams,
+        trusted: false,
+        /// Arguments (roles per entry point in the shader).
+        args: LinearBackwardArgs {
+            /// `dy`.
+            a: read,
+            /// The weight chunk, `x`, or `dy`.
+            b: read,
+            /// The gradient written.
+            out: write,
+        }
+    }
+}
+
+/// The tensors of a linear backward.
+#[derive(Clone, Debug)]
+pub struct LinearGradArgs<'a> {
+    /// The forward input `[B, in]`.
+    pub x: &'a Arg,
+    /// The weight, as row chunks.
+    pub weight: &'a [Arg],
+    /// `∂L/∂y`, `[B, out]`.
+    pub dy: &'a Arg,
+    /// `∂L/∂x`, written (or accumulated) over all chunks.
+    pub dx: &'a Arg,
+    /// `∂L/∂W`, one argument per weight chunk.
+    pub dw: &'a [Arg],
+    /// `∂L/∂b`, when the layer has a bias.
+    pub db: Option<&'a Arg>,
+}
+
+/// Backward of [`super::linear::forward`]: per chunk `dx (+)= dy[:, chunk]·W_chunk` (the
+/// first chunk honours `accumulate`, the others add) and `dW_chunk`; then `db`.
+pub fn backward(
     ctx: &GpuContext,
     label: &str,
-    batch: usize,
-    in_features: usize,
-    out_features: usize,
-    x: TensorRef<'_>,
-    weight: TensorRef<'_>,
-    grad_out: TensorRef<'_>,
-    grad_in: TensorRef<'_>,
-    accumulate: bool,
-    grad_weight: TensorRef<'_>,
-    grad_bias: Option<TensorRef<'_>>,
-) -> Result<Vec<Dispatch>> {
-    check_dims(
-        label,
-        &[
-            ("batch", batch),
-            ("in_features", in_features),
-            ("out_features", out_features),
-        ],
-    )?;
-    let x_len = checked_len(label, "x", &[batch, in_features])?;
-    let w_len = checked_len(label, "weight", &[out_features, in_features])?;
-    let y_len = checked_len(label, "grad_out", &[batch, out_features])?;
-    check_tensor(ctx, label, "x", &x, x_len as u64)?;
-    check_tensor(ctx, label, "weight", &weight, w_len as u64)?;
-    check_tensor(ctx, label, "grad_out", &grad_out, y_len as u64)?;
-    check_tensor(ctx, label, "grad_in", &grad_in, x_len as u64)?;
-    check_tensor(ctx, label, "grad_weight", &grad_weight, w_len as u64)?;
-    if let Some(gb) = &grad_bias {
-        check_tensor(ctx, label, "grad_bias", gb, out_features as u64)?;
-    }
-    let params = LinearBackwardParams {
-        batch: batch as u32,
-        in_features: in_features as u32,
-        out_features: out_features as u32,
-        accumulate: u32::from(accumulate),
-    };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    let dispatch = |entry, b: &TensorRef<'_>, out: &TensorRef<'_>, len| {
-        make_dispatch(
+    (s, accumulate): (&LinearShape, bool),
+    a: LinearGradArgs<'_>,
+) -> Result<Vec<Call>> {
+    let (x_len, y_len) = s.lens(label)?;
+    check_arg(ctx, label, "x", a.x, x_len as u64)?;
+    check_arg(ctx, label, "grad_out", a.dy, y_len as u64)?;
+    check_arg(ctx, label, "grad_in", a.dx, x_len as u64)?;
+    let rows = s.chunk_rows(label, a.weight)?;
+    s.chunk_rows(label, a.dw)?;
+    let mut calls = Vec::new();
+    let call = |entry, p: &LinearBackwardParams, b: &Arg, out: &Arg, len| {
+        let args = LinearBackwardArgs {
+            a: a.dy.clone(),
+            b: b.clone(),
+            out: out.clone(),
+        };
+        let grid = element_grid(ctx, label, len, WG)?;
+        Call::new(
             ctx,
             label,
-            &SHADER,
-            entry,
-            vec![("WG", WG)],
-            &[
-                u.as_entire_binding(),
-                grad_out.binding(),
-                b.binding(),
-                out.binding(),
-            ],
-            element_grid(ctx, label, len, WG)?,
+            SHADER.entry(entry, &[("WG", WG)]),
+            p,
+            args.into_vec(),
+            grid,
         )
     };
-    let mut out = vec![
-        dispatch("linear_grad_input", &weight, &grad_in, x_len)?,
-        dispatch("linear_grad_weight", &x, &grad_weight, w_len)?,
-    ];
-    if let Some(gb) = &grad_bias {
-        out.push(dispatch("linear_grad_bias", &grad_out, gb, out_features)?);
+    let mut row0 = 0;
+    for (k, &r) in rows.iter().enumerate() {
+        let p = LinearBackwardParams {
+            batch: s.batch as u32,
+            in_features: s.in_features as u32,
+            out_features: s.out_features as u32,
+            accumulate: u32::from(accumulate || k > 0),
+            row0: row0 as u32,
+            rows: r as u32,
+            ..LinearBackwardParams::default()
+        };
+        check_arg(
+            ctx,
+            label,
+            "grad_weight",
+            &a.dw[k],
+            (r * s.in_features) as u64,
+        )?;
+        calls.push(call("linear_grad_input", &p, &a.weight[k], a.dx, x_len)?);
+        calls.push(call(
+            "linear_grad_weight",
+            &p,
+            a.x,
+            &a.dw[k],
+            r * s.in_features,
+        )?);
+        row0 += r;
     }
-    Ok(out)
+    if let Some(db) = a.db {
+        check_arg(ctx, label, "grad_bias", db, s.out_features as u64)?;
+        let p = LinearBackwardParams {
+            batch: s.batch as u32,
+            in_features: s.in_features as u32,
+            out_features: s.out_features as u32,
+            rows: s.out_features as u32,
+            ..LinearBackwardParams::default()
+        };
+        calls.push(call("linear_grad_bias", &p, a.dy, db, s.out_features)?);
+    }
+    Ok(calls)
 }

@@ -1,43 +1,71 @@
-//! Launcher for `shaders/norm.wgsl`: inference batch norm as a per-channel affine map.
+//! Launcher for `shaders/norm.wgsl`: inference batch norm as a per-channel affine map with its
+//! activation fused. [`BnShape`] is shared with the training kernels of
+//! [`super::norm_train`].
 
-use super::{check_buffer, check_dims, check_tensor, fold_workgroups, make_dispatch};
+use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
+use crate::ops::Activation;
 
-/// `shaders/norm.wgsl`: params, x, scale_shift, out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "norm",
-    source: include_str!("../../../shaders/norm.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one element each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `norm.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct NormParams {
-    /// Elements, `batch · channels · hw`.
-    pub len: u32,
-    /// Channels C.
-    pub channels: u32,
-    /// Pixels per channel plane.
-    pub hw: u32,
-    /// 1 when ReLU is fused.
-    pub relu: u32,
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `norm.wgsl`.
+    pub struct NormParams = "Params" {
+        /// Elements, `batch · channels · hw`.
+        pub len: u32,
+        /// Channels C.
+        pub channels: u32,
+        /// Pixels per channel plane.
+        pub hw: u32,
+        /// The fused activation ([`Activation::code`]).
+        pub act: u32,
+    }
 }
-super::uniform_params!(NormParams);
+
+crate::shader! {
+    /// `shaders/norm.wgsl`.
+    pub static SHADER = "norm" {
+        params: NormParams,
+        trusted: false,
+        /// Arguments of `batch_norm`.
+        args: NormArgs {
+            /// `[batch, channels, hw]` input.
+            x: read,
+            /// `[scale; C] ++ [shift; C]` (see [`scale_shift`]).
+            scale_shift: read,
+            /// The output, shaped like `x`.
+            out: write,
+        }
+    }
+}
+
+/// The geometry of a batch norm: `[batch, channels, hw]`.
+#[derive(Clone, Copy, Debug)]
+pub struct BnShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Pixels per channel plane.
+    pub hw: usize,
+}
+
+impl BnShape {
+    /// Elements, checked.
+    pub fn len(&self, label: &str) -> Result<usize> {
+        check_dims(
+            label,
+            &[
+                ("batch", self.batch),
+                ("channels", self.channels),
+                ("hw", self.hw),
+            ],
+        )?;
+        checked_len(label, "x", &[self.batch, self.channels, self.hw])
+    }
+}
 
 /// The `2·C` values `[scale; C] ++ [shift; C]` with `scale = γ / √(var + ε)` and
-/// `shift = β − mean·scale`: what [`prepare_batch_norm`] expects in `scale_shift`.
+/// `shift = β − mean·scale`: what [`batch_norm`] expects in `scale_shift`.
 pub fn scale_shift(
     gamma: &[f32],
     beta: &[f32],
@@ -62,49 +90,36 @@ pub fn scale_shift(
     Ok([scale, shift].concat())
 }
 
-/// `out = x·scale[c] + shift[c]` (then `max(·, 0)` when `relu`) over a
-/// `[batch, channels, hw]` tensor; `scale_shift` holds exactly `2·channels` floats
-/// (see [`scale_shift`]).
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_batch_norm(
+/// `out = act(x·scale[c] + shift[c])` over `[batch, channels, hw]`.
+pub fn batch_norm(
     ctx: &GpuContext,
     label: &str,
-    x: TensorRef<'_>,
-    scale_shift: &wgpu::Buffer,
-    out: TensorRef<'_>,
-    batch: usize,
-    channels: usize,
-    hw: usize,
-    relu: bool,
-) -> Result<Vec<Dispatch>> {
-    check_dims(
-        label,
-        &[("batch", batch), ("channels", channels), ("hw", hw)],
-    )?;
-    let len = batch * channels * hw;
-    check_tensor(ctx, label, "x", &x, len as u64)?;
-    check_tensor(ctx, label, "out", &out, len as u64)?;
-    check_buffer(ctx, label, "scale_shift", scale_shift, 2 * channels as u64)?;
-    let wgs = fold_workgroups(ctx, label, (len as u64).div_ceil(u64::from(WG)))?;
-    let params = NormParams {
-        len: len as u32,
-        channels: channels as u32,
-        hw: hw as u32,
-        relu: u32::from(relu),
-    };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    Ok(vec![make_dispatch(
+    (s, act): (&BnShape, Activation),
+    args: NormArgs,
+) -> Result<Call> {
+    let len = s.len(label)?;
+    check_arg(ctx, label, "x", &args.x, len as u64)?;
+    check_arg(ctx, label, "out", &args.out, len as u64)?;
+    check_arg(
         ctx,
         label,
-        &SHADER,
-        "batch_norm",
-        vec![("WG", WG)],
-        &[
-            u.as_entire_binding(),
-            x.binding(),
-            scale_shift.as_entire_binding(),
-            out.binding(),
-        ],
-        wgs,
-    )?])
+        "scale_shift",
+        &args.scale_shift,
+        2 * s.channels as u64,
+    )?;
+    let params = NormParams {
+        len: len as u32,
+        channels: s.channels as u32,
+        hw: s.hw as u32,
+        act: act.code(),
+    };
+    let grid = element_grid(ctx, label, len, WG)?;
+    Call::new(
+        ctx,
+        label,
+        SHADER.entry("batch_norm", &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        grid,
+    )
 }

@@ -1,235 +1,254 @@
-//! Launcher for `shaders/norm_train.wgsl`: training batch norm (batch statistics, running
-//! statistics update) and its backward, as `crate::train::backward::batch_norm_train`,
-//! `update_running_stats` and `batch_norm_train_backward`.
+//! Launcher for `shaders/norm_train.wgsl`: training batch norm (batch statistics, PyTorch's
+//! running-statistics update, the activation fused into the output) and its backward, as
+//! `ops::{batch_norm_train, update_running_stats, batch_norm_train_backward}`.
 
-use super::{check_dims, check_tensor, checked_len, element_grid, fold_workgroups, make_dispatch};
+use super::norm::BnShape;
+use super::{check_arg, element_grid, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
+use crate::ops::Activation;
 
-/// `shaders/norm_train.wgsl`: params, four read-only and four read-write tensors (their
-/// roles per direction are listed at the top of the shader).
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "norm_train",
-    source: include_str!("../../../shaders/norm_train.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-        BindingKind::ReadWrite,
-        BindingKind::ReadWrite,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup of the element-wise entry points.
-pub const WG: u32 = 64;
 /// Invocations per workgroup of the per-channel reductions (the shader's `RWG`).
 pub const RWG: u32 = 256;
 
-/// Mirror of the WGSL `Params` of `norm_train.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct NormTrainParams {
-    /// Batch B.
-    pub batch: u32,
-    /// Channels C.
-    pub channels: u32,
-    /// Pixels per channel plane.
-    pub hw: u32,
-    /// Values per channel, `B·HW`.
-    pub n: u32,
-    /// Elements, `B·C·HW`.
-    pub len: u32,
-    /// 1: `grad_in += dx`; 0: `grad_in = dx` (backward only).
-    pub accumulate: u32,
-    /// ε added to the biased variance.
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `norm_train.wgsl`.
+    pub struct NormTrainParams = "Params" {
+        /// Batch B.
+        pub batch: u32,
+        /// Channels C.
+        pub channels: u32,
+        /// Pixels per channel plane.
+        pub hw: u32,
+        /// Values per channel, `B·HW`.
+        pub n: u32,
+        /// Elements, `B·C·HW`.
+        pub len: u32,
+        /// 1: `grad_in += dx`; 0: `grad_in = dx` (backward only).
+        pub accumulate: u32,
+        /// ε added to the biased variance.
+        pub eps: f32,
+        /// Running-statistics momentum.
+        pub momentum: f32,
+        /// The activation fused into the forward output ([`Activation::code`]).
+        pub act: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
+}
+
+crate::shader! {
+    /// `shaders/norm_train.wgsl`: one layout serves both directions (roles in the shader).
+    pub static SHADER = "norm_train" {
+        params: NormTrainParams,
+        trusted: false,
+        /// The bindings by position; [`BnTrainArgs`] and [`BnGradArgs`] name them per direction.
+        args: NormTrainBindings {
+            /// x.
+            r1: read,
+            /// γ.
+            r2: read,
+            /// forward: β; backward: stats.
+            r3: read,
+            /// forward: x again; backward: dy.
+            r4: read,
+            /// forward: y; backward: dx.
+            w5: write,
+            /// forward: stats; backward: dγ.
+            w6: write,
+            /// forward: running mean; backward: dβ.
+            w7: write,
+            /// forward: running variance; backward: unused scratch.
+            w8: write,
+        }
+    }
+}
+
+/// Tensors of the training forward.
+#[derive(Clone, Debug)]
+pub struct BnTrainArgs {
+    /// Input `[batch, channels, hw]`.
+    pub x: Arg,
+    /// γ, `[C]`.
+    pub gamma: Arg,
+    /// β, `[C]`.
+    pub beta: Arg,
+    /// Output, shaped like `x`.
+    pub y: Arg,
+    /// `[mean; C] ++ [invstd; C]`, kept for the backward.
+    pub stats: Arg,
+    /// Running mean, updated in place.
+    pub running_mean: Arg,
+    /// Running variance, updated in place.
+    pub running_var: Arg,
+}
+
+/// Tensors of the backward.
+#[derive(Clone, Debug)]
+pub struct BnGradArgs {
+    /// The forward input.
+    pub x: Arg,
+    /// γ.
+    pub gamma: Arg,
+    /// The forward's `stats`.
+    pub stats: Arg,
+    /// `∂L/∂y`.
+    pub dy: Arg,
+    /// `∂L/∂x`, written or accumulated.
+    pub dx: Arg,
+    /// `∂L/∂γ`.
+    pub dgamma: Arg,
+    /// `∂L/∂β`.
+    pub dbeta: Arg,
+    /// A scratch buffer of at least one value (the layout's unused slot).
+    pub scratch: Arg,
+}
+
+/// The training batch norm's hyper-parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct BnTrain {
+    /// ε.
     pub eps: f32,
     /// Running-statistics momentum.
     pub momentum: f32,
+    /// The activation fused into `y`.
+    pub act: Activation,
 }
-super::uniform_params!(NormTrainParams);
 
-fn sizes(label: &str, batch: usize, channels: usize, hw: usize) -> Result<(usize, usize)> {
-    check_dims(
-        label,
-        &[("batch", batch), ("channels", channels), ("hw", hw)],
-    )?;
-    let len = checked_len(label, "x", &[batch, channels, hw])?;
-    let n = batch * hw;
+fn params(label: &str, s: &BnShape) -> Result<NormTrainParams> {
+    let len = s.len(label)?;
+    let n = s.batch * s.hw;
     if n < 2 {
         return Err(Error::shape(
             label,
             "batch norm in training needs more than one value per channel (batch·hw ≥ 2)",
         ));
     }
-    Ok((len, n))
+    Ok(NormTrainParams {
+        batch: s.batch as u32,
+        channels: s.channels as u32,
+        hw: s.hw as u32,
+        n: n as u32,
+        len: len as u32,
+        ..NormTrainParams::default()
+    })
 }
 
-/// Training batch norm on `x` `[batch, channels, hw]`: per-channel batch mean and biased
-/// variance (one workgroup per channel), `y = (x − mean)·invstd·γ + β`,
-/// `stats[0..C] = mean`, `stats[C..2C] = invstd = 1/√(var + eps)`, and PyTorch's running
-/// update in place: `running_mean = (1−m)·rm + m·mean`,
-/// `running_var = (1−m)·rv + m·var·n/(n−1)` with `n = batch·hw` (as
-/// `train::backward::update_running_stats`). Needs `n ≥ 2`.
-///
-/// Two dispatches (statistics, then normalisation). `y`, `stats`, `running_mean` and
-/// `running_var` must each live in a buffer bound nowhere else in the call.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_batch_norm_train(
+fn two_calls(
     ctx: &GpuContext,
     label: &str,
-    batch: usize,
-    channels: usize,
-    hw: usize,
-    eps: f32,
-    momentum: f32,
-    x: TensorRef<'_>,
-    gamma: TensorRef<'_>,
-    beta: TensorRef<'_>,
-    y: TensorRef<'_>,
-    stats: TensorRef<'_>,
-    running_mean: TensorRef<'_>,
-    running_var: TensorRef<'_>,
-) -> Result<Vec<Dispatch>> {
-    let (len, n) = sizes(label, batch, channels, hw)?;
-    if !(eps.is_finite() && eps >= 0.0 && momentum.is_finite()) {
+    entries: [&'static str; 2],
+    p: &NormTrainParams,
+    bindings: NormTrainBindings,
+) -> Result<Vec<Call>> {
+    let args = bindings.into_vec();
+    Ok(vec![
+        Call::new(
+            ctx,
+            label,
+            SHADER.entry(entries[0], &[]),
+            p,
+            args.clone(),
+            fold_workgroups(ctx, label, u64::from(p.channels))?,
+        )?,
+        Call::new(
+            ctx,
+            label,
+            SHADER.entry(entries[1], &[("WG", WG)]),
+            p,
+            args,
+            element_grid(ctx, label, p.len as usize, WG)?,
+        )?,
+    ])
+}
+
+/// Training batch norm: per-channel batch mean and biased variance (one workgroup per
+/// channel), `y = act((x − mean)·invstd·γ + β)`, `stats = [mean; C] ++ [invstd; C]`, and
+/// PyTorch's running update in place (unbiased variance `n/(n−1)`, `n = batch·hw ≥ 2`).
+/// Two calls (statistics, then normalisation).
+pub fn forward(
+    ctx: &GpuContext,
+    label: &str,
+    (s, h): (&BnShape, BnTrain),
+    a: BnTrainArgs,
+) -> Result<Vec<Call>> {
+    if !(h.eps.is_finite() && h.eps >= 0.0 && h.momentum.is_finite()) {
         return Err(Error::shape(
             label,
-            format!("eps {eps} must be finite and ≥ 0, momentum {momentum} finite"),
+            format!(
+                "eps {} must be finite and ≥ 0, momentum {} finite",
+                h.eps, h.momentum
+            ),
         ));
     }
-    let c = channels as u64;
-    check_tensor(ctx, label, "x", &x, len as u64)?;
-    check_tensor(ctx, label, "gamma", &gamma, c)?;
-    check_tensor(ctx, label, "beta", &beta, c)?;
-    check_tensor(ctx, label, "y", &y, len as u64)?;
-    check_tensor(ctx, label, "stats", &stats, 2 * c)?;
-    check_tensor(ctx, label, "running_mean", &running_mean, c)?;
-    check_tensor(ctx, label, "running_var", &running_var, c)?;
-    let params = NormTrainParams {
-        batch: batch as u32,
-        channels: channels as u32,
-        hw: hw as u32,
-        n: n as u32,
-        len: len as u32,
-        accumulate: 0,
-        eps,
-        momentum,
+    let p = NormTrainParams {
+        eps: h.eps,
+        momentum: h.momentum,
+        act: h.act.code(),
+        ..params(label, s)?
     };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    let resources = [
-        u.as_entire_binding(),
-        x.binding(),
-        gamma.binding(),
-        beta.binding(),
-        x.binding(),
-        y.binding(),
-        stats.binding(),
-        running_mean.binding(),
-        running_var.binding(),
-    ];
-    let consts = || vec![("WG", WG)];
-    Ok(vec![
-        make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            "bn_stats",
-            vec![],
-            &resources,
-            fold_workgroups(ctx, label, c)?,
-        )?,
-        make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            "bn_normalize",
-            consts(),
-            &resources,
-            element_grid(ctx, label, len, WG)?,
-        )?,
-    ])
+    let (len, c) = (u64::from(p.len), s.channels as u64);
+    for (name, t, n) in [
+        ("x", &a.x, len),
+        ("gamma", &a.gamma, c),
+        ("beta", &a.beta, c),
+        ("y", &a.y, len),
+        ("stats", &a.stats, 2 * c),
+        ("running_mean", &a.running_mean, c),
+        ("running_var", &a.running_var, c),
+    ] {
+        check_arg(ctx, label, name, t, n)?;
+    }
+    let b = NormTrainBindings {
+        r1: a.x.clone(),
+        r2: a.gamma,
+        r3: a.beta,
+        r4: a.x,
+        w5: a.y,
+        w6: a.stats,
+        w7: a.running_mean,
+        w8: a.running_var,
+    };
+    two_calls(ctx, label, ["bn_stats", "bn_normalize"], &p, b)
 }
 
-/// Backward of [`prepare_batch_norm_train`] with its batch statistics `stats`
-/// (`[mean; C] ++ [invstd; C]`): `dβ = Σ dy`, `dγ = Σ dy·x̂` (overwritten), and
-/// `dx = γ·invstd·(dy − dβ/n − x̂·dγ/n)`, written (`accumulate = false`) or added
-/// (`accumulate = true`) to `grad_in`. `n = batch·hw ≥ 2`.
-///
-/// Two dispatches (per-channel reductions, then `dx` one invocation per element).
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_batch_norm_backward(
+/// Backward of [`forward`] (without its activation): `dβ = Σ dy`, `dγ = Σ dy·x̂`, and
+/// `dx (+)= γ·invstd·(dy − dβ/n − x̂·dγ/n)`. Two calls.
+pub fn backward(
     ctx: &GpuContext,
     label: &str,
-    batch: usize,
-    channels: usize,
-    hw: usize,
-    x: TensorRef<'_>,
-    gamma: TensorRef<'_>,
-    stats: TensorRef<'_>,
-    grad_out: TensorRef<'_>,
-    grad_in: TensorRef<'_>,
-    grad_gamma: TensorRef<'_>,
-    grad_beta: TensorRef<'_>,
-    accumulate: bool,
-) -> Result<Vec<Dispatch>> {
-    let (len, n) = sizes(label, batch, channels, hw)?;
-    let c = channels as u64;
-    check_tensor(ctx, label, "x", &x, len as u64)?;
-    check_tensor(ctx, label, "gamma", &gamma, c)?;
-    check_tensor(ctx, label, "stats", &stats, 2 * c)?;
-    check_tensor(ctx, label, "grad_out", &grad_out, len as u64)?;
-    check_tensor(ctx, label, "grad_in", &grad_in, len as u64)?;
-    check_tensor(ctx, label, "grad_gamma", &grad_gamma, c)?;
-    check_tensor(ctx, label, "grad_beta", &grad_beta, c)?;
-    let params = NormTrainParams {
-        batch: batch as u32,
-        channels: channels as u32,
-        hw: hw as u32,
-        n: n as u32,
-        len: len as u32,
+    (s, accumulate): (&BnShape, bool),
+    a: BnGradArgs,
+) -> Result<Vec<Call>> {
+    let p = NormTrainParams {
         accumulate: u32::from(accumulate),
-        eps: 0.0,
-        momentum: 0.0,
+        ..params(label, s)?
     };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    // The layout's fourth read-write slot is unused by the backward entry points.
-    let scratch = ctx.storage_buffer(&format!("{label} scratch"), 4)?;
-    let resources = [
-        u.as_entire_binding(),
-        x.binding(),
-        gamma.binding(),
-        stats.binding(),
-        grad_out.binding(),
-        grad_in.binding(),
-        grad_gamma.binding(),
-        grad_beta.binding(),
-        scratch.as_entire_binding(),
-    ];
-    let consts = || vec![("WG", WG)];
-    Ok(vec![
-        make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            "bn_grad_params",
-            vec![],
-            &resources,
-            fold_workgroups(ctx, label, c)?,
-        )?,
-        make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            "bn_grad_input",
-            consts(),
-            &resources,
-            element_grid(ctx, label, len, WG)?,
-        )?,
-    ])
+    let (len, c) = (u64::from(p.len), s.channels as u64);
+    for (name, t, n) in [
+        ("x", &a.x, len),
+        ("gamma", &a.gamma, c),
+        ("stats", &a.stats, 2 * c),
+        ("grad_out", &a.dy, len),
+        ("grad_in", &a.dx, len),
+        ("grad_gamma", &a.dgamma, c),
+        ("grad_beta", &a.dbeta, c),
+    ] {
+        check_arg(ctx, label, name, t, n)?;
+    }
+    let b = NormTrainBindings {
+        r1: a.x,
+        r2: a.gamma,
+        r3: a.stats,
+        r4: a.dy,
+        w5: a.dx,
+        w6: a.dgamma,
+        w7: a.dbeta,
+        w8: a.scratch,
+    };
+    two_calls(ctx, label, ["bn_grad_params", "bn_grad_input"], &p, b)
 }

@@ -1,91 +1,83 @@
-//! Launcher for `shaders/optim.wgsl`: the SGD update (`train::optim::Sgd::step`) on the GPU.
+//! Launcher for `shaders/optim.wgsl`: SGD with momentum and weight decay, in place
+//! (`train::Sgd::step`), the learning rate read from a small buffer rewritten each step.
 
-use super::{check_dims, check_tensor, check_tensor_min, element_grid, make_dispatch};
+use super::{check_arg, check_arg_min, check_dims, element_grid, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
+use crate::train::SgdConfig;
 
-/// `shaders/optim.wgsl`: params, grad, hyper, param, velocity.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "optim",
-    source: include_str!("../../../shaders/optim.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one parameter each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `optim.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SgdParams {
-    /// Number of parameters.
-    pub len: u32,
-    /// Momentum μ.
-    pub momentum: f32,
-    /// Weight decay (0 for parameters without decay).
-    pub weight_decay: f32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `optim.wgsl`.
+    pub struct SgdParams = "Params" {
+        /// Number of parameter values.
+        pub len: u32,
+        /// Momentum factor.
+        pub momentum: f32,
+        /// L2 weight decay (0 for parameters without decay).
+        pub weight_decay: f32,
+        /// Padding.
+        pub _pad0: u32,
+    }
 }
-super::uniform_params!(SgdParams);
 
-/// SGD with momentum and weight decay, in place, as the CPU `Sgd::step`:
-/// `d = g + wd·p; v = μ·v + d; p −= lr·v` over `len` values of `param`, `grad` and
-/// `velocity` (zeros before the first step). The learning rate is read from `hyper[0]`
-/// (`hyper` holds at least one f32, the rest is ignored): rewrite it with
-/// `queue.write_buffer` before each step, the dispatch is built once.
-/// `param` and `velocity` must each be in a buffer bound nowhere else in the call.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_sgd(
+crate::shader! {
+    /// `shaders/optim.wgsl`.
+    pub static SHADER = "optim" {
+        params: SgdParams,
+        trusted: false,
+        /// Arguments of `sgd`.
+        args: SgdArgs {
+            /// The gradient.
+            grad: read,
+            /// `[lr]` (at least one value).
+            hyper: read,
+            /// The parameter, updated in place.
+            param: write,
+            /// The momentum buffer, updated in place.
+            velocity: write,
+        }
+    }
+}
+
+/// One SGD step over a parameter of `len` values; `decay` says whether weight decay applies.
+pub fn sgd(
     ctx: &GpuContext,
     label: &str,
-    len: usize,
-    momentum: f32,
-    weight_decay: f32,
-    param: TensorRef<'_>,
-    grad: TensorRef<'_>,
-    velocity: TensorRef<'_>,
-    hyper: TensorRef<'_>,
-) -> Result<Vec<Dispatch>> {
+    (len, config, decay): (usize, &SgdConfig, bool),
+    args: SgdArgs,
+) -> Result<Call> {
     check_dims(label, &[("len", len)])?;
-    if !momentum.is_finite() || !weight_decay.is_finite() {
+    let weight_decay = if decay { config.weight_decay } else { 0.0 };
+    if !config.momentum.is_finite() || !weight_decay.is_finite() {
         return Err(Error::shape(
             label,
-            format!("momentum {momentum} and weight decay {weight_decay} must be finite"),
+            format!(
+                "momentum {} and weight decay {weight_decay} must be finite",
+                config.momentum
+            ),
         ));
     }
-    check_tensor(ctx, label, "param", &param, len as u64)?;
-    check_tensor(ctx, label, "grad", &grad, len as u64)?;
-    check_tensor(ctx, label, "velocity", &velocity, len as u64)?;
-    check_tensor_min(ctx, label, "hyper", &hyper, 1)?;
+    for (name, a) in [
+        ("param", &args.param),
+        ("grad", &args.grad),
+        ("velocity", &args.velocity),
+    ] {
+        check_arg(ctx, label, name, a, len as u64)?;
+    }
+    check_arg_min(ctx, label, "hyper", &args.hyper, 1)?;
     let params = SgdParams {
         len: len as u32,
-        momentum,
+        momentum: config.momentum,
         weight_decay,
-        _pad: 0,
+        _pad0: 0,
     };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    Ok(vec![make_dispatch(
+    let grid = element_grid(ctx, label, len, WG)?;
+    Call::new(
         ctx,
         label,
-        &SHADER,
-        "sgd",
-        vec![("WG", WG)],
-        &[
-            u.as_entire_binding(),
-            grad.binding(),
-            hyper.binding(),
-            param.binding(),
-            velocity.binding(),
-        ],
-        element_grid(ctx, label, len, WG)?,
-    )?])
+        SHADER.entry("sgd", &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        grid,
+    )
 }

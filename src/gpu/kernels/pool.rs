@@ -1,200 +1,245 @@
-//! Launcher for `shaders/pool.wgsl`: max, average and adaptive average pooling.
+//! Launcher for `shaders/pool.wgsl`: max, average and adaptive average pooling and their
+//! backward (gather form, one invocation per input element).
 
-use super::{check_dims, check_tensor, fold_workgroups, make_dispatch};
+use super::{check_arg, check_dims, checked_len, element_grid, Arg, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
 use crate::graph::Pool2dSpec;
 
-/// `shaders/pool.wgsl`: params, x, out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "pool",
-    source: include_str!("../../../shaders/pool.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one output element each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `pool.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PoolParams {
-    /// `batch · channels`.
-    pub planes: u32,
-    /// Input height.
-    pub h: u32,
-    /// Input width.
-    pub w: u32,
-    /// Output height.
-    pub oh: u32,
-    /// Output width.
-    pub ow: u32,
-    /// Window height (unused by adaptive pooling).
-    pub kh: u32,
-    /// Window width.
-    pub kw: u32,
-    /// Stride (rows).
-    pub sh: u32,
-    /// Stride (columns).
-    pub sw: u32,
-    /// Padding (rows).
-    pub ph: u32,
-    /// Padding (columns).
-    pub pw: u32,
-    /// Output elements.
-    pub len: u32,
-    /// `f32::NEG_INFINITY`, the value of an empty max window.
-    pub neg_inf: f32,
-    /// Padding to 16 bytes.
-    pub _pad: [u32; 3],
-}
-super::uniform_params!(PoolParams);
-
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    ctx: &GpuContext,
-    label: &str,
-    entry: &'static str,
-    x: TensorRef<'_>,
-    out: TensorRef<'_>,
-    batch: usize,
-    channels: usize,
-    in_hw: [usize; 2],
-    out_hw: [usize; 2],
-    spec: Pool2dSpec,
-) -> Result<Vec<Dispatch>> {
-    check_dims(
-        label,
-        &[
-            ("batch", batch),
-            ("channels", channels),
-            ("input height", in_hw[0]),
-            ("input width", in_hw[1]),
-            ("output height", out_hw[0]),
-            ("output width", out_hw[1]),
-        ],
-    )?;
-    let planes = batch * channels;
-    check_tensor(ctx, label, "x", &x, (planes * in_hw[0] * in_hw[1]) as u64)?;
-    let len = planes * out_hw[0] * out_hw[1];
-    check_tensor(ctx, label, "out", &out, len as u64)?;
-    let wgs = fold_workgroups(ctx, label, (len as u64).div_ceil(u64::from(WG)))?;
-    let params = PoolParams {
-        planes: planes as u32,
-        h: in_hw[0] as u32,
-        w: in_hw[1] as u32,
-        oh: out_hw[0] as u32,
-        ow: out_hw[1] as u32,
-        kh: spec.kernel[0] as u32,
-        kw: spec.kernel[1] as u32,
-        sh: spec.stride[0] as u32,
-        sw: spec.stride[1] as u32,
-        ph: spec.padding[0] as u32,
-        pw: spec.padding[1] as u32,
-        len: len as u32,
-        neg_inf: f32::NEG_INFINITY,
-        _pad: [0; 3],
-    };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    Ok(vec![make_dispatch(
-        ctx,
-        label,
-        &SHADER,
-        entry,
-        vec![("WG", WG)],
-        &[u.as_entire_binding(), x.binding(), out.binding()],
-        wgs,
-    )?])
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `pool.wgsl`.
+    pub struct PoolParams = "Params" {
+        /// `batch · channels`.
+        pub planes: u32,
+        /// Input height.
+        pub h: u32,
+        /// Input width.
+        pub w: u32,
+        /// Output height.
+        pub oh: u32,
+        /// Output width.
+        pub ow: u32,
+        /// Window height (unused by adaptive pooling).
+        pub kh: u32,
+        /// Window width.
+        pub kw: u32,
+        /// Stride (rows).
+        pub sh: u32,
+        /// Stride (columns).
+        pub sw: u32,
+        /// Padding (rows).
+        pub ph: u32,
+        /// Padding (columns).
+        pub pw: u32,
+        /// Elements processed (forward: outputs; backward: inputs).
+        pub len: u32,
+        /// `f32::NEG_INFINITY`, the value of an empty max window.
+        pub neg_inf: f32,
+        /// 1: `out += ·` (backward only).
+        pub accumulate: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+    }
 }
 
-fn window_out(label: &str, spec: &Pool2dSpec, in_hw: [usize; 2]) -> Result<[usize; 2]> {
-    check_dims(
-        label,
-        &[
-            ("window height", spec.kernel[0]),
-            ("window width", spec.kernel[1]),
-            ("stride", spec.stride[0]),
-            ("stride", spec.stride[1]),
-        ],
-    )?;
-    spec.out_hw(in_hw[0], in_hw[1]).ok_or_else(|| {
-        Error::shape(
+crate::shader! {
+    /// `shaders/pool.wgsl`.
+    pub static SHADER = "pool" {
+        params: PoolParams,
+        trusted: false,
+        /// Arguments of the pooling entry points.
+        args: PoolArgs {
+            /// The forward input (bound to `dy` by the backward of avg / adaptive pooling).
+            x: read,
+            /// The output gradient (bound to `x` by the forward).
+            dy: read,
+            /// The output, or the input gradient.
+            out: write,
+        }
+    }
+}
+
+/// Which pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Max pooling.
+    Max(Pool2dSpec),
+    /// Average pooling (padded zeros counted).
+    Avg(Pool2dSpec),
+    /// Adaptive average pooling to `[oh, ow]`.
+    Adaptive([usize; 2]),
+}
+
+/// The geometry of a pooling layer.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolShape {
+    /// Which pooling.
+    pub kind: PoolKind,
+    /// Batch size.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Input `[h, w]`.
+    pub in_hw: [usize; 2],
+}
+
+impl PoolShape {
+    /// The output `[oh, ow]`, checking the window.
+    pub fn out_hw(&self, label: &str) -> Result<[usize; 2]> {
+        let [h, w] = self.in_hw;
+        check_dims(
             label,
-            format!(
-                "input {in_hw:?} padded by {:?} is smaller than the window {:?}",
-                spec.padding, spec.kernel
-            ),
-        )
-    })
+            &[
+                ("batch", self.batch),
+                ("channels", self.channels),
+                ("input height", h),
+                ("input width", w),
+            ],
+        )?;
+        match self.kind {
+            PoolKind::Adaptive([oh, ow]) => {
+                check_dims(label, &[("output height", oh), ("output width", ow)])?;
+                Ok([oh, ow])
+            }
+            PoolKind::Max(s) | PoolKind::Avg(s) => {
+                check_dims(
+                    label,
+                    &[
+                        ("window height", s.kernel[0]),
+                        ("window width", s.kernel[1]),
+                        ("stride", s.stride[0]),
+                        ("stride", s.stride[1]),
+                    ],
+                )?;
+                if s.padding[0] > s.kernel[0] / 2 || s.padding[1] > s.kernel[1] / 2 {
+                    return Err(Error::shape(
+                        label,
+                        "pool padding must be at most half the window",
+                    ));
+                }
+                s.out_hw(h, w).ok_or_else(|| {
+                    Error::shape(
+                        label,
+                        format!("pool window {:?} does not fit a {h}×{w} input", s.kernel),
+                    )
+                })
+            }
+        }
+    }
+
+    fn params(&self, label: &str, backward: bool) -> Result<PoolParams> {
+        let [oh, ow] = self.out_hw(label)?;
+        let [h, w] = self.in_hw;
+        let planes = checked_len(label, "planes", &[self.batch, self.channels])?;
+        let (ins, outs) = (
+            checked_len(label, "x", &[planes, h, w])?,
+            checked_len(label, "out", &[planes, oh, ow])?,
+        );
+        let s = match self.kind {
+            PoolKind::Max(s) | PoolKind::Avg(s) => s,
+            PoolKind::Adaptive(_) => Pool2dSpec::square(1, 1, 0),
+        };
+        Ok(PoolParams {
+            planes: planes as u32,
+            h: h as u32,
+            w: w as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            kh: s.kernel[0] as u32,
+            kw: s.kernel[1] as u32,
+            sh: s.stride[0] as u32,
+            sw: s.stride[1] as u32,
+            ph: s.padding[0] as u32,
+            pw: s.padding[1] as u32,
+            len: if backward { ins } else { outs } as u32,
+            neg_inf: f32::NEG_INFINITY,
+            ..PoolParams::default()
+        })
+    }
+
+    fn entry(&self, backward: bool) -> &'static str {
+        match (self.kind, backward) {
+            (PoolKind::Max(_), false) => "max_pool",
+            (PoolKind::Avg(_), false) => "avg_pool",
+            (PoolKind::Adaptive(_), false) => "adaptive_avg_pool",
+            (PoolKind::Max(_), true) => "max_pool_backward",
+            (PoolKind::Avg(_), true) => "avg_pool_backward",
+            (PoolKind::Adaptive(_), true) => "adaptive_avg_pool_backward",
+        }
+    }
 }
 
-/// Max pooling (`cpu::max_pool2d`): padding acts as −∞, floor mode.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_max_pool(
-    ctx: &GpuContext,
-    label: &str,
-    x: TensorRef<'_>,
-    out: TensorRef<'_>,
-    batch: usize,
-    channels: usize,
-    in_hw: [usize; 2],
-    spec: &Pool2dSpec,
-) -> Result<Vec<Dispatch>> {
-    let o = window_out(label, spec, in_hw)?;
-    prepare(
-        ctx, label, "max_pool", x, out, batch, channels, in_hw, o, *spec,
-    )
-}
-
-/// Average pooling (`cpu::avg_pool2d`): padded zeros count in the divisor
-/// (`count_include_pad=True`, PyTorch's default), floor mode.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_avg_pool(
-    ctx: &GpuContext,
-    label: &str,
-    x: TensorRef<'_>,
-    out: TensorRef<'_>,
-    batch: usize,
-    channels: usize,
-    in_hw: [usize; 2],
-    spec: &Pool2dSpec,
-) -> Result<Vec<Dispatch>> {
-    let o = window_out(label, spec, in_hw)?;
-    prepare(
-        ctx, label, "avg_pool", x, out, batch, channels, in_hw, o, *spec,
-    )
-}
-
-/// Adaptive average pooling (`cpu::adaptive_avg_pool2d`) with PyTorch's bin edges
-/// `floor(i·n/o) .. ceil((i+1)·n/o)`; the output may be larger than the input.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_adaptive_avg_pool(
-    ctx: &GpuContext,
-    label: &str,
-    x: TensorRef<'_>,
-    out: TensorRef<'_>,
-    batch: usize,
-    channels: usize,
-    in_hw: [usize; 2],
-    out_hw: [usize; 2],
-) -> Result<Vec<Dispatch>> {
-    let spec = Pool2dSpec::square(1, 1, 0);
-    prepare(
+/// Pooling `x` `[B, C, H, W]` into `out` `[B, C, OH, OW]` (CPU reference semantics).
+pub fn forward(ctx: &GpuContext, label: &str, s: &PoolShape, x: &Arg, out: &Arg) -> Result<Call> {
+    let p = s.params(label, false)?;
+    check_arg(
         ctx,
         label,
-        "adaptive_avg_pool",
+        "x",
         x,
-        out,
-        batch,
-        channels,
-        in_hw,
-        out_hw,
-        spec,
+        u64::from(p.planes) * u64::from(p.h * p.w),
+    )?;
+    check_arg(ctx, label, "out", out, u64::from(p.len))?;
+    let args = PoolArgs {
+        x: x.clone(),
+        dy: x.clone(),
+        out: out.clone(),
+    };
+    let grid = element_grid(ctx, label, p.len as usize, WG)?;
+    Call::new(
+        ctx,
+        label,
+        SHADER.entry(s.entry(false), &[("WG", WG)]),
+        &p,
+        args.into_vec(),
+        grid,
+    )
+}
+
+/// Backward: `dx (+)= ∂L/∂x` from `dy`; max pooling also reads the forward input `x`
+/// (required for it, ignored by the others).
+pub fn backward(
+    ctx: &GpuContext,
+    label: &str,
+    s: &PoolShape,
+    x: Option<&Arg>,
+    dy: &Arg,
+    dx: &Arg,
+    accumulate: bool,
+) -> Result<Call> {
+    let p = PoolParams {
+        accumulate: u32::from(accumulate),
+        ..s.params(label, true)?
+    };
+    let outs = u64::from(p.planes) * u64::from(p.oh * p.ow);
+    check_arg(ctx, label, "grad_out", dy, outs)?;
+    check_arg(ctx, label, "grad_in", dx, u64::from(p.len))?;
+    let x = match (s.kind, x) {
+        (PoolKind::Max(_), Some(x)) => {
+            check_arg(ctx, label, "x", x, u64::from(p.len))?;
+            x.clone()
+        }
+        (PoolKind::Max(_), None) => {
+            return Err(Error::InvalidArgument(format!(
+                "{label}: max pooling backward needs the forward input"
+            )))
+        }
+        _ => dy.clone(),
+    };
+    let args = PoolArgs {
+        x,
+        dy: dy.clone(),
+        out: dx.clone(),
+    };
+    let grid = element_grid(ctx, label, p.len as usize, WG)?;
+    Call::new(
+        ctx,
+        label,
+        SHADER.entry(s.entry(true), &[("WG", WG)]),
+        &p,
+        args.into_vec(),
+        grid,
     )
 }

@@ -1,64 +1,61 @@
-//! Launcher for `shaders/softmax.wgsl`: softmax over the rows of `[batch, features]`.
+//! Launcher for `shaders/softmax.wgsl`: softmax over each row of a `[batch, features]` tensor.
 
-use super::{check_dims, check_tensor, fold_workgroups, make_dispatch};
+use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
 use crate::error::Result;
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
+use crate::gpu::context::GpuContext;
 
-/// `shaders/softmax.wgsl`: params, x, out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "softmax",
-    source: include_str!("../../../shaders/softmax.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    trusted: false,
-};
-
-/// Invocations per workgroup (one row each).
-pub const WG: u32 = 64;
-
-/// Mirror of the WGSL `Params` of `softmax.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SoftmaxParams {
-    /// Rows.
-    pub batch: u32,
-    /// Row length.
-    pub features: u32,
-    /// Padding to 16 bytes.
-    pub _pad: [u32; 2],
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `softmax.wgsl`.
+    pub struct SoftmaxParams = "Params" {
+        /// Rows.
+        pub batch: u32,
+        /// Row length.
+        pub features: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+    }
 }
-super::uniform_params!(SoftmaxParams);
 
-/// Row-wise softmax of `x`: `[batch, features]` into `out` (same shape, not overlapping).
-pub fn prepare_softmax(
+crate::shader! {
+    /// `shaders/softmax.wgsl`.
+    pub static SHADER = "softmax" {
+        params: SoftmaxParams,
+        trusted: false,
+        /// Arguments of `softmax`.
+        args: SoftmaxArgs {
+            /// `[batch, features]` input.
+            x: read,
+            /// The output, same shape.
+            out: write,
+        }
+    }
+}
+
+/// Row-wise softmax of `[batch, features]`.
+pub fn softmax(
     ctx: &GpuContext,
     label: &str,
-    x: TensorRef<'_>,
-    out: TensorRef<'_>,
-    batch: usize,
-    features: usize,
-) -> Result<Vec<Dispatch>> {
+    [batch, features]: [usize; 2],
+    args: SoftmaxArgs,
+) -> Result<Call> {
     check_dims(label, &[("batch", batch), ("features", features)])?;
-    check_tensor(ctx, label, "x", &x, (batch * features) as u64)?;
-    check_tensor(ctx, label, "out", &out, (batch * features) as u64)?;
+    let len = checked_len(label, "x", &[batch, features])? as u64;
+    check_arg(ctx, label, "x", &args.x, len)?;
+    check_arg(ctx, label, "out", &args.out, len)?;
     let params = SoftmaxParams {
         batch: batch as u32,
         features: features as u32,
-        _pad: [0; 2],
+        ..SoftmaxParams::default()
     };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    let wgs = fold_workgroups(ctx, label, (batch as u64).div_ceil(u64::from(WG)))?;
-    Ok(vec![make_dispatch(
+    let grid = element_grid(ctx, label, batch, WG)?;
+    Call::new(
         ctx,
         label,
-        &SHADER,
-        "softmax",
-        vec![("WG", WG)],
-        &[u.as_entire_binding(), x.binding(), out.binding()],
-        wgs,
-    )?])
+        SHADER.entry("softmax", &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        grid,
+    )
 }

@@ -1,0 +1,32 @@
+// gconv's WGSL prelude, prepended to every shader by its launcher declaration
+// (`gpu::launch::shader!`): what every kernel repeats.
+
+// The linear id of a workgroup in a grid folded into 2-D above 65 535 workgroups
+// (`gpu::launch::fold_workgroups`); kernels skip ids past their real count.
+fn linear_wg(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x;
+}
+
+// The epilogue activation `gpu::Activation::code`: 0 none, 1 ReLU, 2 ReLU6. NaN propagates,
+// as in PyTorch (`select` keeps x when the comparison is false).
+fn act(x: f32, code: u32) -> f32 {
+    var v = x;
+    if (code != 0u) {
+        v = select(v, 0.0, v < 0.0);
+    }
+    if (code == 2u) {
+        v = select(v, 6.0, v > 6.0);
+    }
+    return v;
+}
+
+fn act4(x: vec4<f32>, code: u32) -> vec4<f32> {
+    var v = x;
+    if (code != 0u) {
+        v = select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+    }
+    if (code == 2u) {
+        v = select(v, vec4<f32>(6.0), v > vec4<f32>(6.0));
+    }
+    return v;
+}

@@ -1,0 +1,243 @@
+//! Parameters resident on the device: uploaded once per model (inference: in the form the
+//! chosen kernels read, e.g. re-packed for the tiled convolution or BN folded to an affine
+//! map; training: as they are, with momentum buffers), split by rows where a tensor exceeds
+//! one storage binding.
+
+use crate::error::{Error, Result};
+use crate::gpu::choice::{self, ConvKernel, ConvProblem};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::{conv_tiled, gather, linear, norm};
+use crate::graph::{Graph, NodeId, Op};
+use crate::ops::ParamRole;
+use crate::weights::Weights;
+use std::collections::{BTreeMap, HashMap};
+
+/// Training state of a parameter.
+#[derive(Debug)]
+pub struct TrainState {
+    /// Momentum buffers, one per chunk.
+    pub velocity: Vec<wgpu::Buffer>,
+    /// Whether weight decay applies.
+    pub decay: bool,
+}
+
+/// A tensor on the device: one buffer, or row chunks when it exceeds a storage binding.
+#[derive(Debug)]
+pub struct DeviceParam {
+    /// The tensor's shape.
+    pub shape: Vec<usize>,
+    /// The chunks, in row order.
+    pub chunks: Vec<wgpu::Buffer>,
+    /// Momentum and decay, for trainable parameters.
+    pub train: Option<TrainState>,
+}
+
+/// A parameter in the form an inference kernel reads it, built at load.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A convolution re-packed for `conv_tiled`.
+    Tiled(conv_tiled::PackedConvGpu),
+    /// Batch norm as `[scale; C] ++ [shift; C]`.
+    ScaleShift(wgpu::Buffer),
+    /// Gather indices as `u32`.
+    Indices(wgpu::Buffer),
+}
+
+/// Every parameter of a model on the device.
+#[derive(Debug, Default)]
+pub struct ParamStore {
+    tensors: BTreeMap<String, DeviceParam>,
+    prepared: HashMap<NodeId, Prepared>,
+    bytes: u64,
+}
+
+impl ParamStore {
+    /// A tensor by key, or [`Error::Weights`] naming it.
+    pub fn get(&self, key: &str) -> Result<&DeviceParam> {
+        self.tensors.get(key).ok_or_else(|| Error::Weights {
+            key: key.to_string(),
+            msg: "missing on the device".into(),
+        })
+    }
+
+    /// Node `node`'s parameter `suffix`.
+    pub fn of(&self, graph: &Graph, node: NodeId, suffix: &str) -> Result<&DeviceParam> {
+        self.get(&format!("{}.{suffix}", graph.nodes[node].name))
+    }
+
+    /// Node `node`'s prepared inference form, if it has one.
+    pub fn prepared(&self, node: NodeId) -> Option<&Prepared> {
+        self.prepared.get(&node)
+    }
+
+    /// All tensors, sorted by key.
+    pub fn tensors(&self) -> impl Iterator<Item = (&String, &DeviceParam)> {
+        self.tensors.iter()
+    }
+
+    /// Bytes resident on the device.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn put(
+        &mut self,
+        ctx: &GpuContext,
+        key: String,
+        shape: &[usize],
+        data: &[f32],
+        trained: Option<bool>,
+    ) -> Result<()> {
+        let chunks = upload_chunked(ctx, &key, shape, data)?;
+        let train = match trained {
+            Some(decay) => Some(TrainState {
+                velocity: chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| ctx.storage_buffer(&format!("{key} momentum[{k}]"), c.size()))
+                    .collect::<Result<_>>()?,
+                decay,
+            }),
+            None => None,
+        };
+        self.bytes += chunks.iter().map(|c| c.size()).sum::<u64>();
+        self.tensors.insert(
+            key,
+            DeviceParam {
+                shape: shape.to_vec(),
+                chunks,
+                train,
+            },
+        );
+        Ok(())
+    }
+
+    /// Uploads every parameter of `graph` as it is, with momentum buffers for the trainable
+    /// ones (training).
+    pub fn for_training(ctx: &GpuContext, graph: &Graph, weights: &Weights) -> Result<Self> {
+        weights.validate(graph)?;
+        let mut s = Self::default();
+        for node in &graph.nodes {
+            for p in node.op.def().params() {
+                let key = format!("{}.{}", node.name, p.suffix);
+                let t = weights.require(&key)?;
+                let trained = match p.role {
+                    ParamRole::Decayed => Some(true),
+                    ParamRole::NotDecayed => Some(false),
+                    ParamRole::Buffer => None,
+                };
+                s.put(ctx, key, &p.shape, t.data(), trained)?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Uploads the parameters of `graph` in the form its inference kernels read.
+    pub fn for_inference(ctx: &GpuContext, graph: &Graph, weights: &Weights) -> Result<Self> {
+        weights.validate(graph)?;
+        let mut s = Self::default();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let key = |suffix: &str| format!("{}.{suffix}", node.name);
+            let get = |suffix: &str| weights.require(&key(suffix));
+            match &node.op {
+                Op::Conv2d(spec) => {
+                    let problem = ConvProblem {
+                        spec: spec.clone(),
+                        batch: 1,
+                        in_hw: [1, 1],
+                        out_lens: vec![spec.out_channels / spec.groups.max(1); spec.groups],
+                        static_weights: true,
+                        table: false,
+                    };
+                    let bias = if spec.bias {
+                        Some(get("bias")?.data())
+                    } else {
+                        None
+                    };
+                    if choice::conv_forward(ctx, &problem) == ConvKernel::Tiled {
+                        let packed = conv_tiled::pack_conv2d(spec, get("weight")?.data())?;
+                        let gpu =
+                            conv_tiled::upload(ctx, &node.name, &packed, bias, spec.out_channels)?;
+                        s.bytes += 4 * (packed.weights.len() + spec.out_channels) as u64;
+                        s.prepared.insert(i, Prepared::Tiled(gpu));
+                    } else {
+                        s.put(
+                            ctx,
+                            key("weight"),
+                            &spec.weight_shape(),
+                            get("weight")?.data(),
+                            None,
+                        )?;
+                        if let Some(b) = bias {
+                            s.put(ctx, key("bias"), &[b.len()], b, None)?;
+                        }
+                    }
+                }
+                Op::GroupedConvTable(t) => {
+                    let w = get("weight")?;
+                    let packed = conv_tiled::pack_grouped_table(t, w.data())?;
+                    let bias = if t.spec.bias {
+                        Some(get("bias")?.data())
+                    } else {
+                        None
+                    };
+                    let gpu =
+                        conv_tiled::upload(ctx, &node.name, &packed, bias, t.spec.out_channels)?;
+                    s.bytes += 4 * (packed.weights.len() + t.spec.out_channels) as u64;
+                    s.prepared.insert(i, Prepared::Tiled(gpu));
+                }
+                Op::FlgcConv2d(_) => return Err(Error::shape(
+                    &node.name,
+                    "FLGC layers must be materialised (masked) or exported before GPU inference",
+                )),
+                Op::BatchNorm(b) => {
+                    let ss = norm::scale_shift(
+                        get("weight")?.data(),
+                        get("bias")?.data(),
+                        get("running_mean")?.data(),
+                        get("running_var")?.data(),
+                        b.eps,
+                    )?;
+                    s.bytes += 4 * ss.len() as u64;
+                    s.prepared.insert(
+                        i,
+                        Prepared::ScaleShift(ctx.upload(&key("scale_shift"), &ss)?),
+                    );
+                }
+                Op::Gather(g) => {
+                    let c = graph.nodes[node.inputs[0]].shape[0];
+                    let idx = gather::upload_indices(ctx, &node.name, &g.indices, c)?;
+                    s.prepared.insert(i, Prepared::Indices(idx));
+                }
+                op => {
+                    for p in op.def().params() {
+                        s.put(ctx, key(p.suffix), &p.shape, get(p.suffix)?.data(), None)?;
+                    }
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// Uploads `data`, split by rows (the first dimension) into chunks that each fit a storage
+/// binding when it is larger than one.
+fn upload_chunked(
+    ctx: &GpuContext,
+    key: &str,
+    shape: &[usize],
+    data: &[f32],
+) -> Result<Vec<wgpu::Buffer>> {
+    let bytes = 4 * data.len() as u64;
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    match shape {
+        [rows, rest @ ..] if bytes > limit && *rows > 1 => {
+            let cols: usize = rest.iter().product();
+            linear::upload_weight(ctx, key, data, [*rows, cols])
+        }
+        _ => Ok(vec![ctx.upload(key, data)?]),
+    }
+}
