@@ -5,6 +5,7 @@
 //! `cargo run --release --example profile_train_step -- [batch] [conv: dense|sgc|flgc]`
 
 use gconv::gpu::GpuContext;
+use gconv::train::Train;
 use gconv::train::{GpuTrainer, TrainConfig};
 use gconv::zoo::{Arch, ConvKind, ModelSpec, StemKind};
 use gconv::{Tensor, Weights};

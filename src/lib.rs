@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod compile;
 pub mod cpu;
 pub mod error;
 pub mod gpu;

@@ -12,12 +12,13 @@
 //! # Ok::<(), gconv::Error>(())
 //! ```
 
+pub use crate::compile::FlgcMode;
+use crate::compile::{compile, CompileOptions};
 use crate::cpu;
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::executor::{GpuModel, PlanReport};
-use crate::graph::passes::{fold_batch_norm, materialize_flgc};
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use crate::zoo::ModelSpec;
@@ -34,16 +35,6 @@ pub enum Device {
     Auto,
 }
 
-/// How FLGC layers run at inference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum FlgcMode {
-    /// Compiled by index re-ordering into an uneven group convolution (fast).
-    #[default]
-    Reordered,
-    /// The training-time form: a dense convolution with `W ⊙ M` (reference).
-    Masked,
-}
-
 /// Options of [`Runtime::load`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadOptions {
@@ -53,6 +44,16 @@ pub struct LoadOptions {
     pub flgc: FlgcMode,
     /// Seed of the He/Kaiming initialisation when no weights are given.
     pub seed: u64,
+}
+
+impl LoadOptions {
+    /// The compile options these load options ask for.
+    pub fn compile(&self) -> CompileOptions {
+        CompileOptions {
+            fold_bn: self.fold_bn,
+            flgc: self.flgc,
+        }
+    }
 }
 
 impl Default for LoadOptions {
@@ -133,19 +134,10 @@ impl Runtime {
         self.load_graph(graph, weights, opts)
     }
 
-    /// Loads an already built graph with its weights.
+    /// Loads an already built graph with its weights (compiled for inference by
+    /// [`crate::compile`]).
     pub fn load_graph(&self, graph: Graph, weights: Weights, opts: &LoadOptions) -> Result<Model> {
-        weights.validate(&graph)?;
-        let (mut g, mut w) = (graph.clone(), weights);
-        if g.nodes.iter().any(|n| matches!(n.op, Op::FlgcConv2d(_))) {
-            (g, w) = match opts.flgc {
-                FlgcMode::Masked => materialize_flgc(&g, &w)?,
-                FlgcMode::Reordered => crate::graph::passes::export_flgc(&g, &w)?,
-            };
-        }
-        if opts.fold_bn {
-            (g, w) = fold_batch_norm(&g, &w)?;
-        }
+        let (g, w) = compile(&graph, &weights, &opts.compile())?;
         let backend = match &self.gpu {
             Some(ctx) => Backend::Gpu(Box::new(GpuModel::new(ctx.clone(), g.clone(), &w)?)),
             None => Backend::Cpu,

@@ -8,6 +8,7 @@ mod common;
 use gconv::cpu;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, Op, Pool2dSpec};
 use gconv::testing::{check_close, Tolerance};
+use gconv::train::Train;
 use gconv::train::{Dataset, GpuTrainer, TrainConfig, Trainer};
 use gconv::zoo::{Arch, ModelSpec, StemKind};
 use gconv::{Tensor, Weights};
@@ -233,8 +234,12 @@ fn gpu_epoch_matches_cpu_epoch() {
     let weights = Weights::init(&graph, 2);
     let mut a = Trainer::new(graph.clone(), weights.clone(), config(0.005)).unwrap();
     let mut b = GpuTrainer::new(ctx.clone(), graph, weights, config(0.005)).unwrap();
-    let ea = a.train_epoch(&data, 8, 0, &sched, true).unwrap();
-    let eb = b.train_epoch(&data, 8, 0, &sched, true).unwrap();
+    let ea = a
+        .train_epoch(&data, 8, 0, &sched, true, &mut |_| {})
+        .unwrap();
+    let eb = b
+        .train_epoch(&data, 8, 0, &sched, true, &mut |_| {})
+        .unwrap();
     assert_eq!(eb.samples, ea.samples);
     check_close("epoch loss", &[eb.loss], &[ea.loss], TRAIN_TOL).unwrap();
     compare_weights(

@@ -11,6 +11,7 @@
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, Op, Pool2dSpec};
 use gconv::testing::{assert_close, Tolerance};
 use gconv::train::backward as bw;
+use gconv::train::Train;
 use gconv::train::{self, Dataset, LrSchedule, Mode, Sgd, SgdConfig, TrainConfig, Trainer};
 use gconv::zoo::{Arch, ModelSpec, StemKind};
 use gconv::{cpu, Tensor, Weights};
@@ -761,7 +762,8 @@ fn flgc_groups_change_and_loss_decreases() {
     let (loss0, correct0) = t.evaluate_dataset(&data, 96).unwrap();
     let schedule = LrSchedule::Constant { lr };
     for epoch in 0..12 {
-        t.train_epoch(&data, 24, epoch, &schedule, false).unwrap(); // 4 steps an epoch
+        t.train_epoch(&data, 24, epoch, &schedule, false, &mut |_| {})
+            .unwrap(); // 4 steps an epoch
     }
     let (loss1, correct1) = t.evaluate_dataset(&data, 96).unwrap();
     let after: Vec<Vec<usize>> = keys.iter().map(|k| groups_of(t.weights(), k)).collect();
@@ -886,7 +888,8 @@ fn training_is_deterministic() {
             total_epochs: 2,
         };
         for e in 0..2 {
-            t.train_epoch(&data, 8, e, &sched, true).unwrap();
+            t.train_epoch(&data, 8, e, &sched, true, &mut |_| {})
+                .unwrap();
         }
         let (g, w, opt) = t.into_parts();
         let _ = g;

@@ -4,12 +4,17 @@
 //! * [`safetensors`]: PyTorch `state_dict`s saved with `safetensors.torch.save_file`.
 //! * [`idx`]: IDX files (MNIST / Fashion-MNIST), plain or gzip'd.
 //! * [`image`]: PNG / JPEG images as `[1, C, H, W]` tensors in `[0, 1]`.
+//! * [`checkpoint`]: training checkpoints (weights, momentum, epoch, normalisation, model).
+//! * [`dataset`]: training / test data from a path (Fashion-MNIST or an image folder).
+//! * [`exported`]: exported models (graph + weights in one file).
 //! * [`folder`]: a folder of class sub-folders of images as a training [`Dataset`](crate::train::Dataset).
 //!
 //! Every reader reports a malformed file as [`Error::Format`] naming the file, and an
 //! unreadable one as [`Error::Io`]; none of them panics on bad input. Writers are atomic:
 //! they write `<path>.tmp` and rename it over `path`.
 
+pub mod checkpoint;
+pub mod dataset;
 pub mod exported;
 pub mod folder;
 pub mod idx;
@@ -17,6 +22,8 @@ pub mod image;
 pub mod npy;
 pub mod safetensors;
 
+pub use self::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, Normalization};
+pub use self::dataset::TrainingData;
 pub use self::exported::{read_exported, write_exported};
 pub use self::folder::ImageFolder;
 pub use self::idx::{read_idx_images, read_idx_labels, FashionMnist, IdxImages};
@@ -44,6 +51,24 @@ fn tmp_path(path: &Path) -> PathBuf {
         .unwrap_or_else(|| OsString::from("out"));
     name.push(".tmp");
     path.with_file_name(name)
+}
+
+/// Checks, before long work starts, that `path` can be written: its folder exists and a file
+/// can be created there (a probe is created and removed); `path` itself must not be a folder.
+pub fn check_writable(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::other("is a directory, not a file to write"),
+        ));
+    }
+    let mut probe = tmp_path(path).into_os_string();
+    probe.push(".probe");
+    let probe = PathBuf::from(probe);
+    std::fs::File::create(&probe).map_err(|e| Error::io(path, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically: into `<path>.tmp` first (flushed to disk), then

@@ -14,10 +14,9 @@
 //! ([`Runtime::load_graph`](crate::Runtime::load_graph), BN folded, FLGC re-ordered), so what is
 //! measured is what a user deploys.
 
-use super::backward::softmax_cross_entropy;
 use super::data::Dataset;
-use super::trainer::{EpochStats, StepStats, TrainConfig};
-use super::LrSchedule;
+use super::run::{evaluate, Train};
+use super::trainer::{StepStats, TrainConfig};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::loss::{self, LossArgs};
 use crate::gpu::kernels::Arg;
@@ -94,6 +93,7 @@ impl GpuTrainer {
                 ));
             }
         }
+        config.validate()?;
         let params = ParamStore::for_training(&ctx, &graph, &weights)?;
         let setup = TrainSetup {
             sgd: config.sgd,
@@ -123,16 +123,6 @@ impl GpuTrainer {
         &self.ctx
     }
 
-    /// The learning rate of the next step.
-    pub fn lr(&self) -> f32 {
-        self.lr
-    }
-
-    /// Sets the learning rate of the following steps.
-    pub fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
-    }
-
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
@@ -147,7 +137,7 @@ impl GpuTrainer {
     }
 
     /// Reads the current weights (parameters and BN running statistics) back from the device.
-    pub fn weights(&self) -> Result<Weights> {
+    pub fn read_weights(&self) -> Result<Weights> {
         let mut w = Weights::new();
         for (k, p) in self.params.tensors() {
             w.insert(k.clone(), self.read_chunks(&p.chunks, &p.shape)?);
@@ -156,7 +146,7 @@ impl GpuTrainer {
     }
 
     /// Reads the momentum buffers, keyed `"{param}.momentum"` like [`Sgd::state`](super::Sgd::state).
-    pub fn optimizer_state(&self) -> Result<Weights> {
+    pub fn read_optimizer_state(&self) -> Result<Weights> {
         let mut w = Weights::new();
         for (k, p) in self.params.tensors() {
             if let Some(t) = &p.train {
@@ -171,7 +161,7 @@ impl GpuTrainer {
 
     /// Uploads momentum buffers (from a checkpoint); a missing key leaves that buffer as is,
     /// a wrong shape is an error.
-    pub fn load_optimizer_state(&mut self, state: &Weights) -> Result<()> {
+    pub fn write_optimizer_state(&mut self, state: &Weights) -> Result<()> {
         for (k, p) in self.params.tensors() {
             let (Some(t), Some(m)) = (&p.train, state.get(&format!("{k}.momentum"))) else {
                 continue;
@@ -200,6 +190,7 @@ impl GpuTrainer {
 
     /// Lowers one training step at batch size `b` (forward, loss, backward and SGD).
     fn lower_step(&self, b: usize) -> Result<(Lowering<'_>, BufId, [wgpu::Buffer; 2])> {
+        self.config.validate()?;
         let ctx = &*self.ctx;
         let mut l = Lowering::new(ctx, &self.graph, b, &self.params, Some(&self.setup))?;
         l.forward()?;
@@ -221,12 +212,6 @@ impl GpuTrainer {
         l.backward()?;
         let input = l.value_id(0);
         Ok((l, input, [labels, per_sample]))
-    }
-
-    /// The planned memory of a training step at batch size `b` (activations, gradients and
-    /// scratch) against one buffer per value.
-    pub fn memory_plan(&self, b: usize) -> Result<MemoryPlan> {
-        Ok(self.lower_step(b)?.0.prog.memory_plan())
     }
 
     fn plan(&mut self, b: usize) -> Result<&StepPlan> {
@@ -251,9 +236,9 @@ impl GpuTrainer {
         Ok(&self.plans[&b])
     }
 
-    /// One SGD step on a `[B, C, H, W]` batch, as [`Trainer::train_step`](super::Trainer::train_step):
-    /// one encoder and one submit, then a read-back of the `2·B` per-sample loss/hit values.
-    pub fn train_step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats> {
+    /// One SGD step: one encoder and one submit, then a read-back of the `2·B` per-sample
+    /// loss/hit values.
+    fn step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats> {
         let [c, h, w] = self.graph.input_shape();
         let [b, ic, ih, iw] = images.dims4("model input")?;
         if [ic, ih, iw] != [c, h, w] || b == 0 {
@@ -316,7 +301,7 @@ impl GpuTrainer {
         labels: &[usize],
     ) -> Result<Vec<(String, f64)>> {
         // A normal step first builds the plan and warms the pipelines.
-        self.train_step(images, labels)?;
+        self.step(images, labels)?;
         let b = labels.len();
         let plan = &self.plans[&b];
         let mut out = Vec::with_capacity(plan.instance.dispatches.len());
@@ -327,51 +312,6 @@ impl GpuTrainer {
         }
         self.steps += 1;
         Ok(out)
-    }
-
-    /// One epoch over `data`, as [`Trainer::train_epoch`](super::Trainer::train_epoch).
-    pub fn train_epoch(
-        &mut self,
-        data: &Dataset,
-        batch_size: usize,
-        epoch: usize,
-        schedule: &LrSchedule,
-        augment: bool,
-    ) -> Result<EpochStats> {
-        let steps_per_epoch = data.n.div_ceil(batch_size.max(1));
-        let seed = self.config.seed.wrapping_add(epoch as u64);
-        let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0, 0);
-        for (k, (x, y)) in data.batches(batch_size, Some(seed), augment).enumerate() {
-            self.set_lr(schedule.lr_at(epoch, k, steps_per_epoch));
-            let st = self.train_step(&x, &y)?;
-            loss_sum += st.loss as f64 * y.len() as f64;
-            correct += st.correct;
-            samples += y.len();
-        }
-        Ok(EpochStats {
-            loss: (loss_sum / samples.max(1) as f64) as f32,
-            correct,
-            samples,
-        })
-    }
-
-    /// Eval-mode loss (mean over samples) and number correct over a dataset, run through the
-    /// inference executor on the same device with the current weights (BN folded, FLGC
-    /// compiled by index re-ordering).
-    pub fn evaluate_dataset(&self, data: &Dataset, batch_size: usize) -> Result<(f32, usize)> {
-        let rt = Runtime::with_context(self.ctx.clone());
-        let mut model =
-            rt.load_graph(self.graph.clone(), self.weights()?, &LoadOptions::default())?;
-        let (mut loss_sum, mut correct) = (0.0f64, 0);
-        for (x, y) in data.batches(batch_size, None, false) {
-            let out = model.run(&x)?;
-            let bsz = y.len();
-            let logits = out.reshape(&[bsz, out_len(&self.graph)])?;
-            let (l, _, c) = softmax_cross_entropy(&logits, &y)?;
-            loss_sum += l as f64 * bsz as f64;
-            correct += c;
-        }
-        Ok(((loss_sum / data.n.max(1) as f64) as f32, correct))
     }
 }
 
@@ -413,4 +353,59 @@ fn run_and_read(ctx: &GpuContext, plan: &StepPlan) -> Result<Vec<f32>> {
 
 fn out_len(g: &Graph) -> usize {
     g.output_shape().iter().product()
+}
+
+impl Train for GpuTrainer {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    fn device(&self) -> String {
+        format!("GPU {}", self.ctx.describe())
+    }
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+    fn train_step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats> {
+        self.step(images, labels)
+    }
+    /// Through the inference executor on the same device with the current weights (BN
+    /// folded, FLGC compiled by index re-ordering): what a user deploys.
+    fn predict(&mut self, images: &Tensor) -> Result<Tensor> {
+        self.inference_model()?.run(images)
+    }
+    fn weights(&self) -> Result<Weights> {
+        self.read_weights()
+    }
+    fn optimizer_state(&self) -> Result<Weights> {
+        self.read_optimizer_state()
+    }
+    fn load_optimizer_state(&mut self, state: &Weights) -> Result<()> {
+        self.write_optimizer_state(state)
+    }
+    fn memory_plan(&self, batch: usize) -> Result<Option<MemoryPlan>> {
+        Ok(Some(self.lower_step(batch)?.0.prog.memory_plan()))
+    }
+    /// One inference model for the whole data set (compiled once from the current weights).
+    fn evaluate_dataset(&mut self, data: &Dataset, batch_size: usize) -> Result<(f32, usize)> {
+        let mut model = self.inference_model()?;
+        evaluate(&mut |x| model.run(x), data, batch_size)
+    }
+}
+
+impl GpuTrainer {
+    /// The current weights compiled for inference on this trainer's device.
+    fn inference_model(&self) -> Result<crate::Model> {
+        let rt = Runtime::with_context(self.ctx.clone());
+        rt.load_graph(
+            self.graph.clone(),
+            self.read_weights()?,
+            &LoadOptions::default(),
+        )
+    }
 }

@@ -11,11 +11,13 @@ pub mod backward;
 pub mod data;
 pub mod gpu;
 pub mod optim;
+pub mod run;
 pub mod tape;
 pub mod trainer;
 
 pub use data::{Batches, Dataset};
 pub use gpu::GpuTrainer;
 pub use optim::{trainable_params, LrSchedule, ParamInfo, Sgd, SgdConfig};
+pub use run::{evaluate, trainer_for, Progress, Train};
 pub use tape::{backward as backward_graph, forward, Gradients, Mode, Tape};
 pub use trainer::{EpochStats, StepStats, TrainConfig, Trainer};

@@ -2,8 +2,8 @@
 //! SGD; and evaluation.
 
 use super::backward::softmax_cross_entropy;
-use super::data::Dataset;
-use super::optim::{LrSchedule, Sgd, SgdConfig};
+use super::optim::{Sgd, SgdConfig};
+use super::run::Train;
 use super::tape::{backward, forward, Mode};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -66,9 +66,38 @@ pub struct Trainer {
     steps: u64,
 }
 
+impl TrainConfig {
+    /// Checks every hyper-parameter is usable: a finite, non-negative learning rate and
+    /// weight decay, a finite momentum, a BN momentum in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f32| {
+            Err(Error::InvalidArgument(format!(
+                "{what} {v} must be finite and ≥ 0"
+            )))
+        };
+        for (what, v) in [
+            ("learning rate", self.lr),
+            ("weight decay", self.sgd.weight_decay),
+            ("momentum", self.sgd.momentum),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(what, v);
+            }
+        }
+        if !(0.0..=1.0).contains(&self.bn_momentum) {
+            return Err(Error::InvalidArgument(format!(
+                "batch-norm momentum {} must be in [0, 1]",
+                self.bn_momentum
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Trainer {
     /// A trainer for `graph` starting from `weights` (checked against the graph).
     pub fn new(graph: Graph, weights: Weights, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
         weights.validate(&graph)?;
         if graph.output_shape().len() != 1 {
             return Err(Error::shape(
@@ -114,26 +143,16 @@ impl Trainer {
         (self.graph, self.weights, self.optim)
     }
 
-    /// The learning rate of the next step.
-    pub fn lr(&self) -> f32 {
-        self.lr
-    }
-
-    /// Sets the learning rate of the following steps.
-    pub fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
-    }
-
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
     }
 
-    /// One SGD step on a `[B, C, H, W]` batch: training forward (batch statistics, dropout with a
+    /// One SGD step (see [`Train::train_step`]): training forward (batch statistics, dropout with a
     /// mask seeded by the config seed and the step number), mean softmax cross-entropy on the
     /// output logits, backward, running-statistics update (momentum `bn_momentum`), SGD update.
     /// The returned loss and accuracy are those of the forward pass, before the update.
-    pub fn train_step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats> {
+    fn step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats> {
         let seed = self
             .config
             .seed
@@ -159,47 +178,50 @@ impl Trainer {
         let (loss, _, correct) = softmax_cross_entropy(&logits, labels)?;
         Ok((loss, correct))
     }
-
-    /// One epoch over `data`: shuffled with seed `config.seed + epoch`, augmented when
-    /// `augment`, the learning rate set from `schedule` before every step.
-    pub fn train_epoch(
-        &mut self,
-        data: &Dataset,
-        batch_size: usize,
-        epoch: usize,
-        schedule: &LrSchedule,
-        augment: bool,
-    ) -> Result<EpochStats> {
-        let steps_per_epoch = data.n.div_ceil(batch_size.max(1));
-        let seed = self.config.seed.wrapping_add(epoch as u64);
-        let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0, 0);
-        for (k, (x, y)) in data.batches(batch_size, Some(seed), augment).enumerate() {
-            self.set_lr(schedule.lr_at(epoch, k, steps_per_epoch));
-            let st = self.train_step(&x, &y)?;
-            loss_sum += st.loss as f64 * y.len() as f64;
-            correct += st.correct;
-            samples += y.len();
-        }
-        Ok(EpochStats {
-            loss: (loss_sum / samples.max(1) as f64) as f32,
-            correct,
-            samples,
-        })
-    }
-
-    /// Eval-mode loss (mean over samples) and number correct over a whole dataset.
-    pub fn evaluate_dataset(&self, data: &Dataset, batch_size: usize) -> Result<(f32, usize)> {
-        let (mut loss_sum, mut correct) = (0.0f64, 0);
-        for (x, y) in data.batches(batch_size, None, false) {
-            let (l, c) = self.evaluate(&x, &y)?;
-            loss_sum += l as f64 * y.len() as f64;
-            correct += c;
-        }
-        Ok(((loss_sum / data.n.max(1) as f64) as f32, correct))
-    }
 }
 
 fn flat_logits(out: &Tensor) -> Result<Tensor> {
     let b = out.shape()[0];
     out.clone().reshape(&[b, out.numel() / b.max(1)])
+}
+
+impl Train for Trainer {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    fn device(&self) -> String {
+        format!(
+            "CPU reference path ({} threads)",
+            rayon::current_num_threads()
+        )
+    }
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+    /// One SGD step on a `[B, C, H, W]` batch: training forward (batch statistics, dropout with
+    /// a mask seeded by the config seed and the step number), mean softmax cross-entropy on
+    /// the output logits, backward, running-statistics update (momentum `bn_momentum`), SGD.
+    fn train_step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats> {
+        self.step(images, labels)
+    }
+    fn predict(&mut self, images: &Tensor) -> Result<Tensor> {
+        let tape = forward(&self.graph, &self.weights, images, Mode::Eval, 0)?;
+        Ok(tape.output(&self.graph).clone())
+    }
+    fn weights(&self) -> Result<Weights> {
+        Ok(self.weights.clone())
+    }
+    fn optimizer_state(&self) -> Result<Weights> {
+        Ok(self.optim.state().clone())
+    }
+    fn load_optimizer_state(&mut self, state: &Weights) -> Result<()> {
+        self.optim.load_state(state.clone());
+        Ok(())
+    }
 }

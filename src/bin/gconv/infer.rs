@@ -2,7 +2,7 @@
 
 use crate::common::{parse_input, DeviceArg, ModelArgs};
 use gconv::testing::{compare, Tolerance};
-use gconv::{io, Device, Error, FlgcMode, LoadOptions, Result, Runtime, Tensor, Weights};
+use gconv::{io, Device, Error, LoadOptions, Result, Runtime, Tensor, Weights};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -14,6 +14,15 @@ pub enum FlgcArg {
     Reordered,
     /// Dense conv with W⊙M, as in training (reference).
     Masked,
+}
+
+impl From<FlgcArg> for gconv::FlgcMode {
+    fn from(f: FlgcArg) -> Self {
+        match f {
+            FlgcArg::Reordered => gconv::FlgcMode::Reordered,
+            FlgcArg::Masked => gconv::FlgcMode::Masked,
+        }
+    }
 }
 
 /// Options of `gconv infer`.
@@ -159,10 +168,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let opts = LoadOptions {
         fold_bn: !a.no_fold_bn,
-        flgc: match a.flgc {
-            FlgcArg::Reordered => FlgcMode::Reordered,
-            FlgcArg::Masked => FlgcMode::Masked,
-        },
+        flgc: a.flgc.into(),
         seed: a.seed,
     };
     let device = if a.compare {

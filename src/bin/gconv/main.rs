@@ -2,6 +2,8 @@
 
 mod bench;
 mod common;
+mod eval;
+mod export;
 mod infer;
 mod info;
 mod models;
@@ -30,11 +32,11 @@ enum Command {
     Bench(bench::Args),
     /// Train a zoo model (dense / SGC / FLGC) on Fashion-MNIST, with checkpoints.
     Train(train::Args),
-    /// Evaluate a training checkpoint on the Fashion-MNIST test set.
-    Eval(train::EvalArgs),
+    /// Evaluate a training checkpoint or an exported model on a test set.
+    Eval(eval::EvalArgs),
     /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
     /// convs by index re-ordering, batch norms folded; the graph travels in the file.
-    Export(train::ExportArgs),
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,8 +51,8 @@ fn main() -> ExitCode {
         Command::Infer(a) => infer::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
-        Command::Eval(a) => train::eval(a),
-        Command::Export(a) => train::export(a),
+        Command::Eval(a) => eval::eval(a),
+        Command::Export(a) => export::export(a),
     };
     match r {
         Ok(code) => code,

@@ -1,16 +1,14 @@
-//! `gconv train` and `gconv eval`: train a zoo model (dense, SGC or FLGC) on Fashion-MNIST or
-//! a folder of images, with checkpoints; evaluate a checkpoint.
+//! `gconv train`: argument parsing and printing around the library's training
+//! ([`gconv::train::Train`], checkpoints in [`gconv::io::checkpoint`]).
 
 use crate::common::{ConvArg, DeviceArg};
 use gconv::gpu::GpuContext;
-use gconv::io::ImageFolder;
-use gconv::io::{read_safetensors, write_safetensors, FashionMnist};
-use gconv::train::{Dataset, GpuTrainer, LrSchedule, StepStats, TrainConfig, Trainer};
+use gconv::io::{Checkpoint, FashionMnist, TrainingData};
+use gconv::train::{self, LrSchedule, TrainConfig};
 use gconv::zoo::{Arch, ModelSpec, StemKind};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,23 +94,6 @@ pub struct Args {
     json: bool,
 }
 
-/// Options of `gconv eval`.
-#[derive(clap::Args)]
-pub struct EvalArgs {
-    /// A checkpoint written by `gconv train`, or a model written by `gconv export`.
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Test data: a Fashion-MNIST folder (its test split is used) or an image folder.
-    #[arg(long, default_value = FashionMnist::DEFAULT_DIR)]
-    data: PathBuf,
-    /// Batch size.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
-    /// Device of the (exported, BN-folded) inference model.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
-}
-
 fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
     let mut spec = ModelSpec::load(&a.model)?;
     spec.input = input;
@@ -138,13 +119,6 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         spec = spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense))?;
     }
     Ok(spec)
-}
-
-/// Training and (optional) test data, with the class count.
-struct Data {
-    train: Dataset,
-    test: Option<Dataset>,
-    classes: usize,
 }
 
 fn parse_layers(s: &str) -> Result<[usize; 4]> {
@@ -181,112 +155,6 @@ fn parse_input(s: &str) -> Result<[usize; 3]> {
     }
 }
 
-/// A folder holding Fashion-MNIST IDX files (or no folder at all: the IDX loader then says
-/// how to install the data set), as opposed to an image folder.
-fn is_fashion_mnist(dir: &Path) -> bool {
-    !dir.exists()
-        || dir.join("train-images-idx3-ubyte.gz").exists()
-        || dir.join("train-images-idx3-ubyte").exists()
-        || dir.join("t10k-images-idx3-ubyte.gz").exists()
-}
-
-fn load_any(a: &Args) -> Result<Data> {
-    if is_fashion_mnist(&a.data) {
-        let (train, test) = load_data(&a.data)?;
-        return Ok(Data {
-            train,
-            test: Some(test),
-            classes: 10,
-        });
-    }
-    let [c, h, w] = parse_input(&a.input)?;
-    let train = ImageFolder::load(&a.data, c, [h, w])?;
-    let test = match &a.test_data {
-        Some(p) => {
-            let t = ImageFolder::load(p, c, [h, w])?;
-            if t.classes != train.classes {
-                return Err(Error::InvalidArgument(format!(
-                    "--test-data classes {:?} differ from --data classes {:?}",
-                    t.classes, train.classes
-                )));
-            }
-            Some(t.dataset)
-        }
-        None => None,
-    };
-    Ok(Data {
-        classes: train.classes.len(),
-        train: train.dataset,
-        test,
-    })
-}
-
-fn load_data(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let fm = FashionMnist::load(dir)?;
-    let (t, l) = (&fm.train_images, fm.train_labels.clone());
-    let train = Dataset::from_u8(&t.pixels, l, 1, t.rows, t.cols)?;
-    let (t, l) = (&fm.test_images, fm.test_labels.clone());
-    let test = Dataset::from_u8(&t.pixels, l, 1, t.rows, t.cols)?;
-    Ok((train, test))
-}
-
-/// Splits a checkpoint into model weights and optimizer state (`*.momentum`).
-fn split_checkpoint(all: Weights) -> (Weights, Weights) {
-    let (mut w, mut m) = (Weights::new(), Weights::new());
-    for (k, t) in all.iter() {
-        if k.ends_with(".momentum") {
-            m.insert(k.clone(), t.clone());
-        } else {
-            w.insert(k.clone(), t.clone());
-        }
-    }
-    (w, m)
-}
-
-/// The CPU reference trainer or the GPU one, behind the few calls the loop makes.
-enum AnyTrainer {
-    Cpu(Box<Trainer>),
-    Gpu(Box<GpuTrainer>),
-}
-
-impl AnyTrainer {
-    fn graph(&self) -> &gconv::graph::Graph {
-        match self {
-            Self::Cpu(t) => t.graph(),
-            Self::Gpu(t) => t.graph(),
-        }
-    }
-    fn set_lr(&mut self, lr: f32) {
-        match self {
-            Self::Cpu(t) => t.set_lr(lr),
-            Self::Gpu(t) => t.set_lr(lr),
-        }
-    }
-    fn train_step(&mut self, x: &gconv::Tensor, y: &[usize]) -> Result<StepStats> {
-        match self {
-            Self::Cpu(t) => t.train_step(x, y),
-            Self::Gpu(t) => t.train_step(x, y),
-        }
-    }
-    fn evaluate_dataset(&self, d: &Dataset, batch: usize) -> Result<(f32, usize)> {
-        match self {
-            Self::Cpu(t) => t.evaluate_dataset(d, batch),
-            Self::Gpu(t) => t.evaluate_dataset(d, batch),
-        }
-    }
-    /// Weights, BN statistics and momentum buffers, for a checkpoint.
-    fn checkpoint(&self) -> Result<Weights> {
-        let (mut all, state) = match self {
-            Self::Cpu(t) => (t.weights().clone(), t.optimizer().state().clone()),
-            Self::Gpu(t) => (t.weights()?, t.optimizer_state()?),
-        };
-        for (k, v) in state.iter() {
-            all.insert(k.clone(), v.clone());
-        }
-        Ok(all)
-    }
-}
-
 fn gpu_context(device: DeviceArg) -> Result<Option<Arc<GpuContext>>> {
     match device {
         DeviceArg::Cpu => Ok(None),
@@ -301,17 +169,54 @@ fn gpu_context(device: DeviceArg) -> Result<Option<Arc<GpuContext>>> {
     }
 }
 
+fn schedule(a: &Args) -> LrSchedule {
+    match a.schedule {
+        ScheduleArg::Cosine => LrSchedule::Cosine {
+            base: a.lr,
+            total_epochs: a.epochs,
+        },
+        ScheduleArg::Step => LrSchedule::Step {
+            base: a.lr,
+            gamma: 0.1,
+            step_size: a.epochs.div_ceil(3).max(1),
+        },
+        ScheduleArg::Constant => LrSchedule::Constant { lr: a.lr },
+    }
+}
+
+fn progress_bar(json: bool, steps: usize) -> ProgressBar {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {msg} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     if a.batch == 0 || a.epochs == 0 {
         return Err(Error::InvalidArgument(
             "--batch and --epochs must be at least 1".into(),
         ));
     }
-    let Data {
+    let cfg = TrainConfig {
+        seed: a.seed,
+        lr: a.lr,
+        ..Default::default()
+    };
+    cfg.validate()?;
+    gconv::io::check_writable(&a.checkpoint)?;
+    let TrainingData {
         mut train,
         test,
         classes,
-    } = load_any(&a)?;
+    } = TrainingData::load(&a.data, a.test_data.as_deref(), parse_input(&a.input)?)?;
     let spec = spec_for(&a, [train.channels, train.h, train.w], classes)?;
     let graph = spec.build()?;
     if let Some(n) = a.limit {
@@ -326,135 +231,78 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         t.normalize(&mean, &std)?;
     }
-
     let (weights, momentum, start_epoch) = match &a.resume {
         Some(p) => {
-            let (w, m) = split_checkpoint(read_safetensors(p)?);
-            w.validate(&graph)?;
-            let epoch = gconv::io::read_safetensors_metadata(p)?
-                .get("epoch")
-                .and_then(|e| e.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    Error::format(p, "not a gconv training checkpoint (no epoch metadata)")
-                })?;
-            (w, Some(m), epoch)
+            let c = gconv::io::read_checkpoint(p)?;
+            c.weights.validate(&graph)?;
+            (c.weights, Some(c.momentum), c.epoch)
         }
         None => (Weights::init(&graph, a.seed), None, 0),
     };
-    let cfg = TrainConfig {
-        seed: a.seed,
-        lr: a.lr,
-        ..Default::default()
-    };
-    let ctx = gpu_context(a.device)?;
-    let device_desc = match &ctx {
-        Some(c) => format!("GPU {}", c.describe()),
-        None => format!(
-            "CPU reference path ({} threads)",
-            rayon::current_num_threads()
-        ),
-    };
-    let mut trainer = match ctx {
-        Some(ctx) => {
-            let mut t = GpuTrainer::new(ctx, graph, weights, cfg)?;
-            if let Some(m) = &momentum {
-                t.load_optimizer_state(m)?;
-            }
-            AnyTrainer::Gpu(Box::new(t))
-        }
-        None => {
-            let mut t = Trainer::new(graph, weights, cfg)?;
-            if let Some(m) = momentum {
-                t.optimizer_mut().load_state(m);
-            }
-            AnyTrainer::Cpu(Box::new(t))
-        }
-    };
-    let schedule = match a.schedule {
-        ScheduleArg::Cosine => LrSchedule::Cosine {
-            base: a.lr,
-            total_epochs: a.epochs,
-        },
-        ScheduleArg::Step => LrSchedule::Step {
-            base: a.lr,
-            gamma: 0.1,
-            step_size: a.epochs.div_ceil(3).max(1),
-        },
-        ScheduleArg::Constant => LrSchedule::Constant { lr: a.lr },
-    };
+    let mut trainer = train::trainer_for(gpu_context(a.device)?, graph, weights, cfg)?;
+    if let Some(m) = &momentum {
+        trainer.load_optimizer_state(m)?;
+    }
+    let device = trainer.device();
     let cost = trainer.graph().cost();
+    let memory = trainer.memory_plan(a.batch)?;
     if a.json {
         println!(
             "{}",
             serde_json::json!({
                 "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
                 "macs": cost.total_macs, "params": cost.total_params,
-                "train_n": train.n, "val_n": val.n, "device": device_desc,
+                "train_n": train.n, "val_n": val.n, "device": device,
+                "step_memory": memory,
             })
         );
     } else {
         println!(
-            "training {} ({:.1} MMACs/image, {} params) on {} images, validating on {}, device: {device_desc}",
+            "training {} ({:.1} MMACs/image, {} params) on {} images, validating on {}, device: {device}",
             spec.name,
             cost.total_macs as f64 / 1e6,
             cost.total_params,
             train.n,
             val.n,
         );
-    }
-    let steps = train.n.div_ceil(a.batch);
-    for epoch in start_epoch..a.epochs {
-        let bar = if a.json {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps as u64)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {msg} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
-            )
-            .expect("valid template"),
-        );
-        let t0 = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for (i, (x, y)) in train
-            .batches(a.batch, Some(a.seed.wrapping_add(epoch as u64)), true)
-            .enumerate()
-        {
-            trainer.set_lr(schedule.lr_at(epoch, i, steps));
-            let s = trainer.train_step(&x, &y)?;
-            loss_sum += s.loss as f64 * y.len() as f64;
-            correct += s.correct;
-            seen += y.len();
-            bar.set_message(format!(
-                "{}/{} loss {:.3}",
-                epoch + 1,
-                a.epochs,
-                loss_sum / seen as f64
-            ));
-            bar.inc(1);
+        if let Some(m) = &memory {
+            println!(
+                "  step memory (batch {}): {:.1} MB planned in {} buffers, {:.1} MB as one buffer per value",
+                a.batch,
+                m.planned_bytes as f64 / 1e6,
+                m.slots,
+                m.naive_bytes as f64 / 1e6
+            );
         }
+    }
+    let schedule = schedule(&a);
+    let norm = gconv::io::Normalization { mean, std };
+    for epoch in start_epoch..a.epochs {
+        let bar = progress_bar(a.json, train.n.div_ceil(a.batch));
+        let t0 = Instant::now();
+        let stats = trainer.train_epoch(&train, a.batch, epoch, &schedule, true, &mut |p| {
+            bar.set_message(format!("{}/{} loss {:.3}", epoch + 1, a.epochs, p.loss));
+            bar.set_position(p.step as u64);
+        })?;
         bar.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
         let (vloss, vcorrect) = trainer.evaluate_dataset(&val, 256)?;
-        let mut meta = BTreeMap::new();
-        meta.insert(
-            "gconv_model".to_string(),
-            serde_json::to_string(&spec).expect("serialisable"),
-        );
-        meta.insert("epoch".to_string(), (epoch + 1).to_string());
-        meta.insert("norm_mean".to_string(), format!("{mean:?}"));
-        meta.insert("norm_std".to_string(), format!("{std:?}"));
-        let all = trainer.checkpoint()?;
-        write_safetensors(&a.checkpoint, &all, &meta)?;
+        let checkpoint = Checkpoint {
+            spec: spec.clone(),
+            weights: trainer.weights()?,
+            momentum: trainer.optimizer_state()?,
+            epoch: epoch + 1,
+            norm: norm.clone(),
+        };
+        gconv::io::write_checkpoint(&a.checkpoint, &checkpoint)?;
         let line = serde_json::json!({
             "epoch": epoch + 1,
-            "train_loss": loss_sum / seen as f64,
-            "train_acc": correct as f64 / seen as f64,
+            "train_loss": stats.loss,
+            "train_acc": stats.correct as f64 / stats.samples as f64,
             "val_loss": vloss,
-            "val_acc": vcorrect as f64 / val.n as f64,
-            "images_per_s": seen as f64 / secs,
-            "device": device_desc,
+            "val_acc": vcorrect as f64 / val.n.max(1) as f64,
+            "images_per_s": stats.samples as f64 / secs,
+            "device": device,
         });
         if a.json {
             println!("{line}");
@@ -463,7 +311,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 "epoch {}/{}: train loss {:.4} acc {:.2} % | val loss {:.4} acc {:.2} % | {:.0} img/s | saved {}",
                 epoch + 1,
                 a.epochs,
-                line["train_loss"].as_f64().unwrap_or(0.0),
+                stats.loss,
                 100.0 * line["train_acc"].as_f64().unwrap_or(0.0),
                 vloss,
                 100.0 * line["val_acc"].as_f64().unwrap_or(0.0),
@@ -488,170 +336,5 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Options of `gconv export`.
-#[derive(clap::Args)]
-pub struct ExportArgs {
-    /// A checkpoint written by `gconv train`.
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// The exported model (safetensors with the graph as metadata).
-    #[arg(long)]
-    out: PathBuf,
-    /// How FLGC layers are exported: `reordered` (uneven group conv by index re-ordering,
-    /// fast) or `masked` (dense conv with W⊙M, reference).
-    #[arg(long, value_enum, default_value_t = crate::infer::FlgcArg::Reordered)]
-    flgc: crate::infer::FlgcArg,
-    /// Keep batch norms as separate ops instead of folding them into the convs.
-    #[arg(long)]
-    no_fold_bn: bool,
-}
-
-/// The model spec (from the `gconv_model` metadata), weights (momentum dropped) and metadata
-/// of a training checkpoint.
-fn read_checkpoint(path: &Path) -> Result<(ModelSpec, Weights, BTreeMap<String, String>)> {
-    let all = read_safetensors(path)?;
-    let meta = gconv::io::read_safetensors_metadata(path)?;
-    let spec_json = meta.get("gconv_model").ok_or_else(|| {
-        Error::format(
-            path,
-            "not a gconv training checkpoint (no gconv_model metadata)",
-        )
-    })?;
-    let spec: ModelSpec = serde_json::from_str(spec_json)
-        .map_err(|e| Error::format(path, format!("gconv_model metadata: {e}")))?;
-    let (weights, _) = split_checkpoint(all);
-    Ok((spec, weights, meta))
-}
-
-pub fn export(a: ExportArgs) -> Result<ExitCode> {
-    let (spec, weights, meta) = read_checkpoint(&a.checkpoint)?;
-    let graph = spec.build()?;
-    weights.validate(&graph)?;
-    let before = graph.cost();
-    let (mut g, mut w) = (graph.clone(), weights);
-    if g.nodes
-        .iter()
-        .any(|n| matches!(n.op, gconv::graph::Op::FlgcConv2d(_)))
-    {
-        (g, w) = match a.flgc {
-            crate::infer::FlgcArg::Reordered => gconv::graph::passes::export_flgc(&g, &w)?,
-            crate::infer::FlgcArg::Masked => gconv::graph::passes::materialize_flgc(&g, &w)?,
-        };
-    }
-    if !a.no_fold_bn {
-        (g, w) = gconv::graph::passes::fold_batch_norm(&g, &w)?;
-    }
-    let mut out_meta = BTreeMap::new();
-    for k in ["norm_mean", "norm_std", "epoch", "gconv_model"] {
-        if let Some(v) = meta.get(k) {
-            out_meta.insert(k.to_string(), v.clone());
-        }
-    }
-    gconv::io::write_exported(&a.out, &g, &w, &out_meta)?;
-    let after = g.cost();
-    println!(
-        "{}: {} nodes → {} nodes, {:.2} → {:.2} MMACs/image, {} → {} params; wrote {}",
-        spec.name,
-        graph.nodes.len(),
-        g.nodes.len(),
-        before.total_macs as f64 / 1e6,
-        after.total_macs as f64 / 1e6,
-        before.total_params,
-        after.total_params,
-        a.out.display()
-    );
-    for n in &g.nodes {
-        if let gconv::graph::Op::GroupedConvTable(gconv::ops::GroupedConvTable { table, .. }) =
-            &n.op
-        {
-            let sizes: Vec<String> = table
-                .iter()
-                .map(|r| format!("{}→{}", r.in_len, r.out_len))
-                .collect();
-            println!(
-                "  {}: groups (in→out channels) {}",
-                n.name,
-                sizes.join(", ")
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn eval(a: EvalArgs) -> Result<ExitCode> {
-    // An exported model (gconv export) carries its graph; a checkpoint its model spec.
-    if gconv::io::read_safetensors_metadata(&a.checkpoint)?
-        .contains_key(gconv::io::exported::GRAPH_KEY)
-    {
-        let (graph, weights, meta) = gconv::io::read_exported(&a.checkpoint)?;
-        let rt = gconv::Runtime::new(a.device.into())?;
-        let opts = gconv::LoadOptions {
-            fold_bn: false,
-            ..Default::default()
-        };
-        let name = graph.name.clone();
-        let [c, h, w] = graph.input_shape();
-        let classes: usize = graph.output_shape().iter().product();
-        let mut model = rt.load_graph(graph, weights, &opts)?;
-        let test = eval_data(&a, &meta, [c, h, w])?;
-        return eval_model(&mut model, &test, classes, a.batch, &name, &meta);
-    }
-    let (spec, weights, meta) = read_checkpoint(&a.checkpoint)?;
-    let graph = spec.build()?;
-    let classes: usize = graph.output_shape().iter().product();
-    let test = eval_data(&a, &meta, spec.input)?;
-    let rt = gconv::Runtime::new(a.device.into())?;
-    let mut model = rt.load_graph(graph, weights, &gconv::LoadOptions::default())?;
-    eval_model(&mut model, &test, classes, a.batch, &spec.name, &meta)
-}
-
-/// The test set for `gconv eval`, normalised with the checkpoint's statistics.
-fn eval_data(
-    a: &EvalArgs,
-    meta: &BTreeMap<String, String>,
-    [c, h, w]: [usize; 3],
-) -> Result<Dataset> {
-    let parse = |k: &str| -> Result<Vec<f32>> {
-        let s = meta
-            .get(k)
-            .ok_or_else(|| Error::format(&a.checkpoint, format!("no {k} metadata")))?;
-        serde_json::from_str(s).map_err(|e| Error::format(&a.checkpoint, format!("{k}: {e}")))
-    };
-    let mut test = if is_fashion_mnist(&a.data) {
-        load_data(&a.data)?.1
-    } else {
-        ImageFolder::load(&a.data, c, [h, w])?.dataset
-    };
-    test.normalize(&parse("norm_mean")?, &parse("norm_std")?)?;
-    Ok(test)
-}
-
-fn eval_model(
-    model: &mut gconv::Model,
-    test: &Dataset,
-    classes: usize,
-    batch: usize,
-    name: &str,
-    meta: &BTreeMap<String, String>,
-) -> Result<ExitCode> {
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    for (x, y) in test.batches(batch.max(1), None, false) {
-        let out = model.run(&x)?;
-        let b = y.len();
-        let logits = out.reshape(&[b, classes])?;
-        let (l, _, c) = gconv::train::backward::softmax_cross_entropy(&logits, &y)?;
-        loss_sum += l as f64 * b as f64;
-        correct += c;
-    }
-    let loss = loss_sum / test.n.max(1) as f64;
-    println!(
-        "{name} (epoch {}): test loss {loss:.4}, accuracy {:.2} % ({correct}/{})",
-        meta.get("epoch").map_or("?", |s| s.as_str()),
-        100.0 * correct as f64 / test.n as f64,
-        test.n
-    );
     Ok(ExitCode::SUCCESS)
 }

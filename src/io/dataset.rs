@@ -1,0 +1,95 @@
+//! Training and test data from a path, whatever it holds: Debian's Fashion-MNIST (a folder of
+//! IDX files — or no folder at all, in which case the IDX reader says how to install it) or an
+//! image folder with one sub-folder per class.
+
+use super::folder::ImageFolder;
+use super::idx::FashionMnist;
+use crate::error::{Error, Result};
+use crate::train::Dataset;
+use std::path::Path;
+
+/// Training data (and, where there is one, its test set) with the class count.
+#[derive(Clone, Debug)]
+pub struct TrainingData {
+    /// The training set.
+    pub train: Dataset,
+    /// The test set: Fashion-MNIST's own, or the `test` folder given.
+    pub test: Option<Dataset>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// Whether `dir` holds Fashion-MNIST IDX files (or does not exist: the IDX loader then says
+/// how to install the data set), as opposed to an image folder.
+pub fn is_fashion_mnist(dir: &Path) -> bool {
+    !dir.exists()
+        || dir.join("train-images-idx3-ubyte.gz").exists()
+        || dir.join("train-images-idx3-ubyte").exists()
+        || dir.join("t10k-images-idx3-ubyte.gz").exists()
+}
+
+fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let fm = FashionMnist::load(dir)?;
+    let (t, l) = (&fm.train_images, fm.train_labels.clone());
+    let train = Dataset::from_u8(&t.pixels, l, 1, t.rows, t.cols)?;
+    let (t, l) = (&fm.test_images, fm.test_labels.clone());
+    let test = Dataset::from_u8(&t.pixels, l, 1, t.rows, t.cols)?;
+    Ok((train, test))
+}
+
+impl TrainingData {
+    /// Loads `data` (Fashion-MNIST, with its test split; or an image folder converted to
+    /// `input = [C, H, W]`, with `test` as its test set). An empty set is an error.
+    pub fn load(data: &Path, test: Option<&Path>, input: [usize; 3]) -> Result<Self> {
+        let loaded = if is_fashion_mnist(data) {
+            let (train, test) = fashion_mnist(data)?;
+            Self {
+                train,
+                test: Some(test),
+                classes: 10,
+            }
+        } else {
+            let [c, h, w] = input;
+            let train = ImageFolder::load(data, c, [h, w])?;
+            let test = match test {
+                Some(p) => {
+                    let t = ImageFolder::load(p, c, [h, w])?;
+                    if t.classes != train.classes {
+                        return Err(Error::InvalidArgument(format!(
+                            "test data {} has classes {:?}, the training data {:?}",
+                            p.display(),
+                            t.classes,
+                            train.classes
+                        )));
+                    }
+                    Some(t.dataset)
+                }
+                None => None,
+            };
+            Self {
+                classes: train.classes.len(),
+                train: train.dataset,
+                test,
+            }
+        };
+        if loaded.train.n == 0 {
+            return Err(Error::format(data, "no training images"));
+        }
+        Ok(loaded)
+    }
+
+    /// The test set of `data` alone (Fashion-MNIST's test split, or the image folder itself
+    /// converted to `input`), for evaluation.
+    pub fn load_test(data: &Path, input: [usize; 3]) -> Result<Dataset> {
+        let test = if is_fashion_mnist(data) {
+            fashion_mnist(data)?.1
+        } else {
+            let [c, h, w] = input;
+            ImageFolder::load(data, c, [h, w])?.dataset
+        };
+        if test.n == 0 {
+            return Err(Error::format(data, "no test images"));
+        }
+        Ok(test)
+    }
+}

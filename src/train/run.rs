@@ -1,0 +1,153 @@
+//! What every trainer shares: the [`Train`] trait (implemented by the CPU [`Trainer`] and the
+//! [`GpuTrainer`]), the one epoch loop ([`Train::train_epoch`]), the one evaluation
+//! ([`evaluate`]) and the choice of trainer for a device ([`trainer_for`]).
+
+use super::backward::softmax_cross_entropy;
+use super::data::Dataset;
+use super::optim::LrSchedule;
+use super::trainer::{EpochStats, StepStats, TrainConfig, Trainer};
+use super::GpuTrainer;
+use crate::error::{Error, Result};
+use crate::gpu::program::MemoryPlan;
+use crate::gpu::GpuContext;
+use crate::graph::Graph;
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+use std::sync::Arc;
+
+/// Where a running epoch is, for progress displays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// Steps done in this epoch.
+    pub step: usize,
+    /// Steps in the epoch.
+    pub steps: usize,
+    /// Mean loss over the epoch so far.
+    pub loss: f64,
+}
+
+/// A trainer: one SGD step at a time on a graph it owns, on some device.
+pub trait Train {
+    /// The graph being trained.
+    fn graph(&self) -> &Graph;
+    /// The configuration (seed, SGD and BN hyper-parameters).
+    fn config(&self) -> &TrainConfig;
+    /// One line naming the device.
+    fn device(&self) -> String;
+    /// The learning rate of the next step.
+    fn lr(&self) -> f32;
+    /// Sets the learning rate of the following steps.
+    fn set_lr(&mut self, lr: f32);
+    /// One SGD step on a `[B, C, H, W]` batch; loss and hits are those before the update.
+    fn train_step(&mut self, images: &Tensor, labels: &[usize]) -> Result<StepStats>;
+    /// The eval-mode logits of a batch (running statistics, no dropout).
+    fn predict(&mut self, images: &Tensor) -> Result<Tensor>;
+    /// The current parameters and buffers.
+    fn weights(&self) -> Result<Weights>;
+    /// The momentum buffers, keyed `{param}.momentum`.
+    fn optimizer_state(&self) -> Result<Weights>;
+    /// Restores momentum buffers (from a checkpoint).
+    fn load_optimizer_state(&mut self, state: &Weights) -> Result<()>;
+    /// The planned device memory of a training step at `batch` (GPU trainers).
+    fn memory_plan(&self, batch: usize) -> Result<Option<MemoryPlan>> {
+        let _ = batch;
+        Ok(None)
+    }
+
+    /// One epoch over `data`: shuffled with seed `config().seed + epoch`, augmented when
+    /// `augment`, the learning rate set from `schedule` before every step, `progress` called
+    /// after each step. A non-finite loss stops training with an error naming the epoch and
+    /// the step.
+    fn train_epoch(
+        &mut self,
+        data: &Dataset,
+        batch_size: usize,
+        epoch: usize,
+        schedule: &LrSchedule,
+        augment: bool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<EpochStats> {
+        if data.n == 0 || batch_size == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "an epoch needs data and a batch size (got {} samples, batch {batch_size})",
+                data.n
+            )));
+        }
+        let steps = data.n.div_ceil(batch_size);
+        let seed = self.config().seed;
+        let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0, 0);
+        for (k, (x, y)) in data
+            .batches(batch_size, Some(seed.wrapping_add(epoch as u64)), augment)
+            .enumerate()
+        {
+            self.set_lr(schedule.lr_at(epoch, k, steps));
+            let st = self.train_step(&x, &y)?;
+            if !st.loss.is_finite() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: the loss became {} at epoch {}, step {} (lr {}); lower the learning rate",
+                    self.graph().name,
+                    st.loss,
+                    epoch + 1,
+                    k + 1,
+                    self.lr()
+                )));
+            }
+            loss_sum += st.loss as f64 * y.len() as f64;
+            correct += st.correct;
+            samples += y.len();
+            progress(Progress {
+                step: k + 1,
+                steps,
+                loss: loss_sum / samples as f64,
+            });
+        }
+        Ok(EpochStats {
+            loss: (loss_sum / samples.max(1) as f64) as f32,
+            correct,
+            samples,
+        })
+    }
+
+    /// Eval-mode loss (mean over samples) and number correct over a dataset.
+    fn evaluate_dataset(&mut self, data: &Dataset, batch_size: usize) -> Result<(f32, usize)> {
+        evaluate(&mut |x| self.predict(x), data, batch_size)
+    }
+}
+
+/// The one evaluation: mean softmax cross-entropy and the number of correct argmaxes of the
+/// logits `run` gives for each batch of `data` (in order, not augmented).
+pub fn evaluate(
+    run: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    data: &Dataset,
+    batch_size: usize,
+) -> Result<(f32, usize)> {
+    if data.n == 0 {
+        return Err(Error::InvalidArgument(
+            "evaluation on an empty data set".into(),
+        ));
+    }
+    let (mut loss_sum, mut correct) = (0.0f64, 0);
+    for (x, y) in data.batches(batch_size.max(1), None, false) {
+        let out = run(&x)?;
+        let b = y.len();
+        let k = out.numel() / b.max(1);
+        let logits = out.reshape(&[b, k])?;
+        let (l, _, c) = softmax_cross_entropy(&logits, &y)?;
+        loss_sum += l as f64 * b as f64;
+        correct += c;
+    }
+    Ok(((loss_sum / data.n as f64) as f32, correct))
+}
+
+/// The trainer for a device: the GPU trainer on `gpu`, else the CPU reference trainer.
+pub fn trainer_for(
+    gpu: Option<Arc<GpuContext>>,
+    graph: Graph,
+    weights: Weights,
+    config: TrainConfig,
+) -> Result<Box<dyn Train>> {
+    Ok(match gpu {
+        Some(ctx) => Box::new(GpuTrainer::new(ctx, graph, weights, config)?),
+        None => Box::new(Trainer::new(graph, weights, config)?),
+    })
+}
