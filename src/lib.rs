@@ -64,6 +64,7 @@ pub mod io;
 pub mod limits;
 pub mod ops;
 pub mod plan;
+#[cfg(feature = "app")]
 pub mod report;
 pub mod runtime;
 pub mod tensor;

@@ -1,6 +1,8 @@
 //! `gconv bench` on a tiny configuration: the report's structure (JSON keys, rows, blocks,
 //! files written), not its timings. Runs on the CPU path and, when there is one, the GPU.
 
+#![cfg(feature = "app")]
+
 mod common;
 
 use gconv::bench::{run_bench, write_outputs, BenchConfig, LayerShape, Suite};

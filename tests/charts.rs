@@ -5,6 +5,8 @@
 //! only when a font was found (`gconv::report::chart_font`); without one the PNG must
 //! be refused with an I/O error while the SVG is still written.
 
+#![cfg(feature = "app")]
+
 use std::path::{Path, PathBuf};
 
 use gconv::report::{

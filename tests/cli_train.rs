@@ -2,6 +2,8 @@
 //! `export`, and `eval` of both the checkpoint and the exported model; plus the errors a user
 //! meets first (missing data set, bad folder, bad flags).
 
+#![cfg(feature = "app")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -3,8 +3,8 @@
 //! * [`context`]: [`GpuContext`] (adapter from `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, the
 //!   adapter's own limits, buffers, read-back, a pipeline cache keyed by shader, entry point
 //!   and override constants).
-//! * [`launch`]: how a shader is declared once ([`crate::shader!`], [`crate::wgsl_struct!`])
-//!   and called ([`Call`], [`Arg`], [`Dispatch`]).
+//! * [`declare`]: how a shader is declared once ([`crate::shader!`], [`crate::wgsl_struct!`]);
+//!   [`launch`]: how it is called ([`Call`], [`Arg`], [`Dispatch`]).
 //! * [`kernels`]: one launcher module per `shaders/<family>.wgsl`; it validates its
 //!   arguments (wrong sizes are errors naming the layer, never panics) and returns calls.
 //! * [`choice`]: which kernel runs each operation, per adapter and shape.
@@ -18,6 +18,7 @@
 pub mod choice;
 pub mod codegen;
 pub mod context;
+pub mod declare;
 pub mod executor;
 pub mod kernels;
 pub mod launch;

@@ -1,0 +1,114 @@
+//! What `gconv bench` reports: timing statistics and the rows of each suite (the JSON schema
+//! in the README).
+
+use super::{BenchConfig, LayerShape};
+use serde::Serialize;
+
+/// Median, min and max of timed runs, in seconds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Stats {
+    /// Median.
+    pub median: f64,
+    /// Fastest.
+    pub min: f64,
+    /// Slowest.
+    pub max: f64,
+    /// Number of timed runs.
+    pub runs: usize,
+}
+
+impl Stats {
+    /// From samples (seconds); `None` if empty.
+    pub fn from_samples(mut s: Vec<f64>) -> Option<Self> {
+        if s.is_empty() {
+            return None;
+        }
+        s.sort_by(|a, b| a.total_cmp(b));
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            0.5 * (s[n / 2 - 1] + s[n / 2])
+        };
+        Some(Self {
+            median,
+            min: s[0],
+            max: s[n - 1],
+            runs: n,
+        })
+    }
+}
+
+/// One model of the paper1 suite.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelRow {
+    /// Model name (with scheme).
+    pub model: String,
+    /// Scheme name, `baseline` for none.
+    pub scheme: String,
+    /// Inference parameters.
+    pub params: u64,
+    /// MACs per image.
+    pub macs: u64,
+    /// Latency at `batch`.
+    pub latency: Stats,
+    /// Latency at `large_batch`, if run.
+    pub large_batch_latency: Option<Stats>,
+    /// Images per second at the large batch (or at `batch`).
+    pub throughput_ips: f64,
+    /// MAC reduction vs baseline, percent.
+    pub macs_reduction_pct: f64,
+    /// Median-latency reduction vs baseline, percent.
+    pub time_reduction_pct: f64,
+}
+
+/// Per-block times of one model of the paper2 suite.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerwiseRow {
+    /// Model label (e.g. `resnet50-dsc-flgc G=4`).
+    pub model: String,
+    /// `timestamp-query`, `submit-and-wait` or `cpu`.
+    pub method: String,
+    /// MACs per image.
+    pub macs: u64,
+    /// `(block, median seconds)`: `stem`, `layer1.0` … `layer4.2`, `head`.
+    pub blocks: Vec<(String, f64)>,
+    /// Sum of the blocks.
+    pub total: f64,
+}
+
+/// One (layer, G) point of the sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepRow {
+    /// Layer shape.
+    pub layer: LayerShape,
+    /// Groups.
+    pub groups: usize,
+    /// MACs per image.
+    pub macs: u64,
+    /// Timing.
+    pub time: Stats,
+    /// Dense time / this time.
+    pub speedup_vs_dense: f64,
+    /// Ideal speedup (= G, the MAC ratio).
+    pub ideal_speedup: f64,
+}
+
+/// Everything one `gconv bench` run measured. Documented as the JSON schema in README.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// gconv version.
+    pub gconv_version: String,
+    /// The device: adapter name, backend, driver (or the CPU).
+    pub device: String,
+    /// Whether the device is a CPU (lavapipe, the CPU path) rather than a real GPU.
+    pub software_device: bool,
+    /// The configuration.
+    pub config: BenchConfig,
+    /// paper1 rows (baseline first).
+    pub paper1: Vec<ModelRow>,
+    /// paper2 rows.
+    pub paper2: Vec<LayerwiseRow>,
+    /// sweep rows.
+    pub sweep: Vec<SweepRow>,
+}
