@@ -164,6 +164,9 @@ for name, bias in [("linear_bias", True), ("linear_nobias", False)]:
 x = randn(2, 4, 5, 5)
 x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, 1e-30])
 add_case("relu", dict(kind="relu"), x=x, y=F.relu(d(x)))
+x6 = randn(2, 4, 5, 5, scale=5.0)
+x6[0, 0, 0, :4] = torch.tensor([0.0, 6.0, -0.0, 5.999])
+add_case("relu6", dict(kind="relu6"), x=x6, y=F.relu6(d(x6)))
 x2 = randn(2, 4, 5, 5)
 add_case("add", dict(kind="add"), x=x, x2=x2, y=d(x) + d(x2))
 xs = randn(3, 10, scale=3.0)
@@ -350,6 +353,17 @@ class OneBlock(nn.Module):
 graph_case("resnet_bottleneck", "graph_resnet_bottleneck", OneBlock(), randn(2, 8, 6, 6),
            dict(input=[8, 6, 6], width=4, out=16, stride=2))
 
+# torchvision's MobileNetV2 itself at width 0.1 (its names, ReLU6 placement, linear
+# bottlenecks and residual adds), when torchvision is there.
+try:
+    import torchvision
+
+    mnv2 = torchvision.models.mobilenet_v2(width_mult=0.1, num_classes=2)
+    graph_case("mobilenetv2_tiny", "graph_mobilenetv2", mnv2, randn(2, 3, 16, 16),
+               dict(input=[3, 16, 16], width=0.1, num_classes=2))
+except ImportError:
+    print("torchvision not importable: MobileNetV2 golden skipped", file=sys.stderr)
+
 # ---------------------------------------------------------------------------------------------
 # Run information; torchvision parameter counts when torchvision is there
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +373,7 @@ try:
     import torchvision
 
     counts = {m: sum(p.numel() for p in getattr(torchvision.models, m)().parameters())
-              for m in ["resnet50", "vgg13_bn"]}
+              for m in ["resnet50", "vgg13_bn", "mobilenet_v2"]}
     META["_torchvision_param_counts"] = json.dumps(counts, sort_keys=True)
 except ImportError:
     print("torchvision not importable: parameter-count cross-check skipped", file=sys.stderr)

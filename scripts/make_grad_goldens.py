@@ -55,6 +55,15 @@ put("bn", x=x, weight=bn.weight, bias=bn.bias, running_mean=rm0, running_var=rv0
     dx=x.grad, dweight=bn.weight.grad, dbias=bn.bias.grad,
     new_running_mean=bn.running_mean, new_running_var=bn.running_var)
 
+# ---- ReLU6 (hardtanh backward: the gradient passes where 0 < x < 6) ---------------------------
+x = (torch.randn(2, 3, 5, 5) * 5.0)
+x[0, 0, 0, :3] = torch.tensor([0.0, 6.0, 3.0])
+x.requires_grad_()
+y = F.relu6(x)
+r = torch.randn_like(y)
+(y * r).sum().backward()
+put("relu6", x=x, r=r, y=y, dx=x.grad)
+
 # ---- max pool 3x3 stride 2 padding 1, with ties (values on a 0.5 grid) -----------------------
 x = (torch.randint(-3, 4, (2, 3, 7, 7)).float() * 0.5).requires_grad_()
 y = F.max_pool2d(x, 3, stride=2, padding=1)

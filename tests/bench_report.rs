@@ -10,7 +10,7 @@ use gconv::{Device, Runtime};
 
 fn tiny() -> BenchConfig {
     BenchConfig {
-        suites: vec![Suite::Paper1, Suite::Paper2, Suite::Sweep],
+        suites: vec![Suite::Paper1, Suite::Paper2, Suite::Mobilenet, Suite::Sweep],
         input_size: 32,
         width: 0.5,
         num_classes: 10,
@@ -40,8 +40,8 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     let total = steps[0].2;
     assert_eq!(
         total,
-        2 + (2 + 2) + 4,
-        "paper1 (baseline + E), paper2 (2 + 2·groups), sweep"
+        2 + (2 + 2) + (1 + 2) + 4,
+        "paper1 (baseline + E), paper2 (2 + 2·groups), mobilenet (1 + 2·groups), sweep"
     );
 
     let v = serde_json::to_value(&report).unwrap();
@@ -52,6 +52,7 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
         "config",
         "paper1",
         "paper2",
+        "mobilenet",
         "sweep",
     ] {
         assert!(v.get(key).is_some(), "missing key {key}");
@@ -95,6 +96,21 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     let (sgc, flgc) = (report.paper2[2].macs as f64, report.paper2[3].macs as f64);
     assert!((flgc / sgc - 1.0).abs() < 0.05, "sgc {sgc} flgc {flgc}");
     assert!(report.paper2[1].macs > report.paper2[2].macs);
+    // mobilenet: dense, SGC and FLGC, blocks stem (features.0), features.1 … features.18, head.
+    let labels: Vec<&str> = report.mobilenet.iter().map(|r| r.model.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["mobilenetv2", "mobilenetv2-sgc G=2", "mobilenetv2-flgc G=2"]
+    );
+    for r in &report.mobilenet {
+        let blocks: Vec<&str> = r.blocks.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(blocks.len(), 20, "{blocks:?}");
+        assert_eq!(
+            (blocks[0], blocks[1], blocks[18], blocks[19]),
+            ("features.0", "features.1", "features.18", "head")
+        );
+    }
+    assert!(report.mobilenet[1].macs < report.mobilenet[0].macs);
     // sweep: G=16 divides 16 channels (depthwise); all four points present, dense first.
     let gs: Vec<usize> = report.sweep.iter().map(|s| s.groups).collect();
     assert_eq!(gs, [1, 2, 4, 16]);
@@ -112,6 +128,7 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
         "summary.md",
         "paper1_vgg_schemes.svg",
         "paper2_resnet_layerwise.svg",
+        "mobilenetv2_layerwise.svg",
         "sweep_groups.svg",
     ] {
         assert!(
@@ -125,6 +142,7 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     assert_eq!(back["paper1"][1]["scheme"], "E");
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(md.contains("Paper 1") && md.contains("Paper 2") && md.contains("Group sweep"));
+    assert!(md.contains("MobileNetV2"));
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -238,7 +238,8 @@ fn op_of(c: &Case) -> Option<Op> {
             out_features: c.usize("out_features"),
             bias: c.bool("bias"),
         }),
-        "relu" => Op::Relu(gconv::ops::Relu),
+        "relu" => Op::relu(),
+        "relu6" => Op::relu6(),
         "add" => Op::Add(gconv::ops::Add),
         "softmax" => Op::Softmax(gconv::ops::Softmax),
         "gather" => Op::Gather(gconv::ops::Gather {
@@ -272,7 +273,8 @@ fn run_direct(c: &Case, op: &Op) -> gconv::Result<Tensor> {
             cpu::adaptive_avg_pool2d(x, *output)
         }
         Op::Linear(gconv::ops::Linear { .. }) => cpu::linear(x, c.t("weight"), c.bias()),
-        Op::Relu(gconv::ops::Relu) => Ok(cpu::relu(x)),
+        Op::Relu(_) => Ok(cpu::relu(x)),
+        Op::Relu6(_) => Ok(cpu::relu6(x)),
         Op::Add(gconv::ops::Add) => cpu::add(x, c.t("x2")),
         Op::Softmax(gconv::ops::Softmax) => cpu::softmax(x),
         Op::Gather(gconv::ops::Gather { indices }) => cpu::gather_channels(x, indices),
@@ -425,11 +427,21 @@ fn resnet_bottleneck(c: &Case) -> gconv::Result<Graph> {
     Ok(b.finish(y))
 }
 
+/// torchvision's MobileNetV2 as `gconv::zoo` builds it (width, classes and input of the case).
+fn mobilenetv2(c: &Case) -> gconv::Result<Graph> {
+    let mut spec = ModelSpec::load("mobilenetv2")?;
+    spec.input = c.pair3("input");
+    spec.num_classes = c.usize("num_classes");
+    spec.width = c.val("width").as_f64().expect("width") as f32;
+    spec.build()
+}
+
 /// Builds the graph of a whole-network case, loads its state_dict and runs `run_graph`.
 fn check_graph(c: &Case) -> Result<(), String> {
     let graph = match c.kind() {
         "graph_vgg_tiny" => vgg_tiny(c.pair3("input")),
         "graph_resnet_bottleneck" => resnet_bottleneck(c),
+        "graph_mobilenetv2" => mobilenetv2(c),
         k => unreachable!("not a graph kind: {k}"),
     }
     .map_err(|e| format!("{}: building the graph: {e}", c.name))?;
@@ -446,7 +458,7 @@ fn check_graph(c: &Case) -> Result<(), String> {
 
 fn check_case(c: &Case) -> Result<(), String> {
     match c.kind() {
-        "graph_vgg_tiny" | "graph_resnet_bottleneck" => check_graph(c),
+        "graph_vgg_tiny" | "graph_resnet_bottleneck" | "graph_mobilenetv2" => check_graph(c),
         kind => match op_of(c) {
             Some(op) => check_single_op(c, op),
             None => Err(format!(
@@ -569,7 +581,11 @@ fn torchvision_param_counts_if_recorded() {
         println!("fixture made without torchvision: no parameter-count cross-check");
         return;
     };
-    for (tv, zoo) in [("resnet50", "resnet50"), ("vgg13_bn", "vgg13bn")] {
+    for (tv, zoo) in [
+        ("resnet50", "resnet50"),
+        ("vgg13_bn", "vgg13bn"),
+        ("mobilenet_v2", "mobilenetv2"),
+    ] {
         let expected = counts[tv].as_u64().expect("a count");
         let got = ModelSpec::load(zoo)
             .unwrap()

@@ -199,3 +199,33 @@ fn weights_round_trip_through_safetensors_on_gpu() {
     std::fs::remove_dir_all(&dir).ok();
     let _ = Op::Relu(gconv::ops::Relu);
 }
+
+/// MobileNetV2 (ReLU6 fused into the conv/BN epilogues, linear bottlenecks, residual adds) and
+/// its SGC / FLGC variants, FLGC both re-ordered and masked.
+#[test]
+fn mobilenetv2_and_its_grouped_variants() {
+    check(
+        &reduced("mobilenetv2", 32, 0.35),
+        &LoadOptions::default(),
+        2,
+    );
+    let unfolded = LoadOptions {
+        fold_bn: false,
+        ..Default::default()
+    };
+    check(&reduced("mobilenetv2", 32, 0.35), &unfolded, 1);
+    let sgc = reduced("mobilenetv2-sgc", 32, 0.5)
+        .with_groups(4, None)
+        .unwrap();
+    check(&sgc, &LoadOptions::default(), 2);
+    let flgc = reduced("mobilenetv2-flgc", 32, 0.5)
+        .with_groups(4, None)
+        .unwrap();
+    for flgc_mode in [FlgcMode::Reordered, FlgcMode::Masked] {
+        let opts = LoadOptions {
+            flgc: flgc_mode,
+            ..Default::default()
+        };
+        check(&flgc, &opts, 2);
+    }
+}

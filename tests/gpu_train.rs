@@ -207,6 +207,30 @@ fn gpu_steps_match_cpu_steps_on_resnet_dsc_sgc() {
 }
 
 /// A larger batch with a partial last batch (a second plan) and a step-dependent learning rate.
+/// MobileNetV2 with FLGC on its wide 1×1 convs (ReLU6 fused into the training epilogues,
+/// linear bottlenecks, residual adds, dropout off): GPU steps = CPU steps.
+///
+/// One step at 16², where no activation sits within rounding of a ReLU6 threshold (the
+/// momentum buffers then hold every gradient of the step). At 32², one step routes one
+/// gradient differently: a BN output of ≈ 0 (β = 0 at init) in
+/// block 15 is just above 0 on one device and just below on the other, which moves that BN's
+/// bias gradient by 3 % and, through the 15 blocks below, every earlier gradient by ≈ 5e-3
+/// (relative) while the later layers agree to 1e-5 — a threshold flip, not an error of
+/// either device (at 12², the CPU against itself with the input scaled by 1 + 1e-6 moves the
+/// first conv's momentum by 8e-2 the same way).
+#[test]
+fn gpu_steps_match_cpu_steps_on_mobilenetv2_flgc() {
+    let mut spec = ModelSpec::load("mobilenetv2-flgc").unwrap().small_stem();
+    spec.input = [1, 16, 16];
+    spec.width = 0.25;
+    spec.num_classes = 4;
+    if let Arch::Mobilenetv2 { dropout, .. } = &mut spec.arch {
+        *dropout = 0.0;
+    }
+    let graph = spec.with_groups(2, None).unwrap().build().unwrap();
+    compare_training(graph, 4, 1, 0.02);
+}
+
 #[test]
 fn gpu_epoch_matches_cpu_epoch() {
     let _g = common::serial();

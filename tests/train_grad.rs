@@ -548,6 +548,16 @@ fn grads_match_pytorch_goldens() {
     );
 
     // Max pool with ties.
+    // ReLU6 (hardtanh backward), with x exactly 0 and 6 among the inputs.
+    let x = g.t("relu6.x");
+    assert_close(
+        "relu6 y",
+        cpu::relu6(&x).data(),
+        g.t("relu6.y").data(),
+        GOLD,
+    );
+    let dx = bw::relu6_backward(&x, &g.t("relu6.r")).unwrap();
+    assert_close("relu6 dx", dx.data(), g.t("relu6.dx").data(), GOLD);
     let x = g.t("maxpool.x");
     let p = Pool2dSpec::square(3, 2, 1);
     assert_close(

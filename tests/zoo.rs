@@ -1,5 +1,6 @@
 //! Model zoo and accounting: the totals must equal torchvision's exactly.
 
+use gconv::graph::Op;
 use gconv::zoo::{ConvKind, ModelSpec, Scheme};
 use gconv::Error;
 
@@ -99,4 +100,42 @@ fn variants_and_bad_requests() {
     // A malformed model file is a clear error.
     let e = ModelSpec::from_toml("name = 3", "bad.toml").unwrap_err();
     assert!(e.to_string().starts_with("model `bad.toml`"), "{e}");
+}
+
+#[test]
+fn mobilenetv2_matches_torchvision_and_groups_its_wide_pointwise_convs() {
+    let c = cost("mobilenetv2");
+    assert_eq!(c.total_params, 3_504_872);
+    assert_eq!(c.total_macs, 300_774_272);
+    let dense = ModelSpec::load("mobilenetv2").unwrap().build().unwrap();
+    for (name, g) in [("mobilenetv2-sgc", 4), ("mobilenetv2-flgc", 8)] {
+        let spec = ModelSpec::load(name).unwrap();
+        let spec = spec.with_groups(g, None).unwrap();
+        let graph = spec.build().unwrap();
+        assert_eq!(graph.nodes.len(), dense.nodes.len(), "{name}: same layers");
+        let mut grouped = 0;
+        for (n, d) in graph.nodes.iter().zip(&dense.nodes) {
+            assert_eq!(n.name, d.name);
+            let Some(ds) = d.op.conv_spec() else { continue };
+            let wide_pointwise = ds.kernel == [1, 1] && ds.out_channels > 96;
+            let s = n.op.conv_spec().expect("a conv stays a conv");
+            if wide_pointwise {
+                grouped += 1;
+                assert_eq!(s.groups, g, "{name}: {}", n.name);
+                assert_eq!(
+                    matches!(n.op, Op::FlgcConv2d(_)),
+                    name.ends_with("flgc"),
+                    "{name}: {}",
+                    n.name
+                );
+            } else {
+                assert_eq!(n.op, d.op, "{name}: {} must stay as it is", n.name);
+            }
+        }
+        // Every expansion conv but the 16-channel stage's, every projection to 160 and 320
+        // channels, and features.18.
+        assert_eq!(grouped, 15 + 4 + 1, "{name}");
+        let reduction = 1.0 - graph.cost().total_macs as f64 / c.total_macs as f64;
+        assert!(reduction > 0.3, "{name}: MACs −{:.0} %", 100.0 * reduction);
+    }
 }

@@ -32,6 +32,9 @@ pub enum Suite {
     Paper1,
     /// ResNet-50 layer-wise times (Wang et al.).
     Paper2,
+    /// MobileNetV2 layer-wise times, dense vs SGC vs FLGC on its wide 1×1 convs (Wang et al.'s
+    /// CIFAR-10 setting).
+    Mobilenet,
     /// Group-count sweep over single layers.
     Sweep,
 }
@@ -104,7 +107,7 @@ impl BenchConfig {
     /// adapter such as lavapipe or on the CPU path, so a run takes minutes there).
     pub fn default_for(software: bool) -> Self {
         Self {
-            suites: vec![Suite::Paper1, Suite::Paper2, Suite::Sweep],
+            suites: vec![Suite::Paper1, Suite::Paper2, Suite::Mobilenet, Suite::Sweep],
             input_size: if software { 64 } else { 224 },
             width: 1.0,
             num_classes: 1000,
@@ -177,9 +180,10 @@ fn time_model(model: &mut Model, x: &Tensor, warmup: usize, repeats: usize) -> R
     Ok(Stats::from_samples(samples).expect("at least one run"))
 }
 
-/// Block of a node name: `layer2.1.conv1` → `layer2.1`; stem and head layers by name.
+/// Block of a node name: `layer2.1.conv1` → `layer2.1`, `features.3.conv.0.0` →
+/// `features.3`; stem and head layers by name.
 pub fn block_of(name: &str) -> String {
-    if name.starts_with("layer") {
+    if name.starts_with("layer") || name.starts_with("features.") {
         name.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
     } else if ["avgpool", "flatten", "fc"].contains(&name) || name.starts_with("classifier") {
         "head".into()
@@ -256,6 +260,7 @@ pub fn run_bench(
         .map(|s| match s {
             Suite::Paper1 => 1 + cfg.schemes.len(),
             Suite::Paper2 => 2 + 2 * cfg.groups.len(),
+            Suite::Mobilenet => 1 + 2 * cfg.groups.len(),
             Suite::Sweep => cfg.sweep_layers.len() * cfg.sweep_groups.len(),
         })
         .sum::<usize>();
@@ -267,6 +272,7 @@ pub fn run_bench(
         config: cfg.clone(),
         paper1: vec![],
         paper2: vec![],
+        mobilenet: vec![],
         sweep: vec![],
     };
     for suite in &cfg.suites {
@@ -316,36 +322,56 @@ pub fn run_bench(
                     });
                 }
             }
-            Suite::Paper2 => {
-                let mut variants: Vec<(String, ModelSpec)> = vec![
-                    ("resnet50".into(), sized("resnet50", cfg)?),
-                    ("resnet50-dsc".into(), sized("resnet50-dsc", cfg)?),
-                ];
+            Suite::Paper2 | Suite::Mobilenet => {
+                let (family, dense, sgc, flgc) = if *suite == Suite::Paper2 {
+                    (
+                        "paper2",
+                        "resnet50-dsc",
+                        "resnet50-dsc-sgc",
+                        "resnet50-dsc-flgc",
+                    )
+                } else {
+                    (
+                        "mobilenet",
+                        "mobilenetv2",
+                        "mobilenetv2-sgc",
+                        "mobilenetv2-flgc",
+                    )
+                };
+                let mut variants: Vec<(String, ModelSpec)> = Vec::new();
+                if *suite == Suite::Paper2 {
+                    variants.push(("resnet50".into(), sized("resnet50", cfg)?));
+                }
+                variants.push((dense.into(), sized(dense, cfg)?));
                 for &g in &cfg.groups {
                     variants.push((
-                        format!("resnet50-dsc-sgc G={g}"),
-                        sized("resnet50-dsc-sgc", cfg)?.with_groups(g, Some(ConvKind::Sgc))?,
+                        format!("{sgc} G={g}"),
+                        sized(sgc, cfg)?.with_groups(g, Some(ConvKind::Sgc))?,
                     ));
                     variants.push((
-                        format!("resnet50-dsc-flgc G={g}"),
-                        sized("resnet50-dsc-flgc", cfg)?.with_groups(g, Some(ConvKind::Flgc))?,
+                        format!("{flgc} G={g}"),
+                        sized(flgc, cfg)?.with_groups(g, Some(ConvKind::Flgc))?,
                     ));
                 }
                 for (label, spec) in variants {
-                    progress(&format!("paper2: {label}"), step, total);
+                    progress(&format!("{family}: {label}"), step, total);
                     step += 1;
                     let mut model = rt.load(&spec, None, &opts)?;
                     let macs = model.exec_graph().cost().total_macs;
                     let x = input_for(model.graph(), cfg.batch, 3);
                     let (method, blocks) =
                         layerwise(&mut model, &x, cfg.warmup.min(1), cfg.repeats)?;
-                    report.paper2.push(LayerwiseRow {
+                    let row = LayerwiseRow {
                         model: label,
                         method,
                         macs,
                         total: blocks.iter().map(|b| b.1).sum(),
                         blocks,
-                    });
+                    };
+                    match suite {
+                        Suite::Paper2 => report.paper2.push(row),
+                        _ => report.mobilenet.push(row),
+                    }
                 }
             }
             Suite::Sweep => {

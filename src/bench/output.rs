@@ -1,6 +1,6 @@
 //! Turning a [`BenchReport`] into a terminal table, JSON, charts and a Markdown summary.
 
-use super::BenchReport;
+use super::{BenchReport, LayerwiseRow};
 use crate::error::{Error, Result};
 use crate::report::{
     markdown_table, write_bar_chart, write_line_chart, BarChart, LineChart, Series,
@@ -73,39 +73,20 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
             ),
         ));
     }
-    if !r.paper2.is_empty() {
-        let mut headers: Vec<String> = vec!["block".into()];
-        headers.extend(r.paper2.iter().map(|m| m.model.clone()));
-        let blocks: Vec<String> = r.paper2[0].blocks.iter().map(|b| b.0.clone()).collect();
-        let mut rows: Vec<Vec<String>> = blocks
-            .iter()
-            .map(|b| {
-                let mut row = vec![b.clone()];
-                for m in &r.paper2 {
-                    row.push(
-                        m.blocks
-                            .iter()
-                            .find(|x| &x.0 == b)
-                            .map_or("—".into(), |x| ms(x.1)),
-                    );
-                }
-                row
-            })
-            .collect();
-        let mut total = vec!["**total**".to_string()];
-        total.extend(r.paper2.iter().map(|m| ms(m.total)));
-        rows.push(total);
-        let mut macs = vec!["GMACs".to_string()];
-        macs.extend(r.paper2.iter().map(|m| gmacs(m.macs)));
-        rows.push(macs);
-        let h: Vec<&str> = headers.iter().map(|s| s.as_str()).collect();
-        out.push((
-            format!(
-                "Paper 2 (Wang et al., Fig. 3): per-block time in ms at {}², batch {} ({})",
-                r.config.input_size, r.config.batch, r.paper2[0].method
-            ),
-            markdown_table(&h, &rows),
-        ));
+    for (rows, what) in [
+        (&r.paper2, "Paper 2 (Wang et al., Fig. 3): ResNet-50"),
+        (
+            &r.mobilenet,
+            "MobileNetV2 dense / SGC / FLGC (Wang et al.'s CIFAR-10 setting)",
+        ),
+    ] {
+        if let Some(t) = layerwise_table(rows) {
+            let title = format!(
+                "{what}: per-block time in ms at {}², batch {} ({})",
+                r.config.input_size, r.config.batch, rows[0].method
+            );
+            out.push((title, t));
+        }
     }
     if !r.sweep.is_empty() {
         let rows: Vec<Vec<String>> = r
@@ -203,32 +184,14 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
         files.extend(write_bar_chart(dir, "paper1_vgg_schemes", &chart)?);
         md.push_str("\n![paper 1](paper1_vgg_schemes.png)\n");
     }
-    if !r.paper2.is_empty() {
-        let blocks: Vec<String> = r.paper2[0].blocks.iter().map(|b| b.0.clone()).collect();
-        let chart = LineChart {
-            title: format!("ResNet-50 layer-wise time ({})", r.paper2[0].method),
-            x_label: "block".into(),
-            y_label: "ms".into(),
-            x_labels: blocks.clone(),
-            series: r
-                .paper2
-                .iter()
-                .map(|m| Series {
-                    name: m.model.clone(),
-                    values: blocks
-                        .iter()
-                        .map(|b| {
-                            m.blocks
-                                .iter()
-                                .find(|x| &x.0 == b)
-                                .map_or(f64::NAN, |x| x.1 * 1e3)
-                        })
-                        .collect(),
-                })
-                .collect(),
-        };
-        files.extend(write_line_chart(dir, "paper2_resnet_layerwise", &chart)?);
-        md.push_str("\n![paper 2](paper2_resnet_layerwise.png)\n");
+    for (rows, stem, what) in [
+        (&r.paper2, "paper2_resnet_layerwise", "ResNet-50"),
+        (&r.mobilenet, "mobilenetv2_layerwise", "MobileNetV2"),
+    ] {
+        if let Some(chart) = layerwise_chart(rows, what) {
+            files.extend(write_line_chart(dir, stem, &chart)?);
+            md.push_str(&format!("\n![{what}]({stem}.png)\n"));
+        }
     }
     if !r.sweep.is_empty() {
         let gs = r.config.sweep_groups.clone();
@@ -265,4 +228,62 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::write(&mdp, md).map_err(|e| Error::io(&mdp, e))?;
     files.push(mdp);
     Ok(files)
+}
+
+/// The blocks of layer-wise rows, in the first row's order.
+fn blocks(rows: &[LayerwiseRow]) -> Vec<String> {
+    rows.first()
+        .map(|r| r.blocks.iter().map(|b| b.0.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn block_time(m: &LayerwiseRow, b: &str) -> Option<f64> {
+    m.blocks.iter().find(|x| x.0 == b).map(|x| x.1)
+}
+
+/// Per-block times (ms) of several models side by side, with totals and MACs.
+fn layerwise_table(rows: &[LayerwiseRow]) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut headers: Vec<String> = vec!["block".into()];
+    headers.extend(rows.iter().map(|m| m.model.clone()));
+    let mut table: Vec<Vec<String>> = blocks(rows)
+        .iter()
+        .map(|b| {
+            let mut row = vec![b.clone()];
+            row.extend(rows.iter().map(|m| block_time(m, b).map_or("—".into(), ms)));
+            row
+        })
+        .collect();
+    let mut total = vec!["**total**".to_string()];
+    total.extend(rows.iter().map(|m| ms(m.total)));
+    table.push(total);
+    let mut macs = vec!["GMACs".to_string()];
+    macs.extend(rows.iter().map(|m| gmacs(m.macs)));
+    table.push(macs);
+    let h: Vec<&str> = headers.iter().map(|s| s.as_str()).collect();
+    Some(markdown_table(&h, &table))
+}
+
+/// Per-block times as one line per model.
+fn layerwise_chart(rows: &[LayerwiseRow], what: &str) -> Option<LineChart> {
+    let first = rows.first()?;
+    let blocks = blocks(rows);
+    Some(LineChart {
+        title: format!("{what} layer-wise time ({})", first.method),
+        x_label: "block".into(),
+        y_label: "ms".into(),
+        x_labels: blocks.clone(),
+        series: rows
+            .iter()
+            .map(|m| Series {
+                name: m.model.clone(),
+                values: blocks
+                    .iter()
+                    .map(|b| block_time(m, b).map_or(f64::NAN, |t| t * 1e3))
+                    .collect(),
+            })
+            .collect(),
+    })
 }

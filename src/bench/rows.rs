@@ -109,6 +109,8 @@ pub struct BenchReport {
     pub paper1: Vec<ModelRow>,
     /// paper2 rows.
     pub paper2: Vec<LayerwiseRow>,
+    /// MobileNetV2 dense / SGC / FLGC per-block times.
+    pub mobilenet: Vec<LayerwiseRow>,
     /// sweep rows.
     pub sweep: Vec<SweepRow>,
 }

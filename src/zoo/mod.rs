@@ -3,6 +3,7 @@
 //! The files in `models/` are compiled into the crate, so the zoo works without the source
 //! tree; a path to any `.toml` file of the same format is accepted wherever a name is.
 
+mod mobilenet;
 mod resnet;
 mod vgg;
 
@@ -102,6 +103,37 @@ pub enum Arch {
         #[serde(default)]
         stem: StemKind,
     },
+    /// MobileNetV2 (torchvision): inverted residual blocks, ReLU6.
+    Mobilenetv2 {
+        /// Kind of the 1×1 convs with more than `grouped_above` filters.
+        #[serde(default)]
+        pointwise: ConvKind,
+        /// G for those convs when `pointwise` is `sgc` or `flgc`.
+        #[serde(default = "one_group")]
+        groups: usize,
+        /// 1×1 convs with more filters than this are grouped (Wang et al.: 96).
+        #[serde(default = "ninety_six")]
+        grouped_above: usize,
+        /// Dropout before the classifier (torchvision: 0.2).
+        #[serde(default = "mobilenet_dropout")]
+        dropout: f32,
+        /// `imagenet`: stride-2 stem; `small` (28–32 px inputs): stride 1 in the stem and the
+        /// second stage, as CIFAR MobileNetV2s do.
+        #[serde(default)]
+        stem: StemKind,
+    },
+}
+
+fn one_group() -> usize {
+    1
+}
+
+fn ninety_six() -> usize {
+    96
+}
+
+fn mobilenet_dropout() -> f32 {
+    0.2
 }
 
 fn sgc() -> ConvKind {
@@ -137,6 +169,9 @@ pub const BUILTIN_MODELS: &[(&str, &str)] = builtin!(
     "resnet50-dsc",
     "resnet50-dsc-sgc",
     "resnet50-dsc-flgc",
+    "mobilenetv2",
+    "mobilenetv2-sgc",
+    "mobilenetv2-flgc",
 );
 
 /// The built-in schemes (Gong et al. A–E): `(name, toml text)`.
@@ -223,6 +258,16 @@ impl ModelSpec {
                     return Err(self.err("groups must be at least 1"));
                 }
             }
+            Arch::Mobilenetv2 {
+                groups, dropout, ..
+            } => {
+                if *groups == 0 {
+                    return Err(self.err("groups must be at least 1"));
+                }
+                if !(0.0..1.0).contains(dropout) {
+                    return Err(self.err("dropout must be in [0, 1)"));
+                }
+            }
         }
         Ok(())
     }
@@ -230,7 +275,9 @@ impl ModelSpec {
     /// Applies a VGG grouping scheme (an error for other families).
     pub fn with_scheme(mut self, scheme: &Scheme) -> Result<Self> {
         let Arch::Vgg { stages, .. } = &self.arch else {
-            return Err(self.err("schemes apply to VGG models; use --groups for ResNets"));
+            return Err(
+                self.err("schemes apply to VGG models; use --groups for ResNets and MobileNetV2")
+            );
         };
         if scheme.stage_groups.len() != stages.len() {
             return Err(self.err(format!(
@@ -248,7 +295,8 @@ impl ModelSpec {
         Ok(self)
     }
 
-    /// Sets G of the grouped convolutions (ResNet: the block 1×1 convs; VGG: every grouped stage),
+    /// Sets G of the grouped convolutions (ResNet: the block 1×1 convs; MobileNetV2: the 1×1
+    /// convs with more than 96 filters; VGG: every grouped stage),
     /// and optionally their kind (dense / sgc / flgc).
     pub fn with_groups(mut self, groups: usize, kind: Option<ConvKind>) -> Result<Self> {
         if groups == 0 {
@@ -256,6 +304,11 @@ impl ModelSpec {
         }
         match &mut self.arch {
             Arch::Resnet {
+                groups: g,
+                pointwise,
+                ..
+            }
+            | Arch::Mobilenetv2 {
                 groups: g,
                 pointwise,
                 ..
@@ -298,12 +351,50 @@ impl ModelSpec {
         Ok(self)
     }
 
+    /// G of the model's grouped convolutions (the largest stage G of a VGG scheme; 1 when
+    /// nothing is grouped).
+    pub fn groups(&self) -> usize {
+        match &self.arch {
+            Arch::Resnet { groups, .. } | Arch::Mobilenetv2 { groups, .. } => *groups,
+            Arch::Vgg { stage_groups, .. } => stage_groups
+                .as_ref()
+                .and_then(|s| s.iter().copied().max())
+                .unwrap_or(1),
+        }
+    }
+
+    /// The same model with every convolution dense (the baseline of a grouping).
+    pub fn ungrouped(mut self) -> Self {
+        match &mut self.arch {
+            Arch::Resnet {
+                pointwise, groups, ..
+            }
+            | Arch::Mobilenetv2 {
+                pointwise, groups, ..
+            } => {
+                *pointwise = ConvKind::Dense;
+                *groups = 1;
+            }
+            Arch::Vgg { stage_groups, .. } => *stage_groups = None,
+        }
+        self
+    }
+
+    /// The stem for small (28–32 px) inputs, where the family has one (ResNet, MobileNetV2).
+    pub fn small_stem(mut self) -> Self {
+        if let Arch::Resnet { stem, .. } | Arch::Mobilenetv2 { stem, .. } = &mut self.arch {
+            *stem = StemKind::Small;
+        }
+        self
+    }
+
     /// Builds the graph.
     pub fn build(&self) -> Result<Graph> {
         self.check()?;
         match &self.arch {
             Arch::Vgg { .. } => vgg::build(self),
             Arch::Resnet { .. } => resnet::build(self),
+            Arch::Mobilenetv2 { .. } => mobilenet::build(self),
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum SuiteArg {
     Paper1,
     /// Wang et al.: ResNet-50 layer-wise times.
     Paper2,
+    /// MobileNetV2 layer-wise times, dense vs SGC vs FLGC.
+    Mobilenet,
     /// Group-count sweep over single layers.
     Sweep,
 }
@@ -21,7 +23,7 @@ pub enum SuiteArg {
 /// Options of `gconv bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Suites to run (repeatable; default: all three).
+    /// Suites to run (repeatable; default: all).
     #[arg(long, value_enum)]
     suite: Vec<SuiteArg>,
     /// Only the group sweep (same as --suite sweep).
@@ -86,6 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .map(|s| match s {
             SuiteArg::Paper1 => Suite::Paper1,
             SuiteArg::Paper2 => Suite::Paper2,
+            SuiteArg::Mobilenet => Suite::Mobilenet,
             SuiteArg::Sweep => Suite::Sweep,
         })
         .collect();

@@ -85,13 +85,7 @@ impl ModelArgs {
         match (self.groups, self.conv) {
             (Some(g), c) => spec = spec.with_groups(g, c.map(Into::into))?,
             (None, Some(c)) => {
-                let g = match &spec.arch {
-                    gconv::zoo::Arch::Resnet { groups, .. } => *groups,
-                    gconv::zoo::Arch::Vgg { stage_groups, .. } => stage_groups
-                        .as_ref()
-                        .and_then(|s| s.iter().copied().max())
-                        .unwrap_or(1),
-                };
+                let g = spec.groups();
                 spec = spec.with_groups(g, Some(c.into()))?;
             }
             (None, None) => {}
@@ -110,15 +104,7 @@ impl ModelArgs {
             conv: None,
             ..self.clone()
         };
-        let mut spec = plain.spec(input)?;
-        if let gconv::zoo::Arch::Resnet {
-            pointwise, groups, ..
-        } = &mut spec.arch
-        {
-            *pointwise = ConvKind::Dense;
-            *groups = 1;
-        }
-        Ok(Some(spec))
+        Ok(Some(plain.spec(input)?.ungrouped()))
     }
 }
 

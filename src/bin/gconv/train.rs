@@ -5,7 +5,7 @@ use crate::common::{ConvArg, DeviceArg};
 use gconv::gpu::GpuContext;
 use gconv::io::{Checkpoint, FashionMnist, TrainingData};
 use gconv::train::{self, LrSchedule, TrainConfig};
-use gconv::zoo::{Arch, ModelSpec, StemKind};
+use gconv::zoo::{Arch, ModelSpec};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -99,14 +99,10 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
     spec.input = input;
     spec.num_classes = classes;
     spec.width = a.width;
-    match &mut spec.arch {
-        Arch::Resnet { stem, layers, .. } => {
-            *stem = StemKind::Small;
-            if let Some(l) = &a.layers {
-                *layers = parse_layers(l)?;
-            }
-        }
-        _ if a.layers.is_some() => {
+    spec = spec.small_stem();
+    match (&mut spec.arch, &a.layers) {
+        (Arch::Resnet { layers, .. }, Some(l)) => *layers = parse_layers(l)?,
+        (_, Some(_)) => {
             return Err(Error::InvalidArgument(
                 "--layers applies to ResNet models only".into(),
             ))
