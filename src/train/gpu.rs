@@ -503,9 +503,15 @@ impl GpuTrainer {
                     )?);
                     masks.insert(i, mask);
                 }
-                Op::Softmax(_) | Op::Relu6(_) | Op::GroupedConvTable(_) | Op::Gather(_) => {
-                    return Err(unsupported(name, node.op.kind()))
-                }
+                Op::Softmax(_)
+                | Op::Relu6(_)
+                | Op::GroupedConvTable(_)
+                | Op::Gather(_)
+                | Op::Concat(_)
+                | Op::Sigmoid(_)
+                | Op::HardSigmoid(_)
+                | Op::HardSwish(_)
+                | Op::Mul(_) => return Err(unsupported(name, node.op.kind())),
             }
         }
 
@@ -802,9 +808,15 @@ impl GpuTrainer {
                         )?);
                     }
                 }
-                Op::Softmax(_) | Op::Relu6(_) | Op::GroupedConvTable(_) | Op::Gather(_) => {
-                    return Err(unsupported(name, node.op.kind()))
-                }
+                Op::Softmax(_)
+                | Op::Relu6(_)
+                | Op::GroupedConvTable(_)
+                | Op::Gather(_)
+                | Op::Concat(_)
+                | Op::Sigmoid(_)
+                | Op::HardSigmoid(_)
+                | Op::HardSwish(_)
+                | Op::Mul(_) => return Err(unsupported(name, node.op.kind())),
             }
         }
 
