@@ -61,6 +61,7 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod limits;
+pub mod onnx;
 pub mod ops;
 pub mod plan;
 pub mod report;
