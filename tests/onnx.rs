@@ -5,6 +5,8 @@
 //! Tolerance: atol 1e-4 + rtol 1e-3 (f32 throughout; summation orders differ from
 //! onnxruntime's, over ≤ 30 layers). Every fixture states it in `expected.json`.
 
+mod common;
+
 use gconv::graph::{fold_permutations, Graph, Op};
 use gconv::onnx::{parse_onnx, read_onnx};
 use gconv::testing::{check_close, Tolerance};
@@ -218,4 +220,83 @@ fn truncated_and_malformed_files_are_format_errors() {
     }
     let missing = read_onnx(dir().join("no-such-file.onnx")).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }), "{missing}");
+}
+
+#[test]
+fn gpu_runs_the_models_whose_ops_it_has_and_matches_onnxruntime() {
+    // Concat, ReLU6 and the SE ops get GPU kernels in a later phase; the folded FLGC
+    // re-export needs none of them (its shuffles and concats fold into table convs).
+    let Some(ctx) = common::gpu() else { return };
+    let _serial = common::serial();
+    let rt = gconv::Runtime::with_context(ctx.clone());
+    for c in cases()
+        .into_iter()
+        .filter(|c| ["resnext", "regnet", "flgc"].contains(&c.name.as_str()))
+    {
+        let mut model = rt
+            .load_onnx(
+                dir().join(format!("{}.onnx", c.name)),
+                &gconv::LoadOptions::default(),
+            )
+            .unwrap();
+        assert!(model.is_gpu());
+        let (x, want) = golden(&c.name);
+        let got = model.run(&x).unwrap();
+        check_close(&format!("{} gpu", c.name), got.data(), want.data(), c.tol).unwrap();
+    }
+}
+
+#[test]
+fn cli_info_and_infer_take_an_onnx_model() {
+    let exe = env!("CARGO_BIN_EXE_gconv");
+    let model = dir().join("shufflenet.onnx");
+    let out = std::process::Command::new(exe)
+        .args(["info", "--json", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = cases()
+        .into_iter()
+        .find(|c| c.name == "shufflenet")
+        .unwrap();
+    assert_eq!(v["total_macs"].as_u64(), Some(c.macs));
+    assert_eq!(v["total_params"].as_u64(), Some(c.params));
+    assert_eq!(v["fold"]["gathers_before"].as_u64(), Some(12));
+    assert_eq!(v["fold"]["gathers_left"].as_u64(), Some(0));
+    let tmp = std::env::temp_dir().join(format!("gconv-onnx-cli-{}.npy", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .args(["infer", "--device", "cpu", "--model"])
+        .arg(&model)
+        .arg("--input")
+        .arg(dir().join("shufflenet.input.npy"))
+        .arg("--output")
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y = io::read_npy(&tmp).unwrap();
+    let _ = std::fs::remove_file(&tmp);
+    let (_, want) = golden("shufflenet");
+    check_close("cli infer", y.data(), want.data(), c.tol).unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["info", "--model"])
+        .arg(dir().join("bad_unsupported_op.onnx"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LeakyRelu") && err.contains("opset 17"),
+        "{err}"
+    );
 }

@@ -454,7 +454,14 @@ impl<'a> Importer<'a> {
             match (path.is_empty(), weight.is_some()) {
                 (true, _) => n.op_type().to_lowercase(),
                 (false, true) => path,
-                (false, false) => format!("{path}.{}", n.op_type().to_lowercase()),
+                (false, false) => {
+                    let op = n.op_type().to_lowercase();
+                    if path.rsplit('.').next() == Some(op.as_str()) {
+                        path
+                    } else {
+                        format!("{path}.{op}")
+                    }
+                }
             }
         } else if !n.name().is_empty() {
             n.name().to_string()

@@ -27,6 +27,7 @@ mod fold;
 mod import;
 mod layers;
 mod proto;
+mod shuffle;
 mod values;
 
 pub use layers::SUPPORTED;
