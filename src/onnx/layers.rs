@@ -271,7 +271,7 @@ impl<'a> Importer<'a> {
         let (lo, hi) = (bound(1)?, bound(2)?);
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(n, Op::relu6()),
-            (Some(l), None) if l == 0.0 => self.unary(n, Op::relu()),
+            (Some(0.0), None) => self.unary(n, Op::relu()),
             (Some(l), Some(h)) if l == 0.0 && h == f32::INFINITY => self.unary(n, Op::relu()),
             _ => Err(self.err(
                 n,
