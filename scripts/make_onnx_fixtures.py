@@ -7,6 +7,8 @@ batch dimension, and onnxruntime's outputs on a fixed batch-2 input as goldens:
 
   resnext     torchvision ResNet with Bottleneck blocks, groups 8   TorchScript exporter, opset 17
   mobilenet   torchvision mobilenet_v2, width 0.25 (ReLU6 = Clip)   TorchScript exporter, opset 13
+  mobilenet_v3  torchvision MobileNetV3-small, width 0.25 (hard swish, squeeze-excitation with
+              hard sigmoid and Mul)                                 TorchScript exporter, opset 17
   shufflenet  torchvision ShuffleNetV2 (channel shuffle, split)     TorchScript exporter, opset 17
   shufflenet_dynamo   the same model                                dynamo exporter, opset 18
   regnet      torchvision RegNet (X blocks, group width 8)          dynamo exporter, opset 18
@@ -91,6 +93,13 @@ def small_mobilenet():
                [6, 160, 1, 2], [6, 320, 1, 1]]
     return torchvision.models.mobilenet_v2(width_mult=0.25, num_classes=10,
                                            inverted_residual_setting=setting)
+
+
+def small_mobilenet_v3():
+    from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
+
+    setting, _ = _mobilenet_v3_conf("mobilenet_v3_small", width_mult=0.25)
+    return MobileNetV3(setting, last_channel=128, num_classes=10)
 
 
 def small_shufflenet():
@@ -315,6 +324,7 @@ def main():
         ("shufflenet_dynamo", None, INPUT, 18, True),
         ("regnet", small_regnet(), INPUT, 18, True),
         ("flgc", "flgc", None, 17, False),
+        ("mobilenet_v3", small_mobilenet_v3(), INPUT, 17, False),
     ]
     error_fixtures()
     only = os.environ.get("ONLY")

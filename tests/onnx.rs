@@ -44,7 +44,7 @@ fn cases() -> Vec<Case> {
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(out.len() >= 6, "expected.json lists {} models", out.len());
+    assert!(out.len() >= 7, "expected.json lists {} models", out.len());
     out
 }
 
@@ -299,4 +299,15 @@ fn cli_info_and_infer_take_an_onnx_model() {
         err.contains("LeakyRelu") && err.contains("opset 17"),
         "{err}"
     );
+}
+
+#[test]
+fn mobilenet_v3_brings_hard_swish_and_squeeze_excitation() {
+    let m = read_onnx(dir().join("mobilenet_v3.onnx")).unwrap();
+    let n = |f: fn(&Op) -> bool| count(&m.graph, f);
+    assert!(n(|op| matches!(op, Op::HardSwish(_))) > 0);
+    assert!(n(|op| matches!(op, Op::HardSigmoid(_))) > 0);
+    assert!(n(|op| matches!(op, Op::Mul(_))) > 0);
+    let m2 = read_onnx(dir().join("mobilenet.onnx")).unwrap();
+    assert!(count(&m2.graph, |op| matches!(op, Op::Relu6(_))) > 0);
 }
