@@ -311,3 +311,34 @@ fn mobilenet_v3_brings_hard_swish_and_squeeze_excitation() {
     let m2 = read_onnx(dir().join("mobilenet.onnx")).unwrap();
     assert!(count(&m2.graph, |op| matches!(op, Op::Relu6(_))) > 0);
 }
+
+#[test]
+fn corrupted_models_are_errors_never_panics() {
+    // Byte flips in the node section (nodes come before the initializers in the file): each
+    // result is an error or a model; a panic fails the test.
+    let bytes = std::fs::read(dir().join("shufflenet.onnx")).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rng = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let span = bytes.len().min(40_000) as u64;
+    let mut errors = 0;
+    for _ in 0..300 {
+        let mut b = bytes.clone();
+        for _ in 0..3 {
+            let i = (rng() % span) as usize;
+            b[i] = rng() as u8;
+        }
+        if let Err(e) = parse_onnx(&b, "flipped.onnx") {
+            assert!(!e.to_string().is_empty());
+            errors += 1;
+        }
+    }
+    assert!(
+        errors > 30,
+        "only {errors} of 300 corrupted files were refused"
+    );
+}

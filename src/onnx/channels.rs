@@ -175,6 +175,9 @@ impl<'a> Importer<'a> {
     }
 
     pub(crate) fn concat(&mut self, n: &NodeProto) -> Result<()> {
+        if n.input.is_empty() {
+            return Err(self.err(n, "a concat of nothing"));
+        }
         let mut ids = Vec::with_capacity(n.input.len());
         for k in 0..n.input.len() {
             ids.push(self.plain(n, k)?);

@@ -109,6 +109,9 @@ pub(crate) fn eval(
                 Some(t) => decode_tensor(t)?,
                 None => Const::new(vec![1], Data::F32(vec![0.0])),
             };
+            if value.data.len() != 1 {
+                return Err("ConstantOfShape value must hold one element".into());
+            }
             let len: usize = dims.iter().product();
             if len > crate::limits::MAX_TENSOR_ELEMENTS {
                 return Err(format!("ConstantOfShape {dims:?} is too large"));
@@ -170,6 +173,7 @@ fn gather(c: &Const, idx: &Const, axis: i64) -> R<Const> {
     let mut dims = c.dims[..ax].to_vec();
     dims.extend(&idx.dims);
     dims.extend(&c.dims[ax + 1..]);
+    check_len(&dims)?;
     let (outer, inner): (usize, usize) = (
         c.dims[..ax].iter().product(),
         c.dims[ax + 1..].iter().product(),
@@ -190,8 +194,15 @@ fn unsqueeze(c: &Const, axes: &[i64]) -> R<Const> {
         .map(|&a| norm_axis(a, rank))
         .collect::<R<Vec<_>>>()?;
     ax.sort_unstable();
+    ax.dedup();
+    if ax.len() != axes.len() {
+        return Err(format!("unsqueeze axes {axes:?} repeat an axis"));
+    }
     let mut dims = c.dims.clone();
     for a in ax {
+        if a > dims.len() {
+            return Err(format!("unsqueeze axes {axes:?} for rank {}", c.dims.len()));
+        }
         dims.insert(a, 1);
     }
     Ok(Const::new(dims, c.data.clone()))
@@ -281,8 +292,18 @@ fn broadcast_index(src: &[usize], out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// Fails when `dims` hold more values than a tensor may.
+fn check_len(dims: &[usize]) -> R<()> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= crate::limits::MAX_TENSOR_ELEMENTS)
+        .map(|_| ())
+        .ok_or_else(|| format!("a constant of shape {dims:?} is too large"))
+}
+
 fn binary(op: &str, a: &Const, b: &Const) -> R<Const> {
     let dims = broadcast(&a.dims, &b.dims)?;
+    check_len(&dims)?;
     let (ia, ib) = (
         broadcast_index(&a.dims, &dims),
         broadcast_index(&b.dims, &dims),
@@ -320,7 +341,7 @@ fn int_op(op: &str, x: Int, y: Int) -> R<Int> {
         ("Sub", K(a), K(b)) => K(a.checked_sub(b).ok_or_else(overflow)?),
         ("Mul", K(a), K(b)) => K(a.checked_mul(b).ok_or_else(overflow)?),
         ("Div", K(_), K(0)) => return Err("integer division by zero".into()),
-        ("Div", K(a), K(b)) => K(a / b),
+        ("Div", K(a), K(b)) => K(a.checked_div(b).ok_or_else(overflow)?),
         ("Add" | "Sub", Batch, K(0)) | ("Mul" | "Div", Batch, K(1)) | ("Mul", K(1), Batch) => Batch,
         ("Add", K(0), Batch) => Batch,
         _ => {
@@ -370,13 +391,13 @@ pub(crate) fn slice_range(n: usize, start: i64, end: i64, step: i64) -> R<Vec<us
         let (mut i, e) = (s.clamp(0, n), e.clamp(0, n));
         while i < e {
             out.push(i as usize);
-            i += step;
+            i = i.saturating_add(step);
         }
     } else {
         let (mut i, e) = (s.clamp(-1, n - 1), e.clamp(-1, n - 1));
         while i > e {
             out.push(i as usize);
-            i += step;
+            i = i.saturating_add(step);
         }
     }
     Ok(out)

@@ -181,6 +181,9 @@ impl<'a> Importer<'a> {
                 format!("weight {:?}: gconv supports 2-D convolutions", wt.dims),
             ));
         };
+        if [out, kh, kw].contains(&0) {
+            return Err(self.err(n, format!("weight {:?} has an empty dimension", wt.dims)));
+        }
         let groups = usize::try_from(attr_i(n, "group", 1)).unwrap_or(0);
         if groups == 0 || cg.checked_mul(groups) != Some(c) {
             return Err(self.err(
@@ -235,7 +238,7 @@ impl<'a> Importer<'a> {
         }
         let x = self.plain(n, 0)?;
         let [c, _, _] = self.chw(n, x)?;
-        let name = self.layer_name(n, Some(&n.input[1]));
+        let name = self.layer_name(n, n.input.get(1).map(String::as_str));
         for (k, suffix) in [
             (1, "weight"),
             (2, "bias"),
@@ -321,9 +324,16 @@ impl<'a> Importer<'a> {
         if attr_i(n, "ceil_mode", 0) != 0 {
             // Ceil mode differs from floor mode only when a last window would start in the
             // padding-extended input's tail.
-            let ceil =
-                |x: usize, i: usize| (x + 2 * padding[i] - kernel[i]).div_ceil(stride[i]) + 1;
-            if spec.out_hw(h, w) != Some([ceil(h, 0), ceil(w, 1)]) {
+            let ceil = |x: usize, i: usize| {
+                (x + 2 * padding[i])
+                    .checked_sub(kernel[i])
+                    .map(|s| s.div_ceil(stride[i]) + 1)
+            };
+            let same = match (spec.out_hw(h, w), ceil(h, 0), ceil(w, 1)) {
+                (Some(f), Some(ch), Some(cw)) => f == [ch, cw],
+                _ => true, // the shape check reports a window that does not fit
+            };
+            if !same {
                 return Err(self.err(
                     n,
                     "ceil_mode 1 changes the output size here; gconv pools in floor mode",
@@ -438,9 +448,10 @@ impl<'a> Importer<'a> {
         let beta = if gemm { attr_f(n, "beta", 1.0) } else { 1.0 };
         let mut out_of = n;
         if !gemm {
-            if let [j] = *self.consumers_of(&n.output[0]) {
+            let out = n.output.first().map_or("", String::as_str);
+            if let [j] = *self.consumers_of(out) {
                 let add = self.onnx_node(j);
-                let other = add.input.iter().find(|s| **s != n.output[0]);
+                let other = add.input.iter().find(|s| *s != out);
                 if add.op_type() == "Add" && j > i {
                     if let Some(Value::Const(c)) = other.and_then(|o| self.value_named(o)) {
                         bias_c = Some(c.clone());
