@@ -12,6 +12,8 @@ batch dimension, and onnxruntime's outputs on a fixed batch-2 input as goldens:
   shufflenet  torchvision ShuffleNetV2 (channel shuffle, split)     TorchScript exporter, opset 17
   shufflenet_dynamo   the same model                                dynamo exporter, opset 18
   regnet      torchvision RegNet (X blocks, group width 8)          dynamo exporter, opset 18
+  se_head     conv, squeeze-excitation gate (ReduceMean, Sigmoid, Mul), MatMul + Add
+              classifier and softmax                                TorchScript exporter, opset 18
   flgc        a model written by `gconv export` (uneven index-addressed groups), rebuilt in
               PyTorch from its graph JSON (index_select, split, one conv per group, cat,
               index_select) and exported                          TorchScript exporter, opset 17
@@ -106,6 +108,24 @@ def small_shufflenet():
     from torchvision.models.shufflenetv2 import ShuffleNetV2
 
     return ShuffleNetV2([2, 2, 2], [16, 32, 64, 128, 256], num_classes=10)
+
+
+class SeHead(nn.Module):
+    """A conv, a squeeze-excitation gate with a sigmoid (ReduceMean, Conv, Sigmoid, Mul), and a
+    classifier written as `x @ W + b` (MatMul + Add) with a softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 4, 1)
+        self.se = nn.Conv2d(8, 8, 1)
+        self.w = nn.Parameter(torch.randn(8 * 16 * 16, 10) * 0.02)
+        self.b = nn.Parameter(torch.randn(10) * 0.1)
+        self.matmul_macs = 8 * 16 * 16 * 10
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        y = y * torch.sigmoid(self.se(y.mean((2, 3), keepdim=True)))
+        return torch.softmax(torch.flatten(y, 1) @ self.w + self.b, -1)
 
 
 class Flgc(nn.Module):
@@ -238,10 +258,9 @@ def count(model, shape, bn_folded=False):
         model(torch.zeros(1, *shape))
     for h in hooks:
         h.remove()
-    params = 0
+    macs += getattr(model, "matmul_macs", 0)
+    params = sum(p.numel() for p in model.parameters())
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
-            params += sum(p.numel() for p in m.parameters(recurse=False))
         if bn_folded and isinstance(m, nn.BatchNorm2d):
             params -= m.num_features
     return macs, params
@@ -325,6 +344,7 @@ def main():
         ("regnet", small_regnet(), INPUT, 18, True),
         ("flgc", "flgc", None, 17, False),
         ("mobilenet_v3", small_mobilenet_v3(), INPUT, 17, False),
+        ("se_head", SeHead(), INPUT, 18, False),
     ]
     error_fixtures()
     only = os.environ.get("ONLY")
