@@ -134,7 +134,7 @@ impl Runtime {
     }
 
     /// Imports an ONNX model ([`crate::onnx::read_onnx`]), folds its channel shuffles, splits
-    /// and concats into the convolutions ([`crate::graph::fold_permutations`]) and loads it.
+    /// and concats into the convolutions ([`crate::graph::fold_permutations()`]) and loads it.
     pub fn load_onnx(
         &self,
         path: impl AsRef<std::path::Path>,

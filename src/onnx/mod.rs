@@ -12,7 +12,7 @@
 //!   A channel shuffle (Reshape → Transpose → Reshape), a channel split/slice or a gather
 //!   along channels becomes an [`Op::Gather`](crate::graph::Op::Gather), a concat an
 //!   [`Op::Concat`](crate::graph::Op::Concat): the permutation fold
-//!   ([`crate::graph::fold_permutations`]) then merges them into the convolutions' index lists.
+//!   ([`crate::graph::fold_permutations()`]) then merges them into the convolutions' index lists.
 //! - **Errors**: anything else is an [`Error::Onnx`] naming the node, its op type and the
 //!   opset, never a panic.
 //!

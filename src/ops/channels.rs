@@ -1,7 +1,7 @@
 //! Channel concatenation with index-addressed sources: output channel `c` is channel
 //! `sources[c][1]` of input `sources[c][0]`. A plain concat lists every channel of each input
 //! in order; a concat that absorbed channel shuffles, splits and gathers (the permutation
-//! fold, [`crate::graph::fold_permutations`]) lists them in any order, so one copy does the
+//! fold, [`crate::graph::fold_permutations()`]) lists them in any order, so one copy does the
 //! work of the whole chain.
 
 use super::{chw, same_shape, Backward, OpCost, OpDef, ParamDecl, Params, Saved};
