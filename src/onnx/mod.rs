@@ -26,6 +26,7 @@ mod channels;
 mod fold;
 mod import;
 mod layers;
+mod naming;
 mod proto;
 mod shuffle;
 mod values;
