@@ -9,6 +9,9 @@
 //   mul                  out = a * b                       (dy * mask, or x * mask)
 //   dropout_mask         out = 0 with probability p, else p.scale, from a counter-based hash
 //                        of (seed[0], seed[1], i); never accumulates.
+//   unary                out = f(a): p.act 3 sigmoid, 4 hard sigmoid max(0, min(1, alpha·a +
+//                        beta)), 5 hard swish a·max(0, min(1, a/6 + 1/2)); NaN propagates
+//   mul_channel          out = a * b[i / hw]  (a squeeze-excitation gate broadcast over planes)
 // Unused bindings are bound to `a`.
 
 struct Params {
@@ -19,9 +22,11 @@ struct Params {
     // 1 / (1 - p), the value of a kept element's mask.
     scale: f32,
     act: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Hard sigmoid's slope and offset (unary, act 4).
+    alpha: f32,
+    beta: f32,
+    // Plane size of mul_channel's broadcast.
+    hw: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -140,5 +145,43 @@ fn dropout_mask(
     if (i < p.len) {
         let bits = hash3(i, seed[0], seed[1]) >> 8u;
         out[i] = select(p.scale, 0.0, bits < p.threshold);
+    }
+}
+
+fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
+    let t = alpha * x + beta;
+    return select(select(t, 1.0, t > 1.0), 0.0, t < 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn unary(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i < p.len) {
+        let x = a[i];
+        var y = x;
+        if (p.act == 3u) {
+            y = 1.0 / (1.0 + exp(-x));
+        } else if (p.act == 4u) {
+            y = hard_sigmoid(x, p.alpha, p.beta);
+        } else if (p.act == 5u) {
+            y = x * hard_sigmoid(x, 1.0 / 6.0, 0.5);
+        }
+        out[i] = y;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn mul_channel(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = element(wg, nwg, li);
+    if (i < p.len) {
+        out[i] = a[i] * b[i / p.hw];
     }
 }

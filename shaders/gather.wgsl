@@ -1,6 +1,10 @@
-// Channel gather over NCHW: output channel oc of each sample is input channel indices[oc].
-// Indices are validated on the host when uploaded with gather::upload_indices; the shader
-// clamps them to c_in - 1 so that a bad buffer cannot read out of bounds.
+// Channel copies over NCHW planes of hw values:
+//   gather       output channel oc of each sample is input channel indices[oc] (c_out of them)
+//   gather_into  for each pair j: output channel indices[2j] is input channel indices[2j+1]
+//                (p.pairs of them); the other output channels are left as they are — one call
+//                per input of a channel concat, together writing every output channel.
+// Indices are validated on the host; the shader clamps them so that a bad buffer cannot read
+// or write out of bounds.
 
 struct Params {
     batch: u32,
@@ -8,7 +12,7 @@ struct Params {
     c_out: u32,
     hw: u32,
     len: u32,
-    _pad0: u32,
+    pairs: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -35,4 +39,22 @@ fn gather(
     let n = i / (p.hw * p.c_out);
     let ic = min(indices[oc], p.c_in - 1u);
     out[i] = x[(n * p.c_in + ic) * p.hw + q];
+}
+
+@compute @workgroup_size(WG)
+fn gather_into(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = linear_wg(wg, nwg) * WG + li;
+    if (i >= p.len) {
+        return;
+    }
+    let q = i % p.hw;
+    let j = (i / p.hw) % p.pairs;
+    let n = i / (p.hw * p.pairs);
+    let oc = min(indices[2u * j], p.c_out - 1u);
+    let ic = min(indices[2u * j + 1u], p.c_in - 1u);
+    out[(n * p.c_out + oc) * p.hw + q] = x[(n * p.c_in + ic) * p.hw + q];
 }

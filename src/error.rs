@@ -63,6 +63,21 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+    /// An ONNX model uses an operator or attribute gconv does not import, or is inconsistent
+    /// at one node.
+    #[error("{path}: node `{node}` ({op_type}, opset {opset}): {msg}")]
+    Onnx {
+        /// The .onnx file.
+        path: PathBuf,
+        /// The ONNX node's name (or its first output's when it has none).
+        node: String,
+        /// The ONNX op type, e.g. `Conv`, with its domain when not the default one.
+        op_type: String,
+        /// The model's default-domain opset.
+        opset: i64,
+        /// What is wrong, and what gconv supports instead.
+        msg: String,
+    },
     /// An I/O error, with the path involved.
     #[error("{path}: {source}")]
     Io {

@@ -62,6 +62,7 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod limits;
+pub mod onnx;
 pub mod ops;
 pub mod plan;
 #[cfg(feature = "app")]

@@ -134,6 +134,18 @@ impl Runtime {
         self.load_graph(graph, weights, opts)
     }
 
+    /// Imports an ONNX model ([`crate::onnx::read_onnx`]), folds its channel shuffles, splits
+    /// and concats into the convolutions ([`crate::graph::fold_permutations()`]) and loads it.
+    pub fn load_onnx(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
+        let m = crate::onnx::read_onnx(path)?;
+        let (g, w, _) = crate::graph::fold_permutations(&m.graph, &m.weights)?;
+        self.load_graph(g, w, opts)
+    }
+
     /// Loads an already built graph with its weights (compiled for inference by
     /// [`crate::compile`]).
     pub fn load_graph(&self, graph: Graph, weights: Weights, opts: &LoadOptions) -> Result<Model> {

@@ -985,3 +985,56 @@ fn limits_are_checked() {
         assert!(!ctx.describe().is_empty());
     });
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The squeeze-excitation kernels and the concat copies (ONNX models) against the CPU:
+    /// sigmoid, hard sigmoid (any α, β), hard swish, the channel-broadcast gate, and a concat
+    /// taking channels from two inputs in any order.
+    #[test]
+    fn se_ops_and_concat_match_cpu(b in 1usize..=3, c in 1usize..=6, hw in 1usize..=30, seed in 0u64..1000) {
+        with_gpu(|ctx| {
+            use gconv::gpu::kernels::elementwise::Unary;
+            use gconv::ops::{HardSigmoid, HardSwish, OpDef, Params, Sigmoid};
+            let x = random(&[b, c, hw, 1], seed);
+            let x4 = Tensor::new(x.shape().to_vec(), x.data().iter().map(|v| 6.0 * v).collect()).unwrap();
+            let xb = up(ctx, "x", x4.data());
+            let ob = ctx.storage_buffer("o", (x4.numel() * 4) as u64).unwrap();
+            let w = gconv::Weights::new();
+            let p = Params { layer: "se", weights: &w };
+            let hs = HardSigmoid { alpha: 0.2, beta: 0.5 };
+            let cases: [(&dyn OpDef, Unary); 3] = [
+                (&Sigmoid, Unary::Sigmoid),
+                (&hs, Unary::HardSigmoid { alpha: 0.2, beta: 0.5 }),
+                (&HardSwish, Unary::HardSwish),
+            ];
+            for (op, f) in cases {
+                let want = op.forward(&p, &[&x4]).unwrap();
+                let d = elementwise::unary(ctx, op.kind(), (x4.numel(), f), &arg(&xb), &arg(&ob)).unwrap();
+                assert_close(op.kind(), &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
+            }
+            let gate = random(&[b, c, 1, 1], seed + 1);
+            let want = gconv::ops::mul(&x4, &gate).unwrap();
+            let gb = up(ctx, "gate", gate.data());
+            let d = elementwise::mul_channel(ctx, "se.mul", (x4.numel(), hw), [&arg(&xb), &arg(&gb)], &arg(&ob)).unwrap();
+            assert_close("mul_channel", &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
+
+            let y = random(&[b, c + 1, hw, 1], seed + 2);
+            let mut sources: Vec<[usize; 2]> = (0..c).map(|ch| [0, ch]).chain((0..=c).map(|ch| [1, ch])).collect();
+            sources.reverse();
+            let want = gconv::ops::concat_channels(&[&x4, &y], &sources).unwrap();
+            let yb = up(ctx, "y", y.data());
+            let cat = ctx.storage_buffer("cat", (want.numel() * 4) as u64).unwrap();
+            let c_out = sources.len();
+            let mut calls = Vec::new();
+            for (k, (buf, c_in)) in [(&xb, c), (&yb, c + 1)].into_iter().enumerate() {
+                let pairs: Vec<[usize; 2]> = sources.iter().enumerate().filter(|(_, s)| s[0] == k).map(|(o, s)| [o, s[1]]).collect();
+                let ib = gather::upload_pairs(ctx, "cat", &pairs, [c_out, c_in]).unwrap();
+                let args = GatherArgs { x: arg(buf), indices: arg(&ib), out: arg(&cat) };
+                calls.push(gather::gather_into(ctx, "cat", (b, [c_in, c_out], hw, pairs.len()), args).unwrap());
+            }
+            assert_close("concat", &run_read(ctx, &calls, &cat, want.numel()), want.data(), Tolerance::F32_OP);
+        });
+    }
+}

@@ -7,10 +7,12 @@
 //! divisible by groups 48`).
 
 mod cost;
+pub mod fold_permutations;
 pub mod passes;
 
 pub use crate::ops::{Conv2dSpec, GroupRange, GroupedConvTable, Op, OpDef, Pool2dSpec};
 pub use cost::{LayerCost, ModelCost};
+pub use fold_permutations::{fold_permutations, FoldReport};
 
 use crate::error::{Error, Result};
 use crate::limits;

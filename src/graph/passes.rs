@@ -8,7 +8,7 @@ use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 /// Removes the nodes marked in `drop`, each replaced by `replace[id]` wherever it was read.
-fn remove_nodes(graph: &Graph, drop: &[bool], replace: &[NodeId]) -> Result<Graph> {
+pub(crate) fn remove_nodes(graph: &Graph, drop: &[bool], replace: &[NodeId]) -> Result<Graph> {
     let resolve = |mut id: NodeId| {
         while drop[id] {
             id = replace[id];

@@ -10,15 +10,18 @@
 //! the compiler will point at.
 
 mod activation;
+mod channels;
 mod conv;
 mod flgc;
 mod grouped;
 mod linear;
 mod norm;
+mod pointwise;
 mod pool;
 mod structural;
 
 pub use activation::{relu, relu6, relu6_backward, relu_backward, Activation, Relu, Relu6};
+pub use channels::{concat_channels, Concat};
 pub use conv::{conv2d, conv2d_backward, Conv2dSpec, ConvGrads};
 pub use flgc::{
     flgc_conv2d, flgc_conv2d_backward, flgc_mask, masked_weight, row_argmax, row_softmax,
@@ -30,6 +33,7 @@ pub use norm::{
     batch_norm, batch_norm_train, batch_norm_train_backward, update_running_stats, BatchNorm,
     BatchStats,
 };
+pub use pointwise::{mul, sigmoid_value, HardSigmoid, HardSwish, Mul, Sigmoid};
 pub use pool::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
     max_pool2d_backward, AdaptiveAvgPool, AvgPool, MaxPool, Pool2dSpec,
@@ -248,6 +252,16 @@ declare_ops! {
     Softmax(Softmax),
     /// Channel gather: output channel `c` is input channel `indices[c]`.
     Gather(Gather),
+    /// Channel concatenation of n inputs, each output channel addressed `(input, channel)`.
+    Concat(Concat),
+    /// Logistic sigmoid.
+    Sigmoid(Sigmoid),
+    /// `max(0, min(1, α·x + β))`.
+    HardSigmoid(HardSigmoid),
+    /// `x · hard_sigmoid(x)` (α = 1/6, β = 1/2).
+    HardSwish(HardSwish),
+    /// Element-wise product, `[C, 1, 1]` broadcast over the plane (squeeze-excitation).
+    Mul(Mul),
 }
 
 impl Op {
@@ -378,6 +392,11 @@ impl Op {
     /// `op`: channel gather.
     pub fn gather(indices: Vec<usize>) -> Op {
         Op::Gather(Gather { indices })
+    }
+
+    /// `op`: plain channel concatenation of inputs with these channel counts.
+    pub fn concat(channels: &[usize]) -> Op {
+        Op::Concat(Concat::stack(channels))
     }
 }
 

@@ -28,8 +28,8 @@ impl From<ConvArg> for ConvKind {
 /// Which model, and its variations.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Zoo model name (see `gconv models`), a path to a model .toml file, or (`infer`) a
-    /// model written by `gconv export` (.safetensors).
+    /// Zoo model name (see `gconv models`), a path to a model .toml file, an ONNX model
+    /// (.onnx), or (`infer`) a model written by `gconv export` (.safetensors).
     #[arg(long, short)]
     pub model: String,
     /// VGG grouping scheme: A–E (Gong et al.), a scheme .toml file, or stage groups like 1,1,8,8,8.
@@ -106,6 +106,15 @@ impl ModelArgs {
         };
         Ok(Some(plain.spec(input)?.ungrouped()))
     }
+}
+
+/// `--model` naming an ONNX file (by its `.onnx` extension).
+pub fn onnx_path(model: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(model);
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        .then(|| p.to_path_buf())
 }
 
 /// `1234567` → `1,234,567`.

@@ -1,6 +1,6 @@
 //! `gconv infer`: run a model on an input (.npy or an image), write the output as .npy.
 
-use crate::common::{parse_input, DeviceArg, ModelArgs};
+use crate::common::{onnx_path, parse_input, DeviceArg, ModelArgs};
 use gconv::testing::{compare, Tolerance};
 use gconv::{io, Device, Error, LoadOptions, Result, Runtime, Tensor, Weights};
 use std::path::PathBuf;
@@ -138,7 +138,42 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs an ONNX model (imported, channel permutations folded, BN folded unless asked not).
+fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
+    if a.weights.is_some() || a.compare {
+        return Err(Error::InvalidArgument(format!(
+            "{}: an ONNX model carries its weights; --weights and --compare apply to zoo models",
+            path.display()
+        )));
+    }
+    let rt = Runtime::new(a.device.into())?;
+    let opts = LoadOptions {
+        fold_bn: !a.no_fold_bn,
+        ..Default::default()
+    };
+    let mut model = rt.load_onnx(path, &opts)?;
+    let x = read_input(&a.input, model.graph().input_shape())?;
+    let t0 = Instant::now();
+    let y = model.run(&x)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(out) = &a.output {
+        io::write_npy(out, &y)?;
+    }
+    println!(
+        "{} (ONNX): input {:?} → output {:?} in {:.1} ms on {}",
+        model.graph().name,
+        x.shape(),
+        y.shape(),
+        secs * 1e3,
+        rt.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(p) = onnx_path(&a.model.model) {
+        return run_onnx(&a, &p);
+    }
     if let Some(p) = exported_model(&a.model.model) {
         return run_exported(&a, &p);
     }

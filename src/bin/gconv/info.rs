@@ -1,7 +1,8 @@
 //! `gconv info`: per-layer table and totals, and the reduction against the ungrouped model.
 
-use crate::common::{parse_input, thousands, ModelArgs};
-use gconv::Result;
+use crate::common::{onnx_path, parse_input, thousands, ModelArgs};
+use gconv::graph::{fold_permutations, FoldReport, LayerCost};
+use gconv::{Error, Result};
 use std::process::ExitCode;
 
 /// Options of `gconv info`.
@@ -21,6 +22,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(p) = onnx_path(&a.model.model) {
+        return run_onnx(&a, &p);
+    }
     let input = a.input.as_deref().map(parse_input).transpose()?;
     let spec = a.model.spec(input)?;
     let graph = spec.build()?;
@@ -60,36 +64,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         spec.num_classes
     );
     if !a.summary {
-        println!(
-            "{:<28} {:<18} {:>16} {:>16} {:>5} {:>15} {:>13}",
-            "layer", "op", "in", "out", "G", "MACs", "params"
-        );
-        for l in &cost.layers {
-            let shp = |s: &[usize]| {
-                s.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("×")
-            };
-            println!(
-                "{:<28} {:<18} {:>16} {:>16} {:>5} {:>15} {:>13}",
-                l.name,
-                l.op,
-                shp(&l.in_shape),
-                shp(&l.out_shape),
-                l.groups.map(|g| g.to_string()).unwrap_or_default(),
-                if l.macs > 0 {
-                    thousands(l.macs)
-                } else {
-                    String::new()
-                },
-                if l.params > 0 {
-                    thousands(l.params)
-                } else {
-                    String::new()
-                },
-            );
-        }
+        print_layers(&cost.layers);
     }
     println!(
         "total: {} MACs ({:.2} GMACs), {} params ({:.2} M)",
@@ -114,5 +89,131 @@ pub fn run(a: Args) -> Result<ExitCode> {
             thousands(train_only)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The per-layer table.
+fn print_layers(layers: &[LayerCost]) {
+    println!(
+        "{:<28} {:<18} {:>16} {:>16} {:>5} {:>15} {:>13}",
+        "layer", "op", "in", "out", "G", "MACs", "params"
+    );
+    for l in layers {
+        let shp = |s: &[usize]| {
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("×")
+        };
+        println!(
+            "{:<28} {:<18} {:>16} {:>16} {:>5} {:>15} {:>13}",
+            l.name,
+            l.op,
+            shp(&l.in_shape),
+            shp(&l.out_shape),
+            l.groups.map(|g| g.to_string()).unwrap_or_default(),
+            if l.macs > 0 {
+                thousands(l.macs)
+            } else {
+                String::new()
+            },
+            if l.params > 0 {
+                thousands(l.params)
+            } else {
+                String::new()
+            },
+        );
+    }
+}
+
+/// One line on the permutation fold.
+fn fold_line(r: &FoldReport) -> String {
+    format!(
+        "channel permutations: {} gathers imported (shuffles, splits, slices), {} folded \
+         ({} into conv index lists, {} into producers, {} into concats, {} composed), {} left; \
+         {} concats imported, {} merged into convs, {} left (each copies its inputs)",
+        r.gathers_before,
+        r.gathers_folded(),
+        r.into_consumers,
+        r.into_producers,
+        r.into_concats,
+        r.composed,
+        r.gathers_left,
+        r.concats_before,
+        r.concats_merged,
+        r.concats_left
+    )
+}
+
+/// `gconv info --model net.onnx`: the imported graph after the permutation fold.
+fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
+    let m = gconv::onnx::read_onnx(path)?;
+    if let Some(i) = a.input.as_deref().map(parse_input).transpose()? {
+        if i != m.graph.input_shape() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the model's input is fixed at {:?} by the file; --input {i:?} differs",
+                path.display(),
+                m.graph.input_shape()
+            )));
+        }
+    }
+    let (graph, _, fold) = fold_permutations(&m.graph, &m.weights)?;
+    let cost = graph.cost();
+    if a.json {
+        let v = serde_json::json!({
+            "model": graph.name,
+            "file": path,
+            "producer": m.producer,
+            "opset": m.opset,
+            "onnx_nodes": m.onnx_nodes,
+            "folded_constants": m.folded_constants,
+            "input": graph.input_shape(),
+            "output": graph.output_shape(),
+            "layers": if a.summary { serde_json::Value::Null } else { serde_json::to_value(&cost.layers).expect("serialisable") },
+            "total_macs": cost.total_macs,
+            "total_params": cost.total_params,
+            "fold": fold,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} — {} (opset {}, {}): input [N, {}], output [N, {}]",
+        graph.name,
+        path.display(),
+        m.opset,
+        if m.producer.is_empty() {
+            "unknown producer"
+        } else {
+            &m.producer
+        },
+        m.graph.input_shape().map(|d| d.to_string()).join(", "),
+        graph
+            .output_shape()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "{} ONNX nodes: {} evaluated at import (constants, shapes), {} gconv nodes after the fold",
+        m.onnx_nodes,
+        m.folded_constants,
+        graph.nodes.len() - 1
+    );
+    if !a.summary {
+        print_layers(&cost.layers);
+    }
+    println!(
+        "total: {} MACs ({:.2} GMACs), {} params ({:.2} M)",
+        thousands(cost.total_macs),
+        cost.total_macs as f64 / 1e9,
+        thousands(cost.total_params),
+        cost.total_params as f64 / 1e6
+    );
+    println!("{}", fold_line(&fold));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
 //! Launcher for `shaders/elementwise.wgsl`: activations (ReLU, ReLU6) and their backward,
-//! residual add, gradient copy / accumulation, element-wise product and inverted dropout.
+//! residual add, gradient copy / accumulation, element-wise product and inverted dropout;
+//! the element-wise ops of squeeze-excitation blocks (sigmoid, hard sigmoid, hard swish, the
+//! channel-broadcast gate).
 
 use super::{check_arg, check_arg_min, check_dims, element_grid, Arg, Call, WG};
 use crate::error::{Error, Result};
@@ -17,14 +19,14 @@ crate::wgsl_struct! {
         pub threshold: u32,
         /// Dropout: `1/(1−p)`, the mask value of a kept element.
         pub scale: f32,
-        /// The activation ([`Activation::code`]).
+        /// The activation ([`Activation::code`]), or the function of `unary`.
         pub act: u32,
-        /// Padding.
-        pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
-        /// Padding.
-        pub _pad2: u32,
+        /// Hard sigmoid's slope.
+        pub alpha: f32,
+        /// Hard sigmoid's offset.
+        pub beta: f32,
+        /// Plane size of `mul_channel`'s broadcast.
+        pub hw: u32,
     }
 }
 
@@ -230,4 +232,83 @@ pub fn dropout(
     )?;
     let apply = mul(ctx, label, Elementwise::len(len), [x, mask], y)?;
     Ok(vec![m, apply])
+}
+
+/// An element-wise function of [`unary`] (not fused into epilogues).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// `1 / (1 + e^{−x})`.
+    Sigmoid,
+    /// `max(0, min(1, α·x + β))`.
+    HardSigmoid {
+        /// Slope α.
+        alpha: f32,
+        /// Offset β.
+        beta: f32,
+    },
+    /// `x · max(0, min(1, x/6 + 1/2))`.
+    HardSwish,
+}
+
+/// `out = f(x)` over `len` elements.
+pub fn unary(
+    ctx: &GpuContext,
+    label: &str,
+    (len, f): (usize, Unary),
+    x: &Arg,
+    out: &Arg,
+) -> Result<Call> {
+    let (act, alpha, beta) = match f {
+        Unary::Sigmoid => (3, 0.0, 0.0),
+        Unary::HardSigmoid { alpha, beta } => (4, alpha, beta),
+        Unary::HardSwish => (5, 0.0, 0.0),
+    };
+    let params = ElementwiseParams {
+        act,
+        alpha,
+        beta,
+        ..Elementwise::len(len).params()
+    };
+    call(
+        ctx,
+        (label, "unary"),
+        params,
+        binary(x, x, out),
+        ["x", "x", "out"],
+    )
+}
+
+/// `out[i] = x[i] · gate[i / hw]`: a `[B, C, H, W]` tensor times a `[B, C]` gate broadcast
+/// over each plane of `hw` values.
+pub fn mul_channel(
+    ctx: &GpuContext,
+    label: &str,
+    (len, hw): (usize, usize),
+    [x, gate]: [&Arg; 2],
+    out: &Arg,
+) -> Result<Call> {
+    check_dims(label, &[("hw", hw), ("len", len)])?;
+    if len % hw != 0 {
+        return Err(Error::shape(
+            label,
+            format!("{len} values are not whole planes of {hw}"),
+        ));
+    }
+    check_arg(ctx, label, "x", x, len as u64)?;
+    check_arg(ctx, label, "gate", gate, (len / hw) as u64)?;
+    check_arg(ctx, label, "out", out, len as u64)?;
+    let params = ElementwiseParams {
+        hw: hw as u32,
+        ..Elementwise::len(len).params()
+    };
+    let args = binary(x, gate, out);
+    let grid = element_grid(ctx, label, len, WG)?;
+    Call::new(
+        ctx,
+        label,
+        SHADER.entry("mul_channel", &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        grid,
+    )
 }

@@ -1,4 +1,5 @@
-//! Launcher for `shaders/gather.wgsl`: channel gather, `out[n, c] = x[n, indices[c]]`.
+//! Launcher for `shaders/gather.wgsl`: channel gather, `out[n, c] = x[n, indices[c]]`, and the
+//! per-input copies of a channel concat.
 
 use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
 use crate::error::{Error, Result};
@@ -15,10 +16,10 @@ crate::wgsl_struct! {
         pub c_out: u32,
         /// Pixels per channel plane.
         pub hw: u32,
-        /// Output elements.
+        /// Elements written.
         pub len: u32,
-        /// Padding.
-        pub _pad0: u32,
+        /// `(output, input)` channel pairs of `gather_into`.
+        pub pairs: u32,
         /// Padding.
         pub _pad1: u32,
         /// Padding.
@@ -95,6 +96,73 @@ pub fn gather(
         ctx,
         label,
         SHADER.entry("gather", &[("WG", WG)]),
+        &params,
+        args.into_vec(),
+        grid,
+    )
+}
+
+/// Uploads `(output channel, input channel)` pairs for [`gather_into`], checking every channel
+/// against `[c_out, c_in]`.
+pub fn upload_pairs(
+    ctx: &GpuContext,
+    label: &str,
+    pairs: &[[usize; 2]],
+    [c_out, c_in]: [usize; 2],
+) -> Result<wgpu::Buffer> {
+    if let Some(bad) = pairs.iter().find(|[o, i]| *o >= c_out || *i >= c_in) {
+        return Err(Error::shape(
+            label,
+            format!("channel pair {bad:?} outside {c_out} output / {c_in} input channels"),
+        ));
+    }
+    let v: Vec<u32> = pairs.iter().flatten().map(|&c| c as u32).collect();
+    ctx.upload_u32(&format!("{label} channel pairs"), &v)
+}
+
+/// `out[n, o] = x[n, i]` for each `(o, i)` of `pairs` (`indices` holds `2·pairs` u32, see
+/// [`upload_pairs`]); the other output channels are not touched.
+pub fn gather_into(
+    ctx: &GpuContext,
+    label: &str,
+    (batch, [c_in, c_out], hw, pairs): (usize, [usize; 2], usize, usize),
+    args: GatherArgs,
+) -> Result<Call> {
+    check_dims(
+        label,
+        &[
+            ("batch", batch),
+            ("c_in", c_in),
+            ("c_out", c_out),
+            ("hw", hw),
+            ("pairs", pairs),
+        ],
+    )?;
+    check_arg(
+        ctx,
+        label,
+        "x",
+        &args.x,
+        checked_len(label, "x", &[batch, c_in, hw])? as u64,
+    )?;
+    let out_len = checked_len(label, "out", &[batch, c_out, hw])?;
+    check_arg(ctx, label, "out", &args.out, out_len as u64)?;
+    check_arg(ctx, label, "indices", &args.indices, 2 * pairs as u64)?;
+    let len = checked_len(label, "copies", &[batch, pairs, hw])?;
+    let params = GatherParams {
+        batch: batch as u32,
+        c_in: c_in as u32,
+        c_out: c_out as u32,
+        hw: hw as u32,
+        len: len as u32,
+        pairs: pairs as u32,
+        ..GatherParams::default()
+    };
+    let grid = element_grid(ctx, label, len, WG)?;
+    Call::new(
+        ctx,
+        label,
+        SHADER.entry("gather_into", &[("WG", WG)]),
         &params,
         args.into_vec(),
         grid,

@@ -3,7 +3,7 @@
 
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::elementwise::{self, Elementwise};
+use crate::gpu::kernels::elementwise::{self, Elementwise, Unary};
 use crate::gpu::kernels::gather::{self, GatherArgs};
 use crate::gpu::kernels::linear::{self, LinearShape};
 use crate::gpu::kernels::linear_backward::{self, LinearGradArgs};
@@ -329,4 +329,67 @@ pub(super) fn forward_gather(
         args,
     )
     .map(|c| vec![c])
+}
+
+/// Channel concat: one copy per contributing input, each writing its output channels.
+pub(super) fn forward_concat(l: &mut Lowering<'_>, i: NodeId) -> Result<Vec<Call>> {
+    let Some(Prepared::ConcatPairs(per_input)) = l.params.prepared(i) else {
+        return Err(Error::shape(name(l, i), "a concat runs at inference only"));
+    };
+    let out = l.value(i)?;
+    let (c_out, [h, w]) = (l.graph.nodes[i].shape[0], l.hw(i));
+    let mut calls = Vec::new();
+    for (k, p) in per_input.iter().enumerate() {
+        let Some((pairs, count)) = p else { continue };
+        let x = input(l, i, k);
+        let args = GatherArgs {
+            x: l.value(x)?,
+            indices: Arg::whole(pairs),
+            out: out.clone(),
+        };
+        let c_in = l.graph.nodes[x].shape[0];
+        let geo = (l.batch, [c_in, c_out], h * w, *count);
+        calls.push(gather::gather_into(l.ctx, name(l, i), geo, args)?);
+    }
+    Ok(calls)
+}
+
+/// Sigmoid, hard sigmoid or hard swish.
+pub(super) fn forward_unary(l: &mut Lowering<'_>, i: NodeId, f: Unary) -> Result<Vec<Call>> {
+    let (x, y) = (l.value(input(l, i, 0))?, l.value(i)?);
+    Ok(vec![elementwise::unary(
+        l.ctx,
+        name(l, i),
+        (l.numel(i)?, f),
+        &x,
+        &y,
+    )?])
+}
+
+/// Element-wise product, or a `[C, H, W]` tensor times a `[C, 1, 1]` gate (either order).
+pub(super) fn forward_mul(l: &mut Lowering<'_>, i: NodeId) -> Result<Vec<Call>> {
+    let (a, b) = (input(l, i, 0), input(l, i, 1));
+    let (sa, sb) = (&l.graph.nodes[a].shape, &l.graph.nodes[b].shape);
+    let y = l.value(i)?;
+    let n = l.numel(i)?;
+    if sa == sb {
+        let e = Elementwise::len(n);
+        return Ok(vec![elementwise::mul(
+            l.ctx,
+            name(l, i),
+            e,
+            [&l.value(a)?, &l.value(b)?],
+            &y,
+        )?]);
+    }
+    let (x, gate) = if sb[1..] == [1, 1] { (a, b) } else { (b, a) };
+    let [h, w] = l.hw(x);
+    let args = [&l.value(x)?, &l.value(gate)?];
+    Ok(vec![elementwise::mul_channel(
+        l.ctx,
+        name(l, i),
+        (n, h * w),
+        args,
+        &y,
+    )?])
 }

@@ -16,6 +16,7 @@ mod layers;
 pub mod params;
 
 use super::context::GpuContext;
+use super::kernels::elementwise::Unary;
 use super::launch::{Arg, BufId, Call};
 use super::program::Program;
 use crate::error::{Error, Result};
@@ -278,6 +279,17 @@ impl<'a> Lowering<'a> {
                 Op::Dropout(d) => layers::forward_dropout(self, i, d.p)?,
                 Op::Softmax(_) => layers::forward_softmax(self, i)?,
                 Op::Gather(g) => layers::forward_gather(self, i, &g.indices)?,
+                Op::Concat(_) => layers::forward_concat(self, i)?,
+                Op::Sigmoid(_) => layers::forward_unary(self, i, Unary::Sigmoid)?,
+                Op::HardSigmoid(h) => {
+                    let f = Unary::HardSigmoid {
+                        alpha: h.alpha,
+                        beta: h.beta,
+                    };
+                    layers::forward_unary(self, i, f)?
+                }
+                Op::HardSwish(_) => layers::forward_unary(self, i, Unary::HardSwish)?,
+                Op::Mul(_) => layers::forward_mul(self, i)?,
             };
             self.push(i, calls);
         }
@@ -304,7 +316,14 @@ impl<'a> Lowering<'a> {
                 Op::Linear(lin) => layers::backward_linear(self, i, lin, &gy)?,
                 Op::Add(_) => layers::backward_add(self, i, &gy)?,
                 Op::Dropout(_) => layers::backward_dropout(self, i, &gy)?,
-                Op::GroupedConvTable(_) | Op::Gather(_) | Op::Softmax(_) => {
+                Op::GroupedConvTable(_)
+                | Op::Gather(_)
+                | Op::Softmax(_)
+                | Op::Concat(_)
+                | Op::Sigmoid(_)
+                | Op::HardSigmoid(_)
+                | Op::HardSwish(_)
+                | Op::Mul(_) => {
                     return Err(Error::shape(
                         &node.name,
                         format!(

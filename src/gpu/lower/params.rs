@@ -41,6 +41,9 @@ pub enum Prepared {
     ScaleShift(wgpu::Buffer),
     /// Gather indices as `u32`.
     Indices(wgpu::Buffer),
+    /// A channel concat's `(output, input channel)` pairs, per input (`None`: the input
+    /// contributes no channel), with their count.
+    ConcatPairs(Vec<Option<(wgpu::Buffer, usize)>>),
 }
 
 /// Every parameter of a model on the device.
@@ -203,6 +206,28 @@ impl ParamStore {
                         i,
                         Prepared::ScaleShift(ctx.upload(&key("scale_shift"), &ss)?),
                     );
+                }
+                Op::Concat(cat) => {
+                    let c_out = cat.sources.len();
+                    let mut per_input = Vec::with_capacity(cat.inputs);
+                    for (k, &src) in node.inputs.iter().enumerate() {
+                        let c_in = graph.nodes[src].shape[0];
+                        let pairs: Vec<[usize; 2]> = cat
+                            .sources
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s[0] == k)
+                            .map(|(o, s)| [o, s[1]])
+                            .collect();
+                        per_input.push(if pairs.is_empty() {
+                            None
+                        } else {
+                            let label = format!("{} input {k}", node.name);
+                            let b = gather::upload_pairs(ctx, &label, &pairs, [c_out, c_in])?;
+                            Some((b, pairs.len()))
+                        });
+                    }
+                    s.prepared.insert(i, Prepared::ConcatPairs(per_input));
                 }
                 Op::Gather(g) => {
                     let c = graph.nodes[node.inputs[0]].shape[0];
