@@ -9,35 +9,46 @@
 //! Data flows one way:
 //!
 //! ```text
-//! models/*.toml ──zoo──▶ Graph ──passes──▶ Graph' ──▶ executor ──▶ Tensor
-//!  (ModelSpec)          (IR + shapes)   (fold BN,      cpu::run_graph   (reference)
-//!                                        FLGC export)  gpu::GpuModel    (WGSL kernels)
+//!  models/*.toml ─zoo─┐                                    ┌─▶ cpu::run_graph     (reference)
+//!  net.onnx ─onnx─────┼─▶ Graph ──compile──▶ Graph' ───────┤
+//!  exported file ─io──┘  (ops::Op,  (FLGC export,           └─▶ gpu::lower ─▶ Program ─▶ GpuModel
+//!                         shapes)    BN folding,                 (calls +     (planned buffers,
+//!                                    permutation fold)            buffers)     one submit)
+//!  training:  Graph ─▶ train::Train ─┬─ Trainer    (ops' CPU forward/backward on a tape)
+//!                     (one epoch     └─ GpuTrainer (gpu::lower forward + backward + SGD,
+//!                      loop, one eval)               one Program per batch size)
 //! ```
 //!
-//! - [`zoo`]: declarative model files (serde/TOML, compiled in) → [`graph::Graph`].
-//! - [`graph`]: the IR — `Vec<Node>` in topological order, one output per node, per-sample
-//!   shapes inferred as nodes are added (errors name the layer); MAC/parameter accounting
-//!   ([`graph::Graph::cost`]); load-time passes ([`graph::passes`]): BN folding, FLGC
-//!   materialisation (masked) and export (index re-ordering into an uneven group conv).
-//! - [`cpu`]: every op in plain Rust with explicit loops over groups: the specification,
-//!   checked against PyTorch goldens (`scripts/make_goldens.py` → `tests/golden.rs`).
-//! - [`gpu`]: adapter/limits/features ([`gpu::context::GpuContext`]), one launcher module per
-//!   `shaders/*.wgsl` (bind-group layout, pipeline, dispatch math, uniform struct mirrored by
-//!   a `#[repr(C)]` Pod struct), and the executor: lifetime-planned activation buffers
-//!   ([`plan::BufferPlan`]), weights uploaded once, all dispatches of a forward pass in one
-//!   encoder and one submit. The group index is always part of the dispatch grid.
+//! - [`ops`]: **one home per op** — each operator's hyper-parameters, shape rule, parameters,
+//!   cost, CPU forward and CPU backward behind [`ops::OpDef`]; [`graph::Op`] lists them.
+//!   Adding an op is the short list in `docs/ADDING_AN_OP.md`; the compiler points at every
+//!   place that must learn it.
+//! - [`graph`]: the IR — `Vec<Node>` in topological order, shapes inferred as nodes are added
+//!   (errors name the layer, sizes checked against [`limits`]), MAC/parameter accounting, and
+//!   the passes (BN folding, FLGC masking and export, the channel-permutation fold). The graph
+//!   and its passes import no backend.
+//! - [`zoo`] (VGG-BN with Gong et al.'s schemes, ResNet-50 and its DSC/SGC/FLGC variants,
+//!   MobileNetV2 and its SGC/FLGC variants), [`onnx`] (your own model) and [`io`] (exported
+//!   models, checkpoints, weights, data) make graphs; [`compile`] makes their inference form.
+//! - [`cpu`]: runs a graph node by node with the ops' CPU forward — the specification the GPU
+//!   is tested against, itself checked against PyTorch goldens.
+//! - [`gpu`]: adapter and pipeline cache ([`gpu::context`]); one launcher per
+//!   `shaders/*.wgsl`, declared once ([`gpu::declare`]) and returning calls
+//!   ([`gpu::launch`]); **kernel choice in one place** ([`gpu::choice`]: per operation the
+//!   candidate kernels with the predicate saying when each applies); **one lowering**
+//!   ([`gpu::lower`]) of every op's forward and backward to calls, shared by inference and
+//!   training; [`gpu::program`] places activations, gradients and scratch in
+//!   lifetime-planned buffers and binds every call once. The group index is always part of
+//!   the dispatch grid.
 //! - [`runtime`]: the embeddable API — [`Runtime`] → [`Model`] → [`Model::run`], the same for
 //!   CPU and GPU; [`Device::Auto`] falls back to the CPU with a warning.
-//! - [`train`]: backward of every op on the CPU reference ([`train::Trainer`]) and on the GPU
-//!   ([`train::GpuTrainer`]: the training kernels, one encoder and one submit per step, tested
-//!   step for step against the CPU trainer), FLGC's straight-through selection gradients, SGD
-//!   with momentum and weight decay, schedules, datasets.
-//! - [`io`]: `.npy`, safetensors with torchvision `state_dict` keys, IDX (Fashion-MNIST), image
-//!   files and image folders, exported models (graph + weights in one file).
+//! - [`train`]: the [`train::Train`] trait with its one epoch loop and one evaluation,
+//!   implemented by the CPU reference trainer and the GPU trainer; SGD, schedules, datasets.
+//! - With the default `app` feature: [`bench`](mod@bench)'s reports and charts and the `gconv` CLI. An
+//!   embedding build (`default-features = false`) has none of their dependencies.
 //!
-//! The graph knows no device; the CPU reference never imports the GPU side; shaders are
-//! reached only through their launchers. Errors are one enum, [`Error`], naming the layer,
-//! op, tensor or file.
+//! The CPU reference never imports the GPU side; shaders are reached only through their
+//! launchers. Errors are one enum, [`Error`], naming the layer, op, tensor or file.
 //!
 //! ## Example
 //! ```no_run

@@ -1,4 +1,4 @@
-//! The device side of gconv: adapter choice, buffers, the pipeline cache and [`Dispatch`].
+//! The device side of gconv: adapter choice, buffers, the pipeline cache and [`Dispatch`](super::Dispatch).
 //!
 //! Everything here returns [`Result`]; wgpu validation errors are caught with error scopes
 //! and turned into [`Error::Gpu`] instead of the default panicking handler.

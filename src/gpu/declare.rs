@@ -76,9 +76,9 @@ impl ParamsLayout {
     }
 }
 
-/// Declares one shader file: a `static` [`ShaderSpec`] (prelude + `shaders/<name>.wgsl`, binding
+/// Declares one shader file: a `static` [`ShaderSpec`](crate::gpu::ShaderSpec) (prelude + `shaders/<name>.wgsl`, binding
 /// 0 the uniform `p: Params`, then the storage bindings in order) and the argument struct with
-/// one [`Arg`] per storage binding.
+/// one [`Arg`](crate::gpu::Arg) per storage binding.
 #[macro_export]
 macro_rules! shader {
     ($(#[$meta:meta])* pub static $spec:ident = $file:literal {
