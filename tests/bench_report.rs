@@ -111,6 +111,15 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
         );
     }
     assert!(report.mobilenet[1].macs < report.mobilenet[0].macs);
+    // The planned memory of a GPU training step: fewer bytes than one buffer per value.
+    assert_eq!(
+        report.training_memory.len(),
+        if rt.is_gpu() { 2 } else { 0 }
+    );
+    for t in &report.training_memory {
+        assert!(t.plan.planned_bytes < t.plan.naive_bytes, "{t:?}");
+        assert!(t.plan.slots < t.plan.values && t.plan.largest_bytes > 0);
+    }
     // sweep: G=16 divides 16 channels (depthwise); all four points present, dense first.
     let gs: Vec<usize> = report.sweep.iter().map(|s| s.groups).collect();
     assert_eq!(gs, [1, 2, 4, 16]);

@@ -151,7 +151,7 @@ impl BenchConfig {
 }
 
 mod rows;
-pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow};
+pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
 
 fn input_for(g: &Graph, batch: usize, seed: u32) -> Tensor {
     let [c, h, w] = g.input_shape();
@@ -274,6 +274,7 @@ pub fn run_bench(
         paper2: vec![],
         mobilenet: vec![],
         sweep: vec![],
+        training_memory: vec![],
     };
     for suite in &cfg.suites {
         match suite {
@@ -410,8 +411,37 @@ pub fn run_bench(
             }
         }
     }
+    if let Some(ctx) = rt.gpu() {
+        report.training_memory = training_memory(ctx, cfg)?;
+    }
     progress("done", total, total);
     Ok(report)
+}
+
+/// The planned memory of a GPU training step (activations, gradients and scratch in
+/// lifetime-planned buffers, against one buffer per value) for the FLGC ResNet-50-DSC and
+/// MobileNetV2 at the configured size and large batch.
+fn training_memory(
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    cfg: &BenchConfig,
+) -> Result<Vec<TrainingMemoryRow>> {
+    let g = cfg.groups.first().copied().unwrap_or(4);
+    let batch = cfg.large_batch.max(2);
+    let mut rows = Vec::new();
+    for name in ["resnet50-dsc-flgc", "mobilenetv2-flgc"] {
+        let spec = sized(name, cfg)?.with_groups(g, Some(ConvKind::Flgc))?;
+        let graph = spec.build()?;
+        let weights = Weights::init(&graph, 0);
+        let t = crate::train::GpuTrainer::new(ctx.clone(), graph, weights, Default::default())?;
+        let plan =
+            crate::train::Train::memory_plan(&t, batch)?.expect("a GPU trainer plans its memory");
+        rows.push(TrainingMemoryRow {
+            model: format!("{name} G={g}"),
+            batch,
+            plan,
+        });
+    }
+    Ok(rows)
 }
 
 /// A graph of one `C → C` conv with `g` groups (`same` padding).

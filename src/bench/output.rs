@@ -88,6 +88,40 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
             out.push((title, t));
         }
     }
+    if !r.training_memory.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .training_memory
+            .iter()
+            .map(|t| {
+                let mb = |b: u64| format!("{:.1}", b as f64 / 1e6);
+                vec![
+                    t.model.clone(),
+                    t.batch.to_string(),
+                    t.plan.values.to_string(),
+                    t.plan.slots.to_string(),
+                    mb(t.plan.planned_bytes),
+                    mb(t.plan.naive_bytes),
+                ]
+            })
+            .collect();
+        out.push((
+            format!(
+                "GPU training step memory at {}² (activations, gradients, scratch)",
+                r.config.input_size
+            ),
+            markdown_table(
+                &[
+                    "model",
+                    "batch",
+                    "buffers",
+                    "slots",
+                    "planned MB",
+                    "one per value MB",
+                ],
+                &rows,
+            ),
+        ));
+    }
     if !r.sweep.is_empty() {
         let rows: Vec<Vec<String>> = r
             .sweep

@@ -111,6 +111,19 @@ pub struct BenchReport {
     pub paper2: Vec<LayerwiseRow>,
     /// MobileNetV2 dense / SGC / FLGC per-block times.
     pub mobilenet: Vec<LayerwiseRow>,
+    /// Planned memory of a GPU training step (empty on the CPU path).
+    pub training_memory: Vec<TrainingMemoryRow>,
     /// sweep rows.
     pub sweep: Vec<SweepRow>,
+}
+
+/// The planned device memory of one training step.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainingMemoryRow {
+    /// Model and G.
+    pub model: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Planned buffers against one buffer per value.
+    pub plan: crate::gpu::program::MemoryPlan,
 }
