@@ -63,17 +63,17 @@ struct Site {
     ox0: u32,
 }
 
-fn site(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> Site {
+fn site(id: Ids) -> Site {
     var s: Site;
     s.ok = false;
-    let wid = linear_wg(wg, nwg);
+    let wid = linear_wg(id.wg, id.nwg);
     if (wid >= p.total_wg) {
         return s;
     }
     let pb = wid % p.px_blocks;
     let rest = wid / p.px_blocks;
     let n_pt = p.oh * p.px_tiles_row;
-    let pt = pb * WG + li;
+    let pt = pb * WG + id.li;
     s.live = pt < n_pt;
     let ptc = min(pt, n_pt - 1u);
     s.n = rest / p.n_tiles;
@@ -117,12 +117,8 @@ fn store4(s: Site, co: u32, acc: vec4<f32>) {
 
 // Up to 8 output channels x 4 pixels per invocation (tiles of TCO = 8 channels).
 @compute @workgroup_size(WG)
-fn conv_co8(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let s = site(wg, nwg, li);
+fn conv_co8(id: Ids) {
+    let s = site(id);
     if (!s.ok) {
         return;
     }
@@ -185,12 +181,8 @@ fn conv_co8(
 // One output channel x 4 pixels per invocation (tiles of TCO = 1 channel): depthwise
 // layers and groups with few output channels.
 @compute @workgroup_size(WG)
-fn conv_co1(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let s = site(wg, nwg, li);
+fn conv_co1(id: Ids) {
+    let s = site(id);
     if (!s.ok) {
         return;
     }
@@ -222,12 +214,8 @@ fn conv_co1(
 
 // Writes one padded row (w4 vec4s) of xp: row r of plane (n, c), zeros in the padding.
 @compute @workgroup_size(WG)
-fn pad_input(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn pad_input(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.aux_len) {
         return;
     }
@@ -248,12 +236,8 @@ fn pad_input(
 
 // Packs the weights of tile i / qmax at position q = i % qmax = (ic * kh + ky) * kw + kx.
 @compute @workgroup_size(WG)
-fn pack_weights(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn pack_weights(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.n_tiles * p.qmax) {
         return;
     }
@@ -274,12 +258,8 @@ fn pack_weights(
 
 // 8 output channels x 4 pixels, stride 1, from xp and wp.
 @compute @workgroup_size(WG)
-fn conv_pk8(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let s = site(wg, nwg, li);
+fn conv_pk8(id: Ids) {
+    let s = site(id);
     if (!s.ok) {
         return;
     }

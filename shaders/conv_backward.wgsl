@@ -34,12 +34,8 @@ var<workgroup> partial: array<f32, RED>;
 // position is (y, x) of dy[bi, o, oy, ox] · w[o, ci mod C/G, ky, kx]. Gather form: one
 // invocation per dx element, no atomics. Added to dx when p.accumulate != 0.
 @compute @workgroup_size(WG)
-fn grad_input(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn grad_input(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }
@@ -118,12 +114,8 @@ fn reduce(li: u32, v: f32) -> f32 {
 // One workgroup of RED lanes per weight element: the lanes stride over the output pixels of
 // every sample, then a tree reduction. Overwrites dw.
 @compute @workgroup_size(RED)
-fn grad_weight(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e = linear_wg(wg, nwg);
+fn grad_weight(id: Ids) {
+    let e = linear_wg(id.wg, id.nwg);
     if (e >= p.total) {
         return;
     }
@@ -142,7 +134,7 @@ fn grad_weight(
     for (var bi = 0u; bi < p.batch; bi++) {
         let xbase = (bi * p.c_in + ci) * hw;
         let gbase = (bi * p.c_out + o) * ohw;
-        for (var j = li; j < ohw; j += RED) {
+        for (var j = id.li; j < ohw; j += RED) {
             let ox = j % p.ow;
             let oy = j / p.ow;
             let iy = oy * p.sh + dky;
@@ -152,8 +144,8 @@ fn grad_weight(
             }
         }
     }
-    let s = reduce(li, acc);
-    if (li == 0u) {
+    let s = reduce(id.li, acc);
+    if (id.li == 0u) {
         out[e] = s;
     }
 }
@@ -162,12 +154,8 @@ fn grad_weight(
 // every sample and output pixel itself: no workgroup memory, no barriers. The launcher picks
 // it when there are enough weight elements to fill the device (see `SERIAL_MIN_WEIGHTS`).
 @compute @workgroup_size(WG)
-fn grad_weight_serial(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e = linear_wg(wg, nwg) * WG + li;
+fn grad_weight_serial(id: Ids) {
+    let e = flat(id, WG);
     if (e >= p.total) {
         return;
     }
@@ -207,24 +195,20 @@ fn grad_weight_serial(
 // out[c] = Σ_bi Σ_i g[bi, c, i] over i < p.h (= H·W): one workgroup of RED lanes per
 // channel, then a tree reduction. Overwrites out.
 @compute @workgroup_size(RED)
-fn channel_sum(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let c = linear_wg(wg, nwg);
+fn channel_sum(id: Ids) {
+    let c = linear_wg(id.wg, id.nwg);
     if (c >= p.total) {
         return;
     }
     var acc = 0.0;
     for (var bi = 0u; bi < p.batch; bi++) {
         let base = (bi * p.c_in + c) * p.h;
-        for (var i = li; i < p.h; i += RED) {
+        for (var i = id.li; i < p.h; i += RED) {
             acc += a[base + i];
         }
     }
-    let s = reduce(li, acc);
-    if (li == 0u) {
+    let s = reduce(id.li, acc);
+    if (id.li == 0u) {
         out[c] = s;
     }
 }
@@ -241,12 +225,8 @@ fn quad_px(p0: u32, k: u32, hw: u32) -> u32 {
 
 // dx for 4 input channels (of one group; the launcher requires cin_g % 4 == 0) × 4 pixels.
 @compute @workgroup_size(WG)
-fn grad_input_pw4(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn grad_input_pw4(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }
@@ -299,12 +279,8 @@ fn grad_input_pw4(
 // dW for 4 filters × 4 input channels of one group (cout_g % 4 == 0, cin_g % 4 == 0), summed
 // over every sample and pixel.
 @compute @workgroup_size(WG)
-fn grad_weight_pw4(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn grad_weight_pw4(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }

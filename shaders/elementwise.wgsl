@@ -37,9 +37,6 @@ struct Params {
 
 override WG: u32 = 64u;
 
-fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wg, nwg) * WG + li;
-}
 
 fn store(i: u32, v: f32) {
     if (p.accumulate != 0u) {
@@ -50,36 +47,24 @@ fn store(i: u32, v: f32) {
 }
 
 @compute @workgroup_size(WG)
-fn activation(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn activation(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         out[i] = act(a[i], p.act);
     }
 }
 
 @compute @workgroup_size(WG)
-fn add(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn add(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         out[i] = act(a[i] + b[i], p.act);
     }
 }
 
 @compute @workgroup_size(WG)
-fn activation_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn activation_backward(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         let y = a[i];
         var passes = !(y <= 0.0);
@@ -91,24 +76,16 @@ fn activation_backward(
 }
 
 @compute @workgroup_size(WG)
-fn copy(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn copy(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         store(i, a[i]);
     }
 }
 
 @compute @workgroup_size(WG)
-fn mul(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn mul(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         store(i, a[i] * b[i]);
     }
@@ -136,12 +113,8 @@ fn hash3(x: u32, y: u32, z: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn dropout_mask(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn dropout_mask(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         let bits = hash3(i, seed[0], seed[1]) >> 8u;
         out[i] = select(p.scale, 0.0, bits < p.threshold);
@@ -154,12 +127,8 @@ fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn unary(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn unary(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         let x = a[i];
         var y = x;
@@ -175,12 +144,8 @@ fn unary(
 }
 
 @compute @workgroup_size(WG)
-fn mul_channel(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn mul_channel(id: Ids) {
+    let i = flat(id, WG);
     if (i < p.len) {
         out[i] = a[i] * b[i / p.hw];
     }

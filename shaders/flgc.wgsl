@@ -39,20 +39,13 @@ struct Params {
 
 override WG: u32 = 64u;
 
-fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wg, nwg) * WG + li;
-}
 
 // Row r (of p.total rows, G = p.groups each): probs = softmax(logits) with the CPU's order
 // of operations (max, exp(v − max), running sum, divide) and index = argmax of the logits,
 // ties to the lowest index (strict >, so NaN never wins).
 @compute @workgroup_size(WG)
-fn select_rows(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let r = element(wg, nwg, li);
+fn select_rows(id: Ids) {
+    let r = flat(id, WG);
     if (r >= p.total) {
         return;
     }
@@ -82,12 +75,8 @@ fn select_rows(
 
 // out[n, c, k] = w[n, c, k] if out_index[n] == in_index[c] else 0.
 @compute @workgroup_size(WG)
-fn masked_weight(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn masked_weight(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }
@@ -103,12 +92,8 @@ fn masked_weight(
 
 // Gm[n, c] = Σ_k D[n, c, k] · w[n, c, k] (∂L/∂M).
 @compute @workgroup_size(WG)
-fn mask_grad(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn mask_grad(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }
@@ -123,12 +108,8 @@ fn mask_grad(
 // ∂L/∂S̄[c, j] = P[c, j] · (ĝ_j − ⟨ĝ, P[c]⟩) with ĝ_j = Σ_{n: out_index[n] == j} Gm[n, c]
 // (so ⟨ĝ, P[c]⟩ = Σ_n Gm[n, c] · P[c, out_index[n]]). One invocation per (c, j).
 @compute @workgroup_size(WG)
-fn select_in_grad(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn select_in_grad(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }
@@ -153,12 +134,8 @@ fn select_in_grad(
 // ∂L/∂T̄[n, j] = P[n, j] · (ĝ_j − ⟨ĝ, P[n]⟩) with ĝ_j = Σ_{c: in_index[c] == j} Gm[n, c].
 // One invocation per (n, j).
 @compute @workgroup_size(WG)
-fn select_out_grad(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn select_out_grad(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.total) {
         return;
     }

@@ -25,12 +25,8 @@ struct Params {
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
-fn gather(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn gather(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -42,12 +38,8 @@ fn gather(
 }
 
 @compute @workgroup_size(WG)
-fn gather_into(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn gather_into(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }

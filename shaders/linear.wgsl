@@ -23,12 +23,8 @@ struct Params {
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
-fn linear(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let j = linear_wg(wg, nwg) * WG + li;
+fn linear(id: Ids) {
+    let j = flat(id, WG);
     if (j >= p.rows) {
         return;
     }

@@ -24,17 +24,10 @@ struct Params {
 
 override WG: u32 = 64u;
 
-fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wg, nwg) * WG + li;
-}
 
 @compute @workgroup_size(WG)
-fn linear_grad_input(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e = element(wg, nwg, li);
+fn linear_grad_input(id: Ids) {
+    let e = flat(id, WG);
     if (e >= p.batch * p.in_features) {
         return;
     }
@@ -52,12 +45,8 @@ fn linear_grad_input(
 }
 
 @compute @workgroup_size(WG)
-fn linear_grad_weight(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e = element(wg, nwg, li);
+fn linear_grad_weight(id: Ids) {
+    let e = flat(id, WG);
     if (e >= p.rows * p.in_features) {
         return;
     }
@@ -71,12 +60,8 @@ fn linear_grad_weight(
 }
 
 @compute @workgroup_size(WG)
-fn linear_grad_bias(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let j = element(wg, nwg, li);
+fn linear_grad_bias(id: Ids) {
+    let j = flat(id, WG);
     if (j >= p.out_features) {
         return;
     }

@@ -17,12 +17,8 @@ struct Params {
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
-fn batch_norm(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn batch_norm(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }

@@ -76,29 +76,25 @@ fn channel_index(c: u32, k: u32) -> u32 {
 }
 
 @compute @workgroup_size(RWG)
-fn bn_stats(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let c = linear_wg(wg, nwg);
+fn bn_stats(id: Ids) {
+    let c = linear_wg(id.wg, id.nwg);
     let in_range = c < p.channels;
     var s = 0.0;
     if (in_range) {
-        for (var k = li; k < p.n; k += RWG) {
+        for (var k = id.li; k < p.n; k += RWG) {
             s += r1[channel_index(c, k)];
         }
     }
-    let mean = workgroup_sum(li, s) / f32(p.n);
+    let mean = workgroup_sum(id.li, s) / f32(p.n);
     var q = 0.0;
     if (in_range) {
-        for (var k = li; k < p.n; k += RWG) {
+        for (var k = id.li; k < p.n; k += RWG) {
             let d = r1[channel_index(c, k)] - mean;
             q += d * d;
         }
     }
-    let ss = workgroup_sum(li, q);
-    if (in_range && li == 0u) {
+    let ss = workgroup_sum(id.li, q);
+    if (in_range && id.li == 0u) {
         let var_biased = ss / f32(p.n);
         let var_unbiased = ss / f32(p.n - 1u);
         w6[c] = mean;
@@ -109,12 +105,8 @@ fn bn_stats(
 }
 
 @compute @workgroup_size(WG)
-fn bn_normalize(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn bn_normalize(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -123,40 +115,32 @@ fn bn_normalize(
 }
 
 @compute @workgroup_size(RWG)
-fn bn_grad_params(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let c = linear_wg(wg, nwg);
+fn bn_grad_params(id: Ids) {
+    let c = linear_wg(id.wg, id.nwg);
     let in_range = c < p.channels;
     var sdy = 0.0;
     var sdyx = 0.0;
     if (in_range) {
         let mean = r3[c];
         let invstd = r3[p.channels + c];
-        for (var k = li; k < p.n; k += RWG) {
+        for (var k = id.li; k < p.n; k += RWG) {
             let j = channel_index(c, k);
             let dy = r4[j];
             sdy += dy;
             sdyx += dy * ((r1[j] - mean) * invstd);
         }
     }
-    let dbeta = workgroup_sum(li, sdy);
-    let dgamma = workgroup_sum(li, sdyx);
-    if (in_range && li == 0u) {
+    let dbeta = workgroup_sum(id.li, sdy);
+    let dgamma = workgroup_sum(id.li, sdyx);
+    if (in_range && id.li == 0u) {
         w6[c] = dgamma;
         w7[c] = dbeta;
     }
 }
 
 @compute @workgroup_size(WG)
-fn bn_grad_input(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn bn_grad_input(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }

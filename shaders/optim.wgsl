@@ -20,12 +20,8 @@ struct Params {
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
-fn sgd(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = linear_wg(wg, nwg) * WG + li;
+fn sgd(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }

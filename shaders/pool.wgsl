@@ -26,9 +26,6 @@ struct Params {
 
 override WG: u32 = 64u;
 
-fn element(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wg, nwg) * WG + li;
-}
 
 // Window of output (oy, ox) clipped to the image: [y0, y1) x [x0, x1).
 fn window(oy: u32, ox: u32) -> vec4<u32> {
@@ -40,12 +37,8 @@ fn window(oy: u32, ox: u32) -> vec4<u32> {
 }
 
 @compute @workgroup_size(WG)
-fn max_pool(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn max_pool(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -68,12 +61,8 @@ fn max_pool(
 }
 
 @compute @workgroup_size(WG)
-fn avg_pool(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn avg_pool(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -91,12 +80,8 @@ fn avg_pool(
 }
 
 @compute @workgroup_size(WG)
-fn adaptive_avg_pool(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn adaptive_avg_pool(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -138,12 +123,8 @@ fn out_range(i: u32, k: u32, s: u32, pad: u32, o: u32) -> vec2<u32> {
 }
 
 @compute @workgroup_size(WG)
-fn max_pool_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn max_pool_backward(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -184,12 +165,8 @@ fn max_pool_backward(
 }
 
 @compute @workgroup_size(WG)
-fn avg_pool_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn avg_pool_backward(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }
@@ -217,12 +194,8 @@ fn bin_range(i: u32, n: u32, o: u32) -> vec2<u32> {
 }
 
 @compute @workgroup_size(WG)
-fn adaptive_avg_pool_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = element(wg, nwg, li);
+fn adaptive_avg_pool_backward(id: Ids) {
+    let i = flat(id, WG);
     if (i >= p.len) {
         return;
     }

@@ -1,10 +1,22 @@
 // gconv's WGSL prelude, prepended to every shader by its launcher declaration
 // (`gpu::launch::shader!`): what every kernel repeats.
 
+// The builtins every entry point takes.
+struct Ids {
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+}
+
 // The linear id of a workgroup in a grid folded into 2-D above 65 535 workgroups
 // (`gpu::launch::fold_workgroups`); kernels skip ids past their real count.
 fn linear_wg(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.x + wg.y * nwg.x;
+}
+
+// The flat index of invocation `id` in a folded grid of `size`-wide workgroups.
+fn flat(id: Ids, size: u32) -> u32 {
+    return linear_wg(id.wg, id.nwg) * size + id.li;
 }
 
 // The epilogue activation `gpu::Activation::code`: 0 none, 1 ReLU, 2 ReLU6. NaN propagates,

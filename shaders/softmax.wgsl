@@ -15,12 +15,8 @@ struct Params {
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
-fn softmax(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let r = linear_wg(wg, nwg) * WG + li;
+fn softmax(id: Ids) {
+    let r = flat(id, WG);
     if (r >= p.batch) {
         return;
     }

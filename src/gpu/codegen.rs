@@ -90,14 +90,10 @@ fn store(base: u32, ox: u32, v: f32) {
 }
 
 @compute @workgroup_size(WG)
-fn conv_tiled(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn conv_tiled(id: Ids) {
     // Everything but the pixel position comes from the workgroup id, so weight loads are
     // uniform across the workgroup (lavapipe then loads them once, not once per lane).
-    let wid = linear_wg(wg, nwg);
+    let wid = linear_wg(id.wg, id.nwg);
     if (wid >= p.total) {
         return;
     }
@@ -109,7 +105,7 @@ fn conv_tiled(
     let n = r / p.n_tiles;
     // Invocation li takes 8 consecutive pixels. (Interleaving pixels across the workgroup
     // so each load is contiguous across invocations measured 1.5× slower on lavapipe.)
-    let pxt = pxb * WG + li;
+    let pxt = pxb * WG + id.li;
     if (pxt >= p.px_tiles) {
         return;
     }
