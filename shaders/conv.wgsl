@@ -12,40 +12,8 @@
 // All loads use clamped indices (out-of-window pixels are selected to 0), so this shader is
 // safe to compile without runtime bounds checks given the launcher's validation.
 
-struct Params {
-    batch: u32, c_in: u32, h: u32, w: u32,
-    c_out: u32, oh: u32, ow: u32, kh: u32,
-    kw: u32, sh: u32, sw: u32, ph: u32,
-    pw: u32, dh: u32, dw: u32, n_tiles: u32,
-    px_tiles_row: u32, px_blocks: u32, has_bias: u32, act: u32,
-    total_wg: u32, hp: u32, w4: u32, qmax: u32,
-    // Padded rows written by pad_input (batch * c_in * hp).
-    aux_len: u32, _pad0: u32, _pad1: u32, _pad2: u32,
-}
-
-// Output channels co_start..co_start+co_len read input channels in_start..in_start+in_len;
-// filter co_start's weights start at w_off, the next ones follow every in_len*kh*kw values.
-struct Tile {
-    in_start: u32,
-    in_len: u32,
-    co_start: u32,
-    co_len: u32,
-    w_off: u32,
-    // Offset of the tile's packed weights in `wp` (vec4 units, 2 per (ic, ky, kx)).
-    p_off: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> tiles: array<Tile>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-// Zero-padded copy of x for conv_pk8 (written by pad_input): per (n, c) hp rows of w4 vec4s.
-@group(0) @binding(6) var<storage, read_write> xp: array<vec4<f32>>;
-// Tile-packed weights for conv_pk8 (written by pack_weights): for each (ic, ky, kx) of a
-// tile, its 8 filters' weights as 2 vec4s (filters past co_len repeat the last one).
-@group(0) @binding(7) var<storage, read_write> wp: array<vec4<f32>>;
+// The uniform `p`, the tile table and the bindings (x, wt, bias, tiles, y, and the conv_pk8
+// scratch xp, wp) are generated from the declaration in src/gpu/kernels/conv.rs.
 
 // Invocations per workgroup (each owns one 4-pixel tile).
 override WG: u32 = 8u;

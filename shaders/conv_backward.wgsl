@@ -9,19 +9,9 @@
 //   grad_input:  a = dy [B, N, OH, OW], b = w [N, C/G, kh, kw], out = dx [B, C, H, W]
 //   grad_weight: a = x  [B, C, H, W],   b = dy [B, N, OH, OW],   out = dw [N, C/G, kh, kw]
 //   channel_sum: a = g  [B, C, HW],     b = (unused, any),      out = [C]
-
-struct Params {
-    batch: u32, c_in: u32, h: u32, w: u32,
-    c_out: u32, oh: u32, ow: u32, kh: u32,
-    kw: u32, sh: u32, sw: u32, ph: u32,
-    pw: u32, dh: u32, dw: u32, cin_g: u32,
-    cout_g: u32, accumulate: u32, total: u32, _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/conv_backward.rs (see gpu::declare).
 
 // Invocations per workgroup of grad_input (one dx element each).
 override WG: u32 = 64u;

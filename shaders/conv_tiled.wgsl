@@ -17,48 +17,9 @@
 //
 // Compiled without runtime bounds checks: every index is clamped or range-checked here and
 // the launcher validates all sizes (tests/gpu_ops.rs and tests/gpu_models.rs cover it).
-
-struct Params {
-    batch: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    sh: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    n_tiles: u32,
-    px_tiles: u32,
-    act: u32,
-    total: u32,
-    px_blocks: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-struct Tile {
-    in_start: u32,
-    in_len: u32,
-    out_start: u32,
-    out_len: u32,
-    w_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wpk: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> tiles: array<Tile>;
-@group(0) @binding(5) var<storage, read> chan: array<u32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+//
+// `p: Params`, `Tile` and the bindings are generated from the declaration in
+// src/gpu/kernels/conv_tiled.rs (see gpu::declare).
 
 override WG: u32 = 8u;
 // Kernel width, horizontal stride and dilation are specialised per pipeline.

@@ -13,30 +13,11 @@
 //                        beta)), 5 hard swish a·max(0, min(1, a/6 + 1/2)); NaN propagates
 //   mul_channel          out = a * b[i / hw]  (a squeeze-excitation gate broadcast over planes)
 // Unused bindings are bound to `a`.
-
-struct Params {
-    len: u32,
-    accumulate: u32,
-    // Drop threshold on 24 random bits: drop when bits < threshold (threshold = p * 2^24).
-    threshold: u32,
-    // 1 / (1 - p), the value of a kept element's mask.
-    scale: f32,
-    act: u32,
-    // Hard sigmoid's slope and offset (unary, act 4).
-    alpha: f32,
-    beta: f32,
-    // Plane size of mul_channel's broadcast.
-    hw: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> seed: array<u32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/elementwise.rs (see gpu::declare).
 
 override WG: u32 = 64u;
-
 
 fn store(i: u32, v: f32) {
     if (p.accumulate != 0u) {

@@ -12,33 +12,11 @@
 //   mask_grad:     fa = D [N, C, kk], fb = w [N, C, kk]                  -> out = Gm [N, C]
 //   select_in_grad:  fa = Gm [N, C], fb = probs_in [C, G],  ub = out_index [N] -> out [C, G]
 //   select_out_grad: fa = Gm [N, C], fb = probs_out [N, G], ua = in_index [C]  -> out [N, G]
-
-struct Params {
-    // Rows of the selection matrix (select), N otherwise.
-    n: u32,
-    // Input channels C.
-    c: u32,
-    // Groups G (row length of the selection matrices).
-    groups: u32,
-    // Kernel taps kh·kw.
-    kk: u32,
-    // Elements (or rows) this dispatch covers.
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> fa: array<f32>;
-@group(0) @binding(2) var<storage, read> fb: array<f32>;
-@group(0) @binding(3) var<storage, read> ua: array<u32>;
-@group(0) @binding(4) var<storage, read> ub: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out_u: array<u32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/flgc.rs (see gpu::declare).
 
 override WG: u32 = 64u;
-
 
 // Row r (of p.total rows, G = p.groups each): probs = softmax(logits) with the CPU's order
 // of operations (max, exp(v − max), running sum, divide) and index = argmax of the logits,

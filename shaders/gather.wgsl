@@ -5,22 +5,9 @@
 //                per input of a channel concat, together writing every output channel.
 // Indices are validated on the host; the shader clamps them so that a bad buffer cannot read
 // or write out of bounds.
-
-struct Params {
-    batch: u32,
-    c_in: u32,
-    c_out: u32,
-    hw: u32,
-    len: u32,
-    pairs: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> indices: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/gather.rs (see gpu::declare).
 
 override WG: u32 = 64u;
 

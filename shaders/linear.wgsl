@@ -2,23 +2,9 @@
 // W may be split by rows into several buffers (one dispatch each) because a large
 // classifier weight exceeds max_storage_buffer_binding_size. Chunk rows row0..row0+rows.
 // One invocation per output feature; it walks its weight row once for 4 samples at a time.
-
-struct Params {
-    batch: u32,
-    in_f: u32,
-    out_f: u32,
-    rows: u32,
-    row0: u32,
-    has_bias: u32,
-    act: u32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/linear.rs (see gpu::declare).
 
 override WG: u32 = 64u;
 

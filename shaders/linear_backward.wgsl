@@ -5,25 +5,11 @@
 //   linear_grad_input   dx[b, i] (+)= sum_j dy[b, row0+j] * W[j, i]  (a = dy, b = W chunk)
 //   linear_grad_weight  dW[j, i] = sum_b dy[b, row0+j] * x[b, i]    (a = dy, b = x; overwritten)
 //   linear_grad_bias    db[j]    = sum_b dy[b, j], all rows          (a = dy, b = dy; overwritten)
-
-struct Params {
-    batch: u32,
-    in_features: u32,
-    out_features: u32,
-    accumulate: u32,
-    row0: u32,
-    rows: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/linear_backward.rs (see gpu::declare).
 
 override WG: u32 = 64u;
-
 
 @compute @workgroup_size(WG)
 fn linear_grad_input(id: Ids) {

@@ -5,20 +5,9 @@
 //   per_sample[2b + 1] = 1.0 if argmax_k logits[b, k] (ties -> lowest k) == label else 0.0
 // A label >= classes is not read out of bounds: that sample's loss is NaN, its flag 0 and
 // its gradient row 0 (so one bad label cannot move the weights but shows in the loss).
-
-struct Params {
-    batch: u32,
-    classes: u32,
-    // NaN, the loss of a sample with an out-of-range label (WGSL has no NaN literal).
-    nan: f32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> grad_logits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> per_sample: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/loss.rs (see gpu::declare).
 
 override WG: u32 = 64u;
 

@@ -20,33 +20,9 @@
 //   w6       stats            grad_gamma
 //   w7       running_mean     grad_beta
 //   w8       running_var      (4-byte scratch, unused)
-
-struct Params {
-    batch: u32,
-    channels: u32,
-    hw: u32,
-    // Values per channel, batch * hw.
-    n: u32,
-    // Elements, batch * channels * hw.
-    len: u32,
-    accumulate: u32,
-    eps: f32,
-    momentum: f32,
-    act: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> r1: array<f32>;
-@group(0) @binding(2) var<storage, read> r2: array<f32>;
-@group(0) @binding(3) var<storage, read> r3: array<f32>;
-@group(0) @binding(4) var<storage, read> r4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> w5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> w6: array<f32>;
-@group(0) @binding(7) var<storage, read_write> w7: array<f32>;
-@group(0) @binding(8) var<storage, read_write> w8: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/norm_train.rs (see gpu::declare).
 
 // Element-wise entry points.
 override WG: u32 = 64u;

@@ -8,24 +8,14 @@
 //                               (strictly greater replaces; a NaN replaces, as the CPU)
 //   avg_pool_backward           dy / (kh*kw) to every in-bounds position
 //   adaptive_avg_pool_backward  dy / bin size
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/pool.rs (see gpu::declare).
 
-struct Params {
-    planes: u32, h: u32, w: u32, oh: u32,
-    ow: u32, kh: u32, kw: u32, sh: u32,
-    sw: u32, ph: u32, pw: u32, len: u32,
-    // -inf, the value of an empty max window (passed in: WGSL has no infinity literal).
-    neg_inf: f32, accumulate: u32, _pad0: u32, _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 // The forward input (backward: max pooling reads it; the others bind dy here).
-@group(0) @binding(1) var<storage, read> x: array<f32>;
 // The output gradient (forward: bound to x, unused).
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 override WG: u32 = 64u;
-
 
 // Window of output (oy, ox) clipped to the image: [y0, y1) x [x0, x1).
 fn window(oy: u32, ox: u32) -> vec4<u32> {

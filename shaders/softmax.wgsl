@@ -1,16 +1,8 @@
 // Softmax over each row of a [batch, features] tensor: one invocation per row
 // (max, sum of exponentials, normalise), the same order of operations as the CPU.
-
-struct Params {
-    batch: u32,
-    features: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+//
+// `p: Params` and the bindings are generated from the declaration in
+// src/gpu/kernels/softmax.rs (see gpu::declare).
 
 override WG: u32 = 64u;
 

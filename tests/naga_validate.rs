@@ -8,8 +8,8 @@ use gconv::gpu::{BindingKind, ShaderSpec};
 use std::path::Path;
 
 fn parse(spec: &ShaderSpec) -> naga::Module {
-    naga::front::wgsl::parse_str(spec.source)
-        .unwrap_or_else(|e| panic!("{}: parse: {}", spec.name, e.emit_to_string(spec.source)))
+    naga::front::wgsl::parse_str(spec.source())
+        .unwrap_or_else(|e| panic!("{}: parse: {}", spec.name, e.emit_to_string(spec.source())))
 }
 
 #[test]
@@ -28,7 +28,7 @@ fn every_shader_parses_and_validates() {
             failures.push(format!(
                 "{}: validate: {}",
                 spec.name,
-                e.emit_to_string(spec.source)
+                e.emit_to_string(spec.source())
             ));
         }
     }
@@ -56,7 +56,7 @@ fn every_shader_file_is_declared() {
     assert_eq!(files, declared.len() + 1, "declared {declared:?}");
     for spec in all_shaders() {
         assert!(
-            spec.source.starts_with(gconv::gpu::launch::PRELUDE),
+            spec.source().starts_with(gconv::gpu::launch::PRELUDE),
             "{}",
             spec.name
         );

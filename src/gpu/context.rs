@@ -9,39 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
-/// How a shader binding is declared in its bind-group layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BindingKind {
-    /// `var<uniform>` parameters.
-    Uniform,
-    /// `var<storage, read>`.
-    ReadOnly,
-    /// `var<storage, read_write>`.
-    ReadWrite,
-}
-
-/// One WGSL file and the bind-group layout (group 0, bindings 0..n) all its entry points share.
-///
-/// Each kernel module in [`crate::gpu::kernels`] declares one with [`crate::shader!`].
-#[derive(Debug)]
-pub struct ShaderSpec {
-    /// Unique name (the file stem), used as the cache key.
-    pub name: &'static str,
-    /// WGSL source, loaded with `include_str!`.
-    pub source: &'static str,
-    /// Binding `i` of group 0 has kind `bindings[i]`.
-    pub bindings: &'static [BindingKind],
-    /// Binding `i` is the WGSL variable `binding_names[i]` (checked by `tests/naga_validate.rs`).
-    pub binding_names: &'static [&'static str],
-    /// Compile without runtime bounds checks and loop bounding
-    /// (`create_shader_module_trusted`). Only for shaders whose indexing is clamped in the
-    /// shader and validated by the launcher, and covered by `tests/gpu_ops.rs`.
-    pub trusted: bool,
-    /// The Rust mirror of the uniform `Params` (binding 0), for the reflection test.
-    pub params: crate::gpu::launch::ParamsLayout,
-    /// Other WGSL structs of the shader mirrored in Rust (storage-array elements).
-    pub mirrors: &'static [crate::gpu::launch::ParamsLayout],
-}
+pub use super::declare::{BindingKind, ShaderSpec};
 
 /// Identifies one compute pipeline: shader, entry point and override constants.
 #[derive(Clone, Debug)]
@@ -317,7 +285,7 @@ impl GpuContext {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(spec.name),
-            source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+            source: wgpu::ShaderSource::Wgsl(spec.source().into()),
         };
         let m = if spec.trusted {
             // SAFETY: `trusted` shaders clamp every index they compute from data and their

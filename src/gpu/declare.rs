@@ -1,8 +1,12 @@
-//! How a shader is declared, once: [`crate::shader!`] names its file, its uniform `Params` (a
-//! Rust mirror made with [`crate::wgsl_struct!`]) and its storage bindings, named and typed as
-//! in the WGSL. The declaration yields a [`ShaderSpec`](super::ShaderSpec) and an argument
-//! struct with one [`Arg`](super::Arg) field per binding, so a launcher cannot pass arguments
-//! in the wrong order; `tests/naga_validate.rs` reflects the WGSL and checks both against it.
+//! How a shader is declared, once: [`crate::shader!`] names its file, its uniform `Params`
+//! and the structs of its storage arrays (Rust `#[repr(C)]` types made with
+//! [`crate::wgsl_struct!`]) and its storage bindings with their access and WGSL type. From that
+//! one declaration come the Rust argument struct (one [`Arg`](super::Arg) per binding, so a
+//! launcher cannot pass arguments in the wrong order), the bind-group layout, and the WGSL
+//! itself: the struct definitions and `@group(0) @binding(i)` declarations are generated and
+//! put between the prelude and the file's body, so the two sides cannot disagree.
+//! `tests/naga_validate.rs` reflects the composed WGSL and checks every struct's layout
+//! against its Rust mirror.
 
 /// The WGSL prelude every shader starts with (folded workgroup ids, activations).
 pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
@@ -25,11 +29,87 @@ pub trait WgslStruct: bytemuck::Pod {
     const NAME: &'static str;
     /// The members, in order.
     const FIELDS: &'static [Field];
+    /// The WGSL definition of the struct.
+    const WGSL: &'static str;
 }
 
-/// Declares a `#[repr(C)]` [`bytemuck::Pod`] mirror of a WGSL struct, with its member list
-/// ([`WgslStruct`]). Members are `u32`/`i32`/`f32`; a uniform struct's size must be a multiple
-/// of 16 bytes (pad with `_padN: u32` members, declared in the WGSL too).
+/// How a shader binding is declared in its bind-group layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindingKind {
+    /// `var<uniform>` parameters.
+    Uniform,
+    /// `var<storage, read>`.
+    ReadOnly,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// One WGSL file and the bind-group layout (group 0, bindings 0..n) all its entry points share.
+///
+/// Each kernel module in [`crate::gpu::kernels`] declares one with [`crate::shader!`].
+#[derive(Debug)]
+pub struct ShaderSpec {
+    /// Unique name (the file stem), used as the cache key.
+    pub name: &'static str,
+    /// The WGSL file's text (entry points and helpers), loaded with `include_str!`.
+    pub body: &'static str,
+    /// Binding `i` of group 0 has kind `bindings[i]`.
+    pub bindings: &'static [BindingKind],
+    /// Binding `i` is the WGSL variable `binding_names[i]`.
+    pub binding_names: &'static [&'static str],
+    /// Binding `i`'s WGSL type (`Params` for the uniform).
+    pub binding_types: &'static [&'static str],
+    /// Compile without runtime bounds checks and loop bounding
+    /// (`create_shader_module_trusted`). Only for shaders whose indexing is clamped in the
+    /// shader and validated by the launcher, and covered by `tests/gpu_ops.rs`.
+    pub trusted: bool,
+    /// The Rust mirror of the uniform `Params` (binding 0), for the reflection test.
+    pub params: ParamsLayout,
+    /// Other WGSL structs of the shader mirrored in Rust (storage-array elements).
+    pub mirrors: &'static [ParamsLayout],
+    /// The composed source, built on first use by [`ShaderSpec::source`].
+    pub source: std::sync::OnceLock<String>,
+}
+
+impl ShaderSpec {
+    /// The whole WGSL: the prelude, the structs and bindings generated from the declaration,
+    /// then the file's body.
+    pub fn source(&self) -> &str {
+        self.source.get_or_init(|| {
+            let mut s = String::from(PRELUDE);
+            s.push_str("\n// ---- generated from the launcher's declaration (gpu::declare) ----\n");
+            s.push_str(self.params.wgsl);
+            for m in self.mirrors {
+                s.push_str(m.wgsl);
+            }
+            for (i, ((kind, name), ty)) in self
+                .bindings
+                .iter()
+                .zip(self.binding_names)
+                .zip(self.binding_types)
+                .enumerate()
+            {
+                let space = match kind {
+                    BindingKind::Uniform => "uniform",
+                    BindingKind::ReadOnly => "storage, read",
+                    BindingKind::ReadWrite => "storage, read_write",
+                };
+                s.push_str(&format!(
+                    "@group(0) @binding({i}) var<{space}> {name}: {ty};\n"
+                ));
+            }
+            s.push_str("// ---- shaders/");
+            s.push_str(self.name);
+            s.push_str(".wgsl ----\n");
+            s.push_str(self.body);
+            s
+        })
+    }
+}
+
+/// Declares a `#[repr(C)]` [`bytemuck::Pod`] struct and its WGSL twin ([`WgslStruct`]: member
+/// list and WGSL text). Members are `u32`/`i32`/`f32`; a uniform struct's size must be a
+/// multiple of 16 bytes (pad with `_padN: u32` members).
 #[macro_export]
 macro_rules! wgsl_struct {
     ($(#[$meta:meta])* pub struct $name:ident = $wgsl:literal {
@@ -50,6 +130,11 @@ macro_rules! wgsl_struct {
                     size: std::mem::size_of::<$fty>(),
                 }, )*
             ];
+            const WGSL: &'static str = concat!(
+                "struct ", $wgsl, " {\n",
+                $( "    ", stringify!($field), ": ", stringify!($fty), ",\n", )*
+                "}\n"
+            );
         }
     };
 }
@@ -63,6 +148,8 @@ pub struct ParamsLayout {
     pub fields: &'static [Field],
     /// The Rust size in bytes.
     pub size: usize,
+    /// The WGSL definition.
+    pub wgsl: &'static str,
 }
 
 impl ParamsLayout {
@@ -72,36 +159,39 @@ impl ParamsLayout {
             name: P::NAME,
             fields: P::FIELDS,
             size: std::mem::size_of::<P>(),
+            wgsl: P::WGSL,
         }
     }
 }
 
-/// Declares one shader file: a `static` [`ShaderSpec`](crate::gpu::ShaderSpec) (prelude + `shaders/<name>.wgsl`, binding
-/// 0 the uniform `p: Params`, then the storage bindings in order) and the argument struct with
-/// one [`Arg`](crate::gpu::Arg) per storage binding.
+/// Declares one shader file: a `static` [`ShaderSpec`](crate::gpu::ShaderSpec) — the prelude,
+/// the generated structs and bindings (binding 0 the uniform `p: Params`, then the storage
+/// bindings in order, each `name: read|write <WGSL type>`), then `shaders/<name>.wgsl` — and
+/// the argument struct with one [`Arg`](crate::gpu::Arg) per storage binding.
 #[macro_export]
 macro_rules! shader {
     ($(#[$meta:meta])* pub static $spec:ident = $file:literal {
         params: $params:ty,
         $(mirrors: [$($mirror:ty),*],)?
         trusted: $trusted:expr,
-        $(#[$ameta:meta])* args: $args:ident { $( $(#[$fmeta:meta])* $field:ident : $kind:ident, )* }
+        $(#[$ameta:meta])* args: $args:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $kind:ident $wty:ty, )*
+        }
     }) => {
         $(#[$meta])*
-        pub static $spec: $crate::gpu::context::ShaderSpec = $crate::gpu::context::ShaderSpec {
+        pub static $spec: $crate::gpu::declare::ShaderSpec = $crate::gpu::declare::ShaderSpec {
             name: $file,
-            source: concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!(concat!("../../../shaders/", $file, ".wgsl"))
-            ),
+            body: include_str!(concat!("../../../shaders/", $file, ".wgsl")),
             bindings: &[
-                $crate::gpu::context::BindingKind::Uniform,
+                $crate::gpu::declare::BindingKind::Uniform,
                 $( $crate::shader!(@kind $kind), )*
             ],
             binding_names: &["p", $( stringify!($field), )*],
+            binding_types: &["Params", $( stringify!($wty), )*],
             trusted: $trusted,
             params: $crate::gpu::declare::ParamsLayout::of::<$params>(),
             mirrors: &[$($($crate::gpu::declare::ParamsLayout::of::<$mirror>(),)*)?],
+            source: std::sync::OnceLock::new(),
         };
 
         $(#[$ameta])*
@@ -117,6 +207,6 @@ macro_rules! shader {
             }
         }
     };
-    (@kind read) => { $crate::gpu::context::BindingKind::ReadOnly };
-    (@kind write) => { $crate::gpu::context::BindingKind::ReadWrite };
+    (@kind read) => { $crate::gpu::declare::BindingKind::ReadOnly };
+    (@kind write) => { $crate::gpu::declare::BindingKind::ReadWrite };
 }

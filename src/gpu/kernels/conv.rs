@@ -105,19 +105,19 @@ crate::shader! {
         /// Arguments of every entry point.
         args: ConvArgs {
             /// `[batch, C, H, W]` input.
-            x: read,
+            x: read array<f32>,
             /// `[N, C/G, kh, kw]` weights (or a table's packed groups).
-            wt: read,
+            wt: read array<f32>,
             /// `[N]` bias (any buffer when there is none).
-            bias: read,
+            bias: read array<f32>,
             /// The tile table.
-            tiles: read,
+            tiles: read array<Tile>,
             /// `[batch, N, OH, OW]` output.
-            y: write,
+            y: write array<f32>,
             /// Scratch: the zero-padded input ([`DirectKernel::Pk8`]).
-            xp: write,
+            xp: write array<vec4<f32>>,
             /// Scratch: the tile-packed weights ([`DirectKernel::Pk8`]).
-            wp: write,
+            wp: write array<vec4<f32>>,
         }
     }
 }

@@ -65,11 +65,11 @@ crate::shader! {
         /// The bindings by position.
         args: ConvBackwardArgs {
             /// `dy` (input gradient, channel sum) or `x` (weight gradient).
-            a: read,
+            a: read array<f32>,
             /// The weight (input gradient) or `dy` (weight gradient).
-            b: read,
+            b: read array<f32>,
             /// The gradient written.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

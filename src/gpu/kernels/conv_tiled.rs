@@ -96,17 +96,17 @@ crate::shader! {
         /// Arguments of `conv_tiled`.
         args: TiledArgs {
             /// `[batch, C, H, W]` input.
-            x: read,
+            x: read array<f32>,
             /// The packed weights.
-            wpk: read,
+            wpk: read array<vec4<f32>>,
             /// `[N]` bias (zeros when the layer has none).
-            bias: read,
+            bias: read array<f32>,
             /// The tiles.
-            tiles: read,
+            tiles: read array<Tile>,
             /// Input channel lists, then output channel lists.
-            chan: read,
+            chan: read array<u32>,
             /// `[batch, N, OH, OW]` output.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

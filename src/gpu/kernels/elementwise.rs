@@ -38,13 +38,13 @@ crate::shader! {
         /// Arguments of every entry point (unused ones are bound to `a`).
         args: ElementwiseArgs {
             /// First operand (a forward input, or an activation's output `y`).
-            a: read,
+            a: read array<f32>,
             /// Second operand (the other addend, `dy`, or a mask).
-            b: read,
+            b: read array<f32>,
             /// Dropout's seed: at least two `u32`.
-            seed: read,
+            seed: read array<u32>,
             /// The result.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

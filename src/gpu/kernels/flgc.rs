@@ -36,17 +36,17 @@ crate::shader! {
         /// The bindings by position.
         args: FlgcArgs {
             /// First f32 input.
-            fa: read,
+            fa: read array<f32>,
             /// Second f32 input.
-            fb: read,
+            fb: read array<f32>,
             /// First u32 input.
-            ua: read,
+            ua: read array<u32>,
             /// Second u32 input.
-            ub: read,
+            ub: read array<u32>,
             /// The f32 output.
-            out: write,
+            out: write array<f32>,
             /// The u32 output (`select_rows`' argmax).
-            out_u: write,
+            out_u: write array<u32>,
         }
     }
 }

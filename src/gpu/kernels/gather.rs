@@ -35,11 +35,11 @@ crate::shader! {
         /// Arguments of `gather`.
         args: GatherArgs {
             /// `[batch, c_in, hw]` input.
-            x: read,
+            x: read array<f32>,
             /// `[c_out]` source channels as `u32` (see [`upload_indices`]).
-            indices: read,
+            indices: read array<u32>,
             /// `[batch, c_out, hw]` output.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

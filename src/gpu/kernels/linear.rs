@@ -38,13 +38,13 @@ crate::shader! {
         /// Arguments of one row chunk.
         args: LinearArgs {
             /// `[batch, in]` input.
-            x: read,
+            x: read array<f32>,
             /// The chunk's `[rows, in]` weights.
-            w: read,
+            w: read array<f32>,
             /// `[out]` bias (any buffer when there is none).
-            bias: read,
+            bias: read array<f32>,
             /// `[batch, out]` output.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

@@ -36,11 +36,11 @@ crate::shader! {
         /// Arguments (roles per entry point in the shader).
         args: LinearBackwardArgs {
             /// `dy`.
-            a: read,
+            a: read array<f32>,
             /// The weight chunk, `x`, or `dy`.
-            b: read,
+            b: read array<f32>,
             /// The gradient written.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

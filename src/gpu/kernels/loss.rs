@@ -28,13 +28,13 @@ crate::shader! {
         /// Arguments of `softmax_cross_entropy`.
         args: LossArgs {
             /// `[B, K]` logits.
-            logits: read,
+            logits: read array<f32>,
             /// `[B]` labels as `u32`.
-            labels: read,
+            labels: read array<u32>,
             /// `[B, K]` gradient of the mean loss.
-            grad_logits: write,
+            grad_logits: write array<f32>,
             /// `[B, 2]`: each sample's loss and 1.0 when its argmax is its label.
-            per_sample: write,
+            per_sample: write array<f32>,
         }
     }
 }

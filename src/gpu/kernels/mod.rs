@@ -25,7 +25,7 @@ pub use crate::gpu::launch::{
     check_arg, check_arg_min, check_dims, checked_len, element_grid, fold_workgroups, Arg, Call,
 };
 
-use crate::gpu::context::ShaderSpec;
+use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
 pub fn all_shaders() -> [&'static ShaderSpec; 14] {

@@ -29,11 +29,11 @@ crate::shader! {
         /// Arguments of `batch_norm`.
         args: NormArgs {
             /// `[batch, channels, hw]` input.
-            x: read,
+            x: read array<f32>,
             /// `[scale; C] ++ [shift; C]` (see [`scale_shift`]).
-            scale_shift: read,
+            scale_shift: read array<f32>,
             /// The output, shaped like `x`.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

@@ -49,21 +49,21 @@ crate::shader! {
         /// The bindings by position; [`BnTrainArgs`] and [`BnGradArgs`] name them per direction.
         args: NormTrainBindings {
             /// x.
-            r1: read,
+            r1: read array<f32>,
             /// γ.
-            r2: read,
+            r2: read array<f32>,
             /// forward: β; backward: stats.
-            r3: read,
+            r3: read array<f32>,
             /// forward: x again; backward: dy.
-            r4: read,
+            r4: read array<f32>,
             /// forward: y; backward: dx.
-            w5: write,
+            w5: write array<f32>,
             /// forward: stats; backward: dγ.
-            w6: write,
+            w6: write array<f32>,
             /// forward: running mean; backward: dβ.
-            w7: write,
+            w7: write array<f32>,
             /// forward: running variance; backward: unused scratch.
-            w8: write,
+            w8: write array<f32>,
         }
     }
 }

@@ -28,13 +28,13 @@ crate::shader! {
         /// Arguments of `sgd`.
         args: SgdArgs {
             /// The gradient.
-            grad: read,
+            grad: read array<f32>,
             /// `[lr]` (at least one value).
-            hyper: read,
+            hyper: read array<f32>,
             /// The parameter, updated in place.
-            param: write,
+            param: write array<f32>,
             /// The momentum buffer, updated in place.
-            velocity: write,
+            velocity: write array<f32>,
         }
     }
 }

@@ -52,11 +52,11 @@ crate::shader! {
         /// Arguments of the pooling entry points.
         args: PoolArgs {
             /// The forward input (bound to `dy` by the backward of avg / adaptive pooling).
-            x: read,
+            x: read array<f32>,
             /// The output gradient (bound to `x` by the forward).
-            dy: read,
+            dy: read array<f32>,
             /// The output, or the input gradient.
-            out: write,
+            out: write array<f32>,
         }
     }
 }

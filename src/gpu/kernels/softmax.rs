@@ -26,9 +26,9 @@ crate::shader! {
         /// Arguments of `softmax`.
         args: SoftmaxArgs {
             /// `[batch, features]` input.
-            x: read,
+            x: read array<f32>,
             /// The output, same shape.
-            out: write,
+            out: write array<f32>,
         }
     }
 }
