@@ -67,9 +67,7 @@ fn load4(row: u32, row_ok: bool, ox0: u32, kx: u32) -> vec4<f32> {
 
 // Bias, activation and the store of output channel `co` (absolute) for the 4 pixels.
 fn store4(s: Site, co: u32, acc: vec4<f32>) {
-    if (!s.live) {
-        return;
-    }
+    if (!s.live) { return; }
     var v = acc;
     if (p.has_bias != 0u) {
         v = v + vec4<f32>(bias[co]);
@@ -87,9 +85,7 @@ fn store4(s: Site, co: u32, acc: vec4<f32>) {
 @compute @workgroup_size(WG)
 fn conv_co8(id: Ids) {
     let s = site(id);
-    if (!s.ok) {
-        return;
-    }
+    if (!s.ok) { return; }
     let t = s.tile;
     let kk = p.kh * p.kw;
     let wlen = t.in_len * kk;
@@ -151,9 +147,7 @@ fn conv_co8(id: Ids) {
 @compute @workgroup_size(WG)
 fn conv_co1(id: Ids) {
     let s = site(id);
-    if (!s.ok) {
-        return;
-    }
+    if (!s.ok) { return; }
     let t = s.tile;
     let kk = p.kh * p.kw;
     var a = vec4<f32>(0.0);
@@ -184,9 +178,7 @@ fn conv_co1(id: Ids) {
 @compute @workgroup_size(WG)
 fn pad_input(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.aux_len) {
-        return;
-    }
+    if (i >= p.aux_len) { return; }
     let r = i % p.hp;
     let plane = i / p.hp;
     let iy = i32(r) - i32(p.ph);
@@ -206,15 +198,11 @@ fn pad_input(id: Ids) {
 @compute @workgroup_size(WG)
 fn pack_weights(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.n_tiles * p.qmax) {
-        return;
-    }
+    if (i >= p.n_tiles * p.qmax) { return; }
     let t = tiles[i / p.qmax];
     let q = i % p.qmax;
     let wlen = t.in_len * p.kh * p.kw;
-    if (q >= wlen || t.co_len == 0u) {
-        return;
-    }
+    if (q >= wlen || t.co_len == 0u) { return; }
     let last = t.co_len - 1u;
     var v: array<f32, 8>;
     for (var j = 0u; j < 8u; j++) {
@@ -228,9 +216,7 @@ fn pack_weights(id: Ids) {
 @compute @workgroup_size(WG)
 fn conv_pk8(id: Ids) {
     let s = site(id);
-    if (!s.ok) {
-        return;
-    }
+    if (!s.ok) { return; }
     let t = s.tile;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);

@@ -20,15 +20,37 @@ override WG: u32 = 64u;
 const RED: u32 = 64u;
 var<workgroup> partial: array<f32, RED>;
 
+// Where weight element e = ((o · C/G + ic) · kh + ky) · kw + kx sits: its filter o, tap
+// (ky, kx) and input channel ci (the ic-th channel of o's group).
+struct WeightTap {
+    o: u32,
+    ci: u32,
+    ky: u32,
+    kx: u32,
+}
+
+fn weight_tap(e: u32) -> WeightTap {
+    let kx = e % p.kw;
+    var t = e / p.kw;
+    let ky = t % p.kh;
+    t = t / p.kh;
+    let ic = t % p.cin_g;
+    let o = t / p.cin_g;
+    return WeightTap(o, (o / p.cout_g) * p.cin_g + ic, ky, kx);
+}
+
+// Writes v to out[o], or adds it when p.accumulate != 0 (gradients shared by several uses).
+fn put(o: u32, v: f32) {
+    out[o] = accumulated(out[o], v, p.accumulate);
+}
+
 // dx[bi, ci, y, x] = Σ over the filters o of ci's group and the taps (ky, kx) whose window
 // position is (y, x) of dy[bi, o, oy, ox] · w[o, ci mod C/G, ky, kx]. Gather form: one
 // invocation per dx element, no atomics. Added to dx when p.accumulate != 0.
 @compute @workgroup_size(WG)
 fn grad_input(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let x = i % p.w;
     var t = i / p.w;
     let y = t % p.h;
@@ -45,31 +67,19 @@ fn grad_input(id: Ids) {
         // Output row oy reads input row oy·sh + ky·dh − ph; invert it for y.
         let ty = y + p.ph;
         let dky = ky * p.dh;
-        if (ty < dky) {
-            break;
-        }
+        if (ty < dky) { break; }
         let ry = ty - dky;
-        if (ry % p.sh != 0u) {
-            continue;
-        }
+        if (ry % p.sh != 0u) { continue; }
         let oy = ry / p.sh;
-        if (oy >= p.oh) {
-            continue;
-        }
+        if (oy >= p.oh) { continue; }
         for (var kx = 0u; kx < p.kw; kx++) {
             let tx = x + p.pw;
             let dkx = kx * p.dw;
-            if (tx < dkx) {
-                break;
-            }
+            if (tx < dkx) { break; }
             let rx = tx - dkx;
-            if (rx % p.sw != 0u) {
-                continue;
-            }
+            if (rx % p.sw != 0u) { continue; }
             let ox = rx / p.sw;
-            if (ox >= p.ow) {
-                continue;
-            }
+            if (ox >= p.ow) { continue; }
             var gi = (bi * p.c_out + o0) * ohw + oy * p.ow + ox;
             var wi = o0 * wlen + (ic * p.kh + ky) * p.kw + kx;
             for (var oo = 0u; oo < p.cout_g; oo++) {
@@ -79,11 +89,7 @@ fn grad_input(id: Ids) {
             }
         }
     }
-    if (p.accumulate != 0u) {
-        out[i] = out[i] + acc;
-    } else {
-        out[i] = acc;
-    }
+    put(i, acc);
 }
 
 // Sums the RED lanes' partial values (tree in workgroup memory); lane 0 gets the total.
@@ -106,24 +112,16 @@ fn reduce(li: u32, v: f32) -> f32 {
 @compute @workgroup_size(RED)
 fn grad_weight(id: Ids) {
     let e = linear_wg(id.wg, id.nwg);
-    if (e >= p.total) {
-        return;
-    }
-    let kx = e % p.kw;
-    var t = e / p.kw;
-    let ky = t % p.kh;
-    t = t / p.kh;
-    let ic = t % p.cin_g;
-    let o = t / p.cin_g;
-    let ci = (o / p.cout_g) * p.cin_g + ic;
+    if (e >= p.total) { return; }
+    let tap = weight_tap(e);
     let ohw = p.oh * p.ow;
     let hw = p.h * p.w;
-    let dky = ky * p.dh;
-    let dkx = kx * p.dw;
+    let dky = tap.ky * p.dh;
+    let dkx = tap.kx * p.dw;
     var acc = 0.0;
     for (var bi = 0u; bi < p.batch; bi++) {
-        let xbase = (bi * p.c_in + ci) * hw;
-        let gbase = (bi * p.c_out + o) * ohw;
+        let xbase = (bi * p.c_in + tap.ci) * hw;
+        let gbase = (bi * p.c_out + tap.o) * ohw;
         for (var j = id.li; j < ohw; j += RED) {
             let ox = j % p.ow;
             let oy = j / p.ow;
@@ -146,29 +144,19 @@ fn grad_weight(id: Ids) {
 @compute @workgroup_size(WG)
 fn grad_weight_serial(id: Ids) {
     let e = flat(id, WG);
-    if (e >= p.total) {
-        return;
-    }
-    let kx = e % p.kw;
-    var t = e / p.kw;
-    let ky = t % p.kh;
-    t = t / p.kh;
-    let ic = t % p.cin_g;
-    let o = t / p.cin_g;
-    let ci = (o / p.cout_g) * p.cin_g + ic;
+    if (e >= p.total) { return; }
+    let tap = weight_tap(e);
     let ohw = p.oh * p.ow;
     let hw = p.h * p.w;
-    let dky = ky * p.dh;
-    let dkx = kx * p.dw;
+    let dky = tap.ky * p.dh;
+    let dkx = tap.kx * p.dw;
     var acc = 0.0;
     for (var bi = 0u; bi < p.batch; bi++) {
-        let xbase = (bi * p.c_in + ci) * hw;
-        let gbase = (bi * p.c_out + o) * ohw;
+        let xbase = (bi * p.c_in + tap.ci) * hw;
+        let gbase = (bi * p.c_out + tap.o) * ohw;
         for (var oy = 0u; oy < p.oh; oy++) {
             let iy = oy * p.sh + dky;
-            if (iy < p.ph || iy - p.ph >= p.h) {
-                continue;
-            }
+            if (iy < p.ph || iy - p.ph >= p.h) { continue; }
             let xrow = xbase + (iy - p.ph) * p.w;
             let grow = gbase + oy * p.ow;
             for (var ox = 0u; ox < p.ow; ox++) {
@@ -187,9 +175,7 @@ fn grad_weight_serial(id: Ids) {
 @compute @workgroup_size(RED)
 fn channel_sum(id: Ids) {
     let c = linear_wg(id.wg, id.nwg);
-    if (c >= p.total) {
-        return;
-    }
+    if (c >= p.total) { return; }
     var acc = 0.0;
     for (var bi = 0u; bi < p.batch; bi++) {
         let base = (bi * p.c_in + c) * p.h;
@@ -217,9 +203,7 @@ fn quad_px(p0: u32, k: u32, hw: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn grad_input_pw4(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let hw = p.h * p.w;
     let npq = (hw + 3u) / 4u;
     let nq = p.c_in / 4u;
@@ -256,12 +240,7 @@ fn grad_input_pw4(id: Ids) {
     for (var k = 0u; k < n; k++) {
         var v = vec4<f32>(acc0[k], acc1[k], acc2[k], acc3[k]);
         for (var j = 0u; j < 4u; j++) {
-            let o = xbase + j * hw + k;
-            if (p.accumulate != 0u) {
-                out[o] = out[o] + v[j];
-            } else {
-                out[o] = v[j];
-            }
+            put(xbase + j * hw + k, v[j]);
         }
     }
 }
@@ -271,9 +250,7 @@ fn grad_input_pw4(id: Ids) {
 @compute @workgroup_size(WG)
 fn grad_weight_pw4(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let hw = p.h * p.w;
     let nic = p.cin_g / 4u;
     let icq = i % nic;

@@ -43,9 +43,7 @@ fn conv_tiled(id: Ids) {
     // Everything but the pixel position comes from the workgroup id, so weight loads are
     // uniform across the workgroup (lavapipe then loads them once, not once per lane).
     let wid = linear_wg(id.wg, id.nwg);
-    if (wid >= p.total) {
-        return;
-    }
+    if (wid >= p.total) { return; }
     let pxb = wid % p.px_blocks;
     var r = wid / p.px_blocks;
     let oy = r % p.oh;
@@ -55,9 +53,7 @@ fn conv_tiled(id: Ids) {
     // Invocation li takes 8 consecutive pixels. (Interleaving pixels across the workgroup
     // so each load is contiguous across invocations measured 1.5× slower on lavapipe.)
     let pxt = pxb * WG + id.li;
-    if (pxt >= p.px_tiles) {
-        return;
-    }
+    if (pxt >= p.px_tiles) { return; }
     let tile = tiles[ti];
     let ox0 = pxt * 8u;
     let ix0 = i32(ox0 * SW) - i32(p.pw);
@@ -122,9 +118,7 @@ fn conv_tiled(id: Ids) {
         }
     }
     for (var co = 0u; co < 8u; co++) {
-        if (co >= tile.out_len) {
-            break;
-        }
+        if (co >= tile.out_len) { break; }
         let o = chan[tile.out_start + co];
         let bv = bias[o];
         let base = ((n * p.c_out + o) * p.oh + oy) * p.ow;

@@ -20,11 +20,7 @@
 override WG: u32 = 64u;
 
 fn store(i: u32, v: f32) {
-    if (p.accumulate != 0u) {
-        out[i] += v;
-    } else {
-        out[i] = v;
-    }
+    out[i] = accumulated(out[i], v, p.accumulate);
 }
 
 @compute @workgroup_size(WG)

@@ -24,9 +24,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn select_rows(id: Ids) {
     let r = flat(id, WG);
-    if (r >= p.total) {
-        return;
-    }
+    if (r >= p.total) { return; }
     let base = r * p.groups;
     var best = 0u;
     var bv = fa[base];
@@ -55,9 +53,7 @@ fn select_rows(id: Ids) {
 @compute @workgroup_size(WG)
 fn masked_weight(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let nc = i / p.kk;
     let ci = nc % p.c;
     let n = nc / p.c;
@@ -72,9 +68,7 @@ fn masked_weight(id: Ids) {
 @compute @workgroup_size(WG)
 fn mask_grad(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let base = i * p.kk;
     var acc = 0.0;
     for (var k = 0u; k < p.kk; k++) {
@@ -88,9 +82,7 @@ fn mask_grad(id: Ids) {
 @compute @workgroup_size(WG)
 fn select_in_grad(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let j = i % p.groups;
     let ci = i / p.groups;
     let row = ci * p.groups;
@@ -114,9 +106,7 @@ fn select_in_grad(id: Ids) {
 @compute @workgroup_size(WG)
 fn select_out_grad(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.total) {
-        return;
-    }
+    if (i >= p.total) { return; }
     let j = i % p.groups;
     let n = i / p.groups;
     let row = n * p.groups;

@@ -14,9 +14,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn gather(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
+    if (i >= p.len) { return; }
     let q = i % p.hw;
     let oc = (i / p.hw) % p.c_out;
     let n = i / (p.hw * p.c_out);
@@ -27,9 +25,7 @@ fn gather(id: Ids) {
 @compute @workgroup_size(WG)
 fn gather_into(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
+    if (i >= p.len) { return; }
     let q = i % p.hw;
     let j = (i / p.hw) % p.pairs;
     let n = i / (p.hw * p.pairs);

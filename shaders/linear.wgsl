@@ -11,9 +11,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn linear(id: Ids) {
     let j = flat(id, WG);
-    if (j >= p.rows) {
-        return;
-    }
+    if (j >= p.rows) { return; }
     let wrow = j * p.in_f;
     let o = p.row0 + j;
     var b = 0.0;

@@ -14,28 +14,20 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn linear_grad_input(id: Ids) {
     let e = flat(id, WG);
-    if (e >= p.batch * p.in_features) {
-        return;
-    }
+    if (e >= p.batch * p.in_features) { return; }
     let i = e % p.in_features;
     let n = e / p.in_features;
     var s = 0.0;
     for (var j = 0u; j < p.rows; j++) {
         s += a[n * p.out_features + p.row0 + j] * b[j * p.in_features + i];
     }
-    if (p.accumulate != 0u) {
-        out[e] += s;
-    } else {
-        out[e] = s;
-    }
+    out[e] = accumulated(out[e], s, p.accumulate);
 }
 
 @compute @workgroup_size(WG)
 fn linear_grad_weight(id: Ids) {
     let e = flat(id, WG);
-    if (e >= p.rows * p.in_features) {
-        return;
-    }
+    if (e >= p.rows * p.in_features) { return; }
     let i = e % p.in_features;
     let j = p.row0 + e / p.in_features;
     var s = 0.0;
@@ -48,9 +40,7 @@ fn linear_grad_weight(id: Ids) {
 @compute @workgroup_size(WG)
 fn linear_grad_bias(id: Ids) {
     let j = flat(id, WG);
-    if (j >= p.out_features) {
-        return;
-    }
+    if (j >= p.out_features) { return; }
     var s = 0.0;
     for (var n = 0u; n < p.batch; n++) {
         s += a[n * p.out_features + j];

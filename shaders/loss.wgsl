@@ -14,9 +14,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn softmax_cross_entropy(id: Ids) {
     let r = flat(id, WG);
-    if (r >= p.batch) {
-        return;
-    }
+    if (r >= p.batch) { return; }
     let base = r * p.classes;
     let label = labels[r];
     if (label >= p.classes) {

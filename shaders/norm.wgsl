@@ -10,9 +10,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn batch_norm(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
+    if (i >= p.len) { return; }
     let c = (i / p.hw) % p.channels;
     out[i] = act(x[i] * scale_shift[c] + scale_shift[p.channels + c], p.act);
 }

@@ -83,9 +83,7 @@ fn bn_stats(id: Ids) {
 @compute @workgroup_size(WG)
 fn bn_normalize(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
+    if (i >= p.len) { return; }
     let c = (i / p.hw) % p.channels;
     w5[i] = act((r1[i] - w6[c]) * w6[p.channels + c] * r2[c] + r3[c], p.act);
 }
@@ -117,17 +115,11 @@ fn bn_grad_params(id: Ids) {
 @compute @workgroup_size(WG)
 fn bn_grad_input(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
+    if (i >= p.len) { return; }
     let c = (i / p.hw) % p.channels;
     let invstd = r3[p.channels + c];
     let xhat = (r1[i] - r3[c]) * invstd;
     let nf = f32(p.n);
     let v = r2[c] * invstd * (r4[i] - w7[c] / nf - xhat * (w6[c] / nf));
-    if (p.accumulate != 0u) {
-        w5[i] += v;
-    } else {
-        w5[i] = v;
-    }
+    w5[i] = accumulated(w5[i], v, p.accumulate);
 }

@@ -12,9 +12,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn sgd(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
+    if (i >= p.len) { return; }
     let lr = hyper[0];
     let w = param[i];
     let d = grad[i] + p.weight_decay * w;

@@ -12,8 +12,8 @@
 // `p: Params` and the bindings are generated from the declaration in
 // src/gpu/kernels/pool.rs (see gpu::declare).
 
-// The forward input (backward: max pooling reads it; the others bind dy here).
-// The output gradient (forward: bound to x, unused).
+// `x` is the forward input (backward: max pooling reads it; the others bind dy there);
+// `dy` the output gradient (forward: bound to x, unused).
 
 override WG: u32 = 64u;
 
@@ -26,16 +26,38 @@ fn window(oy: u32, ox: u32) -> vec4<u32> {
     return vec4<u32>(u32(max(y0, 0)), u32(max(y1, 0)), u32(max(x0, 0)), u32(max(x1, 0)));
 }
 
+// Element i of planes of w × h: (x, y, plane).
+fn at(i: u32, w: u32, h: u32) -> vec3<u32> {
+    return vec3<u32>(i % w, (i / w) % h, i / (w * h));
+}
+
+// Adaptive-pooling bin of output (oy, ox): [y0, y1) x [x0, x1), PyTorch's edges.
+fn bin(oy: u32, ox: u32) -> vec4<u32> {
+    let y0 = oy * p.h / p.oh;
+    let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
+    let x0 = ox * p.w / p.ow;
+    let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+    return vec4<u32>(y0, y1, x0, x1);
+}
+
+// Sum of x over the rectangle r = [y0, y1) x [x0, x1) of the plane at base.
+fn window_sum(base: u32, r: vec4<u32>) -> f32 {
+    var s = 0.0;
+    for (var iy = r.x; iy < r.y; iy++) {
+        for (var ix = r.z; ix < r.w; ix++) {
+            s += x[base + iy * p.w + ix];
+        }
+    }
+    return s;
+}
+
 @compute @workgroup_size(WG)
 fn max_pool(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let base = (i / (p.ow * p.oh)) * p.h * p.w;
-    let r = window(oy, ox);
+    if (i >= p.len) { return; }
+    let o = at(i, p.ow, p.oh);
+    let base = o.z * p.h * p.w;
+    let r = window(o.y, o.x);
     // A window entirely in the padding gives -inf, like the CPU reference.
     var m = p.neg_inf;
     for (var iy = r.x; iy < r.y; iy++) {
@@ -53,50 +75,27 @@ fn max_pool(id: Ids) {
 @compute @workgroup_size(WG)
 fn avg_pool(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let base = (i / (p.ow * p.oh)) * p.h * p.w;
-    let r = window(oy, ox);
-    var s = 0.0;
-    for (var iy = r.x; iy < r.y; iy++) {
-        for (var ix = r.z; ix < r.w; ix++) {
-            s += x[base + iy * p.w + ix];
-        }
-    }
+    if (i >= p.len) { return; }
+    let o = at(i, p.ow, p.oh);
+    let base = o.z * p.h * p.w;
+    let r = window(o.y, o.x);
+    let s = window_sum(base, r);
     out[i] = s / f32(p.kh * p.kw);
 }
 
 @compute @workgroup_size(WG)
 fn adaptive_avg_pool(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let base = (i / (p.ow * p.oh)) * p.h * p.w;
-    let y0 = oy * p.h / p.oh;
-    let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
-    let x0 = ox * p.w / p.ow;
-    let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
-    var s = 0.0;
-    for (var iy = y0; iy < y1; iy++) {
-        for (var ix = x0; ix < x1; ix++) {
-            s += x[base + iy * p.w + ix];
-        }
-    }
-    out[i] = s / f32((y1 - y0) * (x1 - x0));
+    if (i >= p.len) { return; }
+    let o = at(i, p.ow, p.oh);
+    let base = o.z * p.h * p.w;
+    let r = bin(o.y, o.x);
+    let s = window_sum(base, r);
+    out[i] = s / f32((r.y - r.x) * (r.w - r.z));
 }
 
 fn store(i: u32, v: f32) {
-    if (p.accumulate != 0u) {
-        out[i] += v;
-    } else {
-        out[i] = v;
-    }
+    out[i] = accumulated(out[i], v, p.accumulate);
 }
 
 // Outputs o along one axis whose window [o*s - pad, o*s - pad + k) contains input i:
@@ -115,30 +114,22 @@ fn out_range(i: u32, k: u32, s: u32, pad: u32, o: u32) -> vec2<u32> {
 @compute @workgroup_size(WG)
 fn max_pool_backward(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let plane = i / (p.w * p.h);
+    if (i >= p.len) { return; }
+    let q = at(i, p.w, p.h);
+    let plane = q.z;
     let base = plane * p.h * p.w;
-    let me = iy * p.w + ix;
-    let ry = out_range(iy, p.kh, p.sh, p.ph, p.oh);
-    let rx = out_range(ix, p.kw, p.sw, p.pw, p.ow);
+    let me = q.y * p.w + q.x;
+    let ry = out_range(q.y, p.kh, p.sh, p.ph, p.oh);
+    let rx = out_range(q.x, p.kw, p.sw, p.pw, p.ow);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
-        let y0 = i32(oy * p.sh) - i32(p.ph);
-        let ya = u32(max(y0, 0));
-        let yb = u32(min(y0 + i32(p.kh), i32(p.h)));
         for (var ox = rx.x; ox < rx.y; ox++) {
-            let x0 = i32(ox * p.sw) - i32(p.pw);
-            let xa = u32(max(x0, 0));
-            let xb = u32(min(x0 + i32(p.kw), i32(p.w)));
+            let r = window(oy, ox);
             // First maximum of the clipped window, in the CPU's scan order.
-            var best = ya * p.w + xa;
+            var best = r.x * p.w + r.z;
             var bv = x[base + best];
-            for (var yy = ya; yy < yb; yy++) {
-                for (var xx = xa; xx < xb; xx++) {
+            for (var yy = r.x; yy < r.y; yy++) {
+                for (var xx = r.z; xx < r.w; xx++) {
                     let v = x[base + yy * p.w + xx];
                     if (v > bv || v != v) {
                         best = yy * p.w + xx;
@@ -157,14 +148,11 @@ fn max_pool_backward(id: Ids) {
 @compute @workgroup_size(WG)
 fn avg_pool_backward(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let plane = i / (p.w * p.h);
-    let ry = out_range(iy, p.kh, p.sh, p.ph, p.oh);
-    let rx = out_range(ix, p.kw, p.sw, p.pw, p.ow);
+    if (i >= p.len) { return; }
+    let q = at(i, p.w, p.h);
+    let plane = q.z;
+    let ry = out_range(q.y, p.kh, p.sh, p.ph, p.oh);
+    let rx = out_range(q.x, p.kw, p.sw, p.pw, p.ow);
     let count = f32(p.kh * p.kw);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
@@ -186,22 +174,16 @@ fn bin_range(i: u32, n: u32, o: u32) -> vec2<u32> {
 @compute @workgroup_size(WG)
 fn adaptive_avg_pool_backward(id: Ids) {
     let i = flat(id, WG);
-    if (i >= p.len) {
-        return;
-    }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let plane = i / (p.w * p.h);
-    let ry = bin_range(iy, p.h, p.oh);
-    let rx = bin_range(ix, p.w, p.ow);
+    if (i >= p.len) { return; }
+    let q = at(i, p.w, p.h);
+    let plane = q.z;
+    let ry = bin_range(q.y, p.h, p.oh);
+    let rx = bin_range(q.x, p.w, p.ow);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
-        let y0 = oy * p.h / p.oh;
-        let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
         for (var ox = rx.x; ox < rx.y; ox++) {
-            let x0 = ox * p.w / p.ow;
-            let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
-            acc += dy[(plane * p.oh + oy) * p.ow + ox] / f32((y1 - y0) * (x1 - x0));
+            let r = bin(oy, ox);
+            acc += dy[(plane * p.oh + oy) * p.ow + ox] / f32((r.y - r.x) * (r.w - r.z));
         }
     }
     store(i, acc);

@@ -19,6 +19,12 @@ fn flat(id: Ids, size: u32) -> u32 {
     return linear_wg(id.wg, id.nwg) * size + id.li;
 }
 
+// What a gradient kernel stores: v, or old + v when it accumulates into a gradient shared by
+// several uses (`accumulate` != 0).
+fn accumulated(old: f32, v: f32, accumulate: u32) -> f32 {
+    return select(v, old + v, accumulate != 0u);
+}
+
 // The epilogue activation `gpu::Activation::code`: 0 none, 1 ReLU, 2 ReLU6. NaN propagates,
 // as in PyTorch (`select` keeps x when the comparison is false).
 fn act(x: f32, code: u32) -> f32 {

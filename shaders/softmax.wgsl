@@ -9,9 +9,7 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn softmax(id: Ids) {
     let r = flat(id, WG);
-    if (r >= p.batch) {
-        return;
-    }
+    if (r >= p.batch) { return; }
     let base = r * p.features;
     var m = x[base];
     for (var k = 1u; k < p.features; k++) {

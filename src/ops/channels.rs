@@ -4,7 +4,7 @@
 //! fold, [`crate::graph::fold_permutations()`]) lists them in any order, so one copy does the
 //! work of the whole chain.
 
-use super::{chw, same_shape, Backward, OpCost, OpDef, ParamDecl, Params, Saved};
+use super::{chw, same_shape, Backward, OpDef, Params, Saved};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -74,12 +74,6 @@ impl OpDef for Concat {
         }
         let [h, w] = hw.unwrap_or([0, 0]);
         Ok(vec![self.sources.len(), h, w])
-    }
-    fn params(&self) -> Vec<ParamDecl> {
-        Vec::new()
-    }
-    fn cost(&self, _ins: &[&[usize]], _out: &[usize]) -> OpCost {
-        OpCost::default()
     }
     fn forward(&self, _p: &Params<'_>, ins: &[&Tensor]) -> Result<Tensor> {
         concat_channels(ins, &self.sources)

@@ -190,9 +190,6 @@ impl OpDef for Conv2dSpec {
     fn kind(&self) -> &'static str {
         "conv2d"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         let [c, h, w] = chw(layer, self.kind(), ins[0])?;
         self.check(layer, c, true)?;

@@ -150,9 +150,6 @@ impl OpDef for GroupedConvTable {
     fn kind(&self) -> &'static str {
         "grouped_conv_table"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         let [c, h, w] = chw(layer, self.kind(), ins[0])?;
         self.validate(layer, c)?;

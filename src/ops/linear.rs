@@ -22,9 +22,6 @@ impl OpDef for Linear {
     fn kind(&self) -> &'static str {
         "linear"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         let f = flat(layer, self.kind(), ins[0])?;
         if f != self.in_features {

@@ -165,15 +165,21 @@ impl Backward {
 pub trait OpDef {
     /// Short lowercase name (`conv2d`, `batch_norm`), as in the exported graph JSON.
     fn kind(&self) -> &'static str;
-    /// Number of inputs.
-    fn arity(&self) -> usize;
+    /// Number of inputs (one unless said otherwise).
+    fn arity(&self) -> usize {
+        1
+    }
     /// Checks the hyper-parameters against the per-sample input shapes and returns the
     /// per-sample output shape; errors name `layer` and the numbers involved.
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>>;
-    /// Parameter and buffer tensors, in torchvision's `state_dict` order.
-    fn params(&self) -> Vec<ParamDecl>;
-    /// Per-sample cost given the per-sample input and output shapes.
-    fn cost(&self, ins: &[&[usize]], out: &[usize]) -> OpCost;
+    /// Parameter and buffer tensors, in torchvision's `state_dict` order (none by default).
+    fn params(&self) -> Vec<ParamDecl> {
+        Vec::new()
+    }
+    /// Per-sample cost given the per-sample input and output shapes (free by default).
+    fn cost(&self, _ins: &[&[usize]], _out: &[usize]) -> OpCost {
+        OpCost::default()
+    }
     /// Inference forward on the CPU (`[B, …]` tensors).
     fn forward(&self, p: &Params<'_>, ins: &[&Tensor]) -> Result<Tensor>;
     /// Training forward: like [`forward`](Self::forward), keeping what the backward needs.

@@ -19,9 +19,6 @@ impl OpDef for BatchNorm {
     fn kind(&self) -> &'static str {
         "batch_norm"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         let [c, _, _] = chw(layer, self.kind(), ins[0])?;
         if c != self.channels {

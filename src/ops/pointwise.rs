@@ -154,12 +154,6 @@ impl OpDef for Mul {
             )),
         }
     }
-    fn params(&self) -> Vec<ParamDecl> {
-        Vec::new()
-    }
-    fn cost(&self, _ins: &[&[usize]], _out: &[usize]) -> OpCost {
-        OpCost::default()
-    }
     fn forward(&self, _p: &Params<'_>, ins: &[&Tensor]) -> Result<Tensor> {
         mul(ins[0], ins[1])
     }

@@ -1,7 +1,7 @@
 //! Pooling: max, average (zero padding counted, PyTorch's default) and adaptive average;
 //! shape rules, CPU forward and backward.
 
-use super::{chw, same_shape, Backward, OpCost, OpDef, ParamDecl, Params, Saved};
+use super::{chw, same_shape, Backward, OpDef, Params, Saved};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::tensor::Tensor;
@@ -83,17 +83,8 @@ impl OpDef for MaxPool {
     fn kind(&self) -> &'static str {
         "max_pool"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         self.0.infer(layer, self.kind(), ins[0])
-    }
-    fn params(&self) -> Vec<ParamDecl> {
-        Vec::new()
-    }
-    fn cost(&self, _ins: &[&[usize]], _out: &[usize]) -> OpCost {
-        OpCost::default()
     }
     fn forward(&self, _p: &Params<'_>, ins: &[&Tensor]) -> Result<Tensor> {
         max_pool2d(ins[0], &self.0)
@@ -116,17 +107,8 @@ impl OpDef for AvgPool {
     fn kind(&self) -> &'static str {
         "avg_pool"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         self.0.infer(layer, self.kind(), ins[0])
-    }
-    fn params(&self) -> Vec<ParamDecl> {
-        Vec::new()
-    }
-    fn cost(&self, _ins: &[&[usize]], _out: &[usize]) -> OpCost {
-        OpCost::default()
     }
     fn forward(&self, _p: &Params<'_>, ins: &[&Tensor]) -> Result<Tensor> {
         avg_pool2d(ins[0], &self.0)
@@ -151,9 +133,6 @@ impl OpDef for AdaptiveAvgPool {
     fn kind(&self) -> &'static str {
         "adaptive_avg_pool"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         let [c, h, w] = chw(layer, self.kind(), ins[0])?;
         if self.output.contains(&0) || h == 0 || w == 0 {
@@ -174,12 +153,6 @@ impl OpDef for AdaptiveAvgPool {
             ));
         }
         Ok(vec![c, oh, ow])
-    }
-    fn params(&self) -> Vec<ParamDecl> {
-        Vec::new()
-    }
-    fn cost(&self, _ins: &[&[usize]], _out: &[usize]) -> OpCost {
-        OpCost::default()
     }
     fn forward(&self, _p: &Params<'_>, ins: &[&Tensor]) -> Result<Tensor> {
         adaptive_avg_pool2d(ins[0], self.output)

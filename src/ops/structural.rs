@@ -103,9 +103,6 @@ impl OpDef for Flatten {
     fn kind(&self) -> &'static str {
         "flatten"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, _layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         Ok(vec![ins[0].iter().product()])
     }
@@ -137,9 +134,6 @@ pub struct Dropout {
 impl OpDef for Dropout {
     fn kind(&self) -> &'static str {
         "dropout"
-    }
-    fn arity(&self) -> usize {
-        1
     }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         if !(0.0..1.0).contains(&self.p) {
@@ -195,9 +189,6 @@ impl OpDef for Softmax {
     fn kind(&self) -> &'static str {
         "softmax"
     }
-    fn arity(&self) -> usize {
-        1
-    }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         Ok(vec![flat(layer, self.kind(), ins[0])?])
     }
@@ -227,9 +218,6 @@ pub struct Gather {
 impl OpDef for Gather {
     fn kind(&self) -> &'static str {
         "gather"
-    }
-    fn arity(&self) -> usize {
-        1
     }
     fn infer_shape(&self, layer: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
         let [c, h, w] = chw(layer, self.kind(), ins[0])?;

@@ -3,7 +3,7 @@
 //! the element-wise ops of squeeze-excitation blocks (sigmoid, hard sigmoid, hard swish, the
 //! channel-broadcast gate).
 
-use super::{check_arg, check_arg_min, check_dims, element_grid, Arg, Call, WG};
+use super::{check_arg, check_arg_min, check_dims, element_grid, per_element, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::ops::Activation;
@@ -302,13 +302,12 @@ pub fn mul_channel(
         ..Elementwise::len(len).params()
     };
     let args = binary(x, gate, out);
-    let grid = element_grid(ctx, label, len, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry("mul_channel", &[("WG", WG)]),
+        (&SHADER, "mul_channel"),
         &params,
         args.into_vec(),
-        grid,
+        len,
     )
 }

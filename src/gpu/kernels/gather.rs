@@ -1,7 +1,7 @@
 //! Launcher for `shaders/gather.wgsl`: channel gather, `out[n, c] = x[n, indices[c]]`, and the
 //! per-input copies of a channel concat.
 
-use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
+use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
@@ -91,14 +91,13 @@ pub fn gather(
         len: len as u32,
         ..GatherParams::default()
     };
-    let grid = element_grid(ctx, label, len, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry("gather", &[("WG", WG)]),
+        (&SHADER, "gather"),
         &params,
         args.into_vec(),
-        grid,
+        len,
     )
 }
 
@@ -158,13 +157,12 @@ pub fn gather_into(
         pairs: pairs as u32,
         ..GatherParams::default()
     };
-    let grid = element_grid(ctx, label, len, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry("gather_into", &[("WG", WG)]),
+        (&SHADER, "gather_into"),
         &params,
         args.into_vec(),
-        grid,
+        len,
     )
 }

@@ -2,7 +2,7 @@
 //! (`ops::linear_backward`), chunk by chunk for a weight split by rows.
 
 use super::linear::LinearShape;
-use super::{check_arg, element_grid, Arg, Call, WG};
+use super::{check_arg, per_element, Arg, Call};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
@@ -83,15 +83,7 @@ pub fn backward(
             b: b.clone(),
             out: out.clone(),
         };
-        let grid = element_grid(ctx, label, len, WG)?;
-        Call::new(
-            ctx,
-            label,
-            SHADER.entry(entry, &[("WG", WG)]),
-            p,
-            args.into_vec(),
-            grid,
-        )
+        per_element(ctx, label, (&SHADER, entry), p, args.into_vec(), len)
     };
     let mut row0 = 0;
     for (k, &r) in rows.iter().enumerate() {

@@ -49,3 +49,24 @@ pub fn all_shaders() -> [&'static ShaderSpec; 14] {
 
 /// Invocations per workgroup of the simple element-wise kernels.
 pub const WG: u32 = 64;
+
+/// A call of `shader`'s entry point `entry` with one invocation per element of `len`, in
+/// [`WG`]-wide workgroups (the shape of every element-wise kernel).
+pub fn per_element<P: crate::gpu::declare::WgslStruct>(
+    ctx: &crate::gpu::GpuContext,
+    label: &str,
+    (shader, entry): (&'static ShaderSpec, &'static str),
+    params: &P,
+    args: Vec<Arg>,
+    len: usize,
+) -> crate::error::Result<Call> {
+    let grid = element_grid(ctx, label, len, WG)?;
+    Call::new(
+        ctx,
+        label,
+        shader.entry(entry, &[("WG", WG)]),
+        params,
+        args,
+        grid,
+    )
+}

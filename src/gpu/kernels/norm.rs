@@ -2,7 +2,7 @@
 //! activation fused. [`BnShape`] is shared with the training kernels of
 //! [`super::norm_train`].
 
-use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
+use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::ops::Activation;
@@ -113,13 +113,12 @@ pub fn batch_norm(
         hw: s.hw as u32,
         act: act.code(),
     };
-    let grid = element_grid(ctx, label, len, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry("batch_norm", &[("WG", WG)]),
+        (&SHADER, "batch_norm"),
         &params,
         args.into_vec(),
-        grid,
+        len,
     )
 }

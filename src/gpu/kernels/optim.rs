@@ -1,7 +1,7 @@
 //! Launcher for `shaders/optim.wgsl`: SGD with momentum and weight decay, in place
 //! (`train::Sgd::step`), the learning rate read from a small buffer rewritten each step.
 
-use super::{check_arg, check_arg_min, check_dims, element_grid, Call, WG};
+use super::{check_arg, check_arg_min, check_dims, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::train::SgdConfig;
@@ -71,13 +71,5 @@ pub fn sgd(
         weight_decay,
         _pad0: 0,
     };
-    let grid = element_grid(ctx, label, len, WG)?;
-    Call::new(
-        ctx,
-        label,
-        SHADER.entry("sgd", &[("WG", WG)]),
-        &params,
-        args.into_vec(),
-        grid,
-    )
+    per_element(ctx, label, (&SHADER, "sgd"), &params, args.into_vec(), len)
 }

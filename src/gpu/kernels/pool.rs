@@ -1,7 +1,7 @@
 //! Launcher for `shaders/pool.wgsl`: max, average and adaptive average pooling and their
 //! backward (gather form, one invocation per input element).
 
-use super::{check_arg, check_dims, checked_len, element_grid, Arg, Call, WG};
+use super::{check_arg, check_dims, checked_len, per_element, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::Pool2dSpec;
@@ -187,14 +187,13 @@ pub fn forward(ctx: &GpuContext, label: &str, s: &PoolShape, x: &Arg, out: &Arg)
         dy: x.clone(),
         out: out.clone(),
     };
-    let grid = element_grid(ctx, label, p.len as usize, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry(s.entry(false), &[("WG", WG)]),
+        (&SHADER, s.entry(false)),
         &p,
         args.into_vec(),
-        grid,
+        p.len as usize,
     )
 }
 
@@ -233,13 +232,12 @@ pub fn backward(
         dy: dy.clone(),
         out: dx.clone(),
     };
-    let grid = element_grid(ctx, label, p.len as usize, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry(s.entry(true), &[("WG", WG)]),
+        (&SHADER, s.entry(true)),
         &p,
         args.into_vec(),
-        grid,
+        p.len as usize,
     )
 }

@@ -1,6 +1,6 @@
 //! Launcher for `shaders/softmax.wgsl`: softmax over each row of a `[batch, features]` tensor.
 
-use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
+use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
@@ -49,13 +49,12 @@ pub fn softmax(
         features: features as u32,
         ..SoftmaxParams::default()
     };
-    let grid = element_grid(ctx, label, batch, WG)?;
-    Call::new(
+    per_element(
         ctx,
         label,
-        SHADER.entry("softmax", &[("WG", WG)]),
+        (&SHADER, "softmax"),
         &params,
         args.into_vec(),
-        grid,
+        batch,
     )
 }

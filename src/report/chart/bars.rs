@@ -20,27 +20,8 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
         hi: n as f64 - 0.5,
         n,
     };
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(8)
-        .margin_left(10)
-        .margin_right(20)
-        .margin_bottom(8)
-        .x_label_area_size(xl.band)
-        .y_label_area_size(y_band)
-        .build_cartesian_2d(x_axis, lo..hi)?;
-
-    let cats = &c.categories;
-    let x_fmt = |x: &f64| {
-        if xl.rotated {
-            return String::new();
-        }
-        let i = x.round();
-        if i >= 0.0 && (i as usize) < n {
-            cats[i as usize].clone()
-        } else {
-            String::new()
-        }
-    };
+    let mut chart = frame(area, &xl, y_band, x_axis, lo..hi)?;
+    let x_fmt = |x: &f64| category_label(&xl, &c.categories, *x);
     let y_fmt = |y: &f64| fmt_number(*y);
     chart
         .configure_mesh()
@@ -116,5 +97,5 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
         }
     }
 
-    draw_x_labels(root, cats, &xl, |i| chart.backend_coord(&(i as f64, lo)))
+    draw_x_labels(root, &c.categories, &xl, |i| chart.backend_coord(&(i as f64, lo)))
 }

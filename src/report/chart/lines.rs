@@ -20,27 +20,8 @@ pub(super) fn draw_lines<DB: DrawingBackend>(
         hi: (n - 1) as f64 + pad,
         n,
     };
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(8)
-        .margin_left(10)
-        .margin_right(20)
-        .margin_bottom(8)
-        .x_label_area_size(xl.band)
-        .y_label_area_size(y_band)
-        .build_cartesian_2d(x_axis, lo..hi)?;
-
-    let labels = &c.x_labels;
-    let x_fmt = |x: &f64| {
-        if xl.rotated {
-            return String::new();
-        }
-        let i = x.round();
-        if i >= 0.0 && (i as usize) < n {
-            labels[i as usize].clone()
-        } else {
-            String::new()
-        }
-    };
+    let mut chart = frame(area, &xl, y_band, x_axis, lo..hi)?;
+    let x_fmt = |x: &f64| category_label(&xl, &c.x_labels, *x);
     let y_fmt = |y: &f64| fmt_number(*y);
     chart
         .configure_mesh()
@@ -84,5 +65,5 @@ pub(super) fn draw_lines<DB: DrawingBackend>(
         }
     }
 
-    draw_x_labels(root, labels, &xl, |i| chart.backend_coord(&(i as f64, lo)))
+    draw_x_labels(root, &c.x_labels, &xl, |i| chart.backend_coord(&(i as f64, lo)))
 }

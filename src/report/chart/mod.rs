@@ -371,6 +371,36 @@ fn x_label_layout<DB: DrawingBackend>(
 }
 
 /// Draw rotated x tick labels (horizontal ones are drawn by the mesh).
+/// The plot both chart kinds draw in: margins, label bands and a categorical x axis.
+type Frame<'a, DB> = ChartContext<'a, DB, Cartesian2d<Positions, RangedCoordf64>>;
+
+fn frame<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    xl: &XLabels,
+    y_band: i32,
+    x_axis: Positions,
+    y: std::ops::Range<f64>,
+) -> DrawResult<Frame<'a, DB>, DB> {
+    Ok(ChartBuilder::on(area)
+        .margin_top(8)
+        .margin_left(10)
+        .margin_right(20)
+        .margin_bottom(8)
+        .x_label_area_size(xl.band)
+        .y_label_area_size(y_band)
+        .build_cartesian_2d(x_axis, y)?)
+}
+
+/// The tick label at category position `x`: its name, or nothing between categories and when
+/// the names are drawn rotated by [`draw_x_labels`].
+fn category_label(xl: &XLabels, names: &[String], x: f64) -> String {
+    let i = x.round();
+    if xl.rotated || i < 0.0 || i as usize >= names.len() {
+        return String::new();
+    }
+    names[i as usize].clone()
+}
+
 fn draw_x_labels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     labels: &[String],
