@@ -381,14 +381,14 @@ fn frame<'a, DB: DrawingBackend>(
     x_axis: Positions,
     y: std::ops::Range<f64>,
 ) -> DrawResult<Frame<'a, DB>, DB> {
-    Ok(ChartBuilder::on(area)
+    ChartBuilder::on(area)
         .margin_top(8)
         .margin_left(10)
         .margin_right(20)
         .margin_bottom(8)
         .x_label_area_size(xl.band)
         .y_label_area_size(y_band)
-        .build_cartesian_2d(x_axis, y)?)
+        .build_cartesian_2d(x_axis, y)
 }
 
 /// The tick label at category position `x`: its name, or nothing between categories and when
