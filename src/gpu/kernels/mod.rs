@@ -8,6 +8,7 @@
 
 pub mod conv;
 pub mod conv_backward;
+pub mod conv_grad_fast;
 pub mod conv_tiled;
 pub mod elementwise;
 pub mod flgc;
@@ -28,10 +29,11 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 14] {
+pub fn all_shaders() -> [&'static ShaderSpec; 15] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
+        &conv_grad_fast::SHADER,
         &conv_tiled::SHADER,
         &elementwise::SHADER,
         &flgc::SHADER,
