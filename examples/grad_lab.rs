@@ -266,6 +266,56 @@ fn time_steps(ctx: &Arc<GpuContext>, rounds: usize) -> gconv::Result<()> {
     Ok(())
 }
 
+/// Where a GPU step's time goes with the chosen kernels: per kernel family and the slowest
+/// dispatches (one submit per dispatch, so slower than a real step).
+fn profile(ctx: &Arc<GpuContext>, kind: ConvKind, g: usize) -> gconv::Result<()> {
+    let batch = 32;
+    let x = Tensor::from_fn(&[batch, 1, 28, 28], |i| ((i % 97) as f32 / 97.0) - 0.5);
+    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+    let graph = fmnist(kind, g)?;
+    let w = Weights::init(&graph, 0);
+    let mut t = GpuTrainer::new(ctx.clone(), graph, w, TrainConfig::default())?;
+    let prof = t.profile_step(&x, &labels)?;
+    let mut steps = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        t.train_step(&x, &labels)?;
+        steps.push(t0.elapsed().as_secs_f64());
+    }
+    println!(
+        "whole step (median of 3): {:.1} ms",
+        median(&mut steps) * 1e3
+    );
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    let mut fam: std::collections::BTreeMap<String, f64> = Default::default();
+    for (l, s) in &prof {
+        let k = l.rsplit('[').next().unwrap_or(l).trim_end_matches(']');
+        let k = k.split("::").next().unwrap_or(k).to_string();
+        *fam.entry(k).or_default() += s;
+    }
+    let mut fam: Vec<_> = fam.into_iter().collect();
+    fam.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "profile {kind:?} G={g}: {:.1} ms over {} dispatches",
+        total * 1e3,
+        prof.len()
+    );
+    for (k, s) in &fam {
+        println!("  {:>8.1} ms  {k}", s * 1e3);
+    }
+    let mut p = prof.clone();
+    p.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (l, s) in p.iter().take(15) {
+        println!("  {:>8.2} ms  {l}", s * 1e3);
+    }
+    if let Ok(f) = std::env::var("GRAD_LAB_FILTER") {
+        for (l, s) in p.iter().filter(|(l, _)| l.contains(&f)) {
+            println!("  {:>8.2} ms  {l}", s * 1e3);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> gconv::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -289,6 +339,10 @@ fn main() -> gconv::Result<()> {
     }
     if what == "steps" || what == "all" {
         time_steps(&ctx, rounds)?;
+    }
+    if what == "profile" {
+        profile(&ctx, ConvKind::Dense, 1)?;
+        profile(&ctx, ConvKind::Sgc, 4)?;
     }
     Ok(())
 }
