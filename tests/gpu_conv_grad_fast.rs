@@ -7,6 +7,7 @@
 mod common;
 
 use gconv::gpu::kernels::conv::ConvShape;
+use gconv::gpu::kernels::conv_grad_fast::plan::{DwTile, DxTile, EntryKind};
 use gconv::gpu::kernels::conv_grad_fast::{self as fast, codegen, plan};
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};
@@ -62,6 +63,11 @@ struct Case {
 
 /// dx (overwrite and accumulate) and dW of `c` on the GPU against `conv2d_backward`.
 fn check(ctx: &GpuContext, c: &Case, seed: u64) {
+    check_tiles(ctx, c, seed, (None, None));
+}
+
+/// [`check`] with the given tiles instead of the launcher's choice.
+fn check_tiles(ctx: &GpuContext, c: &Case, seed: u64, (tx, tw): (Option<DxTile>, Option<DwTile>)) {
     let s = &c.spec;
     let [h, w] = c.hw;
     let [oh, ow] = s.out_hw(h, w).expect("window fits");
@@ -81,14 +87,22 @@ fn check(ctx: &GpuContext, c: &Case, seed: u64) {
     let dx_acc = up(ctx, prior.data());
     let dw = up(ctx, &vec![7.0; wt.numel()]);
     let mut sc = scratch(ctx);
-    let mut calls = fast::grad_input(ctx, "dx", (&shape, false), (&dyb, &wb, &dx), &mut sc)
-        .expect("prepare dx");
+    let mut calls =
+        fast::grad_input_tiled(ctx, "dx", (&shape, false, tx), (&dyb, &wb, &dx), &mut sc)
+            .expect("prepare dx");
     calls.extend(
-        fast::grad_input(ctx, "dx+", (&shape, true), (&dyb, &wb, &dx_acc), &mut sc)
-            .expect("prepare dx+"),
+        fast::grad_input_tiled(
+            ctx,
+            "dx+",
+            (&shape, true, tx),
+            (&dyb, &wb, &dx_acc),
+            &mut sc,
+        )
+        .expect("prepare dx+"),
     );
     calls.extend(
-        fast::grad_weight(ctx, "dw", &shape, (&xb, &dyb, &dw), &mut sc).expect("prepare dw"),
+        fast::grad_weight_tiled(ctx, "dw", (&shape, tw), (&xb, &dyb, &dw), &mut sc)
+            .expect("prepare dw"),
     );
     run_dispatches(ctx, &bind_all(ctx, &calls).expect("bind")).expect("run");
     let what = format!("{c:?}");
@@ -212,7 +226,83 @@ fn grad_fast_named_cases() {
     });
 }
 
-/// Every generated tile is reachable: a layer computed with each entry of the table.
+/// Layers that run entry `kind` when its tile is forced: partial channel tiles (one channel
+/// more than the tile), two groups, odd sizes, and for 1×1 layers both the padded and the
+/// in-place path (a plane of 32 pixels).
+fn layers_for(kind: &EntryKind) -> Vec<Case> {
+    let geometric = |[kh, kw, sh, sw, dh, dw]: [usize; 6], cin_g: usize, cout_g: usize| {
+        let mut spec = Conv2dSpec::square(2 * cin_g, 2 * cout_g, 1, 1, 0).groups(2);
+        spec.kernel = [kh, kw];
+        spec.stride = [sh, sw];
+        spec.dilation = [dh, dw];
+        spec.padding = [(kh - 1) * dh / 2, (kw - 1) * dw / 2];
+        let mut v = vec![Case {
+            batch: 2,
+            spec: spec.clone(),
+            hw: [9, 11],
+        }];
+        if kh * kw == 1 && sh * sw == 1 {
+            v.push(Case {
+                batch: 2,
+                spec,
+                hw: [4, 8],
+            });
+        }
+        v
+    };
+    // Geometries with no specialised entry (runtime taps).
+    let generic = |cin_g: usize, cout_g: usize| {
+        let mut v = geometric([5, 5, 2, 2, 1, 1], cin_g, cout_g);
+        v.extend(geometric([3, 3, 1, 1, 2, 2], cin_g, cout_g));
+        v
+    };
+    match kind {
+        EntryKind::Dx {
+            geom: Some((g, _, _)),
+            tile,
+        } => geometric(*g, tile.mc + 1, 3),
+        EntryKind::Dx { geom: None, tile } => generic(tile.mc + 1, 3),
+        EntryKind::Dw {
+            geom: Some([kh, kw, sw, dw]),
+            tile,
+        } => {
+            let mut v = geometric([*kh, *kw, *sw, *sw, *dw, *dw], tile.ci + 1, tile.mo + 1);
+            if kh * kw == 1 {
+                // Subsampled and flattened.
+                v.extend(geometric([1, 1, 2, 2, 1, 1], tile.ci + 1, tile.mo + 1));
+            }
+            v
+        }
+        EntryKind::Dw { geom: None, tile } => generic(tile.ci + 1, tile.mo + 1),
+    }
+}
+
+/// Every generated entry computes the right gradients: each tile of the table forced on the
+/// layers that take its entries (all phases of a strided geometry at once).
+#[test]
+fn every_entry_matches_cpu() {
+    with_gpu(|ctx| {
+        let mut done = std::collections::HashSet::new();
+        for (i, e) in plan::entries().iter().enumerate() {
+            let forced = match &e.kind {
+                EntryKind::Dx { tile, .. } => (Some(*tile), None),
+                EntryKind::Dw { tile, .. } => (None, Some(*tile)),
+            };
+            for c in layers_for(&e.kind) {
+                if done.insert(format!("{forced:?} {c:?}")) {
+                    check_tiles(ctx, &c, 900 + i as u64, forced);
+                }
+            }
+        }
+        assert!(
+            done.len() > plan::entries().len() / 2,
+            "{} layers",
+            done.len()
+        );
+    });
+}
+
+/// Every entry of the table is in the shader.
 #[test]
 fn generated_entries_cover_the_table() {
     let names: Vec<&str> = plan::entries().iter().map(|e| e.name.as_str()).collect();

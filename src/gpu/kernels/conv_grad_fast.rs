@@ -12,10 +12,11 @@
 //! a [`Program`](crate::gpu::program::Program)).
 
 pub mod codegen;
+mod codegen_dw;
 mod head;
 pub mod plan;
 
-use super::conv::Scratch;
+use super::conv::{ConvShape, Scratch};
 use super::{check_arg, checked_len, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -174,9 +175,11 @@ crate::shader! {
     }
 }
 
-mod launch;
+mod input;
+mod weight;
 
-pub use launch::{grad_input, grad_weight};
+pub use input::{grad_input, grad_input_tiled};
+pub use weight::{grad_weight, grad_weight_tiled};
 
 /// Checks that `n` fits the shader's `u32` indexing (as vec4 counts times 4).
 fn fits_u32(label: &str, what: &str, n: usize) -> Result<u32> {
@@ -233,4 +236,117 @@ pub type WeightTile = DwTile;
 pub fn fits(spec: &crate::graph::Conv2dSpec) -> bool {
     let g = spec.groups;
     g > 0 && spec.in_channels % g == 0 && spec.out_channels % g == 0 && spec.in_channels > 0
+}
+
+/// The geometry the kernels see: a 1×1, stride-1, unpadded layer is one row of H·W pixels.
+#[derive(Clone, Copy, Debug)]
+struct Eff {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    p: [usize; 2],
+}
+
+impl Eff {
+    fn of(s: &ConvShape<'_>, [oh, ow]: [usize; 2]) -> Self {
+        let spec = s.spec;
+        let [h, w] = s.in_hw;
+        if spec.kernel == [1, 1] && spec.stride == [1, 1] && spec.padding == [0, 0] {
+            return Self {
+                h: 1,
+                w: h * w,
+                oh: 1,
+                ow: h * w,
+                k: [1, 1],
+                s: [1, 1],
+                d: [1, 1],
+                p: [0, 0],
+            };
+        }
+        Self {
+            h,
+            w,
+            oh,
+            ow,
+            k: spec.kernel,
+            s: spec.stride,
+            d: spec.dilation,
+            p: spec.padding,
+        }
+    }
+}
+
+/// Checks the shape and returns `(output hw, C/G, N/G, G)`.
+fn layer(label: &str, s: &ConvShape<'_>) -> Result<([usize; 2], usize, usize, usize)> {
+    let ohw = s.out_hw(label)?;
+    let spec = s.spec;
+    if !fits(spec) {
+        return Err(Error::shape(
+            label,
+            format!(
+                "groups {} must divide in_channels {} and out_channels {}",
+                spec.groups, spec.in_channels, spec.out_channels
+            ),
+        ));
+    }
+    let g = spec.groups;
+    Ok((ohw, spec.in_channels / g, spec.out_channels / g, g))
+}
+
+fn base_params(s: &ConvShape<'_>, e: &Eff, cin_g: usize, cout_g: usize) -> GradFastParams {
+    let spec = s.spec;
+    let u = |v: usize| v as u32;
+    GradFastParams {
+        batch: u(s.batch),
+        c_in: u(spec.in_channels),
+        c_out: u(spec.out_channels),
+        cin_g: u(cin_g),
+        cout_g: u(cout_g),
+        h: u(e.h),
+        w: u(e.w),
+        oh: u(e.oh),
+        ow: u(e.ow),
+        kh: u(e.k[0]),
+        kw: u(e.k[1]),
+        sh: u(e.s[0]),
+        sw: u(e.s[1]),
+        dh: u(e.d[0]),
+        dw: u(e.d[1]),
+        ph: u(e.p[0]),
+        pw: u(e.p[1]),
+        nw: u(spec.out_channels * cin_g * e.k[0] * e.k[1]),
+        ..Default::default()
+    }
+}
+
+/// A zero-padding copy of `src` (`planes` planes of `[src_h, src_w]`) into `dst`
+/// (`[planes, rows, 4·w4]`, `top` zero rows and `left` zero columns first).
+#[allow(clippy::too_many_arguments)]
+fn pad(
+    ctx: &GpuContext,
+    label: &str,
+    base: &GradFastParams,
+    (planes, src_h, src_w): (usize, usize, usize),
+    (rows, w4, top, left): (usize, usize, usize, usize),
+    (src, dummy, dst): (&Arg, &Arg, &Arg),
+) -> Result<Call> {
+    fits_u32(label, "padded copy", planes * rows * w4)?;
+    let n = planes * rows;
+    let p = GradFastParams {
+        total: n as u32,
+        pad_rows: rows as u32,
+        pad_w4: w4 as u32,
+        pad_top: top as u32,
+        pad_left: left as u32,
+        pad_rs: 1,
+        pad_cs: 1,
+        src_h: src_h as u32,
+        src_w: src_w as u32,
+        ..*base
+    };
+    call(ctx, label, "pad_2d", (&p, n, 64), [src, dummy, dummy, dst])
 }
