@@ -15,6 +15,7 @@
 pub mod context;
 pub mod executor;
 pub mod kernels;
+pub mod roofline;
 
 pub use context::{
     run_dispatches, BindingKind, Dispatch, GpuContext, PipelineKey, ShaderSpec, TensorRef,

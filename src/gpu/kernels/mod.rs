@@ -9,6 +9,7 @@
 
 pub mod conv;
 pub mod conv_backward;
+pub mod conv_fast;
 pub mod conv_tiled;
 pub mod elementwise;
 pub mod flgc;

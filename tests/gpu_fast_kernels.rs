@@ -1,0 +1,504 @@
+//! The fast forward kernels (`conv_fast`, `gemv`, the roofline GEMMs) against the CPU
+//! reference over property-generated shapes: G ∈ {1, 2, 3, 4, C}, channels/group > 1,
+//! stride 2, padding, dilation, odd sizes, batch 1 and 3, partial tiles, uneven and empty
+//! index-addressed groups, host- and GPU-packed weights, chunked linear weights; and bad
+//! arguments. Runs on lavapipe; skips loudly without an adapter (see `common`).
+
+mod common;
+
+use gconv::cpu;
+use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Tile, Weight};
+use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
+use gconv::graph::{Conv2dSpec, GroupRange};
+use gconv::testing::{assert_close, Tolerance};
+use gconv::{Error, Tensor};
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+fn with_gpu(body: impl FnOnce(&GpuContext)) {
+    let _g = common::serial();
+    if let Some(ctx) = common::gpu() {
+        body(ctx);
+    }
+}
+
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = SmallRng::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect()
+}
+
+fn up(ctx: &GpuContext, name: &str, data: &[f32]) -> wgpu::Buffer {
+    ctx.upload(name, data).expect("upload")
+}
+
+/// How the weights reach the kernel.
+#[derive(Clone, Copy, Debug)]
+enum WeightPath {
+    HostPacked,
+    GpuPacked,
+}
+
+#[derive(Clone, Debug)]
+struct ConvCase {
+    batch: usize,
+    spec: Conv2dSpec,
+    hw: [usize; 2],
+    relu: bool,
+    tile: Option<Tile>,
+    path: WeightPath,
+}
+
+/// Runs one planned layer on the GPU; returns the output.
+fn run_fast(
+    ctx: &GpuContext,
+    plan: &FastConv,
+    x: &Tensor,
+    natural: &[f32],
+    bias: Option<&[f32]>,
+    geom: ConvGeom,
+    path: WeightPath,
+    out_len: usize,
+) -> Vec<f32> {
+    let xb = up(ctx, "x", x.data());
+    let wb = match path {
+        WeightPath::HostPacked => up(ctx, "w packed", &plan.pack(natural).expect("pack")),
+        WeightPath::GpuPacked => up(ctx, "w", natural),
+    };
+    let bb = bias.map(|b| up(ctx, "b", b));
+    let ob = ctx.storage_buffer("out", (out_len * 4) as u64).unwrap();
+    let layer = plan.upload(ctx, "fast").expect("upload plan");
+    let io = ConvIo {
+        x: TensorRef::whole(&xb),
+        out: TensorRef::whole(&ob),
+        weight: match path {
+            WeightPath::HostPacked => Weight::Packed(&wb),
+            WeightPath::GpuPacked => Weight::Natural(&wb),
+        },
+        bias: bb.as_ref(),
+    };
+    let d = conv_fast::prepare(ctx, "fast", &layer, io, geom).expect("prepare");
+    let convs = d.iter().filter(|d| d.label.contains("::conv_m")).count();
+    assert_eq!(convs, 1, "one conv dispatch whatever the groups");
+    run_dispatches(ctx, &d).expect("run");
+    ctx.read_f32(&ob, 0, out_len).expect("read back")
+}
+
+fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
+    let s = &case.spec;
+    let [h, w] = case.hw;
+    let x = Tensor::new(
+        vec![case.batch, s.in_channels, h, w],
+        vals(case.batch * s.in_channels * h * w, seed),
+    )
+    .unwrap();
+    let wlen: usize = s.weight_shape().iter().product();
+    let wt = Tensor::new(s.weight_shape(), vals(wlen, seed + 1)).unwrap();
+    let bias = s.bias.then(|| vals(s.out_channels, seed + 2));
+    let mut want = cpu::conv2d(&x, &wt, bias.as_deref(), s).expect("cpu conv");
+    if case.relu {
+        want = cpu::relu(&want);
+    }
+    let plan = FastConv::conv2d(s, case.tile).expect("plan");
+    let geom = ConvGeom {
+        batch: case.batch,
+        in_hw: case.hw,
+        relu: case.relu,
+    };
+    let got = run_fast(
+        ctx,
+        &plan,
+        &x,
+        wt.data(),
+        bias.as_deref(),
+        geom,
+        case.path,
+        want.numel(),
+    );
+    assert_close(
+        &format!("{case:?} entry {}", plan.entry()),
+        &got,
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
+
+fn tile_choice() -> impl Strategy<Value = Option<Tile>> {
+    prop_oneof![
+        Just(None),
+        prop::sample::select(conv_fast::TILES.to_vec()).prop_map(Some),
+    ]
+}
+
+/// G from {1, 2, 3, 4, C}; channels per group > 1 except depthwise; kernel 1/3; stride
+/// 1/2; padding 0..2; dilation 1/2; odd and even sizes; batch 1/3.
+fn conv_strategy() -> impl Strategy<Value = ConvCase> {
+    (
+        (0usize..5, 2usize..=4, 1usize..=11, 1usize..=3),
+        (
+            prop::sample::select(vec![1usize, 3]),
+            1usize..=2,
+            0usize..=2,
+            1usize..=2,
+        ),
+        (
+            3usize..=13,
+            3usize..=21,
+            prop::sample::select(vec![1usize, 3]),
+        ),
+        (any::<bool>(), any::<bool>(), tile_choice(), any::<bool>()),
+    )
+        .prop_filter_map(
+            "kernel must fit the padded input",
+            |((gi, cin_g, cout_g, mult), (k, s, p, d), (h, w, batch), (bias, relu, tile, gpu))| {
+                let (g, cin_g, cout_g) = match gi {
+                    4 => (cin_g * 2, 1, mult), // depthwise (G = C), channel multiplier
+                    _ => ([1, 2, 3, 4][gi], cin_g, cout_g),
+                };
+                let mut spec = Conv2dSpec::square(g * cin_g, g * cout_g, k, s, p)
+                    .groups(g)
+                    .bias(bias);
+                spec.dilation = [d, d];
+                spec.out_hw(h, w)?;
+                Some(ConvCase {
+                    batch,
+                    spec,
+                    hw: [h, w],
+                    relu,
+                    tile,
+                    path: if gpu {
+                        WeightPath::GpuPacked
+                    } else {
+                        WeightPath::HostPacked
+                    },
+                })
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_fast_matches_cpu(case in conv_strategy(), seed in 0u64..1000) {
+        with_gpu(|ctx| check_conv(ctx, &case, seed));
+    }
+}
+
+fn case(
+    batch: usize,
+    spec: Conv2dSpec,
+    hw: [usize; 2],
+    tile: Option<Tile>,
+    path: WeightPath,
+) -> ConvCase {
+    ConvCase {
+        batch,
+        spec,
+        hw,
+        relu: true,
+        tile,
+        path,
+    }
+}
+
+/// Every tile × every specialised row geometry and the generic entry, plus named shapes.
+#[test]
+fn conv_fast_every_entry_and_named_shapes() {
+    with_gpu(|ctx| {
+        let mut cases = Vec::new();
+        for (i, t) in conv_fast::TILES.iter().enumerate() {
+            for [kw, sw, dw] in conv_fast::SPECIAL.iter().copied().chain([[5, 1, 2]]) {
+                let mut spec = Conv2dSpec::square(12, 24, 1, 1, 0).groups(2).bias(true);
+                spec.kernel = [3, kw];
+                spec.stride = [1, sw];
+                spec.dilation = [1, dw];
+                spec.padding = [1, kw / 2];
+                let path = if i % 2 == 0 {
+                    WeightPath::HostPacked
+                } else {
+                    WeightPath::GpuPacked
+                };
+                cases.push(case(1 + i % 2 * 2, spec, [9, 19], Some(*t), path));
+            }
+        }
+        // ResNet stem 7x7/2 p3, 3 input channels (generic vertical, specialised row).
+        cases.push(case(
+            1,
+            Conv2dSpec::square(3, 16, 7, 2, 3),
+            [23, 29],
+            None,
+            WeightPath::HostPacked,
+        ));
+        // 256-channel layer at G = 64 and G = 32, small image (several tiles per group row).
+        for g in [32, 64, 256] {
+            cases.push(case(
+                1,
+                Conv2dSpec::square(256, 256, 3, 1, 1).groups(g),
+                [6, 11],
+                None,
+                WeightPath::GpuPacked,
+            ));
+        }
+        // Output exactly one pixel wide and one 8-pixel block plus one.
+        cases.push(case(
+            3,
+            Conv2dSpec::square(4, 8, 3, 1, 0),
+            [5, 3],
+            None,
+            WeightPath::HostPacked,
+        ));
+        cases.push(case(
+            2,
+            Conv2dSpec::square(4, 8, 1, 1, 0),
+            [2, 9],
+            None,
+            WeightPath::GpuPacked,
+        ));
+        for (i, c) in cases.iter().enumerate() {
+            check_conv(ctx, c, 40 + i as u64);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// index-addressed uneven groups (exported FLGC)
+
+#[allow(clippy::too_many_arguments)]
+fn check_table(
+    ctx: &GpuContext,
+    batch: usize,
+    groups: &[(usize, usize)],
+    k: usize,
+    s: usize,
+    p: usize,
+    hw: [usize; 2],
+    tile: Option<Tile>,
+    path: WeightPath,
+    seed: u64,
+) {
+    let mut table = Vec::new();
+    let (mut ci, mut co) = (0, 0);
+    for &(in_len, out_len) in groups {
+        table.push(GroupRange {
+            in_start: ci,
+            in_len,
+            out_start: co,
+            out_len,
+        });
+        ci += in_len;
+        co += out_len;
+    }
+    // Channels in a learnt (shuffled) order; input list as long as the groups need.
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let c_in = ci.max(1);
+    let mut in_index: Vec<usize> = (0..c_in).collect();
+    in_index.shuffle(&mut rng);
+    in_index.truncate(ci);
+    let mut out_index: Vec<usize> = (0..co).collect();
+    out_index.shuffle(&mut rng);
+    let spec = Conv2dSpec::square(c_in, co, k, s, p)
+        .groups(table.len())
+        .bias(true);
+    let kk = k * k;
+    let wlen: usize = groups.iter().map(|&(i, o)| i * o * kk).sum();
+    let x = Tensor::new(
+        vec![batch, c_in, hw[0], hw[1]],
+        vals(batch * c_in * hw[0] * hw[1], seed),
+    )
+    .unwrap();
+    let wt = vals(wlen, seed + 1);
+    let b = vals(co, seed + 2);
+    let want = cpu::relu(
+        &cpu::grouped_conv_indexed(&x, &wt, Some(&b), &spec, &table, &in_index, &out_index)
+            .unwrap(),
+    );
+    let plan = FastConv::grouped_table(&spec, &table, &in_index, &out_index, tile).expect("plan");
+    let geom = ConvGeom {
+        batch,
+        in_hw: hw,
+        relu: true,
+    };
+    let got = run_fast(ctx, &plan, &x, &wt, Some(&b), geom, path, want.numel());
+    assert_close(
+        &format!("table {groups:?} k{k} s{s} p{p} {hw:?} {tile:?} {path:?}"),
+        &got,
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_fast_table_matches_cpu(
+        groups in prop::collection::vec((0usize..=5, 0usize..=11), 1..=6),
+        k in prop::sample::select(vec![1usize, 3]),
+        s in 1usize..=2,
+        p in 0usize..=1,
+        hw in (3usize..=11, 3usize..=13),
+        batch in prop::sample::select(vec![1usize, 3]),
+        tile in tile_choice(),
+        gpu in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        prop_assume!(groups.iter().any(|g| g.1 > 0));
+        let path = if gpu { WeightPath::GpuPacked } else { WeightPath::HostPacked };
+        with_gpu(|ctx| check_table(ctx, batch, &groups, k, s, p, [hw.0, hw.1], tile, path, seed));
+    }
+}
+
+#[test]
+fn conv_fast_table_regressions() {
+    with_gpu(|ctx| {
+        // An empty group, a group with filters but no inputs (bias only), uneven sizes.
+        let groups = [(3, 5), (2, 0), (0, 3), (4, 11), (1, 1)];
+        for t in conv_fast::TILES {
+            check_table(
+                ctx,
+                1,
+                &groups,
+                3,
+                1,
+                1,
+                [7, 10],
+                Some(t),
+                WeightPath::GpuPacked,
+                3,
+            );
+        }
+        check_table(
+            ctx,
+            3,
+            &[(1, 0), (5, 1), (2, 9)],
+            3,
+            2,
+            1,
+            [9, 8],
+            None,
+            WeightPath::HostPacked,
+            4,
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// errors
+
+#[test]
+fn conv_fast_rejects_bad_arguments() {
+    // Planning errors need no GPU.
+    let bad_groups = Conv2dSpec::square(6, 8, 3, 1, 1).groups(4);
+    assert!(matches!(
+        FastConv::conv2d(&bad_groups, None),
+        Err(Error::Shape { .. })
+    ));
+    let zero_stride = Conv2dSpec::square(4, 4, 3, 0, 1);
+    assert!(FastConv::conv2d(&zero_stride, None).is_err());
+    let spec = Conv2dSpec::square(4, 4, 3, 1, 1);
+    assert!(matches!(
+        FastConv::conv2d(&spec, Some(Tile { ms: 3, s: 1 })),
+        Err(Error::InvalidArgument(_))
+    ));
+    let plan = FastConv::conv2d(&spec, None).unwrap();
+    assert!(plan.pack(&[0.0; 5]).is_err());
+    // Table: channel written twice, index out of range, group past its list.
+    let t = |a, b, c, d| GroupRange {
+        in_start: a,
+        in_len: b,
+        out_start: c,
+        out_len: d,
+    };
+    let spec2 = Conv2dSpec::square(4, 4, 1, 1, 0).groups(2);
+    let ins = [0, 1, 2, 3];
+    assert!(FastConv::grouped_table(
+        &spec2,
+        &[t(0, 2, 0, 2), t(2, 2, 0, 2)],
+        &ins,
+        &[0, 1, 2, 3],
+        None
+    )
+    .is_err());
+    assert!(FastConv::grouped_table(
+        &spec2,
+        &[t(0, 2, 0, 2), t(2, 2, 2, 2)],
+        &[0, 1, 2, 9],
+        &[0, 1, 2, 3],
+        None
+    )
+    .is_err());
+    assert!(FastConv::grouped_table(
+        &spec2,
+        &[t(0, 2, 0, 2), t(3, 2, 2, 2)],
+        &ins,
+        &[0, 1, 2, 3],
+        None
+    )
+    .is_err());
+    assert!(FastConv::grouped_table(
+        &spec2,
+        &[t(0, 2, 0, 0), t(2, 2, 0, 0)],
+        &ins,
+        &[0, 1, 2, 3],
+        None
+    )
+    .is_err());
+    with_gpu(|ctx| {
+        let layer = plan.upload(ctx, "bad").unwrap();
+        let x = ctx.storage_buffer("x", 4 * 4 * 5 * 5).unwrap();
+        let out = ctx.storage_buffer("out", 4 * 4 * 5 * 5).unwrap();
+        let wp = ctx
+            .storage_buffer("wp", (plan.packed_len() * 4) as u64)
+            .unwrap();
+        let short = ctx.storage_buffer("short", 8).unwrap();
+        let geom = ConvGeom {
+            batch: 1,
+            in_hw: [5, 5],
+            relu: false,
+        };
+        let io = |x: &wgpu::Buffer, w: Weight<'_>| -> gconv::Result<()> {
+            conv_fast::prepare(
+                ctx,
+                "bad",
+                &layer,
+                ConvIo {
+                    x: TensorRef::whole(x),
+                    out: TensorRef::whole(&out),
+                    weight: w,
+                    bias: None,
+                },
+                geom,
+            )
+            .map(|_| ())
+        };
+        assert!(io(&x, Weight::Packed(&wp)).is_ok());
+        assert!(io(&short, Weight::Packed(&wp)).is_err(), "input too small");
+        assert!(
+            io(&x, Weight::Packed(&short)).is_err(),
+            "packed weight too small"
+        );
+        assert!(
+            io(&x, Weight::Natural(&short)).is_err(),
+            "natural weight too small"
+        );
+        let tiny = ConvGeom {
+            in_hw: [1, 1],
+            ..geom
+        };
+        let e = conv_fast::prepare(
+            ctx,
+            "tiny",
+            &layer,
+            ConvIo {
+                x: TensorRef::whole(&x),
+                out: TensorRef::whole(&out),
+                weight: Weight::Packed(&wp),
+                bias: Some(&short),
+            },
+            tiny,
+        );
+        assert!(e.is_err());
+    });
+}
