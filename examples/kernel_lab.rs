@@ -2,13 +2,14 @@
 //! in one process (round-robin over the cases, `--reps` rounds, medians), and prints GFLOP/s
 //! (GB/s for GEMV and depthwise) with the roofline of the adapter.
 //!
-//! `cargo run --release --example kernel_lab -- [--reps N] [--filter SUBSTR] [--tiles] [--quick]`
+//! `cargo run --release --example kernel_lab -- [--reps N] [--filter GROUP] [--case NAME] [--tiles] [--quick]`
 //!
-//! `--tiles` adds every register-tile shape of `conv_fast` (not only the automatic choice);
-//! `--quick` shrinks the shapes (CI smoke run). Timings are host wall-clock of one submit and
+//! `--filter` keeps the layer groups whose name contains GROUP, `--case` the kernels whose
+//! name contains NAME. `--tiles` adds every register-tile shape of `conv_fast` (not only the automatic choice);
+//! `--no-roof` skips the roofline; `--quick` shrinks the shapes (CI smoke run). Timings are host wall-clock of one submit and
 //! wait per run; lavapipe timings vary ±30 % between processes, so compare within a run.
 
-use gconv::gpu::kernels::{conv, conv_fast, conv_tiled, linear};
+use gconv::gpu::kernels::{conv, conv_fast, conv_tiled, gemv, linear};
 use gconv::gpu::{roofline, run_dispatches, Dispatch, GpuContext, TensorRef};
 use gconv::graph::Conv2dSpec;
 use std::time::Instant;
@@ -28,16 +29,20 @@ struct Case {
 struct Args {
     reps: usize,
     filter: Option<String>,
+    case: Option<String>,
     tiles: bool,
     quick: bool,
+    roof: bool,
 }
 
 fn args() -> Args {
     let mut a = Args {
         reps: 5,
         filter: None,
+        case: None,
         tiles: false,
         quick: false,
+        roof: true,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -51,8 +56,13 @@ fn args() -> Args {
                 i += 1;
                 a.filter = v.get(i).cloned();
             }
+            "--case" => {
+                i += 1;
+                a.case = v.get(i).cloned();
+            }
             "--tiles" => a.tiles = true,
             "--quick" => a.quick = true,
+            "--no-roof" => a.roof = false,
             other => eprintln!("kernel_lab: ignoring argument {other}"),
         }
         i += 1;
@@ -164,7 +174,7 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
             tiles.extend(conv_fast::TILES.iter().map(|t| Some(*t)));
         }
         for t in tiles {
-            let plan = conv_fast::FastConv::conv2d(&spec, t)?;
+            let plan = conv_fast::FastConv::conv2d(&spec, [hw, hw], t)?;
             let wp = ctx.upload("wp", &plan.pack(&w)?)?;
             let layer = plan.upload(ctx, "fast")?;
             let io = conv_fast::ConvIo {
@@ -233,6 +243,39 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
                 true,
             )?;
             push("old linear.wgsl".into(), d);
+            let mut shapes = vec![None];
+            if a.tiles {
+                shapes.extend(
+                    gemv::SHAPES
+                        .iter()
+                        .filter(|s| (s.samples == 1) == (batch == 1))
+                        .map(|s| Some(*s)),
+                );
+            }
+            for shape in shapes {
+                let io = gemv::LinearIo {
+                    x: TensorRef::whole(&xb),
+                    out: TensorRef::whole(&ob),
+                    weight_chunks: &chunks,
+                    bias: Some(&bias),
+                };
+                let geom = gemv::LinearGeom {
+                    batch,
+                    in_features: inf,
+                    out_features: outf,
+                    relu: true,
+                    shape,
+                };
+                let d = gemv::prepare(ctx, "gemv", io, geom)?;
+                let s = shape.unwrap_or_else(|| gemv::GemvShape::for_batch(batch));
+                let tag = if shape.is_some() { "" } else { " (auto)" };
+                let split = if d.len() > chunks.len() {
+                    " split-K"
+                } else {
+                    ""
+                };
+                push(format!("new {}{split}{tag}", s.entry().unwrap_or("?")), d);
+            }
         }
     }
     Ok(())
@@ -246,14 +289,22 @@ fn main() -> gconv::Result<()> {
         "(wall-clock per submit+wait; {} interleaved rounds; medians)",
         a.reps
     );
-    let roof = roofline::measure(&ctx)?;
-    println!(
-        "roof: streaming read {:.1} GB/s; best fp32 GEMM {:.1} GFLOP/s ({})",
-        roof.read_gbps, roof.gemm_gflops, roof.gemm_kernel
-    );
+    if a.roof {
+        let roof = roofline::measure(&ctx)?;
+        println!(
+            "roof: streaming read {:.1} GB/s ({}); best fp32 GEMM {:.1} GFLOP/s ({})",
+            roof.read_gbps, roof.read_kernel, roof.gemm_gflops, roof.gemm_kernel
+        );
+        for (k, v) in &roof.all {
+            println!("  roof candidate {k:<18} {v:7.2}");
+        }
+    }
     let mut cases = Vec::new();
     add_conv_cases(&ctx, &a, &mut cases)?;
     add_linear_cases(&ctx, &a, &mut cases)?;
+    if let Some(f) = &a.case {
+        cases.retain(|c| c.name.contains(f.as_str()));
+    }
     // warm-up: compile pipelines and touch buffers
     for c in &cases {
         run_dispatches(&ctx, &c.dispatches)?;

@@ -100,7 +100,7 @@ fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
     if case.relu {
         want = cpu::relu(&want);
     }
-    let plan = FastConv::conv2d(s, case.tile).expect("plan");
+    let plan = FastConv::conv2d(s, case.hw, case.tile).expect("plan");
     let geom = ConvGeom {
         batch: case.batch,
         in_hw: case.hw,
@@ -209,12 +209,12 @@ fn conv_fast_every_entry_and_named_shapes() {
     with_gpu(|ctx| {
         let mut cases = Vec::new();
         for (i, t) in conv_fast::TILES.iter().enumerate() {
-            for [kw, sw, dw] in conv_fast::SPECIAL.iter().copied().chain([[5, 1, 2]]) {
+            for [kh, kw, sw, dw] in conv_fast::SPECIAL.iter().copied().chain([[3, 5, 1, 2]]) {
                 let mut spec = Conv2dSpec::square(12, 24, 1, 1, 0).groups(2).bias(true);
-                spec.kernel = [3, kw];
+                spec.kernel = [kh, kw];
                 spec.stride = [1, sw];
                 spec.dilation = [1, dw];
-                spec.padding = [1, kw / 2];
+                spec.padding = [kh / 2, kw / 2];
                 let path = if i % 2 == 0 {
                     WeightPath::HostPacked
                 } else {
@@ -314,7 +314,8 @@ fn check_table(
         &cpu::grouped_conv_indexed(&x, &wt, Some(&b), &spec, &table, &in_index, &out_index)
             .unwrap(),
     );
-    let plan = FastConv::grouped_table(&spec, &table, &in_index, &out_index, tile).expect("plan");
+    let plan =
+        FastConv::grouped_table(&spec, &table, &in_index, &out_index, hw, tile).expect("plan");
     let geom = ConvGeom {
         batch,
         in_hw: hw,
@@ -392,17 +393,17 @@ fn conv_fast_rejects_bad_arguments() {
     // Planning errors need no GPU.
     let bad_groups = Conv2dSpec::square(6, 8, 3, 1, 1).groups(4);
     assert!(matches!(
-        FastConv::conv2d(&bad_groups, None),
+        FastConv::conv2d(&bad_groups, [5, 5], None),
         Err(Error::Shape { .. })
     ));
     let zero_stride = Conv2dSpec::square(4, 4, 3, 0, 1);
-    assert!(FastConv::conv2d(&zero_stride, None).is_err());
+    assert!(FastConv::conv2d(&zero_stride, [5, 5], None).is_err());
     let spec = Conv2dSpec::square(4, 4, 3, 1, 1);
     assert!(matches!(
-        FastConv::conv2d(&spec, Some(Tile { ms: 3, s: 1 })),
+        FastConv::conv2d(&spec, [5, 5], Some(Tile { ms: 3, s: 1, pt: 8 })),
         Err(Error::InvalidArgument(_))
     ));
-    let plan = FastConv::conv2d(&spec, None).unwrap();
+    let plan = FastConv::conv2d(&spec, [5, 5], None).unwrap();
     assert!(plan.pack(&[0.0; 5]).is_err());
     // Table: channel written twice, index out of range, group past its list.
     let t = |a, b, c, d| GroupRange {
@@ -418,6 +419,7 @@ fn conv_fast_rejects_bad_arguments() {
         &[t(0, 2, 0, 2), t(2, 2, 0, 2)],
         &ins,
         &[0, 1, 2, 3],
+        [3, 3],
         None
     )
     .is_err());
@@ -426,6 +428,7 @@ fn conv_fast_rejects_bad_arguments() {
         &[t(0, 2, 0, 2), t(2, 2, 2, 2)],
         &[0, 1, 2, 9],
         &[0, 1, 2, 3],
+        [3, 3],
         None
     )
     .is_err());
@@ -434,6 +437,7 @@ fn conv_fast_rejects_bad_arguments() {
         &[t(0, 2, 0, 2), t(3, 2, 2, 2)],
         &ins,
         &[0, 1, 2, 3],
+        [3, 3],
         None
     )
     .is_err());
@@ -442,6 +446,7 @@ fn conv_fast_rejects_bad_arguments() {
         &[t(0, 2, 0, 0), t(2, 2, 0, 0)],
         &ins,
         &[0, 1, 2, 3],
+        [3, 3],
         None
     )
     .is_err());
@@ -500,5 +505,199 @@ fn conv_fast_rejects_bad_arguments() {
             tiny,
         );
         assert!(e.is_err());
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// fully connected: GEMV (batch 1), small GEMMs, split-K, chunked weights
+
+use gconv::gpu::kernels::gemv::{self, GemvShape, LinearGeom, LinearIo};
+
+/// `rows` of the weight in consecutive chunks of the given sizes (must sum to out).
+#[allow(clippy::too_many_arguments)]
+fn check_linear(
+    ctx: &GpuContext,
+    batch: usize,
+    inf: usize,
+    outf: usize,
+    chunks: &[usize],
+    bias: bool,
+    relu: bool,
+    shape: Option<GemvShape>,
+    seed: u64,
+) {
+    let x = Tensor::new(vec![batch, inf], vals(batch * inf, seed)).unwrap();
+    let w = Tensor::new(vec![outf, inf], vals(outf * inf, seed + 1)).unwrap();
+    let b = bias.then(|| vals(outf, seed + 2));
+    let mut want = cpu::linear(&x, &w, b.as_deref()).unwrap();
+    if relu {
+        want = cpu::relu(&want);
+    }
+    let mut row = 0;
+    let bufs: Vec<(wgpu::Buffer, usize)> = chunks
+        .iter()
+        .map(|&r| {
+            let buf = up(ctx, "w chunk", &w.data()[row * inf..(row + r) * inf]);
+            row += r;
+            (buf, r)
+        })
+        .collect();
+    let xb = up(ctx, "x", x.data());
+    let bb = b.as_ref().map(|v| up(ctx, "b", v));
+    let ob = ctx
+        .storage_buffer("out", (batch * outf * 4) as u64)
+        .unwrap();
+    let io = LinearIo {
+        x: TensorRef::whole(&xb),
+        out: TensorRef::whole(&ob),
+        weight_chunks: &bufs,
+        bias: bb.as_ref(),
+    };
+    let geom = LinearGeom {
+        batch,
+        in_features: inf,
+        out_features: outf,
+        relu,
+        shape,
+    };
+    let d = gemv::prepare(ctx, "gemv", io, geom).expect("prepare");
+    assert!(d.len() >= chunks.len(), "a dispatch per chunk at least");
+    run_dispatches(ctx, &d).expect("run");
+    let got = ctx.read_f32(&ob, 0, batch * outf).expect("read back");
+    assert_close(
+        &format!("linear b{batch} {inf}->{outf} chunks {chunks:?} {shape:?}"),
+        &got,
+        want.data(),
+        Tolerance::F32_OP,
+    );
+}
+
+/// Splits `outf` rows into 1..=3 chunks at `cuts` (fractions of 1000).
+fn chunking(outf: usize, cuts: &[usize]) -> Vec<usize> {
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|c| c * outf / 1000)
+        .filter(|&c| c > 0 && c < outf)
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut v = Vec::new();
+    let mut prev = 0;
+    for c in at.into_iter().chain([outf]) {
+        v.push(c - prev);
+        prev = c;
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gemv_matches_cpu(
+        batch in prop::sample::select(vec![1usize, 2, 3, 5, 8, 9]),
+        in4 in 1usize..=300,
+        odd in any::<bool>(),
+        outf in 1usize..=200,
+        cuts in prop::collection::vec(1usize..1000, 0..=2),
+        bias in any::<bool>(),
+        relu in any::<bool>(),
+        shape in prop_oneof![Just(None), prop::sample::select(gemv::SHAPES.to_vec()).prop_map(Some)],
+        seed in 0u64..1000,
+    ) {
+        // `odd`: a width that is not a multiple of 4 (delegated to the old kernel).
+        let inf = if odd { 4 * in4 + 3 } else { 4 * in4 };
+        let chunks = chunking(outf, &cuts);
+        with_gpu(|ctx| check_linear(ctx, batch, inf, outf, &chunks, bias, relu, shape, seed));
+    }
+}
+
+#[test]
+fn gemv_named_shapes() {
+    with_gpu(|ctx| {
+        // Few rows, long K: split-K with a reduce pass; every tile shape.
+        for (i, s) in gemv::SHAPES.iter().enumerate() {
+            check_linear(ctx, 3, 4096, 10, &[10], true, true, Some(*s), 60 + i as u64);
+        }
+        // VGG-like classifier tail at batch 1 and 8, in three uneven chunks.
+        check_linear(ctx, 1, 2048, 1000, &[333, 600, 67], true, false, None, 70);
+        check_linear(ctx, 8, 2048, 1000, &[500, 500], true, true, None, 71);
+        // One output feature, batch 9 (partial sample tile).
+        check_linear(ctx, 9, 64, 1, &[1], false, false, None, 72);
+    });
+}
+
+#[test]
+fn gemv_rejects_bad_arguments() {
+    with_gpu(|ctx| {
+        let x = ctx.storage_buffer("x", 2 * 8 * 4).unwrap();
+        let out = ctx.storage_buffer("out", 2 * 3 * 4).unwrap();
+        let w = ctx.storage_buffer("w", 3 * 8 * 4).unwrap();
+        let w2 = ctx.storage_buffer("w2", 2 * 8 * 4).unwrap();
+        let chunks = [(w, 3usize)];
+        let geom = LinearGeom {
+            batch: 2,
+            in_features: 8,
+            out_features: 3,
+            relu: false,
+            shape: None,
+        };
+        let io = LinearIo {
+            x: TensorRef::whole(&x),
+            out: TensorRef::whole(&out),
+            weight_chunks: &chunks,
+            bias: None,
+        };
+        assert!(gemv::prepare(ctx, "ok", io, geom).is_ok());
+        let bad_chunks = [(w2, 3usize)];
+        assert!(gemv::prepare(
+            ctx,
+            "chunk size",
+            LinearIo {
+                weight_chunks: &bad_chunks,
+                ..io
+            },
+            geom
+        )
+        .is_err());
+        assert!(gemv::prepare(
+            ctx,
+            "rows",
+            io,
+            LinearGeom {
+                out_features: 4,
+                ..geom
+            }
+        )
+        .is_err());
+        assert!(gemv::prepare(ctx, "batch", io, LinearGeom { batch: 3, ..geom }).is_err());
+        assert!(gemv::prepare(ctx, "zero", io, LinearGeom { batch: 0, ..geom }).is_err());
+        let odd = GemvShape {
+            rows: 3,
+            samples: 3,
+        };
+        assert!(matches!(
+            gemv::prepare(
+                ctx,
+                "shape",
+                io,
+                LinearGeom {
+                    shape: Some(odd),
+                    ..geom
+                }
+            ),
+            Err(Error::InvalidArgument(_))
+        ));
+        let short_bias = ctx.storage_buffer("b", 8).unwrap();
+        assert!(gemv::prepare(
+            ctx,
+            "bias",
+            LinearIo {
+                bias: Some(&short_bias),
+                ..io
+            },
+            geom
+        )
+        .is_err());
     });
 }

@@ -41,28 +41,59 @@ pub static SHADER: ShaderSpec = ShaderSpec {
     trusted: true,
 };
 
-/// Output pixels per invocation (consecutive along a row); `PT` of the generator.
-pub const PT: usize = 8;
 /// Invocations per workgroup.
 pub const WG: u32 = 8;
-/// Register tiles the generator emits: (filters per segment, segments per tile).
-pub const TILES: [Tile; 5] = [
-    Tile { ms: 8, s: 1 },
-    Tile { ms: 4, s: 2 },
-    Tile { ms: 2, s: 4 },
-    Tile { ms: 1, s: 8 },
-    Tile { ms: 16, s: 1 },
+/// Register tiles the generator emits (`TILES` of `scripts/gen_conv_fast.py`).
+pub const TILES: [Tile; 9] = [
+    Tile { ms: 8, s: 1, pt: 8 },
+    Tile { ms: 4, s: 2, pt: 8 },
+    Tile { ms: 2, s: 4, pt: 8 },
+    Tile { ms: 1, s: 8, pt: 8 },
+    Tile {
+        ms: 16,
+        s: 1,
+        pt: 8,
+    },
+    Tile {
+        ms: 8,
+        s: 1,
+        pt: 16,
+    },
+    Tile {
+        ms: 4,
+        s: 2,
+        pt: 16,
+    },
+    Tile {
+        ms: 4,
+        s: 1,
+        pt: 16,
+    },
+    Tile {
+        ms: 1,
+        s: 8,
+        pt: 16,
+    },
 ];
-/// Row geometries `(kw, sw, dw)` with a specialised entry point; others run `_gen`.
-pub const SPECIAL: [[usize; 3]; 5] = [[1, 1, 1], [1, 2, 1], [3, 1, 1], [3, 2, 1], [7, 2, 1]];
+/// Kernel geometries `(kh, kw, sw, dw)` with a specialised entry point (vertical stride and
+/// dilation are free); others run the generic `_gen` entry.
+pub const SPECIAL: [[usize; 4]; 5] = [
+    [1, 1, 1, 1],
+    [1, 1, 2, 1],
+    [3, 3, 1, 1],
+    [3, 3, 2, 1],
+    [7, 7, 2, 1],
+];
 
-/// One register tile shape: `s` segments of `ms` filters, × [`PT`] pixels.
+/// One register tile shape: `s` segments of `ms` filters, × `pt` consecutive pixels of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     /// Filters per segment.
     pub ms: usize,
     /// Segments per tile.
     pub s: usize,
+    /// Output pixels per invocation.
+    pub pt: usize,
 }
 
 /// Mirror of the WGSL `Params` of `conv_fast.wgsl`.
@@ -134,8 +165,8 @@ pub fn nwv(kw: usize, ms: usize) -> usize {
 }
 
 /// vec4 loads of a specialised entry per (input channel, ky).
-fn nv(kw: usize, sw: usize, dw: usize) -> usize {
-    ((PT - 1) * sw + (kw - 1) * dw + 1).div_ceil(4)
+fn nv(kw: usize, sw: usize, dw: usize, pt: usize) -> usize {
+    ((pt - 1) * sw + (kw - 1) * dw + 1).div_ceil(4)
 }
 
 /// A convolution layer planned for the fast kernel (host side): segments, channel lists,
@@ -175,26 +206,32 @@ fn check_spec(label: &str, spec: &Conv2dSpec) -> Result<()> {
     )
 }
 
-/// Estimated load cost of tiling `groups` with `t` (vec4 components loaded, FMAs at 1/10).
-fn tile_cost(spec: &Conv2dSpec, groups: &[Group], t: Tile) -> usize {
+/// Estimated cost of running `groups` with tile `t` on an `out_hw` output, in units of one
+/// gathered vec4 component (the dominant cost on lavapipe: every storage load is a per-lane
+/// loop); a multiply-add of one lane vector counts 1/8, a store 1.
+fn tile_cost(spec: &Conv2dSpec, groups: &[Group], t: Tile, out_hw: [usize; 2]) -> f64 {
     let [kh, kw] = spec.kernel;
-    let xs = 4 * nv(kw, spec.stride[1], spec.dilation[1]);
-    let per_k = xs + 4 * nwv(kw, t.ms) + kw * t.ms * PT / 10;
-    let mut segs: Vec<usize> = Vec::new();
+    let loads = 4 * (nv(kw, spec.stride[1], spec.dilation[1], t.pt) + nwv(kw, t.ms));
+    let per_k = loads as f64 + (kw * t.ms * t.pt) as f64 / 8.0;
+    let mut segs: Vec<f64> = Vec::new();
     for g in groups {
         let pieces = g[3].div_ceil(t.ms);
-        segs.extend(std::iter::repeat_n(g[1] * kh * per_k, pieces));
+        segs.extend(std::iter::repeat_n((g[1] * kh) as f64 * per_k, pieces));
     }
-    // Tiles run their segments one after another; a tile costs the sum, at least one loop.
-    segs.chunks(t.s)
-        .map(|c| c.iter().sum::<usize>() + per_k)
-        .sum()
+    // A tile runs its segments one after another, then stores s·ms·pt values.
+    let per_tile: f64 = segs
+        .chunks(t.s)
+        .map(|c| c.iter().sum::<f64>() + (t.s * t.ms * t.pt) as f64)
+        .sum();
+    let blocks = out_hw[0] * out_hw[1].div_ceil(t.pt);
+    per_tile * blocks as f64
 }
 
 impl FastConv {
     /// Plans an ordinary grouped convolution (`cpu::conv2d` semantics; weight
-    /// `[N, C/G, kh, kw]`). `tile`: `None` picks the cheapest of [`TILES`] for this layer.
-    pub fn conv2d(spec: &Conv2dSpec, tile: Option<Tile>) -> Result<Self> {
+    /// `[N, C/G, kh, kw]`). `tile`: `None` picks the cheapest of [`TILES`] for this layer
+    /// on an `in_hw` input (the plan works for any input size).
+    pub fn conv2d(spec: &Conv2dSpec, in_hw: [usize; 2], tile: Option<Tile>) -> Result<Self> {
         let label = "conv_fast";
         check_spec(label, spec)?;
         let (c, n, g) = (spec.in_channels, spec.out_channels, spec.groups);
@@ -210,18 +247,20 @@ impl FastConv {
             .map(|i| [i * cg, cg, i * ng, ng, i * ng * cg * kk])
             .collect();
         let chan = (0..c as u32).chain(0..n as u32).collect();
-        Self::build(spec, groups, chan, c, tile)
+        Self::build(spec, groups, chan, c, in_hw, tile)
     }
 
     /// Plans an index-addressed uneven grouped convolution (`cpu::grouped_conv_indexed`
     /// semantics, exported FLGC): group `g` reads `in_index[in_start..+in_len]` and writes
     /// `out_index[out_start..+out_len]`; weights group after group. Empty groups allowed;
-    /// every output channel must be written exactly once.
+    /// every output channel must be written exactly once. `in_hw` and `tile` as for
+    /// [`FastConv::conv2d`].
     pub fn grouped_table(
         spec: &Conv2dSpec,
         table: &[GroupRange],
         in_index: &[usize],
         out_index: &[usize],
+        in_hw: [usize; 2],
         tile: Option<Tile>,
     ) -> Result<Self> {
         let label = "conv_fast (group table)";
@@ -292,7 +331,7 @@ impl FastConv {
             .map(|&i| i as u32)
             .collect();
         // `build` adds the input-list length to output starts for conv2d; here it is done.
-        let mut me = Self::build(spec, groups, chan, 0, tile)?;
+        let mut me = Self::build(spec, groups, chan, 0, in_hw, tile)?;
         me.n_in = in_index.len();
         Ok(me)
     }
@@ -303,6 +342,7 @@ impl FastConv {
         groups: Vec<Group>,
         chan: Vec<u32>,
         out_base: usize,
+        in_hw: [usize; 2],
         tile: Option<Tile>,
     ) -> Result<Self> {
         let label = "conv_fast";
@@ -320,10 +360,16 @@ impl FastConv {
                     "{label}: tile {t:?} is not one of {TILES:?}"
                 )))
             }
-            None => *TILES[..4]
-                .iter()
-                .min_by_key(|t| tile_cost(spec, &groups, **t))
-                .expect("TILES is not empty"),
+            None => {
+                let out_hw = spec.out_hw(in_hw[0], in_hw[1]).unwrap_or([1, 1]);
+                *TILES
+                    .iter()
+                    .min_by(|a, b| {
+                        tile_cost(spec, &groups, **a, out_hw)
+                            .total_cmp(&tile_cost(spec, &groups, **b, out_hw))
+                    })
+                    .expect("TILES is not empty")
+            }
         };
         let [kh, kw] = spec.kernel;
         let kk = kh * kw;
@@ -398,16 +444,13 @@ impl FastConv {
 
     /// The entry point for this layer's row geometry (specialised or generic).
     pub fn entry(&self) -> String {
-        let Tile { ms, s } = self.tile;
-        let row = [
-            self.spec.kernel[1],
-            self.spec.stride[1],
-            self.spec.dilation[1],
-        ];
+        let Tile { ms, s, pt } = self.tile;
+        let [kh, kw] = self.spec.kernel;
+        let row = [kh, kw, self.spec.stride[1], self.spec.dilation[1]];
         if SPECIAL.contains(&row) {
-            format!("conv_m{ms}s{s}_k{}s{}d{}", row[0], row[1], row[2])
+            format!("conv_m{ms}s{s}p{pt}_k{kh}x{kw}s{}d{}", row[2], row[3])
         } else {
-            format!("conv_m{ms}s{s}_gen")
+            format!("conv_m{ms}s{s}p{pt}_gen")
         }
     }
 
@@ -542,10 +585,11 @@ pub fn prepare(
     check_tensor(ctx, label, "x", &io.x, x_len as u64)?;
     check_tensor(ctx, label, "out", &io.out, out_len as u64)?;
     // Padded geometry: every element the specialised or the generic entry reads.
-    let bpr = ow.div_ceil(PT);
-    let ox_last = (bpr - 1) * PT;
-    let spec_max = ox_last * sw + 4 * nv(kw, sw, dw) - 1;
-    let gen_max = (ox_last + PT - 1) * sw + (kw - 1) * dw;
+    let pt = plan.tile.pt;
+    let bpr = ow.div_ceil(pt);
+    let ox_last = (bpr - 1) * pt;
+    let spec_max = ox_last * sw + 4 * nv(kw, sw, dw, pt) - 1;
+    let gen_max = (ox_last + pt - 1) * sw + (kw - 1) * dw;
     let wp4 = (spec_max.max(gen_max) + 1).div_ceil(4);
     let hp = h + 2 * spec.padding[0];
     let plane4 = hp * wp4;

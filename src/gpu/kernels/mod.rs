@@ -14,6 +14,7 @@ pub mod conv_tiled;
 pub mod elementwise;
 pub mod flgc;
 pub mod gather;
+pub mod gemv;
 pub mod grad;
 pub mod linear;
 pub mod linear_backward;
