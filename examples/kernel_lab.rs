@@ -168,13 +168,18 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
             true,
         )?;
         push("old conv_tiled".into(), d);
-        // new: conv_fast, automatic tile (+ every tile with --tiles)
-        let mut tiles = vec![None];
+        // new: conv_fast, automatic entry (+ every fitting entry with --tiles)
+        let mut entries = vec![None];
         if a.tiles {
-            tiles.extend(conv_fast::TILES.iter().map(|t| Some(*t)));
+            entries.extend(
+                conv_fast::ENTRIES
+                    .iter()
+                    .filter(|e| e.fits(&spec))
+                    .map(|e| Some(*e)),
+            );
         }
-        for t in tiles {
-            let plan = conv_fast::FastConv::conv2d(&spec, [hw, hw], t)?;
+        for e in entries {
+            let plan = conv_fast::FastConv::conv2d(&spec, [hw, hw], e)?;
             let wp = ctx.upload("wp", &plan.pack(&w)?)?;
             let layer = plan.upload(ctx, "fast")?;
             let io = conv_fast::ConvIo {
@@ -189,8 +194,16 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
                 relu: true,
             };
             let d = conv_fast::prepare(ctx, "fast", &layer, io, geom)?;
-            let tag = if t.is_some() { "" } else { " (auto)" };
-            push(format!("new {}{tag}", plan.entry()), d);
+            if e.is_none() && a.tiles && !plan.entry().direct {
+                // diagnostic: the padding pass alone
+                let pad = conv_fast::prepare(ctx, "fast", &layer, io, geom)?;
+                push(
+                    "new pad_input only".into(),
+                    pad.into_iter().take(1).collect(),
+                );
+            }
+            let tag = if e.is_some() { "" } else { " (auto)" };
+            push(format!("new {}{tag}", plan.entry().name), d);
         }
     }
     Ok(())

@@ -7,7 +7,7 @@
 mod common;
 
 use gconv::cpu;
-use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Tile, Weight};
+use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, Entry, FastConv, Weight, ENTRIES};
 use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
 use gconv::graph::{Conv2dSpec, GroupRange};
 use gconv::testing::{assert_close, Tolerance};
@@ -46,8 +46,15 @@ struct ConvCase {
     spec: Conv2dSpec,
     hw: [usize; 2],
     relu: bool,
-    tile: Option<Tile>,
+    /// `None`: automatic choice; `Some(i)`: the i-th (mod count) entry that fits.
+    pick: Option<usize>,
     path: WeightPath,
+}
+
+/// The entry `pick` selects among those that fit `spec`.
+fn pick_entry(spec: &Conv2dSpec, pick: Option<usize>) -> Option<Entry> {
+    let fit: Vec<Entry> = ENTRIES.iter().copied().filter(|e| e.fits(spec)).collect();
+    pick.map(|i| fit[i % fit.len()])
 }
 
 /// Runs one planned layer on the GPU; returns the output.
@@ -100,7 +107,7 @@ fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
     if case.relu {
         want = cpu::relu(&want);
     }
-    let plan = FastConv::conv2d(s, case.hw, case.tile).expect("plan");
+    let plan = FastConv::conv2d(s, case.hw, pick_entry(s, case.pick)).expect("plan");
     let geom = ConvGeom {
         batch: case.batch,
         in_hw: case.hw,
@@ -117,18 +124,15 @@ fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
         want.numel(),
     );
     assert_close(
-        &format!("{case:?} entry {}", plan.entry()),
+        &format!("{case:?} entry {}", plan.entry().name),
         &got,
         want.data(),
         Tolerance::F32_OP,
     );
 }
 
-fn tile_choice() -> impl Strategy<Value = Option<Tile>> {
-    prop_oneof![
-        Just(None),
-        prop::sample::select(conv_fast::TILES.to_vec()).prop_map(Some),
-    ]
+fn entry_choice() -> impl Strategy<Value = Option<usize>> {
+    prop_oneof![Just(None), (0usize..64).prop_map(Some)]
 }
 
 /// G from {1, 2, 3, 4, C}; channels per group > 1 except depthwise; kernel 1/3; stride
@@ -147,11 +151,11 @@ fn conv_strategy() -> impl Strategy<Value = ConvCase> {
             3usize..=21,
             prop::sample::select(vec![1usize, 3]),
         ),
-        (any::<bool>(), any::<bool>(), tile_choice(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), entry_choice(), any::<bool>()),
     )
         .prop_filter_map(
             "kernel must fit the padded input",
-            |((gi, cin_g, cout_g, mult), (k, s, p, d), (h, w, batch), (bias, relu, tile, gpu))| {
+            |((gi, cin_g, cout_g, mult), (k, s, p, d), (h, w, batch), (bias, relu, pick, gpu))| {
                 let (g, cin_g, cout_g) = match gi {
                     4 => (cin_g * 2, 1, mult), // depthwise (G = C), channel multiplier
                     _ => ([1, 2, 3, 4][gi], cin_g, cout_g),
@@ -166,7 +170,7 @@ fn conv_strategy() -> impl Strategy<Value = ConvCase> {
                     spec,
                     hw: [h, w],
                     relu,
-                    tile,
+                    pick,
                     path: if gpu {
                         WeightPath::GpuPacked
                     } else {
@@ -186,78 +190,79 @@ proptest! {
     }
 }
 
-fn case(
-    batch: usize,
-    spec: Conv2dSpec,
-    hw: [usize; 2],
-    tile: Option<Tile>,
-    path: WeightPath,
-) -> ConvCase {
+fn case(batch: usize, spec: Conv2dSpec, hw: [usize; 2], path: WeightPath) -> ConvCase {
     ConvCase {
         batch,
         spec,
         hw,
         relu: true,
-        tile,
+        pick: None,
         path,
     }
 }
 
-/// Every tile × every specialised row geometry and the generic entry, plus named shapes.
+/// Every generated entry point on a layer of its geometry (generic ones on a 3×5 kernel
+/// with dilation 2 and stride 2×1), with partial tiles: 12 → 24 channels in 2 groups of 12
+/// filters, odd sizes, batch 1 and 3; plus named shapes.
 #[test]
 fn conv_fast_every_entry_and_named_shapes() {
     with_gpu(|ctx| {
-        let mut cases = Vec::new();
-        for (i, t) in conv_fast::TILES.iter().enumerate() {
-            for [kh, kw, sw, dw] in conv_fast::SPECIAL.iter().copied().chain([[3, 5, 1, 2]]) {
-                let mut spec = Conv2dSpec::square(12, 24, 1, 1, 0).groups(2).bias(true);
-                spec.kernel = [kh, kw];
-                spec.stride = [1, sw];
-                spec.dilation = [1, dw];
-                spec.padding = [kh / 2, kw / 2];
-                let path = if i % 2 == 0 {
-                    WeightPath::HostPacked
-                } else {
-                    WeightPath::GpuPacked
-                };
-                cases.push(case(1 + i % 2 * 2, spec, [9, 19], Some(*t), path));
-            }
+        for (i, e) in ENTRIES.iter().enumerate() {
+            let [kh, kw, sh, sw, dh, dw] = e.geom.unwrap_or([3, 5, 2, 1, 2, 2]);
+            let mut spec = Conv2dSpec::square(12, 24, 1, 1, 0).groups(2).bias(true);
+            spec.kernel = [kh, kw];
+            spec.stride = [sh, sw];
+            spec.dilation = [dh, dw];
+            spec.padding = [kh / 2 * dh, kw / 2 * dw];
+            let path = if i % 2 == 0 {
+                WeightPath::HostPacked
+            } else {
+                WeightPath::GpuPacked
+            };
+            let c = ConvCase {
+                pick: Some(
+                    ENTRIES
+                        .iter()
+                        .filter(|f| f.fits(&spec))
+                        .position(|f| f == e)
+                        .unwrap(),
+                ),
+                ..case(1 + i % 2 * 2, spec, [13, 19], path)
+            };
+            check_conv(ctx, &c, 40 + i as u64);
         }
-        // ResNet stem 7x7/2 p3, 3 input channels (generic vertical, specialised row).
+        let mut cases = Vec::new();
+        // ResNet stem 7x7/2 p3, 3 input channels.
         cases.push(case(
             1,
             Conv2dSpec::square(3, 16, 7, 2, 3),
             [23, 29],
-            None,
             WeightPath::HostPacked,
         ));
-        // 256-channel layer at G = 64 and G = 32, small image (several tiles per group row).
+        // 256-channel layer at G = 32, 64, 256, small image (several tiles per group row).
         for g in [32, 64, 256] {
             cases.push(case(
                 1,
                 Conv2dSpec::square(256, 256, 3, 1, 1).groups(g),
                 [6, 11],
-                None,
                 WeightPath::GpuPacked,
             ));
         }
-        // Output exactly one pixel wide and one 8-pixel block plus one.
+        // Output exactly one pixel wide; one 8-pixel block plus one.
         cases.push(case(
             3,
             Conv2dSpec::square(4, 8, 3, 1, 0),
             [5, 3],
-            None,
             WeightPath::HostPacked,
         ));
         cases.push(case(
             2,
             Conv2dSpec::square(4, 8, 1, 1, 0),
             [2, 9],
-            None,
             WeightPath::GpuPacked,
         ));
         for (i, c) in cases.iter().enumerate() {
-            check_conv(ctx, c, 40 + i as u64);
+            check_conv(ctx, c, 140 + i as u64);
         }
     });
 }
@@ -274,7 +279,7 @@ fn check_table(
     s: usize,
     p: usize,
     hw: [usize; 2],
-    tile: Option<Tile>,
+    pick: Option<usize>,
     path: WeightPath,
     seed: u64,
 ) {
@@ -314,8 +319,15 @@ fn check_table(
         &cpu::grouped_conv_indexed(&x, &wt, Some(&b), &spec, &table, &in_index, &out_index)
             .unwrap(),
     );
-    let plan =
-        FastConv::grouped_table(&spec, &table, &in_index, &out_index, hw, tile).expect("plan");
+    let plan = FastConv::grouped_table(
+        &spec,
+        &table,
+        &in_index,
+        &out_index,
+        hw,
+        pick_entry(&spec, pick),
+    )
+    .expect("plan");
     let geom = ConvGeom {
         batch,
         in_hw: hw,
@@ -323,7 +335,10 @@ fn check_table(
     };
     let got = run_fast(ctx, &plan, &x, &wt, Some(&b), geom, path, want.numel());
     assert_close(
-        &format!("table {groups:?} k{k} s{s} p{p} {hw:?} {tile:?} {path:?}"),
+        &format!(
+            "table {groups:?} k{k} s{s} p{p} {hw:?} {} {path:?}",
+            plan.entry().name
+        ),
         &got,
         want.data(),
         Tolerance::F32_OP,
@@ -341,13 +356,13 @@ proptest! {
         p in 0usize..=1,
         hw in (3usize..=11, 3usize..=13),
         batch in prop::sample::select(vec![1usize, 3]),
-        tile in tile_choice(),
+        pick in entry_choice(),
         gpu in any::<bool>(),
         seed in 0u64..1000,
     ) {
         prop_assume!(groups.iter().any(|g| g.1 > 0));
         let path = if gpu { WeightPath::GpuPacked } else { WeightPath::HostPacked };
-        with_gpu(|ctx| check_table(ctx, batch, &groups, k, s, p, [hw.0, hw.1], tile, path, seed));
+        with_gpu(|ctx| check_table(ctx, batch, &groups, k, s, p, [hw.0, hw.1], pick, path, seed));
     }
 }
 
@@ -356,7 +371,9 @@ fn conv_fast_table_regressions() {
     with_gpu(|ctx| {
         // An empty group, a group with filters but no inputs (bias only), uneven sizes.
         let groups = [(3, 5), (2, 0), (0, 3), (4, 11), (1, 1)];
-        for t in conv_fast::TILES {
+        let spec = Conv2dSpec::square(10, 20, 3, 1, 1);
+        let fitting = ENTRIES.iter().filter(|e| e.fits(&spec)).count();
+        for pick in 0..fitting {
             check_table(
                 ctx,
                 1,
@@ -365,7 +382,7 @@ fn conv_fast_table_regressions() {
                 1,
                 1,
                 [7, 10],
-                Some(t),
+                Some(pick),
                 WeightPath::GpuPacked,
                 3,
             );
@@ -399,8 +416,12 @@ fn conv_fast_rejects_bad_arguments() {
     let zero_stride = Conv2dSpec::square(4, 4, 3, 0, 1);
     assert!(FastConv::conv2d(&zero_stride, [5, 5], None).is_err());
     let spec = Conv2dSpec::square(4, 4, 3, 1, 1);
+    let one_by_one = ENTRIES
+        .iter()
+        .find(|e| e.geom == Some([1, 1, 1, 1, 1, 1]))
+        .unwrap();
     assert!(matches!(
-        FastConv::conv2d(&spec, [5, 5], Some(Tile { ms: 3, s: 1, pt: 8 })),
+        FastConv::conv2d(&spec, [5, 5], Some(*one_by_one)),
         Err(Error::InvalidArgument(_))
     ));
     let plan = FastConv::conv2d(&spec, [5, 5], None).unwrap();

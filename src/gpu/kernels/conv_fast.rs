@@ -43,57 +43,50 @@ pub static SHADER: ShaderSpec = ShaderSpec {
 
 /// Invocations per workgroup.
 pub const WG: u32 = 8;
-/// Register tiles the generator emits (`TILES` of `scripts/gen_conv_fast.py`).
-pub const TILES: [Tile; 9] = [
-    Tile { ms: 8, s: 1, pt: 8 },
-    Tile { ms: 4, s: 2, pt: 8 },
-    Tile { ms: 2, s: 4, pt: 8 },
-    Tile { ms: 1, s: 8, pt: 8 },
-    Tile {
-        ms: 16,
-        s: 1,
-        pt: 8,
-    },
-    Tile {
-        ms: 8,
-        s: 1,
-        pt: 16,
-    },
-    Tile {
-        ms: 4,
-        s: 2,
-        pt: 16,
-    },
-    Tile {
-        ms: 4,
-        s: 1,
-        pt: 16,
-    },
-    Tile {
-        ms: 1,
-        s: 8,
-        pt: 16,
-    },
-];
-/// Kernel geometries `(kh, kw, sw, dw)` with a specialised entry point (vertical stride and
-/// dilation are free); others run the generic `_gen` entry.
-pub const SPECIAL: [[usize; 4]; 5] = [
-    [1, 1, 1, 1],
-    [1, 1, 2, 1],
-    [3, 3, 1, 1],
-    [3, 3, 2, 1],
-    [7, 7, 2, 1],
-];
 
-/// One register tile shape: `s` segments of `ms` filters, × `pt` consecutive pixels of a row.
+include!("conv_fast_entries.rs");
+
+/// One register tile shape: `s` segments of `ms` filters × `r` output rows × `pt`
+/// consecutive output pixels of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     /// Filters per segment.
     pub ms: usize,
     /// Segments per tile.
     pub s: usize,
-    /// Output pixels per invocation.
+    /// Output rows per invocation.
+    pub r: usize,
+    /// Output pixels per row and invocation.
     pub pt: usize,
+}
+
+/// A generated entry point of `conv_fast.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Entry point name.
+    pub name: &'static str,
+    /// Its register tile.
+    pub tile: Tile,
+    /// The geometry `[kh, kw, sh, sw, dh, dw]` it is specialised for; `None`: any.
+    pub geom: Option<[usize; 6]>,
+    /// Reads the unpadded input (no `pad_input` pass).
+    pub direct: bool,
+}
+
+impl Entry {
+    /// Whether this entry can run `spec` (generic entries run anything).
+    pub fn fits(&self, spec: &Conv2dSpec) -> bool {
+        self.geom.is_none_or(|g| g == geom_of(spec))
+    }
+}
+
+/// `[kh, kw, sh, sw, dh, dw]` of a layer, with the dilation of a size-1 kernel axis
+/// normalised to 1 (it has no effect).
+pub fn geom_of(spec: &Conv2dSpec) -> [usize; 6] {
+    let [kh, kw] = spec.kernel;
+    let dh = if kh == 1 { 1 } else { spec.dilation[0] };
+    let dw = if kw == 1 { 1 } else { spec.dilation[1] };
+    [kh, kw, spec.stride[0], spec.stride[1], dh, dw]
 }
 
 /// Mirror of the WGSL `Params` of `conv_fast.wgsl`.
@@ -170,11 +163,11 @@ fn nv(kw: usize, sw: usize, dw: usize, pt: usize) -> usize {
 }
 
 /// A convolution layer planned for the fast kernel (host side): segments, channel lists,
-/// tile shape. Built once per layer; [`FastConv::upload`] puts it on the GPU.
+/// entry point. Built once per layer; [`FastConv::upload`] puts it on the GPU.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FastConv {
     spec: Conv2dSpec,
-    tile: Tile,
+    entry: Entry,
     /// Per segment `[in_start, in_len, out_start, out_len, w_off, wn_off, 0, 0]`.
     segs: Vec<[u32; 8]>,
     /// Input channel list, then output channel list.
@@ -206,32 +199,58 @@ fn check_spec(label: &str, spec: &Conv2dSpec) -> Result<()> {
     )
 }
 
-/// Estimated cost of running `groups` with tile `t` on an `out_hw` output, in units of one
+/// Cost of a gathered scalar relative to one component of a gathered vec4.
+const SCALAR_LOAD: f64 = 1.5;
+/// Cost of `pad_input` per padded element (a scalar gather and a quarter vec4 store).
+const PAD_ELEMENT: f64 = 1.5;
+
+/// Estimated cost of running `groups` with entry `e` on an `in_hw` input, in units of one
 /// gathered vec4 component (the dominant cost on lavapipe: every storage load is a per-lane
-/// loop); a multiply-add of one lane vector counts 1/8, a store 1.
-fn tile_cost(spec: &Conv2dSpec, groups: &[Group], t: Tile, out_hw: [usize; 2]) -> f64 {
-    let [kh, kw] = spec.kernel;
-    let loads = 4 * (nv(kw, spec.stride[1], spec.dilation[1], t.pt) + nwv(kw, t.ms));
-    let per_k = loads as f64 + (kw * t.ms * t.pt) as f64 / 8.0;
+/// gather); a multiply-add of one lane vector counts 1/8, a store 1.
+fn entry_cost(spec: &Conv2dSpec, groups: &[Group], e: &Entry, in_hw: [usize; 2]) -> f64 {
+    let out_hw = spec.out_hw(in_hw[0], in_hw[1]).unwrap_or([1, 1]);
+    let [kh, kw, sh, sw, dh, dw] = geom_of(spec);
+    let Tile { ms, s, r, pt } = e.tile;
+    let fma = (kh * kw * ms * r * pt) as f64 / 8.0;
+    // loads per (segment, input channel)
+    let rows = (r - 1) * sh + (kh - 1) * dh + 1;
+    let distinct = rows.min(r * kh) as f64;
+    let weights = (4 * kh * nwv(kw, ms)) as f64;
+    let loads = match e.geom {
+        Some(_) if e.direct => {
+            let elems = ((pt - 1) * sw + (kw - 1) * dw + 1) as f64;
+            distinct * elems * SCALAR_LOAD + weights
+        }
+        Some(_) => distinct * (4 * nv(kw, sw, dw, pt)) as f64 + weights,
+        // element loads: a vec4 gather per pixel and per weight, per (ky, kx)
+        None => (4 * kh * kw * (pt + ms)) as f64,
+    };
+    let per_k = loads + fma;
     let mut segs: Vec<f64> = Vec::new();
     for g in groups {
-        let pieces = g[3].div_ceil(t.ms);
-        segs.extend(std::iter::repeat_n((g[1] * kh) as f64 * per_k, pieces));
+        let pieces = g[3].div_ceil(ms);
+        segs.extend(std::iter::repeat_n(g[1] as f64 * per_k, pieces));
     }
-    // A tile runs its segments one after another, then stores s·ms·pt values.
+    // A tile runs its segments one after another, then stores s·ms·r·pt values.
     let per_tile: f64 = segs
-        .chunks(t.s)
-        .map(|c| c.iter().sum::<f64>() + (t.s * t.ms * t.pt) as f64)
+        .chunks(s)
+        .map(|c| c.iter().sum::<f64>() + (s * ms * r * pt) as f64)
         .sum();
-    let blocks = out_hw[0] * out_hw[1].div_ceil(t.pt);
-    per_tile * blocks as f64
+    let blocks = out_hw[0].div_ceil(r) * out_hw[1].div_ceil(pt);
+    let pad = if e.direct {
+        0.0
+    } else {
+        let padded = (in_hw[0] + 2 * spec.padding[0]) * (in_hw[1] + 2 * spec.padding[1] + 4);
+        (spec.in_channels * padded) as f64 * PAD_ELEMENT
+    };
+    per_tile * blocks as f64 + pad
 }
 
 impl FastConv {
     /// Plans an ordinary grouped convolution (`cpu::conv2d` semantics; weight
-    /// `[N, C/G, kh, kw]`). `tile`: `None` picks the cheapest of [`TILES`] for this layer
-    /// on an `in_hw` input (the plan works for any input size).
-    pub fn conv2d(spec: &Conv2dSpec, in_hw: [usize; 2], tile: Option<Tile>) -> Result<Self> {
+    /// `[N, C/G, kh, kw]`). `entry`: `None` picks the cheapest of the [`ENTRIES`] that fit
+    /// this layer on an `in_hw` input (the plan then works for any input size).
+    pub fn conv2d(spec: &Conv2dSpec, in_hw: [usize; 2], entry: Option<Entry>) -> Result<Self> {
         let label = "conv_fast";
         check_spec(label, spec)?;
         let (c, n, g) = (spec.in_channels, spec.out_channels, spec.groups);
@@ -247,13 +266,13 @@ impl FastConv {
             .map(|i| [i * cg, cg, i * ng, ng, i * ng * cg * kk])
             .collect();
         let chan = (0..c as u32).chain(0..n as u32).collect();
-        Self::build(spec, groups, chan, c, in_hw, tile)
+        Self::build(spec, groups, chan, c, in_hw, entry)
     }
 
     /// Plans an index-addressed uneven grouped convolution (`cpu::grouped_conv_indexed`
     /// semantics, exported FLGC): group `g` reads `in_index[in_start..+in_len]` and writes
     /// `out_index[out_start..+out_len]`; weights group after group. Empty groups allowed;
-    /// every output channel must be written exactly once. `in_hw` and `tile` as for
+    /// every output channel must be written exactly once. `in_hw` and `entry` as for
     /// [`FastConv::conv2d`].
     pub fn grouped_table(
         spec: &Conv2dSpec,
@@ -261,7 +280,7 @@ impl FastConv {
         in_index: &[usize],
         out_index: &[usize],
         in_hw: [usize; 2],
-        tile: Option<Tile>,
+        entry: Option<Entry>,
     ) -> Result<Self> {
         let label = "conv_fast (group table)";
         check_dims(
@@ -331,7 +350,7 @@ impl FastConv {
             .map(|&i| i as u32)
             .collect();
         // `build` adds the input-list length to output starts for conv2d; here it is done.
-        let mut me = Self::build(spec, groups, chan, 0, in_hw, tile)?;
+        let mut me = Self::build(spec, groups, chan, 0, in_hw, entry)?;
         me.n_in = in_index.len();
         Ok(me)
     }
@@ -343,7 +362,7 @@ impl FastConv {
         chan: Vec<u32>,
         out_base: usize,
         in_hw: [usize; 2],
-        tile: Option<Tile>,
+        entry: Option<Entry>,
     ) -> Result<Self> {
         let label = "conv_fast";
         let groups: Vec<Group> = groups
@@ -353,24 +372,25 @@ impl FastConv {
         if groups.iter().all(|g| g[3] == 0) {
             return Err(Error::shape(label, "a convolution without output channels"));
         }
-        let tile = match tile {
-            Some(t) if TILES.contains(&t) => t,
-            Some(t) => {
+        let entry = match entry {
+            Some(e) if ENTRIES.contains(&e) && e.fits(spec) => e,
+            Some(e) => {
                 return Err(Error::InvalidArgument(format!(
-                    "{label}: tile {t:?} is not one of {TILES:?}"
+                    "{label}: entry {} is not a generated entry for geometry {:?}",
+                    e.name,
+                    geom_of(spec)
                 )))
             }
-            None => {
-                let out_hw = spec.out_hw(in_hw[0], in_hw[1]).unwrap_or([1, 1]);
-                *TILES
-                    .iter()
-                    .min_by(|a, b| {
-                        tile_cost(spec, &groups, **a, out_hw)
-                            .total_cmp(&tile_cost(spec, &groups, **b, out_hw))
-                    })
-                    .expect("TILES is not empty")
-            }
+            None => *ENTRIES
+                .iter()
+                .filter(|e| e.fits(spec))
+                .min_by(|a, b| {
+                    entry_cost(spec, &groups, a, in_hw)
+                        .total_cmp(&entry_cost(spec, &groups, b, in_hw))
+                })
+                .expect("generic entries fit every layer"),
         };
+        let tile = entry.tile;
         let [kh, kw] = spec.kernel;
         let kk = kh * kw;
         let nw = nwv(kw, tile.ms);
@@ -417,7 +437,7 @@ impl FastConv {
         to_u32(w_off * 4)?;
         Ok(Self {
             spec: spec.clone(),
-            tile,
+            entry,
             segs,
             chan,
             n_in: out_base,
@@ -427,9 +447,9 @@ impl FastConv {
         })
     }
 
-    /// The tile shape in use.
-    pub fn tile(&self) -> Tile {
-        self.tile
+    /// The entry point chosen for this layer.
+    pub fn entry(&self) -> Entry {
+        self.entry
     }
 
     /// Floats of the natural weight (`N·C/G·kh·kw`, or the table's group-after-group sum).
@@ -440,18 +460,6 @@ impl FastConv {
     /// Floats of the packed weight.
     pub fn packed_len(&self) -> usize {
         self.packed_vec4 * 4
-    }
-
-    /// The entry point for this layer's row geometry (specialised or generic).
-    pub fn entry(&self) -> String {
-        let Tile { ms, s, pt } = self.tile;
-        let [kh, kw] = self.spec.kernel;
-        let row = [kh, kw, self.spec.stride[1], self.spec.dilation[1]];
-        if SPECIAL.contains(&row) {
-            format!("conv_m{ms}s{s}p{pt}_k{kh}x{kw}s{}d{}", row[2], row[3])
-        } else {
-            format!("conv_m{ms}s{s}p{pt}_gen")
-        }
     }
 
     /// Packs natural weights on the host into the kernel's layout: per segment, per
@@ -466,7 +474,7 @@ impl FastConv {
             ));
         }
         let [kh, kw] = self.spec.kernel;
-        let ms = self.tile.ms;
+        let ms = self.entry.tile.ms;
         let nw = nwv(kw, ms);
         let mut out = vec![0.0; self.packed_len()];
         for s in &self.segs {
@@ -585,7 +593,12 @@ pub fn prepare(
     check_tensor(ctx, label, "x", &io.x, x_len as u64)?;
     check_tensor(ctx, label, "out", &io.out, out_len as u64)?;
     // Padded geometry: every element the specialised or the generic entry reads.
-    let pt = plan.tile.pt;
+    let Tile {
+        ms,
+        s: seg_per_tile,
+        r,
+        pt,
+    } = plan.entry.tile;
     let bpr = ow.div_ceil(pt);
     let ox_last = (bpr - 1) * pt;
     let spec_max = ox_last * sw + 4 * nv(kw, sw, dw, pt) - 1;
@@ -593,11 +606,14 @@ pub fn prepare(
     let wp4 = (spec_max.max(gen_max) + 1).div_ceil(4);
     let hp = h + 2 * spec.padding[0];
     let plane4 = hp * wp4;
+    let direct = plan.entry.direct;
     let xp_vec4 = len(&[batch, c, plane4]).ok_or_else(|| big("padded input"))?;
-    ctx.check_storage_size(label, "x (padded)", (xp_vec4 * 16) as u64)?;
-    let blocks = oh * bpr;
+    if !direct {
+        ctx.check_storage_size(label, "x (padded)", (xp_vec4 * 16) as u64)?;
+    }
+    let blocks = oh.div_ceil(r) * bpr;
     let px_wgs = blocks.div_ceil(WG as usize);
-    let n_tiles = plan.segs.len() / plan.tile.s;
+    let n_tiles = plan.segs.len() / seg_per_tile;
     let total = len(&[batch, n_tiles, px_wgs]).ok_or_else(|| big("workgroups"))?;
     let pad_rows = batch * c * hp;
     for (what, v) in [
@@ -654,10 +670,12 @@ pub fn prepare(
         pad_rows: pad_rows as u32,
         n_segs: plan.segs.len() as u32,
         qmax: qmax as u32,
-        nwv: nwv(kw, plan.tile.ms) as u32,
+        nwv: nwv(kw, ms) as u32,
     };
     let uniform = ctx.uniform(&format!("{label} params"), &params);
-    let xp = ctx.storage_buffer(&format!("{label} x padded"), (xp_vec4 * 16) as u64)?;
+    // Direct entries read x itself; the padded copy is then a placeholder.
+    let xp_bytes = if direct { 16 } else { (xp_vec4 * 16) as u64 };
+    let xp = ctx.storage_buffer(&format!("{label} x padded"), xp_bytes)?;
     let packed_bytes = (plan.packed_len().max(4) * 4) as u64;
     let (wp_owned, wn_owned);
     let (wp, wn, natural) = match io.weight {
@@ -683,18 +701,20 @@ pub fn prepare(
         layer.chan.as_entire_binding(),
         io.out.binding(),
     ];
-    let ms = ("MS", plan.tile.ms as u32);
+    let ms_const = ("MS", ms as u32);
     let mut v = Vec::with_capacity(3);
-    let pad_wgs = fold_workgroups(ctx, label, (pad_rows as u64).div_ceil(64))?;
-    v.push(make_dispatch(
-        ctx,
-        label,
-        &SHADER,
-        "pad_input",
-        vec![("WG", WG), ms],
-        &resources,
-        pad_wgs,
-    )?);
+    if !direct {
+        let pad_wgs = fold_workgroups(ctx, label, (pad_rows as u64).div_ceil(64))?;
+        v.push(make_dispatch(
+            ctx,
+            label,
+            &SHADER,
+            "pad_input",
+            vec![("WG", WG), ms_const],
+            &resources,
+            pad_wgs,
+        )?);
+    }
     if natural {
         let items = (plan.segs.len() * qmax) as u64;
         let wgs = fold_workgroups(ctx, label, items.div_ceil(64).max(1))?;
@@ -703,39 +723,21 @@ pub fn prepare(
             label,
             &SHADER,
             "pack_weights",
-            vec![("WG", WG), ms],
+            vec![("WG", WG), ms_const],
             &resources,
             wgs,
         )?);
     }
-    let entry: &'static str = entry_name(&plan.entry());
+    let entry = plan.entry.name;
     let workgroups = fold_workgroups(ctx, label, total as u64)?;
     v.push(make_dispatch(
         ctx,
         label,
         &SHADER,
         entry,
-        vec![("WG", WG), ms],
+        vec![("WG", WG), ms_const],
         &resources,
         workgroups,
     )?);
     Ok(v)
-}
-
-/// The `'static` name of a generated entry point (the pipeline cache keys on `&'static str`).
-fn entry_name(name: &str) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = NAMES
-        .get_or_init(|| Mutex::new(HashSet::new()))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = set.get(name) {
-        return s;
-    }
-    // Bounded: at most |TILES| · (|SPECIAL| + 1) distinct names are ever leaked.
-    let s: &'static str = Box::leak(name.to_string().into_boxed_str());
-    set.insert(s);
-    s
 }
