@@ -194,7 +194,7 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
                 relu: true,
             };
             let d = conv_fast::prepare(ctx, "fast", &layer, io, geom)?;
-            if e.is_none() && a.tiles && !plan.entry().direct {
+            if e.is_none() && a.tiles {
                 // diagnostic: the padding pass alone
                 let pad = conv_fast::prepare(ctx, "fast", &layer, io, geom)?;
                 push(

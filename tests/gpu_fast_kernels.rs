@@ -722,3 +722,48 @@ fn gemv_rejects_bad_arguments() {
         .is_err());
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// the generated tables match the generated shaders (no GPU needed)
+
+/// Entry points `fn NAME(` of a WGSL source whose name starts with `prefix`.
+fn wgsl_entries(src: &str, prefix: &str) -> Vec<String> {
+    src.lines()
+        .filter_map(|l| l.strip_prefix("fn "))
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| l.split('(').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn generated_tables_match_the_shaders() {
+    let conv = wgsl_entries(conv_fast::SHADER.source, "conv_");
+    let table: Vec<String> = ENTRIES.iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(
+        conv, table,
+        "conv_fast.wgsl entries vs ENTRIES (rerun gen_conv_fast.py)"
+    );
+    for e in ENTRIES {
+        let t = e.tile;
+        assert!(e
+            .name
+            .starts_with(&format!("conv_m{}s{}r{}p{}_", t.ms, t.s, t.r, t.pt)));
+        assert_eq!(e.geom.is_none(), e.name.ends_with("_gen"), "{}", e.name);
+    }
+    let gemv_src = gemv::SHADER.source;
+    let gemms = wgsl_entries(gemv_src, "gemm_");
+    let shapes: Vec<String> = gemv::SHAPES
+        .iter()
+        .map(|s| s.entry().expect("every shape has an entry").to_string())
+        .collect();
+    assert_eq!(
+        gemms, shapes,
+        "gemv.wgsl entries vs SHAPES (rerun gen_gemv.py)"
+    );
+    let roof = wgsl_entries(gconv::gpu::roofline::SHADER.source, "gemm_");
+    let cands: Vec<String> = gconv::gpu::roofline::GEMM_KERNELS
+        .iter()
+        .map(|g| g.0.to_string())
+        .collect();
+    assert_eq!(roof, cands, "roofline.wgsl GEMMs vs GEMM_KERNELS");
+}

@@ -18,7 +18,7 @@ use super::{check_buffer, check_dims, check_tensor, fold_workgroups, make_dispat
 use crate::error::{Error, Result};
 use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
 use crate::gpu::Dispatch;
-use crate::graph::{Conv2dSpec, GroupRange};
+use crate::graph::Conv2dSpec;
 
 /// `shaders/conv_fast.wgsl`: params, x, padded x, packed weights, natural weights, bias,
 /// segments, channel lists, out.
@@ -44,7 +44,11 @@ pub static SHADER: ShaderSpec = ShaderSpec {
 /// Invocations per workgroup.
 pub const WG: u32 = 8;
 
-include!("conv_fast_entries.rs");
+include!("conv_fast/entries.rs");
+
+mod plan;
+use plan::nv;
+pub use plan::{nwv, FastConv, FastConvGpu};
 
 /// One register tile shape: `s` segments of `ms` filters × `r` output rows × `pt`
 /// consecutive output pixels of a row.
@@ -69,8 +73,6 @@ pub struct Entry {
     pub tile: Tile,
     /// The geometry `[kh, kw, sh, sw, dh, dw]` it is specialised for; `None`: any.
     pub geom: Option<[usize; 6]>,
-    /// Reads the unpadded input (no `pad_input` pass).
-    pub direct: bool,
 }
 
 impl Entry {
@@ -151,372 +153,6 @@ pub struct FastConvParams {
     pub nwv: u32,
 }
 super::uniform_params!(FastConvParams);
-
-/// vec4s of packed weights per (segment, input channel, ky).
-pub fn nwv(kw: usize, ms: usize) -> usize {
-    (kw * ms).div_ceil(4)
-}
-
-/// vec4 loads of a specialised entry per (input channel, ky).
-fn nv(kw: usize, sw: usize, dw: usize, pt: usize) -> usize {
-    ((pt - 1) * sw + (kw - 1) * dw + 1).div_ceil(4)
-}
-
-/// A convolution layer planned for the fast kernel (host side): segments, channel lists,
-/// entry point. Built once per layer; [`FastConv::upload`] puts it on the GPU.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FastConv {
-    spec: Conv2dSpec,
-    entry: Entry,
-    /// Per segment `[in_start, in_len, out_start, out_len, w_off, wn_off, 0, 0]`.
-    segs: Vec<[u32; 8]>,
-    /// Input channel list, then output channel list.
-    chan: Vec<u32>,
-    /// Length of the input part of `chan`.
-    n_in: usize,
-    packed_vec4: usize,
-    natural_len: usize,
-}
-
-/// A group: `(in_start, in_len, out_start, out_len, wn_off)` with starts into the channel
-/// lists and `wn_off` the float offset of its first filter in the natural weight.
-type Group = [usize; 5];
-
-fn check_spec(label: &str, spec: &Conv2dSpec) -> Result<()> {
-    check_dims(
-        label,
-        &[
-            ("in_channels", spec.in_channels),
-            ("out_channels", spec.out_channels),
-            ("kernel height", spec.kernel[0]),
-            ("kernel width", spec.kernel[1]),
-            ("stride", spec.stride[0]),
-            ("stride", spec.stride[1]),
-            ("dilation", spec.dilation[0]),
-            ("dilation", spec.dilation[1]),
-            ("groups", spec.groups),
-        ],
-    )
-}
-
-/// Cost of a gathered scalar relative to one component of a gathered vec4.
-const SCALAR_LOAD: f64 = 1.5;
-/// Cost of `pad_input` per padded element (a scalar gather and a quarter vec4 store).
-const PAD_ELEMENT: f64 = 1.5;
-
-/// Estimated cost of running `groups` with entry `e` on an `in_hw` input, in units of one
-/// gathered vec4 component (the dominant cost on lavapipe: every storage load is a per-lane
-/// gather); a multiply-add of one lane vector counts 1/8, a store 1.
-fn entry_cost(spec: &Conv2dSpec, groups: &[Group], e: &Entry, in_hw: [usize; 2]) -> f64 {
-    let out_hw = spec.out_hw(in_hw[0], in_hw[1]).unwrap_or([1, 1]);
-    let [kh, kw, sh, sw, dh, dw] = geom_of(spec);
-    let Tile { ms, s, r, pt } = e.tile;
-    let fma = (kh * kw * ms * r * pt) as f64 / 8.0;
-    // loads per (segment, input channel)
-    let rows = (r - 1) * sh + (kh - 1) * dh + 1;
-    let distinct = rows.min(r * kh) as f64;
-    let weights = (4 * kh * nwv(kw, ms)) as f64;
-    let loads = match e.geom {
-        Some(_) if e.direct => {
-            let elems = ((pt - 1) * sw + (kw - 1) * dw + 1) as f64;
-            distinct * elems * SCALAR_LOAD + weights
-        }
-        Some(_) => distinct * (4 * nv(kw, sw, dw, pt)) as f64 + weights,
-        // element loads: a vec4 gather per pixel and per weight, per (ky, kx)
-        None => (4 * kh * kw * (pt + ms)) as f64,
-    };
-    let per_k = loads + fma;
-    let mut segs: Vec<f64> = Vec::new();
-    for g in groups {
-        let pieces = g[3].div_ceil(ms);
-        segs.extend(std::iter::repeat_n(g[1] as f64 * per_k, pieces));
-    }
-    // A tile runs its segments one after another, then stores s·ms·r·pt values.
-    let per_tile: f64 = segs
-        .chunks(s)
-        .map(|c| c.iter().sum::<f64>() + (s * ms * r * pt) as f64)
-        .sum();
-    let blocks = out_hw[0].div_ceil(r) * out_hw[1].div_ceil(pt);
-    let pad = if e.direct {
-        0.0
-    } else {
-        let padded = (in_hw[0] + 2 * spec.padding[0]) * (in_hw[1] + 2 * spec.padding[1] + 4);
-        (spec.in_channels * padded) as f64 * PAD_ELEMENT
-    };
-    per_tile * blocks as f64 + pad
-}
-
-impl FastConv {
-    /// Plans an ordinary grouped convolution (`cpu::conv2d` semantics; weight
-    /// `[N, C/G, kh, kw]`). `entry`: `None` picks the cheapest of the [`ENTRIES`] that fit
-    /// this layer on an `in_hw` input (the plan then works for any input size).
-    pub fn conv2d(spec: &Conv2dSpec, in_hw: [usize; 2], entry: Option<Entry>) -> Result<Self> {
-        let label = "conv_fast";
-        check_spec(label, spec)?;
-        let (c, n, g) = (spec.in_channels, spec.out_channels, spec.groups);
-        if c % g != 0 || n % g != 0 {
-            return Err(Error::shape(
-                label,
-                format!("groups {g} must divide in_channels {c} and out_channels {n}"),
-            ));
-        }
-        let (cg, ng) = (c / g, n / g);
-        let kk = spec.kernel[0] * spec.kernel[1];
-        let groups: Vec<Group> = (0..g)
-            .map(|i| [i * cg, cg, i * ng, ng, i * ng * cg * kk])
-            .collect();
-        let chan = (0..c as u32).chain(0..n as u32).collect();
-        Self::build(spec, groups, chan, c, in_hw, entry)
-    }
-
-    /// Plans an index-addressed uneven grouped convolution (`cpu::grouped_conv_indexed`
-    /// semantics, exported FLGC): group `g` reads `in_index[in_start..+in_len]` and writes
-    /// `out_index[out_start..+out_len]`; weights group after group. Empty groups allowed;
-    /// every output channel must be written exactly once. `in_hw` and `entry` as for
-    /// [`FastConv::conv2d`].
-    pub fn grouped_table(
-        spec: &Conv2dSpec,
-        table: &[GroupRange],
-        in_index: &[usize],
-        out_index: &[usize],
-        in_hw: [usize; 2],
-        entry: Option<Entry>,
-    ) -> Result<Self> {
-        let label = "conv_fast (group table)";
-        check_dims(
-            label,
-            &[
-                ("in_channels", spec.in_channels),
-                ("out_channels", spec.out_channels),
-                ("kernel height", spec.kernel[0]),
-                ("kernel width", spec.kernel[1]),
-                ("stride", spec.stride[0]),
-                ("stride", spec.stride[1]),
-                ("dilation", spec.dilation[0]),
-                ("dilation", spec.dilation[1]),
-            ],
-        )?;
-        let (c, n) = (spec.in_channels, spec.out_channels);
-        if in_index.iter().any(|&i| i >= c) || out_index.iter().any(|&o| o >= n) {
-            return Err(Error::shape(
-                label,
-                "an index list names a channel out of range",
-            ));
-        }
-        if out_index.len() != n {
-            return Err(Error::shape(
-                label,
-                format!(
-                    "out_index has {} entries for {n} output channels",
-                    out_index.len()
-                ),
-            ));
-        }
-        let kk = spec.kernel[0] * spec.kernel[1];
-        let mut written = vec![0usize; n];
-        let mut groups = Vec::with_capacity(table.len());
-        let mut off = 0;
-        for (i, r) in table.iter().enumerate() {
-            if r.in_start + r.in_len > in_index.len() || r.out_start + r.out_len > n {
-                return Err(Error::shape(
-                    label,
-                    format!("group {i} {r:?} reaches past its index lists"),
-                ));
-            }
-            for &o in &out_index[r.out_start..r.out_start + r.out_len] {
-                written[o] += 1;
-            }
-            groups.push([
-                r.in_start,
-                r.in_len,
-                in_index.len() + r.out_start,
-                r.out_len,
-                off,
-            ]);
-            off += r.out_len * r.in_len * kk;
-        }
-        if let Some(o) = written.iter().position(|&k| k != 1) {
-            return Err(Error::shape(
-                label,
-                format!(
-                    "output channel {o} is written by {} groups (must be 1)",
-                    written[o]
-                ),
-            ));
-        }
-        let chan = in_index
-            .iter()
-            .chain(out_index)
-            .map(|&i| i as u32)
-            .collect();
-        // `build` adds the input-list length to output starts for conv2d; here it is done.
-        let mut me = Self::build(spec, groups, chan, 0, in_hw, entry)?;
-        me.n_in = in_index.len();
-        Ok(me)
-    }
-
-    /// `out_base` is added to every group's output start (conv2d: outputs follow inputs).
-    fn build(
-        spec: &Conv2dSpec,
-        groups: Vec<Group>,
-        chan: Vec<u32>,
-        out_base: usize,
-        in_hw: [usize; 2],
-        entry: Option<Entry>,
-    ) -> Result<Self> {
-        let label = "conv_fast";
-        let groups: Vec<Group> = groups
-            .into_iter()
-            .map(|[a, b, c, d, e]| [a, b, c + out_base, d, e])
-            .collect();
-        if groups.iter().all(|g| g[3] == 0) {
-            return Err(Error::shape(label, "a convolution without output channels"));
-        }
-        let entry = match entry {
-            Some(e) if ENTRIES.contains(&e) && e.fits(spec) => e,
-            Some(e) => {
-                return Err(Error::InvalidArgument(format!(
-                    "{label}: entry {} is not a generated entry for geometry {:?}",
-                    e.name,
-                    geom_of(spec)
-                )))
-            }
-            None => *ENTRIES
-                .iter()
-                .filter(|e| e.fits(spec))
-                .min_by(|a, b| {
-                    entry_cost(spec, &groups, a, in_hw)
-                        .total_cmp(&entry_cost(spec, &groups, b, in_hw))
-                })
-                .expect("generic entries fit every layer"),
-        };
-        let tile = entry.tile;
-        let [kh, kw] = spec.kernel;
-        let kk = kh * kw;
-        let nw = nwv(kw, tile.ms);
-        let mut segs = Vec::new();
-        let mut w_off = 0usize;
-        for &[in_start, in_len, out_start, out_len, wn_off] in &groups {
-            let mut j = 0;
-            while j < out_len {
-                let len = tile.ms.min(out_len - j);
-                segs.push([
-                    in_start,
-                    in_len,
-                    out_start + j,
-                    len,
-                    w_off,
-                    wn_off + j * in_len * kk,
-                ]);
-                w_off += in_len * kh * nw;
-                j += tile.ms;
-            }
-        }
-        while segs.len() % tile.s != 0 {
-            segs.push([0, 0, 0, 0, w_off, 0]);
-        }
-        let natural_len = groups.iter().map(|g| g[1] * g[3] * kk).sum();
-        let to_u32 = |v: usize| {
-            u32::try_from(v).map_err(|_| Error::shape(label, format!("{v} exceeds u32")))
-        };
-        let segs = segs
-            .into_iter()
-            .map(|s| -> Result<[u32; 8]> {
-                Ok([
-                    to_u32(s[0])?,
-                    to_u32(s[1])?,
-                    to_u32(s[2])?,
-                    to_u32(s[3])?,
-                    to_u32(s[4])?,
-                    to_u32(s[5])?,
-                    0,
-                    0,
-                ])
-            })
-            .collect::<Result<Vec<_>>>()?;
-        to_u32(w_off * 4)?;
-        Ok(Self {
-            spec: spec.clone(),
-            entry,
-            segs,
-            chan,
-            n_in: out_base,
-            // At least one vec4 so the binding is never empty.
-            packed_vec4: w_off.max(1),
-            natural_len,
-        })
-    }
-
-    /// The entry point chosen for this layer.
-    pub fn entry(&self) -> Entry {
-        self.entry
-    }
-
-    /// Floats of the natural weight (`N·C/G·kh·kw`, or the table's group-after-group sum).
-    pub fn natural_len(&self) -> usize {
-        self.natural_len
-    }
-
-    /// Floats of the packed weight.
-    pub fn packed_len(&self) -> usize {
-        self.packed_vec4 * 4
-    }
-
-    /// Packs natural weights on the host into the kernel's layout: per segment, per
-    /// (input channel, ky), [`nwv`] vec4s holding component `kx·ms + m` (zero past the
-    /// segment's filters). The same layout as the shader's `pack_weights`.
-    pub fn pack(&self, natural: &[f32]) -> Result<Vec<f32>> {
-        if natural.len() != self.natural_len {
-            return Err(Error::tensor_shape(
-                "conv_fast weight",
-                format!("{} values", self.natural_len),
-                &[natural.len()],
-            ));
-        }
-        let [kh, kw] = self.spec.kernel;
-        let ms = self.entry.tile.ms;
-        let nw = nwv(kw, ms);
-        let mut out = vec![0.0; self.packed_len()];
-        for s in &self.segs {
-            let (in_len, out_len) = (s[1] as usize, s[3] as usize);
-            let (w_off, wn_off) = (s[4] as usize, s[5] as usize);
-            let flen = in_len * kh * kw;
-            for q in 0..in_len * kh {
-                let dst = (w_off + q * nw) * 4;
-                for m in 0..out_len {
-                    for kx in 0..kw {
-                        out[dst + kx * ms + m] = natural[wn_off + m * flen + q * kw + kx];
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Uploads the segment table and channel lists.
-    pub fn upload(&self, ctx: &GpuContext, label: &str) -> Result<FastConvGpu> {
-        let flat: Vec<u32> = self.segs.iter().flatten().copied().collect();
-        Ok(FastConvGpu {
-            plan: self.clone(),
-            segs: ctx.upload_u32(&format!("{label} segments"), &flat)?,
-            chan: ctx.upload_u32(&format!("{label} channels"), &self.chan)?,
-        })
-    }
-}
-
-/// A planned layer with its segment table and channel lists on the GPU.
-pub struct FastConvGpu {
-    plan: FastConv,
-    segs: wgpu::Buffer,
-    chan: wgpu::Buffer,
-}
-
-impl FastConvGpu {
-    /// The host plan.
-    pub fn plan(&self) -> &FastConv {
-        &self.plan
-    }
-}
 
 /// Where the weights come from.
 #[derive(Clone, Copy, Debug)]
@@ -606,11 +242,8 @@ pub fn prepare(
     let wp4 = (spec_max.max(gen_max) + 1).div_ceil(4);
     let hp = h + 2 * spec.padding[0];
     let plane4 = hp * wp4;
-    let direct = plan.entry.direct;
     let xp_vec4 = len(&[batch, c, plane4]).ok_or_else(|| big("padded input"))?;
-    if !direct {
-        ctx.check_storage_size(label, "x (padded)", (xp_vec4 * 16) as u64)?;
-    }
+    ctx.check_storage_size(label, "x (padded)", (xp_vec4 * 16) as u64)?;
     let blocks = oh.div_ceil(r) * bpr;
     let px_wgs = blocks.div_ceil(WG as usize);
     let n_tiles = plan.segs.len() / seg_per_tile;
@@ -673,9 +306,7 @@ pub fn prepare(
         nwv: nwv(kw, ms) as u32,
     };
     let uniform = ctx.uniform(&format!("{label} params"), &params);
-    // Direct entries read x itself; the padded copy is then a placeholder.
-    let xp_bytes = if direct { 16 } else { (xp_vec4 * 16) as u64 };
-    let xp = ctx.storage_buffer(&format!("{label} x padded"), xp_bytes)?;
+    let xp = ctx.storage_buffer(&format!("{label} x padded"), (xp_vec4 * 16) as u64)?;
     let packed_bytes = (plan.packed_len().max(4) * 4) as u64;
     let (wp_owned, wn_owned);
     let (wp, wn, natural) = match io.weight {
@@ -703,18 +334,16 @@ pub fn prepare(
     ];
     let ms_const = ("MS", ms as u32);
     let mut v = Vec::with_capacity(3);
-    if !direct {
-        let pad_wgs = fold_workgroups(ctx, label, (pad_rows as u64).div_ceil(64))?;
-        v.push(make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            "pad_input",
-            vec![("WG", WG), ms_const],
-            &resources,
-            pad_wgs,
-        )?);
-    }
+    let pad_wgs = fold_workgroups(ctx, label, (pad_rows as u64).div_ceil(64))?;
+    v.push(make_dispatch(
+        ctx,
+        label,
+        &SHADER,
+        "pad_input",
+        vec![("WG", WG), ms_const],
+        &resources,
+        pad_wgs,
+    )?);
     if natural {
         let items = (plan.segs.len() * qmax) as u64;
         let wgs = fold_workgroups(ctx, label, items.div_ceil(64).max(1))?;
