@@ -58,6 +58,7 @@ fn pick_entry(spec: &Conv2dSpec, pick: Option<usize>) -> Option<Entry> {
 }
 
 /// Runs one planned layer on the GPU; returns the output.
+#[allow(clippy::too_many_arguments)]
 fn run_fast(
     ctx: &GpuContext,
     plan: &FastConv,
@@ -766,4 +767,37 @@ fn generated_tables_match_the_shaders() {
         .map(|g| g.0.to_string())
         .collect();
     assert_eq!(roof, cands, "roofline.wgsl GEMMs vs GEMM_KERNELS");
+}
+
+// ---------------------------------------------------------------------------------------
+// roofline
+
+#[test]
+fn roofline_gemms_compute_a_product_and_measure_reports_the_best() {
+    use gconv::gpu::roofline;
+    with_gpu(|ctx| {
+        let (m, n, k) = (32usize, 128usize, 37usize);
+        let at = vals(k * m, 80);
+        let b = vals(k * n, 81);
+        let mut want = vec![0.0f32; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                want[r * n + c] = (0..k).map(|i| at[i * m + r] * b[i * n + c]).sum();
+            }
+        }
+        for (entry, _, _) in roofline::GEMM_KERNELS {
+            let got = roofline::gemm(ctx, entry, &at, &b, [m, n, k]).expect("gemm");
+            assert_close(entry, &got, &want, Tolerance::F32_OP);
+        }
+        assert!(roofline::gemm(ctx, "gemm_m8_n8", &at, &b, [m, n + 1, k]).is_err());
+        assert!(roofline::gemm(ctx, "nope", &at, &b, [m, n, k]).is_err());
+        let roof = roofline::measure(ctx).expect("measure");
+        assert!(roof.read_gbps > 0.0 && roof.gemm_gflops > 0.0, "{roof:?}");
+        assert!(roofline::READ_KERNELS.contains(&roof.read_kernel.as_str()));
+        assert!(roofline::GEMM_KERNELS
+            .iter()
+            .any(|g| g.0 == roof.gemm_kernel));
+        let best = roof.all.iter().map(|c| c.1).fold(0.0, f64::max);
+        assert_eq!(best, roof.read_gbps.max(roof.gemm_gflops));
+    });
 }

@@ -8,7 +8,7 @@
 
 use super::context::{run_dispatches, BindingKind, GpuContext, ShaderSpec};
 use super::kernels::{fold_workgroups, make_dispatch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::time::Instant;
 
 /// `shaders/roofline.wgsl`: params, a, b, out.
@@ -136,7 +136,7 @@ pub fn measure(ctx: &GpuContext) -> Result<Roofline> {
         }
     }
     drop(a);
-    // ---- GEMM: 512³ (C = Aᵀᵀ·B with A stored transposed).
+    // ---- GEMM: 512³ (A stored transposed).
     let (m, n, k) = (512usize, 512usize, 512usize);
     let at = ctx.upload(
         "roofline A",
@@ -152,31 +152,8 @@ pub fn measure(ctx: &GpuContext) -> Result<Roofline> {
     )?;
     let c = ctx.storage_buffer("roofline C", (m * n * 4) as u64)?;
     let (mut gemm_gflops, mut gemm_kernel) = (0.0, String::new());
-    for (entry, mt, nt) in GEMM_KERNELS {
-        let params = RoofParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            ..Default::default()
-        };
-        let u = ctx.uniform("roofline gemm params", &params);
-        let wgs = (m / mt) * (n / nt / 8);
-        let grid = fold_workgroups(ctx, label, wgs as u64)?;
-        let res = [
-            u.as_entire_binding(),
-            at.as_entire_binding(),
-            bm.as_entire_binding(),
-            c.as_entire_binding(),
-        ];
-        let d = [make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            entry,
-            vec![],
-            &res,
-            grid,
-        )?];
+    for (entry, _, _) in GEMM_KERNELS {
+        let d = gemm_dispatch(ctx, entry, [&at, &bm, &c], [m, n, k])?;
         let gflops = 2.0 * (m * n * k) as f64 / time(ctx, &d, 3)? / 1e9;
         all.push((entry.to_string(), gflops));
         if gflops > gemm_gflops {
@@ -191,4 +168,92 @@ pub fn measure(ctx: &GpuContext) -> Result<Roofline> {
         gemm_kernel,
         all,
     })
+}
+
+/// The dispatch of GEMM candidate `entry` on buffers `[Aᵀ (k·m), B (k·n), C (m·n)]`.
+fn gemm_dispatch(
+    ctx: &GpuContext,
+    entry: &str,
+    [at, b, c]: [&wgpu::Buffer; 3],
+    [m, n, k]: [usize; 3],
+) -> Result<Vec<super::Dispatch>> {
+    let label = "roofline gemm";
+    let Some(&(entry, mt, nt)) = GEMM_KERNELS.iter().find(|g| g.0 == entry) else {
+        return Err(Error::InvalidArgument(format!(
+            "{label}: no GEMM candidate `{entry}`"
+        )));
+    };
+    if m == 0 || n == 0 || k == 0 || m % mt != 0 || n % (nt * 8) != 0 {
+        return Err(Error::shape(
+            label,
+            format!(
+                "{entry} needs m a multiple of {mt} and n of {}, got {m}x{n}x{k}",
+                nt * 8
+            ),
+        ));
+    }
+    let sizes = [(at, k * m), (b, k * n), (c, m * n)];
+    for (i, (buf, len)) in sizes.into_iter().enumerate() {
+        if buf.size() != (len * 4) as u64 {
+            return Err(Error::shape(
+                label,
+                format!("buffer {i} holds {} floats, expected {len}", buf.size() / 4),
+            ));
+        }
+    }
+    let dims = [m, n, k].map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    let params = RoofParams {
+        m: dims[0],
+        n: dims[1],
+        k: dims[2],
+        ..Default::default()
+    };
+    let u = ctx.uniform("roofline gemm params", &params);
+    let wgs = (m / mt) * (n / nt / 8);
+    let grid = fold_workgroups(ctx, label, wgs as u64)?;
+    let res = [
+        u.as_entire_binding(),
+        at.as_entire_binding(),
+        b.as_entire_binding(),
+        c.as_entire_binding(),
+    ];
+    Ok(vec![make_dispatch(
+        ctx,
+        label,
+        &SHADER,
+        entry,
+        vec![],
+        &res,
+        grid,
+    )?])
+}
+
+/// Runs GEMM candidate `entry`: `C = A·B` for `at` = Aᵀ (`k × m`, row-major) and `b`
+/// (`k × n`); returns C (`m × n`). `m` must be a multiple of the candidate's rows per
+/// invocation and `n` of 8 × its columns (the roofline only dispatches whole tiles).
+pub fn gemm(
+    ctx: &GpuContext,
+    entry: &str,
+    at: &[f32],
+    b: &[f32],
+    [m, n, k]: [usize; 3],
+) -> Result<Vec<f32>> {
+    if at.len() != k * m || b.len() != k * n {
+        return Err(Error::shape(
+            "roofline gemm",
+            format!(
+                "Aᵀ has {} values and B {}, expected {} and {}",
+                at.len(),
+                b.len(),
+                k * m,
+                k * n
+            ),
+        ));
+    }
+    let ab = ctx.upload("gemm A", at)?;
+    let bb = ctx.upload("gemm B", b)?;
+    let cb = ctx.storage_buffer("gemm C", (m * n * 4) as u64)?;
+    let d = gemm_dispatch(ctx, entry, [&ab, &bb, &cb], [m, n, k])?;
+    run_dispatches(ctx, &d)?;
+    ctx.read_f32(&cb, 0, m * n)
 }
