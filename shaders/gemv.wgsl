@@ -1155,3 +1155,1053 @@ fn gemm_r2_b8(
         }
     }
 }
+
+@compute @workgroup_size(WG)
+fn gemm_r8_b4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.total_wg) {
+        return;
+    }
+    let rows = p.rows;
+    let batch = p.batch;
+    let in4 = p.in4;
+    let kseg4 = p.kseg4;
+    let row_groups = p.row_groups;
+    let batch_groups = p.batch_groups;
+    let rg = wid % row_groups;
+    let r1 = wid / row_groups;
+    let bg = r1 % batch_groups;
+    let ks = r1 / batch_groups;
+    let j0 = (rg * WG + li) * 8u;
+    let n0 = bg * 4u;
+    let k0 = ks * kseg4;
+    let k1 = min(in4, k0 + kseg4);
+    let wr0 = min(j0 + 0u, rows - 1u) * in4;
+    let wr1 = min(j0 + 1u, rows - 1u) * in4;
+    let wr2 = min(j0 + 2u, rows - 1u) * in4;
+    let wr3 = min(j0 + 3u, rows - 1u) * in4;
+    let wr4 = min(j0 + 4u, rows - 1u) * in4;
+    let wr5 = min(j0 + 5u, rows - 1u) * in4;
+    let wr6 = min(j0 + 6u, rows - 1u) * in4;
+    let wr7 = min(j0 + 7u, rows - 1u) * in4;
+    let xr0 = min(n0 + 0u, batch - 1u) * in4;
+    let xr1 = min(n0 + 1u, batch - 1u) * in4;
+    let xr2 = min(n0 + 2u, batch - 1u) * in4;
+    let xr3 = min(n0 + 3u, batch - 1u) * in4;
+    var a0_0 = 0.0;
+    var a0_1 = 0.0;
+    var a0_2 = 0.0;
+    var a0_3 = 0.0;
+    var a1_0 = 0.0;
+    var a1_1 = 0.0;
+    var a1_2 = 0.0;
+    var a1_3 = 0.0;
+    var a2_0 = 0.0;
+    var a2_1 = 0.0;
+    var a2_2 = 0.0;
+    var a2_3 = 0.0;
+    var a3_0 = 0.0;
+    var a3_1 = 0.0;
+    var a3_2 = 0.0;
+    var a3_3 = 0.0;
+    var a4_0 = 0.0;
+    var a4_1 = 0.0;
+    var a4_2 = 0.0;
+    var a4_3 = 0.0;
+    var a5_0 = 0.0;
+    var a5_1 = 0.0;
+    var a5_2 = 0.0;
+    var a5_3 = 0.0;
+    var a6_0 = 0.0;
+    var a6_1 = 0.0;
+    var a6_2 = 0.0;
+    var a6_3 = 0.0;
+    var a7_0 = 0.0;
+    var a7_1 = 0.0;
+    var a7_2 = 0.0;
+    var a7_3 = 0.0;
+    for (var k = k0; k < k1; k++) {
+        let w0 = w[wr0 + k];
+        let w1 = w[wr1 + k];
+        let w2 = w[wr2 + k];
+        let w3 = w[wr3 + k];
+        let w4 = w[wr4 + k];
+        let w5 = w[wr5 + k];
+        let w6 = w[wr6 + k];
+        let w7 = w[wr7 + k];
+        let x0 = x[xr0 + k];
+        let x1 = x[xr1 + k];
+        let x2 = x[xr2 + k];
+        let x3 = x[xr3 + k];
+        a0_0 += dot(w0, x0);
+        a0_1 += dot(w0, x1);
+        a0_2 += dot(w0, x2);
+        a0_3 += dot(w0, x3);
+        a1_0 += dot(w1, x0);
+        a1_1 += dot(w1, x1);
+        a1_2 += dot(w1, x2);
+        a1_3 += dot(w1, x3);
+        a2_0 += dot(w2, x0);
+        a2_1 += dot(w2, x1);
+        a2_2 += dot(w2, x2);
+        a2_3 += dot(w2, x3);
+        a3_0 += dot(w3, x0);
+        a3_1 += dot(w3, x1);
+        a3_2 += dot(w3, x2);
+        a3_3 += dot(w3, x3);
+        a4_0 += dot(w4, x0);
+        a4_1 += dot(w4, x1);
+        a4_2 += dot(w4, x2);
+        a4_3 += dot(w4, x3);
+        a5_0 += dot(w5, x0);
+        a5_1 += dot(w5, x1);
+        a5_2 += dot(w5, x2);
+        a5_3 += dot(w5, x3);
+        a6_0 += dot(w6, x0);
+        a6_1 += dot(w6, x1);
+        a6_2 += dot(w6, x2);
+        a6_3 += dot(w6, x3);
+        a7_0 += dot(w7, x0);
+        a7_1 += dot(w7, x1);
+        a7_2 += dot(w7, x2);
+        a7_3 += dot(w7, x3);
+    }
+    let single = p.ksplit == 1u;
+    let relu = p.relu != 0u;
+    let out_f = p.out_f;
+    let row0 = p.row0;
+    let pbase = ks * batch * rows;
+    if (j0 + 0u < rows) {
+        let j = j0 + 0u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a0_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a0_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a0_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a0_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a0_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a0_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a0_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a0_3;
+            }
+        }
+    }
+    if (j0 + 1u < rows) {
+        let j = j0 + 1u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a1_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a1_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a1_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a1_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a1_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a1_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a1_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a1_3;
+            }
+        }
+    }
+    if (j0 + 2u < rows) {
+        let j = j0 + 2u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a2_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a2_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a2_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a2_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a2_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a2_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a2_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a2_3;
+            }
+        }
+    }
+    if (j0 + 3u < rows) {
+        let j = j0 + 3u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a3_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a3_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a3_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a3_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a3_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a3_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a3_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a3_3;
+            }
+        }
+    }
+    if (j0 + 4u < rows) {
+        let j = j0 + 4u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a4_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a4_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a4_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a4_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a4_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a4_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a4_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a4_3;
+            }
+        }
+    }
+    if (j0 + 5u < rows) {
+        let j = j0 + 5u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a5_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a5_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a5_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a5_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a5_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a5_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a5_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a5_3;
+            }
+        }
+    }
+    if (j0 + 6u < rows) {
+        let j = j0 + 6u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a6_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a6_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a6_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a6_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a6_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a6_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a6_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a6_3;
+            }
+        }
+    }
+    if (j0 + 7u < rows) {
+        let j = j0 + 7u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a7_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a7_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a7_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a7_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a7_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a7_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a7_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a7_3;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemm_r8_b8(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let wid = wg.x + wg.y * nwg.x;
+    if (wid >= p.total_wg) {
+        return;
+    }
+    let rows = p.rows;
+    let batch = p.batch;
+    let in4 = p.in4;
+    let kseg4 = p.kseg4;
+    let row_groups = p.row_groups;
+    let batch_groups = p.batch_groups;
+    let rg = wid % row_groups;
+    let r1 = wid / row_groups;
+    let bg = r1 % batch_groups;
+    let ks = r1 / batch_groups;
+    let j0 = (rg * WG + li) * 8u;
+    let n0 = bg * 8u;
+    let k0 = ks * kseg4;
+    let k1 = min(in4, k0 + kseg4);
+    let wr0 = min(j0 + 0u, rows - 1u) * in4;
+    let wr1 = min(j0 + 1u, rows - 1u) * in4;
+    let wr2 = min(j0 + 2u, rows - 1u) * in4;
+    let wr3 = min(j0 + 3u, rows - 1u) * in4;
+    let wr4 = min(j0 + 4u, rows - 1u) * in4;
+    let wr5 = min(j0 + 5u, rows - 1u) * in4;
+    let wr6 = min(j0 + 6u, rows - 1u) * in4;
+    let wr7 = min(j0 + 7u, rows - 1u) * in4;
+    let xr0 = min(n0 + 0u, batch - 1u) * in4;
+    let xr1 = min(n0 + 1u, batch - 1u) * in4;
+    let xr2 = min(n0 + 2u, batch - 1u) * in4;
+    let xr3 = min(n0 + 3u, batch - 1u) * in4;
+    let xr4 = min(n0 + 4u, batch - 1u) * in4;
+    let xr5 = min(n0 + 5u, batch - 1u) * in4;
+    let xr6 = min(n0 + 6u, batch - 1u) * in4;
+    let xr7 = min(n0 + 7u, batch - 1u) * in4;
+    var a0_0 = 0.0;
+    var a0_1 = 0.0;
+    var a0_2 = 0.0;
+    var a0_3 = 0.0;
+    var a0_4 = 0.0;
+    var a0_5 = 0.0;
+    var a0_6 = 0.0;
+    var a0_7 = 0.0;
+    var a1_0 = 0.0;
+    var a1_1 = 0.0;
+    var a1_2 = 0.0;
+    var a1_3 = 0.0;
+    var a1_4 = 0.0;
+    var a1_5 = 0.0;
+    var a1_6 = 0.0;
+    var a1_7 = 0.0;
+    var a2_0 = 0.0;
+    var a2_1 = 0.0;
+    var a2_2 = 0.0;
+    var a2_3 = 0.0;
+    var a2_4 = 0.0;
+    var a2_5 = 0.0;
+    var a2_6 = 0.0;
+    var a2_7 = 0.0;
+    var a3_0 = 0.0;
+    var a3_1 = 0.0;
+    var a3_2 = 0.0;
+    var a3_3 = 0.0;
+    var a3_4 = 0.0;
+    var a3_5 = 0.0;
+    var a3_6 = 0.0;
+    var a3_7 = 0.0;
+    var a4_0 = 0.0;
+    var a4_1 = 0.0;
+    var a4_2 = 0.0;
+    var a4_3 = 0.0;
+    var a4_4 = 0.0;
+    var a4_5 = 0.0;
+    var a4_6 = 0.0;
+    var a4_7 = 0.0;
+    var a5_0 = 0.0;
+    var a5_1 = 0.0;
+    var a5_2 = 0.0;
+    var a5_3 = 0.0;
+    var a5_4 = 0.0;
+    var a5_5 = 0.0;
+    var a5_6 = 0.0;
+    var a5_7 = 0.0;
+    var a6_0 = 0.0;
+    var a6_1 = 0.0;
+    var a6_2 = 0.0;
+    var a6_3 = 0.0;
+    var a6_4 = 0.0;
+    var a6_5 = 0.0;
+    var a6_6 = 0.0;
+    var a6_7 = 0.0;
+    var a7_0 = 0.0;
+    var a7_1 = 0.0;
+    var a7_2 = 0.0;
+    var a7_3 = 0.0;
+    var a7_4 = 0.0;
+    var a7_5 = 0.0;
+    var a7_6 = 0.0;
+    var a7_7 = 0.0;
+    for (var k = k0; k < k1; k++) {
+        let w0 = w[wr0 + k];
+        let w1 = w[wr1 + k];
+        let w2 = w[wr2 + k];
+        let w3 = w[wr3 + k];
+        let w4 = w[wr4 + k];
+        let w5 = w[wr5 + k];
+        let w6 = w[wr6 + k];
+        let w7 = w[wr7 + k];
+        let x0 = x[xr0 + k];
+        let x1 = x[xr1 + k];
+        let x2 = x[xr2 + k];
+        let x3 = x[xr3 + k];
+        let x4 = x[xr4 + k];
+        let x5 = x[xr5 + k];
+        let x6 = x[xr6 + k];
+        let x7 = x[xr7 + k];
+        a0_0 += dot(w0, x0);
+        a0_1 += dot(w0, x1);
+        a0_2 += dot(w0, x2);
+        a0_3 += dot(w0, x3);
+        a0_4 += dot(w0, x4);
+        a0_5 += dot(w0, x5);
+        a0_6 += dot(w0, x6);
+        a0_7 += dot(w0, x7);
+        a1_0 += dot(w1, x0);
+        a1_1 += dot(w1, x1);
+        a1_2 += dot(w1, x2);
+        a1_3 += dot(w1, x3);
+        a1_4 += dot(w1, x4);
+        a1_5 += dot(w1, x5);
+        a1_6 += dot(w1, x6);
+        a1_7 += dot(w1, x7);
+        a2_0 += dot(w2, x0);
+        a2_1 += dot(w2, x1);
+        a2_2 += dot(w2, x2);
+        a2_3 += dot(w2, x3);
+        a2_4 += dot(w2, x4);
+        a2_5 += dot(w2, x5);
+        a2_6 += dot(w2, x6);
+        a2_7 += dot(w2, x7);
+        a3_0 += dot(w3, x0);
+        a3_1 += dot(w3, x1);
+        a3_2 += dot(w3, x2);
+        a3_3 += dot(w3, x3);
+        a3_4 += dot(w3, x4);
+        a3_5 += dot(w3, x5);
+        a3_6 += dot(w3, x6);
+        a3_7 += dot(w3, x7);
+        a4_0 += dot(w4, x0);
+        a4_1 += dot(w4, x1);
+        a4_2 += dot(w4, x2);
+        a4_3 += dot(w4, x3);
+        a4_4 += dot(w4, x4);
+        a4_5 += dot(w4, x5);
+        a4_6 += dot(w4, x6);
+        a4_7 += dot(w4, x7);
+        a5_0 += dot(w5, x0);
+        a5_1 += dot(w5, x1);
+        a5_2 += dot(w5, x2);
+        a5_3 += dot(w5, x3);
+        a5_4 += dot(w5, x4);
+        a5_5 += dot(w5, x5);
+        a5_6 += dot(w5, x6);
+        a5_7 += dot(w5, x7);
+        a6_0 += dot(w6, x0);
+        a6_1 += dot(w6, x1);
+        a6_2 += dot(w6, x2);
+        a6_3 += dot(w6, x3);
+        a6_4 += dot(w6, x4);
+        a6_5 += dot(w6, x5);
+        a6_6 += dot(w6, x6);
+        a6_7 += dot(w6, x7);
+        a7_0 += dot(w7, x0);
+        a7_1 += dot(w7, x1);
+        a7_2 += dot(w7, x2);
+        a7_3 += dot(w7, x3);
+        a7_4 += dot(w7, x4);
+        a7_5 += dot(w7, x5);
+        a7_6 += dot(w7, x6);
+        a7_7 += dot(w7, x7);
+    }
+    let single = p.ksplit == 1u;
+    let relu = p.relu != 0u;
+    let out_f = p.out_f;
+    let row0 = p.row0;
+    let pbase = ks * batch * rows;
+    if (j0 + 0u < rows) {
+        let j = j0 + 0u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a0_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a0_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a0_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a0_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a0_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a0_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a0_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a0_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a0_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a0_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a0_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a0_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a0_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a0_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a0_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a0_7;
+            }
+        }
+    }
+    if (j0 + 1u < rows) {
+        let j = j0 + 1u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a1_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a1_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a1_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a1_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a1_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a1_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a1_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a1_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a1_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a1_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a1_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a1_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a1_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a1_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a1_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a1_7;
+            }
+        }
+    }
+    if (j0 + 2u < rows) {
+        let j = j0 + 2u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a2_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a2_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a2_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a2_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a2_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a2_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a2_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a2_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a2_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a2_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a2_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a2_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a2_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a2_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a2_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a2_7;
+            }
+        }
+    }
+    if (j0 + 3u < rows) {
+        let j = j0 + 3u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a3_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a3_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a3_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a3_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a3_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a3_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a3_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a3_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a3_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a3_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a3_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a3_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a3_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a3_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a3_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a3_7;
+            }
+        }
+    }
+    if (j0 + 4u < rows) {
+        let j = j0 + 4u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a4_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a4_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a4_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a4_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a4_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a4_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a4_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a4_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a4_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a4_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a4_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a4_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a4_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a4_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a4_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a4_7;
+            }
+        }
+    }
+    if (j0 + 5u < rows) {
+        let j = j0 + 5u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a5_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a5_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a5_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a5_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a5_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a5_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a5_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a5_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a5_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a5_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a5_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a5_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a5_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a5_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a5_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a5_7;
+            }
+        }
+    }
+    if (j0 + 6u < rows) {
+        let j = j0 + 6u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a6_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a6_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a6_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a6_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a6_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a6_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a6_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a6_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a6_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a6_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a6_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a6_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a6_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a6_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a6_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a6_7;
+            }
+        }
+    }
+    if (j0 + 7u < rows) {
+        let j = j0 + 7u;
+        let bv = bias[row0 + j];
+        if (n0 + 0u < batch) {
+            if (single) {
+                out[(n0 + 0u) * out_f + row0 + j] = epi(a7_0, bv, relu);
+            } else {
+                part[pbase + (n0 + 0u) * rows + j] = a7_0;
+            }
+        }
+        if (n0 + 1u < batch) {
+            if (single) {
+                out[(n0 + 1u) * out_f + row0 + j] = epi(a7_1, bv, relu);
+            } else {
+                part[pbase + (n0 + 1u) * rows + j] = a7_1;
+            }
+        }
+        if (n0 + 2u < batch) {
+            if (single) {
+                out[(n0 + 2u) * out_f + row0 + j] = epi(a7_2, bv, relu);
+            } else {
+                part[pbase + (n0 + 2u) * rows + j] = a7_2;
+            }
+        }
+        if (n0 + 3u < batch) {
+            if (single) {
+                out[(n0 + 3u) * out_f + row0 + j] = epi(a7_3, bv, relu);
+            } else {
+                part[pbase + (n0 + 3u) * rows + j] = a7_3;
+            }
+        }
+        if (n0 + 4u < batch) {
+            if (single) {
+                out[(n0 + 4u) * out_f + row0 + j] = epi(a7_4, bv, relu);
+            } else {
+                part[pbase + (n0 + 4u) * rows + j] = a7_4;
+            }
+        }
+        if (n0 + 5u < batch) {
+            if (single) {
+                out[(n0 + 5u) * out_f + row0 + j] = epi(a7_5, bv, relu);
+            } else {
+                part[pbase + (n0 + 5u) * rows + j] = a7_5;
+            }
+        }
+        if (n0 + 6u < batch) {
+            if (single) {
+                out[(n0 + 6u) * out_f + row0 + j] = epi(a7_6, bv, relu);
+            } else {
+                part[pbase + (n0 + 6u) * rows + j] = a7_6;
+            }
+        }
+        if (n0 + 7u < batch) {
+            if (single) {
+                out[(n0 + 7u) * out_f + row0 + j] = epi(a7_7, bv, relu);
+            } else {
+                part[pbase + (n0 + 7u) * rows + j] = a7_7;
+            }
+        }
+    }
+}

@@ -34,32 +34,20 @@ pub static SHADER: ShaderSpec = ShaderSpec {
 /// Invocations per workgroup.
 pub const WG: u32 = 8;
 /// Register tiles the generator emits: (weight rows, samples) per invocation.
-pub const SHAPES: [GemvShape; 6] = [
-    GemvShape {
-        rows: 4,
-        samples: 1,
-    },
-    GemvShape {
-        rows: 8,
-        samples: 1,
-    },
-    GemvShape {
-        rows: 2,
-        samples: 1,
-    },
-    GemvShape {
-        rows: 4,
-        samples: 4,
-    },
-    GemvShape {
-        rows: 4,
-        samples: 8,
-    },
-    GemvShape {
-        rows: 2,
-        samples: 8,
-    },
+pub const SHAPES: [GemvShape; 8] = [
+    shape(4, 1),
+    shape(8, 1),
+    shape(2, 1),
+    shape(4, 4),
+    shape(4, 8),
+    shape(2, 8),
+    shape(8, 4),
+    shape(8, 8),
 ];
+
+const fn shape(rows: usize, samples: usize) -> GemvShape {
+    GemvShape { rows, samples }
+}
 /// Split K until a chunk has at least this many workgroups.
 pub const MIN_WORKGROUPS: usize = 32;
 
@@ -73,21 +61,13 @@ pub struct GemvShape {
 }
 
 impl GemvShape {
-    /// The default for a batch size: GEMV at batch 1, 4 samples up to 4, else 8.
+    /// The default for a batch size: the GEMV (4 rows) at batch 1, 8 rows × 4 samples up
+    /// to batch 4, 8 × 8 beyond (measured on lavapipe, see `examples/kernel_lab.rs`).
     pub fn for_batch(batch: usize) -> Self {
         match batch {
-            1 => GemvShape {
-                rows: 4,
-                samples: 1,
-            },
-            2..=4 => GemvShape {
-                rows: 4,
-                samples: 4,
-            },
-            _ => GemvShape {
-                rows: 4,
-                samples: 8,
-            },
+            1 => shape(4, 1),
+            2..=4 => shape(8, 4),
+            _ => shape(8, 8),
         }
     }
 
@@ -309,11 +289,13 @@ pub fn prepare(
 }
 
 /// Entry point names, in the order of [`SHAPES`].
-const ENTRIES: [&str; 6] = [
+const ENTRIES: [&str; 8] = [
     "gemm_r4_b1",
     "gemm_r8_b1",
     "gemm_r2_b1",
     "gemm_r4_b4",
     "gemm_r4_b8",
     "gemm_r2_b8",
+    "gemm_r8_b4",
+    "gemm_r8_b8",
 ];
