@@ -801,3 +801,145 @@ fn roofline_gemms_compute_a_product_and_measure_reports_the_best() {
         assert_eq!(best, roof.read_gbps.max(roof.gemm_gflops));
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// the workgroup-memory kernel for discrete GPUs (correctness only on lavapipe)
+
+use gconv::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
+
+fn run_wgmem(
+    ctx: &GpuContext,
+    plan: &WgmemConv,
+    x: &Tensor,
+    natural: &[f32],
+    bias: &[f32],
+    geom: ConvGeom,
+    out_len: usize,
+) -> Vec<f32> {
+    let xb = up(ctx, "x", x.data());
+    let wb = up(ctx, "w", natural);
+    let bb = up(ctx, "b", bias);
+    let ob = ctx.storage_buffer("out", (out_len * 4) as u64).unwrap();
+    let layer = plan.upload(ctx, "wgmem").expect("upload plan");
+    let io = WgmemIo {
+        x: TensorRef::whole(&xb),
+        out: TensorRef::whole(&ob),
+        weight: &wb,
+        bias: Some(&bb),
+    };
+    let d = conv_wgmem::prepare(ctx, "wgmem", &layer, io, geom).expect("prepare");
+    assert_eq!(d.len(), 1, "one dispatch whatever the groups");
+    run_dispatches(ctx, &d).expect("run");
+    ctx.read_f32(&ob, 0, out_len).expect("read back")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_wgmem_matches_cpu(case in conv_strategy(), seed in 0u64..1000) {
+        with_gpu(|ctx| {
+            let s = &case.spec;
+            let [h, w] = case.hw;
+            let x = Tensor::new(vec![case.batch, s.in_channels, h, w], vals(case.batch * s.in_channels * h * w, seed)).unwrap();
+            let wlen: usize = s.weight_shape().iter().product();
+            let wt = Tensor::new(s.weight_shape(), vals(wlen, seed + 1)).unwrap();
+            let b = vals(s.out_channels, seed + 2);
+            let mut want = cpu::conv2d(&x, &wt, Some(&b), s).unwrap();
+            if case.relu {
+                want = cpu::relu(&want);
+            }
+            let plan = WgmemConv::conv2d(s).expect("plan");
+            let geom = ConvGeom { batch: case.batch, in_hw: case.hw, relu: case.relu };
+            let got = run_wgmem(ctx, &plan, &x, wt.data(), &b, geom, want.numel());
+            assert_close(&format!("wgmem {case:?} {:?}", plan.tiling()), &got, want.data(), Tolerance::F32_OP);
+        });
+    }
+}
+
+#[test]
+fn conv_wgmem_groups_tables_and_wide_layers() {
+    with_gpu(|ctx| {
+        // Multiple groups per tile (4, 2 and 1 filters per group), a tile wider than 64
+        // filters, more than 64 pixels (several pixel blocks), K longer than one step.
+        for (c, n, g, hw) in [
+            (16, 16, 4, [9, 8]),
+            (8, 16, 8, [5, 7]),
+            (12, 12, 12, [6, 13]),
+            (24, 80, 1, [11, 9]),
+            (64, 64, 64, [3, 5]),
+        ] {
+            let spec = Conv2dSpec::square(c, n, 3, 1, 1).groups(g);
+            let x = Tensor::new(vec![2, c, hw[0], hw[1]], vals(2 * c * hw[0] * hw[1], 90)).unwrap();
+            let wlen: usize = spec.weight_shape().iter().product();
+            let wt = Tensor::new(spec.weight_shape(), vals(wlen, 91)).unwrap();
+            let b = vals(n, 92);
+            let want = cpu::conv2d(&x, &wt, Some(&b), &spec).unwrap();
+            let plan = WgmemConv::conv2d(&spec).unwrap();
+            let geom = ConvGeom {
+                batch: 2,
+                in_hw: hw,
+                relu: false,
+            };
+            let got = run_wgmem(ctx, &plan, &x, wt.data(), &b, geom, want.numel());
+            assert_close(
+                &format!("wgmem G={g} {c}->{n} {:?}", plan.tiling()),
+                &got,
+                want.data(),
+                Tolerance::F32_OP,
+            );
+        }
+        // Uneven index-addressed groups with an empty group and a bias-only group.
+        let groups = [(3usize, 5usize), (2, 0), (0, 3), (4, 11), (1, 1)];
+        let mut table = Vec::new();
+        let (mut ci, mut co) = (0, 0);
+        for &(i, o) in &groups {
+            table.push(GroupRange {
+                in_start: ci,
+                in_len: i,
+                out_start: co,
+                out_len: o,
+            });
+            ci += i;
+            co += o;
+        }
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut in_index: Vec<usize> = (0..ci).collect();
+        in_index.shuffle(&mut rng);
+        let mut out_index: Vec<usize> = (0..co).collect();
+        out_index.shuffle(&mut rng);
+        let spec = Conv2dSpec::square(ci, co, 3, 2, 1).groups(groups.len());
+        let wlen: usize = groups.iter().map(|&(i, o)| i * o * 9).sum();
+        let x = Tensor::new(vec![1, ci, 9, 10], vals(ci * 90, 93)).unwrap();
+        let wt = vals(wlen, 94);
+        let b = vals(co, 95);
+        let want =
+            cpu::grouped_conv_indexed(&x, &wt, Some(&b), &spec, &table, &in_index, &out_index)
+                .unwrap();
+        let plan = WgmemConv::grouped_table(&spec, &table, &in_index, &out_index).unwrap();
+        let geom = ConvGeom {
+            batch: 1,
+            in_hw: [9, 10],
+            relu: false,
+        };
+        let got = run_wgmem(ctx, &plan, &x, &wt, &b, geom, want.numel());
+        assert_close("wgmem table", &got, want.data(), Tolerance::F32_OP);
+        // Bad arguments.
+        let layer = plan.upload(ctx, "bad").unwrap();
+        let xb = up(ctx, "x", x.data());
+        let short = ctx.storage_buffer("short", 8).unwrap();
+        let ob = ctx
+            .storage_buffer("out", (want.numel() * 4) as u64)
+            .unwrap();
+        let io = WgmemIo {
+            x: TensorRef::whole(&xb),
+            out: TensorRef::whole(&ob),
+            weight: &short,
+            bias: None,
+        };
+        assert!(
+            conv_wgmem::prepare(ctx, "bad", &layer, io, geom).is_err(),
+            "weight too small"
+        );
+    });
+}

@@ -48,7 +48,7 @@ include!("conv_fast/entries.rs");
 
 mod plan;
 use plan::nv;
-pub use plan::{nwv, FastConv, FastConvGpu};
+pub use plan::{nwv, FastConv, FastConvGpu, GroupLayout};
 
 /// One register tile shape: `s` segments of `ms` filters × `r` output rows × `pt`
 /// consecutive output pixels of a row.

@@ -11,6 +11,7 @@ pub mod conv;
 pub mod conv_backward;
 pub mod conv_fast;
 pub mod conv_tiled;
+pub mod conv_wgmem;
 pub mod elementwise;
 pub mod flgc;
 pub mod gather;

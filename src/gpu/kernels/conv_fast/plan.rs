@@ -91,12 +91,22 @@ fn entry_cost(spec: &Conv2dSpec, groups: &[Group], e: &Entry, in_hw: [usize; 2])
     per_tile * blocks as f64 + pad
 }
 
-impl FastConv {
-    /// Plans an ordinary grouped convolution (`cpu::conv2d` semantics; weight
-    /// `[N, C/G, kh, kw]`). `entry`: `None` picks the cheapest of the [`ENTRIES`] that fit
-    /// this layer on an `in_hw` input (the plan then works for any input size).
-    pub fn conv2d(spec: &Conv2dSpec, in_hw: [usize; 2], entry: Option<Entry>) -> Result<Self> {
-        let label = "conv_fast";
+/// A layer's groups: `(in_start, in_len, out_start, out_len, wn_off)` with starts into the
+/// channel lists `chan` (input list, then output list, `n_in` long) and `wn_off` the float
+/// offset of the group's first filter in the natural weight. Shared by the conv planners.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupLayout {
+    /// The groups.
+    pub groups: Vec<[usize; 5]>,
+    /// Input channel list, then output channel list.
+    pub chan: Vec<u32>,
+    /// Length of the input part of `chan`.
+    pub n_in: usize,
+}
+
+impl GroupLayout {
+    /// An ordinary grouped convolution (`cpu::conv2d` semantics; weight `[N, C/G, kh, kw]`).
+    pub fn conv2d(label: &str, spec: &Conv2dSpec) -> Result<Self> {
         check_spec(label, spec)?;
         let (c, n, g) = (spec.in_channels, spec.out_channels, spec.groups);
         if c % g != 0 || n % g != 0 {
@@ -107,27 +117,28 @@ impl FastConv {
         }
         let (cg, ng) = (c / g, n / g);
         let kk = spec.kernel[0] * spec.kernel[1];
-        let groups: Vec<Group> = (0..g)
-            .map(|i| [i * cg, cg, i * ng, ng, i * ng * cg * kk])
+        let groups = (0..g)
+            .map(|i| [i * cg, cg, c + i * ng, ng, i * ng * cg * kk])
             .collect();
         let chan = (0..c as u32).chain(0..n as u32).collect();
-        Self::build(spec, groups, chan, c, in_hw, entry)
+        Ok(Self {
+            groups,
+            chan,
+            n_in: c,
+        })
     }
 
-    /// Plans an index-addressed uneven grouped convolution (`cpu::grouped_conv_indexed`
+    /// An index-addressed uneven grouped convolution (`cpu::grouped_conv_indexed`
     /// semantics, exported FLGC): group `g` reads `in_index[in_start..+in_len]` and writes
     /// `out_index[out_start..+out_len]`; weights group after group. Empty groups allowed;
-    /// every output channel must be written exactly once. `in_hw` and `entry` as for
-    /// [`FastConv::conv2d`].
-    pub fn grouped_table(
+    /// every output channel must be written exactly once.
+    pub fn table(
+        label: &str,
         spec: &Conv2dSpec,
         table: &[GroupRange],
         in_index: &[usize],
         out_index: &[usize],
-        in_hw: [usize; 2],
-        entry: Option<Entry>,
     ) -> Result<Self> {
-        let label = "conv_fast (group table)";
         check_dims(
             label,
             &[
@@ -194,26 +205,52 @@ impl FastConv {
             .chain(out_index)
             .map(|&i| i as u32)
             .collect();
-        // `build` adds the input-list length to output starts for conv2d; here it is done.
-        let mut me = Self::build(spec, groups, chan, 0, in_hw, entry)?;
-        me.n_in = in_index.len();
-        Ok(me)
+        Ok(Self {
+            groups,
+            chan,
+            n_in: in_index.len(),
+        })
     }
 
-    /// `out_base` is added to every group's output start (conv2d: outputs follow inputs).
+    /// Floats of the natural weight.
+    pub fn natural_len(&self, spec: &Conv2dSpec) -> usize {
+        let kk = spec.kernel[0] * spec.kernel[1];
+        self.groups.iter().map(|g| g[1] * g[3] * kk).sum()
+    }
+}
+
+impl FastConv {
+    /// Plans an ordinary grouped convolution (`cpu::conv2d` semantics; weight
+    /// `[N, C/G, kh, kw]`). `entry`: `None` picks the cheapest of the [`ENTRIES`] that fit
+    /// this layer on an `in_hw` input (the plan then works for any input size).
+    pub fn conv2d(spec: &Conv2dSpec, in_hw: [usize; 2], entry: Option<Entry>) -> Result<Self> {
+        let layout = GroupLayout::conv2d("conv_fast", spec)?;
+        Self::build(spec, layout, in_hw, entry)
+    }
+
+    /// Plans an index-addressed uneven grouped convolution ([`GroupLayout::table`]).
+    /// `in_hw` and `entry` as for [`FastConv::conv2d`].
+    pub fn grouped_table(
+        spec: &Conv2dSpec,
+        table: &[GroupRange],
+        in_index: &[usize],
+        out_index: &[usize],
+        in_hw: [usize; 2],
+        entry: Option<Entry>,
+    ) -> Result<Self> {
+        let layout =
+            GroupLayout::table("conv_fast (group table)", spec, table, in_index, out_index)?;
+        Self::build(spec, layout, in_hw, entry)
+    }
+
     fn build(
         spec: &Conv2dSpec,
-        groups: Vec<Group>,
-        chan: Vec<u32>,
-        out_base: usize,
+        layout: GroupLayout,
         in_hw: [usize; 2],
         entry: Option<Entry>,
     ) -> Result<Self> {
         let label = "conv_fast";
-        let groups: Vec<Group> = groups
-            .into_iter()
-            .map(|[a, b, c, d, e]| [a, b, c + out_base, d, e])
-            .collect();
+        let GroupLayout { groups, chan, n_in } = layout;
         if groups.iter().all(|g| g[3] == 0) {
             return Err(Error::shape(label, "a convolution without output channels"));
         }
@@ -285,7 +322,7 @@ impl FastConv {
             entry,
             segs,
             chan,
-            n_in: out_base,
+            n_in,
             // At least one vec4 so the binding is never empty.
             packed_vec4: w_off.max(1),
             natural_len,
