@@ -2,14 +2,15 @@
 //! in one process (round-robin over the cases, `--reps` rounds, medians), and prints GFLOP/s
 //! (GB/s for GEMV and depthwise) with the roofline of the adapter.
 //!
-//! `cargo run --release --example kernel_lab -- [--reps N] [--filter GROUP] [--case NAME] [--tiles] [--quick]`
+//! `cargo run --release --example kernel_lab -- [--reps N] [--filter GROUP] [--case NAME] [--tiles] [--wgmem] [--no-roof] [--quick]`
 //!
 //! `--filter` keeps the layer groups whose name contains GROUP, `--case` the kernels whose
 //! name contains NAME. `--tiles` adds every register-tile shape of `conv_fast` (not only the automatic choice);
+//! `--wgmem` adds the workgroup-memory kernel for discrete GPUs (slow on lavapipe: barriers);
 //! `--no-roof` skips the roofline; `--quick` shrinks the shapes (CI smoke run). Timings are host wall-clock of one submit and
 //! wait per run; lavapipe timings vary ±30 % between processes, so compare within a run.
 
-use gconv::gpu::kernels::{conv, conv_fast, conv_tiled, gemv, linear};
+use gconv::gpu::kernels::{conv, conv_fast, conv_tiled, conv_wgmem, gemv, linear};
 use gconv::gpu::{roofline, run_dispatches, Dispatch, GpuContext, TensorRef};
 use gconv::graph::Conv2dSpec;
 use std::time::Instant;
@@ -33,6 +34,7 @@ struct Args {
     tiles: bool,
     quick: bool,
     roof: bool,
+    wgmem: bool,
 }
 
 fn args() -> Args {
@@ -43,6 +45,7 @@ fn args() -> Args {
         tiles: false,
         quick: false,
         roof: true,
+        wgmem: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -63,6 +66,7 @@ fn args() -> Args {
             "--tiles" => a.tiles = true,
             "--quick" => a.quick = true,
             "--no-roof" => a.roof = false,
+            "--wgmem" => a.wgmem = true,
             other => eprintln!("kernel_lab: ignoring argument {other}"),
         }
         i += 1;
@@ -91,8 +95,13 @@ fn conv_layers(quick: bool) -> Vec<(String, Conv2dSpec, usize)> {
             small,
         ),
     ];
-    for g in [1, 2, 4, 8, 16, 32, 64, c] {
-        if c % g == 0 {
+    v.push((
+        format!("3x3 {c}ch {big}² G=32"),
+        Conv2dSpec::square(c, c, 3, 1, 1).groups(32),
+        big,
+    ));
+    for (i, g) in [1, 2, 4, 8, 16, 32, 64, c].into_iter().enumerate() {
+        if c % g == 0 && (i < 7 || g > 64) {
             v.push((
                 format!("3x3 {c}ch {small}² G={g}"),
                 Conv2dSpec::square(c, c, 3, 1, 1).groups(g),
@@ -204,6 +213,23 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
             }
             let tag = if e.is_some() { "" } else { " (auto)" };
             push(format!("new {}{tag}", plan.entry().name), d);
+        }
+        if a.wgmem {
+            let plan = conv_wgmem::WgmemConv::conv2d(&spec)?;
+            let layer = plan.upload(ctx, "wgmem")?;
+            let io = conv_wgmem::WgmemIo {
+                x: TensorRef::whole(&xb),
+                out: TensorRef::whole(&ob),
+                weight: &wb,
+                bias: Some(&bias),
+            };
+            let geom = conv_fast::ConvGeom {
+                batch: 1,
+                in_hw: [hw, hw],
+                relu: true,
+            };
+            let d = conv_wgmem::prepare(ctx, "wgmem", &layer, io, geom)?;
+            push(format!("new conv_wgmem {:?}", plan.tiling()), d);
         }
     }
     Ok(())
