@@ -258,6 +258,19 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
             let ob = ctx.storage_buffer("out", (batch * outf * 4) as u64)?;
             let flops = 2.0 * (batch * inf * outf) as f64;
             let bytes = 4.0 * (inf * outf + batch * (inf + outf)) as f64;
+            if batch == 1 && a.roof {
+                // the roof's streaming read, interleaved with the GEMV for a fair ratio
+                let (d, read) = roofline::read_dispatch(ctx, roofline::READ_KERNELS[0])?;
+                cases.push(Case {
+                    group: group.clone(),
+                    name: format!("roof {} (128 MiB)", roofline::READ_KERNELS[0]),
+                    dispatches: d,
+                    flops: 0.0,
+                    bytes: read as f64,
+                    memory_bound: true,
+                    times: Vec::new(),
+                });
+            }
             let mut push = |name: String, dispatches: Vec<Dispatch>| {
                 cases.push(Case {
                     group: group.clone(),

@@ -88,13 +88,19 @@ fn time(ctx: &GpuContext, d: &[super::Dispatch], reps: usize) -> Result<f64> {
     Ok(t[t.len() / 2])
 }
 
-/// Measures the streaming read bandwidth and the best GEMM rate of `ctx`'s adapter.
-pub fn measure(ctx: &GpuContext) -> Result<Roofline> {
-    let label = "roofline";
-    let mut all = Vec::new();
-    // ---- streaming read: the whole buffer once per run, 64 KiB per workgroup.
+/// The dispatch of streaming-read kernel `entry` (one of [`READ_KERNELS`]) over a buffer of
+/// the adapter's binding limit (at most 128 MiB) that it owns, and the bytes one run reads:
+/// for timing it next to other kernels (`examples/kernel_lab.rs` interleaves it with GEMV).
+pub fn read_dispatch(ctx: &GpuContext, entry: &str) -> Result<(Vec<super::Dispatch>, u64)> {
+    let label = "roofline read";
+    let Some(entry) = READ_KERNELS.iter().copied().find(|e| *e == entry) else {
+        return Err(Error::InvalidArgument(format!(
+            "{label}: no read kernel `{entry}`"
+        )));
+    };
     let bytes = read_bytes(ctx);
     let n_vec4 = (bytes / 16) as usize;
+    // 64 KiB per workgroup
     let chunk = 4096usize;
     let wgs = n_vec4 / chunk;
     let a = ctx.upload(
@@ -118,24 +124,23 @@ pub fn measure(ctx: &GpuContext) -> Result<Roofline> {
         small.as_entire_binding(),
         sink.as_entire_binding(),
     ];
+    let d = make_dispatch(ctx, label, &SHADER, entry, vec![], &res, grid)?;
+    Ok((vec![d], (wgs * chunk * 16) as u64))
+}
+
+/// Measures the streaming read bandwidth and the best GEMM rate of `ctx`'s adapter.
+pub fn measure(ctx: &GpuContext) -> Result<Roofline> {
+    let mut all = Vec::new();
+    // ---- streaming read: the whole buffer once per run.
     let (mut read_gbps, mut read_kernel) = (0.0, String::new());
     for entry in READ_KERNELS {
-        let d = [make_dispatch(
-            ctx,
-            label,
-            &SHADER,
-            entry,
-            vec![],
-            &res,
-            grid,
-        )?];
+        let (d, bytes) = read_dispatch(ctx, entry)?;
         let gbps = bytes as f64 / time(ctx, &d, 5)? / 1e9;
         all.push((entry.to_string(), gbps));
         if gbps > read_gbps {
             (read_gbps, read_kernel) = (gbps, entry.to_string());
         }
     }
-    drop(a);
     // ---- GEMM: 512³ (A stored transposed).
     let (m, n, k) = (512usize, 512usize, 512usize);
     let at = ctx.upload(
