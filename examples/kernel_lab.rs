@@ -214,6 +214,24 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
             let tag = if e.is_some() { "" } else { " (auto)" };
             push(format!("new {}{tag}", plan.entry().name), d);
         }
+        if a.tiles {
+            // the training path: natural weights, packed on the GPU every run
+            let plan = conv_fast::FastConv::conv2d(&spec, [hw, hw], None)?;
+            let layer = plan.upload(ctx, "fast natural")?;
+            let io = conv_fast::ConvIo {
+                x: TensorRef::whole(&xb),
+                out: TensorRef::whole(&ob),
+                weight: conv_fast::Weight::Natural(&wb),
+                bias: Some(&bias),
+            };
+            let geom = conv_fast::ConvGeom {
+                batch: 1,
+                in_hw: [hw, hw],
+                relu: true,
+            };
+            let d = conv_fast::prepare(ctx, "fast natural", &layer, io, geom)?;
+            push(format!("new {} + pack_weights", plan.entry().name), d);
+        }
         if a.wgmem {
             let plan = conv_wgmem::WgmemConv::conv2d(&spec)?;
             let layer = plan.upload(ctx, "wgmem")?;
