@@ -8,6 +8,14 @@
 //! tile") instead of leaving it half empty, and uneven index-addressed groups (exported FLGC,
 //! `Op::GroupedConvTable`, empty groups included) are just other segment lists.
 //!
+//! An invocation owns `s` segments × `ms` filters × `r` output rows × `pt` pixels of a row in
+//! registers. [`ENTRIES`] lists the generated entry points: specialised ones for common
+//! geometries (3×3 and 1×1 at stride 1 and 2, 7×7/2), which load each input row of the
+//! window once as vec4s and reuse it for every kx and output row, and generic ones for any
+//! other geometry. [`FastConv::conv2d`] picks the cheapest entry that fits by a load-cost
+//! model of lavapipe (every buffer load is a per-lane gather there, so loaded vec4
+//! components per multiply-add decide); it can also be forced (tests, `kernel_lab`).
+//!
 //! Weights: either packed on the host once ([`FastConv::pack`], inference) or given in the
 //! natural `[N, C/G, kh, kw]` / group-after-group layout, in which case [`prepare`] adds a
 //! `pack_weights` dispatch before the convolution (training, where weights change every
