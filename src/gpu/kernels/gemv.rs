@@ -49,7 +49,7 @@ const fn shape(rows: usize, samples: usize) -> GemvShape {
     GemvShape { rows, samples }
 }
 /// Split K until a chunk has at least this many workgroups.
-pub const MIN_WORKGROUPS: usize = 32;
+pub const MIN_WORKGROUPS: usize = 16;
 
 /// One invocation's tile: `rows` weight rows × `samples` samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -334,6 +334,13 @@ impl FastConv {
         self.entry
     }
 
+    /// Whether a specialised entry runs this layer. Generic entries (geometries other than
+    /// 3×3 and 1×1 at stride 1 or 2 and 7×7/2) are correct but slow (element loads): an
+    /// executor should prefer `conv_tiled` for those layers.
+    pub fn is_specialised(&self) -> bool {
+        self.entry.geom.is_some()
+    }
+
     /// Floats of the natural weight (`N·C/G·kh·kw`, or the table's group-after-group sum).
     pub fn natural_len(&self) -> usize {
         self.natural_len
