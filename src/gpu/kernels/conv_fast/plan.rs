@@ -263,6 +263,7 @@ impl FastConv {
                     geom_of(spec)
                 )))
             }
+            // Generic entries fit every layer, so there always is a candidate.
             None => *ENTRIES
                 .iter()
                 .filter(|e| e.fits(spec))
@@ -270,7 +271,7 @@ impl FastConv {
                     entry_cost(spec, &groups, a, in_hw)
                         .total_cmp(&entry_cost(spec, &groups, b, in_hw))
                 })
-                .expect("generic entries fit every layer"),
+                .ok_or_else(|| Error::shape(label, "no generated entry fits this layer"))?,
         };
         let tile = entry.tile;
         let [kh, kw] = spec.kernel;
