@@ -24,6 +24,7 @@ pub mod kernels;
 pub mod launch;
 pub mod lower;
 pub mod program;
+pub mod roofline;
 
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;

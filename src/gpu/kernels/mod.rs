@@ -8,10 +8,13 @@
 
 pub mod conv;
 pub mod conv_backward;
+pub mod conv_fast;
 pub mod conv_tiled;
+pub mod conv_wgmem;
 pub mod elementwise;
 pub mod flgc;
 pub mod gather;
+pub mod gemv;
 pub mod linear;
 pub mod linear_backward;
 pub mod loss;
