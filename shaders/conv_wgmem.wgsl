@@ -10,50 +10,12 @@
 // filter) and, per segment, its implicit-im2col input rows ([S][BK][64], read along the
 // pixels) go to workgroup memory, then every invocation does BK rank-1 updates.
 //
-// All indices are range-checked (out-of-range elements load as 0, stores are masked), so
-// the shader is safe with or without runtime bounds checks.
+// All indices are range-checked (out-of-range elements load as 0, stores are masked, the
+// bias index is clamped), so the shader is safe with or without runtime bounds checks.
 
-struct Params {
-    batch: u32,
-    c_in: u32,
-    c_out: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    n_tiles: u32,
-    pblocks: u32,
-    total_wg: u32,
-    relu: u32,
-    _p0: u32,
-}
-
-struct Seg {
-    in_start: u32,
-    in_len: u32,
-    out_start: u32,
-    out_len: u32,
-    w_off: u32,
-    wn_off: u32,
-    _p0: u32,
-    _p1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wn: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> segs: array<Seg>;
-@group(0) @binding(5) var<storage, read> chan: array<u32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+// `p: Params`, `Seg` (as in conv_fast: `in_start`/`out_start` index `chan`, `wn_off` is the
+// segment's first filter in the natural weights) and the bindings are generated from the
+// declaration in src/gpu/kernels/conv_wgmem.rs.
 
 // Filters per segment (a power of two ≤ 64), segments per tile (S·MS ≤ 64, S ≤ 32) and the
 // K step (BK ≤ 16, S·BK ≤ 48): workgroup memory stays within 16 KiB.
@@ -64,19 +26,12 @@ override BK: u32 = 16u;
 var<workgroup> ws: array<f32, 1024>;
 var<workgroup> xs: array<f32, 3072>;
 
-fn epi(v: f32, b: f32, relu: bool) -> f32 {
-    return select(v + b, max(v + b, 0.0), relu);
-}
-
 @compute @workgroup_size(256)
-fn conv_wgmem(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn conv_wgmem(id: Ids) {
+    let li = id.li;
     // The grid may be folded into 2-D; surplus workgroups run the last tile's loop (so
     // every barrier is reached by the whole workgroup) and store nothing.
-    let wid_raw = wg.x + wg.y * nwg.x;
+    let wid_raw = linear_wg(id.wg, id.nwg);
     let live_wg = wid_raw < p.total_wg;
     let wid = min(wid_raw, p.total_wg - 1u);
     let pb = wid % p.pblocks;
@@ -165,23 +120,16 @@ fn conv_wgmem(
         }
         workgroupBarrier();
     }
-    if (!live_wg) {
-        return;
-    }
-    let relu = p.relu != 0u;
+    if (!live_wg) { return; }
     for (var j = 0u; j < 4u; j++) {
         let m = tm * 4u + j;
         let s = m / MS;
         let f = m % MS;
-        if (s >= S) {
-            continue;
-        }
+        if (s >= S) { continue; }
         let sg = segs[ti * S + s];
-        if (f >= sg.out_len) {
-            continue;
-        }
+        if (f >= sg.out_len) { continue; }
         let oc = chan[sg.out_start + f];
-        let bv = bias[oc];
+        let bv = select(0.0, bias[min(oc, p.bias_max)], p.has_bias != 0u);
         var a = acc0;
         if (j == 1u) {
             a = acc1;
@@ -194,7 +142,7 @@ fn conv_wgmem(
         for (var q = 0u; q < 4u; q++) {
             let pix = pb * 64u + tn * 4u + q;
             if (pix < plane) {
-                out[base + pix] = epi(a[q], bv, relu);
+                out[base + pix] = act(a[q] + bv, p.act);
             }
         }
     }

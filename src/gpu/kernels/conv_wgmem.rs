@@ -6,30 +6,90 @@
 //! On lavapipe it is correct but slow (barriers switch coroutines); it is tested there for
 //! correctness only. [`conv_fast`](super::conv_fast) is the CPU-adapter kernel.
 
-use super::conv_fast::{ConvGeom, GroupLayout};
-use super::{check_buffer, check_dims, check_tensor, fold_workgroups, make_dispatch};
+use super::conv_fast::{ConvGeom, FastSeg, GroupLayout};
+use super::{check_arg, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
-use crate::gpu::context::{BindingKind, GpuContext, ShaderSpec, TensorRef};
-use crate::gpu::Dispatch;
-use crate::graph::{Conv2dSpec, GroupRange};
+use crate::gpu::context::GpuContext;
+use crate::graph::{Conv2dSpec, GroupRange, GroupedConvTable};
 
-/// `shaders/conv_wgmem.wgsl`: params, x, natural weight, bias, segments, channels, out.
-pub static SHADER: ShaderSpec = ShaderSpec {
-    name: "conv_wgmem",
-    source: include_str!("../../../shaders/conv_wgmem.wgsl"),
-    bindings: &[
-        BindingKind::Uniform,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadOnly,
-        BindingKind::ReadWrite,
-    ],
-    // Every access is range-checked in the shader; keep the runtime checks anyway (the
-    // target is a discrete GPU, where they are cheap).
-    trusted: false,
-};
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `conv_wgmem.wgsl`.
+    pub struct WgmemParams = "Params" {
+        /// Batch.
+        pub batch: u32,
+        /// Input channels.
+        pub c_in: u32,
+        /// Output channels.
+        pub c_out: u32,
+        /// Input height.
+        pub h: u32,
+        /// Input width.
+        pub w: u32,
+        /// Output height.
+        pub oh: u32,
+        /// Output width.
+        pub ow: u32,
+        /// Kernel height.
+        pub kh: u32,
+        /// Kernel width.
+        pub kw: u32,
+        /// Vertical stride.
+        pub sh: u32,
+        /// Horizontal stride.
+        pub sw: u32,
+        /// Vertical padding.
+        pub ph: u32,
+        /// Horizontal padding.
+        pub pw: u32,
+        /// Vertical dilation.
+        pub dh: u32,
+        /// Horizontal dilation.
+        pub dw: u32,
+        /// Tiles of 64 filters.
+        pub n_tiles: u32,
+        /// Pixel blocks of 64 per output plane.
+        pub pblocks: u32,
+        /// Workgroups in all.
+        pub total_wg: u32,
+        /// The fused activation ([`crate::ops::Activation::code`]).
+        pub act: u32,
+        /// 1 when a bias is added.
+        pub has_bias: u32,
+        /// Last valid index of the `bias` binding (the shader clamps to it).
+        pub bias_max: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
+}
+
+crate::shader! {
+    /// `shaders/conv_wgmem.wgsl`. Every access is range-checked in the shader; the runtime
+    /// checks stay on anyway (the target is a discrete GPU, where they are cheap).
+    pub static SHADER = "conv_wgmem" {
+        params: WgmemParams,
+        mirrors: [FastSeg],
+        trusted: false,
+        /// Arguments of `conv_wgmem`.
+        args: WgmemArgs {
+            /// `[batch, C, H, W]` input.
+            x: read array<f32>,
+            /// The natural weights (`[N, C/G, kh, kw]` or a table's groups one after another).
+            wn: read array<f32>,
+            /// `[N]` bias (a stand-in when the layer has none).
+            bias: read array<f32>,
+            /// The segments.
+            segs: read array<Seg>,
+            /// Input channel list, then output channel list.
+            chan: read array<u32>,
+            /// `[batch, N, OH, OW]` output.
+            out: write array<f32>,
+        }
+    }
+}
 
 /// Filters per workgroup tile.
 pub const BM: usize = 64;
@@ -37,53 +97,6 @@ pub const BM: usize = 64;
 pub const BN: usize = 64;
 /// Most segments per tile (workgroup memory holds `s · bk ≤ 48` input rows of 64 pixels).
 pub const MAX_SEGMENTS: usize = 32;
-
-/// Mirror of the WGSL `Params` of `conv_wgmem.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct WgmemParams {
-    /// Batch.
-    pub batch: u32,
-    /// Input channels.
-    pub c_in: u32,
-    /// Output channels.
-    pub c_out: u32,
-    /// Input height.
-    pub h: u32,
-    /// Input width.
-    pub w: u32,
-    /// Output height.
-    pub oh: u32,
-    /// Output width.
-    pub ow: u32,
-    /// Kernel height.
-    pub kh: u32,
-    /// Kernel width.
-    pub kw: u32,
-    /// Vertical stride.
-    pub sh: u32,
-    /// Horizontal stride.
-    pub sw: u32,
-    /// Vertical padding.
-    pub ph: u32,
-    /// Horizontal padding.
-    pub pw: u32,
-    /// Vertical dilation.
-    pub dh: u32,
-    /// Horizontal dilation.
-    pub dw: u32,
-    /// Tiles of 64 filters.
-    pub n_tiles: u32,
-    /// Pixel blocks of 64 per output plane.
-    pub pblocks: u32,
-    /// Workgroups in all.
-    pub total_wg: u32,
-    /// Fused ReLU.
-    pub relu: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
-}
-super::uniform_params!(WgmemParams);
 
 /// A layer planned for the workgroup-memory kernel (host side).
 #[derive(Clone, Debug, PartialEq)]
@@ -95,7 +108,7 @@ pub struct WgmemConv {
     s: usize,
     /// K step.
     bk: usize,
-    segs: Vec<[u32; 8]>,
+    segs: Vec<FastSeg>,
     chan: Vec<u32>,
     natural_len: usize,
 }
@@ -116,6 +129,11 @@ impl WgmemConv {
     ) -> Result<Self> {
         let layout = GroupLayout::table("conv_wgmem", spec, table, in_index, out_index)?;
         Self::build(spec, layout)
+    }
+
+    /// Plans an exported group table ([`crate::graph::Op::GroupedConvTable`]).
+    pub fn table(t: &GroupedConvTable) -> Result<Self> {
+        Self::grouped_table(&t.spec, &t.table, &t.in_index, &t.out_index)
     }
 
     fn build(spec: &Conv2dSpec, layout: GroupLayout) -> Result<Self> {
@@ -150,15 +168,20 @@ impl WgmemConv {
         while segs.len() % s != 0 {
             segs.push([0; 6]);
         }
+        let to_u32 =
+            |x: usize| u32::try_from(x).map_err(|_| Error::shape(label, format!("{x} exceeds u32")));
         let segs = segs
             .into_iter()
-            .map(|v| {
-                let mut o = [0u32; 8];
-                for (d, x) in o.iter_mut().zip(v) {
-                    *d = u32::try_from(x)
-                        .map_err(|_| Error::shape(label, format!("{x} exceeds u32")))?;
-                }
-                Ok(o)
+            .map(|v| -> Result<FastSeg> {
+                Ok(FastSeg {
+                    in_start: to_u32(v[0])?,
+                    in_len: to_u32(v[1])?,
+                    out_start: to_u32(v[2])?,
+                    out_len: to_u32(v[3])?,
+                    w_off: 0,
+                    wn_off: to_u32(v[5])?,
+                    ..FastSeg::default()
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -184,16 +207,19 @@ impl WgmemConv {
 
     /// Uploads the segment table and channel lists.
     pub fn upload(&self, ctx: &GpuContext, label: &str) -> Result<WgmemConvGpu> {
-        let flat: Vec<u32> = self.segs.iter().flatten().copied().collect();
         Ok(WgmemConvGpu {
             plan: self.clone(),
-            segs: ctx.upload_u32(&format!("{label} segments"), &flat)?,
+            segs: ctx.upload_u32(
+                &format!("{label} segments"),
+                bytemuck::cast_slice(&self.segs),
+            )?,
             chan: ctx.upload_u32(&format!("{label} channels"), &self.chan)?,
         })
     }
 }
 
 /// A planned layer with its segment table and channel lists on the GPU.
+#[derive(Debug)]
 pub struct WgmemConvGpu {
     plan: WgmemConv,
     segs: wgpu::Buffer,
@@ -201,55 +227,44 @@ pub struct WgmemConvGpu {
 }
 
 /// The tensors of one run (weights in the natural layout).
-#[derive(Clone, Copy, Debug)]
-pub struct WgmemIo<'a> {
+#[derive(Clone, Debug)]
+pub struct WgmemIo {
     /// Input `[batch, C, h, w]`.
-    pub x: TensorRef<'a>,
+    pub x: Arg,
     /// Output `[batch, N, oh, ow]`.
-    pub out: TensorRef<'a>,
+    pub out: Arg,
     /// Weights, `natural_len` floats.
-    pub weight: &'a wgpu::Buffer,
+    pub weight: Arg,
     /// Bias (`N` floats) or none.
-    pub bias: Option<&'a wgpu::Buffer>,
+    pub bias: Option<Arg>,
 }
 
-/// The convolution dispatch of one run. The adapter must allow 16 KiB of workgroup memory
-/// and 256 invocations per workgroup (WebGPU defaults).
-pub fn prepare(
+/// Whether `ctx`'s adapter can run the kernel: 16 KiB of workgroup memory and 256
+/// invocations per workgroup (WebGPU defaults).
+pub fn adapter_fits(limits: &wgpu::Limits) -> bool {
+    limits.max_compute_workgroup_storage_size >= 16384
+        && limits.max_compute_invocations_per_workgroup >= 256
+        && limits.max_compute_workgroup_size_x >= 256
+}
+
+/// The convolution call of one run.
+pub fn forward(
     ctx: &GpuContext,
     label: &str,
     layer: &WgmemConvGpu,
-    io: WgmemIo<'_>,
+    io: WgmemIo,
     geom: ConvGeom,
-) -> Result<Vec<Dispatch>> {
+) -> Result<Call> {
     let plan = &layer.plan;
     let spec = &plan.spec;
-    let [h, w] = geom.in_hw;
-    check_dims(
-        label,
-        &[
-            ("batch", geom.batch),
-            ("input height", h),
-            ("input width", w),
-        ],
-    )?;
-    if ctx.limits.max_compute_workgroup_storage_size < 16384
-        || ctx.limits.max_compute_invocations_per_workgroup < 256
-    {
+    if !adapter_fits(&ctx.limits) {
         return Err(Error::shape(
             label,
             "the adapter allows less than 16 KiB of workgroup memory or 256 invocations",
         ));
     }
-    let [oh, ow] = spec.out_hw(h, w).ok_or_else(|| {
-        Error::shape(
-            label,
-            format!(
-                "input {:?} padded by {:?} is smaller than the dilated kernel {:?}",
-                geom.in_hw, spec.padding, spec.kernel
-            ),
-        )
-    })?;
+    let [oh, ow] = geom.out_hw(label, spec)?;
+    let [h, w] = geom.in_hw;
     let (c, n, batch) = (spec.in_channels, spec.out_channels, geom.batch);
     let dims = |d: &[usize]| d.iter().try_fold(1usize, |a, &v| a.checked_mul(v));
     let fits = |v: Option<usize>| v.filter(|&v| v <= u32::MAX as usize);
@@ -259,19 +274,16 @@ pub fn prepare(
     ) else {
         return Err(Error::shape(label, "a tensor exceeds u32 indexing"));
     };
-    check_tensor(ctx, label, "x", &io.x, x_len as u64)?;
-    check_tensor(ctx, label, "out", &io.out, out_len as u64)?;
-    check_buffer(ctx, label, "weight", io.weight, plan.natural_len as u64)?;
-    if let Some(b) = io.bias {
-        check_buffer(ctx, label, "bias", b, n as u64)?;
-    }
-    let zeros;
-    let bias = match io.bias {
-        Some(b) => b,
-        None => {
-            zeros = ctx.storage_buffer(&format!("{label} zero bias"), (n * 4) as u64)?;
-            &zeros
+    check_arg(ctx, label, "x", &io.x, x_len as u64)?;
+    check_arg(ctx, label, "out", &io.out, out_len as u64)?;
+    check_arg(ctx, label, "weight", &io.weight, plan.natural_len as u64)?;
+    let segs = Arg::whole(&layer.segs);
+    let (bias, has_bias) = match io.bias {
+        Some(b) => {
+            check_arg(ctx, label, "bias", &b, n as u64)?;
+            (b, true)
         }
+        None => (segs.clone(), false),
     };
     let n_tiles = plan.segs.len() / plan.s;
     let pblocks = (oh * ow).div_ceil(BN);
@@ -297,30 +309,30 @@ pub fn prepare(
         n_tiles: n_tiles as u32,
         pblocks: pblocks as u32,
         total_wg: total as u32,
-        relu: u32::from(geom.relu),
-        _pad: 0,
+        act: geom.act.code(),
+        has_bias: u32::from(has_bias),
+        bias_max: (bias.len.max(1) - 1) as u32,
+        ..WgmemParams::default()
     };
-    let u = ctx.uniform(&format!("{label} params"), &params);
-    let grid = fold_workgroups(ctx, label, total as u64)?;
-    Ok(vec![make_dispatch(
+    let args = WgmemArgs {
+        x: io.x,
+        wn: io.weight,
+        bias,
+        segs,
+        chan: Arg::whole(&layer.chan),
+        out: io.out,
+    };
+    let consts = [
+        ("MS", plan.ms as u32),
+        ("S", plan.s as u32),
+        ("BK", plan.bk as u32),
+    ];
+    Call::new(
         ctx,
         label,
-        &SHADER,
-        "conv_wgmem",
-        vec![
-            ("MS", plan.ms as u32),
-            ("S", plan.s as u32),
-            ("BK", plan.bk as u32),
-        ],
-        &[
-            u.as_entire_binding(),
-            io.x.binding(),
-            io.weight.as_entire_binding(),
-            bias.as_entire_binding(),
-            layer.segs.as_entire_binding(),
-            layer.chan.as_entire_binding(),
-            io.out.binding(),
-        ],
-        grid,
-    )?])
+        SHADER.entry("conv_wgmem", &consts),
+        &params,
+        args.into_vec(),
+        fold_workgroups(ctx, label, total as u64)?,
+    )
 }

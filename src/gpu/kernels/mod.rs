@@ -22,6 +22,7 @@ pub mod norm;
 pub mod norm_train;
 pub mod optim;
 pub mod pool;
+pub mod roofline;
 pub mod softmax;
 
 pub use crate::gpu::launch::{
@@ -31,14 +32,17 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 14] {
+pub fn all_shaders() -> [&'static ShaderSpec; 18] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
+        &conv_fast::SHADER,
         &conv_tiled::SHADER,
+        &conv_wgmem::SHADER,
         &elementwise::SHADER,
         &flgc::SHADER,
         &gather::SHADER,
+        &gemv::SHADER,
         &linear::SHADER,
         &linear_backward::SHADER,
         &loss::SHADER,
@@ -46,6 +50,7 @@ pub fn all_shaders() -> [&'static ShaderSpec; 14] {
         &norm_train::SHADER,
         &optim::SHADER,
         &pool::SHADER,
+        &roofline::SHADER,
         &softmax::SHADER,
     ]
 }

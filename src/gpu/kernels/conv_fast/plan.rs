@@ -1,21 +1,11 @@
 //! The host side of `conv_fast`: a layer cut into segments and tiles, the entry point chosen
 //! by a load-cost model of the CPU adapter, and the packed weight layout.
 
-use super::{geom_of, Entry, Tile, ENTRIES};
+use super::{geom_of, nv, nwv, Entry, FastSeg, Tile, ENTRIES};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::check_dims;
-use crate::graph::{Conv2dSpec, GroupRange};
-
-/// vec4s of packed weights per (segment, input channel, ky).
-pub fn nwv(kw: usize, ms: usize) -> usize {
-    (kw * ms).div_ceil(4)
-}
-
-/// vec4 loads of a specialised entry per (input channel, ky).
-pub(super) fn nv(kw: usize, sw: usize, dw: usize, pt: usize) -> usize {
-    ((pt - 1) * sw + (kw - 1) * dw + 1).div_ceil(4)
-}
+use crate::graph::{Conv2dSpec, GroupRange, GroupedConvTable};
 
 /// A convolution layer planned for the fast kernel (host side): segments, channel lists,
 /// entry point. Built once per layer; [`FastConv::upload`] puts it on the GPU.
@@ -23,8 +13,8 @@ pub(super) fn nv(kw: usize, sw: usize, dw: usize, pt: usize) -> usize {
 pub struct FastConv {
     pub(super) spec: Conv2dSpec,
     pub(super) entry: Entry,
-    /// Per segment `[in_start, in_len, out_start, out_len, w_off, wn_off, 0, 0]`.
-    pub(super) segs: Vec<[u32; 8]>,
+    /// The segments, padded with empty ones to whole tiles.
+    pub(super) segs: Vec<FastSeg>,
     /// Input channel list, then output channel list.
     chan: Vec<u32>,
     /// Length of the input part of `chan`.
@@ -243,6 +233,11 @@ impl FastConv {
         Self::build(spec, layout, in_hw, entry)
     }
 
+    /// Plans an exported group table ([`crate::graph::Op::GroupedConvTable`]).
+    pub fn table(t: &GroupedConvTable, in_hw: [usize; 2], entry: Option<Entry>) -> Result<Self> {
+        Self::grouped_table(&t.spec, &t.table, &t.in_index, &t.out_index, in_hw, entry)
+    }
+
     fn build(
         spec: &Conv2dSpec,
         layout: GroupLayout,
@@ -304,17 +299,16 @@ impl FastConv {
         };
         let segs = segs
             .into_iter()
-            .map(|s| -> Result<[u32; 8]> {
-                Ok([
-                    to_u32(s[0])?,
-                    to_u32(s[1])?,
-                    to_u32(s[2])?,
-                    to_u32(s[3])?,
-                    to_u32(s[4])?,
-                    to_u32(s[5])?,
-                    0,
-                    0,
-                ])
+            .map(|s| -> Result<FastSeg> {
+                Ok(FastSeg {
+                    in_start: to_u32(s[0])?,
+                    in_len: to_u32(s[1])?,
+                    out_start: to_u32(s[2])?,
+                    out_len: to_u32(s[3])?,
+                    w_off: to_u32(s[4])?,
+                    wn_off: to_u32(s[5])?,
+                    ..FastSeg::default()
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         to_u32(w_off * 4)?;
@@ -368,8 +362,8 @@ impl FastConv {
         let nw = nwv(kw, ms);
         let mut out = vec![0.0; self.packed_len()];
         for s in &self.segs {
-            let (in_len, out_len) = (s[1] as usize, s[3] as usize);
-            let (w_off, wn_off) = (s[4] as usize, s[5] as usize);
+            let (in_len, out_len) = (s.in_len as usize, s.out_len as usize);
+            let (w_off, wn_off) = (s.w_off as usize, s.wn_off as usize);
             let flen = in_len * kh * kw;
             for q in 0..in_len * kh {
                 let dst = (w_off + q * nw) * 4;
@@ -385,16 +379,19 @@ impl FastConv {
 
     /// Uploads the segment table and channel lists.
     pub fn upload(&self, ctx: &GpuContext, label: &str) -> Result<FastConvGpu> {
-        let flat: Vec<u32> = self.segs.iter().flatten().copied().collect();
         Ok(FastConvGpu {
             plan: self.clone(),
-            segs: ctx.upload_u32(&format!("{label} segments"), &flat)?,
+            segs: ctx.upload_u32(
+                &format!("{label} segments"),
+                bytemuck::cast_slice(&self.segs),
+            )?,
             chan: ctx.upload_u32(&format!("{label} channels"), &self.chan)?,
         })
     }
 }
 
 /// A planned layer with its segment table and channel lists on the GPU.
+#[derive(Debug)]
 pub struct FastConvGpu {
     pub(super) plan: FastConv,
     pub(super) segs: wgpu::Buffer,
