@@ -46,8 +46,14 @@ pub const SPECIAL: [([usize; 6], &[TileDims]); 5] = [
             [1, 8, 1, 16],
         ],
     ),
-    ([1, 1, 2, 2, 1, 1], &[[16, 1, 1, 8], [8, 1, 1, 8], [4, 2, 1, 8]]),
-    ([3, 3, 2, 2, 1, 1], &[[8, 1, 2, 8], [4, 1, 2, 8], [1, 4, 2, 8]]),
+    (
+        [1, 1, 2, 2, 1, 1],
+        &[[16, 1, 1, 8], [8, 1, 1, 8], [4, 2, 1, 8]],
+    ),
+    (
+        [3, 3, 2, 2, 1, 1],
+        &[[8, 1, 2, 8], [4, 1, 2, 8], [1, 4, 2, 8]],
+    ),
     ([7, 7, 2, 2, 1, 1], &[[8, 1, 1, 8]]),
 ];
 
@@ -267,7 +273,10 @@ fn body(o: &mut String, sg: usize, geom: [usize; 6], tile: TileDims, u_n: usize,
 /// The generic entries' K loop of segment `sg`.
 fn generic_loop(o: &mut String, sg: usize, ms: usize, pt: usize) {
     line(o, format!("    for (var i = 0u; i < in_len{sg}; i++) {{"));
-    line(o, format!("        let xc = xr + chan[in0_{sg} + i] * plane4;"));
+    line(
+        o,
+        format!("        let xc = xr + chan[in0_{sg} + i] * plane4;"),
+    );
     line(o, "        for (var ky = 0u; ky < kh; ky++) {");
     line(o, "            let row = xc + ky * dhw;");
     line(o, "            for (var kx = 0u; kx < kw; kx++) {");
@@ -461,8 +470,14 @@ pub fn entries_rs() -> String {
         &mut s,
         "/// Every generated entry point: name, tile and the geometry it is specialised for",
     );
-    line(&mut s, "/// (`[kh, kw, sh, sw, dh, dw]`; `None` = generic).");
-    line(&mut s, format!("pub const ENTRIES: [Entry; {}] = [", es.len()));
+    line(
+        &mut s,
+        "/// (`[kh, kw, sh, sw, dh, dw]`; `None` = generic).",
+    );
+    line(
+        &mut s,
+        format!("pub const ENTRIES: [Entry; {}] = [", es.len()),
+    );
     for (t, g) in es {
         let [ms, ss, r, pt] = t;
         let gs = match g {

@@ -94,10 +94,16 @@ fn gemm(rr: usize, bb: usize) -> String {
     line(&mut o, "    let k0 = ks * kseg4;");
     line(&mut o, "    let k1 = min(in4, k0 + kseg4);");
     for r in 0..rr {
-        line(&mut o, format!("    let wr{r} = min(j0 + {r}u, rows - 1u) * in4;"));
+        line(
+            &mut o,
+            format!("    let wr{r} = min(j0 + {r}u, rows - 1u) * in4;"),
+        );
     }
     for b in 0..bb {
-        line(&mut o, format!("    let xr{b} = min(n0 + {b}u, batch - 1u) * in4;"));
+        line(
+            &mut o,
+            format!("    let xr{b} = min(n0 + {b}u, batch - 1u) * in4;"),
+        );
     }
     for r in 0..rr {
         for b in 0..bb {

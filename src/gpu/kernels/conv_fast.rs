@@ -260,6 +260,37 @@ impl ConvGeom {
     }
 }
 
+/// Rows and vec4s per row of the zero-padded input copy for tiles of `pt` pixels: every
+/// element the specialised or the generic entry reads.
+fn padded_hw(spec: &Conv2dSpec, [h, w]: [usize; 2], pt: usize) -> (usize, usize) {
+    let ow = spec.out_hw(h, w).map_or(1, |o| o[1]);
+    let [kw, sw, dw] = [spec.kernel[1], spec.stride[1], spec.dilation[1]];
+    let ox_last = (ow.div_ceil(pt) - 1) * pt;
+    let spec_max = ox_last * sw + 4 * nv(kw, sw, dw, pt) - 1;
+    let gen_max = (ox_last + pt - 1) * sw + (kw - 1) * dw;
+    (
+        h + 2 * spec.padding[0],
+        (spec_max.max(gen_max) + 1).div_ceil(4),
+    )
+}
+
+/// Bytes of the padded input copy of `batch` samples of `in_hw`, for the widest tile of any
+/// entry (an upper bound for the entry the plan picks); `None` on overflow.
+pub fn padded_input_bytes(spec: &Conv2dSpec, batch: usize, in_hw: [usize; 2]) -> Option<u64> {
+    let pt = ENTRIES.iter().map(|e| e.tile.pt).max().unwrap_or(16);
+    let (hp, wp4) = padded_hw(spec, in_hw, pt);
+    [batch, spec.in_channels, hp, wp4, 16]
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+}
+
+/// Whether an entry specialised for `spec`'s geometry exists (the others run generic
+/// entries: correct, but element loads make them slower than `conv_tiled`).
+pub fn has_specialised(spec: &Conv2dSpec) -> bool {
+    let g = geom_of(spec);
+    ENTRIES.iter().any(|e| e.geom == Some(g))
+}
+
 /// `Π dims` if it fits `u32` indexing.
 fn len32(dims: &[usize]) -> Option<usize> {
     dims.iter()
@@ -289,7 +320,6 @@ pub fn forward(
     let out_len = len32(&[batch, n, oh, ow]).ok_or_else(|| big("output"))?;
     check_arg(ctx, label, "x", &io.x, x_len as u64)?;
     check_arg(ctx, label, "out", &io.out, out_len as u64)?;
-    // Padded geometry: every element the specialised or the generic entry reads.
     let Tile {
         ms,
         s: seg_per_tile,
@@ -297,12 +327,8 @@ pub fn forward(
         pt,
     } = plan.entry.tile;
     let bpr = ow.div_ceil(pt);
-    let ox_last = (bpr - 1) * pt;
     let [sw, dw] = [spec.stride[1], spec.dilation[1]];
-    let spec_max = ox_last * sw + 4 * nv(kw, sw, dw, pt) - 1;
-    let gen_max = (ox_last + pt - 1) * sw + (kw - 1) * dw;
-    let wp4 = (spec_max.max(gen_max) + 1).div_ceil(4);
-    let hp = h + 2 * spec.padding[0];
+    let (hp, wp4) = padded_hw(spec, [h, w], pt);
     let plane4 = hp * wp4;
     let xp_len = len32(&[batch, c, plane4, 4]).ok_or_else(|| big("padded input"))?;
     ctx.check_storage_size(label, "x (padded)", (xp_len * 4) as u64)?;
@@ -366,7 +392,11 @@ pub fn forward(
         }
         Weight::Natural(b) => {
             check_arg(ctx, label, "weight", &b, plan.natural_len as u64)?;
-            (scratch(&format!("{label} w packed"), plan.packed_len())?, b, true)
+            (
+                scratch(&format!("{label} w packed"), plan.packed_len())?,
+                b,
+                true,
+            )
         }
     };
     let args = FastArgs {
@@ -382,7 +412,14 @@ pub fn forward(
     .into_vec();
     let consts = [("WG", WG), ("MS", ms as u32)];
     let call = |entry: &'static str, grid| {
-        Call::new(ctx, label, SHADER.entry(entry, &consts), &params, args.clone(), grid)
+        Call::new(
+            ctx,
+            label,
+            SHADER.entry(entry, &consts),
+            &params,
+            args.clone(),
+            grid,
+        )
     };
     let mut v = Vec::with_capacity(3);
     v.push(call(
@@ -396,6 +433,9 @@ pub fn forward(
             fold_workgroups(ctx, label, items.div_ceil(64).max(1))?,
         )?);
     }
-    v.push(call(plan.entry.name, fold_workgroups(ctx, label, total as u64)?)?);
+    v.push(call(
+        plan.entry.name,
+        fold_workgroups(ctx, label, total as u64)?,
+    )?);
     Ok(v)
 }

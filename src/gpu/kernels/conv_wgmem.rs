@@ -168,8 +168,9 @@ impl WgmemConv {
         while segs.len() % s != 0 {
             segs.push([0; 6]);
         }
-        let to_u32 =
-            |x: usize| u32::try_from(x).map_err(|_| Error::shape(label, format!("{x} exceeds u32")));
+        let to_u32 = |x: usize| {
+            u32::try_from(x).map_err(|_| Error::shape(label, format!("{x} exceeds u32")))
+        };
         let segs = segs
             .into_iter()
             .map(|v| -> Result<FastSeg> {

@@ -125,9 +125,8 @@ pub fn gemm(
             ),
         ));
     }
-    let dim = |v: usize| {
-        u32::try_from(v).map_err(|_| Error::shape(label, format!("{v} exceeds u32")))
-    };
+    let dim =
+        |v: usize| u32::try_from(v).map_err(|_| Error::shape(label, format!("{v} exceeds u32")));
     check_arg(ctx, label, "Aᵀ", at, (k * m) as u64)?;
     check_arg(ctx, label, "B", b, (k * n) as u64)?;
     check_arg(ctx, label, "C", c, (m * n) as u64)?;
