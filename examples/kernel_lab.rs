@@ -1,18 +1,29 @@
-//! Kernel lab: times the old and the new forward kernels on the adapter in use, interleaved
-//! in one process (round-robin over the cases, `--reps` rounds, medians), and prints GFLOP/s
-//! (GB/s for GEMV and depthwise) with the roofline of the adapter.
+//! Kernel lab: times every forward kernel that can run a layer on the adapter in use,
+//! interleaved in one process (round-robin over the cases, `--reps` rounds, medians), and
+//! prints GFLOP/s (GB/s for GEMV and depthwise) with the roofline of the adapter. Each layer
+//! marks the kernel `gpu::choice` picks (`<- choice`) and the one the candidate lists without
+//! `conv_fast`/`conv_wgmem`/`gemv` would pick (`<- before`).
 //!
 //! `cargo run --release --example kernel_lab -- [--reps N] [--filter GROUP] [--case NAME] [--tiles] [--wgmem] [--no-roof] [--quick]`
 //!
 //! `--filter` keeps the layer groups whose name contains GROUP, `--case` the kernels whose
-//! name contains NAME. `--tiles` adds every register-tile shape of `conv_fast` (not only the automatic choice);
-//! `--wgmem` adds the workgroup-memory kernel for discrete GPUs (slow on lavapipe: barriers);
-//! `--no-roof` skips the roofline; `--quick` shrinks the shapes (CI smoke run). Timings are host wall-clock of one submit and
-//! wait per run; lavapipe timings vary ±30 % between processes, so compare within a run.
+//! name contains NAME. `--tiles` adds every register tile of `conv_fast` and `gemv` (not only
+//! the automatic choice); `--wgmem` adds the workgroup-memory kernel for discrete GPUs (slow
+//! on lavapipe: barriers); `--no-roof` skips the roofline; `--quick` shrinks the shapes (CI
+//! smoke run). Timings are host wall-clock of one submit and wait per run; lavapipe timings
+//! vary ±30 % between processes, so compare within a run.
 
-use gconv::gpu::kernels::{conv, conv_fast, conv_tiled, conv_wgmem, gemv, linear};
-use gconv::gpu::{roofline, run_dispatches, Dispatch, GpuContext, TensorRef};
+use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem, DirectKernel};
+use gconv::gpu::choice::{LinearKernel, CONV_FORWARD, LINEAR_FORWARD};
+use gconv::gpu::kernels::conv::{self, ConvShape, DirectArgs};
+use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight};
+use gconv::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
+use gconv::gpu::kernels::linear::{self, LinearShape};
+use gconv::gpu::kernels::{conv_tiled, gemv};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{roofline, run_dispatches, Arg, Call, Dispatch, GpuContext};
 use gconv::graph::Conv2dSpec;
+use gconv::ops::Activation;
 use std::time::Instant;
 
 /// One timed case: dispatches and the work they do.
@@ -27,45 +38,41 @@ struct Case {
     times: Vec<f64>,
 }
 
+#[derive(Default)]
 struct Args {
     reps: usize,
     filter: Option<String>,
     case: Option<String>,
     tiles: bool,
     quick: bool,
-    roof: bool,
+    no_roof: bool,
     wgmem: bool,
 }
 
 fn args() -> Args {
     let mut a = Args {
         reps: 5,
-        filter: None,
-        case: None,
-        tiles: false,
-        quick: false,
-        roof: true,
-        wgmem: false,
+        ..Args::default()
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
+        let next = |i: &mut usize| {
+            *i += 1;
+            v.get(*i).cloned()
+        };
         match v[i].as_str() {
             "--reps" => {
-                i += 1;
-                a.reps = v.get(i).and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
+                a.reps = next(&mut i)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(5)
+                    .max(1)
             }
-            "--filter" => {
-                i += 1;
-                a.filter = v.get(i).cloned();
-            }
-            "--case" => {
-                i += 1;
-                a.case = v.get(i).cloned();
-            }
+            "--filter" => a.filter = next(&mut i),
+            "--case" => a.case = next(&mut i),
             "--tiles" => a.tiles = true,
             "--quick" => a.quick = true,
-            "--no-roof" => a.roof = false,
+            "--no-roof" => a.no_roof = true,
             "--wgmem" => a.wgmem = true,
             other => eprintln!("kernel_lab: ignoring argument {other}"),
         }
@@ -83,41 +90,135 @@ fn data(n: usize, seed: usize) -> Vec<f32> {
 /// The conv layers: (group name, spec, input size).
 fn conv_layers(quick: bool) -> Vec<(String, Conv2dSpec, usize)> {
     let (c, big, small) = if quick { (64, 28, 14) } else { (256, 56, 28) };
+    let sq = |n, k, s, p| Conv2dSpec::square(c, n, k, s, p);
     let mut v = vec![
+        (format!("dense 3x3 {c}ch {big}²"), sq(c, 3, 1, 1), big),
+        (format!("1x1 {c}ch {small}²"), sq(c, 1, 1, 0), small),
         (
-            format!("dense 3x3 {c}ch {big}²"),
-            Conv2dSpec::square(c, c, 3, 1, 1),
+            format!("3x3 {c}ch {big}² G=32"),
+            sq(c, 3, 1, 1).groups(32),
             big,
         ),
-        (
-            format!("1x1 {c}ch {small}²"),
-            Conv2dSpec::square(c, c, 1, 1, 0),
-            small,
-        ),
     ];
-    v.push((
-        format!("3x3 {c}ch {big}² G=32"),
-        Conv2dSpec::square(c, c, 3, 1, 1).groups(32),
-        big,
-    ));
-    for (i, g) in [1, 2, 4, 8, 16, 32, 64, c].into_iter().enumerate() {
-        if c % g == 0 && (i < 7 || g > 64) {
-            v.push((
-                format!("3x3 {c}ch {small}² G={g}"),
-                Conv2dSpec::square(c, c, 3, 1, 1).groups(g),
-                small,
-            ));
+    for g in [1, 2, 4, 8, 16, 32, 64, c] {
+        if c % g == 0 && (g <= 64 || g == c) {
+            let spec = sq(c, 3, 1, 1).groups(g);
+            v.push((format!("3x3 {c}ch {small}² G={g}"), spec, small));
         }
     }
+    // Geometries without a specialised conv_fast entry (generic entries or older kernels).
+    let mut dil = sq(c, 3, 1, 2);
+    dil.dilation = [2, 2];
+    v.push((format!("3x3 dil2 {c}ch {small}²"), dil, small));
+    v.push((format!("5x5 {c}ch {small}²"), sq(c, 5, 1, 2), small));
+    let dw5 = sq(c, 5, 1, 2).groups(c);
+    v.push((format!("5x5 depthwise {c}ch {small}²"), dw5, small));
     v
 }
 
+/// Fresh resident buffers for a kernel's scratch requests.
+fn scratch(ctx: &GpuContext) -> impl FnMut(&str, usize) -> gconv::Result<Arg> + '_ {
+    |label, n| Ok(Arg::prefix(&ctx.storage_buffer(label, (n * 4) as u64)?, n))
+}
+
+fn skip(a: &Args, group: &str) -> bool {
+    a.filter
+        .as_ref()
+        .is_some_and(|f| !group.contains(f.as_str()))
+}
+
+/// The first candidate that applies, among those that are not new here.
+fn before(p: &ConvProblem, ad: &Adapter) -> Option<ConvKernel> {
+    CONV_FORWARD
+        .iter()
+        .filter(|c| !matches!(c.kernel, ConvKernel::Fast(_) | ConvKernel::Wgmem))
+        .find(|c| (c.applies)(p, ad))
+        .map(|c| c.kernel)
+}
+
+/// The calls of `kernel` on a layer; `natural`: conv_fast packs the weights on the GPU.
+fn conv_calls(
+    ctx: &GpuContext,
+    (spec, hw): (&Conv2dSpec, usize),
+    kernel: ConvKernel,
+    natural: bool,
+    (x, w, wb, bias, out): (&Arg, &[f32], &Arg, &Arg, &Arg),
+) -> gconv::Result<(String, Vec<Call>)> {
+    let act = Activation::Relu;
+    let geom = ConvGeom {
+        batch: 1,
+        in_hw: [hw, hw],
+        act,
+    };
+    let s = ConvShape {
+        spec,
+        batch: 1,
+        in_hw: [hw, hw],
+    };
+    Ok(match kernel {
+        ConvKernel::Fast(_) => {
+            let plan = FastConv::conv2d(spec, [hw, hw], kernel.fast_entry())?;
+            let layer = plan.upload(ctx, "fast")?;
+            let weight = if natural {
+                Weight::Natural(wb.clone())
+            } else {
+                Weight::Packed(Arg::whole(&ctx.upload("wp", &plan.pack(w)?)?))
+            };
+            let io = ConvIo {
+                x: x.clone(),
+                out: out.clone(),
+                weight,
+                bias: Some(bias.clone()),
+            };
+            let tag = if natural { " + pack_weights" } else { "" };
+            let name = format!("conv_fast {}{tag}", plan.entry().name);
+            let calls = conv_fast::forward(ctx, "fast", &layer, io, geom, &mut scratch(ctx))?;
+            (name, calls)
+        }
+        ConvKernel::Wgmem => {
+            let plan = WgmemConv::conv2d(spec)?;
+            let layer = plan.upload(ctx, "wgmem")?;
+            let io = WgmemIo {
+                x: x.clone(),
+                out: out.clone(),
+                weight: wb.clone(),
+                bias: Some(bias.clone()),
+            };
+            let call = conv_wgmem::forward(ctx, "wgmem", &layer, io, geom)?;
+            (format!("conv_wgmem {:?}", plan.tiling()), vec![call])
+        }
+        ConvKernel::Tiled => {
+            let packed = conv_tiled::pack_conv2d(spec, w)?;
+            let b = data(spec.out_channels, 3);
+            let layer = conv_tiled::upload(ctx, "tiled", &packed, Some(&b), spec.out_channels)?;
+            let call = conv_tiled::forward(ctx, "tiled", (&s, act), x, &layer, out)?;
+            ("conv_tiled".into(), vec![call])
+        }
+        ConvKernel::Direct(k) => {
+            let groups = conv::even_groups("direct", spec)?;
+            let args = DirectArgs {
+                x: x.clone(),
+                weight: wb.clone(),
+                bias: Some(bias.clone()),
+                out: out.clone(),
+            };
+            let calls = conv::forward(
+                ctx,
+                "direct",
+                (k, &s, act),
+                &groups,
+                args,
+                &mut scratch(ctx),
+            )?;
+            (format!("conv.wgsl {}", k.entry()), calls)
+        }
+    })
+}
+
 fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::Result<()> {
+    let ad = Adapter::of(ctx);
     for (group, spec, hw) in conv_layers(a.quick) {
-        if a.filter
-            .as_ref()
-            .is_some_and(|f| !group.contains(f.as_str()))
-        {
+        if skip(a, &group) {
             continue;
         }
         let (c, n) = (spec.in_channels, spec.out_channels);
@@ -125,129 +226,69 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
         let wlen: usize = spec.weight_shape().iter().product();
         let flops = 2.0 * (n * oh * ow) as f64 * (wlen / n) as f64;
         let bytes = 4.0 * (c * hw * hw + n * oh * ow + wlen) as f64;
-        let depthwise = spec.groups == c;
-        let xb = ctx.upload("x", &data(c * hw * hw, 1))?;
-        let ob = ctx.storage_buffer("out", (n * oh * ow * 4) as u64)?;
+        let x = Arg::whole(&ctx.upload("x", &data(c * hw * hw, 1))?);
+        let out = Arg::whole(&ctx.storage_buffer("out", (n * oh * ow * 4) as u64)?);
         let w = data(wlen, 2);
-        let wb = ctx.upload("w", &w)?;
-        let bias = ctx.upload("b", &data(n, 3))?;
-        let mut push = |name: String, dispatches: Vec<Dispatch>| {
+        let wb = Arg::whole(&ctx.upload("w", &w)?);
+        let bias = Arg::whole(&ctx.upload("b", &data(n, 3))?);
+        let inference = ConvProblem::conv2d(&spec, 1, [hw, hw], true);
+        let training = ConvProblem::conv2d(&spec, 1, [hw, hw], false);
+        let (new, old) = (
+            choice::first(CONV_FORWARD, &inference, &ad),
+            before(&inference, &ad),
+        );
+        let (new_t, old_t) = (
+            choice::first(CONV_FORWARD, &training, &ad),
+            before(&training, &ad),
+        );
+        let mut kernels: Vec<(ConvKernel, bool)> = vec![
+            (ConvKernel::Fast(None), false),
+            (ConvKernel::Fast(None), true),
+            (ConvKernel::Tiled, false),
+            (ConvKernel::Direct(DirectKernel::Pk8), false),
+            (ConvKernel::Direct(DirectKernel::Co8), false),
+            (ConvKernel::Direct(DirectKernel::Co1), false),
+        ];
+        if a.tiles {
+            for (i, e) in conv_fast::ENTRIES.iter().enumerate() {
+                if e.fits(&spec) {
+                    kernels.push((ConvKernel::Fast(Some(i as u8)), false));
+                }
+            }
+        }
+        if a.wgmem {
+            kernels.push((ConvKernel::Wgmem, false));
+        }
+        for (k, natural) in kernels {
+            let p = if natural { &training } else { &inference };
+            if !k.can_run(p, &ad) || (k == ConvKernel::Wgmem && !a.wgmem) {
+                continue;
+            }
+            let args = (&x, w.as_slice(), &wb, &bias, &out);
+            let (mut name, calls) = conv_calls(ctx, (&spec, hw), k, natural, args)?;
+            let direct = matches!(k, ConvKernel::Direct(_));
+            let auto = matches!(k, ConvKernel::Fast(None)) || !matches!(k, ConvKernel::Fast(_));
+            if auto && !natural && k == new {
+                name += "  <- choice";
+            }
+            if auto && !natural && Some(k) == old {
+                name += "  <- before";
+            }
+            if auto && (natural || direct) && k == new_t {
+                name += "  <- training choice";
+            }
+            if auto && (natural || direct) && Some(k) == old_t {
+                name += "  <- training before";
+            }
             cases.push(Case {
                 group: group.clone(),
                 name,
-                dispatches,
+                dispatches: bind_all(ctx, &calls)?,
                 flops,
                 bytes,
-                memory_bound: depthwise,
+                memory_bound: spec.groups == c,
                 times: Vec::new(),
-            })
-        };
-        // old: conv.wgsl (pk8 / co8 / co1, chosen by its tuning)
-        let d = conv::prepare_conv2d(
-            ctx,
-            "conv",
-            TensorRef::whole(&xb),
-            &wb,
-            Some(&bias),
-            TensorRef::whole(&ob),
-            1,
-            &spec,
-            [hw, hw],
-            true,
-        )?;
-        let entry = d.last().map(|d| d.label.clone()).unwrap_or_default();
-        let entry = entry
-            .rsplit("::")
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(']');
-        push(format!("old conv.wgsl {entry}"), d);
-        // old: conv_tiled.wgsl (8 filters × 8 pixels)
-        let packed = conv_tiled::pack_conv2d(&spec, &w)?;
-        let layer = conv_tiled::upload(ctx, "tiled", &packed, Some(&data(n, 3)), n)?;
-        let d = conv_tiled::prepare(
-            ctx,
-            "tiled",
-            TensorRef::whole(&xb),
-            &layer,
-            TensorRef::whole(&ob),
-            1,
-            &spec,
-            [hw, hw],
-            true,
-        )?;
-        push("old conv_tiled".into(), d);
-        // new: conv_fast, automatic entry (+ every fitting entry with --tiles)
-        let mut entries = vec![None];
-        if a.tiles {
-            entries.extend(
-                conv_fast::ENTRIES
-                    .iter()
-                    .filter(|e| e.fits(&spec))
-                    .map(|e| Some(*e)),
-            );
-        }
-        for e in entries {
-            let plan = conv_fast::FastConv::conv2d(&spec, [hw, hw], e)?;
-            let wp = ctx.upload("wp", &plan.pack(&w)?)?;
-            let layer = plan.upload(ctx, "fast")?;
-            let io = conv_fast::ConvIo {
-                x: TensorRef::whole(&xb),
-                out: TensorRef::whole(&ob),
-                weight: conv_fast::Weight::Packed(&wp),
-                bias: Some(&bias),
-            };
-            let geom = conv_fast::ConvGeom {
-                batch: 1,
-                in_hw: [hw, hw],
-                relu: true,
-            };
-            let d = conv_fast::prepare(ctx, "fast", &layer, io, geom)?;
-            if e.is_none() && a.tiles {
-                // diagnostic: the padding pass alone
-                let pad = conv_fast::prepare(ctx, "fast", &layer, io, geom)?;
-                push(
-                    "new pad_input only".into(),
-                    pad.into_iter().take(1).collect(),
-                );
-            }
-            let tag = if e.is_some() { "" } else { " (auto)" };
-            push(format!("new {}{tag}", plan.entry().name), d);
-        }
-        if a.tiles {
-            // the training path: natural weights, packed on the GPU every run
-            let plan = conv_fast::FastConv::conv2d(&spec, [hw, hw], None)?;
-            let layer = plan.upload(ctx, "fast natural")?;
-            let io = conv_fast::ConvIo {
-                x: TensorRef::whole(&xb),
-                out: TensorRef::whole(&ob),
-                weight: conv_fast::Weight::Natural(&wb),
-                bias: Some(&bias),
-            };
-            let geom = conv_fast::ConvGeom {
-                batch: 1,
-                in_hw: [hw, hw],
-                relu: true,
-            };
-            let d = conv_fast::prepare(ctx, "fast natural", &layer, io, geom)?;
-            push(format!("new {} + pack_weights", plan.entry().name), d);
-        }
-        if a.wgmem {
-            let plan = conv_wgmem::WgmemConv::conv2d(&spec)?;
-            let layer = plan.upload(ctx, "wgmem")?;
-            let io = conv_wgmem::WgmemIo {
-                x: TensorRef::whole(&xb),
-                out: TensorRef::whole(&ob),
-                weight: &wb,
-                bias: Some(&bias),
-            };
-            let geom = conv_fast::ConvGeom {
-                batch: 1,
-                in_hw: [hw, hw],
-                relu: true,
-            };
-            let d = conv_wgmem::prepare(ctx, "wgmem", &layer, io, geom)?;
-            push(format!("new conv_wgmem {:?}", plan.tiling()), d);
+            });
         }
     }
     Ok(())
@@ -259,92 +300,90 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
     } else {
         &[(25088, 4096), (2048, 1000)]
     };
+    let ad = Adapter::of(ctx);
     for &(inf, outf) in shapes {
         let w = data(inf * outf, 4);
-        let chunks = linear::upload_weight(ctx, "w", &w, outf, inf)?;
+        let chunks: Vec<Arg> = linear::upload_weight(ctx, "w", &w, [outf, inf])?
+            .iter()
+            .map(Arg::whole)
+            .collect();
         drop(w);
-        let bias = ctx.upload("b", &data(outf, 5))?;
+        let bias = Arg::whole(&ctx.upload("b", &data(outf, 5))?);
         for batch in [1usize, 8] {
             let group = format!("linear {inf}x{outf} batch {batch}");
-            if a.filter
-                .as_ref()
-                .is_some_and(|f| !group.contains(f.as_str()))
-            {
+            if skip(a, &group) {
                 continue;
             }
-            let xb = ctx.upload("x", &data(batch * inf, 6))?;
-            let ob = ctx.storage_buffer("out", (batch * outf * 4) as u64)?;
+            let x = Arg::whole(&ctx.upload("x", &data(batch * inf, 6))?);
+            let out = Arg::whole(&ctx.storage_buffer("out", (batch * outf * 4) as u64)?);
             let flops = 2.0 * (batch * inf * outf) as f64;
             let bytes = 4.0 * (inf * outf + batch * (inf + outf)) as f64;
-            if batch == 1 && a.roof {
+            if batch == 1 && !a.no_roof {
                 // the roof's streaming read, interleaved with the GEMV for a fair ratio
-                let (d, read) = roofline::read_dispatch(ctx, roofline::READ_KERNELS[0])?;
+                let read = roofline::READ_KERNELS[0];
+                let (d, read_bytes) = roofline::read_dispatch(ctx, read)?;
                 cases.push(Case {
                     group: group.clone(),
-                    name: format!("roof {} (128 MiB)", roofline::READ_KERNELS[0]),
+                    name: format!("roof {read} (128 MiB)"),
                     dispatches: d,
                     flops: 0.0,
-                    bytes: read as f64,
+                    bytes: read_bytes as f64,
                     memory_bound: true,
                     times: Vec::new(),
                 });
             }
-            let mut push = |name: String, dispatches: Vec<Dispatch>| {
+            let s = LinearShape {
+                batch,
+                in_features: inf,
+                out_features: outf,
+            };
+            let new = choice::first(LINEAR_FORWARD, &s, &ad);
+            let mut kernels = vec![LinearKernel::Linear, LinearKernel::Gemv(None)];
+            if a.tiles {
+                for t in gemv::SHAPES {
+                    if (t.samples == 1) == (batch == 1) {
+                        kernels.push(LinearKernel::Gemv(Some(t)));
+                    }
+                }
+            }
+            let act = Activation::Relu;
+            for k in kernels {
+                let wb = (chunks.as_slice(), Some(&bias));
+                let (mut name, calls) = match k {
+                    LinearKernel::Linear => (
+                        "linear.wgsl".to_string(),
+                        linear::forward(ctx, "linear", (&s, act), &x, wb, &out)?,
+                    ),
+                    LinearKernel::Gemv(t) => {
+                        let sc = &mut scratch(ctx);
+                        let calls = gemv::forward(ctx, "gemv", (&s, act, t), &x, wb, &out, sc)?;
+                        let tile = t.unwrap_or_else(|| gemv::GemvShape::for_batch(batch));
+                        let split = if calls.len() > chunks.len() {
+                            " split-K"
+                        } else {
+                            ""
+                        };
+                        (
+                            format!("gemv {}{split}", tile.entry().unwrap_or("?")),
+                            calls,
+                        )
+                    }
+                };
+                if k == new {
+                    name += "  <- choice";
+                }
+                if k == LinearKernel::Linear {
+                    name += "  <- before";
+                }
                 cases.push(Case {
                     group: group.clone(),
                     name,
-                    dispatches,
+                    dispatches: bind_all(ctx, &calls)?,
                     flops,
                     bytes,
                     memory_bound: batch == 1,
                     times: Vec::new(),
-                })
-            };
-            let d = linear::prepare_linear(
-                ctx,
-                "linear",
-                TensorRef::whole(&xb),
-                &chunks,
-                Some(&bias),
-                TensorRef::whole(&ob),
-                batch,
-                inf,
-                outf,
-                true,
-            )?;
-            push("old linear.wgsl".into(), d);
-            let mut shapes = vec![None];
-            if a.tiles {
-                shapes.extend(
-                    gemv::SHAPES
-                        .iter()
-                        .filter(|s| (s.samples == 1) == (batch == 1))
-                        .map(|s| Some(*s)),
-                );
-            }
-            for shape in shapes {
-                let io = gemv::LinearIo {
-                    x: TensorRef::whole(&xb),
-                    out: TensorRef::whole(&ob),
-                    weight_chunks: &chunks,
-                    bias: Some(&bias),
-                };
-                let geom = gemv::LinearGeom {
-                    batch,
-                    in_features: inf,
-                    out_features: outf,
-                    relu: true,
-                    shape,
-                };
-                let d = gemv::prepare(ctx, "gemv", io, geom)?;
-                let s = shape.unwrap_or_else(|| gemv::GemvShape::for_batch(batch));
-                let tag = if shape.is_some() { "" } else { " (auto)" };
-                let split = if d.len() > chunks.len() {
-                    " split-K"
-                } else {
-                    ""
-                };
-                push(format!("new {}{split}{tag}", s.entry().unwrap_or("?")), d);
+                });
             }
         }
     }
@@ -359,7 +398,7 @@ fn main() -> gconv::Result<()> {
         "(wall-clock per submit+wait; {} interleaved rounds; medians)",
         a.reps
     );
-    if a.roof {
+    if !a.no_roof {
         let roof = roofline::measure(&ctx)?;
         println!(
             "roof: streaming read {:.1} GB/s ({}); best fp32 GEMM {:.1} GFLOP/s ({})",
@@ -400,7 +439,7 @@ fn main() -> gconv::Result<()> {
             format!("{:7.2} GFLOP/s", c.flops / med / 1e9)
         };
         println!(
-            "  {:<34} {:>9.3} ms  {rate}  (min {:.3} ms)",
+            "  {:<48} {:>9.3} ms  {rate}  (min {:.3} ms)",
             c.name,
             med * 1e3,
             c.times[0] * 1e3

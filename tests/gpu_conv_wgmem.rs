@@ -7,8 +7,10 @@ mod common;
 
 use gconv::cpu;
 use gconv::gpu::kernels::conv_fast::ConvGeom;
-use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};
+use gconv::ops::Activation;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::Tensor;
 use proptest::prelude::*;
@@ -94,14 +96,13 @@ fn run_wgmem(
     let ob = ctx.storage_buffer("out", (out_len * 4) as u64).unwrap();
     let layer = plan.upload(ctx, "wgmem").expect("upload plan");
     let io = WgmemIo {
-        x: TensorRef::whole(&xb),
-        out: TensorRef::whole(&ob),
-        weight: &wb,
-        bias: Some(&bb),
+        x: Arg::whole(&xb),
+        out: Arg::whole(&ob),
+        weight: Arg::whole(&wb),
+        bias: Some(Arg::whole(&bb)),
     };
-    let d = conv_wgmem::prepare(ctx, "wgmem", &layer, io, geom).expect("prepare");
-    assert_eq!(d.len(), 1, "one dispatch whatever the groups");
-    run_dispatches(ctx, &d).expect("run");
+    let call = conv_wgmem::forward(ctx, "wgmem", &layer, io, geom).expect("call");
+    run_dispatches(ctx, &bind_all(ctx, &[call]).expect("bind")).expect("run");
     ctx.read_f32(&ob, 0, out_len).expect("read back")
 }
 
@@ -122,7 +123,11 @@ proptest! {
                 want = cpu::relu(&want);
             }
             let plan = WgmemConv::conv2d(s).expect("plan");
-            let geom = ConvGeom { batch: case.batch, in_hw: case.hw, relu: case.relu };
+            let act = if case.relu { Activation::Relu6 } else { Activation::None };
+            if case.relu {
+                want = Tensor::new(want.shape().to_vec(), want.data().iter().map(|v| v.min(6.0)).collect()).unwrap();
+            }
+            let geom = ConvGeom { batch: case.batch, in_hw: case.hw, act };
             let got = run_wgmem(ctx, &plan, &x, wt.data(), &b, geom, want.numel());
             assert_close(&format!("wgmem {case:?} {:?}", plan.tiling()), &got, want.data(), Tolerance::F32_OP);
         });
@@ -151,7 +156,7 @@ fn conv_wgmem_groups_tables_and_wide_layers() {
             let geom = ConvGeom {
                 batch: 2,
                 in_hw: hw,
-                relu: false,
+                act: Activation::None,
             };
             let got = run_wgmem(ctx, &plan, &x, wt.data(), &b, geom, want.numel());
             assert_close(
@@ -192,7 +197,7 @@ fn conv_wgmem_groups_tables_and_wide_layers() {
         let geom = ConvGeom {
             batch: 1,
             in_hw: [9, 10],
-            relu: false,
+            act: Activation::None,
         };
         let got = run_wgmem(ctx, &plan, &x, &wt, &b, geom, want.numel());
         assert_close("wgmem table", &got, want.data(), Tolerance::F32_OP);
@@ -204,13 +209,13 @@ fn conv_wgmem_groups_tables_and_wide_layers() {
             .storage_buffer("out", (want.numel() * 4) as u64)
             .unwrap();
         let io = WgmemIo {
-            x: TensorRef::whole(&xb),
-            out: TensorRef::whole(&ob),
-            weight: &short,
+            x: Arg::whole(&xb),
+            out: Arg::whole(&ob),
+            weight: Arg::whole(&short),
             bias: None,
         };
         assert!(
-            conv_wgmem::prepare(ctx, "bad", &layer, io, geom).is_err(),
+            conv_wgmem::forward(ctx, "bad", &layer, io, geom).is_err(),
             "weight too small"
         );
     });

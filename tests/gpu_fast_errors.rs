@@ -5,10 +5,17 @@
 mod common;
 
 use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight, ENTRIES};
-use gconv::gpu::kernels::gemv::{self, GemvShape, LinearGeom, LinearIo};
-use gconv::gpu::{GpuContext, TensorRef};
+use gconv::gpu::kernels::gemv::{self, GemvShape};
+use gconv::gpu::kernels::linear::LinearShape;
+use gconv::gpu::{Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};
+use gconv::ops::Activation;
 use gconv::Error;
+
+/// Fresh buffers for the kernels' scratch requests.
+fn scratch(ctx: &GpuContext) -> impl FnMut(&str, usize) -> gconv::Result<Arg> + '_ {
+    |label, n| Ok(Arg::prefix(&ctx.storage_buffer(label, (n * 4) as u64)?, n))
+}
 
 fn with_gpu(body: impl FnOnce(&GpuContext)) {
     let _g = common::serial();
@@ -85,133 +92,96 @@ fn conv_fast_rejects_bad_arguments() {
     .is_err());
     with_gpu(|ctx| {
         let layer = plan.upload(ctx, "bad").unwrap();
-        let x = ctx.storage_buffer("x", 4 * 4 * 5 * 5).unwrap();
-        let out = ctx.storage_buffer("out", 4 * 4 * 5 * 5).unwrap();
-        let wp = ctx
-            .storage_buffer("wp", (plan.packed_len() * 4) as u64)
-            .unwrap();
-        let short = ctx.storage_buffer("short", 8).unwrap();
+        let buf = |name, bytes| Arg::whole(&ctx.storage_buffer(name, bytes).unwrap());
+        let x = buf("x", 4 * 4 * 5 * 5);
+        let out = buf("out", 4 * 4 * 5 * 5);
+        let wp = buf("wp", (plan.packed_len() * 4) as u64);
+        let short = buf("short", 8);
         let geom = ConvGeom {
             batch: 1,
             in_hw: [5, 5],
-            relu: false,
+            act: Activation::None,
         };
-        let io = |x: &wgpu::Buffer, w: Weight<'_>| -> gconv::Result<()> {
-            conv_fast::prepare(
-                ctx,
-                "bad",
-                &layer,
-                ConvIo {
-                    x: TensorRef::whole(x),
-                    out: TensorRef::whole(&out),
-                    weight: w,
-                    bias: None,
-                },
-                geom,
-            )
-            .map(|_| ())
+        let run = |x: &Arg, w: Weight, bias: Option<Arg>, geom| -> gconv::Result<()> {
+            let io = ConvIo {
+                x: x.clone(),
+                out: out.clone(),
+                weight: w,
+                bias,
+            };
+            conv_fast::forward(ctx, "bad", &layer, io, geom, &mut scratch(ctx)).map(|_| ())
         };
-        assert!(io(&x, Weight::Packed(&wp)).is_ok());
-        assert!(io(&short, Weight::Packed(&wp)).is_err(), "input too small");
+        assert!(run(&x, Weight::Packed(wp.clone()), None, geom).is_ok());
         assert!(
-            io(&x, Weight::Packed(&short)).is_err(),
+            run(&short, Weight::Packed(wp.clone()), None, geom).is_err(),
+            "input too small"
+        );
+        assert!(
+            run(&x, Weight::Packed(short.clone()), None, geom).is_err(),
             "packed weight too small"
         );
         assert!(
-            io(&x, Weight::Natural(&short)).is_err(),
+            run(&x, Weight::Natural(short.clone()), None, geom).is_err(),
             "natural weight too small"
+        );
+        assert!(
+            run(&x, Weight::Packed(wp.clone()), Some(short.clone()), geom).is_err(),
+            "bias too small"
         );
         let tiny = ConvGeom {
             in_hw: [1, 1],
             ..geom
         };
-        let e = conv_fast::prepare(
-            ctx,
-            "tiny",
-            &layer,
-            ConvIo {
-                x: TensorRef::whole(&x),
-                out: TensorRef::whole(&out),
-                weight: Weight::Packed(&wp),
-                bias: Some(&short),
-            },
-            tiny,
-        );
-        assert!(e.is_err());
+        assert!(run(&x, Weight::Packed(wp.clone()), None, tiny).is_err());
+        let e = run(&out, Weight::Packed(wp.clone()), None, geom).unwrap_err();
+        assert!(e.to_string().contains("same buffer"), "{e}");
     });
 }
 
 #[test]
 fn gemv_rejects_bad_arguments() {
     with_gpu(|ctx| {
-        let x = ctx.storage_buffer("x", 2 * 8 * 4).unwrap();
-        let out = ctx.storage_buffer("out", 2 * 3 * 4).unwrap();
-        let w = ctx.storage_buffer("w", 3 * 8 * 4).unwrap();
-        let w2 = ctx.storage_buffer("w2", 2 * 8 * 4).unwrap();
-        let chunks = [(w, 3usize)];
-        let geom = LinearGeom {
+        let buf = |name, bytes| Arg::whole(&ctx.storage_buffer(name, bytes).unwrap());
+        let x = buf("x", 2 * 8 * 4);
+        let out = buf("out", 2 * 3 * 4);
+        let w = [buf("w", 3 * 8 * 4)];
+        let w2 = [buf("w2", 2 * 8 * 4)];
+        let s = LinearShape {
             batch: 2,
             in_features: 8,
             out_features: 3,
-            relu: false,
-            shape: None,
         };
-        let io = LinearIo {
-            x: TensorRef::whole(&x),
-            out: TensorRef::whole(&out),
-            weight_chunks: &chunks,
-            bias: None,
+        let run = |s: LinearShape, tile, w: &[Arg], bias: Option<&Arg>| {
+            let act = Activation::None;
+            let wb = (w, bias);
+            gemv::forward(ctx, "bad", (&s, act, tile), &x, wb, &out, &mut scratch(ctx))
         };
-        assert!(gemv::prepare(ctx, "ok", io, geom).is_ok());
-        let bad_chunks = [(w2, 3usize)];
-        assert!(gemv::prepare(
-            ctx,
-            "chunk size",
-            LinearIo {
-                weight_chunks: &bad_chunks,
-                ..io
-            },
-            geom
-        )
-        .is_err());
-        assert!(gemv::prepare(
-            ctx,
-            "rows",
-            io,
-            LinearGeom {
-                out_features: 4,
-                ..geom
-            }
-        )
-        .is_err());
-        assert!(gemv::prepare(ctx, "batch", io, LinearGeom { batch: 3, ..geom }).is_err());
-        assert!(gemv::prepare(ctx, "zero", io, LinearGeom { batch: 0, ..geom }).is_err());
+        assert!(run(s, None, &w, None).is_ok());
+        assert!(run(s, None, &w2, None).is_err(), "chunk size");
+        let rows = LinearShape {
+            out_features: 4,
+            ..s
+        };
+        assert!(run(rows, None, &w, None).is_err(), "rows");
+        assert!(run(LinearShape { batch: 3, ..s }, None, &w, None).is_err());
+        assert!(run(LinearShape { batch: 0, ..s }, None, &w, None).is_err());
         let odd = GemvShape {
             rows: 3,
             samples: 3,
         };
         assert!(matches!(
-            gemv::prepare(
-                ctx,
-                "shape",
-                io,
-                LinearGeom {
-                    shape: Some(odd),
-                    ..geom
-                }
-            ),
+            run(s, Some(odd), &w, None),
             Err(Error::InvalidArgument(_))
         ));
-        let short_bias = ctx.storage_buffer("b", 8).unwrap();
-        assert!(gemv::prepare(
-            ctx,
-            "bias",
-            LinearIo {
-                bias: Some(&short_bias),
-                ..io
-            },
-            geom
-        )
-        .is_err());
+        let short_bias = buf("b", 8);
+        assert!(run(s, None, &w, Some(&short_bias)).is_err(), "bias");
+        let width = LinearShape {
+            in_features: 6,
+            ..s
+        };
+        assert!(
+            matches!(run(width, None, &w, None), Err(Error::Shape { .. })),
+            "in_features not a multiple of 4"
+        );
     });
 }

@@ -10,9 +10,11 @@ mod common;
 
 use gconv::cpu;
 use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, Entry, FastConv, Weight, ENTRIES};
-use gconv::gpu::kernels::gemv;
-use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
+use gconv::gpu::kernels::{gemv, roofline};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};
+use gconv::ops::Activation;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::Tensor;
 use proptest::prelude::*;
@@ -81,15 +83,20 @@ fn run_fast(
     let ob = ctx.storage_buffer("out", (out_len * 4) as u64).unwrap();
     let layer = plan.upload(ctx, "fast").expect("upload plan");
     let io = ConvIo {
-        x: TensorRef::whole(&xb),
-        out: TensorRef::whole(&ob),
+        x: Arg::whole(&xb),
+        out: Arg::whole(&ob),
         weight: match path {
-            WeightPath::HostPacked => Weight::Packed(&wb),
-            WeightPath::GpuPacked => Weight::Natural(&wb),
+            WeightPath::HostPacked => Weight::Packed(Arg::whole(&wb)),
+            WeightPath::GpuPacked => Weight::Natural(Arg::whole(&wb)),
         },
-        bias: bb.as_ref(),
+        bias: bb.as_ref().map(Arg::whole),
     };
-    let d = conv_fast::prepare(ctx, "fast", &layer, io, geom).expect("prepare");
+    let mut scratch = |label: &str, n: usize| {
+        let b = ctx.storage_buffer(label, (n * 4) as u64)?;
+        Ok(Arg::prefix(&b, n))
+    };
+    let calls = conv_fast::forward(ctx, "fast", &layer, io, geom, &mut scratch).expect("calls");
+    let d = bind_all(ctx, &calls).expect("bind");
     let convs = d.iter().filter(|d| d.label.contains("::conv_m")).count();
     assert_eq!(convs, 1, "one conv dispatch whatever the groups");
     run_dispatches(ctx, &d).expect("run");
@@ -115,7 +122,11 @@ fn check_conv(ctx: &GpuContext, case: &ConvCase, seed: u64) {
     let geom = ConvGeom {
         batch: case.batch,
         in_hw: case.hw,
-        relu: case.relu,
+        act: if case.relu {
+            Activation::Relu
+        } else {
+            Activation::None
+        },
     };
     let got = run_fast(
         ctx,
@@ -335,7 +346,7 @@ fn check_table(
     let geom = ConvGeom {
         batch,
         in_hw: hw,
-        relu: true,
+        act: Activation::Relu,
     };
     let got = run_fast(ctx, &plan, &x, &wt, Some(&b), geom, path, want.numel());
     assert_close(
@@ -420,11 +431,11 @@ fn wgsl_entries(src: &str, prefix: &str) -> Vec<String> {
 
 #[test]
 fn generated_tables_match_the_shaders() {
-    let conv = wgsl_entries(conv_fast::SHADER.source, "conv_");
+    let conv = wgsl_entries(conv_fast::SHADER.body, "conv_");
     let table: Vec<String> = ENTRIES.iter().map(|e| e.name.to_string()).collect();
     assert_eq!(
         conv, table,
-        "conv_fast.wgsl entries vs ENTRIES (rerun gen_conv_fast.py)"
+        "conv_fast.wgsl entries vs ENTRIES (GCONV_BLESS=1 cargo test --test naga_validate)"
     );
     for e in ENTRIES {
         let t = e.tile;
@@ -433,18 +444,14 @@ fn generated_tables_match_the_shaders() {
             .starts_with(&format!("conv_m{}s{}r{}p{}_", t.ms, t.s, t.r, t.pt)));
         assert_eq!(e.geom.is_none(), e.name.ends_with("_gen"), "{}", e.name);
     }
-    let gemv_src = gemv::SHADER.source;
-    let gemms = wgsl_entries(gemv_src, "gemm_");
+    let gemms = wgsl_entries(gemv::SHADER.body, "gemm_");
     let shapes: Vec<String> = gemv::SHAPES
         .iter()
         .map(|s| s.entry().expect("every shape has an entry").to_string())
         .collect();
-    assert_eq!(
-        gemms, shapes,
-        "gemv.wgsl entries vs SHAPES (rerun gen_gemv.py)"
-    );
-    let roof = wgsl_entries(gconv::gpu::roofline::SHADER.source, "gemm_");
-    let cands: Vec<String> = gconv::gpu::roofline::GEMM_KERNELS
+    assert_eq!(gemms, shapes, "gemv.wgsl entries vs SHAPES");
+    let roof = wgsl_entries(roofline::SHADER.body, "gemm_");
+    let cands: Vec<String> = roofline::GEMM_KERNELS
         .iter()
         .map(|g| g.0.to_string())
         .collect();

@@ -5,7 +5,11 @@
 mod common;
 
 use gconv::cpu;
-use gconv::gpu::{run_dispatches, GpuContext, TensorRef};
+use gconv::gpu::choice::{self, Adapter, LinearKernel, LINEAR_FORWARD};
+use gconv::gpu::kernels::linear::{self, LinearShape};
+use gconv::gpu::launch::bind_all;
+use gconv::gpu::{run_dispatches, Arg, GpuContext};
+use gconv::ops::Activation;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::Tensor;
 use proptest::prelude::*;
@@ -31,7 +35,7 @@ fn up(ctx: &GpuContext, name: &str, data: &[f32]) -> wgpu::Buffer {
 // ---------------------------------------------------------------------------------------
 // fully connected: GEMV (batch 1), small GEMMs, split-K, chunked weights
 
-use gconv::gpu::kernels::gemv::{self, GemvShape, LinearGeom, LinearIo};
+use gconv::gpu::kernels::gemv::{self, GemvShape};
 
 /// `rows` of the weight in consecutive chunks of the given sizes (must sum to out).
 #[allow(clippy::too_many_arguments)]
@@ -54,35 +58,50 @@ fn check_linear(
         want = cpu::relu(&want);
     }
     let mut row = 0;
-    let bufs: Vec<(wgpu::Buffer, usize)> = chunks
+    let bufs: Vec<Arg> = chunks
         .iter()
         .map(|&r| {
             let buf = up(ctx, "w chunk", &w.data()[row * inf..(row + r) * inf]);
             row += r;
-            (buf, r)
+            Arg::whole(&buf)
         })
         .collect();
     let xb = up(ctx, "x", x.data());
-    let bb = b.as_ref().map(|v| up(ctx, "b", v));
+    let bb = b.as_ref().map(|v| Arg::whole(&up(ctx, "b", v)));
     let ob = ctx
         .storage_buffer("out", (batch * outf * 4) as u64)
         .unwrap();
-    let io = LinearIo {
-        x: TensorRef::whole(&xb),
-        out: TensorRef::whole(&ob),
-        weight_chunks: &bufs,
-        bias: bb.as_ref(),
-    };
-    let geom = LinearGeom {
+    let s = LinearShape {
         batch,
         in_features: inf,
         out_features: outf,
-        relu,
-        shape,
     };
-    let d = gemv::prepare(ctx, "gemv", io, geom).expect("prepare");
-    assert!(d.len() >= chunks.len(), "a dispatch per chunk at least");
-    run_dispatches(ctx, &d).expect("run");
+    let act = if relu {
+        Activation::Relu
+    } else {
+        Activation::None
+    };
+    let (x, out) = (Arg::whole(&xb), Arg::whole(&ob));
+    let mut scratch = |label: &str, n: usize| {
+        let b = ctx.storage_buffer(label, (n * 4) as u64)?;
+        Ok(Arg::prefix(&b, n))
+    };
+    // The candidate list's choice: gemv, or the linear kernel for widths gemv cannot read.
+    let kernel = match shape {
+        Some(t) if gemv::fits(&s) => LinearKernel::Gemv(Some(t)),
+        _ => choice::first(LINEAR_FORWARD, &s, &Adapter::of(ctx)),
+    };
+    let w = (bufs.as_slice(), bb.as_ref());
+    let calls = match kernel {
+        LinearKernel::Gemv(t) => {
+            gemv::forward(ctx, "gemv", (&s, act, t), &x, w, &out, &mut scratch)
+        }
+        LinearKernel::Linear => linear::forward(ctx, "linear", (&s, act), &x, w, &out),
+    }
+    .expect("calls");
+    assert_eq!(kernel == LinearKernel::Linear, inf % 4 != 0);
+    assert!(calls.len() >= chunks.len(), "a call per chunk at least");
+    run_dispatches(ctx, &bind_all(ctx, &calls).expect("bind")).expect("run");
     let got = ctx.read_f32(&ob, 0, batch * outf).expect("read back");
     assert_close(
         &format!("linear b{batch} {inf}->{outf} chunks {chunks:?} {shape:?}"),

@@ -121,6 +121,18 @@ impl GpuModel {
         })
     }
 
+    /// The label of every dispatch of a forward pass at `batch` (layer name and
+    /// `[shader::entry]`), in order: which kernels run.
+    pub fn dispatch_labels(&mut self, batch: usize) -> Result<Vec<String>> {
+        self.prepare(batch)?;
+        let p = self.prepared.as_ref().expect("prepared");
+        Ok(p.instance
+            .dispatches
+            .iter()
+            .map(|d| d.label.clone())
+            .collect())
+    }
+
     fn prepare(&mut self, batch: usize) -> Result<()> {
         if self.prepared.as_ref().is_some_and(|p| p.batch == batch) {
             return Ok(());

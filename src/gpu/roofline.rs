@@ -7,7 +7,8 @@
 //! [`Roofline::gemm_gflops`].
 
 use super::context::{run_dispatches, GpuContext};
-use super::kernels::roofline::{self as kernel, GEMM_KERNELS, READ_CHUNK, READ_KERNELS};
+use super::kernels::roofline::{self as kernel, READ_CHUNK};
+pub use super::kernels::roofline::{GEMM_KERNELS, READ_KERNELS};
 use super::launch::{bind_all, Arg, Dispatch};
 use crate::error::Result;
 use std::time::Instant;
