@@ -221,8 +221,8 @@ fn forced_linear_kernels_match_the_cpu() {
     let x = input(&[3, 36, 1, 1], 9);
     let want = cpu::run_graph(&g, &w, &x).unwrap();
     let tile = GemvShape {
-        rows: 2,
-        samples: 8,
+        rows: 8,
+        samples: 4,
     };
     for k in [
         LinearKernel::Linear,

@@ -11,6 +11,7 @@ use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};
 use gconv::ops::Activation;
+use gconv::ops::GroupedConvTable;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::Tensor;
 use proptest::prelude::*;
@@ -190,9 +191,18 @@ fn conv_wgmem_groups_tables_and_wide_layers() {
         let x = Tensor::new(vec![1, ci, 9, 10], vals(ci * 90, 93)).unwrap();
         let wt = vals(wlen, 94);
         let b = vals(co, 95);
-        let want =
-            cpu::grouped_conv_indexed(&x, &wt, Some(&b), &spec, &table, &in_index, &out_index)
-                .unwrap();
+        let want = cpu::grouped_conv_indexed(
+            &x,
+            &wt,
+            Some(&b),
+            &GroupedConvTable {
+                spec: spec.clone(),
+                table: table.clone(),
+                in_index: in_index.clone(),
+                out_index: out_index.clone(),
+            },
+        )
+        .unwrap();
         let plan = WgmemConv::grouped_table(&spec, &table, &in_index, &out_index).unwrap();
         let geom = ConvGeom {
             batch: 1,

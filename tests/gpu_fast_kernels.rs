@@ -15,6 +15,7 @@ use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};
 use gconv::ops::Activation;
+use gconv::ops::GroupedConvTable;
 use gconv::testing::{assert_close, Tolerance};
 use gconv::Tensor;
 use proptest::prelude::*;
@@ -331,8 +332,18 @@ fn check_table(
     let wt = vals(wlen, seed + 1);
     let b = vals(co, seed + 2);
     let want = cpu::relu(
-        &cpu::grouped_conv_indexed(&x, &wt, Some(&b), &spec, &table, &in_index, &out_index)
-            .unwrap(),
+        &cpu::grouped_conv_indexed(
+            &x,
+            &wt,
+            Some(&b),
+            &GroupedConvTable {
+                spec: spec.clone(),
+                table: table.clone(),
+                in_index: in_index.clone(),
+                out_index: out_index.clone(),
+            },
+        )
+        .unwrap(),
     );
     let plan = FastConv::grouped_table(
         &spec,
