@@ -60,6 +60,7 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod io;
+pub mod limits;
 pub mod plan;
 pub mod report;
 pub mod runtime;
