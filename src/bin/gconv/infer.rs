@@ -91,7 +91,8 @@ fn exported_model(model: &str) -> Result<Option<PathBuf>> {
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     let builtin = gconv::zoo::BUILTIN_MODELS.iter().any(|(n, _)| *n == model);
-    if is_toml || builtin || std::fs::metadata(p).is_err() {
+    // Zoo names, missing paths and special files go to the zoo, which names the problem.
+    if is_toml || builtin || !std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
         return Ok(None);
     }
     let show = p.display();
@@ -99,13 +100,14 @@ fn exported_model(model: &str) -> Result<Option<PathBuf>> {
         Ok(meta) => meta,
         // Not safetensors: a model description (TOML text) without the extension, unless
         // it is not text either.
-        Err(e @ Error::Format { .. }) => {
+        Err(Error::Format { msg, .. }) => {
             return match io::read_text_file(p) {
                 Ok(_) => Ok(None),
                 Err(_) => Err(Error::format(
                     p,
                     format!(
-                        "neither a model description (TOML text) nor a model written by                          `gconv export` (safetensors): {e}"
+                        "neither a model description (TOML text) nor a model written by \
+                         `gconv export` (safetensors): {msg}"
                     ),
                 )),
             }
