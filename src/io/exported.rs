@@ -121,11 +121,25 @@ fn check_sizes(graph: &Graph) -> Result<(), String> {
     check_shape(&shape).map_err(|m| format!("input: {m}"))?;
     let mut b = GraphBuilder::new(&graph.name, shape);
     for n in &graph.nodes[1..] {
+        precheck(&n.op).map_err(|m| format!("{}: {m}", n.name))?;
         let id = b
             .push(&n.name, n.op.clone(), &n.inputs)
             .map_err(|e| e.to_string())?;
         check_shape(b.shape(id)).map_err(|m| format!("{}: output {m}", n.name))?;
         check_params(&n.op).map_err(|m| format!("{}: {m}", n.name))?;
+    }
+    Ok(())
+}
+
+/// What shape inference takes for granted but a stranger's graph may break (found by
+/// fuzzing; shape inference itself checks these for the other conv ops): a grouped conv
+/// table's kernel, stride and dilation are at least 1 (a zero divides by zero or underflows
+/// in the output-size formula).
+fn precheck(op: &Op) -> Result<(), String> {
+    if let Op::GroupedConvTable { spec, .. } = op {
+        if spec.kernel.contains(&0) || spec.stride.contains(&0) || spec.dilation.contains(&0) {
+            return Err("kernel, stride and dilation must be at least 1".into());
+        }
     }
     Ok(())
 }
