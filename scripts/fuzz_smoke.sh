@@ -7,7 +7,8 @@
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Each target's working
 # corpus, fuzz/corpus/<target>/ (not committed), is seeded from the committed seeds
-# fuzz/seeds/<target>/ and the real fixtures (tests/fixtures, models/). Limits: 2 GB of RSS,
+# fuzz/seeds/<target>/ and the real fixtures (tests/fixtures, models/); fuzz/dicts/<target>.dict,
+# where there is one, is passed as a libFuzzer dictionary. Limits: 2 GB of RSS,
 # 10 s per input. Logs go to fuzz/logs/<target>.log; a crash leaves its input in
 # fuzz/artifacts/<target>/ (turn it into a case of tests/fuzz_regressions.rs). The script
 # exits non-zero if any target failed, after running all of them.
@@ -49,9 +50,11 @@ for t in "${targets[@]}"; do
     cp fuzz/seeds/"$t"/* "$corpus"/ 2>/dev/null
     for f in $(fixtures "$t"); do cp "$f" "$corpus"/; done
     echo "== $t: ${secs} s (runs: $runs)"
+    dict=()
+    [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="fuzz/dicts/$t.dict")
     "${fuzz[@]}" run "${flags[@]}" "$t" "$corpus" -- \
         -max_total_time="$secs" -runs="$runs" -rss_limit_mb=2048 -timeout=10 \
-        -print_final_stats=1 >"fuzz/logs/$t.log" 2>&1
+        -print_final_stats=1 "${dict[@]}" >"fuzz/logs/$t.log" 2>&1
     rc=$?
     grep -E '^#[0-9]+ *DONE|^Done [0-9]+ runs|^stat::number_of_executed_units|^SUMMARY' "fuzz/logs/$t.log" | tail -3
     if [ $rc -ne 0 ]; then

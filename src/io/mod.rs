@@ -110,7 +110,8 @@ pub(crate) fn read_file(path: &Path, cap: Limit) -> Result<Vec<u8>> {
 }
 
 /// Reads a UTF-8 text file (a model description, a scheme) of at most
-/// [`MAX_TEXT_FILE_BYTES`], with the checks of [`read_file`]. Text that is not UTF-8 is an
+/// [`MAX_TEXT_FILE_BYTES`]; special files are refused and the size is checked before reading,
+/// as for every reader of this module. Text that is not UTF-8 is an
 /// [`Error::Format`] saying where it stops being text.
 pub fn read_text_file(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();

@@ -8,7 +8,7 @@
 //! Hostile files are bounded: files over [`MAX_WEIGHTS_FILE_BYTES`] and special files are
 //! refused before reading, the JSON header may hold at most
 //! [`MAX_SAFETENSORS_HEADER_BYTES`], every tensor's shape passes
-//! [`check_shape`](crate::limits::check_shape), and all tensors together at most
+//! [`check_shape`], and all tensors together at most
 //! [`MAX_TOTAL_WEIGHT_BYTES`] once converted to `f32`.
 
 use super::{read_file, write_atomic};
