@@ -3,6 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let channels = if data.len() % 2 == 0 { 1 } else { 3 };
+    let channels = if data.len().is_multiple_of(2) { 1 } else { 3 };
     let _ = gconv::io::image_from_bytes(data, "fuzz.png", channels, [8, 8]);
 });
