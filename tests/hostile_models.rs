@@ -211,4 +211,31 @@ fn model_and_scheme_files_are_checked() {
         let r = bounded("scheme", || Scheme::from_toml(&text, "s.toml"));
         assert!(r.is_err(), "{r:?}");
     }
+    // Well-formed but enormous models: refused by the graph caps while the graph is built,
+    // before any weight is allocated (this aborted the process with a failed allocation).
+    let resnet = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/resnet50-dsc.toml"
+    ))
+    .unwrap();
+    for (from, to, needle) in [
+        (
+            "num_classes = 1000",
+            "num_classes = 1000000000000",
+            "MAX_TENSOR_ELEMENTS",
+        ),
+        ("input = [3, 224, 224]", "input = [3, 70000, 70000]", "MAX_"),
+        (
+            "layers = [3, 4, 6, 3]",
+            "layers = [30000, 4, 6, 3]",
+            "MAX_GRAPH_NODES",
+        ),
+    ] {
+        let text = resnet.replace(from, to);
+        let r = bounded(to, || {
+            ModelSpec::from_toml(&text, "t.toml").and_then(|s| s.build())
+        });
+        let msg = r.expect_err(to).to_string();
+        assert!(msg.contains(needle), "{to}: {msg}");
+    }
 }
