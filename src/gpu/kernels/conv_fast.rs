@@ -23,7 +23,7 @@
 //! bounds logic. Both scratch buffers are planned buffers of the program.
 
 use super::conv::Scratch;
-use super::{check_arg, check_dims, fold_workgroups, Arg, Call};
+use super::{check_arg, check_arg_min, check_dims, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::Conv2dSpec;
@@ -298,6 +298,16 @@ fn len32(dims: &[usize]) -> Option<usize> {
         .filter(|&v| v <= u32::MAX as usize)
 }
 
+/// Checks a weight operand of `expected` values; a table whose groups all lack inputs has
+/// none, and then any (non-empty) stand-in buffer will do, as no weight is read.
+fn check_weight(ctx: &GpuContext, label: &str, what: &str, b: &Arg, expected: usize) -> Result<()> {
+    if expected == 0 {
+        check_arg_min(ctx, label, what, b, 0)
+    } else {
+        check_arg(ctx, label, what, b, expected as u64)
+    }
+}
+
 /// The calls of one run: `pad_input` (into a scratch copy), `pack_weights` (natural weights
 /// only, into scratch) and the convolution — one convolution call whatever the number of
 /// groups. Scratch buffers come from `scratch` (planned buffers in a program).
@@ -387,13 +397,13 @@ pub fn forward(
     let xp = scratch(&format!("{label} x padded"), xp_len)?;
     let (wp, wn, natural) = match io.weight {
         Weight::Packed(b) => {
-            check_arg(ctx, label, "packed weight", &b, plan.packed_len() as u64)?;
+            check_weight(ctx, label, "packed weight", &b, plan.packed_len())?;
             (b, stand_in.clone(), false)
         }
         Weight::Natural(b) => {
-            check_arg(ctx, label, "weight", &b, plan.natural_len as u64)?;
+            check_weight(ctx, label, "weight", &b, plan.natural_len)?;
             (
-                scratch(&format!("{label} w packed"), plan.packed_len())?,
+                scratch(&format!("{label} w packed"), plan.packed_len().max(1))?,
                 b,
                 true,
             )
