@@ -97,6 +97,10 @@ class FlgcMaskSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d):
         w, s, t = ctx.saved_tensors
+        # A filter whose group has no input channel outputs a constant: no weight or mask
+        # gradient (gconv's dead-filter rule; the input gradient is unaffected, W⊙M is 0 there).
+        alive = ((t @ s.T).sum(1) > 0).to(d.dtype)
+        d = d * alive[:, None, None, None]
         gm = (d * w).sum(dim=(2, 3))  # dL/dM, [N, C]
         return d, gm.T @ t, gm @ s  # dW = D unmasked (Eq. 16); STE through the argmax
 

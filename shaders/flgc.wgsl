@@ -12,6 +12,7 @@
 //   mask_grad:     fa = D [N, C, kk], fb = w [N, C, kk]                  -> out = Gm [N, C]
 //   select_in_grad:  fa = Gm [N, C], fb = probs_in [C, G],  ub = out_index [N] -> out [C, G]
 //   select_out_grad: fa = Gm [N, C], fb = probs_out [N, G], ua = in_index [C]  -> out [N, G]
+//   zero_dead_filters: ua = in_index [C], ub = out_index [N]            -> out = D [N, C, kk]
 //
 // `p: Params` and the bindings are generated from the declaration in
 // src/gpu/kernels/flgc.rs (see gpu::declare).
@@ -124,4 +125,21 @@ fn select_out_grad(id: Ids) {
         }
     }
     out[i] = fb[i] * (gj - pdot);
+}
+
+// Zeroes D[n, :, :] (`out`, [N, C, kk]) for every filter n whose group has no input channel:
+// such a filter outputs a constant, so it gets no weight or mask gradient (as the CPU's
+// `flgc_conv2d_backward`). One invocation per filter: ua = in_index [C], ub = out_index [N].
+@compute @workgroup_size(WG)
+fn zero_dead_filters(id: Ids) {
+    let n = flat(id, WG);
+    if (n >= p.total) { return; }
+    let j = ub[n];
+    for (var ci = 0u; ci < p.c; ci++) {
+        if (ua[ci] == j) { return; }
+    }
+    let row = p.c * p.kk;
+    for (var k = 0u; k < row; k++) {
+        out[n * row + k] = 0.0;
+    }
 }

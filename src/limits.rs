@@ -1,15 +1,257 @@
-//! Named caps on every size gconv reads from a file or a model description, checked before
-//! anything is allocated; errors name the limit (`gconv::limits::NAME`) and its value.
+//! Caps on what gconv believes a file: every size read from a file is checked against one of
+//! these before anything is allocated for it, with checked arithmetic.
+//!
+//! gconv reads files from strangers (weights, exported models, `.npy` inputs, images, IDX
+//! data sets, model descriptions); a file that claims more than a cap is an
+//! [`Error::Format`](crate::Error::Format) naming the file, the cap and its value, e.g.
+//!
+//! ```text
+//! x.npy: not a supported .npy file: shape [65536, 65536] has 4294967296 elements, more than
+//! gconv::limits::MAX_TENSOR_ELEMENTS = 268435456 elements
+//! ```
+//!
+//! The caps are generous for the models gconv runs (VGG-19's largest tensor has 103 M
+//! elements, its whole f32 `state_dict` 548 MB) and small enough that no file can make the
+//! host process allocate more than a few GB. Each is a [`Limit`]: a name, a value and a unit.
 
-/// Largest number of elements of one tensor (a per-sample activation or one parameter):
-/// 2³⁰ f32 values, 4 GiB.
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+use std::fmt;
 
-/// Largest total number of parameter values of a model: 2³⁰ f32 values, 4 GiB.
-pub const MAX_TOTAL_PARAMS: usize = 1 << 30;
+/// A named cap. Its [`Display`](fmt::Display) form, `gconv::limits::NAME = value unit`, is
+/// what errors quote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// The constant's name in this module, e.g. `MAX_TENSOR_ELEMENTS`.
+    pub name: &'static str,
+    /// The cap itself (inclusive: `value` is allowed).
+    pub value: u64,
+    /// What is counted (`elements`, `bytes`, `levels`, ...).
+    pub unit: &'static str,
+}
 
-/// Largest number of nodes of a graph.
-pub const MAX_NODES: usize = 100_000;
+impl Limit {
+    /// The value as a `usize` (saturating on 32-bit targets).
+    pub const fn as_usize(self) -> usize {
+        if self.value > usize::MAX as u64 {
+            usize::MAX
+        } else {
+            self.value as usize
+        }
+    }
 
-/// Largest spatial plane (`H·W`) of an activation.
-pub const MAX_PLANE: usize = 1 << 28;
+    /// `Ok` when `got ≤ value`; otherwise the message `"{what} ({got} {unit}) exceeds
+    /// gconv::limits::NAME = value unit"`.
+    pub fn check(self, what: &str, got: u64) -> Result<(), String> {
+        if got <= self.value {
+            Ok(())
+        } else {
+            Err(self.exceeded(what, got))
+        }
+    }
+
+    /// The message for `got` exceeding this cap.
+    pub fn exceeded(self, what: &str, got: impl fmt::Display) -> String {
+        format!("{what} ({got}{}) exceeds {self}", self.suffix())
+    }
+
+    /// ` unit`, or nothing for a plain number.
+    fn suffix(self) -> String {
+        if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.unit)
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gconv::limits::{} = {}{}",
+            self.name,
+            self.value,
+            self.suffix()
+        )
+    }
+}
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Most elements of any one tensor read from a file (2²⁸, 1 GiB as `f32`).
+pub const MAX_TENSOR_ELEMENTS: Limit = Limit {
+    name: "MAX_TENSOR_ELEMENTS",
+    value: 1 << 28,
+    unit: "elements",
+};
+
+/// Most dimensions of a tensor read from a file (numpy's own maximum).
+pub const MAX_TENSOR_DIMS: Limit = Limit {
+    name: "MAX_TENSOR_DIMS",
+    value: 64,
+    unit: "dimensions",
+};
+
+/// Most bytes of all the tensors of a weights file once converted to `f32`.
+pub const MAX_TOTAL_WEIGHT_BYTES: Limit = Limit {
+    name: "MAX_TOTAL_WEIGHT_BYTES",
+    value: 4 * GIB,
+    unit: "bytes",
+};
+
+/// Largest safetensors file (weights, checkpoints, exported models) that is read.
+pub const MAX_WEIGHTS_FILE_BYTES: Limit = Limit {
+    name: "MAX_WEIGHTS_FILE_BYTES",
+    value: 4 * GIB,
+    unit: "bytes",
+};
+
+/// Largest JSON header of a safetensors file (it holds an exported model's graph).
+pub const MAX_SAFETENSORS_HEADER_BYTES: Limit = Limit {
+    name: "MAX_SAFETENSORS_HEADER_BYTES",
+    value: 16 * MIB,
+    unit: "bytes",
+};
+
+/// Largest `.npy` header (numpy itself refuses headers over 10 000 bytes by default).
+pub const MAX_NPY_HEADER_BYTES: Limit = Limit {
+    name: "MAX_NPY_HEADER_BYTES",
+    value: 64 * KIB,
+    unit: "bytes",
+};
+
+/// Largest `.npy` file: a header and [`MAX_TENSOR_ELEMENTS`] `f8` values.
+pub const MAX_NPY_FILE_BYTES: Limit = Limit {
+    name: "MAX_NPY_FILE_BYTES",
+    value: MAX_TENSOR_ELEMENTS.value * 8 + MAX_NPY_HEADER_BYTES.value + 12,
+    unit: "bytes",
+};
+
+/// Deepest nesting of brackets in a `.npy` header literal.
+pub const MAX_NESTING_DEPTH: Limit = Limit {
+    name: "MAX_NESTING_DEPTH",
+    value: 32,
+    unit: "levels",
+};
+
+/// Most pixels (width × height) of an image that is decoded (16.7 MP; a 4096² image).
+pub const MAX_IMAGE_PIXELS: Limit = Limit {
+    name: "MAX_IMAGE_PIXELS",
+    value: 1 << 24,
+    unit: "pixels",
+};
+
+/// Most bytes the image decoder may allocate (passed to the `image` crate's `Limits`).
+pub const MAX_IMAGE_DECODE_BYTES: Limit = Limit {
+    name: "MAX_IMAGE_DECODE_BYTES",
+    value: 256 * MIB,
+    unit: "bytes",
+};
+
+/// Largest image file that is read.
+pub const MAX_IMAGE_FILE_BYTES: Limit = Limit {
+    name: "MAX_IMAGE_FILE_BYTES",
+    value: 128 * MIB,
+    unit: "bytes",
+};
+
+/// Most data bytes of an IDX file, as its header claims them (Fashion-MNIST's training
+/// images are 47 MB), and so the most a gzip'd IDX file is ever inflated to.
+pub const MAX_IDX_DATA_BYTES: Limit = Limit {
+    name: "MAX_IDX_DATA_BYTES",
+    value: GIB,
+    unit: "bytes",
+};
+
+/// Largest IDX file (plain or gzip'd) that is read.
+pub const MAX_IDX_FILE_BYTES: Limit = Limit {
+    name: "MAX_IDX_FILE_BYTES",
+    value: MAX_IDX_DATA_BYTES.value + 64,
+    unit: "bytes",
+};
+
+/// Largest text file (model description or scheme TOML) that is read.
+pub const MAX_TEXT_FILE_BYTES: Limit = Limit {
+    name: "MAX_TEXT_FILE_BYTES",
+    value: MIB,
+    unit: "bytes",
+};
+
+/// Most nodes of a graph read from an exported model.
+pub const MAX_GRAPH_NODES: Limit = Limit {
+    name: "MAX_GRAPH_NODES",
+    value: 100_000,
+    unit: "nodes",
+};
+
+/// Largest integer (channel count, kernel size, padding, index ...) in an exported model's
+/// graph; it keeps every sum and product of two of them far from overflow.
+pub const MAX_GRAPH_INTEGER: Limit = Limit {
+    name: "MAX_GRAPH_INTEGER",
+    value: 1 << 24,
+    unit: "",
+};
+
+/// Most parameter values of a model described by a TOML or ONNX file or built in code
+/// (checked as its graph is built): 2³⁰ values, 4 GiB as `f32`.
+pub const MAX_TOTAL_PARAMS: Limit = Limit {
+    name: "MAX_TOTAL_PARAMS",
+    value: 1 << 30,
+    unit: "values",
+};
+
+/// Largest spatial plane (`H·W`) of an activation in a graph.
+pub const MAX_PLANE: Limit = Limit {
+    name: "MAX_PLANE",
+    value: 1 << 28,
+    unit: "pixels",
+};
+
+/// Checks a tensor shape read from a file: at most [`MAX_TENSOR_DIMS`] dimensions and at
+/// most [`MAX_TENSOR_ELEMENTS`] elements, where a zero dimension counts as 1 (so that no
+/// product of some of the dimensions, in any order, can overflow later). Returns the number
+/// of elements.
+pub fn check_shape(shape: &[usize]) -> Result<usize, String> {
+    MAX_TENSOR_DIMS.check(
+        &format!("shape of {} dimensions", shape.len()),
+        shape.len() as u64,
+    )?;
+    let extent = shape
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul((d as u64).max(1)))
+        .unwrap_or(u64::MAX);
+    MAX_TENSOR_ELEMENTS.check(&format!("shape {shape:?}"), extent)?;
+    // Cannot overflow: every partial product is at most `extent`.
+    Ok(shape.iter().product())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_the_limit() {
+        assert!(MAX_NESTING_DEPTH.check("depth", 32).is_ok());
+        let m = MAX_NESTING_DEPTH.check("depth", 33).unwrap_err();
+        assert_eq!(
+            m,
+            "depth (33 levels) exceeds gconv::limits::MAX_NESTING_DEPTH = 32 levels"
+        );
+        assert_eq!(MAX_TENSOR_ELEMENTS.as_usize(), 1 << 28);
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(check_shape(&[]), Ok(1));
+        assert_eq!(check_shape(&[2, 0, 3]), Ok(0));
+        assert_eq!(check_shape(&[1 << 14, 1 << 14]), Ok(1 << 28));
+        let e = check_shape(&[1 << 14, (1 << 14) + 1]).unwrap_err();
+        assert!(e.contains("MAX_TENSOR_ELEMENTS"), "{e}");
+        // Zero-sized but absurd: refused, so that no partial product can overflow.
+        assert!(check_shape(&[usize::MAX, usize::MAX, 0]).is_err());
+        assert!(check_shape(&[1; 65])
+            .unwrap_err()
+            .contains("MAX_TENSOR_DIMS"));
+    }
+}

@@ -43,6 +43,11 @@ pub struct Comparison {
 }
 
 /// Compares two slices element-wise (length mismatch counts as a mismatch at the shorter length).
+///
+/// NaN is data: an element matches only if both values are finite and within `tol`, or
+/// both are the same infinity. NaN against anything (NaN included), and a non-finite value
+/// against a finite one or the other infinity, is a mismatch (counted as an absolute and
+/// relative error of infinity). A NaN tolerance matches nothing.
 pub fn compare(actual: &[f32], expected: &[f32], tol: Tolerance) -> Comparison {
     let mut c = Comparison {
         max_abs: 0.0,
@@ -51,15 +56,20 @@ pub fn compare(actual: &[f32], expected: &[f32], tol: Tolerance) -> Comparison {
         mismatches: 0,
     };
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
-        let d = (a - e).abs();
-        let d = if d.is_nan() || a.is_nan() != e.is_nan() {
-            f32::INFINITY
+        let (abs, rel, ok) = if a.is_finite() && e.is_finite() {
+            // May still overflow to infinity (f32::MAX vs -f32::MAX): then not ok.
+            let d = (a - e).abs();
+            let ok = d <= tol.atol + tol.rtol * e.abs();
+            (d, d / e.abs().max(1e-12), ok)
+        } else if a == e {
+            // The same infinity (NaN is never equal to anything).
+            (0.0, 0.0, true)
         } else {
-            d
+            (f32::INFINITY, f32::INFINITY, false)
         };
-        c.max_abs = c.max_abs.max(d);
-        c.max_rel = c.max_rel.max(d / e.abs().max(1e-12));
-        if d.is_nan() || d > tol.atol + tol.rtol * e.abs() {
+        c.max_abs = c.max_abs.max(abs);
+        c.max_rel = c.max_rel.max(rel);
+        if !ok {
             c.mismatches += 1;
             c.first_mismatch.get_or_insert((i, a, e));
         }
@@ -102,5 +112,65 @@ pub fn check_close(
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: Tolerance) {
     if let Err(m) = check_close(what, actual, expected, tol) {
         panic!("{m}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Tolerance = Tolerance::F32_OP;
+    const NAN: f32 = f32::NAN;
+    const INF: f32 = f32::INFINITY;
+
+    #[test]
+    fn nan_is_a_mismatch_whatever_the_other_side() {
+        for (a, e) in [
+            (NAN, NAN),
+            (NAN, 1.0),
+            (1.0, NAN),
+            (INF, 1.0),
+            (1.0, INF),
+            (INF, -INF),
+            (NAN, INF),
+            (-INF, 0.0),
+            (f32::MAX, -f32::MAX),
+        ] {
+            let c = compare(&[0.5, a, e], &[0.5, e, e], T);
+            // Index 1 compares a with e, index 2 e with e.
+            let e_self_ok = e.is_finite() || e == INF || e == -INF;
+            let want = 1 + usize::from(!e_self_ok);
+            assert_eq!(c.mismatches, want, "{a} vs {e}: {c:?}");
+            let (i, got_a, got_e) = c.first_mismatch.unwrap();
+            assert_eq!(i, 1, "{a} vs {e}");
+            assert!(got_a.to_bits() == a.to_bits() && got_e.to_bits() == e.to_bits());
+            assert_eq!(c.max_abs, INF);
+            let m = check_close("t", &[a], &[e], T).unwrap_err();
+            assert!(m.contains("first at index 0"), "{m}");
+        }
+    }
+
+    #[test]
+    fn equal_infinities_and_close_values_match() {
+        let c = compare(&[INF, -INF, 1.0 + 1e-5], &[INF, -INF, 1.0], T);
+        assert_eq!(c.mismatches, 0, "{c:?}");
+        assert!(c.max_abs > 0.0 && c.max_abs < 2e-5, "{c:?}");
+        assert!(check_close("t", &[1.0, 2.0], &[1.0, 2.01], T).is_err());
+        assert!(check_close("t", &[1.0], &[1.0, 2.0], T).is_err());
+    }
+
+    #[test]
+    fn a_nan_tolerance_matches_nothing() {
+        let tol = Tolerance {
+            atol: NAN,
+            rtol: 0.0,
+        };
+        assert_eq!(compare(&[1.0], &[1.0], tol).mismatches, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "first at index 1: got NaN, expected NaN")]
+    fn assert_close_panics_on_nan_vs_nan() {
+        assert_close("t", &[0.0, NAN], &[0.0, NAN], T);
     }
 }

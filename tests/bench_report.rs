@@ -27,6 +27,7 @@ fn tiny() -> BenchConfig {
             kernel: 3,
         }],
         sweep_groups: vec![1, 2, 4, 16],
+        models: vec![],
     }
 }
 
@@ -165,6 +166,65 @@ fn tiny_bench_on_gpu() {
     let Some(ctx) = common::gpu() else { return };
     let _guard = common::serial();
     check(&Runtime::with_context(ctx.clone()), &tiny());
+}
+
+/// `gconv bench --model`: an ONNX model whose shuffles were folded is also run unfolded; both
+/// rows carry the same cost, per-class times that add up to the layer times, and the fold's
+/// summary; a zoo model given by name runs too.
+fn check_models(rt: &Runtime) {
+    let shuffle = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/onnx/shufflenet.onnx"
+    );
+    let mut cfg = tiny();
+    cfg.suites = vec![Suite::Models];
+    cfg.models = vec![shuffle.into(), "resnet50-dsc-sgc".into()];
+    cfg.large_batch = 0;
+    let mut seen = Vec::new();
+    let report = run_bench(&cfg, rt, &mut |m, _, _| seen.push(m.to_string())).unwrap();
+    let labels: Vec<&str> = report.models.iter().map(|m| m.model.as_str()).collect();
+    let unfolded = format!("{shuffle} (permutations not folded)");
+    assert_eq!(labels, [shuffle, unfolded.as_str(), "resnet50-dsc-sgc"]);
+    assert!(seen.iter().any(|s| s.contains("not folded")), "{seen:?}");
+    let (f, u) = (&report.models[0], &report.models[1]);
+    assert_eq!((f.macs, f.params), (u.macs, u.params));
+    assert!(f
+        .permutations
+        .as_deref()
+        .unwrap()
+        .contains("gathers folded"));
+    assert!(u.permutations.is_none());
+    for m in &report.models {
+        let by_class: f64 = m.classes.iter().map(|c| c.1).sum();
+        let by_layer: f64 = m.layers.iter().map(|l| l.1).sum();
+        assert!(
+            (by_class - by_layer).abs() <= 1e-9 * by_layer.max(1.0),
+            "{}",
+            m.model
+        );
+        assert!(m.latency.median > 0.0 && m.throughput_ips > 0.0);
+    }
+    // The unfolded ShuffleNet runs its channel shuffles as gathers; the folded one does not.
+    let perm = |m: &gconv::bench::UserModelRow| m.classes[4].1;
+    assert!(perm(u) > 0.0);
+    let dir = std::env::temp_dir().join(format!("gconv-bench-models-{}", std::process::id()));
+    let files = write_outputs(&report, &dir).unwrap();
+    assert!(files.iter().any(|f| f.ends_with("models_op_classes.svg")));
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("shufflenet.onnx (unfolded)"), "{md}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn your_models_on_cpu() {
+    check_models(&Runtime::new(Device::Cpu).unwrap());
+}
+
+#[test]
+fn your_models_on_gpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let _guard = common::serial();
+    check_models(&Runtime::with_context(ctx.clone()));
 }
 
 #[test]

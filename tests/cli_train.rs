@@ -178,7 +178,7 @@ fn train_resume_export_eval_on_an_image_folder() {
     let o = gconv(&["export", "--checkpoint", &ck, "--out", &ex]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("groups (in→out channels)"),
+        stdout(&o).contains("group sizes (in→out channels)"),
         "{}",
         stdout(&o)
     );

@@ -921,7 +921,7 @@ fn flgc_rejects_bad_arguments() {
             [t(&d), t(&w), t(&idx), t(&oidx), t(&probs), t(&pout)],
             [t(&gi), t(&go)],
         );
-        assert_eq!(ok.expect("valid sizes").len(), 3);
+        assert_eq!(ok.expect("valid sizes").len(), 4);
         // probs_in and probs_out swapped (sizes differ): refused.
         assert!(sg(
             ctx,

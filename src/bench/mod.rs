@@ -37,6 +37,8 @@ pub enum Suite {
     Mobilenet,
     /// Group-count sweep over single layers.
     Sweep,
+    /// The user's own models (`BenchConfig::models`: ONNX files, exports, zoo names).
+    Models,
 }
 
 /// One conv layer shape for the sweep: `C → C`, `k×k`, on `H×W`.
@@ -100,6 +102,8 @@ pub struct BenchConfig {
     pub sweep_layers: Vec<LayerShape>,
     /// G values of the sweep.
     pub sweep_groups: Vec<usize>,
+    /// Models of the `models` suite (paths of `.onnx` files or exports, zoo names).
+    pub models: Vec<String>,
 }
 
 impl BenchConfig {
@@ -146,11 +150,14 @@ impl BenchConfig {
                 ]
             },
             sweep_groups: vec![1, 2, 4, 8, 16, 32, 64],
+            models: Vec::new(),
         }
     }
 }
 
+mod models;
 mod rows;
+pub use models::{op_class, UserModelRow, OP_CLASSES};
 pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
 
 fn input_for(g: &Graph, batch: usize, seed: u32) -> Tensor {
@@ -192,13 +199,14 @@ pub fn block_of(name: &str) -> String {
     }
 }
 
-fn layerwise(
+/// Median GPU (or CPU) time of every node of the executed graph over `repeats` timed
+/// passes after `warmup`, and how it was measured.
+fn node_times(
     model: &mut Model,
     x: &Tensor,
     warmup: usize,
     repeats: usize,
 ) -> Result<(String, Vec<(String, f64)>)> {
-    // Per-node median over repeats, then summed per block.
     let mut per_node: Vec<(String, Vec<f64>)> = Vec::new();
     let mut method = String::from("cpu");
     for r in 0..warmup + repeats.max(1) {
@@ -220,9 +228,23 @@ fn layerwise(
             slot.1.push(t);
         }
     }
+    let medians = per_node
+        .into_iter()
+        .map(|(n, s)| (n, Stats::from_samples(s).map_or(0.0, |s| s.median)))
+        .collect();
+    Ok((method, medians))
+}
+
+/// Per-block times: [`node_times`] summed by [`block_of`].
+fn layerwise(
+    model: &mut Model,
+    x: &Tensor,
+    warmup: usize,
+    repeats: usize,
+) -> Result<(String, Vec<(String, f64)>)> {
+    let (method, nodes) = node_times(model, x, warmup, repeats)?;
     let mut blocks: Vec<(String, f64)> = Vec::new();
-    for (name, samples) in per_node {
-        let med = Stats::from_samples(samples).map_or(0.0, |s| s.median);
+    for (name, med) in nodes {
         let b = block_of(&name);
         match blocks.last_mut() {
             Some((lb, t)) if *lb == b => *t += med,
@@ -262,6 +284,7 @@ pub fn run_bench(
             Suite::Paper2 => 2 + 2 * cfg.groups.len(),
             Suite::Mobilenet => 1 + 2 * cfg.groups.len(),
             Suite::Sweep => cfg.sweep_layers.len() * cfg.sweep_groups.len(),
+            Suite::Models => 2 * cfg.models.len(),
         })
         .sum::<usize>();
     let mut step = 0usize;
@@ -274,6 +297,7 @@ pub fn run_bench(
         paper2: vec![],
         mobilenet: vec![],
         sweep: vec![],
+        models: vec![],
         training_memory: vec![],
     };
     for suite in &cfg.suites {
@@ -374,6 +398,12 @@ pub fn run_bench(
                         _ => report.mobilenet.push(row),
                     }
                 }
+            }
+            Suite::Models => {
+                report.models = models::run_models(cfg, rt, &mut |m| {
+                    progress(&format!("models: {m}"), step, total);
+                    step += 1;
+                })?;
             }
             Suite::Sweep => {
                 for layer in &cfg.sweep_layers {

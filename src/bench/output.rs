@@ -1,7 +1,8 @@
 //! Turning a [`BenchReport`] into a terminal table, JSON, charts and a Markdown summary.
 
-use super::{BenchReport, LayerwiseRow};
+use super::{BenchReport, LayerwiseRow, OP_CLASSES};
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::report::{
     markdown_table, write_bar_chart, write_line_chart, BarChart, LineChart, Series,
 };
@@ -122,6 +123,12 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
             ),
         ));
     }
+    if !r.models.is_empty() {
+        out.push((
+            format!("Your models, batch {}", r.config.batch),
+            models_table(r),
+        ));
+    }
     if !r.sweep.is_empty() {
         let rows: Vec<Vec<String>> = r
             .sweep
@@ -183,11 +190,12 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut files = Vec::new();
     let json = dir.join("report.json");
-    std::fs::write(
+    write_atomic(
         &json,
-        serde_json::to_string_pretty(r).expect("serialisable"),
-    )
-    .map_err(|e| Error::io(&json, e))?;
+        serde_json::to_string_pretty(r)
+            .expect("serialisable")
+            .as_bytes(),
+    )?;
     files.push(json);
     let mut md = render_text(r).replacen("gconv", "# gconv bench:", 1);
     if !r.paper1.is_empty() {
@@ -258,8 +266,25 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
         files.extend(write_line_chart(dir, "sweep_groups", &chart)?);
         md.push_str("\n![sweep](sweep_groups.png)\n");
     }
+    if !r.models.is_empty() {
+        let chart = BarChart {
+            title: format!("Time per op class, batch {}", r.config.batch),
+            y_label: "ms".into(),
+            categories: r.models.iter().map(|m| short(&m.model)).collect(),
+            series: OP_CLASSES
+                .iter()
+                .enumerate()
+                .map(|(k, c)| Series {
+                    name: c.to_string(),
+                    values: r.models.iter().map(|m| 1e3 * m.classes[k].1).collect(),
+                })
+                .collect(),
+        };
+        files.extend(write_bar_chart(dir, "models_op_classes", &chart)?);
+        md.push_str("\n![your models](models_op_classes.png)\n");
+    }
     let mdp = dir.join("summary.md");
-    std::fs::write(&mdp, md).map_err(|e| Error::io(&mdp, e))?;
+    write_atomic(&mdp, md.as_bytes())?;
     files.push(mdp);
     Ok(files)
 }
@@ -320,4 +345,48 @@ fn layerwise_chart(rows: &[LayerwiseRow], what: &str) -> Option<LineChart> {
             })
             .collect(),
     })
+}
+
+/// A model's label without its folders (`nets/shufflenet.onnx` → `shufflenet.onnx`).
+fn short(model: &str) -> String {
+    let (path, rest) = match model.find(" (") {
+        Some(i) => model.split_at(i),
+        None => (model, ""),
+    };
+    let file = Path::new(path)
+        .file_name()
+        .map_or(path.into(), |f| f.to_string_lossy());
+    format!(
+        "{file}{}",
+        rest.replace("permutations not folded", "unfolded")
+    )
+}
+
+fn models_table(r: &BenchReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .models
+        .iter()
+        .map(|m| {
+            let mut row = vec![
+                short(&m.model),
+                format!("{:.2}", m.params as f64 / 1e6),
+                gmacs(m.macs),
+                format!(
+                    "{} ({}–{})",
+                    ms(m.latency.median),
+                    ms(m.latency.min),
+                    ms(m.latency.max)
+                ),
+                format!("{:.1}", m.throughput_ips),
+            ];
+            row.extend(m.classes.iter().map(|(_, s)| ms(*s)));
+            row.push(m.permutations.clone().unwrap_or_else(|| "—".into()));
+            row
+        })
+        .collect();
+    let mut head = vec!["model", "params (M)", "GMACs", "ms (min–max)", "img/s"];
+    let class_heads: Vec<String> = OP_CLASSES.iter().map(|c| format!("{c} ms")).collect();
+    head.extend(class_heads.iter().map(String::as_str));
+    head.push("channel permutations");
+    markdown_table(&head, &rows)
 }

@@ -115,6 +115,8 @@ pub struct BenchReport {
     pub training_memory: Vec<TrainingMemoryRow>,
     /// sweep rows.
     pub sweep: Vec<SweepRow>,
+    /// The user's models (`--model`).
+    pub models: Vec<super::UserModelRow>,
 }
 
 /// The planned device memory of one training step.

@@ -96,7 +96,7 @@ impl Graph {
         let nodes = std::mem::take(&mut self.nodes);
         let mut b = GraphBuilder {
             name: self.name.clone(),
-            nodes: Vec::with_capacity(nodes.len().min(limits::MAX_NODES)),
+            nodes: Vec::with_capacity(nodes.len().min(limits::MAX_GRAPH_NODES.as_usize())),
             params: 0,
         };
         for (i, n) in nodes.into_iter().enumerate() {
@@ -159,13 +159,10 @@ impl GraphBuilder {
     /// Adds a node; its shape is inferred now, so a mismatch is an error naming `name`.
     /// Sizes are checked against [`crate::limits`] before anything is allocated.
     pub fn push(&mut self, name: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
-        if self.nodes.len() >= limits::MAX_NODES {
+        if self.nodes.len() >= limits::MAX_GRAPH_NODES.as_usize() {
             return Err(Error::shape(
                 name,
-                format!(
-                    "a graph may have at most {} nodes (gconv::limits::MAX_NODES)",
-                    limits::MAX_NODES
-                ),
+                limits::MAX_GRAPH_NODES.exceeded("the graph", self.nodes.len() + 1),
             ));
         }
         if self.nodes.len() == 1 {
@@ -199,15 +196,10 @@ impl GraphBuilder {
             self.params = self
                 .params
                 .checked_add(n)
-                .filter(|&t| t <= limits::MAX_TOTAL_PARAMS)
+                .filter(|&t| t <= limits::MAX_TOTAL_PARAMS.as_usize())
                 .ok_or_else(|| {
-                    Error::shape(
-                        name,
-                        format!(
-                            "the model's parameters exceed {} values (gconv::limits::MAX_TOTAL_PARAMS)",
-                            limits::MAX_TOTAL_PARAMS
-                        ),
-                    )
+                    let msg = limits::MAX_TOTAL_PARAMS.exceeded("the model's parameters", "more");
+                    Error::shape(name, msg)
                 })?;
         }
         self.nodes.push(Node {
@@ -242,20 +234,22 @@ impl GraphBuilder {
 /// `Π shape`, checked against [`limits::MAX_TENSOR_ELEMENTS`] (and a plane against
 /// [`limits::MAX_PLANE`]); the error names the layer, the tensor and the limit.
 fn check_size(layer: &str, tensor: &str, shape: &[usize]) -> Result<usize> {
-    let too_big = |limit: &str, value: usize| {
-        Error::shape(
-            layer,
-            format!("{tensor} {shape:?} exceeds {value} values (gconv::limits::{limit})"),
-        )
+    let too_big = |limit: limits::Limit, got: String| {
+        Error::shape(layer, limit.exceeded(&format!("{tensor} {shape:?}"), got))
     };
     let n = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= limits::MAX_TENSOR_ELEMENTS)
-        .ok_or_else(|| too_big("MAX_TENSOR_ELEMENTS", limits::MAX_TENSOR_ELEMENTS))?;
+        .filter(|&n| n <= limits::MAX_TENSOR_ELEMENTS.as_usize())
+        .ok_or_else(|| {
+            let n = shape
+                .iter()
+                .fold(1u128, |a, &d| a.saturating_mul(d as u128));
+            too_big(limits::MAX_TENSOR_ELEMENTS, n.to_string())
+        })?;
     if let [_, h, w] = *shape {
-        if h.saturating_mul(w) > limits::MAX_PLANE {
-            return Err(too_big("MAX_PLANE", limits::MAX_PLANE));
+        if h.saturating_mul(w) > limits::MAX_PLANE.as_usize() {
+            return Err(too_big(limits::MAX_PLANE, h.saturating_mul(w).to_string()));
         }
     }
     Ok(n)

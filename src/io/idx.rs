@@ -4,9 +4,17 @@
 //! bytes), the number of dimensions — then one `u32` per dimension, then the data. Images
 //! are 3-D (`n × rows × cols`, magic `0x00000803`), labels 1-D (`n`, magic `0x00000801`).
 //! Gzip compression is detected from the content, not from the file name.
+//!
+//! Hostile files are bounded: the data size the header claims is checked (checked product)
+//! against [`MAX_IDX_DATA_BYTES`] before anything is allocated, and a gzip stream is
+//! inflated through a reader capped at that claimed size plus one byte, so a stream that
+//! inflates to more (a decompression bomb) or less than the header says is an error, found
+//! without inflating it whole. Files over [`MAX_IDX_FILE_BYTES`] and special files are
+//! refused.
 
 use super::read_file;
 use crate::error::{Error, Result};
+use crate::limits::{MAX_IDX_DATA_BYTES, MAX_IDX_FILE_BYTES};
 use crate::tensor::Tensor;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,23 +24,36 @@ const IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of a 1-D unsigned-byte IDX file (labels).
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// Reads a file, inflating it if it starts with the gzip magic bytes.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = read_file(path)?;
-    if !raw.starts_with(&[0x1f, 0x8b]) {
-        return Ok(raw);
-    }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&raw[..])
-        .read_to_end(&mut out)
-        .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
-    Ok(out)
+/// Reads `n` bytes or fewer (at the end of the stream) from `r`.
+fn read_up_to(r: &mut impl Read, n: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    r.take(n).read_to_end(buf).map(drop)
 }
 
-/// Checks the magic number and dimensions; returns the dimensions and the data.
-fn parse<'a>(path: &Path, b: &'a [u8], magic: u32, what: &str) -> Result<(Vec<usize>, &'a [u8])> {
+/// Decodes an IDX file's bytes (gzip'd or plain): checks the magic number and dimensions,
+/// then reads exactly the data they imply. Returns the dimensions and the data.
+fn decode(b: &[u8], path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    if b.starts_with(&[0x1f, 0x8b]) {
+        let gz_err = |e: std::io::Error| {
+            Error::format(path, format!("corrupt or truncated gzip stream: {e}"))
+        };
+        decode_stream(flate2::read::GzDecoder::new(b), path, magic, what, &gz_err)
+    } else {
+        decode_stream(b, path, magic, what, &|e| Error::io(path, e))
+    }
+}
+
+/// [`decode`] on a stream (the inflater, or the plain bytes).
+fn decode_stream(
+    mut r: impl Read,
+    path: &Path,
+    magic: u32,
+    what: &str,
+    read_err: &dyn Fn(std::io::Error) -> Error,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let ndim = (magic & 0xff) as usize;
     let head = 4 + 4 * ndim;
+    let mut b = Vec::with_capacity(head);
+    read_up_to(&mut r, head as u64, &mut b).map_err(read_err)?;
     if b.len() < 4 {
         return Err(Error::format(
             path,
@@ -52,53 +73,77 @@ fn parse<'a>(path: &Path, b: &'a [u8], magic: u32, what: &str) -> Result<(Vec<us
             format!("truncated IDX header ({} of {head} bytes)", b.len()),
         ));
     }
-    let dims: Vec<usize> = b[4..head]
+    let dims: Vec<u32> = b[4..head]
         .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     let need = dims
         .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| Error::format(path, format!("IDX dimensions {dims:?} overflow")))?;
-    let data = &b[head..];
-    if data.len() != need {
-        let what = if data.len() < need {
-            "truncated"
+        .try_fold(1u64, |a, &d| a.checked_mul(u64::from(d)))
+        .unwrap_or(u64::MAX);
+    MAX_IDX_DATA_BYTES
+        .check(
+            &format!("data size claimed by IDX dimensions {dims:?}"),
+            need,
+        )
+        .map_err(|m| Error::format(path, m))?;
+    // Reserve no more than a sane chunk up front: a short stream claiming a lot costs
+    // nothing; the vector grows as real data arrives, up to `need + 1` bytes.
+    let mut data = Vec::new();
+    data.try_reserve_exact(need.min(1 << 24) as usize + 1)
+        .map_err(|_| Error::format(path, "out of memory for IDX data"))?;
+    // One byte more than claimed, to tell "exactly" from "more" without reading on.
+    read_up_to(&mut r, need + 1, &mut data).map_err(read_err)?;
+    let got = data.len() as u64;
+    if got != need {
+        let what = if got < need {
+            format!("truncated: the file has {got}")
         } else {
-            "trailing bytes"
+            "trailing bytes: the file has more".to_string()
         };
         return Err(Error::format(
             path,
-            format!(
-                "{what}: IDX dimensions {dims:?} need {need} bytes of data, the file has {}",
-                data.len()
-            ),
+            format!("{what}, but IDX dimensions {dims:?} need {need} bytes of data"),
         ));
     }
-    Ok((dims, data))
+    Ok((dims.iter().map(|&d| d as usize).collect(), data))
 }
 
 /// Reads an IDX image file (gzip'd or plain): `(n, rows, cols, pixels)`, with `pixels`
 /// holding `n·rows·cols` bytes, image after image, row-major.
 ///
 /// A wrong magic number, a truncated file or trailing data is an [`Error::Format`] naming
-/// `path`.
+/// `path`, as is a file over the caps of [`crate::limits`] (see the
+/// [module documentation](self)).
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(usize, usize, usize, Vec<u8>)> {
     let path = path.as_ref();
-    let b = read_maybe_gz(path)?;
-    let (dims, data) = parse(path, &b, IMAGES_MAGIC, "images")?;
-    Ok((dims[0], dims[1], dims[2], data.to_vec()))
+    idx_images_from_bytes(&read_file(path, MAX_IDX_FILE_BYTES)?, path)
+}
+
+/// Decodes the bytes of an IDX image file (gzip'd or plain), as [`read_idx_images`] does;
+/// `origin` names the bytes in errors.
+pub fn idx_images_from_bytes(
+    bytes: &[u8],
+    origin: impl AsRef<Path>,
+) -> Result<(usize, usize, usize, Vec<u8>)> {
+    let (dims, data) = decode(bytes, origin.as_ref(), IMAGES_MAGIC, "images")?;
+    Ok((dims[0], dims[1], dims[2], data))
 }
 
 /// Reads an IDX label file (gzip'd or plain): one byte per example.
 ///
 /// A wrong magic number, a truncated file or trailing data is an [`Error::Format`] naming
-/// `path`.
+/// `path`, as is a file over the caps of [`crate::limits`].
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
-    let b = read_maybe_gz(path)?;
-    let (_, data) = parse(path, &b, LABELS_MAGIC, "labels")?;
-    Ok(data.to_vec())
+    idx_labels_from_bytes(&read_file(path, MAX_IDX_FILE_BYTES)?, path)
+}
+
+/// Decodes the bytes of an IDX label file (gzip'd or plain), as [`read_idx_labels`] does;
+/// `origin` names the bytes in errors.
+pub fn idx_labels_from_bytes(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Vec<u8>> {
+    let (_, data) = decode(bytes, origin.as_ref(), LABELS_MAGIC, "labels")?;
+    Ok(data)
 }
 
 /// A set of 8-bit grey-scale images of equal size, as read from an IDX file.

@@ -4,9 +4,15 @@
 //! `f32`. Anything else (Fortran order, big-endian, other dtypes, a truncated file) is an
 //! [`Error::Format`] that says what was found. [`write_npy`] writes C-order `<f4`, format
 //! 1.0 (2.0 only if the header would not fit), atomically.
+//!
+//! Hostile files are bounded: the header is at most
+//! [`MAX_NPY_HEADER_BYTES`], its literal nests at most [`MAX_NESTING_DEPTH`] brackets (the
+//! parser's recursion is capped), the shape passes [`check_shape`] (dimensions and
+//! elements capped, checked products), and the file is at most [`MAX_NPY_FILE_BYTES`].
 
 use super::{read_file, write_atomic};
 use crate::error::{Error, Result};
+use crate::limits::{check_shape, MAX_NESTING_DEPTH, MAX_NPY_FILE_BYTES, MAX_NPY_HEADER_BYTES};
 use crate::tensor::Tensor;
 use std::path::Path;
 
@@ -20,11 +26,27 @@ const HEADER_ALIGN: usize = 64;
 /// Supported element types: `<f4` as is; `<f8`, `<f2` and `|u1` converted to `f32`.
 /// Fortran-order arrays, big-endian data, other dtypes, bad magic, and a truncated header
 /// or data section are [`Error::Format`] errors naming `path`; a file that cannot be read is
-/// [`Error::Io`].
+/// [`Error::Io`]. Special files and files over the caps of [`crate::limits`] are refused
+/// (see the [module documentation](self)).
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    parse(&bytes).map_err(|msg| Error::format(path, format!("not a supported .npy file: {msg}")))
+    let bytes = read_file(path, MAX_NPY_FILE_BYTES)?;
+    npy_from_bytes(&bytes, path)
+}
+
+/// Parses the bytes of a `.npy` file, as [`read_npy`] does; `origin` names the bytes in
+/// errors.
+pub fn npy_from_bytes(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Tensor> {
+    parse(bytes)
+        .map_err(|msg| Error::format(origin.as_ref(), format!("not a supported .npy file: {msg}")))
+}
+
+/// At most the first 120 characters of `s`, for error messages.
+fn snippet(s: &str) -> String {
+    match s.char_indices().nth(120) {
+        Some((i, _)) => format!("{:?}…", &s[..i]),
+        None => format!("{s:?}"),
+    }
 }
 
 /// Writes `t` as a C-order little-endian `f4` `.npy` file (format 1.0), atomically: the
@@ -141,6 +163,7 @@ fn parse(bytes: &[u8]) -> Result<Tensor, String> {
     } else {
         u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize
     };
+    MAX_NPY_HEADER_BYTES.check("header length", header_len as u64)?;
     let Some(header) = bytes.get(start..start + header_len) else {
         return Err(format!(
             "truncated header: it claims {header_len} bytes, the file has {}",
@@ -157,11 +180,7 @@ fn parse(bytes: &[u8]) -> Result<Tensor, String> {
         );
     }
     let dtype = Dtype::parse(&h.descr)?;
-    let numel = h
-        .shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format!("shape {:?} overflows", h.shape))?;
+    let numel = check_shape(&h.shape)?;
     let need = numel
         .checked_mul(dtype.size())
         .ok_or_else(|| format!("shape {:?} overflows", h.shape))?;
@@ -224,15 +243,16 @@ impl Header {
         let mut p = LitParser {
             s: s.as_bytes(),
             i: 0,
+            depth: 0,
         };
         let dict = p
             .dict()
-            .map_err(|e| format!("malformed header {s:?}: {e}"))?;
+            .map_err(|e| format!("malformed header {}: {e}", snippet(s)))?;
         let get = |k: &str| {
             dict.iter()
                 .find(|(key, _)| key == k)
                 .map(|(_, v)| v)
-                .ok_or_else(|| format!("header {:?} has no `{k}`", s.trim_end()))
+                .ok_or_else(|| format!("header {} has no `{k}`", snippet(s.trim_end())))
         };
         let descr = match get("descr")? {
             Lit::Str(d) => d.clone(),
@@ -240,17 +260,22 @@ impl Header {
         };
         let fortran_order = match get("fortran_order")? {
             Lit::Bool(b) => *b,
-            v => return Err(format!("`fortran_order` is {v:?}, not True/False")),
+            v => {
+                return Err(format!(
+                    "`fortran_order` is {}, not True/False",
+                    v.describe()
+                ))
+            }
         };
         let shape = match get("shape")? {
             Lit::Seq(items) => items
                 .iter()
                 .map(|v| match v {
                     Lit::Int(d) => Ok(*d),
-                    v => Err(format!("shape entry {v:?} is not an integer")),
+                    v => Err(format!("shape entry {} is not an integer", v.describe())),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            v => return Err(format!("`shape` is {v:?}, not a tuple")),
+            v => return Err(format!("`shape` is {}, not a tuple", v.describe())),
         };
         Ok(Header {
             descr,
@@ -260,10 +285,25 @@ impl Header {
     }
 }
 
-/// A tiny parser for the Python dict literal of a `.npy` header.
+impl Lit {
+    /// A short description for error messages (never the whole, possibly huge, value).
+    fn describe(&self) -> String {
+        match self {
+            Lit::Str(s) => snippet(s),
+            Lit::Bool(b) => if *b { "True" } else { "False" }.into(),
+            Lit::Int(n) => n.to_string(),
+            Lit::Seq(v) => format!("a sequence of {} items", v.len()),
+        }
+    }
+}
+
+/// A tiny parser for the Python dict literal of a `.npy` header. Sequences nest at most
+/// [`MAX_NESTING_DEPTH`] deep, which bounds the parser's recursion.
 struct LitParser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Open brackets around the current position.
+    depth: u64,
 }
 
 impl LitParser<'_> {
@@ -302,7 +342,7 @@ impl LitParser<'_> {
             }
             let key = match self.value()? {
                 Lit::Str(k) => k,
-                v => return Err(format!("dict key {v:?} is not a string")),
+                v => return Err(format!("dict key {} is not a string", v.describe())),
             };
             self.expect(b':')?;
             let v = self.value()?;
@@ -316,11 +356,14 @@ impl LitParser<'_> {
     }
 
     fn seq(&mut self, close: u8) -> Result<Vec<Lit>, String> {
+        self.depth += 1;
+        MAX_NESTING_DEPTH.check(&format!("nesting at byte {}", self.i), self.depth)?;
         self.i += 1; // the opening bracket
         let mut out = Vec::new();
         loop {
             if self.peek() == Some(close) {
                 self.i += 1;
+                self.depth -= 1;
                 return Ok(out);
             }
             out.push(self.value()?);

@@ -4,9 +4,19 @@
 //! dtypes are an [`Error::Weights`] naming the key). `num_batches_tracked` buffers, which
 //! torchvision's batch norms carry but inference never reads, are skipped.
 
+//!
+//! Hostile files are bounded: files over [`MAX_WEIGHTS_FILE_BYTES`] and special files are
+//! refused before reading, the JSON header may hold at most
+//! [`MAX_SAFETENSORS_HEADER_BYTES`], every tensor's shape passes
+//! [`check_shape`], and all tensors together at most
+//! [`MAX_TOTAL_WEIGHT_BYTES`] once converted to `f32`.
+
 use super::{read_file, write_atomic};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
+use crate::limits::{
+    check_shape, MAX_SAFETENSORS_HEADER_BYTES, MAX_TOTAL_WEIGHT_BYTES, MAX_WEIGHTS_FILE_BYTES,
+};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use ::safetensors::tensor::TensorView;
@@ -22,21 +32,63 @@ const SKIPPED_SUFFIX: &str = "num_batches_tracked";
 ///
 /// Keys ending in `num_batches_tracked` are skipped. `F32`, `F16`, `BF16` and `F64` tensors
 /// are converted to `f32`; any other dtype is an [`Error::Weights`] naming the key. A
-/// truncated or corrupt file is an [`Error::Format`] naming `path`.
+/// truncated or corrupt file is an [`Error::Format`] naming `path`, as is a file over the
+/// caps of [`crate::limits`] (see the [module documentation](self)).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Weights> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        Error::format(
-            path,
-            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
-        )
-    })?;
+    let bytes = read_file(path, MAX_WEIGHTS_FILE_BYTES)?;
+    safetensors_from_bytes(&bytes, path)
+}
+
+/// Checks the header length a safetensors file states against
+/// [`MAX_SAFETENSORS_HEADER_BYTES`].
+fn check_header_len(bytes: &[u8], origin: &Path) -> Result<()> {
+    if let Some(n) = bytes.get(..8) {
+        let n = u64::from_le_bytes(n.try_into().expect("8 bytes"));
+        MAX_SAFETENSORS_HEADER_BYTES
+            .check("header length", n)
+            .map_err(|m| Error::format(origin, format!("not a valid safetensors file: {m}")))?;
+    }
+    Ok(())
+}
+
+/// A safetensors error as gconv's, naming `origin`.
+fn corrupt(origin: &Path, e: ::safetensors::SafeTensorError) -> Error {
+    Error::format(
+        origin,
+        format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+    )
+}
+
+/// Parses the header of a safetensors file held in memory.
+fn parse<'a>(bytes: &'a [u8], origin: &Path) -> Result<SafeTensors<'a>> {
+    check_header_len(bytes, origin)?;
+    SafeTensors::deserialize(bytes).map_err(|e| corrupt(origin, e))
+}
+
+/// Reads the tensors of a safetensors file held in memory, as [`read_safetensors`] does;
+/// `origin` names the bytes in errors.
+pub fn safetensors_from_bytes(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Weights> {
+    let origin = origin.as_ref();
+    let st = parse(bytes, origin)?;
+    let tensors: Vec<(&str, TensorView<'_>)> = st
+        .iter()
+        .filter(|(key, _)| !key.ends_with(SKIPPED_SUFFIX))
+        .collect();
+    // Every claim checked before anything is converted.
+    let mut total = 0u64;
+    for (key, view) in &tensors {
+        let n = check_shape(view.shape()).map_err(|msg| Error::Weights {
+            key: key.to_string(),
+            msg: format!("{}: {msg}", origin.display()),
+        })?;
+        total = total.saturating_add(4 * n as u64);
+    }
+    MAX_TOTAL_WEIGHT_BYTES
+        .check("tensors as f32", total)
+        .map_err(|m| Error::format(origin, m))?;
     let mut w = Weights::new();
-    for (key, view) in st.iter() {
-        if key.ends_with(SKIPPED_SUFFIX) {
-            continue;
-        }
+    for (key, view) in tensors {
         let data = to_f32(key, &view)?;
         let t = Tensor::new(view.shape().to_vec(), data).map_err(|e| Error::Weights {
             key: key.to_string(),
@@ -48,17 +100,21 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Weights> {
 }
 
 /// The `__metadata__` string map of a safetensors file (empty when it has none).
-pub fn read_safetensors_metadata(
-    path: impl AsRef<Path>,
-) -> Result<std::collections::BTreeMap<String, String>> {
+pub fn read_safetensors_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-        Error::format(
-            path,
-            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
-        )
-    })?;
+    let bytes = read_file(path, MAX_WEIGHTS_FILE_BYTES)?;
+    metadata_from_bytes(&bytes, path)
+}
+
+/// The `__metadata__` map of a safetensors file held in memory, as
+/// [`read_safetensors_metadata`] reads it; `origin` names the bytes in errors.
+pub fn metadata_from_bytes(
+    bytes: &[u8],
+    origin: impl AsRef<Path>,
+) -> Result<BTreeMap<String, String>> {
+    let origin = origin.as_ref();
+    check_header_len(bytes, origin)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(origin, e))?;
     Ok(meta
         .metadata()
         .clone()

@@ -112,10 +112,8 @@ pub(crate) fn eval(
             if value.data.len() != 1 {
                 return Err("ConstantOfShape value must hold one element".into());
             }
+            check_len(&dims)?;
             let len: usize = dims.iter().product();
-            if len > crate::limits::MAX_TENSOR_ELEMENTS {
-                return Err(format!("ConstantOfShape {dims:?} is too large"));
-            }
             Const::new(dims, value.data.pick(&vec![0; len]))
         }
         "Transpose" => {
@@ -296,7 +294,7 @@ fn broadcast_index(src: &[usize], out: &[usize]) -> Vec<usize> {
 fn check_len(dims: &[usize]) -> R<()> {
     dims.iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= crate::limits::MAX_TENSOR_ELEMENTS)
+        .filter(|&n| n <= crate::limits::MAX_TENSOR_ELEMENTS.as_usize())
         .map(|_| ())
         .ok_or_else(|| format!("a constant of shape {dims:?} is too large"))
 }

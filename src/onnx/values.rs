@@ -125,7 +125,7 @@ pub(crate) fn decode_tensor(t: &TensorProto) -> Result<Const, String> {
     let n = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= limits::MAX_TENSOR_ELEMENTS)
+        .filter(|&n| n <= limits::MAX_TENSOR_ELEMENTS.as_usize())
         .ok_or_else(|| format!("tensor `{name}` {dims:?} is too large"))?;
     let raw: &[u8] = t.raw_data.as_deref().unwrap_or(&[]);
     let dt = DataType::try_from(t.data_type.unwrap_or(0)).unwrap_or(DataType::Undefined);

@@ -34,7 +34,7 @@ impl FlgcSpec {
 
 /// Σ n_g·c_g when `n` outputs and `c` inputs are split as evenly as possible into `g` groups
 /// (the larger shares paired together).
-pub(crate) fn even_split_pairs(n: usize, c: usize, g: usize) -> u64 {
+pub fn even_split_pairs(n: usize, c: usize, g: usize) -> u64 {
     let g = g.max(1);
     let share = |total: usize, i: usize| total / g + usize::from(i < total % g);
     // Only the first max(n, c) mod g groups differ; the rest are all alike.
@@ -236,7 +236,8 @@ pub struct FlgcGrads {
     /// `∂L/∂x`, through the masked weight `W ⊙ M`.
     pub input: Tensor,
     /// `∂L/∂W = D = ∂L/∂(W ⊙ M)` on every entry (Eq. 16): weights outside today's grouping
-    /// keep learning, so a channel that changes group brings trained weights with it.
+    /// keep learning, so a channel that changes group brings trained weights with it. Rows of
+    /// dead filters (whose group has no input channel) are zero.
     pub weight: Tensor,
     /// `∂L/∂b`, `[N]`.
     pub bias: Option<Tensor>,
@@ -287,12 +288,21 @@ pub fn flgc_conv2d_backward(
     };
     let ConvGrads {
         input,
-        weight: d,
+        weight: mut d,
         bias,
     } = conv2d_backward(x, &wm, grad_out, &dense)?;
     let [n, c] = mask.dims2("flgc mask")?;
     let [_, g] = select_in.dims2("flgc select_in")?;
     let kk = s.window();
+    // A filter whose group has no input channel outputs a constant that does not depend on W
+    // or on its own selection: it gets no weight or mask gradient. (Its gradient from a
+    // following BN is ~1/√eps times larger than anyone else's, since the channel has no
+    // variance; letting it through inflates W, T̄ and S̄ updates.)
+    for (o, row) in d.data_mut().chunks_mut(c * kk).enumerate() {
+        if mask.data()[o * c..(o + 1) * c].iter().all(|&m| m == 0.0) {
+            row.fill(0.0);
+        }
+    }
     let gm = Tensor::from_fn(&[n, c], |i| {
         let dd = &d.data()[i * kk..(i + 1) * kk];
         let ww = &weight.data()[i * kk..(i + 1) * kk];

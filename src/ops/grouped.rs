@@ -84,11 +84,12 @@ impl GroupedConvTable {
     /// the lists, output ranges tiling `out_index` in order, `out_index` a permutation.
     pub fn validate(&self, layer: &str, c: usize) -> Result<()> {
         let s = &self.spec;
-        s.check(layer, c, false).or_else(|e| match e {
-            // The table, not `groups`, says how channels are split.
-            Error::Shape { ref msg, .. } if msg.starts_with("groups") => Ok(()),
-            e => Err(e),
-        })?;
+        // The table, not `groups`, says how channels are split: check the rest of the spec.
+        let one = Conv2dSpec {
+            groups: 1,
+            ..s.clone()
+        };
+        one.check(layer, c, false)?;
         if let Some(&bad) = self.in_index.iter().find(|&&i| i >= c) {
             return Err(Error::shape(
                 layer,

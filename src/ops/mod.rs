@@ -24,8 +24,8 @@ pub use activation::{relu, relu6, relu6_backward, relu_backward, Activation, Rel
 pub use channels::{concat_channels, Concat};
 pub use conv::{conv2d, conv2d_backward, Conv2dSpec, ConvGrads};
 pub use flgc::{
-    flgc_conv2d, flgc_conv2d_backward, flgc_mask, masked_weight, row_argmax, row_softmax,
-    row_softmax_backward, FlgcGrads, FlgcSpec,
+    even_split_pairs, flgc_conv2d, flgc_conv2d_backward, flgc_mask, masked_weight, row_argmax,
+    row_softmax, row_softmax_backward, FlgcGrads, FlgcSpec,
 };
 pub use grouped::{grouped_conv_indexed, grouped_conv_table, GroupRange, GroupedConvTable};
 pub use linear::{linear, linear_backward, Linear};

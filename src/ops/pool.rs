@@ -142,14 +142,14 @@ impl OpDef for AdaptiveAvgPool {
             ));
         }
         let [oh, ow] = self.output;
-        if oh.checked_mul(ow).is_none_or(|n| n > limits::MAX_PLANE) {
+        if oh
+            .checked_mul(ow)
+            .is_none_or(|n| n > limits::MAX_PLANE.as_usize())
+        {
+            let what = format!("adaptive pool output {oh}×{ow}");
             return Err(Error::shape(
                 layer,
-                format!(
-                    "adaptive pool output {oh}×{ow} exceeds the limit of {} values per plane \
-                     (gconv::limits::MAX_PLANE)",
-                    limits::MAX_PLANE
-                ),
+                limits::MAX_PLANE.exceeded(&what, "more"),
             ));
         }
         Ok(vec![c, oh, ow])

@@ -10,8 +10,10 @@
 pub mod backward;
 pub mod data;
 pub mod gpu;
+pub mod log;
 pub mod optim;
 pub mod run;
+pub mod selection;
 pub mod tape;
 pub mod trainer;
 

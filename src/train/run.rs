@@ -24,6 +24,10 @@ pub struct Progress {
     pub steps: usize,
     /// Mean loss over the epoch so far.
     pub loss: f64,
+    /// This step's batch loss.
+    pub batch_loss: f32,
+    /// This step's learning rate.
+    pub lr: f32,
 }
 
 /// A trainer: one SGD step at a time on a graph it owns, on some device.
@@ -99,6 +103,8 @@ pub trait Train {
                 step: k + 1,
                 steps,
                 loss: loss_sum / samples as f64,
+                batch_loss: st.loss,
+                lr: self.lr(),
             });
         }
         Ok(EpochStats {

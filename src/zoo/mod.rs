@@ -184,7 +184,8 @@ pub const BUILTIN_SCHEMES: &[(&str, &str)] = &[
 ];
 
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+    // Capped, regular files only, UTF-8 checked (see `crate::limits`).
+    crate::io::read_text_file(path)
 }
 
 impl ModelSpec {

@@ -18,6 +18,8 @@ pub enum SuiteArg {
     Mobilenet,
     /// Group-count sweep over single layers.
     Sweep,
+    /// Your own models (--model; selected by default when --model is given).
+    Models,
 }
 
 /// Options of `gconv bench`.
@@ -68,6 +70,11 @@ pub struct Args {
     /// Sweep group counts (comma-separated).
     #[arg(long, value_delimiter = ',')]
     sweep_g: Option<Vec<usize>>,
+    /// Your own model to time (repeatable): an .onnx file (also run with its channel
+    /// permutations unfolded when the fold did something), a `gconv export` file, or a zoo
+    /// name / .toml. With --model and no --suite, only your models run.
+    #[arg(long)]
+    model: Vec<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -90,8 +97,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
             SuiteArg::Paper2 => Suite::Paper2,
             SuiteArg::Mobilenet => Suite::Mobilenet,
             SuiteArg::Sweep => Suite::Sweep,
+            SuiteArg::Models => Suite::Models,
         })
         .collect();
+    if !a.model.is_empty() && !suites.contains(&Suite::Models) {
+        suites.push(Suite::Models);
+    }
+    cfg.models = a.model.clone();
+    if suites.contains(&Suite::Models) && cfg.models.is_empty() {
+        return Err(gconv::Error::InvalidArgument(
+            "--suite models needs at least one --model".into(),
+        ));
+    }
     if a.sweep_groups && !suites.contains(&Suite::Sweep) {
         suites.push(Suite::Sweep);
     }

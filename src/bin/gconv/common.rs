@@ -25,6 +25,24 @@ impl From<ConvArg> for ConvKind {
     }
 }
 
+/// How FLGC selection matrices start (see `gconv::train::selection`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlgcInitArg {
+    /// The SGC partition ahead by a margin, plus small noise: no empty group at the start.
+    Balanced,
+    /// Standard Gaussian, as in Wang et al.
+    Gaussian,
+}
+
+impl From<FlgcInitArg> for gconv::train::selection::FlgcInit {
+    fn from(a: FlgcInitArg) -> Self {
+        match a {
+            FlgcInitArg::Balanced => Self::Balanced,
+            FlgcInitArg::Gaussian => Self::Gaussian,
+        }
+    }
+}
+
 /// Which model, and its variations.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {

@@ -3,7 +3,7 @@
 
 use crate::infer::FlgcArg;
 use gconv::compile::{compile, CompileOptions};
-use gconv::graph::Op;
+use gconv::train::selection::layer_groups;
 use gconv::Result;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,27 +42,39 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     gconv::io::write_exported(&a.out, &g, &w, &meta)?;
     let (before, after) = (graph.cost(), g.cost());
     println!(
-        "{}: {} nodes → {} nodes, {:.2} → {:.2} MMACs/image, {} → {} params; wrote {}",
+        "{}: {} nodes → {} nodes, {} → {} params; wrote {}",
         c.spec.name,
         graph.nodes.len(),
         g.nodes.len(),
-        before.total_macs as f64 / 1e6,
-        after.total_macs as f64 / 1e6,
         before.total_params,
         after.total_params,
         a.out.display()
     );
-    for n in &g.nodes {
-        if let Op::GroupedConvTable(t) = &n.op {
-            let sizes: Vec<String> = t
-                .table
-                .iter()
-                .map(|r| format!("{}→{}", r.in_len, r.out_len))
+    let groups = layer_groups(&graph, &c.weights)?;
+    if !groups.is_empty() {
+        // The FLGC graph is costed as SGC at the same G (channels split evenly).
+        let (sgc, exported) = (before.total_macs as f64, after.total_macs as f64);
+        println!(
+            "  MACs/image: {:.3} M exported vs {:.3} M for SGC at the same G ({:+.1} %)",
+            exported / 1e6,
+            sgc / 1e6,
+            100.0 * (exported / sgc - 1.0)
+        );
+        println!("  per FLGC layer: group sizes (in→out channels), MACs/pixel vs SGC's");
+        for l in &groups {
+            let sizes: Vec<String> = (0..l.in_sizes.len())
+                .map(|j| format!("{}→{}", l.in_sizes[j], l.out_sizes[j]))
                 .collect();
+            let dead = match l.dead_filters {
+                0 => String::new(),
+                d => format!(" | {d} filters without input (constant outputs, no MACs)"),
+            };
             println!(
-                "  {}: groups (in→out channels) {}",
-                n.name,
-                sizes.join(", ")
+                "  {:<24} {} | {} vs {}{dead}",
+                l.layer,
+                sizes.join(" "),
+                l.macs_per_pixel,
+                l.sgc_macs_per_pixel
             );
         }
     }

@@ -89,21 +89,60 @@ fn read_input(path: &std::path::Path, chw: [usize; 3]) -> Result<Tensor> {
     }
 }
 
-/// `--model` naming a file written by `gconv export` (graph + weights in one safetensors).
-fn exported_model(model: &str) -> Option<std::path::PathBuf> {
+/// `--model` naming a file written by `gconv export` (graph + weights in one safetensors):
+/// `Ok(Some(path))`. A zoo name or a TOML file: `Ok(None)`. Any other file — a training
+/// checkpoint, plain weights, binary garbage, a special file — is an error that says what
+/// the file is and what to do with it, rather than a TOML parser's complaint about UTF-8.
+fn exported_model(model: &str) -> Result<Option<PathBuf>> {
     let p = std::path::Path::new(model);
     let is_toml = p
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    if is_toml || !p.is_file() {
-        return None;
+    let builtin = gconv::zoo::BUILTIN_MODELS.iter().any(|(n, _)| *n == model);
+    // Zoo names, missing paths and special files go to the zoo, which names the problem.
+    if is_toml || builtin || !std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+        return Ok(None);
     }
-    io::read_safetensors_metadata(p)
-        .ok()
-        .filter(|m| m.contains_key(io::exported::GRAPH_KEY))
-        .map(|_| p.to_path_buf())
+    let show = p.display();
+    let meta = match io::read_safetensors_metadata(p) {
+        Ok(meta) => meta,
+        // Not safetensors: a model description (TOML text) without the extension, unless
+        // it is not text either.
+        Err(Error::Format { msg, .. }) => {
+            return match io::read_text_file(p) {
+                Ok(_) => Ok(None),
+                Err(_) => Err(Error::format(
+                    p,
+                    format!(
+                        "neither a model description (TOML text) nor a model written by \
+                         `gconv export` (safetensors): {msg}"
+                    ),
+                )),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if meta.contains_key(io::exported::GRAPH_KEY) {
+        return Ok(Some(p.to_path_buf()));
+    }
+    let msg = if meta.contains_key(CHECKPOINT_KEY) {
+        format!(
+            "a training checkpoint, not a model: export it first \
+             (`gconv export --checkpoint {show} --out model.safetensors`, then \
+             `gconv infer --model model.safetensors`), or score it with `gconv eval --checkpoint {show}`"
+        )
+    } else {
+        format!(
+            "a weights file, not a model: name the model with --model (a zoo name or a .toml \
+             file) and pass this file with `--weights {show}`"
+        )
+    };
+    Err(Error::format(p, msg))
 }
+
+/// Metadata key of the model description in a `gconv train` checkpoint.
+const CHECKPOINT_KEY: &str = "gconv_model";
 
 /// Runs an exported model (its graph is fixed: FLGC already re-ordered, BN already folded).
 fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
@@ -174,7 +213,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(p) = onnx_path(&a.model.model) {
         return run_onnx(&a, &p);
     }
-    if let Some(p) = exported_model(&a.model.model) {
+    if let Some(p) = exported_model(&a.model.model)? {
         return run_exported(&a, &p);
     }
     // The model's input size follows a .npy input; an image is resized to the model.
@@ -232,10 +271,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let mut reference = cpu.load(&spec, weights, &opts)?;
         let want = reference.run(&x)?;
         let tol = Tolerance::F32_MODEL;
+        // NaN and infinities are data: NaN vs NaN is a mismatch (see `testing::compare`).
         let c = compare(y.data(), want.data(), tol);
         report["compare"] = serde_json::json!({
             "max_abs": c.max_abs, "max_rel": c.max_rel, "mismatches": c.mismatches,
             "atol": tol.atol, "rtol": tol.rtol, "ok": c.mismatches == 0,
+            // Values as text: JSON has no NaN or infinity.
+            "first_mismatch": c.first_mismatch.map(|(i, g, w)| serde_json::json!({
+                "index": i, "gpu": g.to_string(), "cpu": w.to_string(),
+            })),
         });
         if c.mismatches > 0 {
             code = ExitCode::from(1);
@@ -259,10 +303,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
             println!("wrote {}", out.display());
         }
         if let Some(c) = report.get("compare") {
+            // A non-finite error is `null` in JSON: print it as infinite.
+            let err = |k: &str| c[k].as_f64().unwrap_or(f64::INFINITY);
+            let first = match &c["first_mismatch"] {
+                serde_json::Value::Object(m) => format!(
+                    " (first at index {}: GPU {}, CPU {})",
+                    m["index"],
+                    m["gpu"].as_str().unwrap_or("?"),
+                    m["cpu"].as_str().unwrap_or("?")
+                ),
+                _ => String::new(),
+            };
             println!(
-                "GPU vs CPU: max abs {:.3e}, max rel {:.3e}, {} outside atol {} + rtol {} → {}",
-                c["max_abs"].as_f64().unwrap_or(f64::NAN),
-                c["max_rel"].as_f64().unwrap_or(f64::NAN),
+                "GPU vs CPU: max abs {:.3e}, max rel {:.3e}, {} outside atol {} + rtol {}{first} → {}",
+                err("max_abs"),
+                err("max_rel"),
                 c["mismatches"],
                 c["atol"],
                 c["rtol"],

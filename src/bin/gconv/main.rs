@@ -7,6 +7,7 @@ mod export;
 mod infer;
 mod info;
 mod models;
+mod plot;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
     Bench(bench::Args),
     /// Train a zoo model (dense / SGC / FLGC) on Fashion-MNIST, with checkpoints.
     Train(train::Args),
+    /// Loss and accuracy curves (SVG + PNG) of training logs written by `train --log`.
+    Plot(plot::Args),
     /// Evaluate a training checkpoint or an exported model on a test set.
     Eval(eval::EvalArgs),
     /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
@@ -40,6 +43,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, stop quietly when the reader of stdout goes away
+    // (`gconv export … | head`) instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off"),
     )
@@ -51,6 +61,7 @@ fn main() -> ExitCode {
         Command::Infer(a) => infer::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Eval(a) => eval::eval(a),
         Command::Export(a) => export::export(a),
     };

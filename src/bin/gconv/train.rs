@@ -1,9 +1,11 @@
 //! `gconv train`: argument parsing and printing around the library's training
 //! ([`gconv::train::Train`], checkpoints in [`gconv::io::checkpoint`]).
 
-use crate::common::{ConvArg, DeviceArg};
+use crate::common::{ConvArg, DeviceArg, FlgcInitArg};
 use gconv::gpu::GpuContext;
 use gconv::io::{Checkpoint, FashionMnist, TrainingData};
+use gconv::train::log::TrainLog;
+use gconv::train::selection::{group_changes, init_selection, layer_groups, GroupChanges};
 use gconv::train::{self, LrSchedule, TrainConfig};
 use gconv::zoo::{Arch, ModelSpec};
 use gconv::{Error, Result, Weights};
@@ -89,6 +91,14 @@ pub struct Args {
     /// Resume from this checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// How FLGC selection matrices start: `balanced` (the SGC partition ahead by a margin
+    /// plus small noise, so no group starts empty) or `gaussian` (N(0, 1), as in the paper).
+    #[arg(long, value_enum, default_value_t = FlgcInitArg::Balanced)]
+    flgc_init: FlgcInitArg,
+    /// Write a JSON-lines log (every step's loss, every epoch's metrics and FLGC grouping;
+    /// appended to on --resume); `gconv plot LOG` draws its curves.
+    #[arg(long)]
+    log: Option<PathBuf>,
     /// Print one JSON line per epoch.
     #[arg(long)]
     json: bool,
@@ -233,7 +243,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             c.weights.validate(&graph)?;
             (c.weights, Some(c.momentum), c.epoch)
         }
-        None => (Weights::init(&graph, a.seed), None, 0),
+        None => {
+            let mut w = Weights::init(&graph, a.seed);
+            init_selection(&graph, &mut w, a.flgc_init.into(), a.seed);
+            (w, None, 0)
+        }
     };
     let mut trainer = train::trainer_for(gpu_context(a.device)?, graph, weights, cfg)?;
     if let Some(m) = &momentum {
@@ -242,16 +256,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let device = trainer.device();
     let cost = trainer.graph().cost();
     let memory = trainer.memory_plan(a.batch)?;
+    let header = serde_json::json!({
+        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
+        "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
+        "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
+        "macs": cost.total_macs, "params": cost.total_params,
+        "train_n": train.n, "val_n": val.n, "device": device,
+        "step_memory": memory,
+    });
+    let mut log = match &a.log {
+        Some(p) => Some(TrainLog::open(p, a.resume.is_some())?),
+        None => None,
+    };
+    if let Some(l) = &mut log {
+        l.write("run", header.clone())?;
+    }
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
-                "macs": cost.total_macs, "params": cost.total_params,
-                "train_n": train.n, "val_n": val.n, "device": device,
-                "step_memory": memory,
-            })
-        );
+        println!("{header}");
     } else {
         println!(
             "training {} ({:.1} MMACs/image, {} params) on {} images, validating on {}, device: {device}",
@@ -273,19 +294,35 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let schedule = schedule(&a);
     let norm = gconv::io::Normalization { mean, std };
+    let mut groups = layer_groups(trainer.graph(), &trainer.weights()?)?;
+    let steps = train.n.div_ceil(a.batch);
     for epoch in start_epoch..a.epochs {
-        let bar = progress_bar(a.json, train.n.div_ceil(a.batch));
+        let bar = progress_bar(a.json, steps);
         let t0 = Instant::now();
+        let mut log_error = None;
         let stats = trainer.train_epoch(&train, a.batch, epoch, &schedule, true, &mut |p| {
             bar.set_message(format!("{}/{} loss {:.3}", epoch + 1, a.epochs, p.loss));
             bar.set_position(p.step as u64);
+            if let (Some(l), None) = (&mut log, &log_error) {
+                let step = epoch * steps + p.step;
+                let r = serde_json::json!({"epoch": epoch + 1, "step": step,
+                    "loss": p.batch_loss, "lr": p.lr});
+                log_error = l.write("step", r).err();
+            }
         })?;
         bar.finish_and_clear();
+        if let Some(e) = log_error {
+            return Err(e);
+        }
         let secs = t0.elapsed().as_secs_f64();
         let (vloss, vcorrect) = trainer.evaluate_dataset(&val, 256)?;
+        let weights = trainer.weights()?;
+        let now = layer_groups(trainer.graph(), &weights)?;
+        let changes = group_changes(&groups, &now);
+        groups = now;
         let checkpoint = Checkpoint {
             spec: spec.clone(),
-            weights: trainer.weights()?,
+            weights,
             momentum: trainer.optimizer_state()?,
             epoch: epoch + 1,
             norm: norm.clone(),
@@ -299,7 +336,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "val_acc": vcorrect as f64 / val.n.max(1) as f64,
             "images_per_s": stats.samples as f64 / secs,
             "device": device,
+            "flgc": changes,
         });
+        if let Some(l) = &mut log {
+            l.write("epoch", line.clone())?;
+        }
         if a.json {
             println!("{line}");
         } else {
@@ -314,16 +355,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 line["images_per_s"].as_f64().unwrap_or(0.0),
                 a.checkpoint.display()
             );
+            print_group_changes(&changes);
         }
     }
     if let Some(test) = &test {
         let (tloss, tcorrect) = trainer.evaluate_dataset(test, 256)?;
         let acc = tcorrect as f64 / test.n as f64;
+        let line = serde_json::json!({"test_loss": tloss, "test_acc": acc, "test_n": test.n});
+        if let Some(l) = &mut log {
+            l.write("test", line.clone())?;
+        }
         if a.json {
-            println!(
-                "{}",
-                serde_json::json!({"test_loss": tloss, "test_acc": acc, "test_n": test.n})
-            );
+            println!("{line}");
         } else {
             println!(
                 "test: loss {tloss:.4}, accuracy {:.2} % ({tcorrect}/{})",
@@ -333,4 +376,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per FLGC layer: what moved this epoch and the group sizes now.
+fn print_group_changes(changes: &[GroupChanges]) {
+    for c in changes {
+        println!(
+            "  {:<24} moved {:>3} in / {:>3} out | empty in-groups {} ({} dead filters) | sizes in {}–{}, out {}–{}",
+            c.layer,
+            c.moved_in,
+            c.moved_out,
+            c.empty_in,
+            c.dead_filters,
+            c.in_range.0,
+            c.in_range.1,
+            c.out_range.0,
+            c.out_range.1
+        );
+    }
 }

@@ -183,8 +183,9 @@ pub struct SelectGradArgs {
     pub d_select_out: Arg,
 }
 
-/// Straight-through selection gradients (Eqs. 17–18): `Gm = Σ_k D ⊙ W`, then `Gmᵀ·T` and
-/// `Gm·S` through the row-softmax Jacobian. Three calls.
+/// Straight-through selection gradients (Eqs. 17–18): the rows of `D` of dead filters (no
+/// input channel in their group) zeroed in place, `Gm = Σ_k D ⊙ W`, then `Gmᵀ·T` and `Gm·S`
+/// through the row-softmax Jacobian. Four calls.
 pub fn select_grad(
     ctx: &GpuContext,
     label: &str,
@@ -219,6 +220,14 @@ pub fn select_grad(
     };
     let with = |total| FlgcParams { total, ..base };
     Ok(vec![
+        call(
+            ctx,
+            (&format!("{label} dead filters"), "zero_dead_filters"),
+            &with(n as u32),
+            &a.weight,
+            [None, Some(&a.in_index), Some(&a.out_index)],
+            (&a.d_masked, None),
+        )?,
         call(
             ctx,
             (&format!("{label} mask grad"), "mask_grad"),

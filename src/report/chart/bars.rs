@@ -97,5 +97,7 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
         }
     }
 
-    draw_x_labels(root, &c.categories, &xl, |i| chart.backend_coord(&(i as f64, lo)))
+    draw_x_labels(root, &c.categories, &xl, |i| {
+        chart.backend_coord(&(i as f64, lo))
+    })
 }

@@ -65,5 +65,7 @@ pub(super) fn draw_lines<DB: DrawingBackend>(
         }
     }
 
-    draw_x_labels(root, &c.x_labels, &xl, |i| chart.backend_coord(&(i as f64, lo)))
+    draw_x_labels(root, &c.x_labels, &xl, |i| {
+        chart.backend_coord(&(i as f64, lo))
+    })
 }

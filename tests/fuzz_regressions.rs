@@ -1,0 +1,93 @@
+//! Every input with which `cargo fuzz` (fuzz/, `scripts/fuzz_smoke.sh`) crashed a reader,
+//! kept under `tests/fixtures/fuzz/<target>/` and fed to the same entry point as the fuzz
+//! target: each must now be an `Error` with the expected message, never a panic. A file of
+//! those folders that no case here names fails the test, so no crash input goes untested.
+
+use gconv::io;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(target)
+}
+
+/// What the `exported_graph_json` fuzz target does: `json` as the graph of an exported model
+/// holding no tensors.
+fn exported_graph_json(json: &[u8]) -> gconv::Result<()> {
+    let json = std::str::from_utf8(json).expect("the JSON fixtures are UTF-8");
+    let meta = BTreeMap::from([(io::exported::GRAPH_KEY.to_string(), json.to_string())]);
+    let header = serde_json::json!({ "__metadata__": meta }).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    io::exported_from_bytes(&bytes, "fuzz.safetensors").map(drop)
+}
+
+/// Runs one fuzz target's entry point on `bytes`.
+fn run(target: &str, bytes: &[u8]) -> gconv::Result<()> {
+    match target {
+        "exported" => io::exported_from_bytes(bytes, "fuzz.safetensors").map(drop),
+        "exported_graph_json" => exported_graph_json(bytes),
+        other => panic!("no entry point for fuzz target {other}"),
+    }
+}
+
+/// `(target, file, words the error must contain)`, one per crash found, with what it was.
+const CASES: &[(&str, &str, &str)] = &[
+    // Found by `exported` in its first seconds: a grouped conv table with stride 0 divided
+    // by zero in shape inference (`Conv2dSpec::out_hw`); the raw 63 KB input.
+    (
+        "exported",
+        "table-stride-zero.safetensors",
+        "kernel, stride and dilation must be at least 1",
+    ),
+    // The same, reduced by hand to its graph.
+    (
+        "exported_graph_json",
+        "table-stride-zero.json",
+        "t: kernel, stride and dilation must be at least 1",
+    ),
+    // Its sibling: kernel 0 underflowed `kernel - 1` in the same formula.
+    (
+        "exported_graph_json",
+        "table-kernel-zero.json",
+        "t: kernel, stride and dilation must be at least 1",
+    ),
+];
+
+#[test]
+fn every_crash_input_is_now_an_error() {
+    for &(target, file, needle) in CASES {
+        let bytes = std::fs::read(dir(target).join(file)).unwrap();
+        match run(target, &bytes) {
+            Err(e) => {
+                let m = e.to_string();
+                assert!(
+                    m.contains(needle),
+                    "{target}/{file}: {m:?} lacks {needle:?}"
+                );
+            }
+            Ok(()) => panic!("{target}/{file} was accepted"),
+        }
+    }
+}
+
+#[test]
+fn every_fixture_is_a_case() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let mut seen = 0;
+    for target in std::fs::read_dir(&root).unwrap() {
+        let target = target.unwrap();
+        let t = target.file_name().to_string_lossy().into_owned();
+        for f in std::fs::read_dir(target.path()).unwrap() {
+            let f = f.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                CASES.iter().any(|&(ct, cf, _)| ct == t && cf == f),
+                "tests/fixtures/fuzz/{t}/{f} has no case in CASES"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, CASES.len(), "a case names a missing file");
+}
