@@ -17,7 +17,7 @@ fn a_batch_too_large_for_one_binding_runs_in_chunks() {
     // 8 × 1024² floats = 32 MiB per sample: a few samples exceed lavapipe's 128 MiB binding.
     let [c, h, w] = [8, 1024, 1024];
     let per_sample = (4 * c * h * w) as u64;
-    let binding = ctx.limits.max_storage_buffer_binding_size as u64;
+    let binding = ctx.limits.max_storage_buffer_binding_size;
     let batch = (binding / per_sample + 1).clamp(2, 9) as usize;
     let mut b = GraphBuilder::new("wide", [c, h, w]);
     let x = b.input();
@@ -44,7 +44,7 @@ fn a_batch_too_large_for_one_binding_runs_in_chunks() {
 fn an_activation_too_large_at_batch_1_is_still_an_error() {
     let _g = common::serial();
     let Some(ctx) = common::gpu() else { return };
-    let binding = ctx.limits.max_storage_buffer_binding_size as u64;
+    let binding = ctx.limits.max_storage_buffer_binding_size;
     let side = ((binding / 4 / 2) as f64).sqrt() as usize + 16; // 2 channels of side² > binding
     if (2 * side * side) as u64 > gconv::limits::MAX_TENSOR_ELEMENTS.value {
         return; // a real GPU binds more than gconv lets a tensor hold
