@@ -20,6 +20,8 @@ pub enum SuiteArg {
     Sweep,
     /// Your own models (--model; selected by default when --model is given).
     Models,
+    /// The adapter's roof: streaming read GB/s and best GEMM GFLOP/s.
+    Roofline,
 }
 
 /// Options of `gconv bench`.
@@ -75,6 +77,16 @@ pub struct Args {
     /// name / .toml. With --model and no --suite, only your models run.
     #[arg(long)]
     model: Vec<String>,
+    /// Per-layer rows for paper1 too, and per-layer tables (kernel, ms, GFLOP/s or GB/s,
+    /// % of the roof) in the text report.
+    #[arg(long)]
+    per_layer: bool,
+    /// Tune each model's layers missing from the kernel cache before timing it (GPU).
+    #[arg(long, conflicts_with = "no_tune")]
+    tune: bool,
+    /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
+    #[arg(long)]
+    no_tune: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -98,6 +110,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             SuiteArg::Mobilenet => Suite::Mobilenet,
             SuiteArg::Sweep => Suite::Sweep,
             SuiteArg::Models => Suite::Models,
+            SuiteArg::Roofline => Suite::Roofline,
         })
         .collect();
     if !a.model.is_empty() && !suites.contains(&Suite::Models) {
@@ -136,6 +149,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(g) = a.sweep_g.clone() {
         cfg.sweep_groups = g;
     }
+    cfg.per_layer = a.per_layer;
+    cfg.tune = a.tune;
+    cfg.tuned = !a.no_tune;
     let bar = if a.json {
         ProgressBar::hidden()
     } else {
