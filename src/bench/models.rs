@@ -147,8 +147,10 @@ pub fn run_models(
             };
             let wr = (cfg.warmup.min(1), cfg.repeats);
             let (method, per_layer) = layer_times(&mut model, &x, wr, roof)?;
-            let layers: Vec<(String, f64)> =
-                per_layer.iter().map(|l| (l.name.clone(), l.seconds)).collect();
+            let layers: Vec<(String, f64)> = per_layer
+                .iter()
+                .map(|l| (l.name.clone(), l.seconds))
+                .collect();
             let again = fold && permutations.as_ref().is_some_and(folded_something);
             rows.push(UserModelRow {
                 model: label,

@@ -59,7 +59,11 @@ pub fn ideal_seconds(r: &Roofline, macs: u64, bytes: u64) -> f64 {
 /// `(MACs, bytes)` of node `name` of `graph` (whose cost is `cost`) for `batch` samples
 /// (`None`: not a node).
 pub fn node_work(graph: &Graph, cost: &ModelCost, name: &str, batch: usize) -> Option<(u64, u64)> {
-    let (i, node) = graph.nodes.iter().enumerate().find(|(_, n)| n.name == name)?;
+    let (i, node) = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.name == name)?;
     // `cost.layers` has one entry per node but the input.
     let c = cost.layers.get(i.checked_sub(1)?)?;
     let numel = |s: &[usize]| s.iter().product::<usize>() as u64;
@@ -123,10 +127,7 @@ pub fn layer_rows(
 pub fn rows_roof_pct(rows: &[&LayerRow], roof: Option<&Roofline>) -> Option<f64> {
     let r = roof?;
     let t: f64 = rows.iter().map(|l| l.seconds).sum();
-    let ideal: f64 = rows
-        .iter()
-        .map(|l| ideal_seconds(r, l.macs, l.bytes))
-        .sum();
+    let ideal: f64 = rows.iter().map(|l| ideal_seconds(r, l.macs, l.bytes)).sum();
     (t > 0.0).then(|| 100.0 * ideal / t)
 }
 

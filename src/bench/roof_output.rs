@@ -21,7 +21,11 @@ pub(super) fn roofline_table(r: &BenchReport) -> Option<(String, String)> {
         .all
         .iter()
         .map(|(k, v)| {
-            let unit = if k.starts_with("read") { "GB/s" } else { "GFLOP/s" };
+            let unit = if k.starts_with("read") {
+                "GB/s"
+            } else {
+                "GFLOP/s"
+            };
             vec![k.clone(), format!("{v:.2}"), unit.into()]
         })
         .collect();
@@ -71,7 +75,11 @@ pub fn worst_layers(rows: &[LayerRow], n: usize) -> Vec<&LayerRow> {
         .iter()
         .filter(|l| l.roof_pct.is_some() && l.seconds >= 0.02 * total)
         .collect();
-    v.sort_by(|a, b| a.roof_pct.unwrap_or(0.0).total_cmp(&b.roof_pct.unwrap_or(0.0)));
+    v.sort_by(|a, b| {
+        a.roof_pct
+            .unwrap_or(0.0)
+            .total_cmp(&b.roof_pct.unwrap_or(0.0))
+    });
     v.truncate(n);
     v
 }

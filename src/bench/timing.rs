@@ -18,7 +18,12 @@ pub(super) fn input_for(g: &Graph, batch: usize, seed: u32) -> Tensor {
     })
 }
 
-pub(super) fn time_model(model: &mut Model, x: &Tensor, warmup: usize, repeats: usize) -> Result<Stats> {
+pub(super) fn time_model(
+    model: &mut Model,
+    x: &Tensor,
+    warmup: usize,
+    repeats: usize,
+) -> Result<Stats> {
     let once = |m: &mut Model| -> Result<f64> {
         let t0 = Instant::now();
         match m.gpu_model() {

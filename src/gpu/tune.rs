@@ -14,7 +14,8 @@
 //! Each candidate runs once (warm-up, and its output is compared with the default's within
 //! [`Tolerance::F32_OP`]: a kernel that disagrees is never chosen), then `repeats` rounds time
 //! the candidates interleaved (so a machine slowing down affects all alike); after the first
-//! round a candidate 3× slower than the best is dropped. The median decides.
+//! round a candidate 3× slower than the best is dropped. The median decides; another kernel
+//! than the default must be at least [`MIN_GAIN`] faster to be chosen.
 //!
 //! **Use**: [`cached_choice`] turns the cache into a [`KernelChoice`] for a graph.
 //! [`crate::Runtime`] applies it to every GPU model it loads (at
@@ -32,8 +33,8 @@
 pub mod cache;
 
 use super::choice::{
-    applicable, first, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel,
-    CONV_FORWARD, LINEAR_FORWARD,
+    applicable, first, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel, CONV_FORWARD,
+    LINEAR_FORWARD,
 };
 use super::context::GpuContext;
 use super::executor::GpuModel;
@@ -54,10 +55,18 @@ use std::time::Instant;
 /// At most this many candidates are timed per layer.
 pub const MAX_CANDIDATES: usize = 6;
 
+/// Another kernel than the default is chosen only when its median is at least this much
+/// faster (5 %): below that, timings of one process are noise.
+pub const MIN_GAIN: f64 = 0.05;
+
 /// Whether cached choices are used: not when `GCONV_TUNE` is `off`, `0`, `false` or `no`.
 pub fn enabled() -> bool {
-    !std::env::var("GCONV_TUNE")
-        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no"))
+    !std::env::var("GCONV_TUNE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    })
 }
 
 /// What a tunable layer computes.
@@ -224,7 +233,9 @@ pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
                 let pick = if c.table {
                     None
                 } else {
-                    FastConv::conv2d(&c.spec, c.in_hw, None).ok().map(|f| f.entry())
+                    FastConv::conv2d(&c.spec, c.in_hw, None)
+                        .ok()
+                        .map(|f| f.entry())
                 };
                 let width = |e: &conv_fast::Entry| e.tile.ms * e.tile.s;
                 let w0 = pick.as_ref().map_or(8, width);
@@ -336,7 +347,12 @@ fn layer_graph(l: &TunableLayer) -> Result<Graph> {
     let input = match l.in_shape[..] {
         [c, h, w] => [c, h, w],
         [n] => [n, 1, 1],
-        _ => return Err(Error::shape(&l.node, "cannot tune a layer of this input rank")),
+        _ => {
+            return Err(Error::shape(
+                &l.node,
+                "cannot tune a layer of this input rank",
+            ))
+        }
     };
     let mut b = GraphBuilder::new(format!("tune {}", l.node), input);
     let mut x = b.input();
@@ -422,11 +438,17 @@ pub fn tune_layer(ctx: &Arc<GpuContext>, l: &TunableLayer, repeats: usize) -> Re
         t.sort_by(f64::total_cmp);
         rows[*i].median_s = Some(t[t.len() / 2]);
     }
-    let best = live
+    let median = |i: usize| rows[i].median_s.unwrap_or(f64::INFINITY);
+    let fastest = live
         .iter()
         .map(|(i, ..)| *i)
-        .min_by(|&p, &q| rows[p].median_s.unwrap().total_cmp(&rows[q].median_s.unwrap()))
+        .min_by(|&p, &q| median(p).total_cmp(&median(q)))
         .unwrap_or(0);
+    let best = if median(fastest) <= (1.0 - MIN_GAIN) * median(0) {
+        fastest
+    } else {
+        0
+    };
     let speedup = match (rows[0].median_s, rows[best].median_s) {
         (Some(d), Some(b)) if b > 0.0 => d / b,
         _ => 1.0,
@@ -453,7 +475,9 @@ pub fn tune_graph(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<LayerTuning>> {
     if opts.batch == 0 {
-        return Err(Error::InvalidArgument("tuning batch must be at least 1".into()));
+        return Err(Error::InvalidArgument(
+            "tuning batch must be at least 1".into(),
+        ));
     }
     let adapter = adapter_key(&ctx.info);
     let layers = tunable_layers(graph, opts.batch);
@@ -492,7 +516,12 @@ pub fn tune_graph(
 /// The cached kernel choices for `graph` at `batch` on `ctx` (empty when [`enabled`] is
 /// false or nothing is cached). `training`: for a training lowering, so only kernels that
 /// run weights that change every step are kept.
-pub fn cached_choice(ctx: &GpuContext, graph: &Graph, batch: usize, training: bool) -> KernelChoice {
+pub fn cached_choice(
+    ctx: &GpuContext,
+    graph: &Graph,
+    batch: usize,
+    training: bool,
+) -> KernelChoice {
     if !enabled() {
         return KernelChoice::new();
     }
@@ -522,7 +551,10 @@ pub fn choice_from(
                 let mut p = p.clone();
                 p.static_weights = !training;
                 // The inference weights are prepared once at load, for batch 1.
-                let at_load = ConvProblem { batch: 1, ..p.clone() };
+                let at_load = ConvProblem {
+                    batch: 1,
+                    ..p.clone()
+                };
                 match ConvKernel::from_name(&c.kernel) {
                     Some(k) if k.can_run(&p, &a) && (training || k.can_run(&at_load, &a)) => {
                         choice = choice.conv(&l.node, k);

@@ -142,11 +142,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
     );
-    let rows = tune_graph(&ctx, model.exec_graph(), &mut cache, &opts, &mut |m, d, t| {
-        bar.set_length(t as u64);
-        bar.set_position(d as u64);
-        bar.set_message(m.to_string());
-    })?;
+    let rows = tune_graph(
+        &ctx,
+        model.exec_graph(),
+        &mut cache,
+        &opts,
+        &mut |m, d, t| {
+            bar.set_length(t as u64);
+            bar.set_position(d as u64);
+            bar.set_message(m.to_string());
+        },
+    )?;
     bar.finish_and_clear();
     cache.save()?;
     if a.json {
@@ -157,7 +163,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "cache": cache.path(),
             "layers": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -57,7 +57,11 @@ pub struct TuneCache {
 /// The cache folder: `$GCONV_CACHE_DIR`, else `$XDG_CACHE_HOME/gconv`, else
 /// `$HOME/.cache/gconv`; `None` when none of them is set.
 pub fn cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("GCONV_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gconv")))
         .or_else(|| var("HOME").map(|h| h.join(".cache").join("gconv")))
