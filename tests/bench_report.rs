@@ -12,6 +12,7 @@ fn tiny() -> BenchConfig {
     BenchConfig {
         suites: vec![Suite::Paper1, Suite::Paper2, Suite::Mobilenet, Suite::Sweep],
         input_size: 32,
+        paper1_input_size: None,
         width: 0.5,
         num_classes: 10,
         batch: 1,

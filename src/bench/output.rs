@@ -54,11 +54,17 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                 ]
             })
             .collect();
-        let batch_col = format!("batch {lb} ms");
+        let batch_col = if lb > 0 {
+            format!("batch {lb} ms")
+        } else {
+            "large batch ms".to_string()
+        };
         out.push((
             format!(
                 "Paper 1 (Gong et al., Fig. 10): {} at {}², batch {}",
-                r.config.vgg, r.config.input_size, r.config.batch
+                r.config.vgg,
+                r.config.paper1_input_size.unwrap_or(r.config.input_size),
+                r.config.batch
             ),
             markdown_table(
                 &[

@@ -36,7 +36,8 @@ pub struct Args {
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// Input height = width (default: 224 on a real GPU, 64 on lavapipe / the CPU).
+    /// Input height = width of every suite (default: 224 on a real GPU; on lavapipe / the
+    /// CPU 224 for paper1 and 64 for the others).
     #[arg(long)]
     input_size: Option<usize>,
     /// Width multiplier of the models.
@@ -148,6 +149,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if let Some(g) = a.sweep_g.clone() {
         cfg.sweep_groups = g;
+    }
+    if a.input_size.is_some() {
+        cfg.paper1_input_size = None; // an explicit size applies to every suite
     }
     cfg.per_layer = a.per_layer;
     cfg.tune = a.tune;
