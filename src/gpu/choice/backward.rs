@@ -2,6 +2,7 @@
 
 use super::{first, Adapter, Candidate};
 use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::conv_grad_fast;
 use crate::graph::Conv2dSpec;
 
 /// A 1×1 convolution with stride 1 and no padding: a per-sample matrix product, which the
@@ -31,14 +32,33 @@ impl InputGradKernel {
     }
 }
 
+/// How a convolution's input gradient runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputGrad {
+    /// `conv_grad_fast`: a phase-decomposed transposed implicit GEMM (padding, packing and
+    /// one call per stride phase).
+    Fast,
+    /// One `conv_backward` kernel.
+    Backward(InputGradKernel),
+}
+
+/// Whether the `conv_grad_fast` kernels may be chosen (`GCONV_GRAD_KERNELS=old`: no).
+fn fast_grads() -> bool {
+    std::env::var("GCONV_GRAD_KERNELS").as_deref() != Ok("old")
+}
+
 /// Candidates for the input gradient, best first.
-pub const CONV_INPUT_GRAD: &[Candidate<InputGradKernel, Conv2dSpec>] = &[
+pub const CONV_INPUT_GRAD: &[Candidate<InputGrad, Conv2dSpec>] = &[
     Candidate {
-        kernel: InputGradKernel::Pointwise4,
+        kernel: InputGrad::Fast,
+        applies: |s, a| a.cpu && fast_grads() && conv_grad_fast::fits(s),
+    },
+    Candidate {
+        kernel: InputGrad::Backward(InputGradKernel::Pointwise4),
         applies: |s, _| InputGradKernel::Pointwise4.fits(s),
     },
     Candidate {
-        kernel: InputGradKernel::Gather,
+        kernel: InputGrad::Backward(InputGradKernel::Gather),
         applies: |_, _| true,
     },
 ];
@@ -81,31 +101,73 @@ fn weights(s: &Conv2dSpec) -> usize {
     s.weight_shape().iter().product()
 }
 
+/// How a convolution's weight gradient runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightGrad {
+    /// `conv_grad_fast`: a split-K GEMM over batch · output pixels (padding, partial sums,
+    /// reduction).
+    Fast,
+    /// One `conv_backward` kernel.
+    Backward(WeightGradKernel),
+}
+
 /// Candidates for the weight gradient, best first.
-pub const CONV_WEIGHT_GRAD: &[Candidate<WeightGradKernel, Conv2dSpec>] = &[
+pub const CONV_WEIGHT_GRAD: &[Candidate<WeightGrad, Conv2dSpec>] = &[
     Candidate {
-        kernel: WeightGradKernel::Pointwise4,
+        kernel: WeightGrad::Fast,
+        applies: |s, a| a.cpu && fast_grads() && conv_grad_fast::fits(s),
+    },
+    Candidate {
+        kernel: WeightGrad::Backward(WeightGradKernel::Pointwise4),
         applies: |s, a| {
             WeightGradKernel::Pointwise4.fits(s)
                 && (a.cpu || weights(s) / 16 >= SERIAL_MIN_WEIGHTS / 4)
         },
     },
     Candidate {
-        kernel: WeightGradKernel::Serial,
+        kernel: WeightGrad::Backward(WeightGradKernel::Serial),
         applies: |s, a| a.cpu || weights(s) >= SERIAL_MIN_WEIGHTS,
     },
     Candidate {
-        kernel: WeightGradKernel::Reduce,
+        kernel: WeightGrad::Backward(WeightGradKernel::Reduce),
         applies: |_, _| true,
     },
 ];
 
-/// The input-gradient kernel for `spec` on `ctx`'s adapter.
-pub fn conv_input_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> InputGradKernel {
+/// How `spec`'s input gradient runs on `ctx`'s adapter.
+pub fn input_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> InputGrad {
     first(CONV_INPUT_GRAD, spec, &Adapter::of(ctx))
 }
 
-/// The weight-gradient kernel for `spec` on `ctx`'s adapter.
-pub fn conv_weight_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> WeightGradKernel {
+/// How `spec`'s weight gradient runs on `ctx`'s adapter.
+pub fn weight_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> WeightGrad {
     first(CONV_WEIGHT_GRAD, spec, &Adapter::of(ctx))
+}
+
+/// The `conv_backward` input-gradient kernel for `spec` on `ctx`'s adapter: the first
+/// applicable one of [`CONV_INPUT_GRAD`] after `Fast` (what runs where `Fast` does not).
+pub fn conv_input_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> InputGradKernel {
+    let a = Adapter::of(ctx);
+    CONV_INPUT_GRAD
+        .iter()
+        .filter(|c| (c.applies)(spec, &a))
+        .find_map(|c| match c.kernel {
+            InputGrad::Backward(k) => Some(k),
+            InputGrad::Fast => None,
+        })
+        .unwrap_or(InputGradKernel::Gather)
+}
+
+/// The `conv_backward` weight-gradient kernel for `spec` on `ctx`'s adapter: the first
+/// applicable one of [`CONV_WEIGHT_GRAD`] after `Fast`.
+pub fn conv_weight_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> WeightGradKernel {
+    let a = Adapter::of(ctx);
+    CONV_WEIGHT_GRAD
+        .iter()
+        .filter(|c| (c.applies)(spec, &a))
+        .find_map(|c| match c.kernel {
+            WeightGrad::Backward(k) => Some(k),
+            WeightGrad::Fast => None,
+        })
+        .unwrap_or(WeightGradKernel::Reduce)
 }

@@ -9,8 +9,12 @@
 //! | conv forward | CPU (lavapipe) | `Fast` (a specialised `conv_fast` entry fits: 3×3 and 1×1 at stride 1 or 2, 7×7/2; inference and training, tables too), `Tiled` (static weights, ≥ 4 filters per group or an uneven table), `Direct(Pk8)` (stride 1), `Direct(Co8)`, `Direct(Co1)` |
 //! | conv forward | other | `Wgmem` (16 KiB workgroup memory, 256 invocations), then as on a CPU adapter without `Fast` |
 //! | linear forward | any | `Gemv` (`in_features % 4 == 0`: GEMV at batch 1, small GEMMs beyond, split-K), `Linear` |
+//! | conv input gradient | CPU | `Fast` (`conv_grad_fast`: transposed implicit GEMM per stride phase), then as below |
 //! | conv input gradient | any | `Pointwise4` (1×1, stride 1, C/G % 4 = 0), `Gather` |
+//! | conv weight gradient | CPU | `Fast` (`conv_grad_fast`: split-K GEMM over batch · pixels), then as below |
 //! | conv weight gradient | any | `Pointwise4`, `Serial`, `Reduce` (real GPUs: by the number of weights) |
+//!
+//! `GCONV_GRAD_KERNELS=old` turns `Fast` gradients off (A/B measurements, `examples/grad_lab.rs`).
 
 use super::context::GpuContext;
 use super::kernels::conv::{padded_input_bytes, ConvShape};
@@ -24,8 +28,8 @@ use std::collections::HashMap;
 
 mod backward;
 pub use backward::{
-    conv_input_grad, conv_weight_grad, InputGradKernel, WeightGradKernel, CONV_INPUT_GRAD,
-    CONV_WEIGHT_GRAD, SERIAL_MIN_WEIGHTS,
+    conv_input_grad, conv_weight_grad, input_grad, weight_grad, InputGrad, InputGradKernel,
+    WeightGrad, WeightGradKernel, CONV_INPUT_GRAD, CONV_WEIGHT_GRAD, SERIAL_MIN_WEIGHTS,
 };
 
 /// What a predicate may know about the adapter.

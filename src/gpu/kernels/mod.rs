@@ -9,6 +9,7 @@
 pub mod conv;
 pub mod conv_backward;
 pub mod conv_fast;
+pub mod conv_grad_fast;
 pub mod conv_tiled;
 pub mod conv_wgmem;
 pub mod elementwise;
@@ -32,11 +33,12 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 18] {
+pub fn all_shaders() -> [&'static ShaderSpec; 19] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
         &conv_fast::SHADER,
+        &conv_grad_fast::SHADER,
         &conv_tiled::SHADER,
         &conv_wgmem::SHADER,
         &elementwise::SHADER,

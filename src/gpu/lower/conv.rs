@@ -4,12 +4,12 @@
 
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
-use crate::gpu::choice::{self, ConvKernel, ConvProblem};
+use crate::gpu::choice::{self, ConvKernel, ConvProblem, InputGrad, WeightGrad};
 use crate::gpu::kernels::conv::{self, ConvShape, DirectArgs};
 use crate::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight};
 use crate::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
 use crate::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
-use crate::gpu::kernels::{conv_backward, conv_tiled, Arg, Call};
+use crate::gpu::kernels::{conv_backward, conv_grad_fast, conv_tiled, Arg, Call};
 use crate::graph::{Conv2dSpec, GroupedConvTable, NodeId};
 use crate::ops::{Activation, FlgcSpec};
 
@@ -234,14 +234,16 @@ fn conv_grads(
     let (ctx, name) = (l.ctx, node.name.clone());
     let s = shape(l, i, spec);
     let x = l.value(input)?;
-    let mut calls = vec![conv_backward::grad_weight(
-        ctx,
-        &name,
-        (choice::conv_weight_grad(ctx, spec), &s),
-        &x,
-        gy,
-        dw,
-    )?];
+    let mut calls = match choice::weight_grad(ctx, spec) {
+        WeightGrad::Fast => {
+            let prog = &mut l.prog;
+            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+            conv_grad_fast::grad_weight(ctx, &name, &s, (&x, gy, dw), &mut scratch)?
+        }
+        WeightGrad::Backward(k) => {
+            vec![conv_backward::grad_weight(ctx, &name, (k, &s), &x, gy, dw)?]
+        }
+    };
     if spec.bias {
         let [oh, ow] = l.hw(i);
         let db = l.param_grad(i, "bias")?;
@@ -254,15 +256,28 @@ fn conv_grads(
         )?);
     }
     if let Some((dx, acc)) = l.grad_target(input)? {
-        let kernel = choice::conv_input_grad(ctx, spec);
-        calls.push(conv_backward::grad_input(
-            ctx,
-            &name,
-            (kernel, &s, acc),
-            gy,
-            w,
-            &dx,
-        )?);
+        match choice::input_grad(ctx, spec) {
+            InputGrad::Fast => {
+                let prog = &mut l.prog;
+                let mut scratch =
+                    |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+                calls.extend(conv_grad_fast::grad_input(
+                    ctx,
+                    &name,
+                    (&s, acc),
+                    (gy, w, &dx),
+                    &mut scratch,
+                )?);
+            }
+            InputGrad::Backward(k) => calls.push(conv_backward::grad_input(
+                ctx,
+                &name,
+                (k, &s, acc),
+                gy,
+                w,
+                &dx,
+            )?),
+        }
     }
     Ok(calls)
 }
