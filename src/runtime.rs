@@ -44,6 +44,10 @@ pub struct LoadOptions {
     pub flgc: FlgcMode,
     /// Seed of the He/Kaiming initialisation when no weights are given.
     pub seed: u64,
+    /// Use the kernel choices `gconv tune` cached for this batch size
+    /// ([`crate::gpu::tune`]; default `Some(1)`); `None`, or `GCONV_TUNE=off`, runs the
+    /// candidate lists' defaults.
+    pub tuned_batch: Option<usize>,
 }
 
 impl LoadOptions {
@@ -62,6 +66,7 @@ impl Default for LoadOptions {
             fold_bn: true,
             flgc: FlgcMode::Reordered,
             seed: 0,
+            tuned_batch: Some(1),
         }
     }
 }
@@ -151,7 +156,14 @@ impl Runtime {
     pub fn load_graph(&self, graph: Graph, weights: Weights, opts: &LoadOptions) -> Result<Model> {
         let (g, w) = compile(&graph, &weights, &opts.compile())?;
         let backend = match &self.gpu {
-            Some(ctx) => Backend::Gpu(Box::new(GpuModel::new(ctx.clone(), g.clone(), &w)?)),
+            Some(ctx) => {
+                let choice = match opts.tuned_batch {
+                    Some(b) => crate::gpu::tune::cached_choice(ctx, &g, b, false),
+                    None => Default::default(),
+                };
+                let m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice)?;
+                Backend::Gpu(Box::new(m))
+            }
             None => Backend::Cpu,
         };
         Ok(Model {

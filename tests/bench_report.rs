@@ -12,6 +12,7 @@ fn tiny() -> BenchConfig {
     BenchConfig {
         suites: vec![Suite::Paper1, Suite::Paper2, Suite::Mobilenet, Suite::Sweep],
         input_size: 32,
+        paper1_input_size: None,
         width: 0.5,
         num_classes: 10,
         batch: 1,
@@ -28,6 +29,9 @@ fn tiny() -> BenchConfig {
         }],
         sweep_groups: vec![1, 2, 4, 16],
         models: vec![],
+        per_layer: true,
+        tuned: false,
+        tune: false,
     }
 }
 
@@ -41,9 +45,38 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     let total = steps[0].2;
     assert_eq!(
         total,
-        2 + (2 + 2) + (1 + 2) + 4,
-        "paper1 (baseline + E), paper2 (2 + 2·groups), mobilenet (1 + 2·groups), sweep"
+        2 + (2 + 2) + (1 + 2) + 4 + usize::from(rt.is_gpu()),
+        "paper1 (baseline + E), paper2 (2 + 2·groups), mobilenet (1 + 2·groups), sweep, \
+         the roofline (GPU)"
     );
+    // The roof is measured once on a GPU; every layer row names its kernel there and
+    // reports its rate and share of the roof.
+    assert_eq!(report.roofline.is_some(), rt.is_gpu());
+    if let Some(r) = &report.roofline {
+        assert!(r.read_gbps > 0.0 && r.gemm_gflops > 0.0, "{r:?}");
+    }
+    let layer_rows = report
+        .paper1
+        .iter()
+        .flat_map(|m| &m.layers)
+        .chain(report.paper2.iter().flat_map(|m| &m.layers))
+        .chain(report.mobilenet.iter().flat_map(|m| &m.layers));
+    let mut n = 0;
+    for l in layer_rows {
+        n += 1;
+        assert!(l.seconds >= 0.0 && l.bytes > 0, "{l:?}");
+        assert_eq!(l.kernel.is_some(), rt.is_gpu(), "{l:?}");
+        assert_eq!(l.roof_pct.is_some(), rt.is_gpu(), "{l:?}");
+        if l.op == "conv2d" && l.seconds > 0.0 {
+            assert!(l.macs > 0 && l.gflops > 0.0, "{l:?}");
+        }
+    }
+    assert!(n > 100, "{n} layer rows");
+    for s in &report.sweep {
+        assert!(s.gflops > 0.0);
+        assert_eq!(s.kernel.is_some(), rt.is_gpu());
+        assert_eq!(s.roof_pct.is_some(), rt.is_gpu());
+    }
 
     let v = serde_json::to_value(&report).unwrap();
     for key in [
@@ -90,6 +123,12 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
             ("stem", "layer1.0", "layer4.2", "head")
         );
         assert!((r.total - r.blocks.iter().map(|b| b.1).sum::<f64>()).abs() < 1e-12);
+        let by_layer: f64 = r.layers.iter().map(|l| l.seconds).sum();
+        assert!(
+            (r.total - by_layer).abs() < 1e-9,
+            "{} vs {by_layer}",
+            r.total
+        );
         assert!(["timestamp-query", "submit-and-wait", "cpu"].contains(&r.method.as_str()));
     }
     // FLGC rows are counted from the exported graph, i.e. the groups actually drawn (random
@@ -133,14 +172,23 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
         rt.is_gpu()
     ));
     let files = write_outputs(&report, &dir).unwrap();
-    for name in [
+    let mut expected = vec![
         "report.json",
         "summary.md",
         "paper1_vgg_schemes.svg",
         "paper2_resnet_layerwise.svg",
         "mobilenetv2_layerwise.svg",
         "sweep_groups.svg",
-    ] {
+    ];
+    if rt.is_gpu() {
+        expected.extend([
+            "roofline.svg",
+            "paper1_roof_per_layer.svg",
+            "paper2_roof_per_block.svg",
+            "mobilenetv2_roof_per_block.svg",
+        ]);
+    }
+    for name in expected {
         assert!(
             files.iter().any(|f| f.ends_with(name)),
             "{name} not written: {files:?}"
@@ -153,7 +201,30 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(md.contains("Paper 1") && md.contains("Paper 2") && md.contains("Group sweep"));
     assert!(md.contains("MobileNetV2"));
+    assert!(md.contains("furthest below the roof") == rt.is_gpu());
+    assert!(md.contains(": per layer at batch 1"), "{md}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn roofline_suite_on_gpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let _guard = common::serial();
+    let rt = Runtime::with_context(ctx.clone());
+    let mut cfg = tiny();
+    cfg.suites = vec![Suite::Roofline];
+    let report = run_bench(&cfg, &rt, &mut |_, _, _| {}).unwrap();
+    let r = report.roofline.as_ref().expect("measured");
+    assert!(r.read_gbps > 0.0 && r.gemm_gflops > 0.0);
+    assert!(r.all.len() >= 2);
+    assert!(report.paper1.is_empty() && report.training_memory.is_empty());
+    let text = gconv::bench::render_text(&report);
+    assert!(
+        text.contains("Roofline of") && text.contains("ridge point"),
+        "{text}"
+    );
+    let v = serde_json::to_value(&report).unwrap();
+    assert!(v["roofline"]["gemm_gflops"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -6,23 +6,32 @@
 //!   SGC/FLGC variants (FLGC exported by index re-ordering), from GPU timestamp queries when
 //!   the adapter has them, else per-node submit-and-wait (labelled).
 //! - **sweep**: single conv layers over G ∈ {1, 2, 4, …, 64}: where grouping stops paying off.
+//! - **roofline**: the adapter's streaming read bandwidth and best GEMM rate
+//!   ([`crate::gpu::roofline`]).
 //!
 //! Every timing is warm-up runs then `repeats` timed runs; medians with min–max are reported.
 //! Whole-model latency is host wall-clock from submit to GPU idle, without the read-back.
+//! Every layer row (the per-node rows of the layer-wise and `models` suites, paper1's with
+//! `per_layer`, the sweep's) names the kernel it ran and reports its GFLOP/s or GB/s and its
+//! share of the roof ([`roof`]), measured once per run on the adapter in use whenever a suite
+//! has such rows. Models load with the kernel choices `gconv tune` cached
+//! ([`crate::gpu::tune`]) unless `tuned` is off; `tune` tunes them first.
 
 use crate::error::{Error, Result};
 use crate::graph::{Conv2dSpec, Graph, GraphBuilder, Op};
-use crate::runtime::{LoadOptions, Model, Runtime};
-use crate::tensor::Tensor;
+use crate::runtime::Runtime;
 use crate::weights::Weights;
 use crate::zoo::{ConvKind, ModelSpec, Scheme};
 use serde::Serialize;
-use std::time::Instant;
 
 #[cfg(feature = "app")]
 mod output;
 #[cfg(feature = "app")]
+mod roof_output;
+#[cfg(feature = "app")]
 pub use output::{render_text, tables, write_outputs};
+#[cfg(feature = "app")]
+pub use roof_output::worst_layers;
 
 /// Which suites to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -39,6 +48,8 @@ pub enum Suite {
     Sweep,
     /// The user's own models (`BenchConfig::models`: ONNX files, exports, zoo names).
     Models,
+    /// The roof of the adapter: streaming read GB/s and best GEMM GFLOP/s.
+    Roofline,
 }
 
 /// One conv layer shape for the sweep: `C → C`, `k×k`, on `H×W`.
@@ -80,6 +91,9 @@ pub struct BenchConfig {
     pub suites: Vec<Suite>,
     /// Input height = width of the models.
     pub input_size: usize,
+    /// Input height = width of paper1's VGG models when it differs from `input_size`
+    /// (software adapters: the papers' 224² while the other suites stay small).
+    pub paper1_input_size: Option<usize>,
     /// Width multiplier of the models (1 = published).
     pub width: f32,
     /// Classifier outputs (Gong et al. use 1120).
@@ -104,15 +118,24 @@ pub struct BenchConfig {
     pub sweep_groups: Vec<usize>,
     /// Models of the `models` suite (paths of `.onnx` files or exports, zoo names).
     pub models: Vec<String>,
+    /// Per-layer rows for paper1 too, and per-layer tables in the text report.
+    pub per_layer: bool,
+    /// Use the kernel choices cached by `gconv tune` (for `batch`).
+    pub tuned: bool,
+    /// Tune every model's layers missing from the cache before timing it (GPU only).
+    pub tune: bool,
 }
 
 impl BenchConfig {
-    /// The default: every suite, sized for the device (224² on a real GPU, 64² on a CPU-like
-    /// adapter such as lavapipe or on the CPU path, so a run takes minutes there).
+    /// The default: every suite, sized for the device. On a real GPU everything at 224².
+    /// On a CPU-like adapter such as lavapipe or on the CPU path, paper1 at the papers' 224²
+    /// and the other suites at 64², fewer runs and a batch of 4 for throughput, so a run takes
+    /// about four minutes there (lavapipe on this project's busy 2-core machine).
     pub fn default_for(software: bool) -> Self {
         Self {
             suites: vec![Suite::Paper1, Suite::Paper2, Suite::Mobilenet, Suite::Sweep],
             input_size: if software { 64 } else { 224 },
+            paper1_input_size: software.then_some(224),
             width: 1.0,
             num_classes: 1000,
             batch: 1,
@@ -151,112 +174,30 @@ impl BenchConfig {
             },
             sweep_groups: vec![1, 2, 4, 8, 16, 32, 64],
             models: Vec::new(),
+            per_layer: false,
+            tuned: true,
+            tune: false,
         }
     }
 }
 
 mod models;
+pub mod roof;
 mod rows;
+mod timing;
 pub use models::{op_class, UserModelRow, OP_CLASSES};
+pub use roof::LayerRow;
 pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
-
-fn input_for(g: &Graph, batch: usize, seed: u32) -> Tensor {
-    let [c, h, w] = g.input_shape();
-    Tensor::from_fn(&[batch, c, h, w], |i| {
-        (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2000) as f32 / 1000.0 - 1.0
-    })
-}
-
-fn time_model(model: &mut Model, x: &Tensor, warmup: usize, repeats: usize) -> Result<Stats> {
-    let once = |m: &mut Model| -> Result<f64> {
-        let t0 = Instant::now();
-        match m.gpu_model() {
-            Some(g) => g.run_no_readback(x)?,
-            None => {
-                m.run(x)?;
-            }
-        }
-        Ok(t0.elapsed().as_secs_f64())
-    };
-    for _ in 0..warmup {
-        once(model)?;
-    }
-    let samples = (0..repeats.max(1))
-        .map(|_| once(model))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Stats::from_samples(samples).expect("at least one run"))
-}
-
-/// Block of a node name: `layer2.1.conv1` → `layer2.1`, `features.3.conv.0.0` →
-/// `features.3`; stem and head layers by name.
-pub fn block_of(name: &str) -> String {
-    if name.starts_with("layer") || name.starts_with("features.") {
-        name.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
-    } else if ["avgpool", "flatten", "fc"].contains(&name) || name.starts_with("classifier") {
-        "head".into()
-    } else {
-        "stem".into()
-    }
-}
-
-/// Median GPU (or CPU) time of every node of the executed graph over `repeats` timed
-/// passes after `warmup`, and how it was measured.
-fn node_times(
-    model: &mut Model,
-    x: &Tensor,
-    warmup: usize,
-    repeats: usize,
-) -> Result<(String, Vec<(String, f64)>)> {
-    let mut per_node: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut method = String::from("cpu");
-    for r in 0..warmup + repeats.max(1) {
-        let times: Vec<(String, f64)> = match model.gpu_model() {
-            Some(g) => {
-                let lt = g.time_layers(x)?;
-                method = lt.method.to_string();
-                lt.layers.into_iter().map(|(n, _, t)| (n, t)).collect()
-            }
-            None => crate::cpu::run_graph_timed(model.exec_graph(), model.exec_weights(), x)?.1,
-        };
-        if r < warmup {
-            continue;
-        }
-        if per_node.is_empty() {
-            per_node = times.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
-        }
-        for (slot, (_, t)) in per_node.iter_mut().zip(times) {
-            slot.1.push(t);
-        }
-    }
-    let medians = per_node
-        .into_iter()
-        .map(|(n, s)| (n, Stats::from_samples(s).map_or(0.0, |s| s.median)))
-        .collect();
-    Ok((method, medians))
-}
-
-/// Per-block times: [`node_times`] summed by [`block_of`].
-fn layerwise(
-    model: &mut Model,
-    x: &Tensor,
-    warmup: usize,
-    repeats: usize,
-) -> Result<(String, Vec<(String, f64)>)> {
-    let (method, nodes) = node_times(model, x, warmup, repeats)?;
-    let mut blocks: Vec<(String, f64)> = Vec::new();
-    for (name, med) in nodes {
-        let b = block_of(&name);
-        match blocks.last_mut() {
-            Some((lb, t)) if *lb == b => *t += med,
-            _ => blocks.push((b, med)),
-        }
-    }
-    Ok((method, blocks))
-}
+pub use timing::block_of;
+use timing::{blocks, input_for, layer_times, load_tuned, time_model};
 
 fn sized(name: &str, cfg: &BenchConfig) -> Result<ModelSpec> {
+    sized_at(name, cfg, cfg.input_size)
+}
+
+fn sized_at(name: &str, cfg: &BenchConfig, size: usize) -> Result<ModelSpec> {
     let mut s = ModelSpec::load(name)?;
-    s.input = [s.input[0], cfg.input_size, cfg.input_size];
+    s.input = [s.input[0], size, size];
     s.width = cfg.width;
     s.num_classes = cfg.num_classes;
     Ok(s)
@@ -275,7 +216,12 @@ pub fn run_bench(
         ));
     }
     let software = rt.gpu().is_none_or(|g| g.is_cpu());
-    let opts = LoadOptions::default();
+    // The roof, measured once, when a suite has layer rows (or asks for it).
+    let needs_roof = cfg
+        .suites
+        .iter()
+        .any(|s| *s != Suite::Paper1 || cfg.per_layer);
+    let roof_ctx = rt.gpu().filter(|_| needs_roof);
     let total = cfg
         .suites
         .iter()
@@ -285,9 +231,20 @@ pub fn run_bench(
             Suite::Mobilenet => 1 + 2 * cfg.groups.len(),
             Suite::Sweep => cfg.sweep_layers.len() * cfg.sweep_groups.len(),
             Suite::Models => 2 * cfg.models.len(),
+            Suite::Roofline => 0,
         })
-        .sum::<usize>();
+        .sum::<usize>()
+        + usize::from(roof_ctx.is_some());
     let mut step = 0usize;
+    let roofline = match roof_ctx {
+        Some(ctx) => {
+            progress("roofline: streaming read and GEMM", step, total);
+            step += 1;
+            Some(crate::gpu::roofline::measure(ctx)?)
+        }
+        None => None,
+    };
+    let roof = roofline.as_ref();
     let mut report = BenchReport {
         gconv_version: env!("CARGO_PKG_VERSION").into(),
         device: rt.describe(),
@@ -299,24 +256,30 @@ pub fn run_bench(
         sweep: vec![],
         models: vec![],
         training_memory: vec![],
+        roofline: roofline.clone(),
     };
     for suite in &cfg.suites {
         match suite {
             Suite::Paper1 => {
-                let mut specs = vec![("baseline".to_string(), sized(&cfg.vgg, cfg)?)];
+                let size = cfg.paper1_input_size.unwrap_or(cfg.input_size);
+                let vgg = || sized_at(&cfg.vgg, cfg, size);
+                let mut specs = vec![("baseline".to_string(), vgg()?)];
                 for s in &cfg.schemes {
-                    specs.push((
-                        s.clone(),
-                        sized(&cfg.vgg, cfg)?.with_scheme(&Scheme::load(s)?)?,
-                    ));
+                    specs.push((s.clone(), vgg()?.with_scheme(&Scheme::load(s)?)?));
                 }
                 for (scheme, spec) in specs {
                     progress(&format!("paper1: {}", spec.name), step, total);
                     step += 1;
-                    let mut model = rt.load(&spec, None, &opts)?;
+                    let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
                     let cost = model.graph().cost();
                     let x = input_for(model.graph(), cfg.batch, 1);
                     let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
+                    let layers = if cfg.per_layer {
+                        let wr = (cfg.warmup.min(1), cfg.repeats);
+                        layer_times(&mut model, &x, wr, roof)?.1
+                    } else {
+                        Vec::new()
+                    };
                     let large = if cfg.large_batch > 0 {
                         let xl = input_for(model.graph(), cfg.large_batch, 2);
                         Some(time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats)?)
@@ -344,6 +307,7 @@ pub fn run_bench(
                         latency,
                         large_batch_latency: large,
                         throughput_ips,
+                        layers,
                     });
                 }
             }
@@ -381,17 +345,20 @@ pub fn run_bench(
                 for (label, spec) in variants {
                     progress(&format!("{family}: {label}"), step, total);
                     step += 1;
-                    let mut model = rt.load(&spec, None, &opts)?;
+                    let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
                     let macs = model.exec_graph().cost().total_macs;
                     let x = input_for(model.graph(), cfg.batch, 3);
-                    let (method, blocks) =
-                        layerwise(&mut model, &x, cfg.warmup.min(1), cfg.repeats)?;
+                    let wr = (cfg.warmup.min(1), cfg.repeats);
+                    let (method, layers) = layer_times(&mut model, &x, wr, roof)?;
+                    let blocks = blocks(&layers);
                     let row = LayerwiseRow {
                         model: label,
                         method,
                         macs,
                         total: blocks.iter().map(|b| b.1).sum(),
                         blocks,
+                        roof_pct: roof::rows_roof_pct(&layers.iter().collect::<Vec<_>>(), roof),
+                        layers,
                     };
                     match suite {
                         Suite::Paper2 => report.paper2.push(row),
@@ -400,7 +367,7 @@ pub fn run_bench(
                 }
             }
             Suite::Models => {
-                report.models = models::run_models(cfg, rt, &mut |m| {
+                report.models = models::run_models(cfg, rt, roof, &mut |m| {
                     progress(&format!("models: {m}"), step, total);
                     step += 1;
                 })?;
@@ -424,10 +391,24 @@ pub fn run_bench(
                         let graph = single_conv(layer, g)?;
                         let w = Weights::init(&graph, 0);
                         let macs = graph.cost().total_macs;
-                        let mut model = rt.load_graph(graph, w, &opts)?;
+                        let mut model =
+                            load_tuned(rt, cfg, &|o| rt.load_graph(graph.clone(), w.clone(), o))?;
                         let x = input_for(model.graph(), cfg.batch, 4);
                         let time = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
                         let d = *dense_t.get_or_insert(time.median);
+                        // The whole pass is the layer: one row from the pass's median.
+                        let kernels = match model.gpu_model() {
+                            Some(m) => Some(m.kernels(cfg.batch)?),
+                            None => None,
+                        };
+                        let times = [("conv".to_string(), time.median)];
+                        let row = roof::layer_rows(
+                            model.exec_graph(),
+                            cfg.batch,
+                            &times,
+                            kernels.as_deref(),
+                            roof,
+                        );
                         report.sweep.push(SweepRow {
                             layer: *layer,
                             groups: g,
@@ -435,13 +416,17 @@ pub fn run_bench(
                             speedup_vs_dense: d / time.median,
                             ideal_speedup: g as f64,
                             time,
+                            kernel: row[0].kernel.clone(),
+                            gflops: row[0].gflops,
+                            roof_pct: row[0].roof_pct,
                         });
                     }
                 }
             }
+            Suite::Roofline => {} // measured above
         }
     }
-    if let Some(ctx) = rt.gpu() {
+    if let (Some(ctx), true) = (rt.gpu(), cfg.suites.iter().any(|s| *s != Suite::Roofline)) {
         report.training_memory = training_memory(ctx, cfg)?;
     }
     progress("done", total, total);

@@ -3,8 +3,10 @@
 //! permutations were folded into its convolutions is also run unfolded, so the report shows
 //! what the fold buys on this device.
 
-use super::{input_for, node_times, time_model, BenchConfig, Stats};
+use super::timing::{input_for, layer_times, load_tuned, time_model};
+use super::{BenchConfig, LayerRow, Stats};
 use crate::error::Result;
+use crate::gpu::roofline::Roofline;
 use crate::graph::{FoldReport, Graph, Op};
 use crate::runtime::{LoadOptions, Model, Runtime};
 use serde::Serialize;
@@ -31,6 +33,8 @@ pub struct UserModelRow {
     pub classes: Vec<(String, f64)>,
     /// Median time of every executed node, seconds.
     pub layers: Vec<(String, f64)>,
+    /// Every executed node: kernel, time, rate, share of the roof.
+    pub per_layer: Vec<LayerRow>,
 }
 
 /// The op classes time is reported in, in report order.
@@ -68,22 +72,26 @@ fn class_times(g: &Graph, layers: &[(String, f64)]) -> Vec<(String, f64)> {
 
 /// A model given by path or name: ONNX (optionally without the permutation fold), an export
 /// of `gconv export`, or a zoo name / TOML file at its own input size.
-fn load(rt: &Runtime, what: &str, fold: bool) -> Result<(Model, Option<FoldReport>)> {
-    let opts = LoadOptions::default();
+fn load(
+    rt: &Runtime,
+    what: &str,
+    fold: bool,
+    opts: &LoadOptions,
+) -> Result<(Model, Option<FoldReport>)> {
     if what.to_ascii_lowercase().ends_with(".onnx") {
         let m = crate::onnx::read_onnx(what)?;
         if !fold {
-            return Ok((rt.load_graph(m.graph, m.weights, &opts)?, None));
+            return Ok((rt.load_graph(m.graph, m.weights, opts)?, None));
         }
         let (g, w, r) = crate::graph::fold_permutations(&m.graph, &m.weights)?;
-        return Ok((rt.load_graph(g, w, &opts)?, Some(r)));
+        return Ok((rt.load_graph(g, w, opts)?, Some(r)));
     }
     if what.to_ascii_lowercase().ends_with(".safetensors") {
         let (g, w, _) = crate::io::read_exported(what)?;
-        return Ok((rt.load_graph(g, w, &opts)?, None));
+        return Ok((rt.load_graph(g, w, opts)?, None));
     }
     let spec = crate::zoo::ModelSpec::load(what)?;
-    Ok((rt.load(&spec, None, &opts)?, None))
+    Ok((rt.load(&spec, None, opts)?, None))
 }
 
 /// Whether the fold changed anything worth a comparison run.
@@ -107,6 +115,7 @@ fn describe(r: &FoldReport) -> String {
 pub fn run_models(
     cfg: &BenchConfig,
     rt: &Runtime,
+    roof: Option<&Roofline>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<UserModelRow>> {
     let mut rows = Vec::new();
@@ -119,7 +128,13 @@ pub fn run_models(
                 format!("{what} (permutations not folded)")
             };
             progress(&label);
-            let (mut model, permutations) = load(rt, what, fold)?;
+            let report = std::cell::Cell::new(None);
+            let mut model = load_tuned(rt, cfg, &|o| {
+                let (m, r) = load(rt, what, fold, o)?;
+                report.set(r);
+                Ok(m)
+            })?;
+            let permutations = report.take();
             let cost = model.exec_graph().cost();
             let x = input_for(model.graph(), cfg.batch, 5);
             let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
@@ -130,7 +145,12 @@ pub fn run_models(
             } else {
                 cfg.batch as f64 / latency.median
             };
-            let (method, layers) = node_times(&mut model, &x, cfg.warmup.min(1), cfg.repeats)?;
+            let wr = (cfg.warmup.min(1), cfg.repeats);
+            let (method, per_layer) = layer_times(&mut model, &x, wr, roof)?;
+            let layers: Vec<(String, f64)> = per_layer
+                .iter()
+                .map(|l| (l.name.clone(), l.seconds))
+                .collect();
             let again = fold && permutations.as_ref().is_some_and(folded_something);
             rows.push(UserModelRow {
                 model: label,
@@ -142,6 +162,7 @@ pub fn run_models(
                 method,
                 classes: class_times(model.exec_graph(), &layers),
                 layers,
+                per_layer,
             });
             if !again {
                 break;

@@ -28,6 +28,7 @@ fn gmacs(m: u64) -> String {
 /// The tables of a report, as Markdown (also readable on a terminal).
 pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    out.extend(super::roof_output::roofline_table(r));
     if !r.paper1.is_empty() {
         let lb = r.config.large_batch;
         let rows: Vec<Vec<String>> = r
@@ -53,11 +54,17 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                 ]
             })
             .collect();
-        let batch_col = format!("batch {lb} ms");
+        let batch_col = if lb > 0 {
+            format!("batch {lb} ms")
+        } else {
+            "large batch ms".to_string()
+        };
         out.push((
             format!(
                 "Paper 1 (Gong et al., Fig. 10): {} at {}², batch {}",
-                r.config.vgg, r.config.input_size, r.config.batch
+                r.config.vgg,
+                r.config.paper1_input_size.unwrap_or(r.config.input_size),
+                r.config.batch
             ),
             markdown_table(
                 &[
@@ -129,6 +136,7 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
             models_table(r),
         ));
     }
+    out.extend(super::roof_output::layer_tables(r));
     if !r.sweep.is_empty() {
         let rows: Vec<Vec<String>> = r
             .sweep
@@ -148,10 +156,9 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                         ms(s.time.max)
                     ),
                     format!("{:.2}×", s.speedup_vs_dense),
-                    format!(
-                        "{:.1}",
-                        2.0 * s.macs as f64 / s.time.median / 1e9 * r.config.batch as f64
-                    ),
+                    format!("{:.1}", s.gflops),
+                    s.roof_pct.map_or("—".into(), |p| format!("{p:.1}")),
+                    s.kernel.clone().unwrap_or_else(|| "—".into()),
                 ]
             })
             .collect();
@@ -165,6 +172,8 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                     "ms (min–max)",
                     "speed-up vs G=1",
                     "GFLOP/s",
+                    "% roof",
+                    "kernel",
                 ],
                 &rows,
             ),
@@ -283,6 +292,9 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
         files.extend(write_bar_chart(dir, "models_op_classes", &chart)?);
         md.push_str("\n![your models](models_op_classes.png)\n");
     }
+    let (roof_files, roof_md) = super::roof_output::write_roof_charts(r, dir)?;
+    files.extend(roof_files);
+    md.push_str(&roof_md);
     let mdp = dir.join("summary.md");
     write_atomic(&mdp, md.as_bytes())?;
     files.push(mdp);
@@ -321,6 +333,14 @@ fn layerwise_table(rows: &[LayerwiseRow]) -> Option<String> {
     let mut macs = vec!["GMACs".to_string()];
     macs.extend(rows.iter().map(|m| gmacs(m.macs)));
     table.push(macs);
+    if rows.iter().any(|m| m.roof_pct.is_some()) {
+        let mut roof = vec!["% of roof".to_string()];
+        roof.extend(
+            rows.iter()
+                .map(|m| m.roof_pct.map_or("—".into(), |p| format!("{p:.1}"))),
+        );
+        table.push(roof);
+    }
     let h: Vec<&str> = headers.iter().map(|s| s.as_str()).collect();
     Some(markdown_table(&h, &table))
 }

@@ -1,7 +1,7 @@
 //! What `gconv bench` reports: timing statistics and the rows of each suite (the JSON schema
 //! in the README).
 
-use super::{BenchConfig, LayerShape};
+use super::{BenchConfig, LayerRow, LayerShape};
 use serde::Serialize;
 
 /// Median, min and max of timed runs, in seconds.
@@ -60,6 +60,8 @@ pub struct ModelRow {
     pub macs_reduction_pct: f64,
     /// Median-latency reduction vs baseline, percent.
     pub time_reduction_pct: f64,
+    /// Per-layer rows at `batch` (with `per_layer`; else empty).
+    pub layers: Vec<LayerRow>,
 }
 
 /// Per-block times of one model of the paper2 suite.
@@ -75,6 +77,10 @@ pub struct LayerwiseRow {
     pub blocks: Vec<(String, f64)>,
     /// Sum of the blocks.
     pub total: f64,
+    /// Share of the roof over all layers, percent (`None` without a measured roof).
+    pub roof_pct: Option<f64>,
+    /// Every executed node: kernel, time, rate, share of the roof.
+    pub layers: Vec<LayerRow>,
 }
 
 /// One (layer, G) point of the sweep.
@@ -92,6 +98,12 @@ pub struct SweepRow {
     pub speedup_vs_dense: f64,
     /// Ideal speedup (= G, the MAC ratio).
     pub ideal_speedup: f64,
+    /// The kernel that ran (GPU).
+    pub kernel: Option<String>,
+    /// Achieved GFLOP/s (2·MACs·batch / median time).
+    pub gflops: f64,
+    /// Share of the roof, percent (`None` without a measured roof).
+    pub roof_pct: Option<f64>,
 }
 
 /// Everything one `gconv bench` run measured. Documented as the JSON schema in README.
@@ -117,6 +129,8 @@ pub struct BenchReport {
     pub sweep: Vec<SweepRow>,
     /// The user's models (`--model`).
     pub models: Vec<super::UserModelRow>,
+    /// The adapter's roof (streaming read, best GEMM), when a suite needed it.
+    pub roofline: Option<crate::gpu::roofline::Roofline>,
 }
 
 /// The planned device memory of one training step.

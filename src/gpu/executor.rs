@@ -133,6 +133,41 @@ impl GpuModel {
             .collect())
     }
 
+    /// The kernels forced on this model (by the caller or the tuning cache).
+    pub fn choice(&self) -> &KernelChoice {
+        &self.choice
+    }
+
+    /// Which kernel each dispatching node runs at `batch`, in graph order: `(node name,
+    /// kernel)`, read from the calls the lowering emitted (so it is what runs, forced or
+    /// chosen). A kernel is named by its entry point (`conv_co8`, `conv_pk8`) or as
+    /// `shader[entry]` (`conv_fast[conv_m8s1r2p16_k3x3s1x1d1x1]`, `gemv[gemm_r4_b1]`);
+    /// the input padding and weight packing helpers are left out, and a node with several
+    /// kernels lists them joined by `+`.
+    pub fn kernels(&mut self, batch: usize) -> Result<Vec<(String, String)>> {
+        self.prepare(batch)?;
+        let p = self.prepared.as_ref().expect("prepared");
+        let mut out: Vec<(NodeId, Vec<String>, Vec<String>)> = Vec::new();
+        for (d, &nid) in p.instance.dispatches.iter().zip(&p.instance.dispatch_node) {
+            let name = kernel_name(&d.label);
+            if out.last().is_none_or(|l| l.0 != nid) {
+                out.push((nid, Vec::new(), Vec::new()));
+            }
+            let (_, main, helpers) = out.last_mut().expect("pushed");
+            let list = if is_helper(&name) { helpers } else { main };
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(nid, main, helpers)| {
+                let names = if main.is_empty() { helpers } else { main };
+                (self.graph.nodes[nid].name.clone(), names.join("+"))
+            })
+            .collect())
+    }
+
     fn prepare(&mut self, batch: usize) -> Result<()> {
         if self.prepared.as_ref().is_some_and(|p| p.batch == batch) {
             return Ok(());
@@ -358,6 +393,30 @@ impl GpuModel {
             layers,
         })
     }
+}
+
+/// `layer [shader::entry]` → `entry` when it starts with the shader's name, else
+/// `shader[entry]`.
+fn kernel_name(label: &str) -> String {
+    let Some(inner) = label
+        .rsplit_once(" [")
+        .and_then(|(_, r)| r.strip_suffix(']'))
+    else {
+        return label.to_string();
+    };
+    match inner.split_once("::") {
+        Some((shader, entry)) if entry.starts_with(shader) => entry.to_string(),
+        Some((shader, entry)) => format!("{shader}[{entry}]"),
+        None => inner.to_string(),
+    }
+}
+
+/// Input padding and weight packing, which run before a layer's kernel.
+fn is_helper(kernel: &str) -> bool {
+    let entry = kernel
+        .split_once('[')
+        .map_or(kernel, |(_, e)| e.trim_end_matches(']'));
+    entry.starts_with("pad") || entry.starts_with("pack")
 }
 
 fn read_bytes(m: &GpuModel, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {

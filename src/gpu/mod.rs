@@ -11,7 +11,8 @@
 //!   `conv_tiled`, `gemv`, `roofline`).
 //! * [`choice`]: which kernel runs each operation, per adapter and shape, and the per-layer
 //!   overrides ([`choice::KernelChoice`]) an autotuner would set; [`roofline`] measures the
-//!   adapter's streaming-read and GEMM roof.
+//!   adapter's streaming-read and GEMM roof; [`tune`] times the candidates per layer shape
+//!   and caches the fastest on disk.
 //! * [`lower`]: the one lowering of graph ops (forward and backward) to calls;
 //!   [`program`]: calls plus lifetime-planned buffers, instantiated once per batch size.
 //! * [`executor`]: inference ([`GpuModel`]); training lives in [`crate::train::GpuTrainer`].
@@ -30,6 +31,7 @@ pub mod launch;
 pub mod lower;
 pub mod program;
 pub mod roofline;
+pub mod tune;
 
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;

@@ -18,6 +18,7 @@ use super::data::Dataset;
 use super::run::{evaluate, Train};
 use super::trainer::{StepStats, TrainConfig};
 use crate::error::{Error, Result};
+use crate::gpu::choice::KernelChoice;
 use crate::gpu::kernels::loss::{self, LossArgs};
 use crate::gpu::kernels::Arg;
 use crate::gpu::lower::{Lowering, ParamStore, TrainSetup};
@@ -50,6 +51,7 @@ pub struct GpuTrainer {
     plans: HashMap<usize, StepPlan>,
     lr: f32,
     steps: u64,
+    choice: Option<KernelChoice>,
 }
 
 impl std::fmt::Debug for GpuTrainer {
@@ -110,7 +112,17 @@ impl GpuTrainer {
             setup,
             plans: HashMap::new(),
             steps: 0,
+            choice: None,
         })
+    }
+
+    /// Forces the forward kernels of the named layers (instead of the kernel choices cached
+    /// by `gconv tune`, which are used by default unless `GCONV_TUNE=off`); an error naming
+    /// the layer when a forced kernel cannot run it comes from the first step.
+    pub fn with_choice(mut self, choice: KernelChoice) -> Self {
+        self.choice = Some(choice);
+        self.plans.clear();
+        self
     }
 
     /// The graph.
@@ -193,6 +205,10 @@ impl GpuTrainer {
         self.config.validate()?;
         let ctx = &*self.ctx;
         let mut l = Lowering::new(ctx, &self.graph, b, &self.params, Some(&self.setup))?;
+        l.choice = match &self.choice {
+            Some(c) => c.clone(),
+            None => crate::gpu::tune::cached_choice(ctx, &self.graph, b, true),
+        };
         l.forward()?;
         let out = self.graph.output;
         let classes = out_len(&self.graph);

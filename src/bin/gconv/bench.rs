@@ -20,6 +20,8 @@ pub enum SuiteArg {
     Sweep,
     /// Your own models (--model; selected by default when --model is given).
     Models,
+    /// The adapter's roof: streaming read GB/s and best GEMM GFLOP/s.
+    Roofline,
 }
 
 /// Options of `gconv bench`.
@@ -34,7 +36,8 @@ pub struct Args {
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// Input height = width (default: 224 on a real GPU, 64 on lavapipe / the CPU).
+    /// Input height = width of every suite (default: 224 on a real GPU; on lavapipe / the
+    /// CPU 224 for paper1 and 64 for the others).
     #[arg(long)]
     input_size: Option<usize>,
     /// Width multiplier of the models.
@@ -75,6 +78,16 @@ pub struct Args {
     /// name / .toml. With --model and no --suite, only your models run.
     #[arg(long)]
     model: Vec<String>,
+    /// Per-layer rows for paper1 too, and per-layer tables (kernel, ms, GFLOP/s or GB/s,
+    /// % of the roof) in the text report.
+    #[arg(long)]
+    per_layer: bool,
+    /// Tune each model's layers missing from the kernel cache before timing it (GPU).
+    #[arg(long, conflicts_with = "no_tune")]
+    tune: bool,
+    /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
+    #[arg(long)]
+    no_tune: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -98,6 +111,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             SuiteArg::Mobilenet => Suite::Mobilenet,
             SuiteArg::Sweep => Suite::Sweep,
             SuiteArg::Models => Suite::Models,
+            SuiteArg::Roofline => Suite::Roofline,
         })
         .collect();
     if !a.model.is_empty() && !suites.contains(&Suite::Models) {
@@ -136,6 +150,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(g) = a.sweep_g.clone() {
         cfg.sweep_groups = g;
     }
+    if a.input_size.is_some() {
+        cfg.paper1_input_size = None; // an explicit size applies to every suite
+    }
+    cfg.per_layer = a.per_layer;
+    cfg.tune = a.tune;
+    cfg.tuned = !a.no_tune;
     let bar = if a.json {
         ProgressBar::hidden()
     } else {

@@ -61,6 +61,41 @@ pub struct Args {
     /// Print a JSON report.
     #[arg(long)]
     json: bool,
+    /// Print the kernel each layer runs (GPU; always in the JSON report).
+    #[arg(long)]
+    kernels: bool,
+    /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
+    #[arg(long)]
+    no_tune: bool,
+}
+
+impl Args {
+    /// The batch whose tuned kernel choices are used, unless --no-tune.
+    fn tuned(&self, batch: usize) -> Option<usize> {
+        (!self.no_tune).then_some(batch)
+    }
+}
+
+/// The kernel of each dispatching layer of a GPU model at `batch`.
+fn kernels_of(model: &mut gconv::Model, batch: usize) -> Result<Option<Vec<(String, String)>>> {
+    model.gpu_model().map(|g| g.kernels(batch)).transpose()
+}
+
+/// Prints `layer  kernel` lines when --kernels was given.
+fn print_kernels(a: &Args, model: &mut gconv::Model, batch: usize) -> Result<()> {
+    if !a.kernels {
+        return Ok(());
+    }
+    match kernels_of(model, batch)? {
+        Some(k) => {
+            println!("kernels:");
+            for (layer, kernel) in k {
+                println!("  {layer:<28} {kernel}");
+            }
+        }
+        None => println!("kernels: none (the CPU reference path)"),
+    }
+    Ok(())
 }
 
 fn is_npy(path: &std::path::Path) -> bool {
@@ -157,6 +192,7 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
     let rt = Runtime::new(a.device.into())?;
     let opts = LoadOptions {
         fold_bn: false,
+        tuned_batch: a.tuned(x.shape()[0]),
         ..Default::default()
     };
     let name = graph.name.clone();
@@ -174,6 +210,7 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
         secs * 1e3,
         rt.describe()
     );
+    print_kernels(a, &mut model, x.shape()[0])?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -186,12 +223,16 @@ fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
         )));
     }
     let rt = Runtime::new(a.device.into())?;
+    let m = gconv::onnx::read_onnx(path)?;
+    let x = read_input(&a.input, m.graph.input_shape())?;
     let opts = LoadOptions {
         fold_bn: !a.no_fold_bn,
+        tuned_batch: a.tuned(x.shape()[0]),
         ..Default::default()
     };
-    let mut model = rt.load_onnx(path, &opts)?;
-    let x = read_input(&a.input, model.graph().input_shape())?;
+    // As `Runtime::load_onnx`, with the batch known first (for the tuned kernels).
+    let (g, w, _) = gconv::graph::fold_permutations(&m.graph, &m.weights)?;
+    let mut model = rt.load_graph(g, w, &opts)?;
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -206,6 +247,7 @@ fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
         secs * 1e3,
         rt.describe()
     );
+    print_kernels(a, &mut model, x.shape()[0])?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,6 +286,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         fold_bn: !a.no_fold_bn,
         flgc: a.flgc.into(),
         seed: a.seed,
+        tuned_batch: a.tuned(x.shape()[0]),
     };
     let device = if a.compare {
         Device::Gpu
@@ -265,6 +308,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "output_shape": y.shape(),
         "seconds_first_run": secs,
     });
+    if let Some(k) = kernels_of(&mut model, x.shape()[0])? {
+        report["kernels"] = serde_json::json!(k);
+    }
     let mut code = ExitCode::SUCCESS;
     if a.compare {
         let cpu = Runtime::new(Device::Cpu)?;
@@ -302,6 +348,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some(out) = &a.output {
             println!("wrote {}", out.display());
         }
+        print_kernels(&a, &mut model, x.shape()[0])?;
         if let Some(c) = report.get("compare") {
             // A non-finite error is `null` in JSON: print it as infinite.
             let err = |k: &str| c[k].as_f64().unwrap_or(f64::INFINITY);

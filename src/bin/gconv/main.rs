@@ -9,6 +9,7 @@ mod info;
 mod models;
 mod plot;
 mod train;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     Plot(plot::Args),
     /// Evaluate a training checkpoint or an exported model on a test set.
     Eval(eval::EvalArgs),
+    /// Time every kernel candidate of each layer of a model on this GPU and cache the fastest
+    /// (used by infer, bench and GPU training unless --no-tune / GCONV_TUNE=off).
+    Tune(tune::Args),
     /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
     /// convs by index re-ordering, batch norms folded; the graph travels in the file.
     Export(export::ExportArgs),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Eval(a) => eval::eval(a),
         Command::Export(a) => export::export(a),
+        Command::Tune(a) => tune::run(a),
     };
     match r {
         Ok(code) => code,

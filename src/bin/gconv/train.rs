@@ -102,6 +102,9 @@ pub struct Args {
     /// Print one JSON line per epoch.
     #[arg(long)]
     json: bool,
+    /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
+    #[arg(long)]
+    no_tune: bool,
 }
 
 fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
@@ -206,6 +209,11 @@ fn progress_bar(json: bool, steps: usize) -> ProgressBar {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if a.no_tune {
+        // The GPU trainer reads the cache per batch size unless this is set; set before any
+        // thread of ours starts.
+        std::env::set_var("GCONV_TUNE", "off");
+    }
     if a.batch == 0 || a.epochs == 0 {
         return Err(Error::InvalidArgument(
             "--batch and --epochs must be at least 1".into(),

@@ -147,6 +147,44 @@ pub enum ConvKernel {
 }
 
 impl ConvKernel {
+    /// A stable name (reports, the tuning cache): `conv_fast` (the cost model's entry),
+    /// `conv_fast[<entry>]`, `conv_wgmem`, `conv_tiled`, `conv_co8`, `conv_co1`, `conv_pk8`.
+    pub fn name(self) -> String {
+        match self {
+            ConvKernel::Fast(_) => match self.fast_entry() {
+                Some(e) => format!("conv_fast[{}]", e.name),
+                None => "conv_fast".into(),
+            },
+            ConvKernel::Wgmem => "conv_wgmem".into(),
+            ConvKernel::Tiled => "conv_tiled".into(),
+            ConvKernel::Direct(k) => k.entry().into(),
+        }
+    }
+
+    /// The kernel [`ConvKernel::name`] names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let direct = [DirectKernel::Co8, DirectKernel::Co1, DirectKernel::Pk8];
+        match name {
+            "conv_fast" => Some(ConvKernel::Fast(None)),
+            "conv_wgmem" => Some(ConvKernel::Wgmem),
+            "conv_tiled" => Some(ConvKernel::Tiled),
+            _ => match name
+                .strip_prefix("conv_fast[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                Some(e) => ENTRIES
+                    .iter()
+                    .position(|x| x.name == e)
+                    .and_then(|i| u8::try_from(i).ok())
+                    .map(|i| ConvKernel::Fast(Some(i))),
+                None => direct
+                    .into_iter()
+                    .find(|k| k.entry() == name)
+                    .map(ConvKernel::Direct),
+            },
+        }
+    }
+
     /// The forced `conv_fast` entry point of `Fast(Some(i))`.
     pub fn fast_entry(self) -> Option<conv_fast::Entry> {
         match self {
@@ -326,6 +364,31 @@ pub enum LinearKernel {
 }
 
 impl LinearKernel {
+    /// A stable name (reports, the tuning cache): `gemv` (tile by batch size),
+    /// `gemv[<entry>]` (a forced tile, e.g. `gemv[gemm_r4_b1]`) or `linear`.
+    pub fn name(self) -> String {
+        match self {
+            LinearKernel::Gemv(None) => "gemv".into(),
+            LinearKernel::Gemv(Some(t)) => format!("gemv[{}]", t.entry().unwrap_or("?")),
+            LinearKernel::Linear => "linear".into(),
+        }
+    }
+
+    /// The kernel [`LinearKernel::name`] names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gemv" => Some(LinearKernel::Gemv(None)),
+            "linear" => Some(LinearKernel::Linear),
+            _ => {
+                let e = name.strip_prefix("gemv[")?.strip_suffix(']')?;
+                gemv::SHAPES
+                    .iter()
+                    .find(|s| s.entry() == Some(e))
+                    .map(|&s| LinearKernel::Gemv(Some(s)))
+            }
+        }
+    }
+
     /// Whether the kernel can compute `s` at all.
     pub fn can_run(self, s: &LinearShape) -> bool {
         match self {
@@ -396,5 +459,20 @@ impl KernelChoice {
     /// Whether nothing is forced.
     pub fn is_empty(&self) -> bool {
         self.conv.is_empty() && self.linear.is_empty()
+    }
+
+    /// The kernel forced for convolution `node`, if any.
+    pub fn conv_of(&self, node: &str) -> Option<ConvKernel> {
+        self.conv.get(node).copied()
+    }
+
+    /// The kernel forced for fully connected layer `node`, if any.
+    pub fn linear_of(&self, node: &str) -> Option<LinearKernel> {
+        self.linear.get(node).copied()
+    }
+
+    /// Number of layers with a forced kernel.
+    pub fn len(&self) -> usize {
+        self.conv.len() + self.linear.len()
     }
 }

@@ -1,0 +1,140 @@
+//! Layers against the roof of the device: achieved GFLOP/s (2·MACs / time) or, for
+//! memory-bound layers, GB/s, and the share of the roofline `min(GEMM, AI · stream)` each
+//! layer reaches.
+//!
+//! The roof is [`crate::gpu::roofline::measure`]'s: the adapter's streaming read bandwidth
+//! and its best fp32 GEMM rate among gconv's GEMM candidates, measured once per bench run in
+//! the same process. A layer's arithmetic intensity (AI) is its FLOPs over the bytes it must
+//! move at least once: its inputs and output (batch included) and its parameters. Below the
+//! ridge point (GEMM / stream) a layer is memory-bound (depthwise convolutions, pooling,
+//! element-wise ops, a batch-1 linear layer) and judged by its GB/s against the stream roof;
+//! above it by its GFLOP/s against the GEMM roof. Its share of the roof is the same number
+//! either way: the time it would take at the roof over the time it took.
+
+use crate::gpu::roofline::Roofline;
+use crate::graph::{Graph, ModelCost};
+use serde::Serialize;
+
+/// One executed layer of a model, timed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LayerRow {
+    /// Node name.
+    pub name: String,
+    /// Op kind.
+    pub op: String,
+    /// The kernel it ran (GPU), see [`crate::gpu::GpuModel::kernels`].
+    pub kernel: Option<String>,
+    /// Median seconds.
+    pub seconds: f64,
+    /// MACs of the whole batch.
+    pub macs: u64,
+    /// Bytes it must move at least once (inputs, output, parameters).
+    pub bytes: u64,
+    /// Achieved GFLOP/s (2·MACs / time).
+    pub gflops: f64,
+    /// Achieved GB/s (bytes / time).
+    pub gbps: f64,
+    /// `compute` or `memory` (arithmetic intensity above or below the ridge point);
+    /// `None` without a measured roof.
+    pub bound: Option<String>,
+    /// Percent of the roof reached; `None` without a measured roof.
+    pub roof_pct: Option<f64>,
+}
+
+/// The ridge point of `r`, FLOP per byte.
+pub fn ridge(r: &Roofline) -> f64 {
+    r.gemm_gflops / r.read_gbps.max(1e-9)
+}
+
+/// The roof at arithmetic intensity `ai` (FLOP/byte), GFLOP/s.
+pub fn roof_gflops(r: &Roofline, ai: f64) -> f64 {
+    r.gemm_gflops.min(ai * r.read_gbps)
+}
+
+/// Seconds a layer of `macs` and `bytes` would take at the roof.
+pub fn ideal_seconds(r: &Roofline, macs: u64, bytes: u64) -> f64 {
+    (2.0 * macs as f64 / (r.gemm_gflops * 1e9)).max(bytes as f64 / (r.read_gbps * 1e9))
+}
+
+/// `(MACs, bytes)` of node `name` of `graph` (whose cost is `cost`) for `batch` samples
+/// (`None`: not a node).
+pub fn node_work(graph: &Graph, cost: &ModelCost, name: &str, batch: usize) -> Option<(u64, u64)> {
+    let (i, node) = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.name == name)?;
+    // `cost.layers` has one entry per node but the input.
+    let c = cost.layers.get(i.checked_sub(1)?)?;
+    let numel = |s: &[usize]| s.iter().product::<usize>() as u64;
+    let acts: u64 = node
+        .inputs
+        .iter()
+        .map(|&q| numel(&graph.nodes[q].shape))
+        .sum::<u64>()
+        + numel(&node.shape);
+    Some((c.macs * batch as u64, 4 * (acts * batch as u64 + c.params)))
+}
+
+/// Layer rows of `graph` from per-node median times, with the kernels run and the roof.
+pub fn layer_rows(
+    graph: &Graph,
+    batch: usize,
+    times: &[(String, f64)],
+    kernels: Option<&[(String, String)]>,
+    roof: Option<&Roofline>,
+) -> Vec<LayerRow> {
+    let cost = graph.cost();
+    times
+        .iter()
+        .map(|(name, secs)| {
+            let (macs, bytes) = node_work(graph, &cost, name, batch).unwrap_or((0, 0));
+            let op = graph
+                .nodes
+                .iter()
+                .find(|n| &n.name == name)
+                .map_or("?", |n| n.op.kind());
+            let kernel = kernels
+                .and_then(|k| k.iter().find(|(n, _)| n == name))
+                .map(|(_, k)| k.clone());
+            let s = secs.max(1e-12);
+            let (bound, roof_pct) = match roof {
+                Some(r) => {
+                    let ai = 2.0 * macs as f64 / (bytes.max(1) as f64);
+                    let b = if ai < ridge(r) { "memory" } else { "compute" };
+                    let pct = 100.0 * ideal_seconds(r, macs, bytes) / s;
+                    (Some(b.to_string()), Some(pct))
+                }
+                None => (None, None),
+            };
+            LayerRow {
+                name: name.clone(),
+                op: op.to_string(),
+                kernel,
+                seconds: *secs,
+                macs,
+                bytes,
+                gflops: 2.0 * macs as f64 / s / 1e9,
+                gbps: bytes as f64 / s / 1e9,
+                bound,
+                roof_pct,
+            }
+        })
+        .collect()
+}
+
+/// The share of the roof of several layers together (Σ time at the roof / Σ time).
+pub fn rows_roof_pct(rows: &[&LayerRow], roof: Option<&Roofline>) -> Option<f64> {
+    let r = roof?;
+    let t: f64 = rows.iter().map(|l| l.seconds).sum();
+    let ideal: f64 = rows.iter().map(|l| ideal_seconds(r, l.macs, l.bytes)).sum();
+    (t > 0.0).then(|| 100.0 * ideal / t)
+}
+
+/// The rate a row is judged by, as text: `12.3 GFLOP/s` (compute-bound) or `4.5 GB/s`.
+pub fn rate(l: &LayerRow) -> String {
+    match l.bound.as_deref() {
+        Some("memory") => format!("{:.2} GB/s", l.gbps),
+        _ => format!("{:.2} GFLOP/s", l.gflops),
+    }
+}

@@ -1,0 +1,156 @@
+//! Timing helpers of the suites: whole passes, per-node times with the kernels run, and
+//! loading a model with the tuned kernel choices (tuning it first under `--tune`).
+
+use super::roof::{layer_rows, LayerRow};
+use super::{BenchConfig, Stats};
+use crate::error::Result;
+use crate::gpu::roofline::Roofline;
+use crate::gpu::tune::{tune_graph, TuneCache, TuneOptions};
+use crate::graph::Graph;
+use crate::runtime::{LoadOptions, Model, Runtime};
+use crate::tensor::Tensor;
+use std::time::Instant;
+
+pub(super) fn input_for(g: &Graph, batch: usize, seed: u32) -> Tensor {
+    let [c, h, w] = g.input_shape();
+    Tensor::from_fn(&[batch, c, h, w], |i| {
+        (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2000) as f32 / 1000.0 - 1.0
+    })
+}
+
+pub(super) fn time_model(
+    model: &mut Model,
+    x: &Tensor,
+    warmup: usize,
+    repeats: usize,
+) -> Result<Stats> {
+    let once = |m: &mut Model| -> Result<f64> {
+        let t0 = Instant::now();
+        match m.gpu_model() {
+            Some(g) => g.run_no_readback(x)?,
+            None => {
+                m.run(x)?;
+            }
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    for _ in 0..warmup {
+        once(model)?;
+    }
+    let samples = (0..repeats.max(1))
+        .map(|_| once(model))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Stats::from_samples(samples).expect("at least one run"))
+}
+
+/// Block of a node name: `layer2.1.conv1` → `layer2.1`, `features.3.conv.0.0` →
+/// `features.3`; stem and head layers by name.
+pub fn block_of(name: &str) -> String {
+    if name.starts_with("layer") || name.starts_with("features.") {
+        name.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
+    } else if ["avgpool", "flatten", "fc"].contains(&name) || name.starts_with("classifier") {
+        "head".into()
+    } else {
+        "stem".into()
+    }
+}
+
+/// Median GPU (or CPU) time of every node of the executed graph over `repeats` timed
+/// passes after `warmup`, and how it was measured.
+pub(super) fn node_times(
+    model: &mut Model,
+    x: &Tensor,
+    warmup: usize,
+    repeats: usize,
+) -> Result<(String, Vec<(String, f64)>)> {
+    let mut per_node: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut method = String::from("cpu");
+    for r in 0..warmup + repeats.max(1) {
+        let times: Vec<(String, f64)> = match model.gpu_model() {
+            Some(g) => {
+                let lt = g.time_layers(x)?;
+                method = lt.method.to_string();
+                lt.layers.into_iter().map(|(n, _, t)| (n, t)).collect()
+            }
+            None => crate::cpu::run_graph_timed(model.exec_graph(), model.exec_weights(), x)?.1,
+        };
+        if r < warmup {
+            continue;
+        }
+        if per_node.is_empty() {
+            per_node = times.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+        }
+        for (slot, (_, t)) in per_node.iter_mut().zip(times) {
+            slot.1.push(t);
+        }
+    }
+    let medians = per_node
+        .into_iter()
+        .map(|(n, s)| (n, Stats::from_samples(s).map_or(0.0, |s| s.median)))
+        .collect();
+    Ok((method, medians))
+}
+
+/// Per-node median times of one pass at `x`'s batch as layer rows: the kernel each node ran
+/// and its share of `roof`; and how the times were taken.
+pub(super) fn layer_times(
+    model: &mut Model,
+    x: &Tensor,
+    (warmup, repeats): (usize, usize),
+    roof: Option<&Roofline>,
+) -> Result<(String, Vec<LayerRow>)> {
+    let (method, times) = node_times(model, x, warmup, repeats)?;
+    let batch = x.shape()[0];
+    let kernels = match model.gpu_model() {
+        Some(g) => Some(g.kernels(batch)?),
+        None => None,
+    };
+    let rows = layer_rows(model.exec_graph(), batch, &times, kernels.as_deref(), roof);
+    Ok((method, rows))
+}
+
+/// Layer times summed by [`block_of`], in order.
+pub(super) fn blocks(rows: &[LayerRow]) -> Vec<(String, f64)> {
+    let mut blocks: Vec<(String, f64)> = Vec::new();
+    for l in rows {
+        let b = block_of(&l.name);
+        match blocks.last_mut() {
+            Some((lb, t)) if *lb == b => *t += l.seconds,
+            _ => blocks.push((b, l.seconds)),
+        }
+    }
+    blocks
+}
+
+/// The load options of a bench run: the kernel choices tuned for its batch, unless
+/// `--no-tune`.
+pub(super) fn load_options(cfg: &BenchConfig) -> LoadOptions {
+    LoadOptions {
+        tuned_batch: cfg.tuned.then_some(cfg.batch),
+        ..Default::default()
+    }
+}
+
+/// Loads a model with `load`; under `--tune` on a GPU, first tunes the layers of its executed
+/// graph that the cache lacks (at the run's batch) and saves the cache.
+pub(super) fn load_tuned(
+    rt: &Runtime,
+    cfg: &BenchConfig,
+    load: &dyn Fn(&LoadOptions) -> Result<Model>,
+) -> Result<Model> {
+    let opts = load_options(cfg);
+    if let (true, Some(ctx)) = (cfg.tune, rt.gpu()) {
+        let untuned = load(&LoadOptions {
+            tuned_batch: None,
+            ..opts.clone()
+        })?;
+        let mut cache = TuneCache::load_default();
+        let t = TuneOptions {
+            batch: cfg.batch,
+            ..Default::default()
+        };
+        tune_graph(ctx, untuned.exec_graph(), &mut cache, &t, &mut |_, _, _| {})?;
+        cache.save()?;
+    }
+    load(&opts)
+}

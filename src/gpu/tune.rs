@@ -1,0 +1,393 @@
+//! Autotuning: per layer shape, time the kernel candidates of [`crate::gpu::choice`] on the
+//! adapter in use, keep the fastest one whose output matches the default's, and cache the
+//! choice on disk ([`cache`]) for inference and GPU training to use.
+//!
+//! For every convolution (`Conv2d`, exported `GroupedConvTable`) and fully connected layer of
+//! a graph, [`tune_graph`] builds a one-node graph of that layer's real shape (random
+//! weights, the batch given) and times, with [`GpuModel::with_choice`](crate::gpu::GpuModel::with_choice):
+//!
+//! - convolutions: every [`applicable`] candidate of [`CONV_FORWARD`] and, when `conv_fast`
+//!   applies, up to 6 candidates in all with its other entry points that fit the geometry;
+//! - fully connected layers: [`LINEAR_FORWARD`]'s candidates and `gemv`'s other tiles (up
+//!   to 6 in all).
+//!
+//! Each candidate runs once (warm-up, and its output is compared with the default's within
+//! [`Tolerance::F32_OP`](crate::testing::Tolerance::F32_OP): a kernel that disagrees is never chosen), then `repeats` rounds time
+//! the candidates interleaved (so a machine slowing down affects all alike); after the first
+//! round a candidate 3× slower than the best is dropped. The median decides; another kernel
+//! than the default must be at least [`MIN_GAIN`] faster to be chosen.
+//!
+//! **Use**: [`cached_choice`] turns the cache into a [`KernelChoice`] for a graph.
+//! [`crate::Runtime`] applies it to every GPU model it loads (at
+//! [`crate::LoadOptions::tuned_batch`], batch 1 by default) and [`crate::train::GpuTrainer`]
+//! at each training batch size (kernels that cannot run trained weights, such as
+//! `conv_tiled`, are left out there). `GCONV_TUNE=off` (or the CLI's `--no-tune`) ignores
+//! the cache, for deterministic runs.
+//!
+//! **When tuning runs**: only when asked (`gconv tune MODEL`, `gconv bench --tune`, or
+//! [`tune_graph`]); a layer missing from the cache silently takes the candidate lists'
+//! default. Tuning on first use was rejected: on a CPU-backed adapter such as lavapipe, timing
+//! five kernels of a 224² VGG layer takes seconds per layer, which an `infer` call must not
+//! pay unannounced, and a one-off timing in a busy process would be a noisy choice anyway.
+
+pub mod cache;
+mod measure;
+
+use super::choice::{
+    applicable, first, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel, CONV_FORWARD,
+    LINEAR_FORWARD,
+};
+use super::context::GpuContext;
+use super::kernels::conv_fast::{self, FastConv, ENTRIES};
+use super::kernels::gemv::{GemvShape, SHAPES};
+use super::kernels::linear::LinearShape;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op};
+pub use cache::{adapter_key, CachedChoice, TuneCache};
+pub use measure::{tune_layer, CandidateTime, LayerTuning};
+use std::sync::Arc;
+
+/// At most this many candidates are timed per layer.
+pub const MAX_CANDIDATES: usize = 6;
+
+/// Another kernel than the default is chosen only when its median is at least this much
+/// faster (5 %): below that, timings of one process are noise.
+pub const MIN_GAIN: f64 = 0.05;
+
+/// Whether cached choices are used: not when `GCONV_TUNE` is `off`, `0`, `false` or `no`.
+pub fn enabled() -> bool {
+    !std::env::var("GCONV_TUNE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    })
+}
+
+/// What a tunable layer computes.
+#[derive(Clone, Debug)]
+pub enum LayerProblem {
+    /// A convolution forward.
+    Conv(ConvProblem),
+    /// A fully connected forward.
+    Linear(LinearShape),
+}
+
+/// A kernel of either kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// A convolution kernel.
+    Conv(ConvKernel),
+    /// A fully connected kernel.
+    Linear(LinearKernel),
+}
+
+impl Kernel {
+    /// Its name ([`ConvKernel::name`], [`LinearKernel::name`]).
+    pub fn name(self) -> String {
+        match self {
+            Kernel::Conv(k) => k.name(),
+            Kernel::Linear(k) => k.name(),
+        }
+    }
+
+    fn force(self, node: &str, c: KernelChoice) -> KernelChoice {
+        match self {
+            Kernel::Conv(k) => c.conv(node, k),
+            Kernel::Linear(k) => c.linear(node, k),
+        }
+    }
+}
+
+/// A layer of a graph that can be tuned.
+#[derive(Clone, Debug)]
+pub struct TunableLayer {
+    /// Node name.
+    pub node: String,
+    /// The cache's shape key.
+    pub key: String,
+    /// The problem (static weights, the batch tuned for).
+    pub problem: LayerProblem,
+    op: Op,
+    in_shape: Vec<usize>,
+}
+
+/// FNV-1a over numbers (the groups of an exported table).
+fn hash(values: impl Iterator<Item = usize>) -> u64 {
+    values.fold(0xcbf2_9ce4_8422_2325, |h, v| {
+        (h ^ v as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn conv_key(kind: &str, p: &ConvProblem) -> String {
+    let s = &p.spec;
+    let a = |v: [usize; 2]| format!("{}x{}", v[0], v[1]);
+    format!(
+        "{kind} k{} s{} p{} d{} c{}>{} g{}{} b{} in{}",
+        a(s.kernel),
+        a(s.stride),
+        a(s.padding),
+        a(s.dilation),
+        s.in_channels,
+        s.out_channels,
+        s.groups,
+        if s.bias { " bias" } else { "" },
+        p.batch,
+        a(p.in_hw),
+    )
+}
+
+/// The tunable layers of `graph` (convolutions, exported tables, fully connected layers) at
+/// `batch`, in graph order.
+pub fn tunable_layers(graph: &Graph, batch: usize) -> Vec<TunableLayer> {
+    let mut out = Vec::new();
+    for node in &graph.nodes {
+        let Some(&input) = node.inputs.first() else {
+            continue;
+        };
+        let in_shape = graph.nodes[input].shape.clone();
+        let in_hw = match in_shape[..] {
+            [_, h, w] => [h, w],
+            _ => [1, 1],
+        };
+        let (key, problem) = match &node.op {
+            Op::Conv2d(spec) => {
+                let p = ConvProblem::conv2d(spec, batch, in_hw, true);
+                (conv_key("conv", &p), LayerProblem::Conv(p))
+            }
+            Op::GroupedConvTable(t) => {
+                let p = ConvProblem::table(t, batch, in_hw);
+                let h = hash(
+                    t.table
+                        .iter()
+                        .flat_map(|g| [g.in_len, g.out_len])
+                        .chain(t.in_index.iter().copied())
+                        .chain(t.out_index.iter().copied()),
+                );
+                (
+                    format!("{} tables {h:016x}", conv_key("table", &p)),
+                    LayerProblem::Conv(p),
+                )
+            }
+            Op::Linear(l) => {
+                let s = LinearShape {
+                    batch,
+                    in_features: l.in_features,
+                    out_features: l.out_features,
+                };
+                let key = format!(
+                    "linear {}>{}{} b{batch}",
+                    l.in_features,
+                    l.out_features,
+                    if l.bias { " bias" } else { "" }
+                );
+                (key, LayerProblem::Linear(s))
+            }
+            _ => continue,
+        };
+        out.push(TunableLayer {
+            node: node.name.clone(),
+            key,
+            problem,
+            op: node.op.clone(),
+            in_shape,
+        });
+    }
+    out
+}
+
+/// The kernel the candidate lists pick for `p` (what runs untuned).
+pub fn default_kernel(p: &LayerProblem, a: &Adapter) -> Kernel {
+    match p {
+        LayerProblem::Conv(c) => Kernel::Conv(
+            CONV_FORWARD
+                .iter()
+                .find(|k| (k.applies)(c, a))
+                .map_or(ConvKernel::Tiled, |k| k.kernel),
+        ),
+        LayerProblem::Linear(s) => Kernel::Linear(first(LINEAR_FORWARD, s, a)),
+    }
+}
+
+/// The candidates timed for `p`, the default first, at most [`MAX_CANDIDATES`].
+pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
+    let mut v = vec![default_kernel(p, a)];
+    let add = |k: Kernel, v: &mut Vec<Kernel>| {
+        if !v.contains(&k) && v.len() < MAX_CANDIDATES {
+            v.push(k);
+        }
+    };
+    match p {
+        LayerProblem::Conv(c) => {
+            let listed = applicable(CONV_FORWARD, c, a);
+            for &k in &listed {
+                add(Kernel::Conv(k), &mut v);
+            }
+            if listed.contains(&ConvKernel::Fast(None)) {
+                // The other specialised entries, those closest to the cost model's tile first.
+                let pick = if c.table {
+                    None
+                } else {
+                    FastConv::conv2d(&c.spec, c.in_hw, None)
+                        .ok()
+                        .map(|f| f.entry())
+                };
+                let width = |e: &conv_fast::Entry| e.tile.ms * e.tile.s;
+                let w0 = pick.as_ref().map_or(8, width);
+                let mut extra: Vec<(usize, u8)> = ENTRIES
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.geom.is_some() && e.fits(&c.spec) && Some(**e) != pick)
+                    .filter_map(|(i, e)| Some((width(e).abs_diff(w0), u8::try_from(i).ok()?)))
+                    .collect();
+                extra.sort();
+                for (_, i) in extra {
+                    let k = ConvKernel::Fast(Some(i));
+                    if k.can_run(c, a) {
+                        add(Kernel::Conv(k), &mut v);
+                    }
+                }
+            }
+        }
+        LayerProblem::Linear(s) => {
+            for k in applicable(LINEAR_FORWARD, s, a) {
+                add(Kernel::Linear(k), &mut v);
+            }
+            if LinearKernel::Gemv(None).can_run(s) {
+                let own = GemvShape::for_batch(s.batch);
+                for &t in SHAPES.iter().filter(|&&t| t != own) {
+                    add(Kernel::Linear(LinearKernel::Gemv(Some(t))), &mut v);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// How [`tune_graph`] times.
+#[derive(Clone, Debug)]
+pub struct TuneOptions {
+    /// Batch size of the layers.
+    pub batch: usize,
+    /// Timed rounds (the median of these decides).
+    pub repeats: usize,
+    /// Re-time layers already in the cache.
+    pub retune: bool,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        Self {
+            batch: 1,
+            repeats: 3,
+            retune: false,
+        }
+    }
+}
+
+/// Tunes every tunable layer of `graph` (the graph that executes: BN folded, FLGC exported)
+/// on `ctx`, reusing `cache` entries unless `opts.retune`, and records the choices in
+/// `cache` (the caller saves it). `progress` is told each layer as it starts.
+pub fn tune_graph(
+    ctx: &Arc<GpuContext>,
+    graph: &Graph,
+    cache: &mut TuneCache,
+    opts: &TuneOptions,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<LayerTuning>> {
+    if opts.batch == 0 {
+        return Err(Error::InvalidArgument(
+            "tuning batch must be at least 1".into(),
+        ));
+    }
+    let adapter = adapter_key(&ctx.info);
+    let layers = tunable_layers(graph, opts.batch);
+    let mut out: Vec<LayerTuning> = Vec::with_capacity(layers.len());
+    let mut seen = std::collections::HashSet::new();
+    for (n, l) in layers.iter().enumerate() {
+        progress(&l.node, n, layers.len());
+        let fresh = seen.insert(l.key.clone());
+        let hit = cache.get(&adapter, &l.key);
+        let r = match hit {
+            Some(c) if !fresh => LayerTuning::from_cache(l, c, "shared"),
+            Some(c) if !opts.retune => LayerTuning::from_cache(l, c, "cached"),
+            _ => {
+                let t = tune_layer(ctx, l, opts.repeats)?;
+                let times_ms = t
+                    .candidates
+                    .iter()
+                    .filter_map(|c| Some((c.kernel.clone(), c.median_s? * 1e3)))
+                    .collect();
+                let entry = CachedChoice {
+                    kernel: t.chosen.clone(),
+                    default: t.default.clone(),
+                    speedup: t.speedup,
+                    times_ms,
+                };
+                cache.insert(&adapter, &l.key, entry);
+                t
+            }
+        };
+        out.push(r);
+    }
+    progress("done", layers.len(), layers.len());
+    Ok(out)
+}
+
+/// The cached kernel choices for `graph` at `batch` on `ctx` (empty when [`enabled`] is
+/// false or nothing is cached). `training`: for a training lowering, so only kernels that
+/// run weights that change every step are kept.
+pub fn cached_choice(
+    ctx: &GpuContext,
+    graph: &Graph,
+    batch: usize,
+    training: bool,
+) -> KernelChoice {
+    if !enabled() {
+        return KernelChoice::new();
+    }
+    choice_from(&TuneCache::load_default(), ctx, graph, batch, training)
+}
+
+/// Like [`cached_choice`], from the given cache (and regardless of `GCONV_TUNE`).
+pub fn choice_from(
+    cache: &TuneCache,
+    ctx: &GpuContext,
+    graph: &Graph,
+    batch: usize,
+    training: bool,
+) -> KernelChoice {
+    let adapter = adapter_key(&ctx.info);
+    let a = Adapter::of(ctx);
+    let mut choice = KernelChoice::new();
+    if cache.len_for(&adapter) == 0 {
+        return choice;
+    }
+    for l in tunable_layers(graph, batch) {
+        let Some(c) = cache.get(&adapter, &l.key) else {
+            continue;
+        };
+        match &l.problem {
+            LayerProblem::Conv(p) => {
+                let mut p = p.clone();
+                p.static_weights = !training;
+                // The inference weights are prepared once at load, for batch 1.
+                let at_load = ConvProblem {
+                    batch: 1,
+                    ..p.clone()
+                };
+                match ConvKernel::from_name(&c.kernel) {
+                    Some(k) if k.can_run(&p, &a) && (training || k.can_run(&at_load, &a)) => {
+                        choice = choice.conv(&l.node, k);
+                    }
+                    _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
+                }
+            }
+            LayerProblem::Linear(s) => match LinearKernel::from_name(&c.kernel) {
+                Some(k) if k.can_run(s) => choice = choice.linear(&l.node, k),
+                _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
+            },
+        }
+    }
+    choice
+}

@@ -1,0 +1,161 @@
+//! The on-disk cache of tuned kernel choices: one JSON file, `kernels.json`, in
+//! `$GCONV_CACHE_DIR`, else `$XDG_CACHE_HOME/gconv/`, else `~/.cache/gconv/`.
+//!
+//! ```json
+//! { "format": 1,
+//!   "adapters": {
+//!     "llvmpipe (LLVM 15.0.6, 256 bits) | Vulkan | llvmpipe | Mesa 22.3.6 | gconv 0.1.0": {
+//!       "conv k3x3 s1x1 p1x1 d1x1 c64>64 g1 bias b1 in56x56": {
+//!         "kernel": "conv_fast", "default": "conv_fast", "speedup": 1.0,
+//!         "times_ms": [["conv_fast", 3.1], ["conv_tiled", 5.2]] } } } }
+//! ```
+//!
+//! Entries are grouped by an adapter key (adapter name, backend, driver, driver info and the
+//! gconv version, so a driver update or a new gconv misses) and keyed within it by a layer
+//! shape key (op kind, geometry, batch, input size, a hash of an exported table's groups),
+//! so two layers of the same shape share one entry. The file is written atomically
+//! ([`crate::io::write_atomic`]); a file that cannot be read or parsed is ignored with a
+//! warning (the cache is an optimisation, never a reason to fail).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file name inside the cache folder.
+pub const FILE_NAME: &str = "kernels.json";
+
+/// The version of the file layout; a file of another version is ignored.
+pub const FORMAT: u32 = 1;
+
+/// What tuning chose for one layer shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CachedChoice {
+    /// The fastest kernel that matched the default's output ([`crate::gpu::choice`] names).
+    pub kernel: String,
+    /// The kernel the candidate lists pick without tuning.
+    pub default: String,
+    /// Default's median time / the chosen kernel's.
+    pub speedup: f64,
+    /// Median milliseconds of every candidate timed (in the order tried).
+    pub times_ms: Vec<(String, f64)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct CacheFile {
+    format: u32,
+    adapters: BTreeMap<String, BTreeMap<String, CachedChoice>>,
+}
+
+/// The tuning cache: loaded from a file, changed in memory, saved atomically.
+#[derive(Clone, Debug)]
+pub struct TuneCache {
+    path: PathBuf,
+    file: CacheFile,
+}
+
+/// The cache folder: `$GCONV_CACHE_DIR`, else `$XDG_CACHE_HOME/gconv`, else
+/// `$HOME/.cache/gconv`; `None` when none of them is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("GCONV_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gconv")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("gconv")))
+}
+
+/// The default cache file, [`cache_dir`]`/kernels.json`.
+pub fn default_path() -> Option<PathBuf> {
+    cache_dir().map(|d| d.join(FILE_NAME))
+}
+
+/// The adapter part of the key: name, backend, driver, driver info and gconv version.
+pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} | {:?} | {} | {} | gconv {}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+impl TuneCache {
+    /// An empty cache that [`TuneCache::save`] writes to `path`.
+    pub fn empty(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            file: CacheFile {
+                format: FORMAT,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The cache at `path`: empty when the file does not exist; a file that cannot be read,
+    /// is not JSON of this layout or has another format version is ignored with a warning.
+    pub fn load(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let mut c = Self::empty(&path);
+        if !path.exists() {
+            return c;
+        }
+        match read(&path) {
+            Ok(f) if f.format == FORMAT => c.file = f,
+            Ok(f) => log::warn!(
+                "{}: tuning cache of format {} (this gconv reads {FORMAT}); ignored",
+                path.display(),
+                f.format
+            ),
+            Err(e) => log::warn!("ignoring the tuning cache: {e}"),
+        }
+        c
+    }
+
+    /// The cache at [`default_path`] (an empty one at `./kernels.json` if no folder is known).
+    pub fn load_default() -> Self {
+        Self::load(default_path().unwrap_or_else(|| PathBuf::from(FILE_NAME)))
+    }
+
+    /// The file this cache is saved to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The choice for layer shape `shape` on adapter `adapter` ([`adapter_key`]).
+    pub fn get(&self, adapter: &str, shape: &str) -> Option<&CachedChoice> {
+        self.file.adapters.get(adapter)?.get(shape)
+    }
+
+    /// Records a choice (replacing an older one).
+    pub fn insert(&mut self, adapter: &str, shape: &str, choice: CachedChoice) {
+        self.file
+            .adapters
+            .entry(adapter.to_string())
+            .or_default()
+            .insert(shape.to_string(), choice);
+    }
+
+    /// Number of layer shapes cached for `adapter`.
+    pub fn len_for(&self, adapter: &str) -> usize {
+        self.file.adapters.get(adapter).map_or(0, |m| m.len())
+    }
+
+    /// Writes the cache atomically, creating its folder.
+    pub fn save(&self) -> Result<()> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let json = serde_json::to_string_pretty(&self.file).expect("serialisable");
+        crate::io::write_atomic(&self.path, json.as_bytes())
+    }
+}
+
+fn read(path: &Path) -> Result<CacheFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::format(path, format!("tuning cache: {e}")))
+}
