@@ -90,7 +90,12 @@ fn assert_same(what: &str, got: &Tensor, want: &Tensor) {
         .zip(want.data())
         .filter(|(a, b)| a.to_bits() != b.to_bits())
         .count();
-    assert_eq!(differ, 0, "{what}: {differ} of {} values differ", got.data().len());
+    assert_eq!(
+        differ,
+        0,
+        "{what}: {differ} of {} values differ",
+        got.data().len()
+    );
 }
 
 #[test]
@@ -118,7 +123,10 @@ fn one_model_behind_a_mutex_gives_every_thread_the_single_thread_outputs() {
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
         });
         assert_eq!(got.len(), THREADS * RUNS);
         for (k, y) in &got {

@@ -103,7 +103,9 @@ fn onnx_seeds_reach_the_end_of_the_fuzz_pipeline() {
     let run = |g: &Graph, w: &Weights| -> Tensor {
         let (g, w) = compile(g, w, &CompileOptions::default()).unwrap();
         let [c, h, wd] = g.input_shape();
-        let x = Tensor::from_fn(&[1, c, h, wd], |i| ((i * 7919 % 201) as f32 - 100.0) / 100.0);
+        let x = Tensor::from_fn(&[1, c, h, wd], |i| {
+            ((i * 7919 % 201) as f32 - 100.0) / 100.0
+        });
         gconv::cpu::run_graph(&g, &w, &x).unwrap()
     };
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/onnx");
