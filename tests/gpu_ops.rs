@@ -692,38 +692,38 @@ fn tensors_at_offsets() {
     });
 }
 
-/// The kernel choice for inference: the tiled kernel wherever it applies, the packed direct
-/// kernel for stride 1, the per-channel one for thin groups.
+/// The kernel choice on this (CPU) adapter: conv_fast wherever a specialised entry fits,
+/// else the tiled kernel for static weights, the packed direct kernel for stride 1 and the
+/// per-channel one for thin groups.
 #[test]
 fn kernel_choice_follows_the_candidate_lists() {
     with_gpu(|ctx| {
         use choice::{ConvKernel, ConvProblem};
-        let problem = |spec: Conv2dSpec, static_weights: bool| ConvProblem {
-            out_lens: vec![spec.out_channels / spec.groups; spec.groups],
-            spec,
-            batch: 1,
-            in_hw: [8, 8],
-            static_weights,
-            table: false,
+        if !ctx.is_cpu() {
+            return;
+        }
+        let kernel = |spec: &Conv2dSpec, static_weights: bool| {
+            choice::conv_forward(ctx, &ConvProblem::conv2d(spec, 1, [8, 8], static_weights))
         };
         let dense = Conv2dSpec::square(16, 16, 3, 1, 1);
-        assert_eq!(
-            choice::conv_forward(ctx, &problem(dense.clone(), true)),
-            ConvKernel::Tiled
-        );
-        assert_eq!(
-            choice::conv_forward(ctx, &problem(dense.clone(), false)),
-            ConvKernel::Direct(DirectKernel::Pk8)
-        );
-        let strided = Conv2dSpec::square(16, 16, 3, 2, 1);
-        assert_eq!(
-            choice::conv_forward(ctx, &problem(strided, false)),
-            ConvKernel::Direct(DirectKernel::Co8)
-        );
         let depthwise = Conv2dSpec::square(16, 16, 3, 1, 1).groups(16);
         for static_weights in [true, false] {
+            assert_eq!(kernel(&dense, static_weights), ConvKernel::Fast(None));
+            assert_eq!(kernel(&depthwise, static_weights), ConvKernel::Fast(None));
+        }
+        let mut dilated = dense.clone();
+        dilated.dilation = [2, 2];
+        assert_eq!(kernel(&dilated, true), ConvKernel::Tiled);
+        assert_eq!(
+            kernel(&dilated, false),
+            ConvKernel::Direct(DirectKernel::Pk8)
+        );
+        let five = Conv2dSpec::square(16, 16, 5, 2, 2);
+        assert_eq!(kernel(&five, false), ConvKernel::Direct(DirectKernel::Co8));
+        let thin = Conv2dSpec::square(16, 16, 5, 1, 2).groups(16);
+        for static_weights in [true, false] {
             assert_eq!(
-                choice::conv_forward(ctx, &problem(depthwise.clone(), static_weights)),
+                kernel(&thin, static_weights),
                 ConvKernel::Direct(DirectKernel::Co1)
             );
         }

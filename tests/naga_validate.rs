@@ -1,6 +1,7 @@
 //! Every shader validates with naga (no GPU needed), matches its launcher's declaration, and
-//! its WGSL structs match their Rust mirrors member by member; the generated shader is what
-//! its generator makes. `GCONV_BLESS=1` rewrites `shaders/conv_tiled.wgsl` from the generator.
+//! its WGSL structs match their Rust mirrors member by member; the generated files are what
+//! their generators make (`GCONV_BLESS=1` rewrites them) and the entry tables of the
+//! launchers name entry points that exist.
 
 use gconv::gpu::kernels::all_shaders;
 use gconv::gpu::launch::ParamsLayout;
@@ -160,17 +161,58 @@ fn wgsl_structs_match_their_rust_mirrors() {
     }
 }
 
+/// Every generated file (`gpu::codegen::FILES`: the unrolled shaders and `conv_fast`'s Rust
+/// entry table) is what its generator makes; `GCONV_BLESS=1` rewrites them.
 #[test]
-fn conv_tiled_is_what_its_generator_makes() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/conv_tiled.wgsl");
-    let generated = gconv::gpu::codegen::conv_tiled();
-    if std::env::var("GCONV_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).unwrap();
+fn generated_files_are_what_their_generators_make() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bless = std::env::var("GCONV_BLESS").as_deref() == Ok("1");
+    let mut stale = Vec::new();
+    for f in gconv::gpu::codegen::FILES {
+        let path = root.join(f.path);
+        let generated = (f.make)();
+        if bless {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != generated {
+            stale.push(f.path);
+        }
     }
-    let committed = std::fs::read_to_string(&path).unwrap();
     assert!(
-        committed == generated,
-        "shaders/conv_tiled.wgsl differs from gconv::gpu::codegen::conv_tiled(); \
+        stale.is_empty(),
+        "{stale:?} differ from their generators in gconv::gpu::codegen; \
          run GCONV_BLESS=1 cargo test --test naga_validate"
     );
+}
+
+/// The entry points the launchers name exist in their shaders.
+#[test]
+fn launcher_entry_tables_match_the_shaders() {
+    use gconv::gpu::kernels::{conv_fast, gemv, roofline};
+    let names = |spec: &ShaderSpec| -> Vec<String> {
+        parse(spec)
+            .entry_points
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let fast = names(&conv_fast::SHADER);
+    for e in conv_fast::ENTRIES {
+        assert!(fast.contains(&e.name.to_string()), "conv_fast: {}", e.name);
+    }
+    // Every conv entry of the shader is in the table (plus pad_input and pack_weights).
+    assert_eq!(fast.len(), conv_fast::ENTRIES.len() + 2);
+    let gemv_names = names(&gemv::SHADER);
+    for (s, e) in gemv::SHAPES.iter().zip(gemv::ENTRIES) {
+        assert_eq!(s.entry(), Some(e));
+        assert!(gemv_names.contains(&e.to_string()), "gemv: {e}");
+    }
+    let roof = names(&roofline::SHADER);
+    for e in roofline::READ_KERNELS
+        .into_iter()
+        .chain(roofline::GEMM_KERNELS.map(|g| g.0))
+    {
+        assert!(roof.contains(&e.to_string()), "roofline: {e}");
+    }
 }

@@ -3,10 +3,11 @@
 //! pass and one submit (the only read-back is the output, at the end).
 //!
 //! Load-time work ([`GpuModel::new`]): weights uploaded once in the form the chosen kernels
-//! read ([`ParamStore::for_inference`]: re-packed for the tiled convolution, BN as an affine
-//! map, linear weights split by rows beyond a storage binding). Per batch size: views and
+//! read ([`ParamStore::for_inference`]: planned and packed for `conv_fast` or `conv_tiled`,
+//! BN as an affine map, linear weights split by rows beyond a storage binding). Per batch size: views and
 //! fused activations resolved, calls lowered, buffers planned, every call bound once.
 
+use super::choice::KernelChoice;
 use super::context::GpuContext;
 use super::launch::{BufId, Dispatch};
 use super::lower::{Lowering, ParamStore};
@@ -54,6 +55,7 @@ pub struct GpuModel {
     ctx: Arc<GpuContext>,
     graph: Graph,
     params: ParamStore,
+    choice: KernelChoice,
     prepared: Option<Prepared>,
 }
 
@@ -70,11 +72,24 @@ impl GpuModel {
     /// Uploads the weights. FLGC layers must have been materialised or exported first, and BN
     /// folding is recommended (see [`crate::compile`]).
     pub fn new(ctx: Arc<GpuContext>, graph: Graph, weights: &Weights) -> Result<Self> {
-        let params = ParamStore::for_inference(&ctx, &graph, weights)?;
+        Self::with_choice(ctx, graph, weights, KernelChoice::default())
+    }
+
+    /// Like [`GpuModel::new`], with the kernels of the layers named in `choice` forced (an
+    /// error naming the layer when a forced kernel cannot run it); e.g. for an autotuner
+    /// timing the [`crate::gpu::choice::applicable`] candidates.
+    pub fn with_choice(
+        ctx: Arc<GpuContext>,
+        graph: Graph,
+        weights: &Weights,
+        choice: KernelChoice,
+    ) -> Result<Self> {
+        let params = ParamStore::for_inference_with(&ctx, &graph, weights, &choice)?;
         Ok(Self {
             ctx,
             graph,
             params,
+            choice,
             prepared: None,
         })
     }
@@ -106,12 +121,25 @@ impl GpuModel {
         })
     }
 
+    /// The label of every dispatch of a forward pass at `batch` (layer name and
+    /// `[shader::entry]`), in order: which kernels run.
+    pub fn dispatch_labels(&mut self, batch: usize) -> Result<Vec<String>> {
+        self.prepare(batch)?;
+        let p = self.prepared.as_ref().expect("prepared");
+        Ok(p.instance
+            .dispatches
+            .iter()
+            .map(|d| d.label.clone())
+            .collect())
+    }
+
     fn prepare(&mut self, batch: usize) -> Result<()> {
         if self.prepared.as_ref().is_some_and(|p| p.batch == batch) {
             return Ok(());
         }
         self.prepared = None; // free the old buffers first
         let mut l = Lowering::new(&self.ctx, &self.graph, batch, &self.params, None)?;
+        l.choice = self.choice.clone();
         l.forward()?;
         let (input, output) = (l.value_id(0), l.value_id(self.graph.output));
         let output_len = l.numel(self.graph.output)?;

@@ -7,13 +7,18 @@
 //!   [`launch`]: how it is called ([`Call`], [`Arg`], [`Dispatch`]).
 //! * [`kernels`]: one launcher module per `shaders/<family>.wgsl`; it validates its
 //!   arguments (wrong sizes are errors naming the layer, never panics) and returns calls.
-//! * [`choice`]: which kernel runs each operation, per adapter and shape.
+//!   [`codegen`] generates the shaders whose register tiles are unrolled (`conv_fast`,
+//!   `conv_tiled`, `gemv`, `roofline`).
+//! * [`choice`]: which kernel runs each operation, per adapter and shape, and the per-layer
+//!   overrides ([`choice::KernelChoice`]) an autotuner would set; [`roofline`] measures the
+//!   adapter's streaming-read and GEMM roof.
 //! * [`lower`]: the one lowering of graph ops (forward and backward) to calls;
 //!   [`program`]: calls plus lifetime-planned buffers, instantiated once per batch size.
 //! * [`executor`]: inference ([`GpuModel`]); training lives in [`crate::train::GpuTrainer`].
 //!
 //! Kernels are written for a CPU "GPU" first (lavapipe): register tiles, no workgroup
-//! memory, no barriers, small workgroups; real GPUs get other candidates in [`choice`].
+//! memory, no barriers, small workgroups (`conv_fast`, `gemv`); real GPUs get other
+//! candidates in [`choice`] (`conv_wgmem`: workgroup-memory tiles, coalesced loads).
 
 pub mod choice;
 pub mod codegen;
@@ -24,6 +29,7 @@ pub mod kernels;
 pub mod launch;
 pub mod lower;
 pub mod program;
+pub mod roofline;
 
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;

@@ -373,15 +373,14 @@ pub fn forward(
             scratch(&format!("{label} w packed"), wp_len.max(1) * 4)?,
         )
     } else {
+        // Unused by the unpacked entries: one vec4 of scratch each.
         (
-            Arg::whole(&ctx.storage_buffer(&format!("{label} no xp"), 16)?),
-            Arg::whole(&ctx.storage_buffer(&format!("{label} no wp"), 16)?),
+            scratch(&format!("{label} no xp"), 4)?,
+            scratch(&format!("{label} no wp"), 4)?,
         )
     };
-    let bias = match a.bias {
-        Some(b) => b,
-        None => Arg::whole(&ctx.storage_buffer(&format!("{label} no bias"), 4)?),
-    };
+    // Without a bias the shader reads none (`has_bias`); bind the input in its place.
+    let bias = a.bias.unwrap_or_else(|| a.x.clone());
     let args = ConvArgs {
         x: a.x,
         wt: a.weight,

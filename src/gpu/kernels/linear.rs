@@ -164,7 +164,8 @@ pub fn forward(
             check_arg(ctx, label, "bias", b, s.out_features as u64)?;
             b.clone()
         }
-        None => Arg::whole(&ctx.storage_buffer(&format!("{label} no bias"), 4)?),
+        // The shader reads no bias (`has_bias`); bind the input in its place.
+        None => x.clone(),
     };
     let mut row0 = 0;
     let mut calls = Vec::with_capacity(chunks.len());

@@ -8,10 +8,14 @@
 
 pub mod conv;
 pub mod conv_backward;
+pub mod conv_fast;
+pub mod conv_grad_fast;
 pub mod conv_tiled;
+pub mod conv_wgmem;
 pub mod elementwise;
 pub mod flgc;
 pub mod gather;
+pub mod gemv;
 pub mod linear;
 pub mod linear_backward;
 pub mod loss;
@@ -19,6 +23,7 @@ pub mod norm;
 pub mod norm_train;
 pub mod optim;
 pub mod pool;
+pub mod roofline;
 pub mod softmax;
 
 pub use crate::gpu::launch::{
@@ -28,14 +33,18 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 14] {
+pub fn all_shaders() -> [&'static ShaderSpec; 19] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
+        &conv_fast::SHADER,
+        &conv_grad_fast::SHADER,
         &conv_tiled::SHADER,
+        &conv_wgmem::SHADER,
         &elementwise::SHADER,
         &flgc::SHADER,
         &gather::SHADER,
+        &gemv::SHADER,
         &linear::SHADER,
         &linear_backward::SHADER,
         &loss::SHADER,
@@ -43,6 +52,7 @@ pub fn all_shaders() -> [&'static ShaderSpec; 14] {
         &norm_train::SHADER,
         &optim::SHADER,
         &pool::SHADER,
+        &roofline::SHADER,
         &softmax::SHADER,
     ]
 }

@@ -4,10 +4,12 @@
 
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
-use crate::gpu::choice::{self, ConvKernel, ConvProblem, DirectKernel};
+use crate::gpu::choice::{self, ConvKernel, ConvProblem, InputGrad, WeightGrad};
 use crate::gpu::kernels::conv::{self, ConvShape, DirectArgs};
+use crate::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight};
+use crate::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
 use crate::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
-use crate::gpu::kernels::{conv_backward, conv_tiled, Arg, Call};
+use crate::gpu::kernels::{conv_backward, conv_grad_fast, conv_tiled, Arg, Call};
 use crate::graph::{Conv2dSpec, GroupedConvTable, NodeId};
 use crate::ops::{Activation, FlgcSpec};
 
@@ -19,94 +21,153 @@ fn shape<'s>(l: &Lowering<'_>, i: NodeId, spec: &'s Conv2dSpec) -> ConvShape<'s>
     }
 }
 
-/// A direct (`conv.wgsl`) convolution of `weight` into node `i`'s value.
-fn direct(
+fn geom(l: &Lowering<'_>, i: NodeId, act: Activation) -> ConvGeom {
+    ConvGeom {
+        batch: l.batch,
+        in_hw: l.hw(l.graph.nodes[i].inputs[0]),
+        act,
+    }
+}
+
+/// The node's bias parameter, if the layer has one.
+fn bias(l: &Lowering<'_>, i: NodeId, spec: &Conv2dSpec) -> Result<Option<Arg>> {
+    spec.bias.then(|| l.param(i, "bias")).transpose()
+}
+
+/// Input and output of node `i`.
+fn io(l: &Lowering<'_>, i: NodeId) -> Result<(Arg, Arg)> {
+    Ok((l.value(l.graph.nodes[i].inputs[0])?, l.value(i)?))
+}
+
+/// Node `i`'s convolution with the weights prepared at load (`conv_fast` packed,
+/// `conv_tiled` packed, or planned for `conv_wgmem`); `None` if nothing was prepared.
+fn prepared(l: &mut Lowering<'_>, i: NodeId, spec: &Conv2dSpec) -> Result<Option<Vec<Call>>> {
+    let act = l.fused(i);
+    let (x, out) = io(l, i)?;
+    let name = l.graph.nodes[i].name.as_str();
+    let calls = match l.params.prepared(i) {
+        Some(Prepared::Tiled(p)) => {
+            let s = shape(l, i, spec);
+            vec![conv_tiled::forward(l.ctx, name, (&s, act), &x, p, &out)?]
+        }
+        Some(Prepared::Fast(p)) => {
+            let io = ConvIo {
+                x,
+                out,
+                weight: Weight::Packed(Arg::whole(&p.weight)),
+                bias: Some(Arg::whole(&p.bias)),
+            };
+            let g = geom(l, i, act);
+            let (ctx, prog) = (l.ctx, &mut l.prog);
+            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+            conv_fast::forward(ctx, name, &p.layer, io, g, &mut scratch)?
+        }
+        Some(Prepared::Wgmem(layer)) => {
+            let io = WgmemIo {
+                x,
+                out,
+                weight: l.param(i, "weight")?,
+                bias: bias(l, i, spec)?,
+            };
+            vec![conv_wgmem::forward(
+                l.ctx,
+                name,
+                layer,
+                io,
+                geom(l, i, act),
+            )?]
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(calls))
+}
+
+/// Node `i`'s convolution `spec` of weights `weight` as they are (training, FLGC's masked
+/// weight, or an inference layer whose kernel reads natural weights), `act` fused, with the
+/// kernel chosen for the layer: `conv_fast` packs them by a GPU call first.
+fn natural(
     l: &mut Lowering<'_>,
     i: NodeId,
     spec: &Conv2dSpec,
-    weight: Arg,
+    (weight, bias): (Arg, Option<Arg>),
     act: Activation,
 ) -> Result<Vec<Call>> {
     let node = &l.graph.nodes[i];
+    let name = node.name.as_str();
     let s = shape(l, i, spec);
-    let problem = ConvProblem {
-        spec: spec.clone(),
-        batch: l.batch,
-        in_hw: s.in_hw,
-        out_lens: vec![spec.out_channels / spec.groups.max(1); spec.groups],
-        static_weights: l.train.is_none(),
-        table: false,
-    };
-    let kernel = match choice::conv_forward(l.ctx, &problem) {
-        ConvKernel::Direct(k) => k,
-        // The tiled kernel was not prepared at load (it always is when it applies).
-        ConvKernel::Tiled => DirectKernel::Co8,
-    };
-    let args = DirectArgs {
-        x: l.value(node.inputs[0])?,
-        weight,
-        bias: if spec.bias {
-            Some(l.param(i, "bias")?)
-        } else {
-            None
-        },
-        out: l.value(i)?,
-    };
-    let groups = conv::even_groups(&node.name, spec)?;
-    let (ctx, name) = (l.ctx, node.name.as_str());
-    let prog = &mut l.prog;
+    // Nothing was packed at load, so a kernel that needs packed weights does not apply.
+    let problem = ConvProblem::conv2d(spec, l.batch, s.in_hw, false);
+    let kernel = choice::conv_forward_for(l.ctx, name, &problem, &l.choice)?;
+    let (x, out) = io(l, i)?;
+    let g = geom(l, i, act);
+    let (ctx, prog) = (l.ctx, &mut l.prog);
     let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
-    conv::forward(ctx, name, (kernel, &s, act), &groups, args, &mut scratch)
+    match kernel {
+        ConvKernel::Fast(_) => {
+            let layer = FastConv::conv2d(spec, s.in_hw, kernel.fast_entry())?.upload(ctx, name)?;
+            let io = ConvIo {
+                x,
+                out,
+                weight: Weight::Natural(weight),
+                bias,
+            };
+            conv_fast::forward(ctx, name, &layer, io, g, &mut scratch)
+        }
+        ConvKernel::Wgmem => {
+            let layer = WgmemConv::conv2d(spec)?.upload(ctx, name)?;
+            let io = WgmemIo {
+                x,
+                out,
+                weight,
+                bias,
+            };
+            Ok(vec![conv_wgmem::forward(ctx, name, &layer, io, g)?])
+        }
+        ConvKernel::Direct(k) => {
+            let groups = conv::even_groups(name, spec)?;
+            let args = DirectArgs {
+                x,
+                weight,
+                bias,
+                out,
+            };
+            conv::forward(ctx, name, (k, &s, act), &groups, args, &mut scratch)
+        }
+        ConvKernel::Tiled => Err(Error::shape(
+            name,
+            "conv_tiled reads weights packed at load; this layer's are not",
+        )),
+    }
 }
 
-/// `Conv2d` forward: the tiled kernel when its packed weights were prepared at load, else a
-/// direct kernel chosen for the layer.
+/// `Conv2d` forward: the kernel whose weights were prepared at load, else the layer's kernel
+/// on its weights as they are.
 pub(super) fn forward_conv2d(
     l: &mut Lowering<'_>,
     i: NodeId,
     spec: &Conv2dSpec,
 ) -> Result<Vec<Call>> {
-    let act = l.fused(i);
-    if let Some(Prepared::Tiled(p)) = l.params.prepared(i) {
-        let node = &l.graph.nodes[i];
-        let (x, out) = (l.value(node.inputs[0])?, l.value(i)?);
-        let s = shape(l, i, spec);
-        return Ok(vec![conv_tiled::forward(
-            l.ctx,
-            &node.name,
-            (&s, act),
-            &x,
-            p,
-            &out,
-        )?]);
+    if let Some(calls) = prepared(l, i, spec)? {
+        return Ok(calls);
     }
     let w = l.param(i, "weight")?;
-    direct(l, i, spec, w, act)
+    let b = bias(l, i, spec)?;
+    natural(l, i, spec, (w, b), l.fused(i))
 }
 
-/// `GroupedConvTable` forward (inference): always the tiled kernel, which reads index lists.
+/// `GroupedConvTable` forward (inference): the kernel prepared at load (`conv_fast`,
+/// `conv_tiled` or `conv_wgmem`, which all read index lists).
 pub(super) fn forward_table(
     l: &mut Lowering<'_>,
     i: NodeId,
     t: &GroupedConvTable,
 ) -> Result<Vec<Call>> {
-    let node = &l.graph.nodes[i];
-    let Some(Prepared::Tiled(p)) = l.params.prepared(i) else {
-        return Err(Error::shape(
-            &node.name,
+    prepared(l, i, &t.spec)?.ok_or_else(|| {
+        Error::shape(
+            &l.graph.nodes[i].name,
             "an exported group table runs at inference only (train the FLGC form)",
-        ));
-    };
-    let (x, out) = (l.value(node.inputs[0])?, l.value(i)?);
-    let s = shape(l, i, &t.spec);
-    Ok(vec![conv_tiled::forward(
-        l.ctx,
-        &node.name,
-        (&s, l.fused(i)),
-        &x,
-        p,
-        &out,
-    )?])
+        )
+    })
 }
 
 fn flgc_shape(s: &FlgcSpec) -> FlgcShape {
@@ -154,7 +215,9 @@ pub(super) fn forward_flgc(l: &mut Lowering<'_>, i: NodeId, s: &FlgcSpec) -> Res
             &masked,
         )?,
     ];
-    calls.extend(direct(l, i, &s.dense(), masked, l.fused(i))?);
+    let dense = s.dense();
+    let b = bias(l, i, &dense)?;
+    calls.extend(natural(l, i, &dense, (masked, b), l.fused(i))?);
     Ok(calls)
 }
 
@@ -171,14 +234,16 @@ fn conv_grads(
     let (ctx, name) = (l.ctx, node.name.clone());
     let s = shape(l, i, spec);
     let x = l.value(input)?;
-    let mut calls = vec![conv_backward::grad_weight(
-        ctx,
-        &name,
-        (choice::conv_weight_grad(ctx, spec), &s),
-        &x,
-        gy,
-        dw,
-    )?];
+    let mut calls = match choice::weight_grad(ctx, spec) {
+        WeightGrad::Fast => {
+            let prog = &mut l.prog;
+            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+            conv_grad_fast::grad_weight(ctx, &name, &s, (&x, gy, dw), &mut scratch)?
+        }
+        WeightGrad::Backward(k) => {
+            vec![conv_backward::grad_weight(ctx, &name, (k, &s), &x, gy, dw)?]
+        }
+    };
     if spec.bias {
         let [oh, ow] = l.hw(i);
         let db = l.param_grad(i, "bias")?;
@@ -191,15 +256,28 @@ fn conv_grads(
         )?);
     }
     if let Some((dx, acc)) = l.grad_target(input)? {
-        let kernel = choice::conv_input_grad(ctx, spec);
-        calls.push(conv_backward::grad_input(
-            ctx,
-            &name,
-            (kernel, &s, acc),
-            gy,
-            w,
-            &dx,
-        )?);
+        match choice::input_grad(ctx, spec) {
+            InputGrad::Fast => {
+                let prog = &mut l.prog;
+                let mut scratch =
+                    |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+                calls.extend(conv_grad_fast::grad_input(
+                    ctx,
+                    &name,
+                    (&s, acc),
+                    (gy, w, &dx),
+                    &mut scratch,
+                )?);
+            }
+            InputGrad::Backward(k) => calls.push(conv_backward::grad_input(
+                ctx,
+                &name,
+                (k, &s, acc),
+                gy,
+                w,
+                &dx,
+            )?),
+        }
     }
     Ok(calls)
 }

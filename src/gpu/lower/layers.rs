@@ -3,8 +3,10 @@
 
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
+use crate::gpu::choice::{self, LinearKernel};
 use crate::gpu::kernels::elementwise::{self, Elementwise, Unary};
 use crate::gpu::kernels::gather::{self, GatherArgs};
+use crate::gpu::kernels::gemv;
 use crate::gpu::kernels::linear::{self, LinearShape};
 use crate::gpu::kernels::linear_backward::{self, LinearGradArgs};
 use crate::gpu::kernels::norm::{self, BnShape, NormArgs};
@@ -183,7 +185,8 @@ fn linear_shape(l: &Lowering<'_>, lin: &Linear) -> LinearShape {
     }
 }
 
-/// Fully connected layer over its weight's row chunks, activation fused.
+/// Fully connected layer over its weight's row chunks, activation fused, with the layer's
+/// kernel (`gemv`'s split-K partial sums are planned scratch).
 pub(super) fn forward_linear(l: &mut Lowering<'_>, i: NodeId, lin: &Linear) -> Result<Vec<Call>> {
     let (x, y) = (l.value(input(l, i, 0))?, l.value(i)?);
     let chunks = l.param_chunks(i, "weight")?;
@@ -192,8 +195,21 @@ pub(super) fn forward_linear(l: &mut Lowering<'_>, i: NodeId, lin: &Linear) -> R
     } else {
         None
     };
-    let s = (&linear_shape(l, lin), l.fused(i));
-    linear::forward(l.ctx, name(l, i), s, &x, (&chunks, bias.as_ref()), &y)
+    let shape = linear_shape(l, lin);
+    let kernel = choice::linear_forward_for(l.ctx, name(l, i), &shape, &l.choice)?;
+    let act = l.fused(i);
+    match kernel {
+        LinearKernel::Gemv(tile) => {
+            let (ctx, label, prog) = (l.ctx, name(l, i), &mut l.prog);
+            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+            let w = (chunks.as_slice(), bias.as_ref());
+            gemv::forward(ctx, label, (&shape, act, tile), &x, w, &y, &mut scratch)
+        }
+        LinearKernel::Linear => {
+            let w = (chunks.as_slice(), bias.as_ref());
+            linear::forward(l.ctx, name(l, i), (&shape, act), &x, w, &y)
+        }
+    }
 }
 
 /// Linear backward: `dW`, `db` and `dx` (into scratch when the input needs no gradient).

@@ -15,6 +15,7 @@ mod conv;
 mod layers;
 pub mod params;
 
+use super::choice::KernelChoice;
 use super::context::GpuContext;
 use super::kernels::elementwise::Unary;
 use super::launch::{Arg, BufId, Call};
@@ -54,6 +55,8 @@ pub struct Lowering<'a> {
     pub train: Option<&'a TrainSetup>,
     /// The calls and planned buffers so far.
     pub prog: Program,
+    /// Kernels forced per layer (empty: the candidate lists' first choice everywhere).
+    pub choice: KernelChoice,
     analysis: Analysis,
     values: Vec<Option<BufId>>,
     grads: Vec<Option<BufId>>,
@@ -85,6 +88,7 @@ impl<'a> Lowering<'a> {
             params,
             train,
             prog: Program::default(),
+            choice: KernelChoice::default(),
             analysis,
             values: vec![None; n],
             grads: vec![None; n],

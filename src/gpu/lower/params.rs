@@ -4,10 +4,12 @@
 //! one storage binding.
 
 use crate::error::{Error, Result};
-use crate::gpu::choice::{self, ConvKernel, ConvProblem};
+use crate::gpu::choice::{self, ConvKernel, ConvProblem, KernelChoice};
 use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::conv_fast::{FastConv, FastConvGpu};
+use crate::gpu::kernels::conv_wgmem::{WgmemConv, WgmemConvGpu};
 use crate::gpu::kernels::{conv_tiled, gather, linear, norm};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, GroupedConvTable, NodeId, Op};
 use crate::ops::ParamRole;
 use crate::weights::Weights;
 use std::collections::{BTreeMap, HashMap};
@@ -32,9 +34,24 @@ pub struct DeviceParam {
     pub train: Option<TrainState>,
 }
 
+/// A convolution planned for `conv_fast` with its weights packed on the host.
+#[derive(Debug)]
+pub struct FastPrepared {
+    /// Segments and channel lists.
+    pub layer: FastConvGpu,
+    /// The packed weights.
+    pub weight: wgpu::Buffer,
+    /// The bias (zeros when the layer has none).
+    pub bias: wgpu::Buffer,
+}
+
 /// A parameter in the form an inference kernel reads it, built at load.
 #[derive(Debug)]
 pub enum Prepared {
+    /// A convolution planned and packed for `conv_fast`.
+    Fast(FastPrepared),
+    /// A convolution planned for `conv_wgmem` (its weights stay as they are).
+    Wgmem(WgmemConvGpu),
     /// A convolution re-packed for `conv_tiled`.
     Tiled(conv_tiled::PackedConvGpu),
     /// Batch norm as `[scale; C] ++ [shift; C]`.
@@ -137,57 +154,62 @@ impl ParamStore {
 
     /// Uploads the parameters of `graph` in the form its inference kernels read.
     pub fn for_inference(ctx: &GpuContext, graph: &Graph, weights: &Weights) -> Result<Self> {
+        Self::for_inference_with(ctx, graph, weights, &KernelChoice::default())
+    }
+
+    /// Like [`ParamStore::for_inference`], with the kernels of the layers named in
+    /// `forced` forced (their weights are prepared for those kernels).
+    pub fn for_inference_with(
+        ctx: &GpuContext,
+        graph: &Graph,
+        weights: &Weights,
+        forced: &KernelChoice,
+    ) -> Result<Self> {
         weights.validate(graph)?;
         let mut s = Self::default();
         for (i, node) in graph.nodes.iter().enumerate() {
             let key = |suffix: &str| format!("{}.{suffix}", node.name);
             let get = |suffix: &str| weights.require(&key(suffix));
+            let in_hw = match graph.nodes[node.inputs.first().copied().unwrap_or(0)].shape[..] {
+                [_, h, w] => [h, w],
+                _ => [1, 1],
+            };
             match &node.op {
                 Op::Conv2d(spec) => {
-                    let problem = ConvProblem {
-                        spec: spec.clone(),
-                        batch: 1,
-                        in_hw: [1, 1],
-                        out_lens: vec![spec.out_channels / spec.groups.max(1); spec.groups],
-                        static_weights: true,
-                        table: false,
-                    };
+                    let problem = ConvProblem::conv2d(spec, 1, in_hw, true);
+                    let kernel = choice::conv_forward_for(ctx, &node.name, &problem, forced)?;
                     let bias = if spec.bias {
                         Some(get("bias")?.data())
                     } else {
                         None
                     };
-                    if choice::conv_forward(ctx, &problem) == ConvKernel::Tiled {
-                        let packed = conv_tiled::pack_conv2d(spec, get("weight")?.data())?;
-                        let gpu =
-                            conv_tiled::upload(ctx, &node.name, &packed, bias, spec.out_channels)?;
-                        s.bytes += 4 * (packed.weights.len() + spec.out_channels) as u64;
-                        s.prepared.insert(i, Prepared::Tiled(gpu));
-                    } else {
-                        s.put(
-                            ctx,
-                            key("weight"),
-                            &spec.weight_shape(),
-                            get("weight")?.data(),
-                            None,
-                        )?;
-                        if let Some(b) = bias {
-                            s.put(ctx, key("bias"), &[b.len()], b, None)?;
+                    let w = get("weight")?.data();
+                    let plan = match kernel {
+                        ConvKernel::Fast(_) => {
+                            let entry = kernel.fast_entry();
+                            Some(ConvPlan::Fast(FastConv::conv2d(spec, in_hw, entry)?))
                         }
-                    }
+                        ConvKernel::Tiled => {
+                            Some(ConvPlan::Tiled(conv_tiled::pack_conv2d(spec, w)?))
+                        }
+                        ConvKernel::Wgmem => Some(ConvPlan::Wgmem(WgmemConv::conv2d(spec)?)),
+                        ConvKernel::Direct(_) => None,
+                    };
+                    let at = (i, node.name.as_str(), spec.out_channels);
+                    s.prepare_conv(ctx, at, plan, (&spec.weight_shape(), w, bias))?;
                 }
                 Op::GroupedConvTable(t) => {
-                    let w = get("weight")?;
-                    let packed = conv_tiled::pack_grouped_table(t, w.data())?;
+                    let problem = ConvProblem::table(t, 1, in_hw);
+                    let kernel = choice::conv_forward_for(ctx, &node.name, &problem, forced)?;
+                    let w = get("weight")?.data();
                     let bias = if t.spec.bias {
                         Some(get("bias")?.data())
                     } else {
                         None
                     };
-                    let gpu =
-                        conv_tiled::upload(ctx, &node.name, &packed, bias, t.spec.out_channels)?;
-                    s.bytes += 4 * (packed.weights.len() + t.spec.out_channels) as u64;
-                    s.prepared.insert(i, Prepared::Tiled(gpu));
+                    let plan = table_plan(t, kernel, in_hw, w)?;
+                    let at = (i, node.name.as_str(), t.spec.out_channels);
+                    s.prepare_conv(ctx, at, Some(plan), (&[w.len()], w, bias))?;
                 }
                 Op::FlgcConv2d(_) => return Err(Error::shape(
                     &node.name,
@@ -242,6 +264,75 @@ impl ParamStore {
             }
         }
         Ok(s)
+    }
+}
+
+/// A convolution planned (and, for `conv_tiled`, packed) for its inference kernel.
+enum ConvPlan {
+    Fast(FastConv),
+    Wgmem(WgmemConv),
+    Tiled(conv_tiled::PackedConv),
+}
+
+fn table_plan(
+    t: &GroupedConvTable,
+    kernel: ConvKernel,
+    in_hw: [usize; 2],
+    w: &[f32],
+) -> Result<ConvPlan> {
+    Ok(match kernel {
+        ConvKernel::Fast(_) => ConvPlan::Fast(FastConv::table(t, in_hw, kernel.fast_entry())?),
+        ConvKernel::Wgmem => ConvPlan::Wgmem(WgmemConv::table(t)?),
+        // `conv_forward_for` never gives a direct kernel for a table.
+        ConvKernel::Tiled | ConvKernel::Direct(_) => {
+            ConvPlan::Tiled(conv_tiled::pack_grouped_table(t, w)?)
+        }
+    })
+}
+
+impl ParamStore {
+    /// Uploads convolution `node`'s weights in the form `plan`'s kernel reads: packed
+    /// (`conv_fast`, `conv_tiled`, with a zero bias when the layer has none) or as they are
+    /// (`conv_wgmem`, the direct kernels: `None`).
+    fn prepare_conv(
+        &mut self,
+        ctx: &GpuContext,
+        (node, name, c_out): (NodeId, &str, usize),
+        plan: Option<ConvPlan>,
+        (shape, w, bias): (&[usize], &[f32], Option<&[f32]>),
+    ) -> Result<()> {
+        let natural = |s: &mut Self| -> Result<()> {
+            s.put(ctx, format!("{name}.weight"), shape, w, None)?;
+            if let Some(b) = bias {
+                s.put(ctx, format!("{name}.bias"), &[b.len()], b, None)?;
+            }
+            Ok(())
+        };
+        let prepared = match plan {
+            None => return natural(self),
+            Some(ConvPlan::Wgmem(p)) => {
+                natural(self)?;
+                Prepared::Wgmem(p.upload(ctx, name)?)
+            }
+            Some(ConvPlan::Tiled(packed)) => {
+                let gpu = conv_tiled::upload(ctx, name, &packed, bias, c_out)?;
+                self.bytes += 4 * (packed.weights.len() + c_out) as u64;
+                Prepared::Tiled(gpu)
+            }
+            Some(ConvPlan::Fast(p)) => {
+                let packed = p.pack(w)?;
+                let zeros = vec![0.0; c_out];
+                let b = bias.unwrap_or(&zeros);
+                self.bytes += 4 * (packed.len() + b.len()) as u64;
+                Prepared::Fast(FastPrepared {
+                    layer: p.upload(ctx, name)?,
+                    weight: ctx.upload(&format!("{name} packed weight"), &packed)?,
+                    bias: ctx.upload(&format!("{name} bias"), b)?,
+                })
+            }
+        };
+        self.prepared.insert(node, prepared);
+        Ok(())
     }
 }
 

@@ -1,0 +1,53 @@
+//! Generated sources: the WGSL kernels whose register tiles are unrolled by a generator (so
+//! that their accumulators live in registers on every compiler; lavapipe's LLVM spills
+//! function-scope arrays indexed in loops) and the Rust table of `conv_fast`'s entry points.
+//!
+//! [`FILES`] lists every generated file with its generator. `tests/naga_validate.rs`
+//! regenerates each one and compares it with the committed file;
+//! `GCONV_BLESS=1 cargo test --test naga_validate` rewrites them after a change here.
+
+pub mod conv_fast;
+pub mod conv_tiled;
+pub mod gemv;
+pub mod roofline;
+
+pub use conv_tiled::{conv_tiled, PX};
+
+/// A generated file: its path from the crate root and the function that makes its text.
+#[derive(Clone, Copy, Debug)]
+pub struct Generated {
+    /// Path relative to the crate root.
+    pub path: &'static str,
+    /// The generator.
+    pub make: fn() -> String,
+}
+
+/// Every generated file of the crate.
+pub const FILES: [Generated; 5] = [
+    Generated {
+        path: "shaders/conv_tiled.wgsl",
+        make: conv_tiled::conv_tiled,
+    },
+    Generated {
+        path: "shaders/conv_fast.wgsl",
+        make: conv_fast::wgsl,
+    },
+    Generated {
+        path: "src/gpu/kernels/conv_fast/entries.rs",
+        make: conv_fast::entries_rs,
+    },
+    Generated {
+        path: "shaders/gemv.wgsl",
+        make: gemv::wgsl,
+    },
+    Generated {
+        path: "shaders/roofline.wgsl",
+        make: roofline::wgsl,
+    },
+];
+
+/// Appends `line` and a newline to `s` (the generators' one output primitive).
+pub(crate) fn line(s: &mut String, line: impl AsRef<str>) {
+    s.push_str(line.as_ref());
+    s.push('\n');
+}

@@ -1,0 +1,339 @@
+//! Launcher for `shaders/conv_wgmem.wgsl`: the workgroup-memory implicit-GEMM convolution
+//! for discrete GPUs (coalesced loads, 64 filters × 64 pixels per workgroup, weights read in
+//! their natural `[N, C/G, kh, kw]` / group-after-group layout, so no packing pass). Groups
+//! smaller than the 64-filter tile share it: the tile is `s` segments of `ms` filters.
+//!
+//! On lavapipe it is correct but slow (barriers switch coroutines); it is tested there for
+//! correctness only. [`conv_fast`](super::conv_fast) is the CPU-adapter kernel.
+
+use super::conv_fast::{ConvGeom, FastSeg, GroupLayout};
+use super::{check_arg, fold_workgroups, Arg, Call};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::graph::{Conv2dSpec, GroupRange, GroupedConvTable};
+
+crate::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `conv_wgmem.wgsl`.
+    pub struct WgmemParams = "Params" {
+        /// Batch.
+        pub batch: u32,
+        /// Input channels.
+        pub c_in: u32,
+        /// Output channels.
+        pub c_out: u32,
+        /// Input height.
+        pub h: u32,
+        /// Input width.
+        pub w: u32,
+        /// Output height.
+        pub oh: u32,
+        /// Output width.
+        pub ow: u32,
+        /// Kernel height.
+        pub kh: u32,
+        /// Kernel width.
+        pub kw: u32,
+        /// Vertical stride.
+        pub sh: u32,
+        /// Horizontal stride.
+        pub sw: u32,
+        /// Vertical padding.
+        pub ph: u32,
+        /// Horizontal padding.
+        pub pw: u32,
+        /// Vertical dilation.
+        pub dh: u32,
+        /// Horizontal dilation.
+        pub dw: u32,
+        /// Tiles of 64 filters.
+        pub n_tiles: u32,
+        /// Pixel blocks of 64 per output plane.
+        pub pblocks: u32,
+        /// Workgroups in all.
+        pub total_wg: u32,
+        /// The fused activation ([`crate::ops::Activation::code`]).
+        pub act: u32,
+        /// 1 when a bias is added.
+        pub has_bias: u32,
+        /// Last valid index of the `bias` binding (the shader clamps to it).
+        pub bias_max: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
+}
+
+crate::shader! {
+    /// `shaders/conv_wgmem.wgsl`. Every access is range-checked in the shader; the runtime
+    /// checks stay on anyway (the target is a discrete GPU, where they are cheap).
+    pub static SHADER = "conv_wgmem" {
+        params: WgmemParams,
+        mirrors: [FastSeg],
+        trusted: false,
+        /// Arguments of `conv_wgmem`.
+        args: WgmemArgs {
+            /// `[batch, C, H, W]` input.
+            x: read array<f32>,
+            /// The natural weights (`[N, C/G, kh, kw]` or a table's groups one after another).
+            wn: read array<f32>,
+            /// `[N]` bias (a stand-in when the layer has none).
+            bias: read array<f32>,
+            /// The segments.
+            segs: read array<Seg>,
+            /// Input channel list, then output channel list.
+            chan: read array<u32>,
+            /// `[batch, N, OH, OW]` output.
+            out: write array<f32>,
+        }
+    }
+}
+
+/// Filters per workgroup tile.
+pub const BM: usize = 64;
+/// Output pixels per workgroup tile.
+pub const BN: usize = 64;
+/// Most segments per tile (workgroup memory holds `s · bk ≤ 48` input rows of 64 pixels).
+pub const MAX_SEGMENTS: usize = 32;
+
+/// A layer planned for the workgroup-memory kernel (host side).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WgmemConv {
+    spec: Conv2dSpec,
+    /// Filters per segment.
+    ms: usize,
+    /// Segments per tile.
+    s: usize,
+    /// K step.
+    bk: usize,
+    segs: Vec<FastSeg>,
+    chan: Vec<u32>,
+    natural_len: usize,
+}
+
+impl WgmemConv {
+    /// Plans an ordinary grouped convolution (`cpu::conv2d` semantics).
+    pub fn conv2d(spec: &Conv2dSpec) -> Result<Self> {
+        Self::build(spec, GroupLayout::conv2d("conv_wgmem", spec)?)
+    }
+
+    /// Plans an index-addressed uneven grouped convolution (`cpu::grouped_conv_indexed`
+    /// semantics; see [`GroupLayout::table`]).
+    pub fn grouped_table(
+        spec: &Conv2dSpec,
+        table: &[GroupRange],
+        in_index: &[usize],
+        out_index: &[usize],
+    ) -> Result<Self> {
+        let layout = GroupLayout::table("conv_wgmem", spec, table, in_index, out_index)?;
+        Self::build(spec, layout)
+    }
+
+    /// Plans an exported group table ([`crate::graph::Op::GroupedConvTable`]).
+    pub fn table(t: &GroupedConvTable) -> Result<Self> {
+        Self::grouped_table(&t.spec, &t.table, &t.in_index, &t.out_index)
+    }
+
+    fn build(spec: &Conv2dSpec, layout: GroupLayout) -> Result<Self> {
+        let label = "conv_wgmem";
+        let largest = layout.groups.iter().map(|g| g[3]).max().unwrap_or(0);
+        if largest == 0 {
+            return Err(Error::shape(label, "a convolution without output channels"));
+        }
+        // Segments as large as the largest group (a power of two ≤ 64), as many per tile
+        // as fit.
+        let ms = largest.next_power_of_two().min(BM);
+        let s = (BM / ms).min(MAX_SEGMENTS);
+        let bk = (48 / s).min(16);
+        let bk = 1 << bk.ilog2();
+        let kk = spec.kernel[0] * spec.kernel[1];
+        let mut segs = Vec::new();
+        for &[in_start, in_len, out_start, out_len, wn_off] in &layout.groups {
+            let mut j = 0;
+            while j < out_len {
+                let len = ms.min(out_len - j);
+                segs.push([
+                    in_start,
+                    in_len,
+                    out_start + j,
+                    len,
+                    0,
+                    wn_off + j * in_len * kk,
+                ]);
+                j += ms;
+            }
+        }
+        while segs.len() % s != 0 {
+            segs.push([0; 6]);
+        }
+        let to_u32 = |x: usize| {
+            u32::try_from(x).map_err(|_| Error::shape(label, format!("{x} exceeds u32")))
+        };
+        let segs = segs
+            .into_iter()
+            .map(|v| -> Result<FastSeg> {
+                Ok(FastSeg {
+                    in_start: to_u32(v[0])?,
+                    in_len: to_u32(v[1])?,
+                    out_start: to_u32(v[2])?,
+                    out_len: to_u32(v[3])?,
+                    w_off: 0,
+                    wn_off: to_u32(v[5])?,
+                    ..FastSeg::default()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            spec: spec.clone(),
+            ms,
+            s,
+            bk,
+            segs,
+            natural_len: layout.natural_len(spec),
+            chan: layout.chan,
+        })
+    }
+
+    /// `(filters per segment, segments per tile, K step)`.
+    pub fn tiling(&self) -> (usize, usize, usize) {
+        (self.ms, self.s, self.bk)
+    }
+
+    /// Floats of the natural weight.
+    pub fn natural_len(&self) -> usize {
+        self.natural_len
+    }
+
+    /// Uploads the segment table and channel lists.
+    pub fn upload(&self, ctx: &GpuContext, label: &str) -> Result<WgmemConvGpu> {
+        Ok(WgmemConvGpu {
+            plan: self.clone(),
+            segs: ctx.upload_u32(
+                &format!("{label} segments"),
+                bytemuck::cast_slice(&self.segs),
+            )?,
+            chan: ctx.upload_u32(&format!("{label} channels"), &self.chan)?,
+        })
+    }
+}
+
+/// A planned layer with its segment table and channel lists on the GPU.
+#[derive(Debug)]
+pub struct WgmemConvGpu {
+    plan: WgmemConv,
+    segs: wgpu::Buffer,
+    chan: wgpu::Buffer,
+}
+
+/// The tensors of one run (weights in the natural layout).
+#[derive(Clone, Debug)]
+pub struct WgmemIo {
+    /// Input `[batch, C, h, w]`.
+    pub x: Arg,
+    /// Output `[batch, N, oh, ow]`.
+    pub out: Arg,
+    /// Weights, `natural_len` floats.
+    pub weight: Arg,
+    /// Bias (`N` floats) or none.
+    pub bias: Option<Arg>,
+}
+
+/// Whether `ctx`'s adapter can run the kernel: 16 KiB of workgroup memory and 256
+/// invocations per workgroup (WebGPU defaults).
+pub fn adapter_fits(limits: &wgpu::Limits) -> bool {
+    limits.max_compute_workgroup_storage_size >= 16384
+        && limits.max_compute_invocations_per_workgroup >= 256
+        && limits.max_compute_workgroup_size_x >= 256
+}
+
+/// The convolution call of one run.
+pub fn forward(
+    ctx: &GpuContext,
+    label: &str,
+    layer: &WgmemConvGpu,
+    io: WgmemIo,
+    geom: ConvGeom,
+) -> Result<Call> {
+    let plan = &layer.plan;
+    let spec = &plan.spec;
+    if !adapter_fits(&ctx.limits) {
+        return Err(Error::shape(
+            label,
+            "the adapter allows less than 16 KiB of workgroup memory or 256 invocations",
+        ));
+    }
+    let [oh, ow] = geom.out_hw(label, spec)?;
+    let [h, w] = geom.in_hw;
+    let (c, n, batch) = (spec.in_channels, spec.out_channels, geom.batch);
+    let dims = |d: &[usize]| d.iter().try_fold(1usize, |a, &v| a.checked_mul(v));
+    let fits = |v: Option<usize>| v.filter(|&v| v <= u32::MAX as usize);
+    let (Some(x_len), Some(out_len)) = (
+        fits(dims(&[batch, c, h, w])),
+        fits(dims(&[batch, n, oh, ow])),
+    ) else {
+        return Err(Error::shape(label, "a tensor exceeds u32 indexing"));
+    };
+    check_arg(ctx, label, "x", &io.x, x_len as u64)?;
+    check_arg(ctx, label, "out", &io.out, out_len as u64)?;
+    check_arg(ctx, label, "weight", &io.weight, plan.natural_len as u64)?;
+    let segs = Arg::whole(&layer.segs);
+    let (bias, has_bias) = match io.bias {
+        Some(b) => {
+            check_arg(ctx, label, "bias", &b, n as u64)?;
+            (b, true)
+        }
+        None => (segs.clone(), false),
+    };
+    let n_tiles = plan.segs.len() / plan.s;
+    let pblocks = (oh * ow).div_ceil(BN);
+    let total = fits(dims(&[batch, n_tiles, pblocks]))
+        .ok_or_else(|| Error::shape(label, "grid exceeds u32"))?;
+    let [kh, kw] = spec.kernel;
+    let params = WgmemParams {
+        batch: batch as u32,
+        c_in: c as u32,
+        c_out: n as u32,
+        h: h as u32,
+        w: w as u32,
+        oh: oh as u32,
+        ow: ow as u32,
+        kh: kh as u32,
+        kw: kw as u32,
+        sh: spec.stride[0] as u32,
+        sw: spec.stride[1] as u32,
+        ph: spec.padding[0] as u32,
+        pw: spec.padding[1] as u32,
+        dh: spec.dilation[0] as u32,
+        dw: spec.dilation[1] as u32,
+        n_tiles: n_tiles as u32,
+        pblocks: pblocks as u32,
+        total_wg: total as u32,
+        act: geom.act.code(),
+        has_bias: u32::from(has_bias),
+        bias_max: (bias.len.max(1) - 1) as u32,
+        ..WgmemParams::default()
+    };
+    let args = WgmemArgs {
+        x: io.x,
+        wn: io.weight,
+        bias,
+        segs,
+        chan: Arg::whole(&layer.chan),
+        out: io.out,
+    };
+    let consts = [
+        ("MS", plan.ms as u32),
+        ("S", plan.s as u32),
+        ("BK", plan.bk as u32),
+    ];
+    Call::new(
+        ctx,
+        label,
+        SHADER.entry("conv_wgmem", &consts),
+        &params,
+        args.into_vec(),
+        fold_workgroups(ctx, label, total as u64)?,
+    )
+}

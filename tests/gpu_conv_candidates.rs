@@ -1,0 +1,261 @@
+//! Every candidate of `gpu::choice::CONV_FORWARD`, forced on a layer through
+//! `GpuModel::with_choice`, matches the CPU reference on a grouped, a depthwise, a strided
+//! and an index-addressed (exported FLGC table) layer, wherever it can run; a forced kernel
+//! that cannot run the layer is an error naming it. Also: the default choice per adapter
+//! class, and forced linear kernels.
+
+mod common;
+
+use gconv::gpu::choice::{
+    self, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel, CONV_FORWARD,
+};
+use gconv::gpu::kernels::gemv::GemvShape;
+use gconv::gpu::kernels::linear::LinearShape;
+use gconv::gpu::GpuModel;
+use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, Op};
+use gconv::ops::{Flatten, GroupedConvTable, Linear, Relu, Relu6};
+use gconv::testing::{assert_close, Tolerance};
+use gconv::{cpu, Tensor, Weights};
+
+fn input(shape: &[usize], seed: u32) -> Tensor {
+    Tensor::from_fn(shape, |i| {
+        (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2000) as f32 / 1000.0 - 1.0
+    })
+}
+
+/// A one-layer graph: the op at node "layer", then ReLU6 (fused into its epilogue).
+fn graph(op: Op, chw: [usize; 3]) -> Graph {
+    let mut b = GraphBuilder::new("candidates", chw);
+    let y = b.push("layer", op, &[b.input()]).unwrap();
+    let y = b.push("relu6", Op::Relu6(Relu6), &[y]).unwrap();
+    b.finish(y)
+}
+
+/// The layers: (name, op, input [C, H, W]).
+fn layers() -> Vec<(&'static str, Op, [usize; 3])> {
+    let table = GroupedConvTable {
+        spec: Conv2dSpec::square(10, 14, 3, 1, 1).groups(4).bias(true),
+        table: vec![
+            GroupRange {
+                in_start: 0,
+                in_len: 4,
+                out_start: 0,
+                out_len: 9,
+            },
+            GroupRange {
+                in_start: 4,
+                in_len: 0,
+                out_start: 9,
+                out_len: 2,
+            },
+            GroupRange {
+                in_start: 4,
+                in_len: 3,
+                out_start: 11,
+                out_len: 0,
+            },
+            GroupRange {
+                in_start: 7,
+                in_len: 3,
+                out_start: 11,
+                out_len: 3,
+            },
+        ],
+        in_index: vec![7, 2, 9, 0, 4, 1, 8, 3, 6, 5],
+        out_index: vec![12, 0, 5, 3, 9, 1, 11, 7, 2, 10, 4, 8, 6, 13],
+    };
+    vec![
+        (
+            "grouped",
+            Op::Conv2d(Conv2dSpec::square(16, 24, 3, 1, 1).groups(4).bias(true)),
+            [16, 9, 11],
+        ),
+        (
+            "depthwise",
+            Op::Conv2d(Conv2dSpec::square(12, 12, 3, 1, 1).groups(12)),
+            [12, 10, 7],
+        ),
+        (
+            "strided",
+            Op::Conv2d(Conv2dSpec::square(8, 16, 3, 2, 1).groups(2).bias(true)),
+            [8, 11, 13],
+        ),
+        ("flgc table", Op::GroupedConvTable(table), [10, 8, 9]),
+    ]
+}
+
+fn problem(op: &Op, chw: [usize; 3], batch: usize) -> ConvProblem {
+    let hw = [chw[1], chw[2]];
+    match op {
+        Op::Conv2d(s) => ConvProblem::conv2d(s, batch, hw, true),
+        Op::GroupedConvTable(t) => ConvProblem::table(t, batch, hw),
+        _ => unreachable!("conv layers only"),
+    }
+}
+
+/// The shader each forward kernel runs.
+fn shader_of(k: ConvKernel) -> &'static str {
+    match k {
+        ConvKernel::Fast(_) => "[conv_fast::",
+        ConvKernel::Wgmem => "[conv_wgmem::",
+        ConvKernel::Tiled => "[conv_tiled::",
+        ConvKernel::Direct(_) => "[conv::",
+    }
+}
+
+#[test]
+fn every_conv_candidate_matches_the_cpu_when_forced() {
+    let Some(ctx) = common::gpu() else { return };
+    let _guard = common::serial();
+    let adapter = Adapter::of(ctx);
+    let batch = 2;
+    for (name, op, chw) in layers() {
+        let g = graph(op.clone(), chw);
+        let w = Weights::random_for_tests(&g, 11);
+        let x = input(&[batch, chw[0], chw[1], chw[2]], 3);
+        let want = cpu::run_graph(&g, &w, &x).unwrap();
+        let p = problem(&op, chw, batch);
+        let mut ran = 0;
+        for c in CONV_FORWARD {
+            let forced = KernelChoice::new().conv("layer", c.kernel);
+            let model = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced);
+            if !c.kernel.can_run(&p, &adapter) {
+                let e = model.and_then(|mut m| m.run(&x)).unwrap_err();
+                assert!(
+                    e.to_string().contains("layer"),
+                    "{name} {:?}: {e}",
+                    c.kernel
+                );
+                continue;
+            }
+            let mut model = model.unwrap();
+            let labels = model.dispatch_labels(batch).unwrap();
+            assert!(
+                labels.iter().any(|l| l.contains(shader_of(c.kernel))),
+                "{name}: forced {:?} but ran {labels:?}",
+                c.kernel
+            );
+            let got = model.run(&x).unwrap();
+            let what = format!("{name} forced {:?}", c.kernel);
+            assert_close(&what, got.data(), want.data(), Tolerance::F32_OP);
+            ran += 1;
+        }
+        // Fast, Tiled and (on adapters with enough workgroup memory) Wgmem run every layer.
+        assert!(ran >= 2, "{name}: only {ran} candidates ran");
+    }
+}
+
+#[test]
+fn default_choice_per_adapter_class() {
+    let spec = Conv2dSpec::square(16, 16, 3, 1, 1);
+    let cpu = Adapter {
+        cpu: true,
+        max_binding: 128 << 20,
+        wgmem: true,
+    };
+    let gpu = Adapter { cpu: false, ..cpu };
+    let small_gpu = Adapter {
+        wgmem: false,
+        ..gpu
+    };
+    for static_weights in [true, false] {
+        let p = ConvProblem::conv2d(&spec, 1, [8, 8], static_weights);
+        assert_eq!(
+            choice::first(CONV_FORWARD, &p, &cpu),
+            ConvKernel::Fast(None)
+        );
+        assert_eq!(choice::first(CONV_FORWARD, &p, &gpu), ConvKernel::Wgmem);
+        assert_ne!(
+            choice::first(CONV_FORWARD, &p, &small_gpu),
+            ConvKernel::Wgmem
+        );
+    }
+    // A geometry without a specialised conv_fast entry: today's kernels on a CPU adapter.
+    let mut dilated = spec.clone();
+    dilated.dilation = [2, 2];
+    let p = ConvProblem::conv2d(&dilated, 1, [8, 8], true);
+    assert_eq!(choice::first(CONV_FORWARD, &p, &cpu), ConvKernel::Tiled);
+    let p = ConvProblem::conv2d(&dilated, 1, [8, 8], false);
+    assert!(matches!(
+        choice::first(CONV_FORWARD, &p, &cpu),
+        ConvKernel::Direct(_)
+    ));
+    // A padded input larger than a binding rules conv_fast out.
+    let tiny = Adapter {
+        max_binding: 1024,
+        ..cpu
+    };
+    let p = ConvProblem::conv2d(&spec, 4, [64, 64], true);
+    assert!(!ConvKernel::Fast(None).can_run(&p, &tiny));
+    // Linear: gemv where rows are vec4-readable, the linear kernel elsewhere.
+    let s = LinearShape {
+        batch: 1,
+        in_features: 64,
+        out_features: 10,
+    };
+    let first = |s| choice::first(choice::LINEAR_FORWARD, s, &cpu);
+    assert_eq!(first(&s), LinearKernel::Gemv(None));
+    let odd = LinearShape {
+        in_features: 63,
+        ..s
+    };
+    assert_eq!(first(&odd), LinearKernel::Linear);
+    assert!(!LinearKernel::Gemv(None).can_run(&odd));
+}
+
+#[test]
+fn forced_linear_kernels_match_the_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let _guard = common::serial();
+    let lin = Linear {
+        in_features: 36,
+        out_features: 20,
+        bias: true,
+    };
+    let mut b = GraphBuilder::new("fc", [36, 1, 1]);
+    let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]);
+    let y = b.push("fc", Op::Linear(lin), &[f.unwrap()]).unwrap();
+    let y = b.push("relu", Op::Relu(Relu), &[y]).unwrap();
+    let g = b.finish(y);
+    let w = Weights::random_for_tests(&g, 5);
+    let x = input(&[3, 36, 1, 1], 9);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let tile = GemvShape {
+        rows: 8,
+        samples: 4,
+    };
+    for k in [
+        LinearKernel::Linear,
+        LinearKernel::Gemv(None),
+        LinearKernel::Gemv(Some(tile)),
+    ] {
+        let forced = KernelChoice::new().linear("fc", k);
+        let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced).unwrap();
+        let labels = m.dispatch_labels(3).unwrap();
+        let shader = if k == LinearKernel::Linear {
+            "[linear::"
+        } else {
+            "[gemv::"
+        };
+        assert!(
+            labels.iter().any(|l| l.contains(shader)),
+            "{k:?}: {labels:?}"
+        );
+        let got = m.run(&x).unwrap();
+        assert_close(
+            &format!("{k:?}"),
+            got.data(),
+            want.data(),
+            Tolerance::F32_OP,
+        );
+    }
+    let bad = GemvShape {
+        rows: 3,
+        samples: 3,
+    };
+    let forced = KernelChoice::new().linear("fc", LinearKernel::Gemv(Some(bad)));
+    let e = GpuModel::with_choice(ctx.clone(), g, &w, forced)
+        .and_then(|mut m| m.run(&x))
+        .unwrap_err();
+    assert!(e.to_string().contains("fc"), "{e}");
+}
