@@ -1,14 +1,15 @@
 //! Memory soak: many GPU inferences and training steps in one process, watching for growth.
 //!
 //! The README's small model (ResNet-50-DSC, width 1/8, one block per stage, small stem,
-//! 1×28×28): `INFER` inferences at batch 1 with a batch-8 run every 500th (so the executor
-//! re-plans its buffers back and forth), then `TRAIN` GPU training steps at batch `TB`.
+//! 1×28×28): `INFER` inferences at batch `IB` with a batch-8 run every 500th (so the executor
+//! re-plans its buffers back and forth; never just before a sample, so every sample sees the
+//! batch-`IB` plan), then `TRAIN` GPU training steps at batch `TB`.
 //! Every tenth of each phase it prints the process's RSS (`/proc/self/statm`) and wgpu's
 //! allocator report (live device allocations and reserved blocks, when the backend gives one).
 //! Verdict: after warm-up (the first tenth of each phase) RSS and allocated device memory grow
 //! by at most 5 %; the exit status is 1 otherwise.
 //!
-//! `cargo run --release --example soak -- [INFER=10000] [TRAIN=1000] [TB=4]`
+//! `cargo run --release --example soak -- [INFER=10000] [TRAIN=1000] [TB=4] [IB=1]`
 
 use gconv::gpu::GpuContext;
 use gconv::train::{GpuTrainer, Train, TrainConfig};
@@ -80,6 +81,7 @@ fn main() -> gconv::Result<()> {
     let infer = args.first().copied().unwrap_or(10_000).max(10);
     let train = args.get(1).copied().unwrap_or(1_000).max(10);
     let tb = args.get(2).copied().unwrap_or(4).max(1);
+    let ib = args.get(3).copied().unwrap_or(1).max(1);
 
     let mut spec = ModelSpec::load("resnet50-dsc")?;
     spec.input = [1, 28, 28];
@@ -103,14 +105,14 @@ fn main() -> gconv::Result<()> {
     // Inference.
     let rt = Runtime::with_context(ctx.clone());
     let mut model = rt.load(&spec, None, &LoadOptions::default())?;
-    let x1 = Tensor::from_fn(&[1, 1, 28, 28], |i| ((i % 97) as f32 / 97.0) - 0.5);
+    let x1 = Tensor::from_fn(&[ib, 1, 28, 28], |i| ((i % 97) as f32 / 97.0) - 0.5);
     let x8 = Tensor::from_fn(&[8, 1, 28, 28], |i| ((i % 89) as f32 / 89.0) - 0.5);
     let want1 = model.run(&x1)?;
     let mut rows = vec![sample(&ctx, "inference", 0, t0)];
     print(&rows[0]);
     let ti = Instant::now();
     for i in 1..=infer {
-        if i % 500 == 0 {
+        if i % 500 == 250 {
             model.run(&x8)?;
         } else {
             let y = model.run(&x1)?;
@@ -150,7 +152,7 @@ fn main() -> gconv::Result<()> {
     phases.push(rows);
 
     println!(
-        "\n{infer} inferences in {infer_secs:.1} s ({:.2} ms each), {train} training steps at batch {tb} in {train_secs:.1} s ({:.1} ms each)",
+        "\n{infer} inferences (batch {ib}) in {infer_secs:.1} s ({:.2} ms each), {train} training steps at batch {tb} in {train_secs:.1} s ({:.1} ms each)",
         infer_secs * 1e3 / infer as f64,
         train_secs * 1e3 / train as f64
     );
