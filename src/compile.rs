@@ -1,9 +1,11 @@
 //! The one compile pipeline from a described model to what runs at inference: FLGC layers
 //! compiled by index re-ordering (or materialised as `W ⊙ M`), then batch norms folded into
-//! their convolutions. [`Runtime::load_graph`](crate::Runtime::load_graph) and `gconv export`
+//! their convolutions, and the constant outputs of filters without input (uneven FLGC groups)
+//! folded into the 1×1 layers that read them. [`Runtime::load_graph`](crate::Runtime::load_graph) and `gconv export`
 //! both call [`compile`].
 
 use crate::error::Result;
+use crate::graph::dead_filters::fold_dead_filters;
 use crate::graph::passes::{export_flgc, fold_batch_norm, materialize_flgc};
 use crate::graph::{Graph, Op};
 use crate::weights::Weights;
@@ -52,6 +54,9 @@ pub fn compile(
     }
     if opts.fold_bn {
         (g, w) = fold_batch_norm(&g, &w)?;
+        // With BN folded, a filter without input outputs its bias: fold that constant into
+        // the 1×1 layers that read it.
+        (g, w, _) = fold_dead_filters(&g, &w)?;
     }
     Ok((g, w))
 }

@@ -426,3 +426,32 @@ fn gpu_training_is_repeatable() {
         );
     }
 }
+
+/// The trainer's buffers come from the lifetime planner: a training step (activations kept
+/// for the backward, gradients, kernels' scratch) needs fewer bytes and buffers than one
+/// buffer per value, and never less than its largest value. The CPU trainer plans nothing.
+#[test]
+fn a_training_step_uses_planned_memory() {
+    let graph = tiny_resnet("resnet50-dsc-flgc", Some(2));
+    let cpu_t = Trainer::new(graph.clone(), Weights::init(&graph, 3), config(0.01)).unwrap();
+    assert_eq!(cpu_t.memory_plan(4).unwrap(), None);
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    let gpu_t = GpuTrainer::new(
+        ctx.clone(),
+        graph.clone(),
+        Weights::init(&graph, 3),
+        config(0.01),
+    )
+    .unwrap();
+    let m = gpu_t
+        .memory_plan(4)
+        .unwrap()
+        .expect("a GPU trainer plans its memory");
+    assert!(m.values > 0 && m.slots < m.values, "{m:?}");
+    assert!(m.planned_bytes < m.naive_bytes, "{m:?}");
+    assert!(m.planned_bytes >= m.largest_bytes, "{m:?}");
+    // A larger batch needs more.
+    let m8 = gpu_t.memory_plan(8).unwrap().unwrap();
+    assert!(m8.planned_bytes > m.planned_bytes, "{m8:?} vs {m:?}");
+}

@@ -124,3 +124,62 @@ fn exported_flgc_matches_masked_flgc_vgg_and_resnet() {
         assert_close(&spec.name, got.data(), want.data(), Tolerance::F32_MODEL);
     }
 }
+
+/// Filters without input (an FLGC group with filters but no input channel) output a constant;
+/// the dead-filter fold moves it into the bias of the 1×1 unpadded table convs that read it,
+/// which stop reading the channel (fewer MACs), and leaves padded or wider consumers alone.
+/// A Gaussian selection start at G = 8 on a narrow ResNet-DSC leaves several such groups.
+#[test]
+fn dead_filters_fold_into_their_1x1_consumers_and_keep_the_function() {
+    use gconv::graph::dead_filters::fold_dead_filters;
+    use gconv::graph::passes::export_flgc;
+    let g = small("resnet50-dsc-flgc", [3, 16, 16], 0.25)
+        .with_groups(8, None)
+        .unwrap()
+        .build()
+        .unwrap();
+    let w = Weights::random_for_tests(&g, 5);
+    let (eg, ew) = export_flgc(&g, &w).unwrap();
+    let (fg, fw) = fold_batch_norm(&eg, &ew).unwrap();
+    let dead: usize = fg
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::GroupedConvTable(t) => Some(
+                t.table
+                    .iter()
+                    .filter(|r| r.in_len == 0)
+                    .map(|r| r.out_len)
+                    .sum::<usize>(),
+            ),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        dead > 0,
+        "the random selection should leave filters without input"
+    );
+    let (dg, dw, removed) = fold_dead_filters(&fg, &fw).unwrap();
+    dw.validate(&dg).unwrap();
+    assert!(removed > 0, "{dead} dead filters, none folded");
+    assert!(dg.cost().total_macs < fg.cost().total_macs);
+    for (a, b) in fg.nodes.iter().zip(&dg.nodes) {
+        if let (Op::GroupedConvTable(ta), Op::GroupedConvTable(tb)) = (&a.op, &b.op) {
+            if ta.spec.kernel != [1, 1] || ta.spec.padding != [0, 0] {
+                assert_eq!(ta, tb, "{}: a wider or padded consumer was changed", a.name);
+            }
+        }
+    }
+    let x = input([2, 3, 16, 16], 4);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let got = cpu::run_graph(&dg, &dw, &x).unwrap();
+    assert_close(
+        "dead-filter fold",
+        got.data(),
+        want.data(),
+        Tolerance::F32_MODEL,
+    );
+    // Nothing left to fold: the pass is idempotent.
+    let (_, _, again) = fold_dead_filters(&dg, &dw).unwrap();
+    assert_eq!(again, 0);
+}

@@ -190,8 +190,47 @@ impl GpuModel {
     }
 
     /// Runs one forward pass: upload, one encoder with every dispatch, copy of the output,
-    /// one submit, one read-back.
+    /// one submit, one read-back. A batch whose activations exceed what the adapter can bind
+    /// runs in the largest chunks that fit (halving), one pass per chunk.
     pub fn run(&mut self, input: &Tensor) -> Result<Tensor> {
+        match self.run_pass(input) {
+            Err(Error::AdapterLimit { .. }) if input.shape().first().is_some_and(|&b| b > 1) => {
+                self.run_in_chunks(input)
+            }
+            r => r,
+        }
+    }
+
+    /// [`run`](Self::run) in batch chunks: the largest halving of the batch whose program
+    /// fits the adapter, the outputs concatenated.
+    fn run_in_chunks(&mut self, input: &Tensor) -> Result<Tensor> {
+        let b = input.shape()[0];
+        let per = input.data().len() / b;
+        let mut chunk = b.div_ceil(2);
+        loop {
+            match self.prepare(chunk) {
+                Ok(()) => break,
+                Err(Error::AdapterLimit { .. }) if chunk > 1 => chunk = chunk.div_ceil(2),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut out = Vec::new();
+        let mut shape = Vec::new();
+        for start in (0..b).step_by(chunk) {
+            let n = chunk.min(b - start);
+            let mut dims = input.shape().to_vec();
+            dims[0] = n;
+            let part = Tensor::new(dims, input.data()[start * per..(start + n) * per].to_vec())?;
+            let y = self.run_pass(&part)?;
+            shape = y.shape().to_vec();
+            out.extend_from_slice(y.data());
+        }
+        shape[0] = b;
+        Tensor::new(shape, out)
+    }
+
+    /// One forward pass of the whole batch.
+    fn run_pass(&mut self, input: &Tensor) -> Result<Tensor> {
         self.upload_input(input)?;
         let p = self.prepared.as_ref().expect("prepared");
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());

@@ -7,6 +7,7 @@
 //! divisible by groups 48`).
 
 mod cost;
+pub mod dead_filters;
 pub mod fold_permutations;
 pub mod passes;
 

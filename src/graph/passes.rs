@@ -35,7 +35,7 @@ pub(crate) fn remove_nodes(graph: &Graph, drop: &[bool], replace: &[NodeId]) -> 
     Ok(g)
 }
 
-fn consumers(graph: &Graph) -> Vec<Vec<NodeId>> {
+pub(crate) fn consumers(graph: &Graph) -> Vec<Vec<NodeId>> {
     let mut c = vec![Vec::new(); graph.nodes.len()];
     for (i, n) in graph.nodes.iter().enumerate() {
         for &p in &n.inputs {

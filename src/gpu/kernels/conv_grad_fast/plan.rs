@@ -225,12 +225,15 @@ pub const LOAD_COST: f64 = 6.0;
 /// Relative cost of one store.
 pub const STORE_COST: f64 = 4.0;
 
+/// The [`phase_taps`] of a stride phase along the rows and along the columns.
+pub type PhaseTaps<'a> = (&'a [(usize, usize)], &'a [(usize, usize)]);
+
 /// Estimated cost of an input-gradient phase with `tile`: `lanes` invocation slots (rounded
 /// to workgroups of 8), each looping over `cout_g` filters with its loads and products, then
 /// storing its outputs.
 pub fn dx_cost(
     tile: DxTile,
-    taps: (&[(usize, usize)], &[(usize, usize)]),
+    taps: PhaseTaps<'_>,
     kw: usize,
     cout_g: usize,
     lanes: usize,

@@ -1,0 +1,63 @@
+//! A batch whose activations exceed what the adapter can bind runs in chunks: `GpuModel::run`
+//! splits it and gives the CPU reference's output for the whole batch (an activation that
+//! does not fit even at batch 1 stays an error naming the layer).
+
+mod common;
+
+use gconv::cpu;
+use gconv::gpu::GpuModel;
+use gconv::graph::{GraphBuilder, Op, Pool2dSpec};
+use gconv::testing::{assert_close, Tolerance};
+use gconv::{Error, Tensor, Weights};
+
+#[test]
+fn a_batch_too_large_for_one_binding_runs_in_chunks() {
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    // 8 × 1024² floats = 32 MiB per sample: a few samples exceed lavapipe's 128 MiB binding.
+    let [c, h, w] = [8, 1024, 1024];
+    let per_sample = (4 * c * h * w) as u64;
+    let binding = ctx.limits.max_storage_buffer_binding_size;
+    let batch = (binding / per_sample + 1).clamp(2, 9) as usize;
+    let mut b = GraphBuilder::new("wide", [c, h, w]);
+    let x = b.input();
+    let r = b.push("relu", Op::relu(), &[x]).unwrap();
+    let p = b
+        .push("pool", Op::max_pool(Pool2dSpec::square(2, 2, 0)), &[r])
+        .unwrap();
+    let graph = b.finish(p);
+    let weights = Weights::init(&graph, 1);
+    let input = Tensor::from_fn(&[batch, c, h, w], |i| {
+        ((i * 7919) % 1000) as f32 / 500.0 - 1.0
+    });
+    let want = cpu::run_graph(&graph, &weights, &input).unwrap();
+    let mut model = GpuModel::new(ctx.clone(), graph, &weights).unwrap();
+    let got = model.run(&input).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    assert_close("chunked batch", got.data(), want.data(), Tolerance::F32_OP);
+    if per_sample * batch as u64 <= binding {
+        eprintln!("note: this adapter binds {binding} bytes, the batch fitted whole");
+    }
+}
+
+#[test]
+fn an_activation_too_large_at_batch_1_is_still_an_error() {
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    let binding = ctx.limits.max_storage_buffer_binding_size;
+    let side = ((binding / 4 / 2) as f64).sqrt() as usize + 16; // 2 channels of side² > binding
+    if (2 * side * side) as u64 > gconv::limits::MAX_TENSOR_ELEMENTS.value {
+        return; // a real GPU binds more than gconv lets a tensor hold
+    }
+    let mut b = GraphBuilder::new("too wide", [2, side, side]);
+    let x = b.input();
+    let r = b.push("relu", Op::relu(), &[x]).unwrap();
+    let graph = b.finish(r);
+    let weights = Weights::init(&graph, 1);
+    let input = Tensor::new(vec![2, 2, side, side], vec![0.5; 4 * side * side]).unwrap();
+    let mut model = GpuModel::new(ctx.clone(), graph, &weights).unwrap();
+    match model.run(&input) {
+        Err(Error::AdapterLimit { limit, needed, .. }) => assert!(needed > limit),
+        other => panic!("expected an adapter-limit error, got {other:?}"),
+    }
+}
