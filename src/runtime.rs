@@ -193,7 +193,11 @@ impl Model {
     pub fn run(&mut self, input: &Tensor) -> Result<Tensor> {
         match &mut self.backend {
             Backend::Cpu => cpu::run_graph(&self.exec_graph, &self.weights, input),
-            Backend::Gpu(m) => m.run(input),
+            // A failure on a lost device says so (the executor only sees a failed read-back).
+            Backend::Gpu(m) => m.run(input).map_err(|e| match m.context().check_lost() {
+                Err(lost) => lost,
+                Ok(()) => e,
+            }),
         }
     }
 

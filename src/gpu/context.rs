@@ -1,13 +1,14 @@
 //! The device side of gconv: adapter choice, buffers, the pipeline cache and [`Dispatch`](super::Dispatch).
 //!
-//! Everything here returns [`Result`]; wgpu validation errors are caught with error scopes
-//! and turned into [`Error::Gpu`] instead of the default panicking handler.
+//! Everything here returns [`Result`]: out-of-memory, validation and internal errors are caught
+//! with error scopes and become [`Error::Gpu`]; a lost device (driver reset, `destroy`) is
+//! recorded and every later call here is an error saying so (open a new `Runtime`); errors
+//! outside any scope are logged and kept for [`GpuContext::check`].
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
-use wgpu::util::DeviceExt;
 
 pub use super::declare::{BindingKind, ShaderSpec};
 
@@ -50,6 +51,20 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    faults: Arc<Faults>,
+}
+
+/// What the device-lost and uncaptured-error callbacks saw (on wgpu's threads): why the device
+/// was lost (never cleared), the first error no scope caught since the last check.
+#[derive(Default)]
+struct Faults {
+    lost: Mutex<Option<String>>,
+    uncaptured: Mutex<Option<String>>,
+}
+
+/// Locks `m`, also after a panic elsewhere (the data are plain caches and messages).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -114,7 +129,17 @@ impl GpuContext {
             })
             .await
             .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
-        device.on_uncaptured_error(Arc::new(|e| log::error!("uncaptured wgpu error: {e}")));
+        let faults = Arc::<Faults>::default();
+        let f = faults.clone();
+        device.on_uncaptured_error(Arc::new(move |e| {
+            log::error!("uncaptured wgpu error: {e}");
+            lock(&f.uncaptured).get_or_insert(e.to_string());
+        }));
+        let f = faults.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            log::error!("wgpu device lost ({reason:?}): {msg}");
+            lock(&f.lost).get_or_insert(format!("{reason:?}: {msg}"));
+        });
         Ok(Self {
             device,
             queue,
@@ -123,7 +148,47 @@ impl GpuContext {
             features,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            faults,
         })
+    }
+
+    /// Why the device was lost (`Destroyed: …`), or `None`; polls first (wgpu reports it there).
+    pub fn lost(&self) -> Option<String> {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        lock(&self.faults.lost).clone()
+    }
+
+    /// [`Error::Gpu`] naming the adapter and the reason when the device is lost.
+    pub fn check_lost(&self) -> Result<()> {
+        let lost = |why| format!("the device ({}) is lost ({why})", self.info.name);
+        self.lost().map_or(Ok(()), |why| Err(Error::Gpu(lost(why))))
+    }
+
+    /// [`Error::Gpu`] when the device is lost (every time) or when an error escaped the error
+    /// scopes since the last check (once; it was also logged), e.g. after a model's run.
+    pub fn check(&self) -> Result<()> {
+        self.check_lost()?;
+        match lock(&self.faults.uncaptured).take() {
+            Some(e) => Err(Error::Gpu(format!("earlier uncaught wgpu error: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` (device calls) inside out-of-memory, validation and internal error scopes
+    /// unless the device is lost; the first error caught names `what`.
+    fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check_lost()?;
+        use wgpu::ErrorFilter as F;
+        let scopes = [F::OutOfMemory, F::Validation, F::Internal];
+        let scopes = scopes.map(|filter| self.device.push_error_scope(filter));
+        let out = f();
+        // Popped innermost first; every one is popped (`or` is eager).
+        let pop = |e: Option<_>, s: wgpu::ErrorScopeGuard| e.or(pollster::block_on(s.pop()));
+        match (scopes.into_iter().rev().fold(None, pop), self.lost()) {
+            (Some(e), _) => Err(gpu_err(what, e)),
+            (None, Some(why)) => Err(gpu_err(what, format!("device lost ({why})"))),
+            (None, None) => Ok(out),
+        }
     }
 
     /// One line naming the adapter, backend and driver, e.g.
@@ -177,18 +242,31 @@ impl GpuContext {
         if data.is_empty() {
             return self.storage_buffer(label, 4);
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: Self::USAGE,
-            });
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(gpu_err(label, e)),
-            None => Ok(buf),
-        }
+        self.buffer_init(label, bytemuck::cast_slice(data), Self::USAGE)
+    }
+
+    /// `create_buffer_init` without its panic when the buffer could not be created (out of
+    /// memory, lost device): `contents` (zero-padded to 4 bytes) mapped at creation.
+    fn buffer_init(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let size = (contents.len() as u64).max(4).div_ceil(4) * 4;
+        let desc = wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: true,
+        };
+        let buf = self.scoped(label, || self.device.create_buffer(&desc))?;
+        buf.get_mapped_range_mut(..)
+            .map_err(|e| gpu_err(label, e))?
+            .slice(..contents.len())
+            .copy_from_slice(contents);
+        buf.unmap();
+        Ok(buf)
     }
 
     /// A zeroed storage buffer of `bytes` bytes (rounded up to a multiple of 4, at least 4),
@@ -196,17 +274,13 @@ impl GpuContext {
     pub fn storage_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         let bytes = bytes.max(4).div_ceil(4) * 4;
         self.check_storage_size(label, label, bytes)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let desc = wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
             usage: Self::USAGE,
             mapped_at_creation: false,
-        });
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(gpu_err(label, e)),
-            None => Ok(buf),
-        }
+        };
+        self.scoped(label, || self.device.create_buffer(&desc))
     }
 
     /// A storage buffer of `u32`s (e.g. gather indices, group tables).
@@ -219,8 +293,8 @@ impl GpuContext {
     /// failed map.
     pub fn read_f32(&self, buf: &wgpu::Buffer, offset_elems: u64, len: usize) -> Result<Vec<f32>> {
         let bytes = len as u64 * 4;
-        let start = offset_elems * 4;
-        if start + bytes > buf.size() {
+        let start = offset_elems.saturating_mul(4);
+        if start.saturating_add(bytes) > buf.size() {
             return Err(Error::InvalidArgument(format!(
                 "read_f32: elements {offset_elems}..{} are outside a buffer of {} floats",
                 offset_elems + len as u64,
@@ -230,30 +304,28 @@ impl GpuContext {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gconv read-back"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        let (staging, rx, polled) = self.scoped("read_f32", || {
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("gconv read-back"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
             });
-        enc.copy_buffer_to_buffer(buf, start, &staging, 0, bytes);
-        self.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_err("read_f32: poll", e))?;
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(gpu_err("read_f32", e));
-        }
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("gconv read-back"),
+                });
+            enc.copy_buffer_to_buffer(buf, start, &staging, 0, bytes);
+            self.queue.submit([enc.finish()]);
+            let (tx, rx) = std::sync::mpsc::channel();
+            staging.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+            let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+            (staging, rx, polled)
+        })?;
+        polled.map_err(|e| gpu_err("read_f32: poll", e))?;
         rx.recv()
             .map_err(|e| gpu_err("read_f32: map callback", e))?
             .map_err(|e| gpu_err("read_f32: map", e))?;
@@ -268,39 +340,32 @@ impl GpuContext {
     }
 
     /// A uniform buffer holding `v` (kernel parameters).
-    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, v: &T) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(v),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, v: &T) -> Result<wgpu::Buffer> {
+        self.buffer_init(label, bytemuck::bytes_of(v), wgpu::BufferUsages::UNIFORM)
     }
 
     fn module(&self, spec: &'static ShaderSpec) -> Result<wgpu::ShaderModule> {
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut modules = lock(&self.modules);
         if let Some(m) = modules.get(spec.name) {
             return Ok(m.clone());
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(spec.name),
             source: wgpu::ShaderSource::Wgsl(spec.source().into()),
         };
-        let m = if spec.trusted {
-            // SAFETY: `trusted` shaders clamp every index they compute from data and their
-            // launchers validate every size against the bound buffers; tests/gpu_ops.rs
-            // exercises the edge shapes (padding, odd sizes, partial tiles) against the CPU.
-            unsafe {
-                self.device
-                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        let m = self.scoped(&format!("shader {}", spec.name), || {
+            if spec.trusted {
+                // SAFETY: `trusted` shaders clamp every index they compute from data and their
+                // launchers validate every size against the bound buffers; tests/gpu_ops.rs
+                // exercises the edge shapes (padding, odd sizes, partial tiles) against the CPU.
+                unsafe {
+                    self.device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            } else {
+                self.device.create_shader_module(desc)
             }
-        } else {
-            self.device.create_shader_module(desc)
-        };
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(gpu_err(&format!("shader {}", spec.name), e));
-        }
+        })?;
         modules.insert(spec.name, m.clone());
         Ok(m)
     }
@@ -308,16 +373,25 @@ impl GpuContext {
     /// The compute pipeline for `key`, compiled on first use and cached by
     /// (shader, entry point, override constants).
     pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
+        if let Some(p) = lock(&self.pipelines).get(key) {
             return Ok(p.clone());
         }
         let module = self.module(key.shader)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let label = format!("{}::{}", key.shader.name, key.entry);
+        let pipeline = self.scoped(&format!("pipeline {label}"), || {
+            self.create_pipeline(key, &module, &label)
+        })?;
+        let p = Arc::new(pipeline);
+        lock(&self.pipelines).insert(key.clone(), p.clone());
+        Ok(p)
+    }
+
+    fn create_pipeline(
+        &self,
+        key: &PipelineKey,
+        module: &wgpu::ShaderModule,
+        label: &str,
+    ) -> wgpu::ComputePipeline {
         let entries: Vec<wgpu::BindGroupLayoutEntry> = key
             .shader
             .bindings
@@ -360,29 +434,18 @@ impl GpuContext {
             .iter()
             .map(|&(n, v)| (n, f64::from(v)))
             .collect();
-        let label = format!("{}::{}", key.shader.name, key.entry);
-        let pipeline = self
-            .device
+        self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
+                label: Some(label),
                 layout: Some(&layout),
-                module: &module,
+                module,
                 entry_point: Some(key.entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &constants,
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
-            });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(gpu_err(&format!("pipeline {label}"), e));
-        }
-        let p = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), p.clone());
-        Ok(p)
+            })
     }
 
     /// Binds `resources` (binding `i` = `resources[i]`) to group 0 of `pipeline`; validation
@@ -393,8 +456,6 @@ impl GpuContext {
         pipeline: &wgpu::ComputePipeline,
         resources: &[wgpu::BindingResource<'_>],
     ) -> Result<wgpu::BindGroup> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> = resources
             .iter()
             .enumerate()
@@ -403,41 +464,37 @@ impl GpuContext {
                 resource: r.clone(),
             })
             .collect();
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &layout,
-            entries: &entries,
-        });
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(gpu_err(label, e)),
-            None => Ok(bg),
-        }
+        self.scoped(label, || {
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })
     }
 }
 
 /// Runs `dispatches` in one encoder, one compute pass and one submit, then waits for the
-/// device. Validation errors become [`Error::Gpu`].
+/// device. Validation, out-of-memory and device-lost errors become [`Error::Gpu`].
 pub fn run_dispatches(ctx: &GpuContext, dispatches: &[super::Dispatch]) -> Result<()> {
-    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("gconv run"),
-        });
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("gconv run"),
-            timestamp_writes: None,
-        });
-        for d in dispatches {
-            d.record(&mut pass);
+    let polled = ctx.scoped("run_dispatches", || {
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gconv run"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gconv run"),
+                timestamp_writes: None,
+            });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
         }
-    }
-    ctx.queue.submit([enc.finish()]);
-    let polled = ctx.device.poll(wgpu::PollType::wait_indefinitely());
-    if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(gpu_err("run_dispatches", e));
-    }
+        ctx.queue.submit([enc.finish()]);
+        ctx.device.poll(wgpu::PollType::wait_indefinitely())
+    })?;
     polled.map_err(|e| gpu_err("run_dispatches: poll", e))?;
     Ok(())
 }

@@ -207,7 +207,7 @@ impl Call {
             shader,
             entry: entry.name,
             constants: entry.constants,
-            uniform: ctx.uniform(&format!("{label} params"), params),
+            uniform: ctx.uniform(&format!("{label} params"), params)?,
             args,
             grid,
         };
