@@ -277,6 +277,8 @@ impl GpuModel {
         enc.copy_buffer_to_buffer(p.instance.buffer(p.output), 0, &p.staging, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
         let raw = read_bytes(self, &p.staging, bytes)?;
+        // A validation error of the submit (outside any error scope) surfaces here.
+        self.ctx.check()?;
         let mut shape = vec![p.batch];
         shape.extend_from_slice(self.graph.output_shape());
         Tensor::new(shape, bytemuck::cast_slice(&raw).to_vec())
