@@ -201,6 +201,15 @@ fn default_choice_per_adapter_class() {
     };
     assert_eq!(first(&odd), LinearKernel::Linear);
     assert!(!LinearKernel::Gemv(None).can_run(&odd));
+    // Batched GEMMs only off CPU adapters (lavapipe's host memory grows with them, see the
+    // soak); forcing one stays possible.
+    let b4 = LinearShape { batch: 4, ..s };
+    assert_eq!(first(&b4), LinearKernel::Linear);
+    assert_eq!(
+        choice::first(choice::LINEAR_FORWARD, &b4, &gpu),
+        LinearKernel::Gemv(None)
+    );
+    assert!(LinearKernel::Gemv(None).can_run(&b4));
 }
 
 #[test]

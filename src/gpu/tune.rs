@@ -253,7 +253,10 @@ pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
             for k in applicable(LINEAR_FORWARD, s, a) {
                 add(Kernel::Linear(k), &mut v);
             }
-            if LinearKernel::Gemv(None).can_run(s) {
+            let gemv_listed = applicable(LINEAR_FORWARD, s, a)
+                .iter()
+                .any(|k| matches!(k, LinearKernel::Gemv(_)));
+            if gemv_listed && LinearKernel::Gemv(None).can_run(s) {
                 let own = GemvShape::for_batch(s.batch);
                 for &t in SHAPES.iter().filter(|&&t| t != own) {
                     add(Kernel::Linear(LinearKernel::Gemv(Some(t))), &mut v);

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | conv forward | CPU (lavapipe) | `Fast` (a specialised `conv_fast` entry fits: 3×3 and 1×1 at stride 1 or 2, 7×7/2; inference and training, tables too), `Tiled` (static weights, ≥ 4 filters per group or an uneven table), `Direct(Pk8)` (stride 1), `Direct(Co8)`, `Direct(Co1)` |
 //! | conv forward | other | `Wgmem` (16 KiB workgroup memory, 256 invocations), then as on a CPU adapter without `Fast` |
-//! | linear forward | any | `Gemv` (`in_features % 4 == 0`: GEMV at batch 1, small GEMMs beyond, split-K), `Linear` |
+//! | linear forward | any | `Gemv` (`in_features % 4 == 0`: GEMV at batch 1, small GEMMs beyond — batch 1 only on CPU adapters, see the soak —, split-K), `Linear` |
 //! | conv input gradient | CPU | `Fast` (`conv_grad_fast`: transposed implicit GEMM per stride phase), then as below |
 //! | conv input gradient | any | `Pointwise4` (1×1, stride 1, C/G % 4 = 0), `Gather` |
 //! | conv weight gradient | CPU | `Fast` (`conv_grad_fast`: split-K GEMM over batch · pixels), then as below |
@@ -402,7 +402,10 @@ impl LinearKernel {
 pub const LINEAR_FORWARD: &[Candidate<LinearKernel, LinearShape>] = &[
     Candidate {
         kernel: LinearKernel::Gemv(None),
-        applies: |s, _| gemv::fits(s),
+        // On lavapipe (Mesa 22.3.6) every pass through the batched GEMM entries grows the
+        // host's memory (≈ 650 KB per pass at batch 4, ≈ 14 KB at batch 2; wgpu's own
+        // allocations stay flat; `examples/soak.rs`), so CPU adapters keep them for batch 1.
+        applies: |s, a| gemv::fits(s) && (s.batch == 1 || !a.cpu),
     },
     Candidate {
         kernel: LinearKernel::Linear,
