@@ -86,11 +86,17 @@ fn check_linear(
         let b = ctx.storage_buffer(label, (n * 4) as u64)?;
         Ok(Arg::prefix(&b, n))
     };
-    // The candidate list's choice: gemv, or the linear kernel for widths gemv cannot read.
+    // gemv (forced: on CPU adapters the candidate list takes it at batch 1 only), or the
+    // linear kernel for widths gemv cannot read.
     let kernel = match shape {
         Some(t) if gemv::fits(&s) => LinearKernel::Gemv(Some(t)),
-        _ => choice::first(LINEAR_FORWARD, &s, &Adapter::of(ctx)),
+        _ if gemv::fits(&s) => LinearKernel::Gemv(None),
+        _ => LinearKernel::Linear,
     };
+    if s.batch == 1 || !ctx.is_cpu() {
+        let listed = choice::first(LINEAR_FORWARD, &s, &Adapter::of(ctx));
+        assert_eq!(matches!(listed, LinearKernel::Gemv(_)), gemv::fits(&s));
+    }
     let w = (bufs.as_slice(), bb.as_ref());
     let calls = match kernel {
         LinearKernel::Gemv(t) => {
