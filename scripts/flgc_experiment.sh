@@ -6,6 +6,8 @@
 #   scripts/flgc_experiment.sh              # run (or resume) every arm, then summarise
 #   scripts/flgc_experiment.sh summary      # only the summary of what has finished
 #   DEVICE=gpu SEEDS="0" ARMS="sgc:8 flgc:8" scripts/flgc_experiment.sh   # a subset
+#   MODEL=mobilenetv2 WIDTH=1 LAYERS= RUNS=flgc-mobilenetv2 scripts/flgc_experiment.sh
+#   (RUNS: the folder of logs, checkpoints and exports; DATA: the Fashion-MNIST folder)
 #
 # Resumable: every run writes a checkpoint after each epoch and a JSON-lines log
 # (`gconv train --log`); a run whose log holds its test result is skipped, an unfinished one
@@ -17,11 +19,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/gconv}
-OUT=${OUT:-flgc-experiment}
+RUNS=${RUNS:-flgc-experiment}  # logs, checkpoints, exports
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 DEVICE=${DEVICE:-auto}
 MODEL=${MODEL:-resnet50-dsc}
 WIDTH=${WIDTH:-0.5}
-LAYERS=${LAYERS:-1,1,1,1}
+LAYERS=${LAYERS-1,1,1,1}  # ResNet blocks per stage; empty for other models
 BATCH=${BATCH:-32}
 LIMIT=${LIMIT:-10100}  # training images read (VAL of them held out): 9,600 train
 VAL=${VAL:-500}
@@ -49,7 +52,7 @@ epochs_done() {
 
 run_all() {
   [ -x "$BIN" ] || cargo build --release
-  mkdir -p "$OUT"
+  mkdir -p "$RUNS"
   local total=0 k=0
   for _ in $SEEDS; do for _ in $ARMS; do total=$((total + 1)); done; done
   for seed in $SEEDS; do
@@ -57,20 +60,21 @@ run_all() {
       k=$((k + 1))
       local conv=${arm%%:*} g=${arm##*:}
       local name="$conv-g$g-s$seed"
-      local log="$OUT/$name.jsonl" ck="$OUT/$name.safetensors"
+      local log="$RUNS/$name.jsonl" ck="$RUNS/$name.safetensors"
       if [ -n "$(test_acc "$log")" ]; then
         echo "[$k/$total] $name: done ($(test_acc "$log"))" >&2
         continue
       fi
-      local resume=()
+      local resume=() layers=()
+      if [ -n "$LAYERS" ]; then layers=(--layers "$LAYERS"); fi
       if [ -f "$ck" ]; then resume=(--resume "$ck"); fi
       echo "[$k/$total] $name: epoch $(epochs_done "$log")/$EPOCHS done, running on $DEVICE" >&2
-      "$BIN" train --device "$DEVICE" --model "$MODEL" --width "$WIDTH" --layers "$LAYERS" \
+      "$BIN" train --device "$DEVICE" --model "$MODEL" --width "$WIDTH" "${layers[@]}" \
         --conv "$conv" --groups "$g" --flgc-init "$FLGC_INIT" --epochs "$EPOCHS" \
         --batch "$BATCH" --lr "$LR" --seed "$seed" --limit "$LIMIT" --val "$VAL" \
-        --checkpoint "$ck" "${resume[@]}" --log "$log"
-      "$BIN" export --checkpoint "$ck" --out "$OUT/$name.exported.safetensors" \
-        >"$OUT/$name.export.txt"
+        --data "$DATA" --checkpoint "$ck" "${resume[@]}" --log "$log"
+      "$BIN" export --checkpoint "$ck" --out "$RUNS/$name.exported.safetensors" \
+        >"$RUNS/$name.export.txt"
     done
   done
 }
@@ -83,11 +87,11 @@ summary() {
     local conv=${arm%%:*} g=${arm##*:} accs="" ips="" macs=""
     for seed in $SEEDS; do
       local a
-      a=$(test_acc "$OUT/$conv-g$g-s$seed.jsonl")
+      a=$(test_acc "$RUNS/$conv-g$g-s$seed.jsonl")
       [ -n "$a" ] && accs="$accs $a"
-      ips="$ips $(images_per_s "$OUT/$conv-g$g-s$seed.jsonl")"
-      [ -f "$OUT/$conv-g$g-s$seed.export.txt" ] &&
-        macs=$(sed -n 's/.*MACs\/image: \([0-9.]* M\) exported.*/\1/p' "$OUT/$conv-g$g-s$seed.export.txt" | head -1)
+      ips="$ips $(images_per_s "$RUNS/$conv-g$g-s$seed.jsonl")"
+      [ -f "$RUNS/$conv-g$g-s$seed.export.txt" ] &&
+        macs=$(sed -n 's/.*MACs\/image: \([0-9.]* M\) exported.*/\1/p' "$RUNS/$conv-g$g-s$seed.export.txt" | head -1)
     done
     echo "$accs" | awk -v arm="$conv G=$g" -v ips="$ips" -v macs="${macs:-?}" '{
       n = NF; s = 0; for (i = 1; i <= n; i++) s += $i; m = n ? s / n : 0
@@ -102,8 +106,8 @@ summary() {
     local diffs=""
     for seed in $SEEDS; do
       local s f
-      s=$(test_acc "$OUT/sgc-g$g-s$seed.jsonl")
-      f=$(test_acc "$OUT/flgc-g$g-s$seed.jsonl")
+      s=$(test_acc "$RUNS/sgc-g$g-s$seed.jsonl")
+      f=$(test_acc "$RUNS/flgc-g$g-s$seed.jsonl")
       [ -n "$s" ] && [ -n "$f" ] && diffs="$diffs $(awk -v a="$f" -v b="$s" 'BEGIN{print 100 * (a - b)}')"
     done
     echo "$diffs" | awk -v g="$g" '{
