@@ -79,29 +79,54 @@ run_all() {
   done
 }
 
+# Exported MACs per image (M) of a run: its export report's own figure, or — for an SGC run
+# exported before `gconv export` printed one for models without FLGC layers — the SGC figure
+# its paired FLGC run's report gives.
+exported_macs() {
+  local f="$RUNS/$1.export.txt" m
+  [ -f "$f" ] && m=$(sed -n 's/.*MACs\/image: \([0-9.]*\) M exported.*/\1/p' "$f" | head -1)
+  if [ -z "${m:-}" ] && [ -f "$RUNS/flgc-${1#sgc-}.export.txt" ]; then
+    m=$(sed -n 's/.* vs \([0-9.]*\) M for SGC.*/\1/p' "$RUNS/flgc-${1#sgc-}.export.txt" | head -1)
+  fi
+  echo "${m:-}"
+}
+# Selection changes over a run: input channels + filters that changed group, summed over
+# epochs and FLGC layers.
+selection_moves() {
+  [ -f "$1" ] || return 0
+  grep -o '"moved_\(in\|out\)":[0-9]*' "$1" | cut -d: -f2 | awk '{s += $1} END {print s + 0}'
+}
+
 summary() {
-  echo "# FLGC experiment: $MODEL width $WIDTH layers $LAYERS, batch $BATCH, $EPOCHS epochs"
-  echo "| arm | seeds done | test acc (mean ± std) | per seed | train img/s (median) | exported MACs/image |"
-  echo "|---|---|---|---|---|---|"
+  echo "# FLGC experiment: $MODEL width $WIDTH layers ${LAYERS:-default}, batch $BATCH, $EPOCHS epochs"
+  local dev
+  dev=$(grep -h -o '"device":"[^"]*"' "$RUNS"/*.jsonl 2>/dev/null | sort -u | cut -d'"' -f4 | paste -sd';')
+  echo "device: ${dev:-?}"
+  echo
+  echo "| arm | seeds done | test acc (mean ± std) | per seed | train img/s (median) | exported MACs/image | selection moves per run |"
+  echo "|---|---|---|---|---|---|---|"
   for arm in $ARMS; do
-    local conv=${arm%%:*} g=${arm##*:} accs="" ips="" macs=""
+    local conv=${arm%%:*} g=${arm##*:} accs="" ips="" macs="" moves=""
     for seed in $SEEDS; do
-      local a
-      a=$(test_acc "$RUNS/$conv-g$g-s$seed.jsonl")
-      [ -n "$a" ] && accs="$accs $a"
-      ips="$ips $(images_per_s "$RUNS/$conv-g$g-s$seed.jsonl")"
-      [ -f "$RUNS/$conv-g$g-s$seed.export.txt" ] &&
-        macs=$(sed -n 's/.*MACs\/image: \([0-9.]* M\) exported.*/\1/p' "$RUNS/$conv-g$g-s$seed.export.txt" | head -1)
+      local a name="$conv-g$g-s$seed"
+      a=$(test_acc "$RUNS/$name.jsonl")
+      [ -n "$a" ] || continue
+      accs="$accs $a"
+      ips="$ips $(images_per_s "$RUNS/$name.jsonl")"
+      macs=$(exported_macs "$name")
+      [ "$conv" = flgc ] && moves="$moves $(selection_moves "$RUNS/$name.jsonl")"
     done
-    echo "$accs" | awk -v arm="$conv G=$g" -v ips="$ips" -v macs="${macs:-?}" '{
+    echo "$accs" | awk -v arm="$conv G=$g" -v ips="$ips" -v macs="${macs:-?}" -v moves="${moves:- –}" '{
       n = NF; s = 0; for (i = 1; i <= n; i++) s += $i; m = n ? s / n : 0
       v = 0; for (i = 1; i <= n; i++) v += ($i - m) ^ 2; sd = n > 1 ? sqrt(v / (n - 1)) : 0
       per = ""; for (i = 1; i <= n; i++) per = per sprintf("%s%.2f", i > 1 ? ", " : "", 100 * $i)
-      split(ips, r, " "); q = ""; for (i in r) if (r[i] != "") q = r[i]
-      printf "| %s | %d | %.2f ± %.2f %% | %s | %s | %s |\n", arm, n, 100 * m, 100 * sd, per, q, macs }'
+      k = split(ips, r, " "); q = 0; for (i = 1; i <= k; i++) q += r[i]; q = k ? q / k : 0
+      gsub(/^ +/, "", moves); gsub(/ +/, ", ", moves)
+      printf "| %s | %d | %.2f ± %.2f %% | %s | %.0f | %s M | %s |\n", arm, n, 100 * m, 100 * sd, per, q, macs, moves }'
   done
   echo
-  echo "Paired FLGC − SGC (same seed), test accuracy points:"
+  echo "Paired FLGC − SGC (same seed), test accuracy points, with the 95 % interval of the mean"
+  echo "(Student t, n − 1 degrees of freedom):"
   for g in 4 8; do
     local diffs=""
     for seed in $SEEDS; do
@@ -111,9 +136,15 @@ summary() {
       [ -n "$s" ] && [ -n "$f" ] && diffs="$diffs $(awk -v a="$f" -v b="$s" 'BEGIN{print 100 * (a - b)}')"
     done
     echo "$diffs" | awk -v g="$g" '{
+      split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26", t, " ")
       n = NF; s = 0; for (i = 1; i <= n; i++) s += $i; m = n ? s / n : 0
       v = 0; for (i = 1; i <= n; i++) v += ($i - m) ^ 2; sd = n > 1 ? sqrt(v / (n - 1)) : 0
-      printf "  G=%s: %d pairs, mean %+.2f, std %.2f, per seed:%s\n", g, n, m, sd, $0 }'
+      per = ""; for (i = 1; i <= n; i++) per = per sprintf(" %+.2f", $i)
+      if (n > 1 && n <= 10) {
+        h = t[n - 1] * sd / sqrt(n)
+        printf "  G=%s: %d pairs, mean %+.2f, std %.2f, 95 %% interval [%+.2f, %+.2f], per seed:%s\n", g, n, m, sd, m - h, m + h, per
+      } else
+        printf "  G=%s: %d pairs, mean %+.2f, std %.2f, per seed:%s\n", g, n, m, sd, per }'
   done
 }
 

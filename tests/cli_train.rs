@@ -108,6 +108,47 @@ const MODEL: &[&str] = &[
     "--json",
 ];
 
+/// An exported SGC model (no FLGC layers) reports its MACs per image too, as the FLGC
+/// experiment's summary reads them for both arms.
+#[test]
+fn export_of_an_sgc_model_reports_its_macs() {
+    let tmp = TempDir::new("export_sgc");
+    write_folder(&tmp.0.join("data"), 10);
+    let (data, ck, ex) = (
+        tmp.path("data"),
+        tmp.path("ck.safetensors"),
+        tmp.path("ex.st"),
+    );
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        &data,
+        "--conv",
+        "sgc",
+        "--groups",
+        "2",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &ck,
+    ];
+    args.extend_from_slice(MODEL);
+    let o = gconv(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gconv(&["export", "--checkpoint", &ck, "--out", &ex]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let macs: f64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MACs/image: "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MACs/image line in {out}"));
+    assert!(macs > 0.0, "{out}");
+}
+
 #[test]
 fn train_resume_export_eval_on_an_image_folder() {
     let tmp = TempDir::new("train");

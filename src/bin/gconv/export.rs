@@ -51,7 +51,12 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
         a.out.display()
     );
     let groups = layer_groups(&graph, &c.weights)?;
-    if !groups.is_empty() {
+    if groups.is_empty() {
+        println!(
+            "  MACs/image: {:.3} M exported",
+            after.total_macs as f64 / 1e6
+        );
+    } else {
         // The FLGC graph is costed as SGC at the same G (channels split evenly).
         let (sgc, exported) = (before.total_macs as f64, after.total_macs as f64);
         println!(
