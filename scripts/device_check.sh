@@ -81,7 +81,7 @@ run() {
   if [ ! -e "$md" ]; then mkdir -p "$(dirname "$md")" && ln -s "$PWD" "$md"; fi
   export XDG_RUNTIME_DIR=/tmp/xdg-gconv GCONV_REQUIRE_GPU=1
   mkdir -p -m 700 "$XDG_RUNTIME_DIR"
-  export BIN=$PWD/.dev/gconv-bin
+  export BIN=$PWD/.dev/gconv-bin GCONV_FONT=$PWD/.dev/font.ttf
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   say "probe: the adapter and its roof"
   if ! probe; then
