@@ -79,134 +79,78 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-/// Most elements of any one tensor read from a file (2²⁸, 1 GiB as `f32`).
-pub const MAX_TENSOR_ELEMENTS: Limit = Limit {
-    name: "MAX_TENSOR_ELEMENTS",
-    value: 1 << 28,
-    unit: "elements",
-};
+/// Declares each cap as a `pub const` [`Limit`] whose `name` is the constant's own name.
+macro_rules! limits {
+    ($($(#[$doc:meta])* $name:ident = $value:expr, $unit:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub const $name: Limit = Limit {
+                name: stringify!($name),
+                value: $value,
+                unit: $unit,
+            };
+        )*
+    };
+}
 
-/// Most dimensions of a tensor read from a file (numpy's own maximum).
-pub const MAX_TENSOR_DIMS: Limit = Limit {
-    name: "MAX_TENSOR_DIMS",
-    value: 64,
-    unit: "dimensions",
-};
+limits! {
+    /// Most elements of any one tensor read from a file (2²⁸, 1 GiB as `f32`).
+    MAX_TENSOR_ELEMENTS = 1 << 28, "elements";
 
-/// Most bytes of all the tensors of a weights file once converted to `f32`.
-pub const MAX_TOTAL_WEIGHT_BYTES: Limit = Limit {
-    name: "MAX_TOTAL_WEIGHT_BYTES",
-    value: 4 * GIB,
-    unit: "bytes",
-};
+    /// Most dimensions of a tensor read from a file (numpy's own maximum).
+    MAX_TENSOR_DIMS = 64, "dimensions";
 
-/// Largest safetensors file (weights, checkpoints, exported models) that is read.
-pub const MAX_WEIGHTS_FILE_BYTES: Limit = Limit {
-    name: "MAX_WEIGHTS_FILE_BYTES",
-    value: 4 * GIB,
-    unit: "bytes",
-};
+    /// Most bytes of all the tensors of a weights file once converted to `f32`.
+    MAX_TOTAL_WEIGHT_BYTES = 4 * GIB, "bytes";
 
-/// Largest JSON header of a safetensors file (it holds an exported model's graph).
-pub const MAX_SAFETENSORS_HEADER_BYTES: Limit = Limit {
-    name: "MAX_SAFETENSORS_HEADER_BYTES",
-    value: 16 * MIB,
-    unit: "bytes",
-};
+    /// Largest safetensors file (weights, checkpoints, exported models) that is read.
+    MAX_WEIGHTS_FILE_BYTES = 4 * GIB, "bytes";
 
-/// Largest `.npy` header (numpy itself refuses headers over 10 000 bytes by default).
-pub const MAX_NPY_HEADER_BYTES: Limit = Limit {
-    name: "MAX_NPY_HEADER_BYTES",
-    value: 64 * KIB,
-    unit: "bytes",
-};
+    /// Largest JSON header of a safetensors file (it holds an exported model's graph).
+    MAX_SAFETENSORS_HEADER_BYTES = 16 * MIB, "bytes";
 
-/// Largest `.npy` file: a header and [`MAX_TENSOR_ELEMENTS`] `f8` values.
-pub const MAX_NPY_FILE_BYTES: Limit = Limit {
-    name: "MAX_NPY_FILE_BYTES",
-    value: MAX_TENSOR_ELEMENTS.value * 8 + MAX_NPY_HEADER_BYTES.value + 12,
-    unit: "bytes",
-};
+    /// Largest `.npy` header (numpy itself refuses headers over 10 000 bytes by default).
+    MAX_NPY_HEADER_BYTES = 64 * KIB, "bytes";
 
-/// Deepest nesting of brackets in a `.npy` header literal.
-pub const MAX_NESTING_DEPTH: Limit = Limit {
-    name: "MAX_NESTING_DEPTH",
-    value: 32,
-    unit: "levels",
-};
+    /// Largest `.npy` file: a header and [`MAX_TENSOR_ELEMENTS`] `f8` values.
+    MAX_NPY_FILE_BYTES = MAX_TENSOR_ELEMENTS.value * 8 + MAX_NPY_HEADER_BYTES.value + 12, "bytes";
 
-/// Most pixels (width × height) of an image that is decoded (16.7 MP; a 4096² image).
-pub const MAX_IMAGE_PIXELS: Limit = Limit {
-    name: "MAX_IMAGE_PIXELS",
-    value: 1 << 24,
-    unit: "pixels",
-};
+    /// Deepest nesting of brackets in a `.npy` header literal.
+    MAX_NESTING_DEPTH = 32, "levels";
 
-/// Most bytes the image decoder may allocate (passed to the `image` crate's `Limits`).
-pub const MAX_IMAGE_DECODE_BYTES: Limit = Limit {
-    name: "MAX_IMAGE_DECODE_BYTES",
-    value: 256 * MIB,
-    unit: "bytes",
-};
+    /// Most pixels (width × height) of an image that is decoded (16.7 MP; a 4096² image).
+    MAX_IMAGE_PIXELS = 1 << 24, "pixels";
 
-/// Largest image file that is read.
-pub const MAX_IMAGE_FILE_BYTES: Limit = Limit {
-    name: "MAX_IMAGE_FILE_BYTES",
-    value: 128 * MIB,
-    unit: "bytes",
-};
+    /// Most bytes the image decoder may allocate (passed to the `image` crate's `Limits`).
+    MAX_IMAGE_DECODE_BYTES = 256 * MIB, "bytes";
 
-/// Most data bytes of an IDX file, as its header claims them (Fashion-MNIST's training
-/// images are 47 MB), and so the most a gzip'd IDX file is ever inflated to.
-pub const MAX_IDX_DATA_BYTES: Limit = Limit {
-    name: "MAX_IDX_DATA_BYTES",
-    value: GIB,
-    unit: "bytes",
-};
+    /// Largest image file that is read.
+    MAX_IMAGE_FILE_BYTES = 128 * MIB, "bytes";
 
-/// Largest IDX file (plain or gzip'd) that is read.
-pub const MAX_IDX_FILE_BYTES: Limit = Limit {
-    name: "MAX_IDX_FILE_BYTES",
-    value: MAX_IDX_DATA_BYTES.value + 64,
-    unit: "bytes",
-};
+    /// Most data bytes of an IDX file, as its header claims them (Fashion-MNIST's training
+    /// images are 47 MB), and so the most a gzip'd IDX file is ever inflated to.
+    MAX_IDX_DATA_BYTES = GIB, "bytes";
 
-/// Largest text file (model description or scheme TOML) that is read.
-pub const MAX_TEXT_FILE_BYTES: Limit = Limit {
-    name: "MAX_TEXT_FILE_BYTES",
-    value: MIB,
-    unit: "bytes",
-};
+    /// Largest IDX file (plain or gzip'd) that is read.
+    MAX_IDX_FILE_BYTES = MAX_IDX_DATA_BYTES.value + 64, "bytes";
 
-/// Most nodes of a graph read from an exported model.
-pub const MAX_GRAPH_NODES: Limit = Limit {
-    name: "MAX_GRAPH_NODES",
-    value: 100_000,
-    unit: "nodes",
-};
+    /// Largest text file (model description or scheme TOML) that is read.
+    MAX_TEXT_FILE_BYTES = MIB, "bytes";
 
-/// Largest integer (channel count, kernel size, padding, index ...) in an exported model's
-/// graph; it keeps every sum and product of two of them far from overflow.
-pub const MAX_GRAPH_INTEGER: Limit = Limit {
-    name: "MAX_GRAPH_INTEGER",
-    value: 1 << 24,
-    unit: "",
-};
+    /// Most nodes of a graph read from an exported model.
+    MAX_GRAPH_NODES = 100_000, "nodes";
 
-/// Most parameter values of a model described by a TOML or ONNX file or built in code
-/// (checked as its graph is built): 2³⁰ values, 4 GiB as `f32`.
-pub const MAX_TOTAL_PARAMS: Limit = Limit {
-    name: "MAX_TOTAL_PARAMS",
-    value: 1 << 30,
-    unit: "values",
-};
+    /// Largest integer (channel count, kernel size, padding, index ...) in an exported model's
+    /// graph; it keeps every sum and product of two of them far from overflow.
+    MAX_GRAPH_INTEGER = 1 << 24, "";
 
-/// Largest spatial plane (`H·W`) of an activation in a graph.
-pub const MAX_PLANE: Limit = Limit {
-    name: "MAX_PLANE",
-    value: 1 << 28,
-    unit: "pixels",
-};
+    /// Most parameter values of a model described by a TOML or ONNX file or built in code
+    /// (checked as its graph is built): 2³⁰ values, 4 GiB as `f32`.
+    MAX_TOTAL_PARAMS = 1 << 30, "values";
+
+    /// Largest spatial plane (`H·W`) of an activation in a graph.
+    MAX_PLANE = 1 << 28, "pixels";
+}
 
 /// Checks a tensor shape read from a file: at most [`MAX_TENSOR_DIMS`] dimensions and at
 /// most [`MAX_TENSOR_ELEMENTS`] elements, where a zero dimension counts as 1 (so that no
