@@ -13,20 +13,6 @@ use gconv::Tensor;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-// What errors.rs takes through `use super::*`: its one test is 498 lines, so its header
-// has room for a single import line.
-use gconv::gpu::kernels::elementwise::{self, Elementwise};
-use gconv::gpu::kernels::linear::LinearShape;
-use gconv::gpu::kernels::linear_backward::{self, LinearGradArgs};
-use gconv::gpu::kernels::loss::{self, LossArgs};
-use gconv::gpu::kernels::norm::BnShape;
-use gconv::gpu::kernels::norm_train::{self, BnGradArgs, BnTrain, BnTrainArgs};
-use gconv::gpu::kernels::optim::{self, SgdArgs};
-use gconv::gpu::kernels::pool::{self, PoolKind, PoolShape};
-use gconv::graph::Pool2dSpec;
-use gconv::ops::Activation;
-use gconv::train::SgdConfig;
-
 mod batch_norm;
 mod cross_entropy;
 mod errors;
