@@ -5,7 +5,7 @@ Run from the repository root (needs torch, numpy, safetensors; torchvision is op
 
     python3 scripts/make_goldens.py
 
-It writes ONE file, tests/fixtures/goldens.safetensors, that tests/golden.rs reads:
+It writes ONE file, tests/fixtures/goldens.safetensors, that tests/golden/ reads:
 
 * every tensor is float32 and keyed "<case>.<name>" (`conv_g3_s2.x`, `conv_g3_s2.weight`,
   `conv_g3_s2.y`, ...; for whole-network cases the name is a state_dict key, e.g.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes tests/fixtures/grad_goldens.safetensors: PyTorch gradients for tests/train_grad.rs.
+"""Makes tests/fixtures/grad_goldens.safetensors: PyTorch gradients for tests/train_grad/.
 
 Every case uses a scalar loss L = sum(y * r) with a fixed random upstream gradient r (except
 linear + cross-entropy, which uses F.cross_entropy, mean over the batch). Keys are

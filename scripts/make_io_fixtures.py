@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes the small fixtures of tests/io.rs in tests/fixtures/io/.
+"""Makes the small fixtures of tests/io/ in tests/fixtures/io/.
 
 Needs numpy, torch and safetensors (CI does not: the outputs are committed).
 Run from the repository root:  python3 scripts/make_io_fixtures.py
@@ -43,7 +43,7 @@ def gz(data):
 
 
 # ---- npy -------------------------------------------------------------------------------
-# Values that tests/io.rs recomputes exactly.
+# Values that tests/io/npy.rs recomputes exactly.
 f4 = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / np.float32(7) - np.float32(1)
 np.save(path("f4.npy"), f4)
 np.save(path("f8.npy"), np.arange(15, dtype=np.float64).reshape(3, 5) / 3 - 2)
@@ -78,7 +78,7 @@ class Tiny(nn.Module):
 
 
 def value(key, i):
-    """The deterministic value of element i of tensor `key` (tests/io.rs: `expected`)."""
+    """The deterministic value of element i of tensor `key` (tests/io/weights.rs: `expected`)."""
     v = ((i * 37 + len(key) * 11) % 101) / 50 - 1
     if key.endswith("running_var"):
         v = 0.5 + ((i * 37 + len(key) * 11) % 101) / 100

@@ -16,7 +16,7 @@
 // holding the tile's 8 filters (zero beyond out_len).
 //
 // Compiled without runtime bounds checks: every index is clamped or range-checked here and
-// the launcher validates all sizes (tests/gpu_ops.rs and tests/gpu_models.rs cover it).
+// the launcher validates all sizes (tests/gpu_ops/ and tests/gpu_models.rs cover it).
 //
 // `p: Params`, `Tile` and the bindings are generated from the declaration in
 // src/gpu/kernels/conv_tiled.rs (see gpu::declare).

@@ -2,7 +2,7 @@
 //! ([`crate::ops`], written the obvious way, NCHW f32).
 //!
 //! This is the specification the GPU path is tested against; it is itself checked against
-//! PyTorch-made goldens (`tests/golden.rs`, made by `scripts/make_goldens.py`).
+//! PyTorch-made goldens (`tests/golden/`, made by `scripts/make_goldens.py`).
 //! It never imports anything from the GPU side. The op functions are re-exported here so that
 //! the reference reads as one namespace (`cpu::conv2d`, `cpu::max_pool2d`, ...).
 

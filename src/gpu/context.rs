@@ -356,7 +356,7 @@ impl GpuContext {
         let m = self.scoped(&format!("shader {}", spec.name), || {
             if spec.trusted {
                 // SAFETY: `trusted` shaders clamp every index they compute from data and their
-                // launchers validate every size against the bound buffers; tests/gpu_ops.rs
+                // launchers validate every size against the bound buffers; tests/gpu_ops/
                 // exercises the edge shapes (padding, odd sizes, partial tiles) against the CPU.
                 unsafe {
                     self.device

@@ -61,7 +61,7 @@ pub struct ShaderSpec {
     pub binding_types: &'static [&'static str],
     /// Compile without runtime bounds checks and loop bounding
     /// (`create_shader_module_trusted`). Only for shaders whose indexing is clamped in the
-    /// shader and validated by the launcher, and covered by `tests/gpu_ops.rs`.
+    /// shader and validated by the launcher, and covered by `tests/gpu_ops/`.
     pub trusted: bool,
     /// The Rust mirror of the uniform `Params` (binding 0), for the reflection test.
     pub params: ParamsLayout,

@@ -96,7 +96,7 @@ crate::wgsl_struct! {
 
 crate::shader! {
     /// `shaders/conv.wgsl`. Trusted (no runtime bounds checks): every index the shader
-    /// computes is clamped or bounded by values this module validates; `tests/gpu_ops.rs`
+    /// computes is clamped or bounded by values this module validates; `tests/gpu_ops/`
     /// covers padding, dilation, strides, odd sizes, partial tiles and empty groups.
     pub static SHADER = "conv" {
         params: ConvParams,
