@@ -148,8 +148,10 @@ summary() {
   done
 }
 
+# Each arm exits, so that bash never reads past this point: the script may be edited (or
+# updated by git) while a long run is going.
 case "${1:-run}" in
-  run) run_all; summary ;;
-  summary) summary ;;
+  run) run_all; summary; exit ;;
+  summary) summary; exit ;;
   *) echo "usage: $0 [run|summary]" >&2; exit 2 ;;
 esac
