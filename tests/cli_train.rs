@@ -108,6 +108,35 @@ const MODEL: &[&str] = &[
     "--json",
 ];
 
+/// `gconv train` on the CPU with G = 2 for `epochs` epochs, checkpointing to `ck`, then
+/// `extra` arguments and the small model.
+fn train_args<'a>(
+    data: &'a str,
+    conv: &'a str,
+    epochs: &'a str,
+    ck: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--conv",
+        conv,
+        "--groups",
+        "2",
+        "--epochs",
+        epochs,
+        "--checkpoint",
+        ck,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(MODEL);
+    args
+}
+
 /// An exported SGC model (no FLGC layers) reports its MACs per image too, as the FLGC
 /// experiment's summary reads them for both arms.
 #[test]
@@ -119,23 +148,7 @@ fn export_of_an_sgc_model_reports_its_macs() {
         tmp.path("ck.safetensors"),
         tmp.path("ex.st"),
     );
-    let mut args = vec![
-        "train",
-        "--device",
-        "cpu",
-        "--data",
-        &data,
-        "--conv",
-        "sgc",
-        "--groups",
-        "2",
-        "--epochs",
-        "1",
-        "--checkpoint",
-        &ck,
-    ];
-    args.extend_from_slice(MODEL);
-    let o = gconv(&args);
+    let o = gconv(&train_args(&data, "sgc", "1", &ck, &[]));
     assert!(o.status.success(), "{}", stderr(&o));
     let o = gconv(&["export", "--checkpoint", &ck, "--out", &ex]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -158,25 +171,13 @@ fn train_resume_export_eval_on_an_image_folder() {
         tmp.path("ck.safetensors"),
         tmp.path("ex.st"),
     );
-    let mut args = vec![
-        "train",
-        "--device",
-        "cpu",
-        "--data",
+    let o = gconv(&train_args(
         &data,
-        "--test-data",
-        &data,
-        "--conv",
         "flgc",
-        "--groups",
         "2",
-        "--epochs",
-        "2",
-        "--checkpoint",
         &ck,
-    ];
-    args.extend_from_slice(MODEL);
-    let o = gconv(&args);
+        &["--test-data", &data],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let lines = json_lines(&stdout(&o));
     // Header (16 training images, 4 validation), two epochs, the test result.
@@ -189,25 +190,7 @@ fn train_resume_export_eval_on_an_image_folder() {
     assert!(Path::new(&ck).exists());
 
     // Resume to epoch 3: only the third epoch runs.
-    let mut args = vec![
-        "train",
-        "--device",
-        "cpu",
-        "--data",
-        &data,
-        "--conv",
-        "flgc",
-        "--groups",
-        "2",
-        "--epochs",
-        "3",
-        "--checkpoint",
-        &ck,
-        "--resume",
-        &ck,
-    ];
-    args.extend_from_slice(MODEL);
-    let o = gconv(&args);
+    let o = gconv(&train_args(&data, "flgc", "3", &ck, &["--resume", &ck]));
     assert!(o.status.success(), "{}", stderr(&o));
     let epochs: Vec<i64> = json_lines(&stdout(&o))
         .iter()
