@@ -1,9 +1,9 @@
-//! `gconv::io::write_atomic` (under every writer of gconv): two writers of one path, in
+//! `gconv::fs::write_atomic` (under every writer of gconv): two writers of one path, in
 //! threads or in processes, each leave a whole file — never a mixed one — and no temporary
 //! file behind. Before, both wrote `<path>.tmp`, so one could rename the other's half-written
 //! file into place.
 
-use gconv::io::write_atomic;
+use gconv::fs::write_atomic;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -293,7 +293,7 @@ fn every_reader(p: &Path) -> Vec<(&'static str, gconv::Result<()>)> {
         ("idx images", read_idx_images(p).map(drop)),
         ("idx labels", read_idx_labels(p).map(drop)),
         ("image", read_image(p, 3, [8, 8]).map(drop)),
-        ("text", gconv::io::read_text_file(p).map(drop)),
+        ("text", gconv::fs::read_text_file(p).map(drop)),
         (
             "model",
             gconv::zoo::ModelSpec::load(&p.to_string_lossy()).map(drop),

@@ -2,7 +2,7 @@
 
 use super::{BenchReport, LayerwiseRow, OP_CLASSES};
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::fs::write_atomic;
 use crate::report::{
     markdown_table, write_bar_chart, write_line_chart, BarChart, LineChart, Series,
 };

@@ -9,9 +9,9 @@
 //! activation and parameter tensor within [`check_shape`]'s caps, so that nothing the
 //! graph claims can overflow later arithmetic or allocate more than those caps.
 
-use super::read_file;
 use super::safetensors::{metadata_from_bytes, safetensors_from_bytes, write_safetensors};
 use crate::error::{Error, Result};
+use crate::fs::read_file;
 use crate::graph::{Graph, GraphBuilder, GroupedConvTable, Op};
 use crate::limits::{
     check_shape, MAX_GRAPH_INTEGER, MAX_GRAPH_NODES, MAX_TENSOR_ELEMENTS, MAX_WEIGHTS_FILE_BYTES,

@@ -12,8 +12,8 @@
 //! without inflating it whole. Files over [`MAX_IDX_FILE_BYTES`] and special files are
 //! refused.
 
-use super::read_file;
 use crate::error::{Error, Result};
+use crate::fs::read_file;
 use crate::limits::{MAX_IDX_DATA_BYTES, MAX_IDX_FILE_BYTES};
 use crate::tensor::Tensor;
 use std::io::Read;

@@ -1,7 +1,7 @@
 //! Images (PNG, JPEG) as network inputs.
 
-use super::read_file;
 use crate::error::{Error, Result};
+use crate::fs::read_file;
 use crate::limits::{MAX_IMAGE_DECODE_BYTES, MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS};
 use crate::tensor::Tensor;
 use ::image::imageops::{self, FilterType};

@@ -1,33 +1,25 @@
-//! Tensors, weights and data sets in and out of files.
+//! Tensors, weights, images, IDX data and exported models in and out of files (training
+//! data sets, image folders and checkpoints are `train`'s).
 //!
 //! * [`npy`]: NumPy `.npy` arrays (read `f4`/`f8`/`f2`/`u1`, write `f4`).
 //! * [`safetensors`]: PyTorch `state_dict`s saved with `safetensors.torch.save_file`.
 //! * [`idx`]: IDX files (MNIST / Fashion-MNIST), plain or gzip'd.
 //! * [`image`]: PNG / JPEG images as `[1, C, H, W]` tensors in `[0, 1]`.
-//! * [`checkpoint`]: training checkpoints (weights, momentum, epoch, normalisation, model).
-//! * [`dataset`]: training / test data from a path (Fashion-MNIST or an image folder).
 //! * [`exported`]: exported models (graph + weights in one file).
-//! * [`folder`]: a folder of class sub-folders of images as a training [`Dataset`](crate::train::Dataset).
 //!
-//! Every reader reports a malformed file as [`Error::Format`] naming the file, and an
-//! unreadable one as [`Error::Io`]; none of them panics on bad input. Every size a file
+//! Every reader reports a malformed file as [`Error::Format`](crate::Error::Format) naming the file, and an
+//! unreadable one as [`Error::Io`](crate::Error::Io); none of them panics on bad input. Every size a file
 //! claims is checked against a cap of [`crate::limits`] before it is believed, and only
 //! regular files are read (`/dev/zero`, FIFOs and directories are refused). Writers are
-//! atomic: they write a temporary file unique to the writer and rename it over `path`.
+//! atomic ([`crate::fs::write_atomic`]).
 
-pub mod checkpoint;
-pub mod dataset;
 pub mod exported;
-pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod npy;
 pub mod safetensors;
 
-pub use self::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, Normalization};
-pub use self::dataset::TrainingData;
 pub use self::exported::{exported_from_bytes, read_exported, write_exported};
-pub use self::folder::ImageFolder;
 pub use self::idx::{
     idx_images_from_bytes, idx_labels_from_bytes, read_idx_images, read_idx_labels, FashionMnist,
     IdxImages,
@@ -38,162 +30,3 @@ pub use self::safetensors::{
     load_weights, metadata_from_bytes, num_classes_hint, read_safetensors,
     read_safetensors_metadata, safetensors_from_bytes, write_safetensors,
 };
-
-use crate::error::{Error, Result};
-use crate::limits::{Limit, MAX_TEXT_FILE_BYTES};
-use std::ffi::OsString;
-use std::fs::{File, Metadata, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// What kind of file `meta` describes, in words, for "not a regular file" errors.
-fn kind_of(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_dir() {
-        return "a directory";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_char_device() {
-            return "a character device";
-        }
-        if t.is_block_device() {
-            return "a block device";
-        }
-        if t.is_fifo() {
-            return "a FIFO (named pipe)";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    "not a regular file"
-}
-
-/// Refuses anything but a regular file (devices such as `/dev/zero`, FIFOs, sockets,
-/// directories), whose size is then checked against `cap`.
-fn check_regular(path: &Path, meta: &Metadata, cap: Limit) -> Result<()> {
-    if !meta.is_file() {
-        return Err(Error::format(
-            path,
-            format!(
-                "{} is not a regular file; gconv reads only regular files",
-                kind_of(meta)
-            ),
-        ));
-    }
-    cap.check("file size", meta.len())
-        .map_err(|m| Error::format(path, m))
-}
-
-/// Reads a whole regular file of at most `cap` bytes, mapping failures to [`Error::Io`]
-/// naming `path`. Special files (devices, FIFOs, sockets, directories) are refused before
-/// anything is read, as is a file larger than `cap`; at most `cap` bytes are ever read,
-/// even from a file that grows meanwhile.
-pub(crate) fn read_file(path: &Path, cap: Limit) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    // Checked before opening: opening a FIFO for reading would block.
-    check_regular(path, &meta, cap)?;
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    // The same checks on what was opened (the path may have changed meanwhile).
-    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
-    check_regular(path, &meta, cap)?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(usize::try_from(meta.len()).unwrap_or(usize::MAX))
-        .map_err(|_| {
-            Error::format(
-                path,
-                format!("file of {} bytes does not fit in memory", meta.len()),
-            )
-        })?;
-    f.take(cap.value.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io(path, e))?;
-    cap.check("file size", buf.len() as u64)
-        .map_err(|m| Error::format(path, m))?;
-    Ok(buf)
-}
-
-/// Reads a UTF-8 text file (a model description, a scheme) of at most
-/// [`MAX_TEXT_FILE_BYTES`]; special files are refused and the size is checked before reading,
-/// as for every reader of this module. Text that is not UTF-8 is an
-/// [`Error::Format`] saying where it stops being text.
-pub fn read_text_file(path: impl AsRef<Path>) -> Result<String> {
-    let path = path.as_ref();
-    let bytes = read_file(path, MAX_TEXT_FILE_BYTES)?;
-    String::from_utf8(bytes).map_err(|e| {
-        Error::format(
-            path,
-            format!(
-                "not a UTF-8 text file (invalid byte at offset {}); expected TOML text",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })
-}
-
-/// A temporary file name next to `path`, unique to this process and call:
-/// `w.safetensors` → `w.safetensors.<pid>-<n>.tmp`.
-fn tmp_path(path: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut name = path
-        .file_name()
-        .map(OsString::from)
-        .unwrap_or_else(|| OsString::from("out"));
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    name.push(format!(".{}-{n}.tmp", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// Checks, before long work starts, that `path` can be written: its folder exists and a file
-/// can be created there (a probe is created and removed); `path` itself must not be a folder.
-pub fn check_writable(path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
-    if path.is_dir() {
-        return Err(Error::io(
-            path,
-            std::io::Error::other("is a directory, not a file to write"),
-        ));
-    }
-    let mut probe = tmp_path(path).into_os_string();
-    probe.push(".probe");
-    let probe = PathBuf::from(probe);
-    std::fs::File::create(&probe).map_err(|e| Error::io(path, e))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically: into a temporary file next to it first (a name no
-/// other writer uses, created exclusively, flushed to disk), then renamed over `path`, so
-/// that readers never see a half-written file and two writers of the same path each leave
-/// a whole file (the last rename wins). On failure the temporary file is removed and the
-/// error names the path that failed.
-pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let path = path.as_ref();
-    // create_new: a stale file of that name (an old process with the same id) is never
-    // shared; another name is tried.
-    let (tmp, mut f) = {
-        let mut tries = 0;
-        loop {
-            let tmp = tmp_path(path);
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-                Ok(f) => break (tmp, f),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 100 => {
-                    tries += 1
-                }
-                Err(e) => return Err(Error::io(&tmp, e)),
-            }
-        }
-    };
-    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}

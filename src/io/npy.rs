@@ -10,8 +10,8 @@
 //! parser's recursion is capped), the shape passes [`check_shape`] (dimensions and
 //! elements capped, checked products), and the file is at most [`MAX_NPY_FILE_BYTES`].
 
-use super::{read_file, write_atomic};
 use crate::error::{Error, Result};
+use crate::fs::{read_file, write_atomic};
 use crate::limits::{check_shape, MAX_NESTING_DEPTH, MAX_NPY_FILE_BYTES, MAX_NPY_HEADER_BYTES};
 use crate::tensor::Tensor;
 use std::path::Path;

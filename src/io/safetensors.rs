@@ -11,8 +11,8 @@
 //! [`check_shape`], and all tensors together at most
 //! [`MAX_TOTAL_WEIGHT_BYTES`] once converted to `f32`.
 
-use super::{read_file, write_atomic};
 use crate::error::{Error, Result};
+use crate::fs::{read_file, write_atomic};
 use crate::graph::{Graph, Op};
 use crate::limits::{
     check_shape, MAX_SAFETENSORS_HEADER_BYTES, MAX_TOTAL_WEIGHT_BYTES, MAX_WEIGHTS_FILE_BYTES,

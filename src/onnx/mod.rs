@@ -65,7 +65,7 @@ pub struct OnnxModel {
 /// Reads and imports an `.onnx` file.
 pub fn read_onnx(path: impl AsRef<Path>) -> Result<OnnxModel> {
     let path = path.as_ref();
-    let bytes = crate::io::read_file(path, crate::limits::MAX_WEIGHTS_FILE_BYTES)?;
+    let bytes = crate::fs::read_file(path, crate::limits::MAX_WEIGHTS_FILE_BYTES)?;
     import::import(&bytes, path)
 }
 

@@ -185,7 +185,7 @@ pub const BUILTIN_SCHEMES: &[(&str, &str)] = &[
 
 fn read_text(path: &Path) -> Result<String> {
     // Capped, regular files only, UTF-8 checked (see `crate::limits`).
-    crate::io::read_text_file(path)
+    crate::fs::read_text_file(path)
 }
 
 impl ModelSpec {

@@ -145,7 +145,7 @@ fn exported_model(model: &str) -> Result<Option<PathBuf>> {
         // Not safetensors: a model description (TOML text) without the extension, unless
         // it is not text either.
         Err(Error::Format { msg, .. }) => {
-            return match io::read_text_file(p) {
+            return match gconv::fs::read_text_file(p) {
                 Ok(_) => Ok(None),
                 Err(_) => Err(Error::format(
                     p,

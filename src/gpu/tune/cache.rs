@@ -14,7 +14,7 @@
 //! gconv version, so a driver update or a new gconv misses) and keyed within it by a layer
 //! shape key (op kind, geometry, batch, input size, a hash of an exported table's groups),
 //! so two layers of the same shape share one entry. The file is written atomically
-//! ([`crate::io::write_atomic`]); a file that cannot be read or parsed is ignored with a
+//! ([`crate::fs::write_atomic`]); a file that cannot be read or parsed is ignored with a
 //! warning (the cache is an optimisation, never a reason to fail).
 
 use crate::error::{Error, Result};
@@ -151,7 +151,7 @@ impl TuneCache {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let json = serde_json::to_string_pretty(&self.file).expect("serialisable");
-        crate::io::write_atomic(&self.path, json.as_bytes())
+        crate::fs::write_atomic(&self.path, json.as_bytes())
     }
 }
 
