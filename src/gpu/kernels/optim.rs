@@ -4,9 +4,9 @@
 use super::{check_arg, check_arg_min, check_dims, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::train::SgdConfig;
+use crate::optim::SgdConfig;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `optim.wgsl`.
     pub struct SgdParams = "Params" {
         /// Number of parameter values.
@@ -20,7 +20,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/optim.wgsl`.
     pub static SHADER = "optim" {
         params: SgdParams,

@@ -1,5 +1,5 @@
 //! One lowering of the graph to kernel calls, shared by inference ([`crate::gpu::GpuModel`])
-//! and training ([`crate::train::GpuTrainer`]).
+//! and training (`train::GpuTrainer`).
 //!
 //! Per op family a forward lowering and, where the op trains, a backward lowering append
 //! [`Call`]s to a [`Program`]; activations, gradients and scratch are planned buffers whose
@@ -23,8 +23,8 @@ use super::program::Program;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op};
 use crate::ops::Activation;
+use crate::optim::SgdConfig;
 use crate::plan::Analysis;
-use crate::train::SgdConfig;
 pub use params::{ParamStore, Prepared};
 use std::collections::HashMap;
 
