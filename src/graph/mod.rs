@@ -10,6 +10,7 @@ mod cost;
 pub mod dead_filters;
 pub mod fold_permutations;
 pub mod passes;
+mod weights;
 
 pub use crate::ops::{Conv2dSpec, GroupRange, GroupedConvTable, Op, OpDef, Pool2dSpec};
 pub use cost::{LayerCost, ModelCost};
