@@ -15,8 +15,7 @@
 //! measured is what a user deploys.
 
 use super::data::Dataset;
-use super::run::{evaluate, Train};
-use super::trainer::{StepStats, TrainConfig};
+use super::run::{evaluate, StepStats, Train, TrainConfig};
 use crate::error::{Error, Result};
 use crate::gpu::choice::KernelChoice;
 use crate::gpu::kernels::loss::{self, LossArgs};

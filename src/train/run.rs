@@ -1,19 +1,88 @@
-//! What every trainer shares: the [`Train`] trait (implemented by the CPU [`Trainer`] and the
-//! [`GpuTrainer`]), the one epoch loop ([`Train::train_epoch`]), the one evaluation
-//! ([`evaluate`]) and the choice of trainer for a device ([`trainer_for`]).
+//! What every trainer shares: the [`Train`] trait (implemented by the CPU [`Trainer`](super::Trainer) and the
+//! [`GpuTrainer`](super::GpuTrainer)), its configuration and statistics, the one epoch loop
+//! ([`Train::train_epoch`]) and the one evaluation ([`evaluate`]).
 
 use super::backward::softmax_cross_entropy;
 use super::data::Dataset;
-use super::optim::LrSchedule;
-use super::trainer::{EpochStats, StepStats, TrainConfig, Trainer};
-use super::GpuTrainer;
 use crate::error::{Error, Result};
 use crate::gpu::program::MemoryPlan;
-use crate::gpu::GpuContext;
 use crate::graph::Graph;
+use crate::optim::LrSchedule;
+use crate::optim::SgdConfig;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use std::sync::Arc;
+
+/// Configuration of a trainer (CPU or GPU).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// SGD hyper-parameters (momentum 0.9, weight decay 5e-4).
+    pub sgd: SgdConfig,
+    /// Batch-norm running-statistics momentum (PyTorch's 0.1).
+    pub bn_momentum: f32,
+    /// Seed of the dropout masks (mixed with the step number).
+    pub seed: u64,
+    /// Initial learning rate (change it with [`Train::set_lr`]).
+    pub lr: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            sgd: SgdConfig::default(),
+            bn_momentum: 0.1,
+            seed: 0,
+            lr: 0.1,
+        }
+    }
+}
+
+/// What one training step measured (on the batch, before the update).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean cross-entropy over the batch.
+    pub loss: f32,
+    /// Samples whose argmax logit is the label.
+    pub correct: usize,
+}
+
+/// Totals of one epoch, from [`Train::train_epoch`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochStats {
+    /// Mean of the per-sample losses over the epoch.
+    pub loss: f32,
+    /// Correct samples.
+    pub correct: usize,
+    /// Samples seen.
+    pub samples: usize,
+}
+
+impl TrainConfig {
+    /// Checks every hyper-parameter is usable: a finite, non-negative learning rate and
+    /// weight decay, a finite momentum, a BN momentum in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: f32| {
+            Err(Error::InvalidArgument(format!(
+                "{what} {v} must be finite and ≥ 0"
+            )))
+        };
+        for (what, v) in [
+            ("learning rate", self.lr),
+            ("weight decay", self.sgd.weight_decay),
+            ("momentum", self.sgd.momentum),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(what, v);
+            }
+        }
+        if !(0.0..=1.0).contains(&self.bn_momentum) {
+            return Err(Error::InvalidArgument(format!(
+                "batch-norm momentum {} must be in [0, 1]",
+                self.bn_momentum
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Where a running epoch is, for progress displays.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -143,17 +212,4 @@ pub fn evaluate(
         correct += c;
     }
     Ok(((loss_sum / data.n as f64) as f32, correct))
-}
-
-/// The trainer for a device: the GPU trainer on `gpu`, else the CPU reference trainer.
-pub fn trainer_for(
-    gpu: Option<Arc<GpuContext>>,
-    graph: Graph,
-    weights: Weights,
-    config: TrainConfig,
-) -> Result<Box<dyn Train>> {
-    Ok(match gpu {
-        Some(ctx) => Box::new(GpuTrainer::new(ctx, graph, weights, config)?),
-        None => Box::new(Trainer::new(graph, weights, config)?),
-    })
 }

@@ -2,57 +2,13 @@
 //! SGD; and evaluation.
 
 use super::backward::softmax_cross_entropy;
-use super::optim::{Sgd, SgdConfig};
-use super::run::Train;
+use super::optim::Sgd;
+use super::run::{StepStats, Train, TrainConfig};
 use super::tape::{backward, forward, Mode};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-
-/// Configuration of a [`Trainer`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrainConfig {
-    /// SGD hyper-parameters (momentum 0.9, weight decay 5e-4).
-    pub sgd: SgdConfig,
-    /// Batch-norm running-statistics momentum (PyTorch's 0.1).
-    pub bn_momentum: f32,
-    /// Seed of the dropout masks (mixed with the step number).
-    pub seed: u64,
-    /// Initial learning rate (change it with [`Trainer::set_lr`]).
-    pub lr: f32,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            sgd: SgdConfig::default(),
-            bn_momentum: 0.1,
-            seed: 0,
-            lr: 0.1,
-        }
-    }
-}
-
-/// What one training step measured (on the batch, before the update).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepStats {
-    /// Mean cross-entropy over the batch.
-    pub loss: f32,
-    /// Samples whose argmax logit is the label.
-    pub correct: usize,
-}
-
-/// Totals of one epoch, from [`Trainer::train_epoch`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EpochStats {
-    /// Mean of the per-sample losses over the epoch.
-    pub loss: f32,
-    /// Correct samples.
-    pub correct: usize,
-    /// Samples seen.
-    pub samples: usize,
-}
 
 /// Trains a graph on the CPU reference path: owns the graph, its weights (BN running
 /// statistics included) and the optimizer. Deterministic for a given seed and data order.
@@ -64,34 +20,6 @@ pub struct Trainer {
     config: TrainConfig,
     lr: f32,
     steps: u64,
-}
-
-impl TrainConfig {
-    /// Checks every hyper-parameter is usable: a finite, non-negative learning rate and
-    /// weight decay, a finite momentum, a BN momentum in `[0, 1]`.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str, v: f32| {
-            Err(Error::InvalidArgument(format!(
-                "{what} {v} must be finite and ≥ 0"
-            )))
-        };
-        for (what, v) in [
-            ("learning rate", self.lr),
-            ("weight decay", self.sgd.weight_decay),
-            ("momentum", self.sgd.momentum),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(what, v);
-            }
-        }
-        if !(0.0..=1.0).contains(&self.bn_momentum) {
-            return Err(Error::InvalidArgument(format!(
-                "batch-norm momentum {} must be in [0, 1]",
-                self.bn_momentum
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl Trainer {
