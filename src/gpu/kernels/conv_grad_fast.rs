@@ -13,6 +13,7 @@
 
 pub mod codegen;
 mod codegen_dw;
+mod emit;
 mod head;
 pub mod plan;
 
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use plan::{DwTile, DxTile, EntryKind};
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_grad_fast.wgsl` (fields per role in the shader).
     pub struct GradFastParams = "Params" {
         /// Invocations (helpers, weight gradient) or workgroups (input gradient) in the call.
@@ -156,7 +157,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/conv_grad_fast.wgsl` (roles per entry point in the shader).
     pub static SHADER = "conv_grad_fast" {
         params: GradFastParams,

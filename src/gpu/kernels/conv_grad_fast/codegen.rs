@@ -6,13 +6,11 @@
 //! `GCONV_BLESS=1 cargo test --test gpu_conv_grad_fast generated` rewrites it.
 
 use super::codegen_dw::{dw_generic, dw_special};
+use super::emit::{w, C};
+use super::head::HEAD;
 use super::plan::{self, phase_taps, DxTile, EntryKind};
 use std::collections::BTreeSet;
 use std::fmt::Write;
-
-pub(super) const C: [char; 4] = ['x', 'y', 'z', 'w'];
-
-use super::head::HEAD;
 
 /// The text of `shaders/conv_grad_fast.wgsl`.
 pub fn wgsl() -> String {
@@ -33,12 +31,6 @@ pub fn wgsl() -> String {
     }
     s
 }
-
-/// Appends one formatted line to the generated text.
-macro_rules! w {
-    ($s:expr, $($arg:tt)*) => { let _ = writeln!($s, $($arg)*); };
-}
-pub(super) use w;
 
 /// Shared prologue of the input-gradient entries: the workgroup's (group, channel tile),
 /// the lane's (sample, block), and the hoisted parameters.

@@ -1,6 +1,6 @@
 //! The weight-gradient entry points of `shaders/conv_grad_fast.wgsl` (see [`super::codegen`]).
 
-use super::codegen::{w, C};
+use super::emit::{w, C};
 use super::plan::DwTile;
 use std::fmt::Write;
 
