@@ -1,8 +1,8 @@
-//! `gconv::io::ImageFolder`: class folders → labels, pixel values, resizing, channel
+//! `gconv::train::ImageFolder`: class folders → labels, pixel values, resizing, channel
 //! conversion, and every error case reported as an `Err` naming the problem.
 
-use gconv::io::folder::MAX_CLASSES;
-use gconv::io::ImageFolder;
+use gconv::train::folder::MAX_CLASSES;
+use gconv::train::ImageFolder;
 use gconv::Error;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use std::path::{Path, PathBuf};

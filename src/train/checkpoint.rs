@@ -3,8 +3,8 @@
 //! normalisation, in one safetensors file written atomically. `gconv train` writes one after
 //! every epoch; `--resume`, `gconv eval` and `gconv export` read it.
 
-use super::safetensors::{read_safetensors, read_safetensors_metadata, write_safetensors};
 use crate::error::{Error, Result};
+use crate::io::{read_safetensors, read_safetensors_metadata, write_safetensors};
 use crate::weights::Weights;
 use crate::zoo::ModelSpec;
 use std::collections::BTreeMap;

@@ -2,10 +2,10 @@
 //! IDX files — or no folder at all, in which case the IDX reader says how to install it) or an
 //! image folder with one sub-folder per class.
 
+use super::data::Dataset;
 use super::folder::ImageFolder;
-use super::idx::FashionMnist;
 use crate::error::{Error, Result};
-use crate::train::Dataset;
+use crate::io::FashionMnist;
 use std::path::Path;
 
 /// Training data (and, where there is one, its test set) with the class count.

@@ -23,9 +23,9 @@
 //!   with a bilinear (triangle) filter when its size differs, exactly as [`read_image`]
 //!   does for inference, with values in `[0, 1]` (pixel / 255 for 8-bit images).
 
-use super::image::read_image;
+use super::data::Dataset;
 use crate::error::{Error, Result};
-use crate::train::Dataset;
+use crate::io::read_image;
 use rayon::prelude::*;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

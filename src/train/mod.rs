@@ -8,7 +8,11 @@
 //! have no backward: train the FLGC form, then export it.
 
 pub mod backward;
+pub mod checkpoint;
 pub mod data;
+pub mod dataset;
+pub mod device;
+pub mod folder;
 pub mod gpu;
 pub mod log;
 pub mod optim;
@@ -17,9 +21,14 @@ pub mod selection;
 pub mod tape;
 pub mod trainer;
 
+pub use crate::optim::{LrSchedule, SgdConfig};
+pub use checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, Normalization};
 pub use data::{Batches, Dataset};
+pub use dataset::TrainingData;
+pub use device::trainer_for;
+pub use folder::ImageFolder;
 pub use gpu::GpuTrainer;
-pub use optim::{trainable_params, LrSchedule, ParamInfo, Sgd, SgdConfig};
-pub use run::{evaluate, trainer_for, Progress, Train};
+pub use optim::{trainable_params, ParamInfo, Sgd};
+pub use run::{evaluate, EpochStats, Progress, StepStats, Train, TrainConfig};
 pub use tape::{backward as backward_graph, forward, Gradients, Mode, Tape};
-pub use trainer::{EpochStats, StepStats, TrainConfig, Trainer};
+pub use trainer::Trainer;

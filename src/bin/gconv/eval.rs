@@ -2,7 +2,8 @@
 //! deployed (compiled for inference) on the chosen device.
 
 use crate::common::DeviceArg;
-use gconv::io::{FashionMnist, Normalization, TrainingData};
+use gconv::io::FashionMnist;
+use gconv::train::{Normalization, TrainingData};
 use gconv::{Error, LoadOptions, Result, Runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +29,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let path = &a.checkpoint;
     let rt = Runtime::new(a.device.into())?;
     // An exported model carries its graph; a checkpoint its model description.
-    let (mut model, norm, epoch, name) = if gconv::io::checkpoint::is_checkpoint(path)? {
-        let c = gconv::io::read_checkpoint(path)?;
+    let (mut model, norm, epoch, name) = if gconv::train::checkpoint::is_checkpoint(path)? {
+        let c = gconv::train::read_checkpoint(path)?;
         let model = rt.load_graph(c.spec.build()?, c.weights, &LoadOptions::default())?;
         (model, Some(c.norm), c.epoch.to_string(), c.spec.name)
     } else {

@@ -28,8 +28,8 @@ pub struct ExportArgs {
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
-    gconv::io::check_writable(&a.out)?;
-    let c = gconv::io::read_checkpoint(&a.checkpoint)?;
+    gconv::fs::check_writable(&a.out)?;
+    let c = gconv::train::read_checkpoint(&a.checkpoint)?;
     let graph = c.spec.build()?;
     let opts = CompileOptions {
         fold_bn: !a.no_fold_bn,

@@ -1,12 +1,13 @@
 //! `gconv train`: argument parsing and printing around the library's training
-//! ([`gconv::train::Train`], checkpoints in [`gconv::io::checkpoint`]).
+//! ([`gconv::train::Train`], checkpoints in [`gconv::train::checkpoint`]).
 
 use crate::common::{ConvArg, DeviceArg, FlgcInitArg};
 use gconv::gpu::GpuContext;
-use gconv::io::{Checkpoint, FashionMnist, TrainingData};
+use gconv::io::FashionMnist;
 use gconv::train::log::TrainLog;
 use gconv::train::selection::{group_changes, init_selection, layer_groups, GroupChanges};
 use gconv::train::{self, LrSchedule, TrainConfig};
+use gconv::train::{Checkpoint, TrainingData};
 use gconv::zoo::{Arch, ModelSpec};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -225,7 +226,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ..Default::default()
     };
     cfg.validate()?;
-    gconv::io::check_writable(&a.checkpoint)?;
+    gconv::fs::check_writable(&a.checkpoint)?;
     let TrainingData {
         mut train,
         test,
@@ -247,7 +248,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let (weights, momentum, start_epoch) = match &a.resume {
         Some(p) => {
-            let c = gconv::io::read_checkpoint(p)?;
+            let c = gconv::train::read_checkpoint(p)?;
             c.weights.validate(&graph)?;
             (c.weights, Some(c.momentum), c.epoch)
         }
@@ -301,7 +302,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     let schedule = schedule(&a);
-    let norm = gconv::io::Normalization { mean, std };
+    let norm = gconv::train::Normalization { mean, std };
     let mut groups = layer_groups(trainer.graph(), &trainer.weights()?)?;
     let steps = train.n.div_ceil(a.batch);
     for epoch in start_epoch..a.epochs {
@@ -335,7 +336,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             epoch: epoch + 1,
             norm: norm.clone(),
         };
-        gconv::io::write_checkpoint(&a.checkpoint, &checkpoint)?;
+        gconv::train::write_checkpoint(&a.checkpoint, &checkpoint)?;
         let line = serde_json::json!({
             "epoch": epoch + 1,
             "train_loss": stats.loss,
