@@ -69,12 +69,14 @@ pub mod bench;
 pub mod compile;
 pub mod cpu;
 pub mod error;
+pub mod fs;
 pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod limits;
 pub mod onnx;
 pub mod ops;
+pub mod optim;
 pub mod plan;
 #[cfg(feature = "app")]
 pub mod report;

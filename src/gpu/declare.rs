@@ -1,6 +1,6 @@
-//! How a shader is declared, once: [`crate::shader!`] names its file, its uniform `Params`
+//! How a shader is declared, once: `shader!` names its file, its uniform `Params`
 //! and the structs of its storage arrays (Rust `#[repr(C)]` types made with
-//! [`crate::wgsl_struct!`]) and its storage bindings with their access and WGSL type. From that
+//! `wgsl_struct!`) and its storage bindings with their access and WGSL type. From that
 //! one declaration come the Rust argument struct (one [`Arg`](super::Arg) per binding, so a
 //! launcher cannot pass arguments in the wrong order), the bind-group layout, and the WGSL
 //! itself: the struct definitions and `@group(0) @binding(i)` declarations are generated and
@@ -46,7 +46,7 @@ pub enum BindingKind {
 
 /// One WGSL file and the bind-group layout (group 0, bindings 0..n) all its entry points share.
 ///
-/// Each kernel module in [`crate::gpu::kernels`] declares one with [`crate::shader!`].
+/// Each kernel module in [`crate::gpu::kernels`] declares one with `shader!`.
 #[derive(Debug)]
 pub struct ShaderSpec {
     /// Unique name (the file stem), used as the cache key.
@@ -110,7 +110,6 @@ impl ShaderSpec {
 /// Declares a `#[repr(C)]` [`bytemuck::Pod`] struct and its WGSL twin ([`WgslStruct`]: member
 /// list and WGSL text). Members are `u32`/`i32`/`f32`; a uniform struct's size must be a
 /// multiple of 16 bytes (pad with `_padN: u32` members).
-#[macro_export]
 macro_rules! wgsl_struct {
     ($(#[$meta:meta])* pub struct $name:ident = $wgsl:literal {
         $( $(#[$fmeta:meta])* pub $field:ident : $fty:ty, )*
@@ -138,6 +137,7 @@ macro_rules! wgsl_struct {
         }
     };
 }
+pub(crate) use wgsl_struct;
 
 /// The reflection data of a shader's uniform `Params`.
 #[derive(Clone, Copy, Debug)]
@@ -168,7 +168,6 @@ impl ParamsLayout {
 /// the generated structs and bindings (binding 0 the uniform `p: Params`, then the storage
 /// bindings in order, each `name: read|write <WGSL type>`), then `shaders/<name>.wgsl` — and
 /// the argument struct with one [`Arg`](crate::gpu::Arg) per storage binding.
-#[macro_export]
 macro_rules! shader {
     ($(#[$meta:meta])* pub static $spec:ident = $file:literal {
         params: $params:ty,
@@ -184,7 +183,7 @@ macro_rules! shader {
             body: include_str!(concat!("../../../shaders/", $file, ".wgsl")),
             bindings: &[
                 $crate::gpu::declare::BindingKind::Uniform,
-                $( $crate::shader!(@kind $kind), )*
+                $( $crate::gpu::declare::shader!(@kind $kind), )*
             ],
             binding_names: &["p", $( stringify!($field), )*],
             binding_types: &["Params", $( stringify!($wty), )*],
@@ -210,3 +209,4 @@ macro_rules! shader {
     (@kind read) => { $crate::gpu::declare::BindingKind::ReadOnly };
     (@kind write) => { $crate::gpu::declare::BindingKind::ReadWrite };
 }
+pub(crate) use shader;

@@ -3,7 +3,7 @@
 //! * [`context`]: [`GpuContext`] (adapter from `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, the
 //!   adapter's own limits, buffers, read-back, a pipeline cache keyed by shader, entry point
 //!   and override constants).
-//! * [`declare`]: how a shader is declared once ([`crate::shader!`], [`crate::wgsl_struct!`]);
+//! * [`declare`]: how a shader is declared once (`shader!`, `wgsl_struct!`);
 //!   [`launch`]: how it is called ([`Call`], [`Arg`], [`Dispatch`]).
 //! * [`kernels`]: one launcher module per `shaders/<family>.wgsl`; it validates its
 //!   arguments (wrong sizes are errors naming the layer, never panics) and returns calls.
@@ -15,7 +15,7 @@
 //!   and caches the fastest on disk.
 //! * [`lower`]: the one lowering of graph ops (forward and backward) to calls;
 //!   [`program`]: calls plus lifetime-planned buffers, instantiated once per batch size.
-//! * [`executor`]: inference ([`GpuModel`]); training lives in [`crate::train::GpuTrainer`].
+//! * [`executor`]: inference ([`GpuModel`]); training lives in `train::GpuTrainer`.
 //!
 //! Kernels are written for a CPU "GPU" first (lavapipe): register tiles, no workgroup
 //! memory, no barriers, small workgroups (`conv_fast`, `gemv`); real GPUs get other

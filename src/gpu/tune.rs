@@ -18,8 +18,8 @@
 //! than the default must be at least [`MIN_GAIN`] faster to be chosen.
 //!
 //! **Use**: [`cached_choice`] turns the cache into a [`KernelChoice`] for a graph.
-//! [`crate::Runtime`] applies it to every GPU model it loads (at
-//! [`crate::LoadOptions::tuned_batch`], batch 1 by default) and [`crate::train::GpuTrainer`]
+//! `Runtime` applies it to every GPU model it loads (at
+//! `LoadOptions::tuned_batch`, batch 1 by default) and `train::GpuTrainer`
 //! at each training batch size (kernels that cannot run trained weights, such as
 //! `conv_tiled`, are left out there). `GCONV_TUNE=off` (or the CLI's `--no-tune`) ignores
 //! the cache, for deterministic runs.

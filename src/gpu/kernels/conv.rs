@@ -14,7 +14,7 @@ use crate::gpu::context::GpuContext;
 use crate::graph::{Conv2dSpec, GroupRange};
 use crate::ops::Activation;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv.wgsl`.
     pub struct ConvParams = "Params" {
         /// Batch size.
@@ -76,7 +76,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Tile` struct: one tile of ≤ `tco` output channels of one group.
     pub struct ConvTile = "Tile" {
         /// First input channel of the group.
@@ -94,7 +94,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/conv.wgsl`. Trusted (no runtime bounds checks): every index the shader
     /// computes is clamped or bounded by values this module validates; `tests/gpu_ops/`
     /// covers padding, dilation, strides, odd sizes, partial tiles and empty groups.

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::choice::{InputGradKernel, WeightGradKernel};
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_backward.wgsl`.
     pub struct ConvBackwardParams = "Params" {
         /// Batch.
@@ -57,7 +57,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/conv_backward.wgsl` (roles per entry point in the shader).
     pub static SHADER = "conv_backward" {
         params: ConvBackwardParams,

@@ -18,7 +18,7 @@ pub const CO: usize = 8;
 /// Output pixels per invocation (along a row).
 pub const PX: usize = crate::gpu::codegen::PX;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_tiled.wgsl`.
     pub struct ConvTiledParams = "Params" {
         /// Batch.
@@ -64,7 +64,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Tile`: up to 8 filters of one group.
     pub struct TiledTile = "Tile" {
         /// Offset of the group's input list in `chan`.
@@ -86,7 +86,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/conv_tiled.wgsl`. Trusted: every index is clamped or range-checked in the
     /// shader; sizes are validated here.
     pub static SHADER = "conv_tiled" {

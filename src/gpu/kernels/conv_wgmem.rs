@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::{Conv2dSpec, GroupRange, GroupedConvTable};
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_wgmem.wgsl`.
     pub struct WgmemParams = "Params" {
         /// Batch.
@@ -66,7 +66,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/conv_wgmem.wgsl`. Every access is range-checked in the shader; the runtime
     /// checks stay on anyway (the target is a discrete GPU, where they are cheap).
     pub static SHADER = "conv_wgmem" {

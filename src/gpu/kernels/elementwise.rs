@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::ops::Activation;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `elementwise.wgsl`.
     pub struct ElementwiseParams = "Params" {
         /// Number of elements.
@@ -30,7 +30,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/elementwise.wgsl`.
     pub static SHADER = "elementwise" {
         params: ElementwiseParams,

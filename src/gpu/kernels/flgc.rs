@@ -6,7 +6,7 @@ use super::{check_arg, check_dims, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `flgc.wgsl`.
     pub struct FlgcParams = "Params" {
         /// Rows of the selection matrix (`select_rows`), N otherwise.
@@ -28,7 +28,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/flgc.wgsl` (roles per entry point at the top of the shader).
     pub static SHADER = "flgc" {
         params: FlgcParams,

@@ -5,7 +5,7 @@ use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `gather.wgsl`.
     pub struct GatherParams = "Params" {
         /// Batch size.
@@ -27,7 +27,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/gather.wgsl`.
     pub static SHADER = "gather" {
         params: GatherParams,

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::ops::Activation;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `linear.wgsl`.
     pub struct LinearParams = "Params" {
         /// Batch size.
@@ -30,7 +30,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/linear.wgsl`.
     pub static SHADER = "linear" {
         params: LinearParams,

@@ -6,7 +6,7 @@ use super::{check_arg, per_element, Arg, Call};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `linear_backward.wgsl`.
     pub struct LinearBackwardParams = "Params" {
         /// Batch B.
@@ -28,7 +28,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/linear_backward.wgsl`.
     pub static SHADER = "linear_backward" {
         params: LinearBackwardParams,

@@ -6,7 +6,7 @@ use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `loss.wgsl`.
     pub struct LossParams = "Params" {
         /// Batch B.
@@ -20,7 +20,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/loss.wgsl`.
     pub static SHADER = "loss" {
         params: LossParams,

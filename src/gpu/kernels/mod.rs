@@ -1,6 +1,6 @@
-//! One launcher module per shader file: each declares its shader once with [`crate::shader!`]
+//! One launcher module per shader file: each declares its shader once with `shader!`
 //! (bindings named and typed as in the WGSL, the uniform `Params` mirrored with
-//! [`crate::wgsl_struct!`]), checks its arguments (wrong sizes are errors naming the layer,
+//! `wgsl_struct!`), checks its arguments (wrong sizes are errors naming the layer,
 //! never panics), computes the grid and returns [`Call`]s. Geometry travels in small structs
 //! (`ConvShape`, `PoolShape`, ...) rather than positional argument lists.
 //!

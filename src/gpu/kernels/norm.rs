@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::ops::Activation;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `norm.wgsl`.
     pub struct NormParams = "Params" {
         /// Elements, `batch · channels · hw`.
@@ -21,7 +21,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/norm.wgsl`.
     pub static SHADER = "norm" {
         params: NormParams,

@@ -11,7 +11,7 @@ use crate::ops::Activation;
 /// Invocations per workgroup of the per-channel reductions (the shader's `RWG`).
 pub const RWG: u32 = 256;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `norm_train.wgsl`.
     pub struct NormTrainParams = "Params" {
         /// Batch B.
@@ -41,7 +41,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/norm_train.wgsl`: one layout serves both directions (roles in the shader).
     pub static SHADER = "norm_train" {
         params: NormTrainParams,

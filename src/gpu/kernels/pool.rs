@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::Pool2dSpec;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `pool.wgsl`.
     pub struct PoolParams = "Params" {
         /// `batch · channels`.
@@ -44,7 +44,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/pool.wgsl`.
     pub static SHADER = "pool" {
         params: PoolParams,

@@ -6,7 +6,7 @@ use super::{check_arg, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `roofline.wgsl`.
     pub struct RoofParams = "Params" {
         /// vec4s streamed by a read kernel.
@@ -28,7 +28,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/roofline.wgsl`. Trusted: only whole tiles of checked buffers are dispatched.
     pub static SHADER = "roofline" {
         params: RoofParams,

@@ -4,7 +4,7 @@ use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
-crate::wgsl_struct! {
+crate::gpu::declare::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `softmax.wgsl`.
     pub struct SoftmaxParams = "Params" {
         /// Rows.
@@ -18,7 +18,7 @@ crate::wgsl_struct! {
     }
 }
 
-crate::shader! {
+crate::gpu::declare::shader! {
     /// `shaders/softmax.wgsl`.
     pub static SHADER = "softmax" {
         params: SoftmaxParams,
