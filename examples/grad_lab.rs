@@ -7,9 +7,9 @@
 //! `cargo run --release --example grad_lab -- [rounds] [layers|steps|all]`
 
 use gconv::gpu::choice;
-use gconv::gpu::kernels::conv::ConvShape;
 use gconv::gpu::kernels::conv_backward as cb;
 use gconv::gpu::kernels::conv_grad_fast as fast;
+use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::{Conv2dSpec, Graph, Op};

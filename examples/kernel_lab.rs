@@ -15,9 +15,11 @@
 
 use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem, DirectKernel};
 use gconv::gpu::choice::{LinearKernel, CONV_FORWARD, LINEAR_FORWARD};
-use gconv::gpu::kernels::conv::{self, ConvShape, DirectArgs};
-use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight};
+use gconv::gpu::kernels::conv::{self, DirectArgs};
+use gconv::gpu::kernels::conv_fast::{self, ConvIo, FastConv, Weight};
 use gconv::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
+use gconv::gpu::kernels::geometry::ConvGeom;
+use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::kernels::linear::{self, LinearShape};
 use gconv::gpu::kernels::{conv_tiled, gemv};
 use gconv::gpu::launch::bind_all;

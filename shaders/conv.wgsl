@@ -40,7 +40,7 @@ fn site(id: Ids) -> Site {
     }
     let pb = wid % p.px_blocks;
     let rest = wid / p.px_blocks;
-    let n_pt = p.oh * p.px_tiles_row;
+    let n_pt = p.geom.oh * p.px_tiles_row;
     let pt = pb * WG + id.li;
     s.live = pt < n_pt;
     let ptc = min(pt, n_pt - 1u);
@@ -55,9 +55,9 @@ fn site(id: Ids) -> Site {
 // The 4 input values under kernel column kx for output columns ox0..ox0+3 of one input row
 // (`row` = index of that row's first element); zero outside the image.
 fn load4(row: u32, row_ok: bool, ox0: u32, kx: u32) -> vec4<f32> {
-    let ix0 = i32(ox0 * p.sw + kx * p.dw) - i32(p.pw);
-    let s = i32(p.sw);
-    let wi = i32(p.w);
+    let ix0 = i32(ox0 * p.geom.sw + kx * p.geom.dw) - i32(p.geom.pw);
+    let s = i32(p.geom.sw);
+    let wi = i32(p.geom.w);
     let ix = vec4<i32>(ix0, ix0 + s, ix0 + 2 * s, ix0 + 3 * s);
     let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wi - 1)));
     let v = vec4<f32>(x[row + c.x], x[row + c.y], x[row + c.z], x[row + c.w]);
@@ -69,12 +69,12 @@ fn load4(row: u32, row_ok: bool, ox0: u32, kx: u32) -> vec4<f32> {
 fn store4(s: Site, co: u32, acc: vec4<f32>) {
     if (!s.live) { return; }
     var v = acc;
-    if (p.has_bias != 0u) {
+    if (p.epi.has_bias != 0u) {
         v = v + vec4<f32>(bias[co]);
     }
-    v = act4(v, p.act);
-    let base = ((s.n * p.c_out + co) * p.oh + s.oy) * p.ow + s.ox0;
-    let left = p.ow - s.ox0;
+    v = act4(v, p.epi);
+    let base = ((s.n * p.geom.c_out + co) * p.geom.oh + s.oy) * p.geom.ow + s.ox0;
+    let left = p.geom.ow - s.ox0;
     y[base] = v.x;
     if (left > 1u) { y[base + 1u] = v.y; }
     if (left > 2u) { y[base + 2u] = v.z; }
@@ -87,7 +87,7 @@ fn conv_co8(id: Ids) {
     let s = site(id);
     if (!s.ok) { return; }
     let t = s.tile;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     let wlen = t.in_len * kk;
     let last = t.co_len - 1u;
     // First weight of each of the 8 filters (clamped to the tile's last filter).
@@ -107,17 +107,17 @@ fn conv_co8(id: Ids) {
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    let plane = p.h * p.w;
-    let xbase = (s.n * p.c_in + t.in_start) * plane;
+    let plane = p.geom.h * p.geom.w;
+    let xbase = (s.n * p.geom.c_in + t.in_start) * plane;
     for (var ic = 0u; ic < t.in_len; ic++) {
         let xc = xbase + ic * plane;
-        for (var ky = 0u; ky < p.kh; ky++) {
+        for (var ky = 0u; ky < p.geom.kh; ky++) {
             // Rows outside the image are masked, not skipped (uniform control flow).
-            let iy = i32(s.oy * p.sh + ky * p.dh) - i32(p.ph);
-            let row_ok = iy >= 0 && iy < i32(p.h);
-            let row = xc + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
-            let q0 = ic * kk + ky * p.kw;
-            for (var kx = 0u; kx < p.kw; kx++) {
+            let iy = i32(s.oy * p.geom.sh + ky * p.geom.dh) - i32(p.geom.ph);
+            let row_ok = iy >= 0 && iy < i32(p.geom.h);
+            let row = xc + u32(clamp(iy, 0, i32(p.geom.h) - 1)) * p.geom.w;
+            let q0 = ic * kk + ky * p.geom.kw;
+            for (var kx = 0u; kx < p.geom.kw; kx++) {
                 let v = load4(row, row_ok, s.ox0, kx);
                 let q = q0 + kx;
                 a0 += v * wt[f0 + q];
@@ -149,19 +149,19 @@ fn conv_co1(id: Ids) {
     let s = site(id);
     if (!s.ok) { return; }
     let t = s.tile;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     var a = vec4<f32>(0.0);
-    let plane = p.h * p.w;
-    let xbase = (s.n * p.c_in + t.in_start) * plane;
+    let plane = p.geom.h * p.geom.w;
+    let xbase = (s.n * p.geom.c_in + t.in_start) * plane;
     for (var ic = 0u; ic < t.in_len; ic++) {
         let xc = xbase + ic * plane;
-        for (var ky = 0u; ky < p.kh; ky++) {
+        for (var ky = 0u; ky < p.geom.kh; ky++) {
             // Rows outside the image are masked, not skipped (uniform control flow).
-            let iy = i32(s.oy * p.sh + ky * p.dh) - i32(p.ph);
-            let row_ok = iy >= 0 && iy < i32(p.h);
-            let row = xc + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
-            let q0 = t.w_off + ic * kk + ky * p.kw;
-            for (var kx = 0u; kx < p.kw; kx++) {
+            let iy = i32(s.oy * p.geom.sh + ky * p.geom.dh) - i32(p.geom.ph);
+            let row_ok = iy >= 0 && iy < i32(p.geom.h);
+            let row = xc + u32(clamp(iy, 0, i32(p.geom.h) - 1)) * p.geom.w;
+            let q0 = t.w_off + ic * kk + ky * p.geom.kw;
+            for (var kx = 0u; kx < p.geom.kw; kx++) {
                 a += load4(row, row_ok, s.ox0, kx) * wt[q0 + kx];
             }
         }
@@ -181,15 +181,15 @@ fn pad_input(id: Ids) {
     if (i >= p.aux_len) { return; }
     let r = i % p.hp;
     let plane = i / p.hp;
-    let iy = i32(r) - i32(p.ph);
-    let row_ok = iy >= 0 && iy < i32(p.h);
-    let src = plane * p.h * p.w + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+    let iy = i32(r) - i32(p.geom.ph);
+    let row_ok = iy >= 0 && iy < i32(p.geom.h);
+    let src = plane * p.geom.h * p.geom.w + u32(clamp(iy, 0, i32(p.geom.h) - 1)) * p.geom.w;
     let dst = i * p.w4;
     for (var c4 = 0u; c4 < p.w4; c4++) {
-        let ix = vec4<i32>(i32(c4 * 4u) - i32(p.pw)) + vec4<i32>(0, 1, 2, 3);
-        let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(i32(p.w) - 1)));
+        let ix = vec4<i32>(i32(c4 * 4u) - i32(p.geom.pw)) + vec4<i32>(0, 1, 2, 3);
+        let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(i32(p.geom.w) - 1)));
         let v = vec4<f32>(x[src + c.x], x[src + c.y], x[src + c.z], x[src + c.w]);
-        let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.w))) & vec4<bool>(row_ok);
+        let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.geom.w))) & vec4<bool>(row_ok);
         xp[dst + c4] = select(vec4<f32>(0.0), v, inside);
     }
 }
@@ -201,7 +201,7 @@ fn pack_weights(id: Ids) {
     if (i >= p.n_tiles * p.qmax) { return; }
     let t = tiles[i / p.qmax];
     let q = i % p.qmax;
-    let wlen = t.in_len * p.kh * p.kw;
+    let wlen = t.in_len * p.geom.kh * p.geom.kw;
     if (q >= wlen || t.co_len == 0u) { return; }
     let last = t.co_len - 1u;
     var v: array<f32, 8>;
@@ -227,14 +227,14 @@ fn conv_pk8(id: Ids) {
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
     let plane4 = p.hp * p.w4;
-    let xbase = (s.n * p.c_in + t.in_start) * plane4 + s.ox0 / 4u;
+    let xbase = (s.n * p.geom.c_in + t.in_start) * plane4 + s.ox0 / 4u;
     var wq = t.p_off;
     for (var ic = 0u; ic < t.in_len; ic++) {
         let xc = xbase + ic * plane4;
-        for (var ky = 0u; ky < p.kh; ky++) {
-            let row = xc + (s.oy + ky * p.dh) * p.w4;
-            for (var kx = 0u; kx < p.kw; kx++) {
-                let off = kx * p.dw;
+        for (var ky = 0u; ky < p.geom.kh; ky++) {
+            let row = xc + (s.oy + ky * p.geom.dh) * p.w4;
+            for (var kx = 0u; kx < p.geom.kw; kx++) {
+                let off = kx * p.geom.dw;
                 let lo = xp[row + off / 4u];
                 let hi = xp[row + off / 4u + 1u];
                 let m = off % 4u;

@@ -30,10 +30,10 @@ struct WeightTap {
 }
 
 fn weight_tap(e: u32) -> WeightTap {
-    let kx = e % p.kw;
-    var t = e / p.kw;
-    let ky = t % p.kh;
-    t = t / p.kh;
+    let kx = e % p.geom.kw;
+    var t = e / p.geom.kw;
+    let ky = t % p.geom.kh;
+    t = t / p.geom.kh;
     let ic = t % p.cin_g;
     let o = t / p.cin_g;
     return WeightTap(o, (o / p.cout_g) * p.cin_g + ic, ky, kx);
@@ -51,37 +51,37 @@ fn put(o: u32, v: f32) {
 fn grad_input(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.total) { return; }
-    let x = i % p.w;
-    var t = i / p.w;
-    let y = t % p.h;
-    t = t / p.h;
-    let ci = t % p.c_in;
-    let bi = t / p.c_in;
+    let x = i % p.geom.w;
+    var t = i / p.geom.w;
+    let y = t % p.geom.h;
+    t = t / p.geom.h;
+    let ci = t % p.geom.c_in;
+    let bi = t / p.geom.c_in;
     let grp = ci / p.cin_g;
     let ic = ci - grp * p.cin_g;
     let o0 = grp * p.cout_g;
-    let ohw = p.oh * p.ow;
-    let wlen = p.cin_g * p.kh * p.kw;
+    let ohw = p.geom.oh * p.geom.ow;
+    let wlen = p.cin_g * p.geom.kh * p.geom.kw;
     var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky++) {
+    for (var ky = 0u; ky < p.geom.kh; ky++) {
         // Output row oy reads input row oy·sh + ky·dh − ph; invert it for y.
-        let ty = y + p.ph;
-        let dky = ky * p.dh;
+        let ty = y + p.geom.ph;
+        let dky = ky * p.geom.dh;
         if (ty < dky) { break; }
         let ry = ty - dky;
-        if (ry % p.sh != 0u) { continue; }
-        let oy = ry / p.sh;
-        if (oy >= p.oh) { continue; }
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let tx = x + p.pw;
-            let dkx = kx * p.dw;
+        if (ry % p.geom.sh != 0u) { continue; }
+        let oy = ry / p.geom.sh;
+        if (oy >= p.geom.oh) { continue; }
+        for (var kx = 0u; kx < p.geom.kw; kx++) {
+            let tx = x + p.geom.pw;
+            let dkx = kx * p.geom.dw;
             if (tx < dkx) { break; }
             let rx = tx - dkx;
-            if (rx % p.sw != 0u) { continue; }
-            let ox = rx / p.sw;
-            if (ox >= p.ow) { continue; }
-            var gi = (bi * p.c_out + o0) * ohw + oy * p.ow + ox;
-            var wi = o0 * wlen + (ic * p.kh + ky) * p.kw + kx;
+            if (rx % p.geom.sw != 0u) { continue; }
+            let ox = rx / p.geom.sw;
+            if (ox >= p.geom.ow) { continue; }
+            var gi = (bi * p.geom.c_out + o0) * ohw + oy * p.geom.ow + ox;
+            var wi = o0 * wlen + (ic * p.geom.kh + ky) * p.geom.kw + kx;
             for (var oo = 0u; oo < p.cout_g; oo++) {
                 acc += a[gi] * b[wi];
                 gi += ohw;
@@ -114,21 +114,21 @@ fn grad_weight(id: Ids) {
     let e = linear_wg(id.wg, id.nwg);
     if (e >= p.total) { return; }
     let tap = weight_tap(e);
-    let ohw = p.oh * p.ow;
-    let hw = p.h * p.w;
-    let dky = tap.ky * p.dh;
-    let dkx = tap.kx * p.dw;
+    let ohw = p.geom.oh * p.geom.ow;
+    let hw = p.geom.h * p.geom.w;
+    let dky = tap.ky * p.geom.dh;
+    let dkx = tap.kx * p.geom.dw;
     var acc = 0.0;
-    for (var bi = 0u; bi < p.batch; bi++) {
-        let xbase = (bi * p.c_in + tap.ci) * hw;
-        let gbase = (bi * p.c_out + tap.o) * ohw;
+    for (var bi = 0u; bi < p.geom.batch; bi++) {
+        let xbase = (bi * p.geom.c_in + tap.ci) * hw;
+        let gbase = (bi * p.geom.c_out + tap.o) * ohw;
         for (var j = id.li; j < ohw; j += RED) {
-            let ox = j % p.ow;
-            let oy = j / p.ow;
-            let iy = oy * p.sh + dky;
-            let ix = ox * p.sw + dkx;
-            if (iy >= p.ph && iy - p.ph < p.h && ix >= p.pw && ix - p.pw < p.w) {
-                acc += b[gbase + j] * a[xbase + (iy - p.ph) * p.w + (ix - p.pw)];
+            let ox = j % p.geom.ow;
+            let oy = j / p.geom.ow;
+            let iy = oy * p.geom.sh + dky;
+            let ix = ox * p.geom.sw + dkx;
+            if (iy >= p.geom.ph && iy - p.geom.ph < p.geom.h && ix >= p.geom.pw && ix - p.geom.pw < p.geom.w) {
+                acc += b[gbase + j] * a[xbase + (iy - p.geom.ph) * p.geom.w + (ix - p.geom.pw)];
             }
         }
     }
@@ -146,23 +146,23 @@ fn grad_weight_serial(id: Ids) {
     let e = flat(id, WG);
     if (e >= p.total) { return; }
     let tap = weight_tap(e);
-    let ohw = p.oh * p.ow;
-    let hw = p.h * p.w;
-    let dky = tap.ky * p.dh;
-    let dkx = tap.kx * p.dw;
+    let ohw = p.geom.oh * p.geom.ow;
+    let hw = p.geom.h * p.geom.w;
+    let dky = tap.ky * p.geom.dh;
+    let dkx = tap.kx * p.geom.dw;
     var acc = 0.0;
-    for (var bi = 0u; bi < p.batch; bi++) {
-        let xbase = (bi * p.c_in + tap.ci) * hw;
-        let gbase = (bi * p.c_out + tap.o) * ohw;
-        for (var oy = 0u; oy < p.oh; oy++) {
-            let iy = oy * p.sh + dky;
-            if (iy < p.ph || iy - p.ph >= p.h) { continue; }
-            let xrow = xbase + (iy - p.ph) * p.w;
-            let grow = gbase + oy * p.ow;
-            for (var ox = 0u; ox < p.ow; ox++) {
-                let ix = ox * p.sw + dkx;
-                if (ix >= p.pw && ix - p.pw < p.w) {
-                    acc += b[grow + ox] * a[xrow + (ix - p.pw)];
+    for (var bi = 0u; bi < p.geom.batch; bi++) {
+        let xbase = (bi * p.geom.c_in + tap.ci) * hw;
+        let gbase = (bi * p.geom.c_out + tap.o) * ohw;
+        for (var oy = 0u; oy < p.geom.oh; oy++) {
+            let iy = oy * p.geom.sh + dky;
+            if (iy < p.geom.ph || iy - p.geom.ph >= p.geom.h) { continue; }
+            let xrow = xbase + (iy - p.geom.ph) * p.geom.w;
+            let grow = gbase + oy * p.geom.ow;
+            for (var ox = 0u; ox < p.geom.ow; ox++) {
+                let ix = ox * p.geom.sw + dkx;
+                if (ix >= p.geom.pw && ix - p.geom.pw < p.geom.w) {
+                    acc += b[grow + ox] * a[xrow + (ix - p.geom.pw)];
                 }
             }
         }
@@ -170,16 +170,16 @@ fn grad_weight_serial(id: Ids) {
     out[e] = acc;
 }
 
-// out[c] = Σ_bi Σ_i g[bi, c, i] over i < p.h (= H·W): one workgroup of RED lanes per
+// out[c] = Σ_bi Σ_i g[bi, c, i] over i < p.geom.h (= H·W): one workgroup of RED lanes per
 // channel, then a tree reduction. Overwrites out.
 @compute @workgroup_size(RED)
 fn channel_sum(id: Ids) {
     let c = linear_wg(id.wg, id.nwg);
     if (c >= p.total) { return; }
     var acc = 0.0;
-    for (var bi = 0u; bi < p.batch; bi++) {
-        let base = (bi * p.c_in + c) * p.h;
-        for (var i = id.li; i < p.h; i += RED) {
+    for (var bi = 0u; bi < p.geom.batch; bi++) {
+        let base = (bi * p.geom.c_in + c) * p.geom.h;
+        for (var i = id.li; i < p.geom.h; i += RED) {
             acc += a[base + i];
         }
     }
@@ -191,7 +191,7 @@ fn channel_sum(id: Ids) {
 
 // ---- pointwise fast paths (1×1 kernel, stride 1, no padding), 4 × 4 register tiles ----
 // For these layers the convolution is a per-sample matrix product over the H·W pixels
-// (p.h·p.w = p.oh·p.ow), so an invocation keeps 16 sums and reuses every load 4 times.
+// (p.geom.h·p.geom.w = p.geom.oh·p.geom.ow), so an invocation keeps 16 sums and reuses every load 4 times.
 
 // Pixel k of the quad starting at p0, clamped into the plane (lanes past the end recompute
 // the last pixel and are not written).
@@ -204,9 +204,9 @@ fn quad_px(p0: u32, k: u32, hw: u32) -> u32 {
 fn grad_input_pw4(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.total) { return; }
-    let hw = p.h * p.w;
+    let hw = p.geom.h * p.geom.w;
     let npq = (hw + 3u) / 4u;
-    let nq = p.c_in / 4u;
+    let nq = p.geom.c_in / 4u;
     let pq = i % npq;
     let t = i / npq;
     let cq = t % nq;
@@ -224,7 +224,7 @@ fn grad_input_pw4(id: Ids) {
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    var gbase = (bi * p.c_out + o0) * hw;
+    var gbase = (bi * p.geom.c_out + o0) * hw;
     var wbase = o0 * p.cin_g + ic0;
     for (var oo = 0u; oo < p.cout_g; oo++) {
         let d = vec4<f32>(a[gbase + q0], a[gbase + q1], a[gbase + q2], a[gbase + q3]);
@@ -235,7 +235,7 @@ fn grad_input_pw4(id: Ids) {
         gbase += hw;
         wbase += p.cin_g;
     }
-    let xbase = (bi * p.c_in + ci0) * hw + p0;
+    let xbase = (bi * p.geom.c_in + ci0) * hw + p0;
     let n = min(4u, hw - p0);
     for (var k = 0u; k < n; k++) {
         var v = vec4<f32>(acc0[k], acc1[k], acc2[k], acc3[k]);
@@ -251,7 +251,7 @@ fn grad_input_pw4(id: Ids) {
 fn grad_weight_pw4(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.total) { return; }
-    let hw = p.h * p.w;
+    let hw = p.geom.h * p.geom.w;
     let nic = p.cin_g / 4u;
     let icq = i % nic;
     let oq = i / nic;
@@ -262,9 +262,9 @@ fn grad_weight_pw4(id: Ids) {
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var bi = 0u; bi < p.batch; bi++) {
-        let gbase = (bi * p.c_out + o0) * hw;
-        let xbase = (bi * p.c_in + ci0) * hw;
+    for (var bi = 0u; bi < p.geom.batch; bi++) {
+        let gbase = (bi * p.geom.c_out + o0) * hw;
+        let xbase = (bi * p.geom.c_in + ci0) * hw;
         for (var q = 0u; q < hw; q++) {
             let xv = vec4<f32>(a[xbase + q], a[xbase + hw + q], a[xbase + 2u * hw + q], a[xbase + 3u * hw + q]);
             acc0 += b[gbase + q] * xv;

@@ -36,13 +36,13 @@ fn pad_input(id: Ids) {
     let i = flat(id, 64u);
     if (i >= p.pad_rows) { return; }
     let hp = p.hp;
-    let h = p.h;
-    let w = p.w;
-    let pw = p.pw;
+    let h = p.geom.h;
+    let w = p.geom.w;
+    let pw = p.geom.pw;
     let wp4 = p.wp4;
     let r = i % hp;
     let plane = i / hp;
-    let iy = i32(r) - i32(p.ph);
+    let iy = i32(r) - i32(p.geom.ph);
     let row_ok = iy >= 0 && iy < i32(h);
     let src = plane * h * w + u32(clamp(iy, 0, i32(h) - 1)) * w;
     let dst = i * wp4;
@@ -65,8 +65,8 @@ fn pack_weights(id: Ids) {
     if (i >= p.n_segs * qmax) { return; }
     let sg = segs[i / qmax];
     let q = i % qmax;
-    let kh = p.kh;
-    let kw = p.kw;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
     let nw = p.nwv;
     if (q >= sg.in_len * kh) { return; }
     let flen = sg.in_len * kh * kw;
@@ -118,7 +118,7 @@ fn conv_m8s1r2p16_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 2u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -297,13 +297,13 @@ fn conv_m8s1r2p16_k3x3s1x1d1x1(id: Ids) {
         a0_1_1_14 += vec4<f32>(x0_1_3.z) * w0_0_1 + vec4<f32>(x0_1_3.w) * w0_0_3 + vec4<f32>(x0_1_4.x) * w0_0_5 + vec4<f32>(x0_2_3.z) * w0_1_1 + vec4<f32>(x0_2_3.w) * w0_1_3 + vec4<f32>(x0_2_4.x) * w0_1_5 + vec4<f32>(x0_3_3.z) * w0_2_1 + vec4<f32>(x0_3_3.w) * w0_2_3 + vec4<f32>(x0_3_4.x) * w0_2_5;
         a0_1_1_15 += vec4<f32>(x0_1_3.w) * w0_0_1 + vec4<f32>(x0_1_4.x) * w0_0_3 + vec4<f32>(x0_1_4.y) * w0_0_5 + vec4<f32>(x0_2_3.w) * w0_1_1 + vec4<f32>(x0_2_4.x) * w0_1_3 + vec4<f32>(x0_2_4.y) * w0_1_5 + vec4<f32>(x0_3_3.w) * w0_2_1 + vec4<f32>(x0_3_4.x) * w0_2_3 + vec4<f32>(x0_3_4.y) * w0_2_5;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let out0_0 = sg0.out_start;
@@ -626,7 +626,7 @@ fn conv_m8s1r4p8_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 4u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -803,13 +803,13 @@ fn conv_m8s1r4p8_k3x3s1x1d1x1(id: Ids) {
         a0_1_3_6 += vec4<f32>(x0_3_1.z) * w0_0_1 + vec4<f32>(x0_3_1.w) * w0_0_3 + vec4<f32>(x0_3_2.x) * w0_0_5 + vec4<f32>(x0_4_1.z) * w0_1_1 + vec4<f32>(x0_4_1.w) * w0_1_3 + vec4<f32>(x0_4_2.x) * w0_1_5 + vec4<f32>(x0_5_1.z) * w0_2_1 + vec4<f32>(x0_5_1.w) * w0_2_3 + vec4<f32>(x0_5_2.x) * w0_2_5;
         a0_1_3_7 += vec4<f32>(x0_3_1.w) * w0_0_1 + vec4<f32>(x0_3_2.x) * w0_0_3 + vec4<f32>(x0_3_2.y) * w0_0_5 + vec4<f32>(x0_4_1.w) * w0_1_1 + vec4<f32>(x0_4_2.x) * w0_1_3 + vec4<f32>(x0_4_2.y) * w0_1_5 + vec4<f32>(x0_5_1.w) * w0_2_1 + vec4<f32>(x0_5_2.x) * w0_2_3 + vec4<f32>(x0_5_2.y) * w0_2_5;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let ok2 = oy0 + 2u < oh;
@@ -1134,7 +1134,7 @@ fn conv_m4s1r4p16_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 4u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -1314,13 +1314,13 @@ fn conv_m4s1r4p16_k3x3s1x1d1x1(id: Ids) {
         a0_0_3_14 += vec4<f32>(x0_3_3.z) * w0_0_0 + vec4<f32>(x0_3_3.w) * w0_0_1 + vec4<f32>(x0_3_4.x) * w0_0_2 + vec4<f32>(x0_4_3.z) * w0_1_0 + vec4<f32>(x0_4_3.w) * w0_1_1 + vec4<f32>(x0_4_4.x) * w0_1_2 + vec4<f32>(x0_5_3.z) * w0_2_0 + vec4<f32>(x0_5_3.w) * w0_2_1 + vec4<f32>(x0_5_4.x) * w0_2_2;
         a0_0_3_15 += vec4<f32>(x0_3_3.w) * w0_0_0 + vec4<f32>(x0_3_4.x) * w0_0_1 + vec4<f32>(x0_3_4.y) * w0_0_2 + vec4<f32>(x0_4_3.w) * w0_1_0 + vec4<f32>(x0_4_4.x) * w0_1_1 + vec4<f32>(x0_4_4.y) * w0_1_2 + vec4<f32>(x0_5_3.w) * w0_2_0 + vec4<f32>(x0_5_4.x) * w0_2_1 + vec4<f32>(x0_5_4.y) * w0_2_2;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let ok2 = oy0 + 2u < oh;
@@ -1625,7 +1625,7 @@ fn conv_m4s1r4p8_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 4u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -1729,13 +1729,13 @@ fn conv_m4s1r4p8_k3x3s1x1d1x1(id: Ids) {
         a0_0_3_6 += vec4<f32>(x0_3_1.z) * w0_0_0 + vec4<f32>(x0_3_1.w) * w0_0_1 + vec4<f32>(x0_3_2.x) * w0_0_2 + vec4<f32>(x0_4_1.z) * w0_1_0 + vec4<f32>(x0_4_1.w) * w0_1_1 + vec4<f32>(x0_4_2.x) * w0_1_2 + vec4<f32>(x0_5_1.z) * w0_2_0 + vec4<f32>(x0_5_1.w) * w0_2_1 + vec4<f32>(x0_5_2.x) * w0_2_2;
         a0_0_3_7 += vec4<f32>(x0_3_1.w) * w0_0_0 + vec4<f32>(x0_3_2.x) * w0_0_1 + vec4<f32>(x0_3_2.y) * w0_0_2 + vec4<f32>(x0_4_1.w) * w0_1_0 + vec4<f32>(x0_4_2.x) * w0_1_1 + vec4<f32>(x0_4_2.y) * w0_1_2 + vec4<f32>(x0_5_1.w) * w0_2_0 + vec4<f32>(x0_5_2.x) * w0_2_1 + vec4<f32>(x0_5_2.y) * w0_2_2;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let ok2 = oy0 + 2u < oh;
@@ -1912,7 +1912,7 @@ fn conv_m2s2r4p16_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 4u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = 0.0;
@@ -2518,13 +2518,13 @@ fn conv_m2s2r4p16_k3x3s1x1d1x1(id: Ids) {
         a1_1_3_14 += x0_3_3.z * w0_0_0.y + x0_3_3.w * w0_0_0.w + x0_3_4.x * w0_0_1.y + x0_4_3.z * w0_1_0.y + x0_4_3.w * w0_1_0.w + x0_4_4.x * w0_1_1.y + x0_5_3.z * w0_2_0.y + x0_5_3.w * w0_2_0.w + x0_5_4.x * w0_2_1.y;
         a1_1_3_15 += x0_3_3.w * w0_0_0.y + x0_3_4.x * w0_0_0.w + x0_3_4.y * w0_0_1.y + x0_4_3.w * w0_1_0.y + x0_4_4.x * w0_1_0.w + x0_4_4.y * w0_1_1.y + x0_5_3.w * w0_2_0.y + x0_5_4.x * w0_2_0.w + x0_5_4.y * w0_2_1.y;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let ok2 = oy0 + 2u < oh;
@@ -2831,7 +2831,7 @@ fn conv_m1s4r4p16_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 4u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = 0.0;
@@ -3515,13 +3515,13 @@ fn conv_m1s4r4p16_k3x3s1x1d1x1(id: Ids) {
         a3_0_3_14 += x0_3_3.z * w0_0_0.x + x0_3_3.w * w0_0_0.y + x0_3_4.x * w0_0_0.z + x0_4_3.z * w0_1_0.x + x0_4_3.w * w0_1_0.y + x0_4_4.x * w0_1_0.z + x0_5_3.z * w0_2_0.x + x0_5_3.w * w0_2_0.y + x0_5_4.x * w0_2_0.z;
         a3_0_3_15 += x0_3_3.w * w0_0_0.x + x0_3_4.x * w0_0_0.y + x0_3_4.y * w0_0_0.z + x0_4_3.w * w0_1_0.x + x0_4_4.x * w0_1_0.y + x0_4_4.y * w0_1_0.z + x0_5_3.w * w0_2_0.x + x0_5_4.x * w0_2_0.y + x0_5_4.y * w0_2_0.z;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let ok2 = oy0 + 2u < oh;
@@ -3832,7 +3832,7 @@ fn conv_m1s4r4p8_k3x3s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 4u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = 0.0;
@@ -4212,13 +4212,13 @@ fn conv_m1s4r4p8_k3x3s1x1d1x1(id: Ids) {
         a3_0_3_6 += x0_3_1.z * w0_0_0.x + x0_3_1.w * w0_0_0.y + x0_3_2.x * w0_0_0.z + x0_4_1.z * w0_1_0.x + x0_4_1.w * w0_1_0.y + x0_4_2.x * w0_1_0.z + x0_5_1.z * w0_2_0.x + x0_5_1.w * w0_2_0.y + x0_5_2.x * w0_2_0.z;
         a3_0_3_7 += x0_3_1.w * w0_0_0.x + x0_3_2.x * w0_0_0.y + x0_3_2.y * w0_0_0.z + x0_4_1.w * w0_1_0.x + x0_4_2.x * w0_1_0.y + x0_4_2.y * w0_1_0.z + x0_5_1.w * w0_2_0.x + x0_5_2.x * w0_2_0.y + x0_5_2.y * w0_2_0.z;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let ok2 = oy0 + 2u < oh;
@@ -4401,7 +4401,7 @@ fn conv_m16s1r1p16_k1x1s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -4653,13 +4653,13 @@ fn conv_m16s1r1p16_k1x1s1x1d1x1(id: Ids) {
         a0_3_0_14 += vec4<f32>(x0_0_3.z) * w0_0_3;
         a0_3_0_15 += vec4<f32>(x0_0_3.w) * w0_0_3;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -5021,7 +5021,7 @@ fn conv_m16s1r2p8_k1x1s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 2u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -5273,13 +5273,13 @@ fn conv_m16s1r2p8_k1x1s1x1d1x1(id: Ids) {
         a0_3_1_6 += vec4<f32>(x0_1_1.z) * w0_0_3;
         a0_3_1_7 += vec4<f32>(x0_1_1.w) * w0_0_3;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let out0_0 = sg0.out_start;
@@ -5642,7 +5642,7 @@ fn conv_m8s1r1p16_k1x1s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -5788,13 +5788,13 @@ fn conv_m8s1r1p16_k1x1s1x1d1x1(id: Ids) {
         a0_1_0_14 += vec4<f32>(x0_0_3.z) * w0_0_1;
         a0_1_0_15 += vec4<f32>(x0_0_3.w) * w0_0_1;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -5988,7 +5988,7 @@ fn conv_m4s2r1p16_k1x1s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -6170,13 +6170,13 @@ fn conv_m4s2r1p16_k1x1s1x1d1x1(id: Ids) {
         a1_0_0_14 += vec4<f32>(x0_0_3.z) * w0_0_0;
         a1_0_0_15 += vec4<f32>(x0_0_3.w) * w0_0_0;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -6372,7 +6372,7 @@ fn conv_m2s4r1p16_k1x1s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = 0.0;
@@ -6924,13 +6924,13 @@ fn conv_m2s4r1p16_k1x1s1x1d1x1(id: Ids) {
         a3_1_0_14 += x0_0_3.z * w0_0_0.y;
         a3_1_0_15 += x0_0_3.w * w0_0_0.y;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -7130,7 +7130,7 @@ fn conv_m1s8r1p16_k1x1s1x1d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 16u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 1u;
     let xn4 = ox0 * 1u / 4u;
     var a0_0_0_0 = 0.0;
@@ -7846,13 +7846,13 @@ fn conv_m1s8r1p16_k1x1s1x1d1x1(id: Ids) {
         a7_0_0_14 += x0_0_3.z * w0_0_0.x;
         a7_0_0_15 += x0_0_3.w * w0_0_0.x;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -8060,7 +8060,7 @@ fn conv_m16s1r1p8_k1x1s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -8216,13 +8216,13 @@ fn conv_m16s1r1p8_k1x1s2x2d1x1(id: Ids) {
         a0_3_0_6 += vec4<f32>(x0_0_3.x) * w0_0_3;
         a0_3_0_7 += vec4<f32>(x0_0_3.z) * w0_0_3;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -8456,7 +8456,7 @@ fn conv_m8s1r1p8_k1x1s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -8554,13 +8554,13 @@ fn conv_m8s1r1p8_k1x1s2x2d1x1(id: Ids) {
         a0_1_0_6 += vec4<f32>(x0_0_3.x) * w0_0_1;
         a0_1_0_7 += vec4<f32>(x0_0_3.z) * w0_0_1;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -8690,7 +8690,7 @@ fn conv_m4s2r1p8_k1x1s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -8824,13 +8824,13 @@ fn conv_m4s2r1p8_k1x1s2x2d1x1(id: Ids) {
         a1_0_0_6 += vec4<f32>(x0_0_3.x) * w0_0_0;
         a1_0_0_7 += vec4<f32>(x0_0_3.z) * w0_0_0;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -8962,7 +8962,7 @@ fn conv_m8s1r2p8_k3x3s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 2u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -9082,13 +9082,13 @@ fn conv_m8s1r2p8_k3x3s2x2d1x1(id: Ids) {
         a0_1_1_6 += vec4<f32>(x0_2_3.x) * w0_0_1 + vec4<f32>(x0_2_3.y) * w0_0_3 + vec4<f32>(x0_2_3.z) * w0_0_5 + vec4<f32>(x0_3_3.x) * w0_1_1 + vec4<f32>(x0_3_3.y) * w0_1_3 + vec4<f32>(x0_3_3.z) * w0_1_5 + vec4<f32>(x0_4_3.x) * w0_2_1 + vec4<f32>(x0_4_3.y) * w0_2_3 + vec4<f32>(x0_4_3.z) * w0_2_5;
         a0_1_1_7 += vec4<f32>(x0_2_3.z) * w0_0_1 + vec4<f32>(x0_2_3.w) * w0_0_3 + vec4<f32>(x0_2_4.x) * w0_0_5 + vec4<f32>(x0_3_3.z) * w0_1_1 + vec4<f32>(x0_3_3.w) * w0_1_3 + vec4<f32>(x0_3_4.x) * w0_1_5 + vec4<f32>(x0_4_3.z) * w0_2_1 + vec4<f32>(x0_4_3.w) * w0_2_3 + vec4<f32>(x0_4_4.x) * w0_2_5;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let out0_0 = sg0.out_start;
@@ -9283,7 +9283,7 @@ fn conv_m4s1r2p8_k3x3s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 2u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -9362,13 +9362,13 @@ fn conv_m4s1r2p8_k3x3s2x2d1x1(id: Ids) {
         a0_0_1_6 += vec4<f32>(x0_2_3.x) * w0_0_0 + vec4<f32>(x0_2_3.y) * w0_0_1 + vec4<f32>(x0_2_3.z) * w0_0_2 + vec4<f32>(x0_3_3.x) * w0_1_0 + vec4<f32>(x0_3_3.y) * w0_1_1 + vec4<f32>(x0_3_3.z) * w0_1_2 + vec4<f32>(x0_4_3.x) * w0_2_0 + vec4<f32>(x0_4_3.y) * w0_2_1 + vec4<f32>(x0_4_3.z) * w0_2_2;
         a0_0_1_7 += vec4<f32>(x0_2_3.z) * w0_0_0 + vec4<f32>(x0_2_3.w) * w0_0_1 + vec4<f32>(x0_2_4.x) * w0_0_2 + vec4<f32>(x0_3_3.z) * w0_1_0 + vec4<f32>(x0_3_3.w) * w0_1_1 + vec4<f32>(x0_3_4.x) * w0_1_2 + vec4<f32>(x0_4_3.z) * w0_2_0 + vec4<f32>(x0_4_3.w) * w0_2_1 + vec4<f32>(x0_4_4.x) * w0_2_2;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let out0_0 = sg0.out_start;
@@ -9479,7 +9479,7 @@ fn conv_m1s4r2p8_k3x3s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 2u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = 0.0;
@@ -9759,13 +9759,13 @@ fn conv_m1s4r2p8_k3x3s2x2d1x1(id: Ids) {
         a3_0_1_6 += x0_2_3.x * w0_0_0.x + x0_2_3.y * w0_0_0.y + x0_2_3.z * w0_0_0.z + x0_3_3.x * w0_1_0.x + x0_3_3.y * w0_1_0.y + x0_3_3.z * w0_1_0.z + x0_4_3.x * w0_2_0.x + x0_4_3.y * w0_2_0.y + x0_4_3.z * w0_2_0.z;
         a3_0_1_7 += x0_2_3.z * w0_0_0.x + x0_2_3.w * w0_0_0.y + x0_2_4.x * w0_0_0.z + x0_3_3.z * w0_1_0.x + x0_3_3.w * w0_1_0.y + x0_3_4.x * w0_1_0.z + x0_4_3.z * w0_2_0.x + x0_4_3.w * w0_2_0.y + x0_4_4.x * w0_2_0.z;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let ok1 = oy0 + 1u < oh;
     let out0_0 = sg0.out_start;
@@ -9882,7 +9882,7 @@ fn conv_m8s1r1p8_k7x7s2x2d1x1(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
+    let xn = n * p.geom.c_in * plane4;
     let iy0 = oy0 * 2u;
     let xn4 = ox0 * 2u / 4u;
     var a0_0_0_0 = vec4<f32>(0.0);
@@ -10067,13 +10067,13 @@ fn conv_m8s1r1p8_k7x7s2x2d1x1(id: Ids) {
         a0_1_0_6 += vec4<f32>(x0_0_3.x) * w0_0_1 + vec4<f32>(x0_0_3.y) * w0_0_3 + vec4<f32>(x0_0_3.z) * w0_0_5 + vec4<f32>(x0_0_3.w) * w0_0_7 + vec4<f32>(x0_0_4.x) * w0_0_9 + vec4<f32>(x0_0_4.y) * w0_0_11 + vec4<f32>(x0_0_4.z) * w0_0_13 + vec4<f32>(x0_1_3.x) * w0_1_1 + vec4<f32>(x0_1_3.y) * w0_1_3 + vec4<f32>(x0_1_3.z) * w0_1_5 + vec4<f32>(x0_1_3.w) * w0_1_7 + vec4<f32>(x0_1_4.x) * w0_1_9 + vec4<f32>(x0_1_4.y) * w0_1_11 + vec4<f32>(x0_1_4.z) * w0_1_13 + vec4<f32>(x0_2_3.x) * w0_2_1 + vec4<f32>(x0_2_3.y) * w0_2_3 + vec4<f32>(x0_2_3.z) * w0_2_5 + vec4<f32>(x0_2_3.w) * w0_2_7 + vec4<f32>(x0_2_4.x) * w0_2_9 + vec4<f32>(x0_2_4.y) * w0_2_11 + vec4<f32>(x0_2_4.z) * w0_2_13 + vec4<f32>(x0_3_3.x) * w0_3_1 + vec4<f32>(x0_3_3.y) * w0_3_3 + vec4<f32>(x0_3_3.z) * w0_3_5 + vec4<f32>(x0_3_3.w) * w0_3_7 + vec4<f32>(x0_3_4.x) * w0_3_9 + vec4<f32>(x0_3_4.y) * w0_3_11 + vec4<f32>(x0_3_4.z) * w0_3_13 + vec4<f32>(x0_4_3.x) * w0_4_1 + vec4<f32>(x0_4_3.y) * w0_4_3 + vec4<f32>(x0_4_3.z) * w0_4_5 + vec4<f32>(x0_4_3.w) * w0_4_7 + vec4<f32>(x0_4_4.x) * w0_4_9 + vec4<f32>(x0_4_4.y) * w0_4_11 + vec4<f32>(x0_4_4.z) * w0_4_13 + vec4<f32>(x0_5_3.x) * w0_5_1 + vec4<f32>(x0_5_3.y) * w0_5_3 + vec4<f32>(x0_5_3.z) * w0_5_5 + vec4<f32>(x0_5_3.w) * w0_5_7 + vec4<f32>(x0_5_4.x) * w0_5_9 + vec4<f32>(x0_5_4.y) * w0_5_11 + vec4<f32>(x0_5_4.z) * w0_5_13 + vec4<f32>(x0_6_3.x) * w0_6_1 + vec4<f32>(x0_6_3.y) * w0_6_3 + vec4<f32>(x0_6_3.z) * w0_6_5 + vec4<f32>(x0_6_3.w) * w0_6_7 + vec4<f32>(x0_6_4.x) * w0_6_9 + vec4<f32>(x0_6_4.y) * w0_6_11 + vec4<f32>(x0_6_4.z) * w0_6_13;
         a0_1_0_7 += vec4<f32>(x0_0_3.z) * w0_0_1 + vec4<f32>(x0_0_3.w) * w0_0_3 + vec4<f32>(x0_0_4.x) * w0_0_5 + vec4<f32>(x0_0_4.y) * w0_0_7 + vec4<f32>(x0_0_4.z) * w0_0_9 + vec4<f32>(x0_0_4.w) * w0_0_11 + vec4<f32>(x0_0_5.x) * w0_0_13 + vec4<f32>(x0_1_3.z) * w0_1_1 + vec4<f32>(x0_1_3.w) * w0_1_3 + vec4<f32>(x0_1_4.x) * w0_1_5 + vec4<f32>(x0_1_4.y) * w0_1_7 + vec4<f32>(x0_1_4.z) * w0_1_9 + vec4<f32>(x0_1_4.w) * w0_1_11 + vec4<f32>(x0_1_5.x) * w0_1_13 + vec4<f32>(x0_2_3.z) * w0_2_1 + vec4<f32>(x0_2_3.w) * w0_2_3 + vec4<f32>(x0_2_4.x) * w0_2_5 + vec4<f32>(x0_2_4.y) * w0_2_7 + vec4<f32>(x0_2_4.z) * w0_2_9 + vec4<f32>(x0_2_4.w) * w0_2_11 + vec4<f32>(x0_2_5.x) * w0_2_13 + vec4<f32>(x0_3_3.z) * w0_3_1 + vec4<f32>(x0_3_3.w) * w0_3_3 + vec4<f32>(x0_3_4.x) * w0_3_5 + vec4<f32>(x0_3_4.y) * w0_3_7 + vec4<f32>(x0_3_4.z) * w0_3_9 + vec4<f32>(x0_3_4.w) * w0_3_11 + vec4<f32>(x0_3_5.x) * w0_3_13 + vec4<f32>(x0_4_3.z) * w0_4_1 + vec4<f32>(x0_4_3.w) * w0_4_3 + vec4<f32>(x0_4_4.x) * w0_4_5 + vec4<f32>(x0_4_4.y) * w0_4_7 + vec4<f32>(x0_4_4.z) * w0_4_9 + vec4<f32>(x0_4_4.w) * w0_4_11 + vec4<f32>(x0_4_5.x) * w0_4_13 + vec4<f32>(x0_5_3.z) * w0_5_1 + vec4<f32>(x0_5_3.w) * w0_5_3 + vec4<f32>(x0_5_4.x) * w0_5_5 + vec4<f32>(x0_5_4.y) * w0_5_7 + vec4<f32>(x0_5_4.z) * w0_5_9 + vec4<f32>(x0_5_4.w) * w0_5_11 + vec4<f32>(x0_5_5.x) * w0_5_13 + vec4<f32>(x0_6_3.z) * w0_6_1 + vec4<f32>(x0_6_3.w) * w0_6_3 + vec4<f32>(x0_6_4.x) * w0_6_5 + vec4<f32>(x0_6_4.y) * w0_6_7 + vec4<f32>(x0_6_4.z) * w0_6_9 + vec4<f32>(x0_6_4.w) * w0_6_11 + vec4<f32>(x0_6_5.x) * w0_6_13;
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -10203,14 +10203,14 @@ fn conv_m8s1r1p8_gen(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
-    let kh = p.kh;
-    let kw = p.kw;
-    let sw = p.sw;
-    let dw = p.dw;
+    let xn = n * p.geom.c_in * plane4;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
+    let sw = p.geom.sw;
+    let dw = p.geom.dw;
     let nw = p.nwv;
-    let dhw = p.dh * wp4;
-    let xr = xn + oy0 * p.sh * wp4;
+    let dhw = p.geom.dh * wp4;
+    let xr = xn + oy0 * p.geom.sh * wp4;
     let e0 = ox0 * sw;
     var a0_0_0_0 = vec4<f32>(0.0);
     var a0_0_0_1 = vec4<f32>(0.0);
@@ -10322,13 +10322,13 @@ fn conv_m8s1r1p8_gen(id: Ids) {
             wq0 += nw;
         }
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -10458,14 +10458,14 @@ fn conv_m4s2r1p8_gen(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
-    let kh = p.kh;
-    let kw = p.kw;
-    let sw = p.sw;
-    let dw = p.dw;
+    let xn = n * p.geom.c_in * plane4;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
+    let sw = p.geom.sw;
+    let dw = p.geom.dw;
     let nw = p.nwv;
-    let dhw = p.dh * wp4;
-    let xr = xn + oy0 * p.sh * wp4;
+    let dhw = p.geom.dh * wp4;
+    let xr = xn + oy0 * p.geom.sh * wp4;
     let e0 = ox0 * sw;
     var a0_0_0_0 = vec4<f32>(0.0);
     var a0_0_0_1 = vec4<f32>(0.0);
@@ -10599,13 +10599,13 @@ fn conv_m4s2r1p8_gen(id: Ids) {
             wq1 += nw;
         }
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -10737,14 +10737,14 @@ fn conv_m2s4r1p8_gen(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
-    let kh = p.kh;
-    let kw = p.kw;
-    let sw = p.sw;
-    let dw = p.dw;
+    let xn = n * p.geom.c_in * plane4;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
+    let sw = p.geom.sw;
+    let dw = p.geom.dw;
     let nw = p.nwv;
-    let dhw = p.dh * wp4;
-    let xr = xn + oy0 * p.sh * wp4;
+    let dhw = p.geom.dh * wp4;
+    let xr = xn + oy0 * p.geom.sh * wp4;
     let e0 = ox0 * sw;
     var a0_0_0_0 = 0.0;
     var a0_0_0_1 = 0.0;
@@ -10970,13 +10970,13 @@ fn conv_m2s4r1p8_gen(id: Ids) {
             wq3 += nw;
         }
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;
@@ -11112,14 +11112,14 @@ fn conv_m1s8r1p8_gen(id: Ids) {
     let b = min(blk, blocks - 1u);
     let oy0 = (b / bpr) * 1u;
     let ox0 = (b % bpr) * 8u;
-    let xn = n * p.c_in * plane4;
-    let kh = p.kh;
-    let kw = p.kw;
-    let sw = p.sw;
-    let dw = p.dw;
+    let xn = n * p.geom.c_in * plane4;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
+    let sw = p.geom.sw;
+    let dw = p.geom.dw;
     let nw = p.nwv;
-    let dhw = p.dh * wp4;
-    let xr = xn + oy0 * p.sh * wp4;
+    let dhw = p.geom.dh * wp4;
+    let xr = xn + oy0 * p.geom.sh * wp4;
     let e0 = ox0 * sw;
     var a0_0_0_0 = 0.0;
     var a0_0_0_1 = 0.0;
@@ -11433,13 +11433,13 @@ fn conv_m1s8r1p8_gen(id: Ids) {
             wq7 += nw;
         }
     }
-    let ow = p.ow;
-    let oh = p.oh;
+    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
     let out0_0 = sg0.out_start;
     let out_len0 = sg0.out_len;

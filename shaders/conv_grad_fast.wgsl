@@ -87,8 +87,8 @@ fn pack_dx(id: Ids) {
     let i = flat(id, 64u);
     if (i >= p.total) { return; }
     let nwv = p.nwv;
-    let kh = p.kh;
-    let kw = p.kw;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
     let cout_g = p.cout_g;
     let cin_g = p.cin_g;
     let mc = p.mc;
@@ -159,7 +159,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m16r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 4u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -236,18 +236,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m16r1p8(id: Ids) {
         dp += dstride;
         wq += 4u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 16u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -639,7 +639,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m16r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 4u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -683,18 +683,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m16r1p4(id: Ids) {
         dp += dstride;
         wq += 4u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 16u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -954,7 +954,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m8r1p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 2u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -1031,18 +1031,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m8r1p16(id: Ids) {
         dp += dstride;
         wq += 2u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -1394,7 +1394,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m8r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 2u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -1437,18 +1437,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m8r1p8(id: Ids) {
         dp += dstride;
         wq += 2u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -1664,7 +1664,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 2u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -1690,18 +1690,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 2u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -1849,7 +1849,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m4r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -1875,18 +1875,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m4r1p8(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -2014,7 +2014,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m4r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -2031,18 +2031,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m4r1p4(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -2134,7 +2134,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m2r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -2176,18 +2176,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m2r1p8(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -2271,7 +2271,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m2r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -2296,18 +2296,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m2r1p4(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -2371,7 +2371,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m1r1p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -2415,18 +2415,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m1r1p16(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -2512,7 +2512,7 @@ fn dx_k1x1s1x1d1x1_ph0x0_m1r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -2529,18 +2529,18 @@ fn dx_k1x1s1x1d1x1_ph0x0_m1r1p4(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -2590,7 +2590,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m16r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 4u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -2667,18 +2667,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m16r1p8(id: Ids) {
         dp += dstride;
         wq += 4u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 16u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -3070,7 +3070,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m16r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 4u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -3114,18 +3114,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m16r1p4(id: Ids) {
         dp += dstride;
         wq += 4u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 16u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -3385,7 +3385,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m8r1p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 2u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -3462,18 +3462,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m8r1p16(id: Ids) {
         dp += dstride;
         wq += 2u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -3825,7 +3825,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m8r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 2u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -3868,18 +3868,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m8r1p8(id: Ids) {
         dp += dstride;
         wq += 2u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4095,7 +4095,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 2u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -4121,18 +4121,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 2u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4280,7 +4280,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m4r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -4306,18 +4306,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m4r1p8(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4445,7 +4445,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m4r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -4462,18 +4462,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m4r1p4(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4565,7 +4565,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m2r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -4607,18 +4607,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m2r1p8(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4702,7 +4702,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m2r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -4727,18 +4727,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m2r1p4(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4802,7 +4802,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m1r1p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -4846,18 +4846,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m1r1p16(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -4943,7 +4943,7 @@ fn dx_k1x1s2x2d1x1_ph0x0_m1r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 1u;
     var a0_0_0 = 0.0;
@@ -4960,18 +4960,18 @@ fn dx_k1x1s2x2d1x1_ph0x0_m1r1p4(id: Ids) {
         dp += dstride;
         wq += 1u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -5021,7 +5021,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m8r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -5197,18 +5197,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m8r2p16(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -5818,7 +5818,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m8r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -5922,18 +5922,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m8r2p8(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -6279,7 +6279,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -6328,18 +6328,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -6487,7 +6487,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m4r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -6550,18 +6550,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m4r2p8(id: Ids) {
         dp += dstride;
         wq += 9u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -6755,7 +6755,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m2r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -6847,18 +6847,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m2r2p8(id: Ids) {
         dp += dstride;
         wq += 6u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -6976,7 +6976,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m1r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -7073,18 +7073,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m1r2p16(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -7204,7 +7204,7 @@ fn dx_k3x3s1x1d1x1_ph0x0_m1r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom2 = min(rb - 2u, hp1) * d_w4 + a0 - 1u;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
@@ -7261,18 +7261,18 @@ fn dx_k3x3s1x1d1x1_ph0x0_m1r2p8(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -7352,7 +7352,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m8r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
@@ -7512,18 +7512,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m8r2p16(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -8133,7 +8133,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m8r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
@@ -8223,18 +8223,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m8r2p8(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -8580,7 +8580,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 18u;
@@ -8616,18 +8616,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -8775,7 +8775,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m4r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
@@ -8829,18 +8829,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m4r2p8(id: Ids) {
         dp += dstride;
         wq += 9u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -9034,7 +9034,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m2r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
@@ -9120,18 +9120,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m2r2p8(id: Ids) {
         dp += dstride;
         wq += 6u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -9249,7 +9249,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m1r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
@@ -9339,18 +9339,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m1r2p16(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -9470,7 +9470,7 @@ fn dx_k3x3s2x2d1x1_ph0x0_m1r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 1u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
@@ -9522,18 +9522,18 @@ fn dx_k3x3s2x2d1x1_ph0x0_m1r2p8(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -9613,7 +9613,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m8r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
@@ -9766,18 +9766,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m8r2p16(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -10387,7 +10387,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m8r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
@@ -10470,18 +10470,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m8r2p8(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -10827,7 +10827,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 18u;
@@ -10857,18 +10857,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -11016,7 +11016,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m4r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
@@ -11065,18 +11065,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m4r2p8(id: Ids) {
         dp += dstride;
         wq += 9u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -11270,7 +11270,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m2r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
@@ -11351,18 +11351,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m2r2p8(id: Ids) {
         dp += dstride;
         wq += 6u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -11480,7 +11480,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m1r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
@@ -11567,18 +11567,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m1r2p16(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -11698,7 +11698,7 @@ fn dx_k3x3s2x2d1x1_ph0x1_m1r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let rom1 = min(rb - 1u, hp1) * d_w4 + a0 - 0u;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
@@ -11747,18 +11747,18 @@ fn dx_k3x3s2x2d1x1_ph0x1_m1r2p8(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -11838,7 +11838,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m8r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 18u;
@@ -11988,18 +11988,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m8r2p16(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -12609,7 +12609,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m8r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 18u;
@@ -12691,18 +12691,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m8r2p8(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -13048,7 +13048,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 18u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -13077,18 +13077,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -13236,7 +13236,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m4r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 9u;
@@ -13284,18 +13284,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m4r2p8(id: Ids) {
         dp += dstride;
         wq += 9u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -13489,7 +13489,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m2r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 6u;
@@ -13569,18 +13569,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m2r2p8(id: Ids) {
         dp += dstride;
         wq += 6u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -13698,7 +13698,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m1r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 3u;
@@ -13781,18 +13781,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m1r2p16(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -13912,7 +13912,7 @@ fn dx_k3x3s2x2d1x1_ph1x0_m1r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 1u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 1u;
     var wq = (g * nct + ct) * cout_g * 3u;
@@ -13959,18 +13959,18 @@ fn dx_k3x3s2x2d1x1_ph1x0_m1r2p8(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -14050,7 +14050,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m8r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 18u;
@@ -14196,18 +14196,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m8r2p16(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -14817,7 +14817,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m8r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 18u;
@@ -14895,18 +14895,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m8r2p8(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -15252,7 +15252,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m8r1p4(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 18u;
     var a0_0_0 = vec4<f32>(0.0);
@@ -15278,18 +15278,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m8r1p4(id: Ids) {
         dp += dstride;
         wq += 18u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -15437,7 +15437,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m4r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 9u;
@@ -15482,18 +15482,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m4r2p8(id: Ids) {
         dp += dstride;
         wq += 9u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -15687,7 +15687,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m2r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 6u;
@@ -15764,18 +15764,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m2r2p8(id: Ids) {
         dp += dstride;
         wq += 6u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -15893,7 +15893,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m1r2p16(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 3u;
@@ -15974,18 +15974,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m1r2p16(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -16105,7 +16105,7 @@ fn dx_k3x3s2x2d1x1_ph1x1_m1r2p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let ro0 = min(rb + 0u, hp1) * d_w4 + a0 - 0u;
     let ro1 = min(rb + 1u, hp1) * d_w4 + a0 - 0u;
     var wq = (g * nct + ct) * cout_g * 3u;
@@ -16150,18 +16150,18 @@ fn dx_k3x3s2x2d1x1_ph1x1_m1r2p8(id: Ids) {
         dp += dstride;
         wq += 3u;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okr1 = live && u0 + 1u <= u_hi;
@@ -16241,11 +16241,11 @@ fn dx_gen_m8r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let nky = p.nky;
     let nkx = p.nkx;
     let nwv = p.nwv;
-    let kh = p.kh;
+    let kh = p.geom.kh;
     let ky0 = p.ky0;
     let kys = p.kys;
     let oy0 = p.oy0;
@@ -16318,18 +16318,18 @@ fn dx_gen_m8r1p8(id: Ids) {
         dp += dstride;
         wq += kh * nwv;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 8u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -16545,11 +16545,11 @@ fn dx_gen_m4r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let nky = p.nky;
     let nkx = p.nkx;
     let nwv = p.nwv;
-    let kh = p.kh;
+    let kh = p.geom.kh;
     let ky0 = p.ky0;
     let kys = p.kys;
     let oy0 = p.oy0;
@@ -16605,18 +16605,18 @@ fn dx_gen_m4r1p8(id: Ids) {
         dp += dstride;
         wq += kh * nwv;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 4u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -16744,11 +16744,11 @@ fn dx_gen_m2r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let nky = p.nky;
     let nkx = p.nkx;
     let nwv = p.nwv;
-    let kh = p.kh;
+    let kh = p.geom.kh;
     let ky0 = p.ky0;
     let kys = p.kys;
     let oy0 = p.oy0;
@@ -16823,18 +16823,18 @@ fn dx_gen_m2r1p8(id: Ids) {
         dp += dstride;
         wq += kh * nwv;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 2u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -16918,11 +16918,11 @@ fn dx_gen_m1r1p8(id: Ids) {
     let rb = u0 + p.ty;
     let a0 = p.lx4 + vb / 4u;
     let dstride = p.d_rows * d_w4;
-    var dp = (b * p.c_out + g * cout_g) * dstride;
+    var dp = (b * p.geom.c_out + g * cout_g) * dstride;
     let nky = p.nky;
     let nkx = p.nkx;
     let nwv = p.nwv;
-    let kh = p.kh;
+    let kh = p.geom.kh;
     let ky0 = p.ky0;
     let kys = p.kys;
     let oy0 = p.oy0;
@@ -16979,18 +16979,18 @@ fn dx_gen_m1r1p8(id: Ids) {
         dp += dstride;
         wq += kh * nwv;
     }
-    let hw = p.h * p.w;
-    let wd = p.w;
+    let hw = p.geom.h * p.geom.w;
+    let wd = p.geom.w;
     let cin_g = p.cin_g;
     let ic0 = ct * 1u;
-    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;
+    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;
     let u_hi = p.u_hi;
     let v_lo = p.v_lo;
     let v_hi = p.v_hi;
-    let sh = p.sh;
-    let sw = p.sw;
-    let y0 = p.ry + u0 * sh - p.ph;
-    let x0 = p.rx + vb * sw - p.pw;
+    let sh = p.geom.sh;
+    let sw = p.geom.sw;
+    let y0 = p.ry + u0 * sh - p.geom.ph;
+    let x0 = p.rx + vb * sw - p.geom.pw;
     let okr0 = live && u0 + 0u <= u_hi;
     let row0 = (y0 + 0u * sh) * wd;
     let okc0 = vb + 0u >= v_lo && vb + 0u <= v_hi;
@@ -17043,16 +17043,16 @@ fn dw_k1x1s1d1_m16c16p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 16u;
     let c0 = ct * 16u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -17693,7 +17693,7 @@ fn dw_k1x1s1d1_m16c16p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -18735,16 +18735,16 @@ fn dw_k1x1s1d1_m16c8p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 16u;
     let c0 = ct * 8u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -19097,7 +19097,7 @@ fn dw_k1x1s1d1_m16c8p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -19627,16 +19627,16 @@ fn dw_k1x1s1d1_m8c8p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 8u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -19837,7 +19837,7 @@ fn dw_k1x1s1d1_m8c8p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -20111,16 +20111,16 @@ fn dw_k1x1s1d1_m8c4p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 4u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -20241,7 +20241,7 @@ fn dw_k1x1s1d1_m8c4p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -20387,16 +20387,16 @@ fn dw_k1x1s1d1_m4c4p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 4u;
     let c0 = ct * 4u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -20473,7 +20473,7 @@ fn dw_k1x1s1d1_m4c4p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -20555,16 +20555,16 @@ fn dw_k1x1s1d1_m2c2p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 2u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -20603,7 +20603,7 @@ fn dw_k1x1s1d1_m2c2p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -20637,16 +20637,16 @@ fn dw_k1x1s1d1_m1c1p4(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 1u;
     let c0 = ct * 1u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -20672,7 +20672,7 @@ fn dw_k1x1s1d1_m1c1p4(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -20694,16 +20694,16 @@ fn dw_k3x3s1d1_m8c2p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -21068,7 +21068,7 @@ fn dw_k3x3s1d1_m8c2p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -21278,16 +21278,16 @@ fn dw_k3x3s1d1_m4c2p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 4u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -21492,7 +21492,7 @@ fn dw_k3x3s1d1_m4c2p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -21606,16 +21606,16 @@ fn dw_k3x3s1d1_m8c1p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 1u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -21822,7 +21822,7 @@ fn dw_k3x3s1d1_m8c1p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -21936,16 +21936,16 @@ fn dw_k3x3s1d1_m2c2p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 2u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -22070,7 +22070,7 @@ fn dw_k3x3s1d1_m2c2p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -22136,16 +22136,16 @@ fn dw_k3x3s1d1_m1c1p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 1u;
     let c0 = ct * 1u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -22198,7 +22198,7 @@ fn dw_k3x3s1d1_m1c1p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -22228,16 +22228,16 @@ fn dw_k3x3s2d1_m8c2p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -22614,7 +22614,7 @@ fn dw_k3x3s2d1_m8c2p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -22824,16 +22824,16 @@ fn dw_k3x3s2d1_m4c2p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 4u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -23050,7 +23050,7 @@ fn dw_k3x3s2d1_m4c2p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -23164,16 +23164,16 @@ fn dw_k3x3s2d1_m8c1p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 1u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -23386,7 +23386,7 @@ fn dw_k3x3s2d1_m8c1p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -23500,16 +23500,16 @@ fn dw_k3x3s2d1_m2c2p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 2u;
     let c0 = ct * 2u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -23646,7 +23646,7 @@ fn dw_k3x3s2d1_m2c2p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -23712,16 +23712,16 @@ fn dw_k3x3s2d1_m1c1p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 1u;
     let c0 = ct * 1u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -23780,7 +23780,7 @@ fn dw_k3x3s2d1_m1c1p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + 0u] = a0_0_0_0;
@@ -23802,7 +23802,7 @@ fn dw_gen_m8c4p8(id: Ids) {
     let nch = p.n_chunks;
     let chunk = i % nch;
     var tile = i / nch;
-    let ntap = p.kh * p.kw;
+    let ntap = p.geom.kh * p.geom.kw;
     let tap = tile % ntap;
     tile = tile / ntap;
     let nct = p.nct;
@@ -23813,16 +23813,16 @@ fn dw_gen_m8c4p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 8u;
     let c0 = ct * 4u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -23842,10 +23842,10 @@ fn dw_gen_m8c4p8(id: Ids) {
     var cb = ub % ncb;
     var oy = (ub / ncb) % oh;
     var b = (ub / ncb) / oh;
-    let ky = tap / p.kw;
-    let kx = tap % p.kw;
-    let sw = p.sw;
-    let kxo = kx * p.dw;
+    let ky = tap / p.geom.kw;
+    let kx = tap % p.geom.kw;
+    let sw = p.geom.sw;
+    let kxo = kx * p.geom.dw;
     var a0_0_0_0 = 0.0;
     var a0_1_0_0 = 0.0;
     var a0_2_0_0 = 0.0;
@@ -24011,7 +24011,7 @@ fn dw_gen_m8c4p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + tap] = a0_0_0_0;
@@ -24149,7 +24149,7 @@ fn dw_gen_m4c4p8(id: Ids) {
     let nch = p.n_chunks;
     let chunk = i % nch;
     var tile = i / nch;
-    let ntap = p.kh * p.kw;
+    let ntap = p.geom.kh * p.geom.kw;
     let tap = tile % ntap;
     tile = tile / ntap;
     let nct = p.nct;
@@ -24160,16 +24160,16 @@ fn dw_gen_m4c4p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 4u;
     let c0 = ct * 4u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -24185,10 +24185,10 @@ fn dw_gen_m4c4p8(id: Ids) {
     var cb = ub % ncb;
     var oy = (ub / ncb) % oh;
     var b = (ub / ncb) / oh;
-    let ky = tap / p.kw;
-    let kx = tap % p.kw;
-    let sw = p.sw;
-    let kxo = kx * p.dw;
+    let ky = tap / p.geom.kw;
+    let kx = tap % p.geom.kw;
+    let sw = p.geom.sw;
+    let kxo = kx * p.geom.dw;
     var a0_0_0_0 = 0.0;
     var a0_1_0_0 = 0.0;
     var a0_2_0_0 = 0.0;
@@ -24310,7 +24310,7 @@ fn dw_gen_m4c4p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + tap] = a0_0_0_0;
@@ -24384,7 +24384,7 @@ fn dw_gen_m1c1p8(id: Ids) {
     let nch = p.n_chunks;
     let chunk = i % nch;
     var tile = i / nch;
-    let ntap = p.kh * p.kw;
+    let ntap = p.geom.kh * p.geom.kw;
     let tap = tile % ntap;
     tile = tile / ntap;
     let nct = p.nct;
@@ -24395,16 +24395,16 @@ fn dw_gen_m1c1p8(id: Ids) {
     let cout_g = p.cout_g;
     let o0 = ot * 1u;
     let c0 = ct * 1u;
-    let c_in = p.c_in;
-    let c_out = p.c_out;
-    let oh = p.oh;
+    let c_in = p.geom.c_in;
+    let c_out = p.geom.c_out;
+    let oh = p.geom.oh;
     let ncb = p.ncb;
     let d_rows = p.d_rows;
     let d_w4 = p.d_w4;
     let x_rows = p.x_rows;
     let x_w4 = p.x_w4;
-    let sh = p.sh;
-    let dh = p.dh;
+    let sh = p.geom.sh;
+    let dh = p.geom.dh;
     let dty = p.ty;
     let dlx4 = p.lx4;
     let oc0 = g * cout_g + min(o0 + 0u, cout_g - 1u);
@@ -24414,10 +24414,10 @@ fn dw_gen_m1c1p8(id: Ids) {
     var cb = ub % ncb;
     var oy = (ub / ncb) % oh;
     var b = (ub / ncb) / oh;
-    let ky = tap / p.kw;
-    let kx = tap % p.kw;
-    let sw = p.sw;
-    let kxo = kx * p.dw;
+    let ky = tap / p.geom.kw;
+    let kx = tap % p.geom.kw;
+    let sw = p.geom.sw;
+    let kxo = kx * p.geom.dw;
     var a0_0_0_0 = 0.0;
     for (var u = ub; u < ue; u++) {
         let drow = (oy + dty) * d_w4 + dlx4 + cb * 2u;
@@ -24449,7 +24449,7 @@ fn dw_gen_m1c1p8(id: Ids) {
         if (oy == oh) { oy = 0u; b += 1u; }
     }
     let base = chunk * p.nw;
-    let kk = p.kh * p.kw;
+    let kk = p.geom.kh * p.geom.kw;
     if (o0 + 0u < cout_g && c0 + 0u < cin_g) {
         let e = base + ((g * cout_g + o0 + 0u) * cin_g + c0 + 0u) * kk;
         out[e + tap] = a0_0_0_0;

@@ -33,8 +33,8 @@ fn ld(row: u32, ix: i32, wmax: i32) -> f32 {
 }
 
 fn store(base: u32, ox: u32, v: f32) {
-    if (ox < p.ow) {
-        out[base + ox] = act(v, p.act);
+    if (ox < p.geom.ow) {
+        out[base + ox] = act(v, p.epi);
     }
 }
 
@@ -46,8 +46,8 @@ fn conv_tiled(id: Ids) {
     if (wid >= p.total) { return; }
     let pxb = wid % p.px_blocks;
     var r = wid / p.px_blocks;
-    let oy = r % p.oh;
-    r = r / p.oh;
+    let oy = r % p.geom.oh;
+    r = r / p.geom.oh;
     let ti = r % p.n_tiles;
     let n = r / p.n_tiles;
     // Invocation li takes 8 consecutive pixels. (Interleaving pixels across the workgroup
@@ -56,8 +56,8 @@ fn conv_tiled(id: Ids) {
     if (pxt >= p.px_tiles) { return; }
     let tile = tiles[ti];
     let ox0 = pxt * 8u;
-    let ix0 = i32(ox0 * SW) - i32(p.pw);
-    let wmax = i32(p.w) - 1;
+    let ix0 = i32(ox0 * SW) - i32(p.geom.pw);
+    let wmax = i32(p.geom.w) - 1;
     var a0 = vec4<f32>(0.0);
     var b0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
@@ -77,14 +77,14 @@ fn conv_tiled(id: Ids) {
     var wi = tile.w_off;
     for (var i = 0u; i < tile.in_len; i++) {
         let ci = chan[tile.in_start + i];
-        let plane = (n * p.c_in + ci) * p.h;
-        for (var ky = 0u; ky < p.kh; ky++) {
-            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
-            if (iy < 0 || iy >= i32(p.h)) {
+        let plane = (n * p.geom.c_in + ci) * p.geom.h;
+        for (var ky = 0u; ky < p.geom.kh; ky++) {
+            let iy = i32(oy * p.geom.sh + ky * p.geom.dh) - i32(p.geom.ph);
+            if (iy < 0 || iy >= i32(p.geom.h)) {
                 wi += 2u * KW;
                 continue;
             }
-            let row = (plane + u32(iy)) * p.w;
+            let row = (plane + u32(iy)) * p.geom.w;
             for (var kx = 0u; kx < KW; kx++) {
                 let w0 = wpk[wi];
                 let w1 = wpk[wi + 1u];
@@ -121,7 +121,7 @@ fn conv_tiled(id: Ids) {
         if (co >= tile.out_len) { break; }
         let o = chan[tile.out_start + co];
         let bv = bias[o];
-        let base = ((n * p.c_out + o) * p.oh + oy) * p.ow;
+        let base = ((n * p.geom.c_out + o) * p.geom.oh + oy) * p.geom.ow;
         let k = co & 3u;
         let lo = co < 4u;
         store(base, ox0 + 0u, select(b0[k], a0[k], lo) + bv);

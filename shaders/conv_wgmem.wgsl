@@ -38,9 +38,9 @@ fn conv_wgmem(id: Ids) {
     let rest = wid / p.pblocks;
     let ti = rest % p.n_tiles;
     let n = rest / p.n_tiles;
-    let kk_len = p.kh * p.kw;
-    let plane = p.oh * p.ow;
-    let hw = p.h * p.w;
+    let kk_len = p.geom.kh * p.geom.kw;
+    let plane = p.geom.oh * p.geom.ow;
+    let hw = p.geom.h * p.geom.w;
     // The longest K of the tile's segments (uniform: read-only data, uniform indices).
     var kmax = 0u;
     for (var s = 0u; s < S; s++) {
@@ -82,15 +82,15 @@ fn conv_wgmem(id: Ids) {
             if (k < sg.in_len * kk_len && pix < plane) {
                 let ci = k / kk_len;
                 let r = k % kk_len;
-                let ky = r / p.kw;
-                let kx = r % p.kw;
-                let oy = pix / p.ow;
-                let ox = pix % p.ow;
-                let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
-                let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
-                if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
+                let ky = r / p.geom.kw;
+                let kx = r % p.geom.kw;
+                let oy = pix / p.geom.ow;
+                let ox = pix % p.geom.ow;
+                let iy = i32(oy * p.geom.sh + ky * p.geom.dh) - i32(p.geom.ph);
+                let ix = i32(ox * p.geom.sw + kx * p.geom.dw) - i32(p.geom.pw);
+                if (iy >= 0 && iy < i32(p.geom.h) && ix >= 0 && ix < i32(p.geom.w)) {
                     let c = chan[sg.in_start + ci];
-                    v = x[(n * p.c_in + c) * hw + u32(iy) * p.w + u32(ix)];
+                    v = x[(n * p.geom.c_in + c) * hw + u32(iy) * p.geom.w + u32(ix)];
                 }
             }
             xs[i] = v;
@@ -129,7 +129,7 @@ fn conv_wgmem(id: Ids) {
         let sg = segs[ti * S + s];
         if (f >= sg.out_len) { continue; }
         let oc = chan[sg.out_start + f];
-        let bv = select(0.0, bias[min(oc, p.bias_max)], p.has_bias != 0u);
+        let bv = select(0.0, bias[min(oc, p.bias_max)], p.epi.has_bias != 0u);
         var a = acc0;
         if (j == 1u) {
             a = acc1;
@@ -138,11 +138,11 @@ fn conv_wgmem(id: Ids) {
         } else if (j == 3u) {
             a = acc3;
         }
-        let base = (n * p.c_out + oc) * plane;
+        let base = (n * p.geom.c_out + oc) * plane;
         for (var q = 0u; q < 4u; q++) {
             let pix = pb * 64u + tn * 4u + q;
             if (pix < plane) {
-                out[base + pix] = act(a[q] + bv, p.act);
+                out[base + pix] = act(a[q] + bv, p.epi);
             }
         }
     }

@@ -1,6 +1,6 @@
 // Element-wise ops over flat tensors, one invocation per element (`linear_wg` folds the grid).
 // Entry points; `out` is written (=) or, where p.accumulate != 0, added to (+=):
-//   activation           out = act(a)                      (p.act: 0 none, 1 ReLU, 2 ReLU6)
+//   activation           out = act(a)                      (p.epi.act: 0 none, 1 ReLU, 2 ReLU6)
 //   add                  out = act(a + b)                  (residual add, activation fused)
 //   activation_backward  out = b where act passes its gradient at a, else 0
 //                        (a = the activation's OUTPUT y: ReLU passes where y > 0 or NaN,
@@ -9,7 +9,7 @@
 //   mul                  out = a * b                       (dy * mask, or x * mask)
 //   dropout_mask         out = 0 with probability p, else p.scale, from a counter-based hash
 //                        of (seed[0], seed[1], i); never accumulates.
-//   unary                out = f(a): p.act 3 sigmoid, 4 hard sigmoid max(0, min(1, alpha·a +
+//   unary                out = f(a): p.epi.act 3 sigmoid, 4 hard sigmoid max(0, min(1, alpha·a +
 //                        beta)), 5 hard swish a·max(0, min(1, a/6 + 1/2)); NaN propagates
 //   mul_channel          out = a * b[i / hw]  (a squeeze-excitation gate broadcast over planes)
 // Unused bindings are bound to `a`.
@@ -27,7 +27,7 @@ fn store(i: u32, v: f32) {
 fn activation(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        out[i] = act(a[i], p.act);
+        out[i] = act(a[i], p.epi);
     }
 }
 
@@ -35,7 +35,7 @@ fn activation(id: Ids) {
 fn add(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        out[i] = act(a[i] + b[i], p.act);
+        out[i] = act(a[i] + b[i], p.epi);
     }
 }
 
@@ -45,7 +45,7 @@ fn activation_backward(id: Ids) {
     if (i < p.len) {
         let y = a[i];
         var passes = !(y <= 0.0);
-        if (p.act == 2u) {
+        if (p.epi.act == 2u) {
             passes = y > 0.0 && y < 6.0;
         }
         store(i, select(0.0, b[i], passes));
@@ -109,11 +109,11 @@ fn unary(id: Ids) {
     if (i < p.len) {
         let x = a[i];
         var y = x;
-        if (p.act == 3u) {
+        if (p.epi.act == 3u) {
             y = 1.0 / (1.0 + exp(-x));
-        } else if (p.act == 4u) {
-            y = hard_sigmoid(x, p.alpha, p.beta);
-        } else if (p.act == 5u) {
+        } else if (p.epi.act == 4u) {
+            y = hard_sigmoid(x, p.epi.alpha, p.epi.beta);
+        } else if (p.epi.act == 5u) {
             y = x * hard_sigmoid(x, 1.0 / 6.0, 0.5);
         }
         out[i] = y;

@@ -22,7 +22,7 @@ override WG: u32 = 8u;
 
 // The bias of output feature o, or 0 without bias.
 fn bias_of(o: u32) -> f32 {
-    return select(0.0, bias[min(o, p.bias_max)], p.has_bias != 0u);
+    return select(0.0, bias[min(o, p.bias_max)], p.epi.has_bias != 0u);
 }
 
 // out[n, row0 + j] = act(Σ_ks part[ks][n][j] + bias): one invocation per (n, j).
@@ -40,7 +40,7 @@ fn reduce(id: Ids) {
     let n = i / rows;
     let j = i % rows;
     let o = p.row0 + j;
-    out[n * p.out_f + o] = act(s + bias_of(o), p.act);
+    out[n * p.out_f + o] = act(s + bias_of(o), p.epi);
 }
 
 @compute @workgroup_size(WG)
@@ -82,7 +82,7 @@ fn gemm_r4_b1(id: Ids) {
         a3_0 += dot(w3, x0);
     }
     let single = p.ksplit == 1u;
-    let code = p.act;
+    let code = p.epi;
     let out_f = p.out_f;
     let row0 = p.row0;
     let pbase = ks * batch * rows;
@@ -241,7 +241,7 @@ fn gemm_r8_b4(id: Ids) {
         a7_3 += dot(w7, x3);
     }
     let single = p.ksplit == 1u;
-    let code = p.act;
+    let code = p.epi;
     let out_f = p.out_f;
     let row0 = p.row0;
     let pbase = ks * batch * rows;
@@ -684,7 +684,7 @@ fn gemm_r8_b8(id: Ids) {
         a7_7 += dot(w7, x7);
     }
     let single = p.ksplit == 1u;
-    let code = p.act;
+    let code = p.epi;
     let out_f = p.out_f;
     let row0 = p.row0;
     let pbase = ks * batch * rows;

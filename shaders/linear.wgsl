@@ -15,7 +15,7 @@ fn linear(id: Ids) {
     let wrow = j * p.in_f;
     let o = p.row0 + j;
     var b = 0.0;
-    if (p.has_bias != 0u) {
+    if (p.epi.has_bias != 0u) {
         b = bias[o];
     }
     let last = p.batch - 1u;
@@ -29,7 +29,7 @@ fn linear(id: Ids) {
             let wv = w[wrow + k];
             acc += wv * vec4<f32>(x[x0 + k], x[x1 + k], x[x2 + k], x[x3 + k]);
         }
-        let v = act4(acc + vec4<f32>(b), p.act);
+        let v = act4(acc + vec4<f32>(b), p.epi);
         out[n0 * p.out_f + o] = v.x;
         if (n0 + 1u <= last) { out[(n0 + 1u) * p.out_f + o] = v.y; }
         if (n0 + 2u <= last) { out[(n0 + 2u) * p.out_f + o] = v.z; }

@@ -85,7 +85,7 @@ fn bn_normalize(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
     let c = (i / p.hw) % p.channels;
-    w5[i] = act((r1[i] - w6[c]) * w6[p.channels + c] * r2[c] + r3[c], p.act);
+    w5[i] = act((r1[i] - w6[c]) * w6[p.channels + c] * r2[c] + r3[c], p.epi);
 }
 
 @compute @workgroup_size(RWG)

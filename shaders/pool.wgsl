@@ -19,10 +19,10 @@ override WG: u32 = 64u;
 
 // Window of output (oy, ox) clipped to the image: [y0, y1) x [x0, x1).
 fn window(oy: u32, ox: u32) -> vec4<u32> {
-    let y0 = i32(oy * p.sh) - i32(p.ph);
-    let x0 = i32(ox * p.sw) - i32(p.pw);
-    let y1 = min(y0 + i32(p.kh), i32(p.h));
-    let x1 = min(x0 + i32(p.kw), i32(p.w));
+    let y0 = i32(oy * p.geom.sh) - i32(p.geom.ph);
+    let x0 = i32(ox * p.geom.sw) - i32(p.geom.pw);
+    let y1 = min(y0 + i32(p.geom.kh), i32(p.geom.h));
+    let x1 = min(x0 + i32(p.geom.kw), i32(p.geom.w));
     return vec4<u32>(u32(max(y0, 0)), u32(max(y1, 0)), u32(max(x0, 0)), u32(max(x1, 0)));
 }
 
@@ -33,10 +33,10 @@ fn at(i: u32, w: u32, h: u32) -> vec3<u32> {
 
 // Adaptive-pooling bin of output (oy, ox): [y0, y1) x [x0, x1), PyTorch's edges.
 fn bin(oy: u32, ox: u32) -> vec4<u32> {
-    let y0 = oy * p.h / p.oh;
-    let y1 = ((oy + 1u) * p.h + p.oh - 1u) / p.oh;
-    let x0 = ox * p.w / p.ow;
-    let x1 = ((ox + 1u) * p.w + p.ow - 1u) / p.ow;
+    let y0 = oy * p.geom.h / p.geom.oh;
+    let y1 = ((oy + 1u) * p.geom.h + p.geom.oh - 1u) / p.geom.oh;
+    let x0 = ox * p.geom.w / p.geom.ow;
+    let x1 = ((ox + 1u) * p.geom.w + p.geom.ow - 1u) / p.geom.ow;
     return vec4<u32>(y0, y1, x0, x1);
 }
 
@@ -45,7 +45,7 @@ fn window_sum(base: u32, r: vec4<u32>) -> f32 {
     var s = 0.0;
     for (var iy = r.x; iy < r.y; iy++) {
         for (var ix = r.z; ix < r.w; ix++) {
-            s += x[base + iy * p.w + ix];
+            s += x[base + iy * p.geom.w + ix];
         }
     }
     return s;
@@ -55,15 +55,15 @@ fn window_sum(base: u32, r: vec4<u32>) -> f32 {
 fn max_pool(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
-    let o = at(i, p.ow, p.oh);
-    let base = o.z * p.h * p.w;
+    let o = at(i, p.geom.ow, p.geom.oh);
+    let base = o.z * p.geom.h * p.geom.w;
     let r = window(o.y, o.x);
     // A window entirely in the padding gives -inf, like the CPU reference.
     var m = p.neg_inf;
     for (var iy = r.x; iy < r.y; iy++) {
         for (var ix = r.z; ix < r.w; ix++) {
             // NaN propagates, as on the CPU.
-            let v = x[base + iy * p.w + ix];
+            let v = x[base + iy * p.geom.w + ix];
             if (v > m || v != v) {
                 m = v;
             }
@@ -76,19 +76,19 @@ fn max_pool(id: Ids) {
 fn avg_pool(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
-    let o = at(i, p.ow, p.oh);
-    let base = o.z * p.h * p.w;
+    let o = at(i, p.geom.ow, p.geom.oh);
+    let base = o.z * p.geom.h * p.geom.w;
     let r = window(o.y, o.x);
     let s = window_sum(base, r);
-    out[i] = s / f32(p.kh * p.kw);
+    out[i] = s / f32(p.geom.kh * p.geom.kw);
 }
 
 @compute @workgroup_size(WG)
 fn adaptive_avg_pool(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
-    let o = at(i, p.ow, p.oh);
-    let base = o.z * p.h * p.w;
+    let o = at(i, p.geom.ow, p.geom.oh);
+    let base = o.z * p.geom.h * p.geom.w;
     let r = bin(o.y, o.x);
     let s = window_sum(base, r);
     out[i] = s / f32((r.y - r.x) * (r.w - r.z));
@@ -115,30 +115,30 @@ fn out_range(i: u32, k: u32, s: u32, pad: u32, o: u32) -> vec2<u32> {
 fn max_pool_backward(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
-    let q = at(i, p.w, p.h);
+    let q = at(i, p.geom.w, p.geom.h);
     let plane = q.z;
-    let base = plane * p.h * p.w;
-    let me = q.y * p.w + q.x;
-    let ry = out_range(q.y, p.kh, p.sh, p.ph, p.oh);
-    let rx = out_range(q.x, p.kw, p.sw, p.pw, p.ow);
+    let base = plane * p.geom.h * p.geom.w;
+    let me = q.y * p.geom.w + q.x;
+    let ry = out_range(q.y, p.geom.kh, p.geom.sh, p.geom.ph, p.geom.oh);
+    let rx = out_range(q.x, p.geom.kw, p.geom.sw, p.geom.pw, p.geom.ow);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
         for (var ox = rx.x; ox < rx.y; ox++) {
             let r = window(oy, ox);
             // First maximum of the clipped window, in the CPU's scan order.
-            var best = r.x * p.w + r.z;
+            var best = r.x * p.geom.w + r.z;
             var bv = x[base + best];
             for (var yy = r.x; yy < r.y; yy++) {
                 for (var xx = r.z; xx < r.w; xx++) {
-                    let v = x[base + yy * p.w + xx];
+                    let v = x[base + yy * p.geom.w + xx];
                     if (v > bv || v != v) {
-                        best = yy * p.w + xx;
+                        best = yy * p.geom.w + xx;
                         bv = v;
                     }
                 }
             }
             if (best == me) {
-                acc += dy[(plane * p.oh + oy) * p.ow + ox];
+                acc += dy[(plane * p.geom.oh + oy) * p.geom.ow + ox];
             }
         }
     }
@@ -149,15 +149,15 @@ fn max_pool_backward(id: Ids) {
 fn avg_pool_backward(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
-    let q = at(i, p.w, p.h);
+    let q = at(i, p.geom.w, p.geom.h);
     let plane = q.z;
-    let ry = out_range(q.y, p.kh, p.sh, p.ph, p.oh);
-    let rx = out_range(q.x, p.kw, p.sw, p.pw, p.ow);
-    let count = f32(p.kh * p.kw);
+    let ry = out_range(q.y, p.geom.kh, p.geom.sh, p.geom.ph, p.geom.oh);
+    let rx = out_range(q.x, p.geom.kw, p.geom.sw, p.geom.pw, p.geom.ow);
+    let count = f32(p.geom.kh * p.geom.kw);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
         for (var ox = rx.x; ox < rx.y; ox++) {
-            acc += dy[(plane * p.oh + oy) * p.ow + ox] / count;
+            acc += dy[(plane * p.geom.oh + oy) * p.geom.ow + ox] / count;
         }
     }
     store(i, acc);
@@ -175,15 +175,15 @@ fn bin_range(i: u32, n: u32, o: u32) -> vec2<u32> {
 fn adaptive_avg_pool_backward(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
-    let q = at(i, p.w, p.h);
+    let q = at(i, p.geom.w, p.geom.h);
     let plane = q.z;
-    let ry = bin_range(q.y, p.h, p.oh);
-    let rx = bin_range(q.x, p.w, p.ow);
+    let ry = bin_range(q.y, p.geom.h, p.geom.oh);
+    let rx = bin_range(q.x, p.geom.w, p.geom.ow);
     var acc = 0.0;
     for (var oy = ry.x; oy < ry.y; oy++) {
         for (var ox = rx.x; ox < rx.y; ox++) {
             let r = bin(oy, ox);
-            acc += dy[(plane * p.oh + oy) * p.ow + ox] / f32((r.y - r.x) * (r.w - r.z));
+            acc += dy[(plane * p.geom.oh + oy) * p.geom.ow + ox] / f32((r.y - r.x) * (r.w - r.z));
         }
     }
     store(i, acc);

@@ -25,25 +25,26 @@ fn accumulated(old: f32, v: f32, accumulate: u32) -> f32 {
     return select(v, old + v, accumulate != 0u);
 }
 
-// The epilogue activation `gpu::Activation::code`: 0 none, 1 ReLU, 2 ReLU6. NaN propagates,
-// as in PyTorch (`select` keeps x when the comparison is false).
-fn act(x: f32, code: u32) -> f32 {
+// The epilogue activation `e.act` (`ops::Activation::code`; `e.alpha`, `e.beta` its
+// parameters): 0 none, 1 ReLU, 2 ReLU6. NaN propagates, as in PyTorch (`select` keeps x when
+// the comparison is false).
+fn act(x: f32, e: Epilogue) -> f32 {
     var v = x;
-    if (code != 0u) {
+    if (e.act != 0u) {
         v = select(v, 0.0, v < 0.0);
     }
-    if (code == 2u) {
+    if (e.act == 2u) {
         v = select(v, 6.0, v > 6.0);
     }
     return v;
 }
 
-fn act4(x: vec4<f32>, code: u32) -> vec4<f32> {
+fn act4(x: vec4<f32>, e: Epilogue) -> vec4<f32> {
     var v = x;
-    if (code != 0u) {
+    if (e.act != 0u) {
         v = select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
     }
-    if (code == 2u) {
+    if (e.act == 2u) {
         v = select(v, vec4<f32>(6.0), v > vec4<f32>(6.0));
     }
     return v;

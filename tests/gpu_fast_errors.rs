@@ -4,8 +4,9 @@
 
 mod common;
 
-use gconv::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight, ENTRIES};
+use gconv::gpu::kernels::conv_fast::{self, ConvIo, FastConv, Weight, ENTRIES};
 use gconv::gpu::kernels::gemv::{self, GemvShape};
+use gconv::gpu::kernels::geometry::ConvGeom;
 use gconv::gpu::kernels::linear::LinearShape;
 use gconv::gpu::{Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};

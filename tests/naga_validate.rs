@@ -155,7 +155,7 @@ fn wgsl_structs_match_their_rust_mirrors() {
         let module = parse(spec);
         check_mirror(spec, &module, &spec.params);
         assert_eq!(spec.params.size % 16, 0, "{}: uniform size", spec.name);
-        for m in spec.mirrors {
+        for m in spec.mirrors.iter().chain(&gconv::gpu::prelude::MIRRORS) {
             check_mirror(spec, &module, m);
         }
     }

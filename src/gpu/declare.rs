@@ -1,37 +1,14 @@
 //! How a shader is declared, once: `shader!` names its file, its uniform `Params`
 //! and the structs of its storage arrays (Rust `#[repr(C)]` types made with
-//! `wgsl_struct!`) and its storage bindings with their access and WGSL type. From that
+//! `wgsl_struct!`, [`super::mirror`]) and its storage bindings with their access and WGSL type. From that
 //! one declaration come the Rust argument struct (one [`Arg`](super::Arg) per binding, so a
 //! launcher cannot pass arguments in the wrong order), the bind-group layout, and the WGSL
 //! itself: the struct definitions and `@group(0) @binding(i)` declarations are generated and
-//! put between the prelude and the file's body, so the two sides cannot disagree.
+//! put between the prelude ([`super::prelude`]) and the file's body, so the two sides cannot disagree.
 //! `tests/naga_validate.rs` reflects the composed WGSL and checks every struct's layout
 //! against its Rust mirror.
 
-/// The WGSL prelude every shader starts with (folded workgroup ids, activations).
-pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
-
-/// One member of a WGSL struct mirrored in Rust: name, byte offset and size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Field {
-    /// Member name (the same in WGSL and Rust).
-    pub name: &'static str,
-    /// Byte offset.
-    pub offset: usize,
-    /// Byte size.
-    pub size: usize,
-}
-
-/// A `#[repr(C)]` Rust mirror of a WGSL struct; `FIELDS` lists its members for the naga
-/// reflection test (`tests/naga_validate.rs`).
-pub trait WgslStruct: bytemuck::Pod {
-    /// The WGSL struct's name.
-    const NAME: &'static str;
-    /// The members, in order.
-    const FIELDS: &'static [Field];
-    /// The WGSL definition of the struct.
-    const WGSL: &'static str;
-}
+use super::mirror::ParamsLayout;
 
 /// How a shader binding is declared in its bind-group layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,7 +53,7 @@ impl ShaderSpec {
     /// then the file's body.
     pub fn source(&self) -> &str {
         self.source.get_or_init(|| {
-            let mut s = String::from(PRELUDE);
+            let mut s = super::prelude::wgsl();
             s.push_str("\n// ---- generated from the launcher's declaration (gpu::declare) ----\n");
             s.push_str(self.params.wgsl);
             for m in self.mirrors {
@@ -107,63 +84,6 @@ impl ShaderSpec {
     }
 }
 
-/// Declares a `#[repr(C)]` [`bytemuck::Pod`] struct and its WGSL twin ([`WgslStruct`]: member
-/// list and WGSL text). Members are `u32`/`i32`/`f32`; a uniform struct's size must be a
-/// multiple of 16 bytes (pad with `_padN: u32` members).
-macro_rules! wgsl_struct {
-    ($(#[$meta:meta])* pub struct $name:ident = $wgsl:literal {
-        $( $(#[$fmeta:meta])* pub $field:ident : $fty:ty, )*
-    }) => {
-        $(#[$meta])*
-        #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-        pub struct $name {
-            $( $(#[$fmeta])* pub $field: $fty, )*
-        }
-        impl $crate::gpu::declare::WgslStruct for $name {
-            const NAME: &'static str = $wgsl;
-            const FIELDS: &'static [$crate::gpu::declare::Field] = &[
-                $( $crate::gpu::declare::Field {
-                    name: stringify!($field),
-                    offset: std::mem::offset_of!($name, $field),
-                    size: std::mem::size_of::<$fty>(),
-                }, )*
-            ];
-            const WGSL: &'static str = concat!(
-                "struct ", $wgsl, " {\n",
-                $( "    ", stringify!($field), ": ", stringify!($fty), ",\n", )*
-                "}\n"
-            );
-        }
-    };
-}
-pub(crate) use wgsl_struct;
-
-/// The reflection data of a shader's uniform `Params`.
-#[derive(Clone, Copy, Debug)]
-pub struct ParamsLayout {
-    /// The WGSL struct name.
-    pub name: &'static str,
-    /// Its members.
-    pub fields: &'static [Field],
-    /// The Rust size in bytes.
-    pub size: usize,
-    /// The WGSL definition.
-    pub wgsl: &'static str,
-}
-
-impl ParamsLayout {
-    /// The layout of `P`.
-    pub const fn of<P: WgslStruct>() -> Self {
-        Self {
-            name: P::NAME,
-            fields: P::FIELDS,
-            size: std::mem::size_of::<P>(),
-            wgsl: P::WGSL,
-        }
-    }
-}
-
 /// Declares one shader file: a `static` [`ShaderSpec`](crate::gpu::ShaderSpec) — the prelude,
 /// the generated structs and bindings (binding 0 the uniform `p: Params`, then the storage
 /// bindings in order, each `name: read|write <WGSL type>`), then `shaders/<name>.wgsl` — and
@@ -188,8 +108,8 @@ macro_rules! shader {
             binding_names: &["p", $( stringify!($field), )*],
             binding_types: &["Params", $( stringify!($wty), )*],
             trusted: $trusted,
-            params: $crate::gpu::declare::ParamsLayout::of::<$params>(),
-            mirrors: &[$($($crate::gpu::declare::ParamsLayout::of::<$mirror>(),)*)?],
+            params: $crate::gpu::mirror::ParamsLayout::of::<$params>(),
+            mirrors: &[$($($crate::gpu::mirror::ParamsLayout::of::<$mirror>(),)*)?],
             source: std::sync::OnceLock::new(),
         };
 

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-pub use super::declare::{Field, ParamsLayout, WgslStruct, PRELUDE};
+pub use super::mirror::{Field, ParamsLayout, WgslStruct};
+pub use super::prelude::PRELUDE;
 
 /// A buffer that the lifetime planner places: an activation, a gradient or a scratch
 /// buffer of a [`Program`](crate::gpu::program::Program).

@@ -29,6 +29,8 @@ pub mod executor;
 pub mod kernels;
 pub mod launch;
 pub mod lower;
+pub mod mirror;
+pub mod prelude;
 pub mod program;
 pub mod roofline;
 pub mod tune;

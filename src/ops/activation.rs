@@ -29,6 +29,12 @@ impl Activation {
         }
     }
 
+    /// The activation's parameters `[α, β]` as the shaders' epilogue carries them (unused
+    /// ones are 0).
+    pub fn params(self) -> [f32; 2] {
+        [0.0, 0.0]
+    }
+
     /// Applies the activation to one value (NaN stays NaN).
     pub fn apply(self, v: f32) -> f32 {
         match self {

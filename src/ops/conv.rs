@@ -140,7 +140,13 @@ impl Conv2dSpec {
 
     /// The per-sample output shape `[N, OH, OW]` for an `h × w` input.
     pub(crate) fn out_shape(&self, layer: &str, h: usize, w: usize) -> Result<Vec<usize>> {
-        let [oh, ow] = self.out_hw(h, w).ok_or_else(|| {
+        let [oh, ow] = self.window_out_hw(layer, [h, w])?;
+        Ok(vec![self.out_channels, oh, ow])
+    }
+
+    /// The output `[oh, ow]` if the dilated window fits the padded `[h, w]` input.
+    fn window_out_hw(&self, layer: &str, [h, w]: [usize; 2]) -> Result<[usize; 2]> {
+        self.out_hw(h, w).ok_or_else(|| {
             Error::shape(
                 layer,
                 format!(
@@ -148,8 +154,30 @@ impl Conv2dSpec {
                     self.kernel, self.dilation, self.padding
                 ),
             )
-        })?;
-        Ok(vec![self.out_channels, oh, ow])
+        })
+    }
+
+    /// **The** check of a convolution's geometry — the op's shape rule, the CPU reference and
+    /// every GPU kernel call it: positive channels, groups, kernel, stride and dilation; when
+    /// `even`, groups that divide both channel counts (an exported FLGC table's groups are
+    /// uneven and need not); a dilated window that fits the padded `[h, w]` input. Returns
+    /// the output `[oh, ow]`; errors name `layer`.
+    pub fn checked_out_hw(&self, layer: &str, in_hw: [usize; 2], even: bool) -> Result<[usize; 2]> {
+        if even {
+            self.check(layer, self.in_channels, true)?;
+        } else if self.groups == 0 || self.in_channels == 0 || self.out_channels == 0 {
+            return Err(Error::shape(
+                layer,
+                "groups and channels must be at least 1",
+            ));
+        }
+        if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
+            return Err(Error::shape(
+                layer,
+                "kernel, stride and dilation must be at least 1",
+            ));
+        }
+        self.window_out_hw(layer, in_hw)
     }
 
     /// Weight and optional bias declarations for a weight of `shape`.
@@ -269,20 +297,14 @@ pub(crate) fn conv_plane(
 /// `[B, C, H, W]` input checked against `s`, and the output size.
 fn check_input(op: &str, x: &Tensor, s: &Conv2dSpec) -> Result<([usize; 4], [usize; 2])> {
     let [b, c, h, w] = x.dims4(op)?;
-    let g = s.groups;
-    if c != s.in_channels || g == 0 || c % g != 0 || s.out_channels % g != 0 {
+    if c != s.in_channels {
         return Err(Error::tensor_shape(
             op,
-            format!(
-                "{} input channels divisible by groups {g} (out {})",
-                s.in_channels, s.out_channels
-            ),
+            format!("{} input channels", s.in_channels),
             x.shape(),
         ));
     }
-    let ohw = s.out_hw(h, w).ok_or_else(|| {
-        Error::tensor_shape(op, "an input at least as large as the kernel", x.shape())
-    })?;
+    let ohw = s.checked_out_hw(op, [h, w], true)?;
     Ok(([b, c, h, w], ohw))
 }
 

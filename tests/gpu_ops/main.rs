@@ -6,7 +6,8 @@
 mod common;
 
 use gconv::gpu::choice::DirectKernel;
-use gconv::gpu::kernels::conv::{self, ConvShape, DirectArgs};
+use gconv::gpu::kernels::conv::{self, DirectArgs};
+use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::Conv2dSpec;

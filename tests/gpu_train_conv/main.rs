@@ -7,9 +7,9 @@
 mod common;
 
 use gconv::gpu::choice::{self, WeightGradKernel};
-use gconv::gpu::kernels::conv::ConvShape;
 use gconv::gpu::kernels::conv_backward as cb;
 use gconv::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
+use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::Conv2dSpec;

@@ -17,10 +17,11 @@
 //! `GCONV_GRAD_KERNELS=old` turns `Fast` gradients off (A/B measurements, `examples/grad_lab.rs`).
 
 use super::context::GpuContext;
-use super::kernels::conv::{padded_input_bytes, ConvShape};
+use super::kernels::conv::padded_input_bytes;
 use super::kernels::conv_fast::{self, ENTRIES};
 use super::kernels::conv_wgmem;
 use super::kernels::gemv::{self, GemvShape};
+use super::kernels::geometry::ConvShape;
 use super::kernels::linear::LinearShape;
 use crate::error::{Error, Result};
 use crate::graph::{Conv2dSpec, GroupedConvTable};

@@ -130,13 +130,13 @@ fn pad_input(id: Ids) {
     let i = flat(id, 64u);
     if (i >= p.pad_rows) { return; }
     let hp = p.hp;
-    let h = p.h;
-    let w = p.w;
-    let pw = p.pw;
+    let h = p.geom.h;
+    let w = p.geom.w;
+    let pw = p.geom.pw;
     let wp4 = p.wp4;
     let r = i % hp;
     let plane = i / hp;
-    let iy = i32(r) - i32(p.ph);
+    let iy = i32(r) - i32(p.geom.ph);
     let row_ok = iy >= 0 && iy < i32(h);
     let src = plane * h * w + u32(clamp(iy, 0, i32(h) - 1)) * w;
     let dst = i * wp4;
@@ -159,8 +159,8 @@ fn pack_weights(id: Ids) {
     if (i >= p.n_segs * qmax) { return; }
     let sg = segs[i / qmax];
     let q = i % qmax;
-    let kh = p.kh;
-    let kw = p.kw;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
     let nw = p.nwv;
     if (q >= sg.in_len * kh) { return; }
     let flen = sg.in_len * kh * kw;
@@ -323,23 +323,23 @@ const PROLOGUE: &str = "    let wid = linear_wg(id.wg, id.nwg);
     let b = min(blk, blocks - 1u);
 ";
 
-const GENERIC_PARAMS: &str = "    let kh = p.kh;
-    let kw = p.kw;
-    let sw = p.sw;
-    let dw = p.dw;
+const GENERIC_PARAMS: &str = "    let kh = p.geom.kh;
+    let kw = p.geom.kw;
+    let sw = p.geom.sw;
+    let dw = p.geom.dw;
     let nw = p.nwv;
-    let dhw = p.dh * wp4;
-    let xr = xn + oy0 * p.sh * wp4;
+    let dhw = p.geom.dh * wp4;
+    let xr = xn + oy0 * p.geom.sh * wp4;
     let e0 = ox0 * sw;
 ";
 
-const EPILOGUE: &str = "    let ow = p.ow;
-    let oh = p.oh;
+const EPILOGUE: &str = "    let ow = p.geom.ow;
+    let oh = p.geom.oh;
     let plane = oh * ow;
-    let pix = n * p.c_out * plane + oy0 * ow + ox0;
+    let pix = n * p.geom.c_out * plane + oy0 * ow + ox0;
     let left = select(0u, ow - ox0, live);
-    let code = p.act;
-    let has_bias = p.has_bias != 0u;
+    let code = p.epi;
+    let has_bias = p.epi.has_bias != 0u;
     let bias_max = p.bias_max;
 ";
 
@@ -352,7 +352,7 @@ fn entry(tile: TileDims, geom: Option<[usize; 6]>) -> String {
     o += PROLOGUE;
     line(&mut o, format!("    let oy0 = (b / bpr) * {rr}u;"));
     line(&mut o, format!("    let ox0 = (b % bpr) * {pt}u;"));
-    line(&mut o, "    let xn = n * p.c_in * plane4;");
+    line(&mut o, "    let xn = n * p.geom.c_in * plane4;");
     match geom {
         None => o += GENERIC_PARAMS,
         Some([_, _, sh, sw, ..]) => {

@@ -33,7 +33,7 @@ override WG: u32 = 8u;
 
 // The bias of output feature o, or 0 without bias.
 fn bias_of(o: u32) -> f32 {
-    return select(0.0, bias[min(o, p.bias_max)], p.has_bias != 0u);
+    return select(0.0, bias[min(o, p.bias_max)], p.epi.has_bias != 0u);
 }
 
 // out[n, row0 + j] = act(Σ_ks part[ks][n][j] + bias): one invocation per (n, j).
@@ -51,7 +51,7 @@ fn reduce(id: Ids) {
     let n = i / rows;
     let j = i % rows;
     let o = p.row0 + j;
-    out[n * p.out_f + o] = act(s + bias_of(o), p.act);
+    out[n * p.out_f + o] = act(s + bias_of(o), p.epi);
 }
 "#;
 
@@ -71,7 +71,7 @@ const PROLOGUE: &str = "    let wid = linear_wg(id.wg, id.nwg);
 ";
 
 const STORE: &str = "    let single = p.ksplit == 1u;
-    let code = p.act;
+    let code = p.epi;
     let out_f = p.out_f;
     let row0 = p.row0;
     let pbase = ks * batch * rows;

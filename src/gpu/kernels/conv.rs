@@ -7,56 +7,27 @@
 //! so a layer is one call whatever its groups. [`ConvShape`] is shared by the other conv
 //! launchers.
 
-use super::{check_arg, check_dims, fold_workgroups, Arg, Call};
+use super::geometry::{ConvGeometry, ConvShape, Epilogue};
+use super::{check_arg, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::choice::DirectKernel;
 use crate::gpu::context::GpuContext;
 use crate::graph::{Conv2dSpec, GroupRange};
 use crate::ops::Activation;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv.wgsl`.
     pub struct ConvParams = "Params" {
-        /// Batch size.
-        pub batch: u32,
-        /// Input channels.
-        pub c_in: u32,
-        /// Input height.
-        pub h: u32,
-        /// Input width.
-        pub w: u32,
-        /// Output channels.
-        pub c_out: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
-        /// Kernel height.
-        pub kh: u32,
-        /// Kernel width.
-        pub kw: u32,
-        /// Stride (rows).
-        pub sh: u32,
-        /// Stride (columns).
-        pub sw: u32,
-        /// Padding (rows).
-        pub ph: u32,
-        /// Padding (columns).
-        pub pw: u32,
-        /// Dilation (rows).
-        pub dh: u32,
-        /// Dilation (columns).
-        pub dw: u32,
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Number of channel tiles in the tile table.
         pub n_tiles: u32,
         /// 4-pixel tiles per output row, `ceil(ow / 4)`.
         pub px_tiles_row: u32,
         /// Workgroups per (sample, tile): `ceil(oh · px_tiles_row / WG)`.
         pub px_blocks: u32,
-        /// 1 when a bias is added.
-        pub has_bias: u32,
-        /// The fused activation ([`Activation::code`]).
-        pub act: u32,
         /// Linear workgroup count (`batch · n_tiles · px_blocks`).
         pub total_wg: u32,
         /// Padded input height `h + 2·ph` (packed path).
@@ -67,16 +38,10 @@ crate::gpu::declare::wgsl_struct! {
         pub qmax: u32,
         /// Padded rows, `batch · c_in · hp` (packed path).
         pub aux_len: u32,
-        /// Padding.
-        pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
-        /// Padding.
-        pub _pad2: u32,
     }
 }
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Tile` struct: one tile of ≤ `tco` output channels of one group.
     pub struct ConvTile = "Tile" {
         /// First input channel of the group.
@@ -122,64 +87,13 @@ crate::gpu::declare::shader! {
     }
 }
 
-/// The geometry of a convolution call.
-#[derive(Clone, Copy, Debug)]
-pub struct ConvShape<'a> {
-    /// Kernel, stride, padding, dilation, channels, groups, bias.
-    pub spec: &'a Conv2dSpec,
-    /// Batch size.
-    pub batch: usize,
-    /// Input `[h, w]`.
-    pub in_hw: [usize; 2],
-}
-
-impl ConvShape<'_> {
-    /// Checks the sizes; returns the output `[oh, ow]`.
-    pub fn out_hw(&self, label: &str) -> Result<[usize; 2]> {
-        let (spec, [h, w]) = (self.spec, self.in_hw);
-        check_dims(
-            label,
-            &[
-                ("batch", self.batch),
-                ("in_channels", spec.in_channels),
-                ("out_channels", spec.out_channels),
-                ("kernel height", spec.kernel[0]),
-                ("kernel width", spec.kernel[1]),
-                ("stride", spec.stride[0]),
-                ("stride", spec.stride[1]),
-                ("dilation", spec.dilation[0]),
-                ("dilation", spec.dilation[1]),
-                ("input height", h),
-                ("input width", w),
-            ],
-        )?;
-        spec.out_hw(h, w).ok_or_else(|| {
-            Error::shape(
-                label,
-                format!(
-                    "input [{h}, {w}] padded by {:?} is smaller than the dilated kernel {:?}",
-                    spec.padding, spec.kernel
-                ),
-            )
-        })
-    }
-}
-
 /// One group of a direct convolution: `[in_start, in_len, out_start, out_len, w_off]`.
 pub type DirectGroup = [usize; 5];
 
 /// The groups of an ordinary grouped convolution.
 pub fn even_groups(label: &str, spec: &Conv2dSpec) -> Result<Vec<DirectGroup>> {
+    spec.check(label, spec.in_channels, true)?;
     let g = spec.groups;
-    if g == 0 || spec.in_channels % g != 0 || spec.out_channels % g != 0 {
-        return Err(Error::shape(
-            label,
-            format!(
-                "groups {g} must divide in_channels {} and out_channels {}",
-                spec.in_channels, spec.out_channels
-            ),
-        ));
-    }
     let (cin_g, cout_g) = (spec.in_channels / g, spec.out_channels / g);
     let kk = spec.window();
     Ok((0..g)
@@ -303,7 +217,8 @@ pub fn forward(
     a: DirectArgs,
     scratch: &mut Scratch<'_>,
 ) -> Result<Vec<Call>> {
-    let [oh, ow] = s.out_hw(label)?;
+    let geom = s.geometry(label, false)?;
+    let [oh, ow] = [geom.oh as usize, geom.ow as usize];
     let [h, w] = s.in_hw;
     let (spec, batch) = (s.spec, s.batch);
     let (c, n) = (spec.in_channels, spec.out_channels);
@@ -335,32 +250,16 @@ pub fn forward(
         .unwrap_or(0);
     let hp = h + 2 * spec.padding[0];
     let params = ConvParams {
-        batch: batch as u32,
-        c_in: c as u32,
-        h: h as u32,
-        w: w as u32,
-        c_out: n as u32,
-        oh: oh as u32,
-        ow: ow as u32,
-        kh: spec.kernel[0] as u32,
-        kw: spec.kernel[1] as u32,
-        sh: spec.stride[0] as u32,
-        sw: spec.stride[1] as u32,
-        ph: spec.padding[0] as u32,
-        pw: spec.padding[1] as u32,
-        dh: spec.dilation[0] as u32,
-        dw: spec.dilation[1] as u32,
+        geom,
+        epi: Epilogue::new(act, a.bias.is_some()),
         n_tiles: tile_list.len() as u32,
         px_tiles_row: px_tiles_row as u32,
         px_blocks: px_blocks as u32,
-        has_bias: u32::from(a.bias.is_some()),
-        act: act.code(),
         total_wg: total as u32,
         hp: hp as u32,
         w4: (px_tiles_row + (spec.kernel[1] - 1) * spec.dilation[1] / 4 + 2) as u32,
         qmax: qmax as u32,
         aux_len: (batch * c * hp) as u32,
-        ..ConvParams::default()
     };
     let tiles_buf = ctx.upload_u32(&format!("{label} tiles"), bytemuck::cast_slice(&tile_list))?;
     let (xp, wp) = if packed {

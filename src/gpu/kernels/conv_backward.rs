@@ -5,45 +5,17 @@
 //! Every op is one call whatever the groups: the group of an element follows from its
 //! channel. Which kernel computes a gradient is chosen in [`crate::gpu::choice`].
 
-use super::conv::ConvShape;
+use super::geometry::{ConvGeometry, ConvShape};
 use super::{check_arg, check_dims, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::choice::{InputGradKernel, WeightGradKernel};
 use crate::gpu::context::GpuContext;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_backward.wgsl`.
     pub struct ConvBackwardParams = "Params" {
-        /// Batch.
-        pub batch: u32,
-        /// Input channels C.
-        pub c_in: u32,
-        /// Input height.
-        pub h: u32,
-        /// Input width.
-        pub w: u32,
-        /// Output channels N.
-        pub c_out: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
-        /// Kernel height.
-        pub kh: u32,
-        /// Kernel width.
-        pub kw: u32,
-        /// Stride (rows).
-        pub sh: u32,
-        /// Stride (columns).
-        pub sw: u32,
-        /// Padding (rows).
-        pub ph: u32,
-        /// Padding (columns).
-        pub pw: u32,
-        /// Dilation (rows).
-        pub dh: u32,
-        /// Dilation (columns).
-        pub dw: u32,
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
         /// Input channels per group.
         pub cin_g: u32,
         /// Filters per group.
@@ -52,8 +24,6 @@ crate::gpu::declare::wgsl_struct! {
         pub accumulate: u32,
         /// Invocations (or workgroups) the call covers.
         pub total: u32,
-        /// Padding.
-        pub _pad0: u32,
     }
 }
 
@@ -78,77 +48,30 @@ crate::gpu::declare::shader! {
 pub const RED: u32 = 64;
 
 fn conv_params(label: &str, s: &ConvShape<'_>) -> Result<ConvBackwardParams> {
-    let (spec, batch) = (s.spec, s.batch);
-    let [h, w] = s.in_hw;
-    let [kh, kw] = spec.kernel;
-    let g = spec.groups;
-    check_dims(
-        label,
-        &[
-            ("batch", batch),
-            ("in_channels", spec.in_channels),
-            ("out_channels", spec.out_channels),
-            ("groups", g),
-            ("height", h),
-            ("width", w),
-            ("kernel height", kh),
-            ("kernel width", kw),
-            ("stride height", spec.stride[0]),
-            ("stride width", spec.stride[1]),
-            ("dilation height", spec.dilation[0]),
-            ("dilation width", spec.dilation[1]),
-        ],
-    )?;
-    if spec.in_channels % g != 0 || spec.out_channels % g != 0 {
-        return Err(Error::shape(
-            label,
-            format!(
-                "in_channels {} and out_channels {} must both be divisible by groups {g}",
-                spec.in_channels, spec.out_channels
-            ),
-        ));
-    }
-    let [oh, ow] = spec.out_hw(h, w).ok_or_else(|| {
-        Error::shape(
-            label,
-            format!("input {h}x{w} is smaller than the (dilated) kernel {kh}x{kw}"),
-        )
-    })?;
+    let geom = s.geometry(label, true)?;
+    let spec = s.spec;
     // The shader adds the padding to input coordinates in u32.
+    let [h, w] = s.in_hw;
     if h + 2 * spec.padding[0] > u32::MAX as usize || w + 2 * spec.padding[1] > u32::MAX as usize {
         return Err(Error::shape(label, "padded input exceeds u32 indexing"));
     }
+    let g = spec.groups;
     Ok(ConvBackwardParams {
-        batch: batch as u32,
-        c_in: spec.in_channels as u32,
-        h: h as u32,
-        w: w as u32,
-        c_out: spec.out_channels as u32,
-        oh: oh as u32,
-        ow: ow as u32,
-        kh: kh as u32,
-        kw: kw as u32,
-        sh: spec.stride[0] as u32,
-        sw: spec.stride[1] as u32,
-        ph: spec.padding[0] as u32,
-        pw: spec.padding[1] as u32,
-        dh: spec.dilation[0] as u32,
-        dw: spec.dilation[1] as u32,
+        geom,
         cin_g: (spec.in_channels / g) as u32,
         cout_g: (spec.out_channels / g) as u32,
         accumulate: 0,
         total: 0,
-        _pad0: 0,
     })
 }
 
 /// Element counts `(x, weight, grad_out)` for `p`.
 fn sizes(p: &ConvBackwardParams) -> (u64, u64, u64) {
-    let u = u64::from;
+    let (g, u) = (&p.geom, u64::from);
     (
-        u(p.batch) * u(p.c_in) * u(p.h) * u(p.w),
-        u(p.c_out) * u(p.cin_g) * u(p.kh) * u(p.kw),
-        u(p.batch) * u(p.c_out) * u(p.oh) * u(p.ow),
+        u(g.batch) * u(g.c_in) * u(g.h) * u(g.w),
+        u(g.c_out) * u(p.cin_g) * u(g.kh) * u(g.kw),
+        u(g.batch) * u(g.c_out) * u(g.oh) * u(g.ow),
     )
 }
 
@@ -208,8 +131,8 @@ pub fn grad_input(
     let (entry, n) = match kernel {
         // 4 input channels × 4 pixels per invocation.
         InputGradKernel::Pointwise4 => {
-            let hw = u64::from(p.h) * u64::from(p.w);
-            let n = u64::from(p.batch) * u64::from(p.c_in / 4) * hw.div_ceil(4);
+            let hw = u64::from(p.geom.h) * u64::from(p.geom.w);
+            let n = u64::from(p.geom.batch) * u64::from(p.geom.c_in / 4) * hw.div_ceil(4);
             ("grad_input_pw4", n)
         }
         InputGradKernel::Gather => ("grad_input", nx),
@@ -281,9 +204,12 @@ pub fn channel_sum(
     check_arg(ctx, label, "out", out, channels as u64)?;
     total_u32(label, len)?;
     let p = ConvBackwardParams {
-        batch: batch as u32,
-        c_in: channels as u32,
-        h: hw as u32,
+        geom: ConvGeometry {
+            batch: batch as u32,
+            c_in: channels as u32,
+            h: hw as u32,
+            ..Default::default()
+        },
         total: channels as u32,
         ..Default::default()
     };

@@ -23,43 +23,25 @@
 //! bounds logic. Both scratch buffers are planned buffers of the program.
 
 use super::conv::Scratch;
-use super::{check_arg, check_arg_min, check_dims, fold_workgroups, Arg, Call};
+use super::geometry::{ConvGeom, ConvGeometry, Epilogue};
+use super::{check_arg, check_arg_min, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::Conv2dSpec;
-use crate::ops::Activation;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_fast.wgsl`.
     pub struct FastConvParams = "Params" {
-        /// Batch.
-        pub batch: u32,
-        /// Input channels.
-        pub c_in: u32,
-        /// Output channels.
-        pub c_out: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Padded input height.
         pub hp: u32,
         /// Padded row length in vec4s.
         pub wp4: u32,
         /// `hp · wp4`.
         pub plane4: u32,
-        /// Kernel height.
-        pub kh: u32,
-        /// Vertical stride.
-        pub sh: u32,
-        /// Vertical dilation.
-        pub dh: u32,
-        /// Kernel width.
-        pub kw: u32,
-        /// Horizontal stride.
-        pub sw: u32,
-        /// Horizontal dilation.
-        pub dw: u32,
         /// Tiles (workgroup rows of the grid).
         pub n_tiles: u32,
         /// Pixel blocks per output row.
@@ -70,16 +52,6 @@ crate::gpu::declare::wgsl_struct! {
         pub px_wgs: u32,
         /// Workgroups in all.
         pub total_wg: u32,
-        /// The fused activation ([`Activation::code`]).
-        pub act: u32,
-        /// Input height.
-        pub h: u32,
-        /// Input width.
-        pub w: u32,
-        /// Vertical padding.
-        pub ph: u32,
-        /// Horizontal padding.
-        pub pw: u32,
         /// Rows of the padded copy (`batch · c_in · hp`).
         pub pad_rows: u32,
         /// Segments (`n_tiles · s`).
@@ -88,18 +60,18 @@ crate::gpu::declare::wgsl_struct! {
         pub qmax: u32,
         /// Packed vec4s per (segment, channel, ky).
         pub nwv: u32,
-        /// 1 when a bias is added.
-        pub has_bias: u32,
         /// Last valid index of the `bias` binding (the shader clamps to it).
         pub bias_max: u32,
         /// Padding.
         pub _pad0: u32,
         /// Padding.
         pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
     }
 }
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Seg`: a piece of ≤ `ms` filters of one group with that group's
     /// input channels.
     pub struct FastSeg = "Seg" {
@@ -225,41 +197,6 @@ pub struct ConvIo {
     pub bias: Option<Arg>,
 }
 
-/// Batch size, input size and epilogue of one run (shared with [`super::conv_wgmem`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    /// Samples.
-    pub batch: usize,
-    /// Input `[h, w]`.
-    pub in_hw: [usize; 2],
-    /// The fused activation.
-    pub act: Activation,
-}
-
-impl ConvGeom {
-    /// Checks the sizes against `spec`; returns the output `[oh, ow]`.
-    pub fn out_hw(&self, label: &str, spec: &Conv2dSpec) -> Result<[usize; 2]> {
-        let [h, w] = self.in_hw;
-        check_dims(
-            label,
-            &[
-                ("batch", self.batch),
-                ("input height", h),
-                ("input width", w),
-            ],
-        )?;
-        spec.out_hw(h, w).ok_or_else(|| {
-            Error::shape(
-                label,
-                format!(
-                    "input {:?} padded by {:?} is smaller than the dilated kernel {:?}",
-                    self.in_hw, spec.padding, spec.kernel
-                ),
-            )
-        })
-    }
-}
-
 /// Rows and vec4s per row of the zero-padded input copy for tiles of `pt` pixels: every
 /// element the specialised or the generic entry reads.
 fn padded_hw(spec: &Conv2dSpec, [h, w]: [usize; 2], pt: usize) -> (usize, usize) {
@@ -321,7 +258,8 @@ pub fn forward(
 ) -> Result<Vec<Call>> {
     let plan = &layer.plan;
     let spec = &plan.spec;
-    let [oh, ow] = geom.out_hw(label, spec)?;
+    let g = geom.geometry(label, spec)?;
+    let [oh, ow] = [g.oh as usize, g.ow as usize];
     let [h, w] = geom.in_hw;
     let (c, n, batch) = (spec.in_channels, spec.out_channels, geom.batch);
     let [kh, kw] = spec.kernel;
@@ -337,7 +275,6 @@ pub fn forward(
         pt,
     } = plan.entry.tile;
     let bpr = ow.div_ceil(pt);
-    let [sw, dw] = [spec.stride[1], spec.dilation[1]];
     let (hp, wp4) = padded_hw(spec, [h, w], pt);
     let plane4 = hp * wp4;
     let xp_len = len32(&[batch, c, plane4, 4]).ok_or_else(|| big("padded input"))?;
@@ -362,35 +299,20 @@ pub fn forward(
         .max()
         .unwrap_or(0);
     let params = FastConvParams {
-        batch: batch as u32,
-        c_in: c as u32,
-        c_out: n as u32,
-        oh: oh as u32,
-        ow: ow as u32,
+        geom: g,
+        epi: Epilogue::new(geom.act, has_bias),
         hp: hp as u32,
         wp4: wp4 as u32,
         plane4: plane4 as u32,
-        kh: kh as u32,
-        sh: spec.stride[0] as u32,
-        dh: spec.dilation[0] as u32,
-        kw: kw as u32,
-        sw: sw as u32,
-        dw: dw as u32,
         n_tiles: n_tiles as u32,
         bpr: bpr as u32,
         blocks: blocks as u32,
         px_wgs: px_wgs as u32,
         total_wg: total as u32,
-        act: geom.act.code(),
-        h: h as u32,
-        w: w as u32,
-        ph: spec.padding[0] as u32,
-        pw: spec.padding[1] as u32,
         pad_rows: pad_rows as u32,
         n_segs: plan.segs.len() as u32,
         qmax: qmax as u32,
         nwv: nwv(kw, ms) as u32,
-        has_bias: u32::from(has_bias),
         bias_max: (bias.len.max(1) - 1) as u32,
         ..FastConvParams::default()
     };

@@ -17,51 +17,24 @@ mod emit;
 mod head;
 pub mod plan;
 
-use super::conv::{ConvShape, Scratch};
+use super::conv::Scratch;
+use super::geometry::{ConvGeometry, ConvShape};
 use super::{check_arg, checked_len, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use plan::{DwTile, DxTile, EntryKind};
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_grad_fast.wgsl` (fields per role in the shader).
     pub struct GradFastParams = "Params" {
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
         /// Invocations (helpers, weight gradient) or workgroups (input gradient) in the call.
         pub total: u32,
-        /// Batch.
-        pub batch: u32,
-        /// Input channels C.
-        pub c_in: u32,
-        /// Output channels N.
-        pub c_out: u32,
         /// Input channels per group.
         pub cin_g: u32,
         /// Filters per group.
         pub cout_g: u32,
-        /// Input height (flattened layers: 1).
-        pub h: u32,
-        /// Input width (flattened layers: H·W).
-        pub w: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
-        /// Kernel height.
-        pub kh: u32,
-        /// Kernel width.
-        pub kw: u32,
-        /// Vertical stride.
-        pub sh: u32,
-        /// Horizontal stride.
-        pub sw: u32,
-        /// Vertical dilation.
-        pub dh: u32,
-        /// Horizontal dilation.
-        pub dw: u32,
-        /// Vertical padding.
-        pub ph: u32,
-        /// Horizontal padding.
-        pub pw: u32,
         /// 1: `dx += ·`.
         pub accumulate: u32,
         /// Channel tiles per group (dx: input channels; dw: input channels).
@@ -152,8 +125,6 @@ crate::gpu::declare::wgsl_struct! {
         pub pad_iw: u32,
         /// Flattening pass: elements per plane.
         pub pad_n: u32,
-        /// Padding.
-        pub _pad0: u32,
     }
 }
 
@@ -283,17 +254,9 @@ impl Eff {
 
 /// Checks the shape and returns `(output hw, C/G, N/G, G)`.
 fn layer(label: &str, s: &ConvShape<'_>) -> Result<([usize; 2], usize, usize, usize)> {
-    let ohw = s.out_hw(label)?;
+    let geom = s.geometry(label, true)?;
+    let ohw = [geom.oh as usize, geom.ow as usize];
     let spec = s.spec;
-    if !fits(spec) {
-        return Err(Error::shape(
-            label,
-            format!(
-                "groups {} must divide in_channels {} and out_channels {}",
-                spec.groups, spec.in_channels, spec.out_channels
-            ),
-        ));
-    }
     let g = spec.groups;
     Ok((ohw, spec.in_channels / g, spec.out_channels / g, g))
 }
@@ -302,23 +265,26 @@ fn base_params(s: &ConvShape<'_>, e: &Eff, cin_g: usize, cout_g: usize) -> GradF
     let spec = s.spec;
     let u = |v: usize| v as u32;
     GradFastParams {
-        batch: u(s.batch),
-        c_in: u(spec.in_channels),
-        c_out: u(spec.out_channels),
+        geom: ConvGeometry {
+            batch: u(s.batch),
+            c_in: u(spec.in_channels),
+            h: u(e.h),
+            w: u(e.w),
+            c_out: u(spec.out_channels),
+            oh: u(e.oh),
+            ow: u(e.ow),
+            kh: u(e.k[0]),
+            kw: u(e.k[1]),
+            sh: u(e.s[0]),
+            sw: u(e.s[1]),
+            ph: u(e.p[0]),
+            pw: u(e.p[1]),
+            dh: u(e.d[0]),
+            dw: u(e.d[1]),
+            groups: u(spec.groups),
+        },
         cin_g: u(cin_g),
         cout_g: u(cout_g),
-        h: u(e.h),
-        w: u(e.w),
-        oh: u(e.oh),
-        ow: u(e.ow),
-        kh: u(e.k[0]),
-        kw: u(e.k[1]),
-        sh: u(e.s[0]),
-        sw: u(e.s[1]),
-        dh: u(e.d[0]),
-        dw: u(e.d[1]),
-        ph: u(e.p[0]),
-        pw: u(e.p[1]),
         nw: u(spec.out_channels * cin_g * e.k[0] * e.k[1]),
         ..Default::default()
     }

@@ -6,7 +6,7 @@
 //! [`pack_grouped_table`]), and uploaded with [`upload`]; [`forward`] then builds the call for
 //! a batch size. One call per layer, whatever the number of groups.
 
-use super::conv::ConvShape;
+use super::geometry::{ConvGeometry, ConvShape, Epilogue};
 use super::{check_arg, check_dims, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -18,53 +18,25 @@ pub const CO: usize = 8;
 /// Output pixels per invocation (along a row).
 pub const PX: usize = crate::gpu::codegen::PX;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_tiled.wgsl`.
     pub struct ConvTiledParams = "Params" {
-        /// Batch.
-        pub batch: u32,
-        /// Input channels of the tensor.
-        pub c_in: u32,
-        /// Input height.
-        pub h: u32,
-        /// Input width.
-        pub w: u32,
-        /// Output channels of the tensor.
-        pub c_out: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
-        /// Kernel height.
-        pub kh: u32,
-        /// Vertical stride.
-        pub sh: u32,
-        /// Vertical padding.
-        pub ph: u32,
-        /// Horizontal padding.
-        pub pw: u32,
-        /// Vertical dilation.
-        pub dh: u32,
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Number of tiles.
         pub n_tiles: u32,
         /// Pixel tiles per output row (`ceil(ow / 8)`).
         pub px_tiles: u32,
-        /// The fused activation ([`Activation::code`]).
-        pub act: u32,
         /// Workgroups in all.
         pub total: u32,
         /// Workgroups per output row (`ceil(px_tiles / WG)`).
         pub px_blocks: u32,
-        /// Padding.
-        pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
-        /// Padding.
-        pub _pad2: u32,
     }
 }
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Tile`: up to 8 filters of one group.
     pub struct TiledTile = "Tile" {
         /// Offset of the group's input list in `chan`.
@@ -289,7 +261,8 @@ pub fn forward(
     packed: &PackedConvGpu,
     out: &Arg,
 ) -> Result<Call> {
-    let [oh, ow] = s.out_hw(label)?;
+    let geom = s.geometry(label, false)?;
+    let [oh, ow] = [geom.oh as usize, geom.ow as usize];
     let ([h, w], spec, batch) = (s.in_hw, s.spec, s.batch);
     let (c, n) = (spec.in_channels, spec.out_channels);
     if packed.max_in as usize >= c || packed.max_out as usize >= n {
@@ -307,24 +280,12 @@ pub fn forward(
     check_dims(label, &[("workgroups", total)])?;
     let grid = fold_workgroups(ctx, label, total as u64)?;
     let params = ConvTiledParams {
-        batch: batch as u32,
-        c_in: c as u32,
-        h: h as u32,
-        w: w as u32,
-        c_out: n as u32,
-        oh: oh as u32,
-        ow: ow as u32,
-        kh: spec.kernel[0] as u32,
-        sh: spec.stride[0] as u32,
-        ph: spec.padding[0] as u32,
-        pw: spec.padding[1] as u32,
-        dh: spec.dilation[0] as u32,
+        geom,
+        epi: Epilogue::new(act, true),
         n_tiles: packed.n_tiles as u32,
         px_tiles: px_tiles as u32,
-        act: act.code(),
         total: total as u32,
         px_blocks: px_blocks as u32,
-        ..ConvTiledParams::default()
     };
     let consts = [
         ("WG", wg),

@@ -6,63 +6,28 @@
 //! On lavapipe it is correct but slow (barriers switch coroutines); it is tested there for
 //! correctness only. [`conv_fast`](super::conv_fast) is the CPU-adapter kernel.
 
-use super::conv_fast::{ConvGeom, FastSeg, GroupLayout};
+use super::conv_fast::{FastSeg, GroupLayout};
+use super::geometry::{ConvGeom, ConvGeometry, Epilogue};
 use super::{check_arg, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::{Conv2dSpec, GroupRange, GroupedConvTable};
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_wgmem.wgsl`.
     pub struct WgmemParams = "Params" {
-        /// Batch.
-        pub batch: u32,
-        /// Input channels.
-        pub c_in: u32,
-        /// Output channels.
-        pub c_out: u32,
-        /// Input height.
-        pub h: u32,
-        /// Input width.
-        pub w: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
-        /// Kernel height.
-        pub kh: u32,
-        /// Kernel width.
-        pub kw: u32,
-        /// Vertical stride.
-        pub sh: u32,
-        /// Horizontal stride.
-        pub sw: u32,
-        /// Vertical padding.
-        pub ph: u32,
-        /// Horizontal padding.
-        pub pw: u32,
-        /// Vertical dilation.
-        pub dh: u32,
-        /// Horizontal dilation.
-        pub dw: u32,
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Tiles of 64 filters.
         pub n_tiles: u32,
         /// Pixel blocks of 64 per output plane.
         pub pblocks: u32,
         /// Workgroups in all.
         pub total_wg: u32,
-        /// The fused activation ([`crate::ops::Activation::code`]).
-        pub act: u32,
-        /// 1 when a bias is added.
-        pub has_bias: u32,
         /// Last valid index of the `bias` binding (the shader clamps to it).
         pub bias_max: u32,
-        /// Padding.
-        pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
-        /// Padding.
-        pub _pad2: u32,
     }
 }
 
@@ -264,7 +229,8 @@ pub fn forward(
             "the adapter allows less than 16 KiB of workgroup memory or 256 invocations",
         ));
     }
-    let [oh, ow] = geom.out_hw(label, spec)?;
+    let g = geom.geometry(label, spec)?;
+    let [oh, ow] = [g.oh as usize, g.ow as usize];
     let [h, w] = geom.in_hw;
     let (c, n, batch) = (spec.in_channels, spec.out_channels, geom.batch);
     let dims = |d: &[usize]| d.iter().try_fold(1usize, |a, &v| a.checked_mul(v));
@@ -290,30 +256,13 @@ pub fn forward(
     let pblocks = (oh * ow).div_ceil(BN);
     let total = fits(dims(&[batch, n_tiles, pblocks]))
         .ok_or_else(|| Error::shape(label, "grid exceeds u32"))?;
-    let [kh, kw] = spec.kernel;
     let params = WgmemParams {
-        batch: batch as u32,
-        c_in: c as u32,
-        c_out: n as u32,
-        h: h as u32,
-        w: w as u32,
-        oh: oh as u32,
-        ow: ow as u32,
-        kh: kh as u32,
-        kw: kw as u32,
-        sh: spec.stride[0] as u32,
-        sw: spec.stride[1] as u32,
-        ph: spec.padding[0] as u32,
-        pw: spec.padding[1] as u32,
-        dh: spec.dilation[0] as u32,
-        dw: spec.dilation[1] as u32,
+        geom: g,
+        epi: Epilogue::new(geom.act, has_bias),
         n_tiles: n_tiles as u32,
         pblocks: pblocks as u32,
         total_wg: total as u32,
-        act: geom.act.code(),
-        has_bias: u32::from(has_bias),
         bias_max: (bias.len.max(1) - 1) as u32,
-        ..WgmemParams::default()
     };
     let args = WgmemArgs {
         x: io.x,

@@ -6,11 +6,14 @@
 use super::{check_arg, check_arg_min, check_dims, element_grid, per_element, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::prelude::Epilogue;
 use crate::ops::Activation;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `elementwise.wgsl`.
     pub struct ElementwiseParams = "Params" {
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Number of elements.
         pub len: u32,
         /// 1: `out += ·`; 0: `out = ·`.
@@ -19,14 +22,14 @@ crate::gpu::declare::wgsl_struct! {
         pub threshold: u32,
         /// Dropout: `1/(1−p)`, the mask value of a kept element.
         pub scale: f32,
-        /// The activation ([`Activation::code`]), or the function of `unary`.
-        pub act: u32,
-        /// Hard sigmoid's slope.
-        pub alpha: f32,
-        /// Hard sigmoid's offset.
-        pub beta: f32,
         /// Plane size of `mul_channel`'s broadcast.
         pub hw: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
     }
 }
 
@@ -85,7 +88,7 @@ impl Elementwise {
         ElementwiseParams {
             len: self.len as u32,
             accumulate: u32::from(self.accumulate),
-            act: self.act.code(),
+            epi: Epilogue::new(self.act, false),
             ..ElementwiseParams::default()
         }
     }
@@ -264,9 +267,12 @@ pub fn unary(
         Unary::HardSwish => (5, 0.0, 0.0),
     };
     let params = ElementwiseParams {
-        act,
-        alpha,
-        beta,
+        epi: Epilogue {
+            act,
+            alpha,
+            beta,
+            has_bias: 0,
+        },
         ..Elementwise::len(len).params()
     };
     call(

@@ -6,7 +6,7 @@ use super::{check_arg, check_dims, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `flgc.wgsl`.
     pub struct FlgcParams = "Params" {
         /// Rows of the selection matrix (`select_rows`), N otherwise.

@@ -5,7 +5,7 @@ use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `gather.wgsl`.
     pub struct GatherParams = "Params" {
         /// Batch size.

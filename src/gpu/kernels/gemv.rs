@@ -16,11 +16,14 @@ use super::{check_arg, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::codegen::gemv as gen;
 use crate::gpu::context::GpuContext;
+use crate::gpu::prelude::Epilogue;
 use crate::ops::Activation;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `gemv.wgsl`.
     pub struct GemvParams = "Params" {
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Samples.
         pub batch: u32,
         /// Input features / 4.
@@ -35,24 +38,16 @@ crate::gpu::declare::wgsl_struct! {
         pub ksplit: u32,
         /// vec4s per K segment.
         pub kseg4: u32,
-        /// The fused activation ([`Activation::code`]).
-        pub act: u32,
         /// Workgroups along the rows.
         pub row_groups: u32,
         /// Workgroups along the batch.
         pub batch_groups: u32,
         /// Workgroups in all.
         pub total_wg: u32,
-        /// 1 when a bias is added.
-        pub has_bias: u32,
         /// Last valid index of the `bias` binding (the shader clamps to it).
         pub bias_max: u32,
         /// Padding.
         pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
-        /// Padding.
-        pub _pad2: u32,
     }
 }
 
@@ -185,6 +180,7 @@ pub fn forward(
             return Err(Error::shape(label, "grid exceeds u32"));
         }
         let params = GemvParams {
+            epi: Epilogue::new(act, has_bias),
             batch: batch as u32,
             in4: in4 as u32,
             out_f: s.out_features as u32,
@@ -192,11 +188,9 @@ pub fn forward(
             row0: row0 as u32,
             ksplit: ksplit as u32,
             kseg4: kseg4 as u32,
-            act: act.code(),
             row_groups: row_groups as u32,
             batch_groups: batch_groups as u32,
             total_wg: total_wg as u32,
-            has_bias: u32::from(has_bias),
             bias_max: (bias.len.max(1) - 1) as u32,
             ..GemvParams::default()
         };

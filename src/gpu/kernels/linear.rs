@@ -6,11 +6,14 @@
 use super::{check_arg, check_dims, checked_len, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::prelude::Epilogue;
 use crate::ops::Activation;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `linear.wgsl`.
     pub struct LinearParams = "Params" {
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Batch size.
         pub batch: u32,
         /// Input features.
@@ -21,12 +24,12 @@ crate::gpu::declare::wgsl_struct! {
         pub rows: u32,
         /// First row of this chunk.
         pub row0: u32,
-        /// 1 when a bias is added.
-        pub has_bias: u32,
-        /// The fused activation ([`Activation::code`]).
-        pub act: u32,
         /// Padding.
         pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
     }
 }
 
@@ -172,14 +175,13 @@ pub fn forward(
     for (w, &r) in chunks.iter().zip(&rows) {
         check_arg(ctx, label, "weight chunk", w, (r * s.in_features) as u64)?;
         let params = LinearParams {
+            epi: Epilogue::new(act, has_bias != 0),
             batch: s.batch as u32,
             in_f: s.in_features as u32,
             out_f: s.out_features as u32,
             rows: r as u32,
             row0: row0 as u32,
-            has_bias,
-            act: act.code(),
-            _pad0: 0,
+            ..LinearParams::default()
         };
         let args = LinearArgs {
             x: x.clone(),

@@ -6,7 +6,7 @@ use super::{check_arg, per_element, Arg, Call};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `linear_backward.wgsl`.
     pub struct LinearBackwardParams = "Params" {
         /// Batch B.

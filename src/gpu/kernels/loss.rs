@@ -6,7 +6,7 @@ use super::{check_arg, check_dims, checked_len, element_grid, Call, WG};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `loss.wgsl`.
     pub struct LossParams = "Params" {
         /// Batch B.

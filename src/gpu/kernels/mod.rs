@@ -16,6 +16,7 @@ pub mod elementwise;
 pub mod flgc;
 pub mod gather;
 pub mod gemv;
+pub mod geometry;
 pub mod linear;
 pub mod linear_backward;
 pub mod loss;
@@ -62,7 +63,7 @@ pub const WG: u32 = 64;
 
 /// A call of `shader`'s entry point `entry` with one invocation per element of `len`, in
 /// [`WG`]-wide workgroups (the shape of every element-wise kernel).
-pub fn per_element<P: crate::gpu::declare::WgslStruct>(
+pub fn per_element<P: crate::gpu::mirror::WgslStruct>(
     ctx: &crate::gpu::GpuContext,
     label: &str,
     (shader, entry): (&'static ShaderSpec, &'static str),

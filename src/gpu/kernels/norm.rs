@@ -5,19 +5,22 @@
 use super::{check_arg, check_dims, checked_len, per_element, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::prelude::Epilogue;
 use crate::ops::Activation;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `norm.wgsl`.
     pub struct NormParams = "Params" {
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Elements, `batch · channels · hw`.
         pub len: u32,
         /// Channels C.
         pub channels: u32,
         /// Pixels per channel plane.
         pub hw: u32,
-        /// The fused activation ([`Activation::code`]).
-        pub act: u32,
+        /// Padding.
+        pub _pad0: u32,
     }
 }
 
@@ -108,10 +111,11 @@ pub fn batch_norm(
         2 * s.channels as u64,
     )?;
     let params = NormParams {
+        epi: Epilogue::new(act, false),
         len: len as u32,
         channels: s.channels as u32,
         hw: s.hw as u32,
-        act: act.code(),
+        ..NormParams::default()
     };
     per_element(
         ctx,

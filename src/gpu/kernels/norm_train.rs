@@ -6,14 +6,17 @@ use super::norm::BnShape;
 use super::{check_arg, element_grid, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::prelude::Epilogue;
 use crate::ops::Activation;
 
 /// Invocations per workgroup of the per-channel reductions (the shader's `RWG`).
 pub const RWG: u32 = 256;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `norm_train.wgsl`.
     pub struct NormTrainParams = "Params" {
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
         /// Batch B.
         pub batch: u32,
         /// Channels C.
@@ -30,14 +33,6 @@ crate::gpu::declare::wgsl_struct! {
         pub eps: f32,
         /// Running-statistics momentum.
         pub momentum: f32,
-        /// The activation fused into the forward output ([`Activation::code`]).
-        pub act: u32,
-        /// Padding.
-        pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
-        /// Padding.
-        pub _pad2: u32,
     }
 }
 
@@ -188,7 +183,7 @@ pub fn forward(
     let p = NormTrainParams {
         eps: h.eps,
         momentum: h.momentum,
-        act: h.act.code(),
+        epi: Epilogue::new(h.act, false),
         ..params(label, s)?
     };
     let (len, c) = (u64::from(p.len), s.channels as u64);

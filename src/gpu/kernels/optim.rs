@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::optim::SgdConfig;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `optim.wgsl`.
     pub struct SgdParams = "Params" {
         /// Number of parameter values.

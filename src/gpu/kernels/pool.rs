@@ -1,36 +1,17 @@
 //! Launcher for `shaders/pool.wgsl`: max, average and adaptive average pooling and their
 //! backward (gather form, one invocation per input element).
 
+use super::geometry::ConvGeometry;
 use super::{check_arg, check_dims, checked_len, per_element, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::graph::Pool2dSpec;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `pool.wgsl`.
     pub struct PoolParams = "Params" {
-        /// `batch · channels`.
-        pub planes: u32,
-        /// Input height.
-        pub h: u32,
-        /// Input width.
-        pub w: u32,
-        /// Output height.
-        pub oh: u32,
-        /// Output width.
-        pub ow: u32,
-        /// Window height (unused by adaptive pooling).
-        pub kh: u32,
-        /// Window width.
-        pub kw: u32,
-        /// Stride (rows).
-        pub sh: u32,
-        /// Stride (columns).
-        pub sw: u32,
-        /// Padding (rows).
-        pub ph: u32,
-        /// Padding (columns).
-        pub pw: u32,
+        /// The geometry ([`ConvGeometry`]).
+        pub geom: ConvGeometry,
         /// Elements processed (forward: outputs; backward: inputs).
         pub len: u32,
         /// `f32::NEG_INFINITY`, the value of an empty max window.
@@ -39,8 +20,6 @@ crate::gpu::declare::wgsl_struct! {
         pub accumulate: u32,
         /// Padding.
         pub _pad0: u32,
-        /// Padding.
-        pub _pad1: u32,
     }
 }
 
@@ -141,18 +120,27 @@ impl PoolShape {
             PoolKind::Max(s) | PoolKind::Avg(s) => s,
             PoolKind::Adaptive(_) => Pool2dSpec::square(1, 1, 0),
         };
+        let u = |v: usize| v as u32;
         Ok(PoolParams {
-            planes: planes as u32,
-            h: h as u32,
-            w: w as u32,
-            oh: oh as u32,
-            ow: ow as u32,
-            kh: s.kernel[0] as u32,
-            kw: s.kernel[1] as u32,
-            sh: s.stride[0] as u32,
-            sw: s.stride[1] as u32,
-            ph: s.padding[0] as u32,
-            pw: s.padding[1] as u32,
+            // A pool is a depthwise window: one group per channel, no dilation.
+            geom: ConvGeometry {
+                batch: u(self.batch),
+                c_in: u(self.channels),
+                h: u(h),
+                w: u(w),
+                c_out: u(self.channels),
+                oh: u(oh),
+                ow: u(ow),
+                kh: u(s.kernel[0]),
+                kw: u(s.kernel[1]),
+                sh: u(s.stride[0]),
+                sw: u(s.stride[1]),
+                ph: u(s.padding[0]),
+                pw: u(s.padding[1]),
+                dh: 1,
+                dw: 1,
+                groups: u(self.channels),
+            },
             len: if backward { ins } else { outs } as u32,
             neg_inf: f32::NEG_INFINITY,
             ..PoolParams::default()
@@ -179,7 +167,7 @@ pub fn forward(ctx: &GpuContext, label: &str, s: &PoolShape, x: &Arg, out: &Arg)
         label,
         "x",
         x,
-        u64::from(p.planes) * u64::from(p.h * p.w),
+        u64::from(p.geom.batch * p.geom.c_in) * u64::from(p.geom.h * p.geom.w),
     )?;
     check_arg(ctx, label, "out", out, u64::from(p.len))?;
     let args = PoolArgs {
@@ -212,7 +200,7 @@ pub fn backward(
         accumulate: u32::from(accumulate),
         ..s.params(label, true)?
     };
-    let outs = u64::from(p.planes) * u64::from(p.oh * p.ow);
+    let outs = u64::from(p.geom.batch * p.geom.c_in) * u64::from(p.geom.oh * p.geom.ow);
     check_arg(ctx, label, "grad_out", dy, outs)?;
     check_arg(ctx, label, "grad_in", dx, u64::from(p.len))?;
     let x = match (s.kind, x) {

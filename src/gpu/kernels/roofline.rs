@@ -6,7 +6,7 @@ use super::{check_arg, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
-crate::gpu::declare::wgsl_struct! {
+crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `roofline.wgsl`.
     pub struct RoofParams = "Params" {
         /// vec4s streamed by a read kernel.

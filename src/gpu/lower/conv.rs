@@ -5,10 +5,11 @@
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
 use crate::gpu::choice::{self, ConvKernel, ConvProblem, InputGrad, WeightGrad};
-use crate::gpu::kernels::conv::{self, ConvShape, DirectArgs};
-use crate::gpu::kernels::conv_fast::{self, ConvGeom, ConvIo, FastConv, Weight};
+use crate::gpu::kernels::conv::{self, DirectArgs};
+use crate::gpu::kernels::conv_fast::{self, ConvIo, FastConv, Weight};
 use crate::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
 use crate::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
+use crate::gpu::kernels::geometry::{ConvGeom, ConvShape};
 use crate::gpu::kernels::{conv_backward, conv_grad_fast, conv_tiled, Arg, Call};
 use crate::graph::{Conv2dSpec, GroupedConvTable, NodeId};
 use crate::ops::{Activation, FlgcSpec};

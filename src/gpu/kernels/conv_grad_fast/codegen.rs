@@ -66,7 +66,7 @@ fn dx_prologue(s: &mut String, name: &str, r: usize, pt: usize) {
         "    let hp1 = p.d_rows - 1u;\n    let rb = u0 + p.ty;\n    let a0 = p.lx4 + vb / 4u;"
     );
     w!(s, "    let dstride = p.d_rows * d_w4;");
-    w!(s, "    var dp = (b * p.c_out + g * cout_g) * dstride;");
+    w!(s, "    var dp = (b * p.geom.c_out + g * cout_g) * dstride;");
 }
 
 fn acc_names(mc: usize, r: usize, pt: usize) -> (bool, usize) {
@@ -79,14 +79,20 @@ fn acc_names(mc: usize, r: usize, pt: usize) -> (bool, usize) {
 fn dx_epilogue(s: &mut String, t: DxTile) {
     let DxTile { mc, r, pt } = t;
     let (vec, _) = acc_names(mc, r, pt);
-    w!(s, "    let hw = p.h * p.w;\n    let wd = p.w;");
+    w!(
+        s,
+        "    let hw = p.geom.h * p.geom.w;\n    let wd = p.geom.w;"
+    );
     w!(s, "    let cin_g = p.cin_g;\n    let ic0 = ct * {mc}u;");
-    w!(s, "    let cbase = (b * p.c_in + g * cin_g + ic0) * hw;");
+    w!(
+        s,
+        "    let cbase = (b * p.geom.c_in + g * cin_g + ic0) * hw;"
+    );
     w!(
         s,
         "    let u_hi = p.u_hi;\n    let v_lo = p.v_lo;\n    let v_hi = p.v_hi;"
     );
-    w!(s, "    let sh = p.sh;\n    let sw = p.sw;\n    let y0 = p.ry + u0 * sh - p.ph;\n    let x0 = p.rx + vb * sw - p.pw;");
+    w!(s, "    let sh = p.geom.sh;\n    let sw = p.geom.sw;\n    let y0 = p.ry + u0 * sh - p.geom.ph;\n    let x0 = p.rx + vb * sw - p.geom.pw;");
     for i in 0..r {
         w!(s, "    let okr{i} = live && u0 + {i}u <= u_hi;");
         w!(s, "    let row{i} = (y0 + {i}u * sh) * wd;");
@@ -238,7 +244,7 @@ fn dx_generic(s: &mut String, name: &str, t: DxTile) {
     dx_prologue(s, name, r, pt);
     w!(
         s,
-        "    let nky = p.nky;\n    let nkx = p.nkx;\n    let nwv = p.nwv;\n    let kh = p.kh;"
+        "    let nky = p.nky;\n    let nkx = p.nkx;\n    let nwv = p.nwv;\n    let kh = p.geom.kh;"
     );
     w!(
         s,

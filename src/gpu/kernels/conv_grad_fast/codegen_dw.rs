@@ -18,17 +18,17 @@ fn dw_prologue(s: &mut String, name: &str, t: DwTile, taps: bool) {
     if taps {
         w!(
             s,
-            "    let ntap = p.kh * p.kw;\n    let tap = tile % ntap;\n    tile = tile / ntap;"
+            "    let ntap = p.geom.kh * p.geom.kw;\n    let tap = tile % ntap;\n    tile = tile / ntap;"
         );
     }
     w!(s, "    let nct = p.nct;\n    let ct = tile % nct;\n    let ot = (tile / nct) % p.n_ot;\n    let g = (tile / nct) / p.n_ot;");
     w!(s, "    let cin_g = p.cin_g;\n    let cout_g = p.cout_g;");
     w!(s, "    let o0 = ot * {mo}u;\n    let c0 = ct * {ci}u;");
-    w!(s, "    let c_in = p.c_in;\n    let c_out = p.c_out;\n    let oh = p.oh;\n    let ncb = p.ncb;");
+    w!(s, "    let c_in = p.geom.c_in;\n    let c_out = p.geom.c_out;\n    let oh = p.geom.oh;\n    let ncb = p.ncb;");
     w!(s, "    let d_rows = p.d_rows;\n    let d_w4 = p.d_w4;\n    let x_rows = p.x_rows;\n    let x_w4 = p.x_w4;");
     w!(
         s,
-        "    let sh = p.sh;\n    let dh = p.dh;\n    let dty = p.ty;\n    let dlx4 = p.lx4;"
+        "    let sh = p.geom.sh;\n    let dh = p.geom.dh;\n    let dty = p.ty;\n    let dlx4 = p.lx4;"
     );
     for m in 0..mo {
         w!(
@@ -79,7 +79,10 @@ fn dw_store(
     taps: &[(usize, usize)],
     tap_expr: &dyn Fn(usize, usize) -> String,
 ) {
-    w!(s, "    let base = chunk * p.nw;\n    let kk = p.kh * p.kw;");
+    w!(
+        s,
+        "    let base = chunk * p.nw;\n    let kk = p.geom.kh * p.geom.kw;"
+    );
     for m in 0..t.mo {
         for c in 0..t.ci {
             w!(s, "    if (o0 + {m}u < cout_g && c0 + {c}u < cin_g) {{");
@@ -162,7 +165,7 @@ pub(super) fn dw_special(s: &mut String, name: &str, [kh, kw, sw, dw]: [usize; 4
 pub(super) fn dw_generic(s: &mut String, name: &str, t: DwTile) {
     let DwTile { mo, ci, pt } = t;
     dw_prologue(s, name, t, true);
-    w!(s, "    let ky = tap / p.kw;\n    let kx = tap % p.kw;\n    let sw = p.sw;\n    let kxo = kx * p.dw;");
+    w!(s, "    let ky = tap / p.geom.kw;\n    let kx = tap % p.geom.kw;\n    let sw = p.geom.sw;\n    let kxo = kx * p.geom.dw;");
     for m in 0..mo {
         for c in 0..ci {
             w!(s, "    var a{m}_{c}_0_0 = 0.0;");

@@ -91,8 +91,8 @@ fn pack_dx(id: Ids) {
     let i = flat(id, 64u);
     if (i >= p.total) { return; }
     let nwv = p.nwv;
-    let kh = p.kh;
-    let kw = p.kw;
+    let kh = p.geom.kh;
+    let kw = p.geom.kw;
     let cout_g = p.cout_g;
     let cin_g = p.cin_g;
     let mc = p.mc;

@@ -6,7 +6,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::conv::{ConvShape, Scratch};
+use crate::gpu::kernels::conv::Scratch;
+use crate::gpu::kernels::geometry::ConvShape;
 use crate::gpu::kernels::{check_arg, Arg, Call};
 
 /// One phase of the input gradient.

@@ -7,7 +7,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::conv::{ConvShape, Scratch};
+use crate::gpu::kernels::conv::Scratch;
+use crate::gpu::kernels::geometry::ConvShape;
 use crate::gpu::kernels::{check_arg, Arg, Call};
 
 /// Invocations a weight gradient aims for (split-K fills the device when the output tiles
