@@ -13,6 +13,10 @@ use std::sync::Arc;
 pub use super::mirror::{Field, ParamsLayout, WgslStruct};
 pub use super::prelude::PRELUDE;
 
+/// A scratch-buffer allocator: `(label, elements) → Arg` (a planned buffer in a program, a
+/// fresh buffer in a test).
+pub type Scratch<'a> = dyn FnMut(&str, usize) -> Result<Arg> + 'a;
+
 /// A buffer that the lifetime planner places: an activation, a gradient or a scratch
 /// buffer of a [`Program`](crate::gpu::program::Program).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

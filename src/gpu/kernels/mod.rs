@@ -16,7 +16,6 @@ pub mod elementwise;
 pub mod flgc;
 pub mod gather;
 pub mod gemv;
-pub mod geometry;
 pub mod linear;
 pub mod linear_backward;
 pub mod loss;
@@ -29,6 +28,7 @@ pub mod softmax;
 
 pub use crate::gpu::launch::{
     check_arg, check_arg_min, check_dims, checked_len, element_grid, fold_workgroups, Arg, Call,
+    Scratch,
 };
 
 use crate::gpu::declare::ShaderSpec;
