@@ -6,8 +6,8 @@
 //!
 //! | operation | CPU (lavapipe) | integrated / discrete |
 //! |---|---|---|
-//! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
-//! | linear forward | `gemv` (batch 1: see the soak), `linear` | `gemv`, `linear` |
+//! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_dw` (depthwise), `conv_igemm`, `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
+//! | linear forward | `gemv` (batch 1: see the soak), `linear` | `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
 //! | conv input gradient | `conv_grad_fast`, `grad_input_pw4`, `grad_input` | `grad_input_pw4`, `grad_input` |
 //! | conv weight gradient | `conv_grad_fast`, `grad_weight_pw4`, `grad_weight_serial`, `grad_weight` | the same without `conv_grad_fast` |
 //!
@@ -23,8 +23,9 @@ pub use forced::KernelChoice;
 use super::context::GpuContext;
 use super::family::{ConvForward, ConvInputGrad, ConvWeightGrad, LinearForward};
 use super::geometry::LinearShape;
-use super::kernels::{conv, conv_backward, conv_fast, conv_grad_fast, conv_tiled, conv_wgmem};
-use super::kernels::{gemv, linear};
+use super::kernels::{conv, conv_backward, conv_fast, conv_grad_fast, conv_igemm, conv_tiled};
+use super::kernels::{conv_dw, conv_wgmem};
+use super::kernels::{gemv, gemv_wide, linear};
 use crate::error::{Error, Result};
 use crate::graph::Conv2dSpec;
 
@@ -50,6 +51,8 @@ pub const CONV_FORWARD_CPU: &[&dyn ConvForward] = &[
 
 /// Convolution forward on a real GPU: workgroup-memory tiles first.
 pub const CONV_FORWARD_GPU: &[&dyn ConvForward] = &[
+    &conv_dw::CONV_DW,
+    &conv_igemm::CONV_IGEMM,
     &conv_wgmem::CONV_WGMEM,
     &conv_tiled::CONV_TILED,
     &conv::CONV_PK8,
@@ -60,8 +63,9 @@ pub const CONV_FORWARD_GPU: &[&dyn ConvForward] = &[
 /// Fully connected forward on a CPU adapter (`gemv` judges batches by class itself).
 pub const LINEAR_FORWARD_CPU: &[&dyn LinearForward] = &[&gemv::GEMV, &linear::LINEAR];
 
-/// Fully connected forward on a real GPU.
-pub const LINEAR_FORWARD_GPU: &[&dyn LinearForward] = &[&gemv::GEMV, &linear::LINEAR];
+/// Fully connected forward on a real GPU: the bandwidth-bound GEMV at small batch first.
+pub const LINEAR_FORWARD_GPU: &[&dyn LinearForward] =
+    &[&gemv_wide::GEMV_WIDE, &gemv::GEMV, &linear::LINEAR];
 
 /// The fully connected candidates of `class`.
 pub fn linear_forward_list(class: AdapterClass) -> &'static [&'static dyn LinearForward] {
