@@ -97,6 +97,8 @@ fn shader_of(k: ConvKernel) -> &'static str {
         "conv_fast" => "[conv_fast::",
         "conv_wgmem" => "[conv_wgmem::",
         "conv_tiled" => "[conv_tiled::",
+        "conv_igemm" => "[conv_igemm::",
+        "conv_dw" => "[conv_dw::",
         _ => "[conv::",
     }
 }
@@ -134,7 +136,8 @@ fn every_conv_candidate_matches_the_cpu_when_forced() {
             assert_close(&what, got.data(), want.data(), Tolerance::F32_OP);
             ran += 1;
         }
-        // Fast, Tiled and (on adapters with enough workgroup memory) Wgmem run every layer.
+        // conv_fast, conv_tiled and (with enough workgroup memory) conv_igemm and conv_wgmem
+        // run every layer.
         assert!(ran >= 2, "{name}: only {ran} candidates ran");
     }
 }
@@ -161,8 +164,10 @@ fn default_choice_per_adapter_class() {
     for static_weights in [true, false] {
         let p = ConvProblem::conv2d(&spec, 1, [8, 8], static_weights);
         assert_eq!(first(&p, &cpu), "conv_fast");
-        assert_eq!(first(&p, &gpu), "conv_wgmem");
-        assert_ne!(first(&p, &small_gpu), "conv_wgmem");
+        assert_eq!(first(&p, &gpu), "conv_igemm");
+        assert!(!["conv_igemm", "conv_wgmem"].contains(&first(&p, &small_gpu).as_str()));
+        let dw = ConvProblem::conv2d(&spec.clone().groups(16), 1, [8, 8], static_weights);
+        assert_eq!(first(&dw, &gpu), "conv_dw");
     }
     // A geometry without a specialised conv_fast entry: today's kernels on a CPU adapter.
     let mut dilated = spec.clone();
@@ -198,8 +203,11 @@ fn default_choice_per_adapter_class() {
     // soak); forcing one stays possible.
     let b4 = LinearShape { batch: 4, ..s };
     assert_eq!(first(&b4, &cpu), "linear");
-    assert_eq!(first(&b4, &gpu), "gemv");
     assert!(gemv.family.can_run(&b4, &cpu, None));
+    // Real GPUs: the bandwidth-bound GEMV up to batch 8, gemv's GEMM tiles beyond.
+    assert_eq!(first(&b4, &gpu), "gemv_wide");
+    let b16 = LinearShape { batch: 16, ..s };
+    assert_eq!(first(&b16, &gpu), "gemv");
 }
 
 #[test]
