@@ -37,9 +37,9 @@ pub struct Args {
     /// Kind of the grouped convolutions.
     #[arg(long, value_enum, default_value_t = ConvArg::Dense)]
     conv: ConvArg,
-    /// Groups G of the grouped convolutions (sgc / flgc).
-    #[arg(long, default_value_t = 4)]
-    groups: usize,
+    /// Groups G of the grouped convolutions (sgc / flgc; default 4).
+    #[arg(long)]
+    groups: Option<usize>,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.125)]
     width: f32,
@@ -71,9 +71,10 @@ pub struct Args {
     /// test accuracy is skipped.
     #[arg(long)]
     test_data: Option<PathBuf>,
-    /// Image-folder input size `CxHxW` (C = 1 or 3); images are converted and resized.
-    #[arg(long, default_value = "1x28x28")]
-    input: String,
+    /// Image-folder input size `CxHxW` (C = 1 or 3; default 1x28x28); images are converted
+    /// and resized. Fashion-MNIST is 1x28x28 and refuses it.
+    #[arg(long)]
+    input: Option<String>,
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -124,11 +125,43 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         _ => {}
     }
     if a.conv != ConvArg::Dense {
-        spec = spec.with_groups(a.groups, Some(a.conv.into()))?;
+        spec = spec.with_groups(groups(a), Some(a.conv.into()))?;
     } else {
         spec = spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense))?;
     }
     Ok(spec)
+}
+
+/// G of the grouped convolutions: `--groups`, 4 by default, 1 for dense ones.
+fn groups(a: &Args) -> usize {
+    match a.conv {
+        ConvArg::Dense => 1,
+        _ => a.groups.unwrap_or(4),
+    }
+}
+
+/// Refuses options this run would ignore: `--groups` (≠ 1) for dense convolutions,
+/// `--input` and `--test-data` for Fashion-MNIST (fixed size, its own test split),
+/// `--test-limit` without a test set.
+fn check_options_apply(a: &Args) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if a.conv == ConvArg::Dense && a.groups.is_some_and(|g| g != 1) {
+        return bad("--groups applies to --conv sgc or flgc; --conv dense has G = 1".into());
+    }
+    if gconv::train::dataset::is_fashion_mnist(&a.data) {
+        for (flag, given) in [("--input", a.input.is_some()), ("--test-data", a.test_data.is_some())] {
+            if given {
+                return bad(format!(
+                    "{flag} applies to an image folder; {} is Fashion-MNIST (1x28x28, with its \
+                     own test split)",
+                    a.data.display()
+                ));
+            }
+        }
+    } else if a.test_limit.is_some() && a.test_data.is_none() {
+        return bad("--test-limit cuts the test set, and there is none: add --test-data".into());
+    }
+    Ok(())
 }
 
 fn parse_layers(s: &str) -> Result<[usize; 4]> {
@@ -226,12 +259,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ..Default::default()
     };
     cfg.validate()?;
+    check_options_apply(&a)?;
     gconv::fs::check_writable(&a.checkpoint)?;
+    // One run per checkpoint: a second would interleave its epochs with ours.
+    let _lock = gconv::fs::FileLock::try_exclusive(&a.checkpoint)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{}: another gconv train is writing this checkpoint; give this run its own \
+             --checkpoint (or wait for the other)",
+            a.checkpoint.display()
+        ))
+    })?;
     let TrainingData {
         mut train,
         test,
         classes,
-    } = TrainingData::load(&a.data, a.test_data.as_deref(), parse_input(&a.input)?)?;
+    } = TrainingData::load(
+        &a.data,
+        a.test_data.as_deref(),
+        parse_input(a.input.as_deref().unwrap_or("1x28x28"))?,
+    )?;
     let spec = spec_for(&a, [train.channels, train.h, train.w], classes)?;
     let graph = spec.build()?;
     if let Some(n) = a.limit {
@@ -250,6 +296,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Some(p) => {
             let c = gconv::train::read_checkpoint(p)?;
             c.weights.validate(&graph)?;
+            if c.epoch >= a.epochs {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: already trained for {} epochs; --epochs {} trains nothing (give more)",
+                    p.display(),
+                    c.epoch,
+                    a.epochs
+                )));
+            }
             (c.weights, Some(c.momentum), c.epoch)
         }
         None => {
@@ -266,7 +320,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let cost = trainer.graph().cost();
     let memory = trainer.memory_plan(a.batch)?;
     let header = serde_json::json!({
-        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
+        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": groups(&a),
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
         "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
         "macs": cost.total_macs, "params": cost.total_params,

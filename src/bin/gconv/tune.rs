@@ -1,11 +1,14 @@
 //! `gconv tune MODEL`: time every kernel candidate of each convolution and fully connected
 //! layer on this GPU, cache the fastest (see `gconv::gpu::tune`), print what was chosen.
 
-use crate::common::{parse_input, ConvArg, ModelArgs};
+use crate::common::{parse_input, refuse_options, ConvArg, ModelArgs};
 use gconv::gpu::tune::{tune_graph, LayerTuning, TuneCache, TuneOptions};
 use gconv::{Device, Error, LoadOptions, Model, Result, Runtime};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
+
+/// Most timed rounds per candidate (`--repeats`).
+const MAX_REPEATS: usize = 100;
 
 /// Options of `gconv tune`.
 #[derive(clap::Args)]
@@ -52,10 +55,20 @@ fn load(a: &Args, rt: &Runtime) -> Result<Model> {
         ..Default::default()
     };
     let lower = a.model.to_ascii_lowercase();
+    let fixed = [
+        ("--image-size", a.image_size.is_some()),
+        ("--scheme", a.scheme.is_some()),
+        ("--groups", a.groups.is_some()),
+        ("--conv", a.conv.is_some()),
+        ("--num-classes", a.num_classes.is_some()),
+        ("--width", a.width.is_some()),
+    ];
     if lower.ends_with(".onnx") {
+        refuse_options(&a.model, "an ONNX model", &fixed)?;
         return rt.load_onnx(&a.model, &opts);
     }
     if lower.ends_with(".safetensors") {
+        refuse_options(&a.model, "an exported model", &fixed)?;
         let (g, w, _) = gconv::io::read_exported(&a.model)?;
         let opts = LoadOptions {
             fold_bn: false,
@@ -123,6 +136,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Err(Error::InvalidArgument(
             "--batch and --repeats must be at least 1".into(),
         ));
+    }
+    if a.repeats > MAX_REPEATS || a.batch > gconv::bench::MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "--repeats {} / --batch {}: at most {MAX_REPEATS} rounds and a batch of {}",
+            a.repeats,
+            a.batch,
+            gconv::bench::MAX_BATCH
+        )));
     }
     let rt = Runtime::new(Device::Gpu)?;
     let ctx = rt.gpu().expect("a GPU runtime").clone();
