@@ -4,6 +4,7 @@
 
 use super::{BenchConfig, LayerShape, Suite};
 use crate::error::{Error, Result};
+use crate::zoo::ModelSpec;
 
 /// Most timed runs per measurement (`--repeats`).
 pub const MAX_REPEATS: usize = 1000;
@@ -92,4 +93,10 @@ pub(super) fn sweep_divides(layer: &LayerShape, groups: &[usize]) -> Result<()> 
          so nothing would be timed",
         layer.channels, layer.size, layer.kernel, layer.channels
     )))
+}
+
+/// Builds every model of a suite before the first is timed, so that a bad `--groups` or
+/// `--width` fails at once rather than after minutes of timing the models before it.
+pub(super) fn builds<'a>(specs: impl IntoIterator<Item = &'a ModelSpec>) -> Result<()> {
+    specs.into_iter().try_for_each(|s| s.build().map(drop))
 }

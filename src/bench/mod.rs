@@ -269,6 +269,7 @@ pub fn run_bench(
                 for s in &cfg.schemes {
                     specs.push((s.clone(), vgg()?.with_scheme(&Scheme::load(s)?)?));
                 }
+                check::builds(specs.iter().map(|s| &s.1))?;
                 for (scheme, spec) in specs {
                     progress(&format!("paper1: {}", spec.name), step, total);
                     step += 1;
@@ -344,6 +345,7 @@ pub fn run_bench(
                         sized(flgc, cfg)?.with_groups(g, Some(ConvKind::Flgc))?,
                     ));
                 }
+                check::builds(variants.iter().map(|v| &v.1))?;
                 for (label, spec) in variants {
                     progress(&format!("{family}: {label}"), step, total);
                     step += 1;

@@ -5,10 +5,10 @@
 
 use super::timing::{input_for, layer_times, load_tuned, time_model};
 use super::{BenchConfig, LayerRow, Stats};
+use crate::error::Error;
 use crate::error::Result;
 use crate::gpu::roofline::Roofline;
 use crate::graph::{FoldReport, Graph, Op};
-use crate::error::Error;
 use crate::runtime::{LoadOptions, Model, Runtime};
 use crate::zoo::ModelSpec;
 use serde::{Deserialize, Serialize};
@@ -219,12 +219,16 @@ pub fn run_models(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<UserModelRow>> {
     let mut rows = Vec::new();
-    // Every model checked (and built) before the first is timed.
+    // Every model's options checked, and its graph built, before the first is timed.
     let all = cfg
         .models
         .iter()
         .map(|what| variants(what, &cfg.model_options).map(|v| (what, v)))
         .collect::<Result<Vec<_>>>()?;
+    super::check::builds(
+        all.iter()
+            .flat_map(|(_, v)| v.iter().filter_map(|s| s.1.as_ref())),
+    )?;
     for (what, name, spec) in all
         .into_iter()
         .flat_map(|(what, v)| v.into_iter().map(move |(n, s)| (what, n, s)))

@@ -15,9 +15,8 @@ use std::time::Instant;
 /// [`crate::limits::MAX_TENSOR_ELEMENTS`] before it is made.
 pub(super) fn input_for(g: &Graph, batch: usize, seed: u32) -> Result<Tensor> {
     let [c, h, w] = g.input_shape();
-    crate::limits::check_shape(&[batch, c, h, w]).map_err(|m| {
-        Error::InvalidArgument(format!("{}: input at batch {batch}: {m}", g.name))
-    })?;
+    crate::limits::check_shape(&[batch, c, h, w])
+        .map_err(|m| Error::InvalidArgument(format!("{}: input at batch {batch}: {m}", g.name)))?;
     Ok(Tensor::from_fn(&[batch, c, h, w], |i| {
         (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2000) as f32 / 1000.0 - 1.0
     }))

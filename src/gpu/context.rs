@@ -161,7 +161,8 @@ impl GpuContext {
     /// [`Error::DeviceLost`] naming the adapter and the reason when the device is lost.
     pub fn check_lost(&self) -> Result<()> {
         let lost = |why| format!("the device ({}) is lost ({why})", self.info.name);
-        self.lost().map_or(Ok(()), |why| Err(Error::DeviceLost(lost(why))))
+        self.lost()
+            .map_or(Ok(()), |why| Err(Error::DeviceLost(lost(why))))
     }
 
     /// [`Error::Gpu`] when the device is lost (every time) or when an error escaped the error

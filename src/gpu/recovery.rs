@@ -32,7 +32,12 @@ pub struct ContextSlot {
 
 impl std::fmt::Debug for ContextSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ContextSlot({:?}, {} recoveries)", self.current(), self.recoveries())
+        write!(
+            f,
+            "ContextSlot({:?}, {} recoveries)",
+            self.current(),
+            self.recoveries()
+        )
     }
 }
 

@@ -27,6 +27,9 @@ pub enum ScheduleArg {
     Constant,
 }
 
+/// Most epochs of one run (`--epochs`).
+const MAX_EPOCHS: usize = 100_000;
+
 /// Options of `gconv train`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -149,7 +152,10 @@ fn check_options_apply(a: &Args) -> Result<()> {
         return bad("--groups applies to --conv sgc or flgc; --conv dense has G = 1".into());
     }
     if gconv::train::dataset::is_fashion_mnist(&a.data) {
-        for (flag, given) in [("--input", a.input.is_some()), ("--test-data", a.test_data.is_some())] {
+        for (flag, given) in [
+            ("--input", a.input.is_some()),
+            ("--test-data", a.test_data.is_some()),
+        ] {
             if given {
                 return bad(format!(
                     "{flag} applies to an image folder; {} is Fashion-MNIST (1x28x28, with its \
@@ -253,6 +259,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "--batch and --epochs must be at least 1".into(),
         ));
     }
+    if a.batch > gconv::bench::MAX_BATCH || a.epochs > MAX_EPOCHS {
+        return Err(Error::InvalidArgument(format!(
+            "--batch {} / --epochs {}: at most a batch of {} and {MAX_EPOCHS} epochs",
+            a.batch,
+            a.epochs,
+            gconv::bench::MAX_BATCH
+        )));
+    }
     let cfg = TrainConfig {
         seed: a.seed,
         lr: a.lr,
@@ -284,7 +298,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
         train = train.subset(&(0..n.min(train.n)).collect::<Vec<_>>());
     }
     let (mean, std) = train.normalize_self()?;
-    let (train, val) = train.split(a.val.min(train.n / 5))?;
+    if train.n == 0 {
+        return Err(Error::InvalidArgument(
+            "--limit 0: an epoch needs data (no training image is left)".into(),
+        ));
+    }
+    let held_out = a.val.min(train.n / 5);
+    if held_out == 0 {
+        // Every epoch ends with a validation: it must have images (found after a whole epoch
+        // before, with no checkpoint written).
+        return Err(Error::InvalidArgument(format!(
+            "no validation images: --val {} of {} training images (at most a fifth is held \
+             out); give --val ≥ 1 and at least 5 images",
+            a.val, train.n
+        )));
+    }
+    let (train, val) = train.split(held_out)?;
     let mut test = test;
     if let Some(t) = &mut test {
         if let Some(n) = a.test_limit {

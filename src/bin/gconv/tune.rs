@@ -48,13 +48,16 @@ pub struct Args {
     json: bool,
 }
 
-/// Loads the model as `gconv info`/`infer` accept it, untuned (its executed graph is tuned).
-fn load(a: &Args, rt: &Runtime) -> Result<Model> {
-    let opts = LoadOptions {
-        tuned_batch: None,
-        ..Default::default()
-    };
+/// Refuses the zoo-model options for a model file that fixes its own graph.
+fn refuse_for_files(a: &Args) -> Result<()> {
     let lower = a.model.to_ascii_lowercase();
+    let kind = if lower.ends_with(".onnx") {
+        "an ONNX model"
+    } else if lower.ends_with(".safetensors") {
+        "an exported model"
+    } else {
+        return Ok(());
+    };
     let fixed = [
         ("--image-size", a.image_size.is_some()),
         ("--scheme", a.scheme.is_some()),
@@ -63,12 +66,20 @@ fn load(a: &Args, rt: &Runtime) -> Result<Model> {
         ("--num-classes", a.num_classes.is_some()),
         ("--width", a.width.is_some()),
     ];
+    refuse_options(&a.model, kind, &fixed)
+}
+
+/// Loads the model as `gconv info`/`infer` accept it, untuned (its executed graph is tuned).
+fn load(a: &Args, rt: &Runtime) -> Result<Model> {
+    let opts = LoadOptions {
+        tuned_batch: None,
+        ..Default::default()
+    };
+    let lower = a.model.to_ascii_lowercase();
     if lower.ends_with(".onnx") {
-        refuse_options(&a.model, "an ONNX model", &fixed)?;
         return rt.load_onnx(&a.model, &opts);
     }
     if lower.ends_with(".safetensors") {
-        refuse_options(&a.model, "an exported model", &fixed)?;
         let (g, w, _) = gconv::io::read_exported(&a.model)?;
         let opts = LoadOptions {
             fold_bn: false,
@@ -145,6 +156,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             gconv::bench::MAX_BATCH
         )));
     }
+    refuse_for_files(&a)?;
     let rt = Runtime::new(Device::Gpu)?;
     let ctx = rt.gpu().expect("a GPU runtime").clone();
     let model = load(&a, &rt)?;
@@ -181,6 +193,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "model": model.exec_graph().name,
             "device": rt.describe(),
             "batch": a.batch,
+            "macs": model.exec_graph().cost().total_macs,
             "cache": cache.path(),
             "layers": rows,
         });

@@ -136,7 +136,8 @@ impl TuneCache {
 
     /// Records a choice (replacing an older one); [`TuneCache::save`] writes it.
     pub fn insert(&mut self, adapter: &str, shape: &str, choice: CachedChoice) {
-        self.changed.insert((adapter.to_string(), shape.to_string()));
+        self.changed
+            .insert((adapter.to_string(), shape.to_string()));
         self.file
             .adapters
             .entry(adapter.to_string())

@@ -97,7 +97,7 @@ fn random_input(graph: &Graph, batch: usize) -> Result<Tensor> {
         .collect();
     for (what, shape) in [("input", &[batch, c, h, w][..]), ("output", &out)] {
         crate::limits::check_shape(shape).map_err(|m| {
-            Error::InvalidArgument(format!("tuning {} at batch {batch}: {what}: {m}", graph.name))
+            Error::InvalidArgument(format!("{} at batch {batch}: {what}: {m}", graph.name))
         })?;
     }
     Ok(Tensor::from_fn(&[batch, c, h, w], |i| {
