@@ -2,6 +2,7 @@
 //! ([`gconv::train::Train`], checkpoints in [`gconv::train::checkpoint`]).
 
 use crate::common::{ConvArg, DeviceArg, FlgcInitArg};
+use crate::train_recovery::Restart;
 use gconv::gpu::GpuContext;
 use gconv::io::FashionMnist;
 use gconv::train::log::TrainLog;
@@ -341,7 +342,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             (w, None, 0)
         }
     };
-    let mut trainer = train::trainer_for(gpu_context(a.device)?, graph, weights, cfg)?;
+    let mut restart = Restart::new(
+        &graph,
+        cfg,
+        (&weights, momentum.as_ref(), start_epoch),
+        a.resume.as_deref(),
+    );
+    let mut gpu = gpu_context(a.device)?;
+    let mut trainer = train::trainer_for(gpu.clone(), graph, weights, cfg)?;
     if let Some(m) = &momentum {
         trainer.load_optimizer_state(m)?;
     }
@@ -388,38 +396,59 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let norm = gconv::train::Normalization { mean, std };
     let mut groups = layer_groups(trainer.graph(), &trainer.weights()?)?;
     let steps = train.n.div_ceil(a.batch);
-    for epoch in start_epoch..a.epochs {
+    let mut epoch = start_epoch;
+    while epoch < a.epochs {
         let bar = progress_bar(a.json, steps);
         let t0 = Instant::now();
         let mut log_error = None;
-        let stats = trainer.train_epoch(&train, a.batch, epoch, &schedule, true, &mut |p| {
-            bar.set_message(format!("{}/{} loss {:.3}", epoch + 1, a.epochs, p.loss));
-            bar.set_position(p.step as u64);
-            if let (Some(l), None) = (&mut log, &log_error) {
+        let mut epoch_run = || -> Result<_> {
+            let stats = trainer.train_epoch(&train, a.batch, epoch, &schedule, true, &mut |p| {
+                bar.set_message(format!("{}/{} loss {:.3}", epoch + 1, a.epochs, p.loss));
+                bar.set_position(p.step as u64);
                 let step = epoch * steps + p.step;
-                let r = serde_json::json!({"epoch": epoch + 1, "step": step,
-                    "loss": p.batch_loss, "lr": p.lr});
-                log_error = l.write("step", r).err();
-            }
-        })?;
+                restart.maybe_lose(gpu.as_ref(), step - start_epoch * steps);
+                if let (Some(l), None) = (&mut log, &log_error) {
+                    let r = serde_json::json!({"epoch": epoch + 1, "step": step,
+                        "loss": p.batch_loss, "lr": p.lr});
+                    log_error = l.write("step", r).err();
+                }
+            })?;
+            let (vloss, vcorrect) = trainer.evaluate_dataset(&val, 256)?;
+            Ok((
+                stats,
+                vloss,
+                vcorrect,
+                trainer.weights()?,
+                trainer.optimizer_state()?,
+            ))
+        };
+        let outcome = epoch_run();
         bar.finish_and_clear();
+        let (stats, vloss, vcorrect, weights, momentum) = match outcome {
+            Ok(o) => o,
+            // A lost device: on from the last checkpoint, on a new one (train_recovery.rs).
+            Err(e) => {
+                (trainer, gpu, epoch) = restart.after(e, gpu.as_ref())?;
+                groups = layer_groups(trainer.graph(), &trainer.weights()?)?;
+                continue;
+            }
+        };
         if let Some(e) = log_error {
             return Err(e);
         }
         let secs = t0.elapsed().as_secs_f64();
-        let (vloss, vcorrect) = trainer.evaluate_dataset(&val, 256)?;
-        let weights = trainer.weights()?;
         let now = layer_groups(trainer.graph(), &weights)?;
         let changes = group_changes(&groups, &now);
         groups = now;
         let checkpoint = Checkpoint {
             spec: spec.clone(),
             weights,
-            momentum: trainer.optimizer_state()?,
+            momentum,
             epoch: epoch + 1,
             norm: norm.clone(),
         };
         gconv::train::write_checkpoint(&a.checkpoint, &checkpoint)?;
+        restart.saved(&a.checkpoint);
         let line = serde_json::json!({
             "epoch": epoch + 1,
             "train_loss": stats.loss,
@@ -449,6 +478,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
             print_group_changes(&changes);
         }
+        epoch += 1;
     }
     if let Some(test) = &test {
         let (tloss, tcorrect) = trainer.evaluate_dataset(test, 256)?;
