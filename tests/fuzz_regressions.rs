@@ -61,11 +61,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "t: kernel, stride and dilation must be at least 1",
     ),
     // Found by `image` (round 3, 2026-12-06), libFuzzer timeouts at -timeout=10 and 30 on a
-    // machine at load 13: 730-byte JPEGs whose frame claims 36611×219 grey pixels (8 M, under
+    // machine at load 13: 587-byte JPEGs whose frame claims 36611×219 grey pixels (8 M, under
     // MAX_IMAGE_PIXELS), decoded in 1.7 s alone (fuzz build), 4–6 s loaded. Slow, not a hang:
     // kept so that they stay handled (no panic, bounded memory).
-    ("image", "jpeg-36611x219-timeout-1.jpg", "TODO"),
-    ("image", "jpeg-36611x219-timeout-2.jpg", "TODO"),
+    ("image", "jpeg-36611x219-timeout-1.jpg", DECODES),
+    ("image", "jpeg-36611x219-timeout-2.jpg", DECODES),
 ];
 
 /// The needle of a case whose input must be accepted.
