@@ -21,7 +21,7 @@ use gconv::ops::{AvgPool, Flatten, GroupedConvTable, Linear, MaxPool, Pool2dSpec
 use gconv::testing::{compare, Tolerance};
 use gconv::{cpu, Tensor, Weights};
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,6 +123,14 @@ fn check(
 ) {
     let t = tally.entry(family.clone()).or_default();
     t[0] += 1;
+    let total: usize = tally.values().map(|t| t[0]).sum();
+    if total % 500 == 0 {
+        // Progress (stderr), so that a long run stopped early still says how far it got.
+        let bad: usize = tally.values().map(|t| t[1] + t[2]).sum();
+        let per: Vec<String> = tally.iter().map(|(k, t)| format!("{k} {}", t[0])).collect();
+        eprintln!("{total} runs, {bad} failing: {}", per.join(", "));
+    }
+    let t = tally.get_mut(&family).expect("inserted");
     let got = GpuModel::with_choice(ctx.clone(), g.clone(), w, choice).and_then(|mut m| m.run(x));
     match got {
         Ok(y) => {
