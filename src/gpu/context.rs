@@ -113,7 +113,6 @@ impl GpuContext {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Subgroups help some kernels on some adapters; ask only for what is there.
         // Optional features, taken when the adapter has them (all kernels are f32; timestamps
         // only make `gconv bench`'s per-layer times more precise).
         let features =
@@ -160,9 +159,9 @@ impl GpuContext {
 
     /// [`Error::DeviceLost`] naming the adapter and the reason when the device is lost.
     pub fn check_lost(&self) -> Result<()> {
-        let lost = |why| format!("the device ({}) is lost ({why})", self.info.name);
-        self.lost()
-            .map_or(Ok(()), |why| Err(Error::DeviceLost(lost(why))))
+        let name = &self.info.name;
+        let lost = |why| Error::DeviceLost(format!("the device ({name}) is lost ({why})"));
+        self.lost().map_or(Ok(()), |why| Err(lost(why)))
     }
 
     /// [`Error::Gpu`] when the device is lost (every time) or when an error escaped the error

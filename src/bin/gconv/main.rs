@@ -9,6 +9,7 @@ mod info;
 mod models;
 mod plot;
 mod train;
+mod train_checks;
 mod train_recovery;
 mod tune;
 

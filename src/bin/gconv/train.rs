@@ -2,6 +2,7 @@
 //! ([`gconv::train::Train`], checkpoints in [`gconv::train::checkpoint`]).
 
 use crate::common::{ConvArg, DeviceArg, FlgcInitArg};
+use crate::train_checks::{check_options_apply, groups, MAX_EPOCHS};
 use crate::train_recovery::Restart;
 use gconv::gpu::GpuContext;
 use gconv::io::FashionMnist;
@@ -28,9 +29,6 @@ pub enum ScheduleArg {
     Constant,
 }
 
-/// Most epochs of one run (`--epochs`).
-const MAX_EPOCHS: usize = 100_000;
-
 /// Options of `gconv train`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,10 +38,10 @@ pub struct Args {
     model: String,
     /// Kind of the grouped convolutions.
     #[arg(long, value_enum, default_value_t = ConvArg::Dense)]
-    conv: ConvArg,
+    pub(crate) conv: ConvArg,
     /// Groups G of the grouped convolutions (sgc / flgc; default 4).
     #[arg(long)]
-    groups: Option<usize>,
+    pub(crate) groups: Option<usize>,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.125)]
     width: f32,
@@ -70,21 +68,21 @@ pub struct Args {
     /// Training data: a Fashion-MNIST folder (IDX files) or an image folder with one
     /// sub-folder per class (PNG/JPEG; see --test-data and --input).
     #[arg(long, default_value = FashionMnist::DEFAULT_DIR)]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Test set for an image folder given as --data (same layout); without it, the final
     /// test accuracy is skipped.
     #[arg(long)]
-    test_data: Option<PathBuf>,
+    pub(crate) test_data: Option<PathBuf>,
     /// Image-folder input size `CxHxW` (C = 1 or 3; default 1x28x28); images are converted
     /// and resized. Fashion-MNIST is 1x28x28 and refuses it.
     #[arg(long)]
-    input: Option<String>,
+    pub(crate) input: Option<String>,
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
     /// Evaluate the final model on only the first N test images (quick runs).
     #[arg(long)]
-    test_limit: Option<usize>,
+    pub(crate) test_limit: Option<usize>,
     /// Training images held out for validation.
     #[arg(long, default_value_t = 5000)]
     val: usize,
@@ -134,41 +132,6 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         spec = spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense))?;
     }
     Ok(spec)
-}
-
-/// G of the grouped convolutions: `--groups`, 4 by default, 1 for dense ones.
-fn groups(a: &Args) -> usize {
-    match a.conv {
-        ConvArg::Dense => 1,
-        _ => a.groups.unwrap_or(4),
-    }
-}
-
-/// Refuses options this run would ignore: `--groups` (≠ 1) for dense convolutions,
-/// `--input` and `--test-data` for Fashion-MNIST (fixed size, its own test split),
-/// `--test-limit` without a test set.
-fn check_options_apply(a: &Args) -> Result<()> {
-    let bad = |m: String| Err(Error::InvalidArgument(m));
-    if a.conv == ConvArg::Dense && a.groups.is_some_and(|g| g != 1) {
-        return bad("--groups applies to --conv sgc or flgc; --conv dense has G = 1".into());
-    }
-    if gconv::train::dataset::is_fashion_mnist(&a.data) {
-        for (flag, given) in [
-            ("--input", a.input.is_some()),
-            ("--test-data", a.test_data.is_some()),
-        ] {
-            if given {
-                return bad(format!(
-                    "{flag} applies to an image folder; {} is Fashion-MNIST (1x28x28, with its \
-                     own test split)",
-                    a.data.display()
-                ));
-            }
-        }
-    } else if a.test_limit.is_some() && a.test_data.is_none() {
-        return bad("--test-limit cuts the test set, and there is none: add --test-data".into());
-    }
-    Ok(())
 }
 
 fn parse_layers(s: &str) -> Result<[usize; 4]> {
