@@ -155,7 +155,7 @@ fn a_lost_device_fails_its_context_and_the_models_recreate_it() {
     let want3 = other.run(&x3).unwrap();
     let kept = ctx.upload("kept", &[1.0; 4]).unwrap();
     assert!(ctx.lost().is_none());
-    assert_eq!(rt.recover().unwrap(), false, "nothing to recover");
+    assert!(!rt.recover().unwrap(), "nothing to recover");
 
     ctx.device.destroy();
     let why = ctx.lost().expect("destroy() loses the device");
@@ -194,7 +194,7 @@ fn a_lost_device_fails_its_context_and_the_models_recreate_it() {
 
     // Explicitly, before the next run.
     new.device.destroy();
-    assert_eq!(rt.recover().unwrap(), true);
+    assert!(rt.recover().unwrap());
     assert_eq!(rt.recoveries(), 2);
     assert!(
         other.recover().unwrap(),
@@ -283,7 +283,7 @@ fn training_goes_on_from_its_last_checkpoint_after_a_device_loss() {
             "the start of the run"
         };
         assert!(
-            err.contains("lost") && err.contains(&format!("resuming from")),
+            err.contains("lost") && err.contains("resuming from"),
             "{err}"
         );
         assert!(err.contains(from), "{err}");

@@ -17,6 +17,9 @@ use gconv::{Error, Result, Weights};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// What a restart gives: a trainer on a new device, the device, the epoch to go on with.
+pub type Restarted = (Box<dyn Train>, Option<Arc<GpuContext>>, usize);
+
 /// Most device losses one run survives.
 pub const MAX_RESTARTS: usize = 3;
 
@@ -74,11 +77,7 @@ impl Restart {
     /// After `err` in an epoch: when it is a lost device (and restarts are left), a new
     /// device, a trainer from the last checkpoint and the epoch to go on with; otherwise
     /// `err` itself.
-    pub fn after(
-        &mut self,
-        err: Error,
-        gpu: Option<&Arc<GpuContext>>,
-    ) -> Result<(Box<dyn Train>, Option<Arc<GpuContext>>, usize)> {
+    pub fn after(&mut self, err: Error, gpu: Option<&Arc<GpuContext>>) -> Result<Restarted> {
         let lost = matches!(err, Error::DeviceLost(_)) || gpu.is_some_and(|c| c.lost().is_some());
         if !lost || gpu.is_none() || self.restarts >= MAX_RESTARTS {
             return Err(err);
