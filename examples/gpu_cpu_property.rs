@@ -254,8 +254,8 @@ fn main() -> gconv::Result<()> {
             continue;
         }
         let (op, family) = match rng.random_bool(0.5) {
-            true => (Op::MaxPool(MaxPool(p.clone())), "pool max_pool"),
-            false => (Op::AvgPool(AvgPool(p.clone())), "pool avg_pool"),
+            true => (Op::MaxPool(MaxPool(p)), "pool max_pool"),
+            false => (Op::AvgPool(AvgPool(p)), "pool avg_pool"),
         };
         let g = graph(op, [c, hw[0], hw[1]], false)?;
         let w = Weights::new();
