@@ -23,8 +23,10 @@ pub use crate::compile::FlgcMode;
 use crate::compile::{compile, CompileOptions};
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::gpu::choice::KernelChoice;
 use crate::gpu::context::GpuContext;
 use crate::gpu::executor::{GpuModel, PlanReport};
+use crate::gpu::precision::Precision;
 use crate::gpu::recovery::ContextSlot;
 use crate::graph::Graph;
 use crate::tensor::Tensor;
@@ -56,6 +58,9 @@ pub struct LoadOptions {
     /// ([`crate::gpu::tune`]; default `Some(1)`); `None`, or `GCONV_TUNE=off`, runs the
     /// candidate lists' defaults.
     pub tuned_batch: Option<usize>,
+    /// How the GPU stores the weights ([`Precision`]; default f32). `F16` applies where the
+    /// layer's kernel reads halves ([`crate::gpu::precision`]); the CPU path ignores it.
+    pub precision: Precision,
 }
 
 impl LoadOptions {
@@ -75,6 +80,7 @@ impl Default for LoadOptions {
             flgc: FlgcMode::Reordered,
             seed: 0,
             tuned_batch: Some(1),
+            precision: Precision::F32,
         }
     }
 }
@@ -184,8 +190,9 @@ impl Runtime {
                 let ctx = slot.recover()?;
                 let choice = match opts.tuned_batch {
                     Some(b) => crate::gpu::tune::cached_choice(ctx, &g, b, false),
-                    None => Default::default(),
-                };
+                    None => KernelChoice::default(),
+                }
+                .with_precision(opts.precision);
                 let m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice)?;
                 Backend::Gpu(Box::new(m), slot.clone())
             }

@@ -33,6 +33,7 @@ fn tiny() -> BenchConfig {
         per_layer: true,
         tuned: false,
         tune: false,
+        precision: gconv::Precision::F32,
     }
 }
 

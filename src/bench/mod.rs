@@ -127,6 +127,8 @@ pub struct BenchConfig {
     pub tuned: bool,
     /// Tune every model's layers missing from the cache before timing it (GPU only).
     pub tune: bool,
+    /// How the GPU stores the models' weights (`--precision`; f32 unless set).
+    pub precision: crate::gpu::Precision,
 }
 
 impl BenchConfig {
@@ -181,6 +183,7 @@ impl BenchConfig {
             per_layer: false,
             tuned: true,
             tune: false,
+            precision: crate::gpu::Precision::F32,
         }
     }
 }

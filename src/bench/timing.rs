@@ -131,6 +131,7 @@ pub(super) fn blocks(rows: &[LayerRow]) -> Vec<(String, f64)> {
 pub(super) fn load_options(cfg: &BenchConfig) -> LoadOptions {
     LoadOptions {
         tuned_batch: cfg.tuned.then_some(cfg.batch),
+        precision: cfg.precision,
         ..Default::default()
     }
 }

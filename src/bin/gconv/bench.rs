@@ -88,6 +88,10 @@ pub struct Args {
     /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
     #[arg(long)]
     no_tune: bool,
+    /// GPU weight storage: f32, or f16 where the layer's kernel reads halves (the
+    /// discrete-tier conv_igemm; f32 arithmetic). Recorded in the report's config.
+    #[arg(long, value_parser = crate::common::parse_precision)]
+    precision: Option<gconv::Precision>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -109,7 +113,10 @@ fn check_flags_apply(a: &Args, suites: &[Suite], gpu: bool) -> Result<()> {
             "--tune times kernels on a GPU; this run is on the CPU reference path".into(),
         ));
     }
-    let rules: [(&str, bool, &[Suite]); 14] = [
+    if let Some(p) = a.precision {
+        crate::common::check_precision(p, !gpu)?;
+    }
+    let rules: [(&str, bool, &[Suite]); 15] = [
         ("--input-size", a.input_size.is_some(), MODELS),
         ("--width", a.width.is_some(), MODELS),
         ("--num-classes", a.num_classes.is_some(), MODELS),
@@ -124,6 +131,7 @@ fn check_flags_apply(a: &Args, suites: &[Suite], gpu: bool) -> Result<()> {
         ("--sweep-g", a.sweep_g.is_some(), &[Sweep]),
         ("--per-layer", a.per_layer, TIMED),
         ("--tune", a.tune, TIMED),
+        ("--precision", a.precision.is_some(), TIMED),
     ];
     for (flag, given, readers) in rules {
         if given && !suites.iter().any(|s| readers.contains(s)) {
@@ -210,6 +218,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.per_layer = a.per_layer;
     cfg.tune = a.tune;
     cfg.tuned = !a.no_tune;
+    cfg.precision = a.precision.unwrap_or_default();
     let bar = if a.json {
         ProgressBar::hidden()
     } else {

@@ -202,3 +202,38 @@ impl From<DeviceArg> for gconv::Device {
         }
     }
 }
+
+/// `--precision`'s parser.
+pub fn parse_precision(s: &str) -> std::result::Result<gconv::Precision, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+/// Refuses `--precision f16` on the CPU reference (it computes in f32).
+pub fn check_precision(p: gconv::Precision, on_cpu: bool) -> Result<()> {
+    if p == gconv::Precision::F16 && on_cpu {
+        return Err(Error::InvalidArgument(
+            "--precision f16 stores GPU weights as halves; the CPU reference computes in f32 \
+             (use --device gpu)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One line saying how many of a GPU model's convolutions store f16 weights, when f16 was
+/// asked for (the others' kernels read f32; see `gconv::gpu::precision`).
+pub fn precision_notice(model: &mut gconv::Model, p: gconv::Precision) {
+    if p != gconv::Precision::F16 {
+        return;
+    }
+    if let Some(m) = model.gpu_model() {
+        let [all, half] = m.f16_convs();
+        if half < all {
+            eprintln!(
+                "note: --precision f16: {half} of {all} convolutions store f16 weights; the \
+                 others (and every other layer) run in f32 — their kernels on this adapter \
+                 class read f32"
+            );
+        }
+    }
+}

@@ -67,6 +67,10 @@ pub struct Args {
     /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
     #[arg(long)]
     no_tune: bool,
+    /// GPU weight storage: f32, or f16 where the layer's kernel reads halves (f32
+    /// arithmetic; --compare then uses the f16 tolerance).
+    #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
+    precision: gconv::Precision,
 }
 
 impl Args {
@@ -204,10 +208,13 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
     let opts = LoadOptions {
         fold_bn: false,
         tuned_batch: a.tuned(x.shape()[0]),
+        precision: a.precision,
         ..Default::default()
     };
     let name = graph.name.clone();
+    crate::common::check_precision(a.precision, !rt.is_gpu())?;
     let mut model = rt.load_graph(graph, weights, &opts)?;
+    crate::common::precision_notice(&mut model, a.precision);
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -234,11 +241,14 @@ fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
     let opts = LoadOptions {
         fold_bn: !a.no_fold_bn,
         tuned_batch: a.tuned(x.shape()[0]),
+        precision: a.precision,
         ..Default::default()
     };
     // As `Runtime::load_onnx`, with the batch known first (for the tuned kernels).
     let (g, w, _) = gconv::graph::fold_permutations(&m.graph, &m.weights)?;
+    crate::common::check_precision(a.precision, !rt.is_gpu())?;
     let mut model = rt.load_graph(g, w, &opts)?;
+    crate::common::precision_notice(&mut model, a.precision);
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -310,6 +320,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         flgc: a.flgc.unwrap_or(FlgcArg::Reordered).into(),
         seed: a.seed.unwrap_or(0),
         tuned_batch: a.tuned(x.shape()[0]),
+        precision: a.precision,
     };
     let device = if a.compare {
         Device::Gpu
@@ -317,7 +328,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         a.device.into()
     };
     let rt = Runtime::new(device)?;
+    crate::common::check_precision(a.precision, !rt.is_gpu())?;
     let mut model = rt.load(&spec, weights.clone(), &opts)?;
+    crate::common::precision_notice(&mut model, a.precision);
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -339,7 +352,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let cpu = Runtime::new(Device::Cpu)?;
         let mut reference = cpu.load(&spec, weights, &opts)?;
         let want = reference.run(&x)?;
-        let tol = Tolerance::F32_MODEL;
+        let tol = match a.precision {
+            gconv::Precision::F32 => Tolerance::F32_MODEL,
+            gconv::Precision::F16 => Tolerance::F16_MODEL,
+        };
         // NaN and infinities are data: NaN vs NaN is a mismatch (see `testing::compare`).
         let c = compare(y.data(), want.data(), tol);
         report["compare"] = serde_json::json!({
