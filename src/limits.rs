@@ -137,6 +137,10 @@ limits! {
     /// Largest text file (model description or scheme TOML) that is read.
     MAX_TEXT_FILE_BYTES = MIB, "bytes";
 
+    /// Largest `gconv bench` report (`report.json`) that is read (`bench compare`, the
+    /// desktop app); a full report with per-layer rows is ≈ 0.5 MB.
+    MAX_REPORT_FILE_BYTES = 256 * MIB, "bytes";
+
     /// Most nodes of a graph read from an exported model.
     MAX_GRAPH_NODES = 100_000, "nodes";
 

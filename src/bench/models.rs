@@ -4,15 +4,15 @@
 //! what the fold buys on this device.
 
 use super::timing::{input_for, layer_times, load_tuned, time_model};
-use super::{BenchConfig, LayerRow, Stats};
+use super::{BenchConfig, BenchControl, LayerRow, Stats};
 use crate::error::Result;
 use crate::gpu::roofline::Roofline;
 use crate::graph::{FoldReport, Graph, Op};
 use crate::runtime::{LoadOptions, Model, Runtime};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One user model of the `models` suite.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UserModelRow {
     /// What was given to `--model`, plus `(permutations not folded)` for the comparison run.
     pub model: String,
@@ -71,7 +71,8 @@ fn class_times(g: &Graph, layers: &[(String, f64)]) -> Vec<(String, f64)> {
 }
 
 /// A model given by path or name: ONNX (optionally without the permutation fold), an export
-/// of `gconv export`, or a zoo name / TOML file at its own input size.
+/// of `gconv export`, or a zoo name / TOML file at its own input size, with variations
+/// ([`super::variant::zoo_spec`]: `vgg13bn scheme=E width=0.5`).
 fn load(
     rt: &Runtime,
     what: &str,
@@ -90,7 +91,7 @@ fn load(
         let (g, w, _) = crate::io::read_exported(what)?;
         return Ok((rt.load_graph(g, w, opts)?, None));
     }
-    let spec = crate::zoo::ModelSpec::load(what)?;
+    let spec = super::variant::zoo_spec(what)?;
     Ok((rt.load(&spec, None, opts)?, None))
 }
 
@@ -111,11 +112,12 @@ fn describe(r: &FoldReport) -> String {
 }
 
 /// Times every model of `cfg.models` (and the unfolded form of ONNX models whose fold did
-/// something); `progress` is told each model as it starts.
+/// something); `progress` is told each model as it starts, `ctl` every pass.
 pub fn run_models(
     cfg: &BenchConfig,
     rt: &Runtime,
     roof: Option<&Roofline>,
+    ctl: &BenchControl,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<UserModelRow>> {
     let mut rows = Vec::new();
@@ -137,16 +139,16 @@ pub fn run_models(
             let permutations = report.take();
             let cost = model.exec_graph().cost();
             let x = input_for(model.graph(), cfg.batch, 5);
-            let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
+            let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
             let throughput_ips = if cfg.large_batch > 0 {
                 let xl = input_for(model.graph(), cfg.large_batch, 6);
-                let l = time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats)?;
+                let l = time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats, ctl)?;
                 cfg.large_batch as f64 / l.median
             } else {
                 cfg.batch as f64 / latency.median
             };
             let wr = (cfg.warmup.min(1), cfg.repeats);
-            let (method, per_layer) = layer_times(&mut model, &x, wr, roof)?;
+            let (method, per_layer) = layer_times(&mut model, &x, wr, roof, ctl)?;
             let layers: Vec<(String, f64)> = per_layer
                 .iter()
                 .map(|l| (l.name.clone(), l.seconds))

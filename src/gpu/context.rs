@@ -111,6 +111,16 @@ impl GpuContext {
                 .await
                 .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})")))?,
         };
+        Self::open(adapter).await
+    }
+
+    /// A context on `adapter` (one of [`super::adapters::list_adapters`]), with the limits
+    /// and features [`GpuContext::new`] asks for.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        pollster::block_on(Self::open(adapter))
+    }
+
+    async fn open(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Subgroups help some kernels on some adapters; ask only for what is there.

@@ -21,6 +21,7 @@
 //! memory, no barriers, small workgroups (`conv_fast`, `gemv`); real GPUs get other
 //! candidates in [`choice`] (`conv_wgmem`: workgroup-memory tiles, coalesced loads).
 
+pub mod adapters;
 pub mod choice;
 pub mod codegen;
 pub mod context;

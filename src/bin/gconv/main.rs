@@ -2,8 +2,11 @@
 
 mod bench;
 mod common;
+mod compare;
 mod eval;
 mod export;
+#[cfg(feature = "gui")]
+mod gui;
 mod infer;
 mod info;
 mod models;
@@ -44,6 +47,10 @@ enum Command {
     /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
     /// convs by index re-ordering, batch norms folded; the graph travels in the file.
     Export(export::ExportArgs),
+    /// The desktop benchmark window: pick a device and suites, watch them run, read and
+    /// compare the results (built with `--features gui`).
+    #[cfg(feature = "gui")]
+    Gui(gui::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::eval(a),
         Command::Export(a) => export::export(a),
         Command::Tune(a) => tune::run(a),
+        #[cfg(feature = "gui")]
+        Command::Gui(a) => gui::run(a),
     };
     match r {
         Ok(code) => code,
