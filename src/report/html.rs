@@ -76,15 +76,12 @@ impl HtmlDoc {
             s += "<tr>";
             for c in 0..t.headers.len().max(r.len()) {
                 let cell = r.get(c).map_or("", String::as_str);
-                // Markdown emphasis of the summary (`**total**`) reads as bold here.
-                let (cell, bold) = match cell.strip_prefix("**").and_then(|x| x.strip_suffix("**"))
-                {
-                    Some(inner) => (inner, true),
-                    None => (cell, false),
-                };
-                let num = super::leading_number(cell).is_some();
+                // Markdown emphasis of the summary (`**total**`) reads as a bold cell here.
+                let bold = cell.starts_with("**");
+                let cell = cell.replace("**", "");
+                let num = super::leading_number(&cell).is_some();
                 let class = if num { " class=\"num\"" } else { "" };
-                let text = escape(cell);
+                let text = escape(&cell);
                 let text = if bold { format!("<b>{text}</b>") } else { text };
                 s += &format!("<td{class}>{text}</td>");
             }

@@ -46,11 +46,7 @@ pub fn show_table(ui: &mut egui::Ui, id: impl egui::AsIdSalt + Copy, t: &Table, 
                             _ => "",
                         };
                         let text = egui::RichText::new(format!("{h}{arrow}")).strong();
-                        if ui
-                            .add(egui::Button::new(text).frame(false))
-                            .on_hover_text("sort by this column")
-                            .clicked()
-                        {
+                        if ui.add(egui::Button::new(text).frame(false)).clicked() {
                             sort.click(c);
                         }
                     }
@@ -58,16 +54,14 @@ pub fn show_table(ui: &mut egui::Ui, id: impl egui::AsIdSalt + Copy, t: &Table, 
                     for r in sort.order(t) {
                         for c in 0..t.headers.len() {
                             let cell = t.rows[r].get(c).map_or("", String::as_str);
-                            let (cell, bold) =
-                                match cell.strip_prefix("**").and_then(|x| x.strip_suffix("**")) {
-                                    Some(inner) => (inner, true),
-                                    None => (cell, false),
-                                };
-                            let mut text = egui::RichText::new(cell);
+                            // Markdown emphasis of the summary (`**total**`): a bold cell.
+                            let bold = cell.starts_with("**");
+                            let cell = cell.replace("**", "");
+                            let mut text = egui::RichText::new(&cell);
                             if bold {
                                 text = text.strong();
                             }
-                            if gconv::report::leading_number(cell).is_some() {
+                            if gconv::report::leading_number(&cell).is_some() {
                                 ui.with_layout(
                                     egui::Layout::right_to_left(egui::Align::Center),
                                     |ui| ui.label(text),
