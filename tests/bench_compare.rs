@@ -288,7 +288,7 @@ fn report_html_has_every_table_and_chart_inline() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench/lavapipe/report.json");
     let r = read_report(&path).unwrap();
     let figs = figures(&r);
-    let html = render_html(&r, &figs).unwrap();
+    let html = render_html(&r, &report_tables(&r), &figs).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
     check_self_contained(&html);
     // Every table of the text report, under its title, with its headers and rows.

@@ -1,7 +1,7 @@
 //! The charts of a report as [`Figure`]s, in report order: written as PNG + SVG by
 //! [`super::write_outputs`], inlined in `report.html`, shown by the desktop app.
 
-use super::output::{block_time, blocks, short};
+use super::labels::{block_time, blocks, short};
 use super::{BenchReport, LayerwiseRow, OP_CLASSES};
 use crate::report::{AnyChart, BarChart, Figure, LineChart, Series};
 

@@ -1,7 +1,6 @@
 //! `report.html`: one self-contained file with the device, the configuration, every table
 //! and every chart of a [`BenchReport`] ([`crate::report::html`]).
 
-use super::output::report_tables;
 use super::BenchReport;
 use crate::error::Result;
 use crate::report::html::HtmlDoc;
@@ -27,12 +26,13 @@ pub(super) fn config_table(r: &BenchReport) -> Table {
     Table::new("Configuration", &["setting", "value"], rows)
 }
 
-/// The HTML report of `r` with its `figures` ([`super::figures`]) inline as SVG.
+/// The HTML report of `r` with its `tables` ([`super::report_tables`]) and its `figures`
+/// ([`super::figures`]) inline as SVG.
 ///
 /// # Errors
 ///
 /// A chart that cannot be drawn ([`crate::report::AnyChart::to_svg`]).
-pub fn render_html(r: &BenchReport, figures: &[Figure]) -> Result<String> {
+pub fn render_html(r: &BenchReport, tables: &[Table], figures: &[Figure]) -> Result<String> {
     let mut d = HtmlDoc::new("gconv bench report");
     d.paragraph(&format!("Device: {}", r.device));
     d.paragraph(&format!("gconv {}", r.gconv_version));
@@ -49,8 +49,8 @@ pub fn render_html(r: &BenchReport, figures: &[Figure]) -> Result<String> {
     d.heading(2, "Configuration");
     d.table(&config_table(r));
     d.heading(2, "Results");
-    for t in report_tables(r) {
-        d.table(&t);
+    for t in tables {
+        d.table(t);
     }
     if !figures.is_empty() {
         d.heading(2, "Charts");

@@ -31,6 +31,8 @@ pub mod compare;
 #[cfg(feature = "app")]
 mod html;
 #[cfg(feature = "app")]
+mod labels;
+#[cfg(feature = "app")]
 mod output;
 #[cfg(feature = "app")]
 mod roof_output;

@@ -1,6 +1,7 @@
 //! Turning a [`BenchReport`] into a terminal table, JSON, charts, a Markdown summary and
 //! the HTML report.
 
+use super::labels::{block_time, blocks, short};
 use super::{BenchReport, LayerwiseRow, OP_CLASSES};
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
@@ -221,20 +222,12 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     write_atomic(&mdp, md.as_bytes())?;
     files.push(mdp);
     let html = dir.join("report.html");
-    write_atomic(&html, super::html::render_html(r, &figures)?.as_bytes())?;
+    write_atomic(
+        &html,
+        super::html::render_html(r, &report_tables(r), &figures)?.as_bytes(),
+    )?;
     files.push(html);
     Ok(files)
-}
-
-/// The blocks of layer-wise rows, in the first row's order.
-pub(super) fn blocks(rows: &[LayerwiseRow]) -> Vec<String> {
-    rows.first()
-        .map(|r| r.blocks.iter().map(|b| b.0.clone()).collect())
-        .unwrap_or_default()
-}
-
-pub(super) fn block_time(m: &LayerwiseRow, b: &str) -> Option<f64> {
-    m.blocks.iter().find(|x| x.0 == b).map(|x| x.1)
 }
 
 /// Per-block times (ms) of several models side by side, with totals and MACs: headers and
@@ -269,21 +262,6 @@ fn layerwise_table(rows: &[LayerwiseRow]) -> Option<TableBody> {
         table.push(roof);
     }
     Some((headers, table))
-}
-
-/// A model's label without its folders (`nets/shufflenet.onnx` → `shufflenet.onnx`).
-pub(super) fn short(model: &str) -> String {
-    let (path, rest) = match model.find(" (") {
-        Some(i) => model.split_at(i),
-        None => (model, ""),
-    };
-    let file = Path::new(path)
-        .file_name()
-        .map_or(path.into(), |f| f.to_string_lossy());
-    format!(
-        "{file}{}",
-        rest.replace("permutations not folded", "unfolded")
-    )
 }
 
 fn models_table(r: &BenchReport) -> Table {
