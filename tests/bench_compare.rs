@@ -353,3 +353,17 @@ fn report_html_has_every_table_and_chart_inline() {
     }
     assert!(html.contains("<script>") && html.contains("mousemove"));
 }
+
+/// Without the `gui` feature `gconv gui` is an error that says how to build it, not clap's
+/// "unrecognized subcommand".
+#[cfg(not(feature = "gui"))]
+#[test]
+fn gconv_gui_without_the_feature_says_how_to_build_it() {
+    let out = gconv()
+        .args(["gui", "--suite", "sweep", "--screenshot", "x.png"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--features gui"), "{err}");
+}

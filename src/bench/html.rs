@@ -23,7 +23,7 @@ pub(super) fn config_table(r: &BenchReport) -> Table {
                 .collect()
         })
         .unwrap_or_default();
-    Table::new("Configuration", &["setting", "value"], rows)
+    Table::new("Settings of this run", &["setting", "value"], rows)
 }
 
 /// The HTML report of `r` with its `tables` ([`super::report_tables`]) and its `figures`

@@ -16,6 +16,11 @@
 //! share of the roof ([`roof`]), measured once per run on the adapter in use whenever a suite
 //! has such rows. Models load with the kernel choices `gconv tune` cached
 //! ([`crate::gpu::tune`]) unless `tuned` is off; `tune` tunes them first.
+//!
+//! With the `app` feature a report is written as `report.json`, `summary.md`, one
+//! self-contained `report.html` (tables, inline SVG charts, no external URL) and PNG/SVG
+//! charts (`write_outputs`); `compare` sets two reports side by side; a run started with
+//! [`run_bench_with`] reports its progress to a [`BenchControl`], which can also cancel it.
 
 use crate::error::{Error, Result};
 use crate::graph::{Conv2dSpec, Graph, GraphBuilder, Op};

@@ -51,6 +51,13 @@ enum Command {
     /// compare the results (built with `--features gui`).
     #[cfg(feature = "gui")]
     Gui(gui::Args),
+    /// Without the `gui` feature `gconv gui` says how to get it (hidden).
+    #[cfg(not(feature = "gui"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Gui {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +85,12 @@ fn main() -> ExitCode {
         Command::Tune(a) => tune::run(a),
         #[cfg(feature = "gui")]
         Command::Gui(a) => gui::run(a),
+        #[cfg(not(feature = "gui"))]
+        Command::Gui { .. } => Err(gconv::Error::InvalidArgument(
+            "gconv gui: this gconv was built without the desktop app; build it with \
+             `cargo build --release --features gui`"
+                .into(),
+        )),
     };
     match r {
         Ok(code) => code,
