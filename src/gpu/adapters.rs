@@ -62,6 +62,37 @@ impl AdapterSummary {
     }
 }
 
+/// The adapter [`GpuContext::new`] opens: the one whose name contains `WGPU_ADAPTER_NAME`
+/// (case-insensitive) among the `WGPU_BACKEND` backends, else wgpu's pick for
+/// `WGPU_POWER_PREF`; [`Error::NoAdapter`] when there is none.
+pub(super) async fn pick_from_env() -> Result<wgpu::Adapter> {
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let backends = desc.backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+        Ok(want) => {
+            let want = want.to_lowercase();
+            let all = instance.enumerate_adapters(backends).await;
+            let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+            all.into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&want))
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "WGPU_ADAPTER_NAME={want} matches none of {names:?} (backends {backends:?})"
+                    ))
+                })?
+        }
+        Err(_) => instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})")))?,
+    };
+    Ok(adapter)
+}
+
 fn enumerate() -> Vec<wgpu::Adapter> {
     let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     let backends = desc.backends;
