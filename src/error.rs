@@ -118,6 +118,10 @@ pub enum Error {
     /// An argument is out of its range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Long work (a benchmark run) was stopped on request before it finished; nothing it
+    /// would have written was written.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 /// `Result` with gconv's [`Error`].

@@ -46,6 +46,9 @@
 //!   implemented by the CPU reference trainer and the GPU trainer; SGD, schedules, datasets.
 //! - With the default `app` feature: [`bench`](mod@bench)'s reports and charts and the `gconv` CLI. An
 //!   embedding build (`default-features = false`) has none of their dependencies.
+//! - With the `gui` feature (not default): `gconv gui`, the desktop benchmark window
+//!   (egui/eframe on wgpu), built on [`bench`](mod@bench)'s `run_bench_with`, `BenchControl`
+//!   (progress, cancel) and `compare`.
 //!
 //! The CPU reference never imports the GPU side; shaders are reached only through their
 //! launchers. Errors are one enum, [`Error`], naming the layer, op, tensor or file.

@@ -139,6 +139,9 @@ limits! {
 
     /// Largest tuning cache (`kernels.json`) that is read; one entry is ≈ 300 bytes.
     MAX_CACHE_FILE_BYTES = 64 * MIB, "bytes";
+    /// Largest `gconv bench` report (`report.json`) that is read (`bench compare`, the
+    /// desktop app); a full report with per-layer rows is ≈ 0.5 MB.
+    MAX_REPORT_FILE_BYTES = 256 * MIB, "bytes";
 
     /// Most nodes of a graph read from an exported model.
     MAX_GRAPH_NODES = 100_000, "nodes";

@@ -177,6 +177,7 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     let mut expected = vec![
         "report.json",
         "summary.md",
+        "report.html",
         "paper1_vgg_schemes.svg",
         "paper2_resnet_layerwise.svg",
         "mobilenetv2_layerwise.svg",
@@ -285,6 +286,10 @@ fn check_models(rt: &Runtime) {
     assert!(files.iter().any(|f| f.ends_with("models_op_classes.svg")));
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(md.contains("shufflenet.onnx (unfolded)"), "{md}");
+    // report.html has the models' table and chart inline.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("data-title=\"Your models, batch 1\""));
+    assert!(html.contains("id=\"fig-models_op_classes\""));
     std::fs::remove_dir_all(&dir).ok();
 }
 

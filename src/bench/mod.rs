@@ -16,25 +16,42 @@
 //! share of the roof ([`roof`]), measured once per run on the adapter in use whenever a suite
 //! has such rows. Models load with the kernel choices `gconv tune` cached
 //! ([`crate::gpu::tune`]) unless `tuned` is off; `tune` tunes them first.
+//!
+//! With the `app` feature a report is written as `report.json`, `summary.md`, one
+//! self-contained `report.html` (tables, inline SVG charts, no external URL) and PNG/SVG
+//! charts (`write_outputs`); `compare` sets two reports side by side; a run started with
+//! [`run_bench_with`] reports its progress to a [`BenchControl`], which can also cancel it.
 
 use crate::error::{Error, Result};
 use crate::graph::{Conv2dSpec, Graph, GraphBuilder, Op};
 use crate::runtime::Runtime;
 use crate::weights::Weights;
 use crate::zoo::{ConvKind, ModelSpec, Scheme};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "app")]
+mod charts;
+#[cfg(feature = "app")]
+pub mod compare;
+#[cfg(feature = "app")]
+mod html;
+#[cfg(feature = "app")]
+mod labels;
 #[cfg(feature = "app")]
 mod output;
 #[cfg(feature = "app")]
 mod roof_output;
 #[cfg(feature = "app")]
-pub use output::{render_text, tables, write_outputs};
+pub use charts::figures;
 #[cfg(feature = "app")]
-pub use roof_output::worst_layers;
+pub use html::render_html;
+#[cfg(feature = "app")]
+pub use output::{render_text, report_tables, tables, write_outputs};
+#[cfg(feature = "app")]
+pub use roof_output::{layer_table, worst_layers};
 
 /// Which suites to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Suite {
     /// VGG-BN schemes A–E (Gong et al.).
@@ -53,7 +70,7 @@ pub enum Suite {
 }
 
 /// One conv layer shape for the sweep: `C → C`, `k×k`, on `H×W`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerShape {
     /// Input = output channels.
     pub channels: usize,
@@ -85,7 +102,7 @@ impl std::str::FromStr for LayerShape {
 }
 
 /// What to run, how big, how often.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchConfig {
     /// Suites, in order.
     pub suites: Vec<Suite>,
@@ -189,16 +206,21 @@ impl BenchConfig {
 }
 
 mod check;
+mod control;
+mod memory;
 mod models;
 pub mod roof;
 mod rows;
 mod timing;
+mod variant;
 pub use check::{MAX_BATCH, MAX_REPEATS, MAX_WARMUP};
+pub use control::{BenchControl, Pass};
 pub use models::{op_class, ModelOptions, UserModelRow, OP_CLASSES};
 pub use roof::LayerRow;
 pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
 pub use timing::block_of;
 use timing::{blocks, input_for, layer_times, load_tuned, time_model};
+pub use variant::zoo_spec;
 
 fn sized(name: &str, cfg: &BenchConfig) -> Result<ModelSpec> {
     sized_at(name, cfg, cfg.input_size)
@@ -219,6 +241,22 @@ pub fn run_bench(
     rt: &Runtime,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<BenchReport> {
+    run_bench_with(cfg, rt, &BenchControl::default(), progress)
+}
+
+/// [`run_bench`] watched and stoppable from another thread: every pass is reported to
+/// `ctl`, and after [`BenchControl::cancel`] the run returns [`Error::Cancelled`] at its
+/// next pass (the desktop app's progress line and Cancel button).
+pub fn run_bench_with(
+    cfg: &BenchConfig,
+    rt: &Runtime,
+    ctl: &BenchControl,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<BenchReport> {
+    let progress = &mut |msg: &str, done, total| {
+        progress(msg, done, total);
+        ctl.check()
+    };
     check::validate(cfg)?;
     let software = rt.gpu().is_none_or(|g| g.is_cpu());
     // The roof, measured once, when a suite has layer rows (or asks for it).
@@ -243,7 +281,7 @@ pub fn run_bench(
     let mut step = 0usize;
     let roofline = match roof_ctx {
         Some(ctx) => {
-            progress("roofline: streaming read and GEMM", step, total);
+            progress("roofline: streaming read and GEMM", step, total)?;
             step += 1;
             Some(crate::gpu::roofline::measure(ctx)?)
         }
@@ -274,21 +312,27 @@ pub fn run_bench(
                 }
                 check::builds(specs.iter().map(|s| &s.1))?;
                 for (scheme, spec) in specs {
-                    progress(&format!("paper1: {}", spec.name), step, total);
+                    progress(&format!("paper1: {}", spec.name), step, total)?;
                     step += 1;
                     let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
                     let cost = model.graph().cost();
                     let x = input_for(model.graph(), cfg.batch, 1)?;
-                    let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
+                    let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
                     let layers = if cfg.per_layer {
                         let wr = (cfg.warmup.min(1), cfg.repeats);
-                        layer_times(&mut model, &x, wr, roof)?.1
+                        layer_times(&mut model, &x, wr, roof, ctl)?.1
                     } else {
                         Vec::new()
                     };
                     let large = if cfg.large_batch > 0 {
                         let xl = input_for(model.graph(), cfg.large_batch, 2)?;
-                        Some(time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats)?)
+                        Some(time_model(
+                            &mut model,
+                            &xl,
+                            cfg.warmup.min(1),
+                            cfg.repeats,
+                            ctl,
+                        )?)
                     } else {
                         None
                     };
@@ -350,13 +394,13 @@ pub fn run_bench(
                 }
                 check::builds(variants.iter().map(|v| &v.1))?;
                 for (label, spec) in variants {
-                    progress(&format!("{family}: {label}"), step, total);
+                    progress(&format!("{family}: {label}"), step, total)?;
                     step += 1;
                     let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
                     let macs = model.exec_graph().cost().total_macs;
                     let x = input_for(model.graph(), cfg.batch, 3)?;
                     let wr = (cfg.warmup.min(1), cfg.repeats);
-                    let (method, layers) = layer_times(&mut model, &x, wr, roof)?;
+                    let (method, layers) = layer_times(&mut model, &x, wr, roof, ctl)?;
                     let blocks = blocks(&layers);
                     let row = LayerwiseRow {
                         model: label,
@@ -374,8 +418,9 @@ pub fn run_bench(
                 }
             }
             Suite::Models => {
-                report.models = models::run_models(cfg, rt, roof, &mut |m| {
-                    progress(&format!("models: {m}"), step, total);
+                report.models = models::run_models(cfg, rt, roof, ctl, &mut |m| {
+                    // A cancel request is seen by the model's first pass.
+                    let _ = progress(&format!("models: {m}"), step, total);
                     step += 1;
                 })?;
             }
@@ -391,7 +436,7 @@ pub fn run_bench(
                             ),
                             step,
                             total,
-                        );
+                        )?;
                         step += 1;
                         if layer.channels % g != 0 {
                             log::warn!(
@@ -406,7 +451,7 @@ pub fn run_bench(
                         let mut model =
                             load_tuned(rt, cfg, &|o| rt.load_graph(graph.clone(), w.clone(), o))?;
                         let x = input_for(model.graph(), cfg.batch, 4)?;
-                        let time = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
+                        let time = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
                         let d = *dense_t.get_or_insert(time.median);
                         // The whole pass is the layer: one row from the pass's median.
                         let kernels = match model.gpu_model() {
@@ -439,36 +484,10 @@ pub fn run_bench(
         }
     }
     if let (Some(ctx), true) = (rt.gpu(), cfg.suites.iter().any(|s| *s != Suite::Roofline)) {
-        report.training_memory = training_memory(ctx, cfg)?;
+        report.training_memory = memory::training_memory(ctx, cfg)?;
     }
-    progress("done", total, total);
+    let _ = progress("done", total, total); // finished: a late cancel changes nothing
     Ok(report)
-}
-
-/// The planned memory of a GPU training step (activations, gradients and scratch in
-/// lifetime-planned buffers, against one buffer per value) for the FLGC ResNet-50-DSC and
-/// MobileNetV2 at the configured size and large batch.
-fn training_memory(
-    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
-    cfg: &BenchConfig,
-) -> Result<Vec<TrainingMemoryRow>> {
-    let g = cfg.groups.first().copied().unwrap_or(4);
-    let batch = cfg.large_batch.max(2);
-    let mut rows = Vec::new();
-    for name in ["resnet50-dsc-flgc", "mobilenetv2-flgc"] {
-        let spec = sized(name, cfg)?.with_groups(g, Some(ConvKind::Flgc))?;
-        let graph = spec.build()?;
-        let weights = Weights::init(&graph, 0);
-        let t = crate::train::GpuTrainer::new(ctx.clone(), graph, weights, Default::default())?;
-        let plan =
-            crate::train::Train::memory_plan(&t, batch)?.expect("a GPU trainer plans its memory");
-        rows.push(TrainingMemoryRow {
-            model: format!("{name} G={g}"),
-            batch,
-            plan,
-        });
-    }
-    Ok(rows)
 }
 
 /// A graph of one `C → C` conv with `g` groups (`same` padding).

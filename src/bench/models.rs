@@ -4,7 +4,7 @@
 //! what the fold buys on this device.
 
 use super::timing::{input_for, layer_times, load_tuned, time_model};
-use super::{BenchConfig, LayerRow, Stats};
+use super::{BenchConfig, BenchControl, LayerRow, Stats};
 use crate::error::Error;
 use crate::error::Result;
 use crate::gpu::roofline::Roofline;
@@ -72,7 +72,7 @@ impl ModelOptions {
 }
 
 /// One user model of the `models` suite.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UserModelRow {
     /// What was given to `--model`, plus `(permutations not folded)` for the comparison run.
     pub model: String,
@@ -140,7 +140,8 @@ fn is_fixed_graph(what: &str) -> bool {
 }
 
 /// A model given by path or name: ONNX (optionally without the permutation fold), an export
-/// of `gconv export`, or a zoo name / TOML file (`spec`, its options applied).
+/// of `gconv export`, or a zoo name / TOML file with variations
+/// ([`super::variant::zoo_spec`]: `vgg13bn scheme=E width=0.5`) and its options applied (`spec`).
 fn load(
     rt: &Runtime,
     what: &str,
@@ -184,7 +185,7 @@ fn variants(what: &str, o: &ModelOptions) -> Result<Vec<(String, Option<ModelSpe
     groups
         .into_iter()
         .map(|g| {
-            let (spec, set) = o.apply(ModelSpec::load(what)?, g)?;
+            let (spec, set) = o.apply(super::variant::zoo_spec(what)?, g)?;
             let label = match set.is_empty() {
                 true => what.to_string(),
                 false => format!("{what} ({set})"),
@@ -211,11 +212,12 @@ fn describe(r: &FoldReport) -> String {
 }
 
 /// Times every model of `cfg.models` (and the unfolded form of ONNX models whose fold did
-/// something); `progress` is told each model as it starts.
+/// something); `progress` is told each model as it starts, `ctl` every pass.
 pub fn run_models(
     cfg: &BenchConfig,
     rt: &Runtime,
     roof: Option<&Roofline>,
+    ctl: &BenchControl,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<UserModelRow>> {
     let mut rows = Vec::new();
@@ -250,16 +252,16 @@ pub fn run_models(
             let permutations = report.take();
             let cost = model.exec_graph().cost();
             let x = input_for(model.graph(), cfg.batch, 5)?;
-            let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
+            let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
             let throughput_ips = if cfg.large_batch > 0 {
                 let xl = input_for(model.graph(), cfg.large_batch, 6)?;
-                let l = time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats)?;
+                let l = time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats, ctl)?;
                 cfg.large_batch as f64 / l.median
             } else {
                 cfg.batch as f64 / latency.median
             };
             let wr = (cfg.warmup.min(1), cfg.repeats);
-            let (method, per_layer) = layer_times(&mut model, &x, wr, roof)?;
+            let (method, per_layer) = layer_times(&mut model, &x, wr, roof, ctl)?;
             let layers: Vec<(String, f64)> = per_layer
                 .iter()
                 .map(|l| (l.name.clone(), l.seconds))

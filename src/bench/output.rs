@@ -1,11 +1,11 @@
-//! Turning a [`BenchReport`] into a terminal table, JSON, charts and a Markdown summary.
+//! Turning a [`BenchReport`] into a terminal table, JSON, charts, a Markdown summary and
+//! the HTML report.
 
+use super::labels::{block_time, blocks, short};
 use super::{BenchReport, LayerwiseRow, OP_CLASSES};
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
-use crate::report::{
-    markdown_table, write_bar_chart, write_line_chart, BarChart, LineChart, Series,
-};
+use crate::report::{write_figure, Table};
 use std::path::{Path, PathBuf};
 
 fn ms(s: f64) -> String {
@@ -25,8 +25,20 @@ fn gmacs(m: u64) -> String {
     format!("{:.3}", m as f64 / 1e9)
 }
 
-/// The tables of a report, as Markdown (also readable on a terminal).
+/// The tables of a report as (title, Markdown) pairs (also readable on a terminal).
 pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
+    report_tables(r)
+        .into_iter()
+        .map(|t| {
+            let md = t.markdown();
+            (t.title, md)
+        })
+        .collect()
+}
+
+/// The tables of a report, in report order: what the text report, `summary.md`,
+/// `report.html` and the desktop app show.
+pub fn report_tables(r: &BenchReport) -> Vec<Table> {
     let mut out = Vec::new();
     out.extend(super::roof_output::roofline_table(r));
     if !r.paper1.is_empty() {
@@ -59,26 +71,24 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
         } else {
             "large batch ms".to_string()
         };
-        out.push((
+        out.push(Table::new(
             format!(
                 "Paper 1 (Gong et al., Fig. 10): {} at {}², batch {}",
                 r.config.vgg,
                 r.config.paper1_input_size.unwrap_or(r.config.input_size),
                 r.config.batch
             ),
-            markdown_table(
-                &[
-                    "scheme",
-                    "params M",
-                    "GMACs",
-                    "MACs %",
-                    "latency ms (min–max)",
-                    "time %",
-                    &batch_col,
-                    "img/s",
-                ],
-                &rows,
-            ),
+            &[
+                "scheme",
+                "params M",
+                "GMACs",
+                "MACs %",
+                "latency ms (min–max)",
+                "time %",
+                &batch_col,
+                "img/s",
+            ],
+            rows,
         ));
     }
     for (rows, what) in [
@@ -88,12 +98,13 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
             "MobileNetV2 dense / SGC / FLGC (Wang et al.'s CIFAR-10 setting)",
         ),
     ] {
-        if let Some(t) = layerwise_table(rows) {
+        if let Some((headers, body)) = layerwise_table(rows) {
             let title = format!(
                 "{what}: per-block time in ms at {}², batch {} ({})",
                 r.config.input_size, r.config.batch, rows[0].method
             );
-            out.push((title, t));
+            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+            out.push(Table::new(title, &h, body));
         }
     }
     if !r.training_memory.is_empty() {
@@ -112,29 +123,24 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                 ]
             })
             .collect();
-        out.push((
+        out.push(Table::new(
             format!(
                 "GPU training step memory at {}² (activations, gradients, scratch)",
                 r.config.input_size
             ),
-            markdown_table(
-                &[
-                    "model",
-                    "batch",
-                    "buffers",
-                    "slots",
-                    "planned MB",
-                    "one per value MB",
-                ],
-                &rows,
-            ),
+            &[
+                "model",
+                "batch",
+                "buffers",
+                "slots",
+                "planned MB",
+                "one per value MB",
+            ],
+            rows,
         ));
     }
     if !r.models.is_empty() {
-        out.push((
-            format!("Your models, batch {}", r.config.batch),
-            models_table(r),
-        ));
+        out.push(models_table(r));
     }
     out.extend(super::roof_output::layer_tables(r));
     if !r.sweep.is_empty() {
@@ -162,21 +168,19 @@ pub fn tables(r: &BenchReport) -> Vec<(String, String)> {
                 ]
             })
             .collect();
-        out.push((
+        out.push(Table::new(
             format!("Group sweep, batch {}", r.config.batch),
-            markdown_table(
-                &[
-                    "layer",
-                    "G",
-                    "MMACs",
-                    "ms (min–max)",
-                    "speed-up vs G=1",
-                    "GFLOP/s",
-                    "% roof",
-                    "kernel",
-                ],
-                &rows,
-            ),
+            &[
+                "layer",
+                "G",
+                "MMACs",
+                "ms (min–max)",
+                "speed-up vs G=1",
+                "GFLOP/s",
+                "% roof",
+                "kernel",
+            ],
+            rows,
         ));
     }
     out
@@ -194,8 +198,10 @@ pub fn render_text(r: &BenchReport) -> String {
     s
 }
 
-/// Writes `report.json`, `summary.md` and the charts (PNG + SVG) into `dir`, each atomically,
-/// all under the folder's advisory lock (`.gconv-bench.lock`, see [`crate::fs::FileLock`]).
+/// Writes `report.json`, `summary.md`, `report.html` (one self-contained file: every table
+/// and chart, the device and configuration) and the charts (PNG + SVG) into `dir`; returns
+/// the files written. Every file is written atomically ([`write_atomic`]), all under the
+/// folder's advisory lock (`.gconv-bench.lock`, see [`crate::fs::FileLock`]).
 pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Two runs writing one folder take turns: it holds one run's files, not a mix.
@@ -210,113 +216,27 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     )?;
     files.push(json);
     let mut md = render_text(r).replacen("gconv", "# gconv bench:", 1);
-    if !r.paper1.is_empty() {
-        let base = &r.paper1[0];
-        let chart = BarChart {
-            title: format!("{}: MACs and latency vs baseline (= 100)", r.config.vgg),
-            y_label: "% of baseline".into(),
-            categories: r.paper1.iter().map(|m| m.scheme.clone()).collect(),
-            series: vec![
-                Series {
-                    name: "MACs".into(),
-                    values: r
-                        .paper1
-                        .iter()
-                        .map(|m| 100.0 * m.macs as f64 / base.macs as f64)
-                        .collect(),
-                },
-                Series {
-                    name: format!("latency (batch {})", r.config.batch),
-                    values: r
-                        .paper1
-                        .iter()
-                        .map(|m| 100.0 * m.latency.median / base.latency.median)
-                        .collect(),
-                },
-            ],
-        };
-        files.extend(write_bar_chart(dir, "paper1_vgg_schemes", &chart)?);
-        md.push_str("\n![paper 1](paper1_vgg_schemes.png)\n");
+    let figures = super::charts::figures(r);
+    for f in &figures {
+        files.extend(write_figure(dir, f)?);
+        md.push_str(&format!("\n![{}]({}.png)\n", f.alt, f.stem));
     }
-    for (rows, stem, what) in [
-        (&r.paper2, "paper2_resnet_layerwise", "ResNet-50"),
-        (&r.mobilenet, "mobilenetv2_layerwise", "MobileNetV2"),
-    ] {
-        if let Some(chart) = layerwise_chart(rows, what) {
-            files.extend(write_line_chart(dir, stem, &chart)?);
-            md.push_str(&format!("\n![{what}]({stem}.png)\n"));
-        }
-    }
-    if !r.sweep.is_empty() {
-        let gs = r.config.sweep_groups.clone();
-        let mut series = Vec::new();
-        for l in &r.config.sweep_layers {
-            series.push(Series {
-                name: format!("{}ch {}² {}×{}", l.channels, l.size, l.kernel, l.kernel),
-                values: gs
-                    .iter()
-                    .map(|g| {
-                        r.sweep
-                            .iter()
-                            .find(|s| s.layer == *l && s.groups == *g)
-                            .map_or(f64::NAN, |s| s.speedup_vs_dense)
-                    })
-                    .collect(),
-            });
-        }
-        series.push(Series {
-            name: "ideal (= G)".into(),
-            values: gs.iter().map(|&g| g as f64).collect(),
-        });
-        let chart = LineChart {
-            title: "Speed-up of grouped conv over G = 1".into(),
-            x_label: "groups G".into(),
-            y_label: "speed-up ×".into(),
-            x_labels: gs.iter().map(|g| g.to_string()).collect(),
-            series,
-        };
-        files.extend(write_line_chart(dir, "sweep_groups", &chart)?);
-        md.push_str("\n![sweep](sweep_groups.png)\n");
-    }
-    if !r.models.is_empty() {
-        let chart = BarChart {
-            title: format!("Time per op class, batch {}", r.config.batch),
-            y_label: "ms".into(),
-            categories: r.models.iter().map(|m| short(&m.model)).collect(),
-            series: OP_CLASSES
-                .iter()
-                .enumerate()
-                .map(|(k, c)| Series {
-                    name: c.to_string(),
-                    values: r.models.iter().map(|m| 1e3 * m.classes[k].1).collect(),
-                })
-                .collect(),
-        };
-        files.extend(write_bar_chart(dir, "models_op_classes", &chart)?);
-        md.push_str("\n![your models](models_op_classes.png)\n");
-    }
-    let (roof_files, roof_md) = super::roof_output::write_roof_charts(r, dir)?;
-    files.extend(roof_files);
-    md.push_str(&roof_md);
     let mdp = dir.join("summary.md");
     write_atomic(&mdp, md.as_bytes())?;
     files.push(mdp);
+    let html = dir.join("report.html");
+    write_atomic(
+        &html,
+        super::html::render_html(r, &report_tables(r), &figures)?.as_bytes(),
+    )?;
+    files.push(html);
     Ok(files)
 }
 
-/// The blocks of layer-wise rows, in the first row's order.
-fn blocks(rows: &[LayerwiseRow]) -> Vec<String> {
-    rows.first()
-        .map(|r| r.blocks.iter().map(|b| b.0.clone()).collect())
-        .unwrap_or_default()
-}
-
-fn block_time(m: &LayerwiseRow, b: &str) -> Option<f64> {
-    m.blocks.iter().find(|x| x.0 == b).map(|x| x.1)
-}
-
-/// Per-block times (ms) of several models side by side, with totals and MACs.
-fn layerwise_table(rows: &[LayerwiseRow]) -> Option<String> {
+/// Per-block times (ms) of several models side by side, with totals and MACs: headers and
+/// rows.
+type TableBody = (Vec<String>, Vec<Vec<String>>);
+fn layerwise_table(rows: &[LayerwiseRow]) -> Option<TableBody> {
     if rows.is_empty() {
         return None;
     }
@@ -344,48 +264,10 @@ fn layerwise_table(rows: &[LayerwiseRow]) -> Option<String> {
         );
         table.push(roof);
     }
-    let h: Vec<&str> = headers.iter().map(|s| s.as_str()).collect();
-    Some(markdown_table(&h, &table))
+    Some((headers, table))
 }
 
-/// Per-block times as one line per model.
-fn layerwise_chart(rows: &[LayerwiseRow], what: &str) -> Option<LineChart> {
-    let first = rows.first()?;
-    let blocks = blocks(rows);
-    Some(LineChart {
-        title: format!("{what} layer-wise time ({})", first.method),
-        x_label: "block".into(),
-        y_label: "ms".into(),
-        x_labels: blocks.clone(),
-        series: rows
-            .iter()
-            .map(|m| Series {
-                name: m.model.clone(),
-                values: blocks
-                    .iter()
-                    .map(|b| block_time(m, b).map_or(f64::NAN, |t| t * 1e3))
-                    .collect(),
-            })
-            .collect(),
-    })
-}
-
-/// A model's label without its folders (`nets/shufflenet.onnx` → `shufflenet.onnx`).
-fn short(model: &str) -> String {
-    let (path, rest) = match model.find(" (") {
-        Some(i) => model.split_at(i),
-        None => (model, ""),
-    };
-    let file = Path::new(path)
-        .file_name()
-        .map_or(path.into(), |f| f.to_string_lossy());
-    format!(
-        "{file}{}",
-        rest.replace("permutations not folded", "unfolded")
-    )
-}
-
-fn models_table(r: &BenchReport) -> String {
+fn models_table(r: &BenchReport) -> Table {
     let rows: Vec<Vec<String>> = r
         .models
         .iter()
@@ -411,5 +293,9 @@ fn models_table(r: &BenchReport) -> String {
     let class_heads: Vec<String> = OP_CLASSES.iter().map(|c| format!("{c} ms")).collect();
     head.extend(class_heads.iter().map(String::as_str));
     head.push("channel permutations");
-    markdown_table(&head, &rows)
+    Table::new(
+        format!("Your models, batch {}", r.config.batch),
+        &head,
+        rows,
+    )
 }

@@ -13,10 +13,10 @@
 
 use crate::gpu::roofline::Roofline;
 use crate::graph::{Graph, ModelCost};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One executed layer of a model, timed.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LayerRow {
     /// Node name.
     pub name: String,

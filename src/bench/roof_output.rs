@@ -4,18 +4,14 @@
 use super::roof::{rate, ridge, rows_roof_pct, LayerRow};
 use super::timing::block_of;
 use super::{BenchReport, LayerwiseRow};
-use crate::error::Result;
-use crate::report::{
-    markdown_table, write_bar_chart, write_line_chart, BarChart, LineChart, Series,
-};
-use std::path::{Path, PathBuf};
+use crate::report::{AnyChart, BarChart, Figure, LineChart, Series, Table};
 
 fn pct(p: Option<f64>) -> String {
     p.map_or("—".into(), |p| format!("{p:.1}"))
 }
 
 /// The roofline table: every candidate and the roof it sets.
-pub(super) fn roofline_table(r: &BenchReport) -> Option<(String, String)> {
+pub(super) fn roofline_table(r: &BenchReport) -> Option<Table> {
     let roof = r.roofline.as_ref()?;
     let mut rows: Vec<Vec<String>> = roof
         .all
@@ -44,14 +40,15 @@ pub(super) fn roofline_table(r: &BenchReport) -> Option<(String, String)> {
         format!("{:.2}", ridge(roof)),
         "FLOP/byte".into(),
     ]);
-    Some((
+    Some(Table::new(
         format!("Roofline of {}", roof.adapter),
-        markdown_table(&["kernel", "rate", "unit"], &rows),
+        &["kernel", "rate", "unit"],
+        rows,
     ))
 }
 
 /// One model's layers: kernel, time, rate, share of the roof.
-fn layer_table(rows: &[LayerRow]) -> String {
+pub fn layer_table(title: String, rows: &[LayerRow]) -> Table {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|l| {
@@ -65,7 +62,11 @@ fn layer_table(rows: &[LayerRow]) -> String {
             ]
         })
         .collect();
-    markdown_table(&["layer", "op", "kernel", "ms", "rate", "% roof"], &body)
+    Table::new(
+        title,
+        &["layer", "op", "kernel", "ms", "rate", "% roof"],
+        body,
+    )
 }
 
 /// The `n` layers furthest below the roof among those taking ≥ 2 % of the model's time.
@@ -86,7 +87,7 @@ pub fn worst_layers(rows: &[LayerRow], n: usize) -> Vec<&LayerRow> {
 
 /// Per-layer tables of every model with layer rows (with `per_layer`), and always the five
 /// layers furthest below the roof of each.
-pub(super) fn layer_tables(r: &BenchReport) -> Vec<(String, String)> {
+pub(super) fn layer_tables(r: &BenchReport) -> Vec<Table> {
     let mut models: Vec<(String, &[LayerRow])> = Vec::new();
     for m in &r.paper1 {
         models.push((m.model.clone(), &m.layers));
@@ -105,19 +106,19 @@ pub(super) fn layer_tables(r: &BenchReport) -> Vec<(String, String)> {
         let all: Vec<&LayerRow> = rows.iter().collect();
         let whole = pct(rows_roof_pct(&all, r.roofline.as_ref()));
         if r.config.per_layer {
-            out.push((
+            out.push(layer_table(
                 format!(
                     "{name}: per layer at batch {} ({whole} % of the roof overall)",
                     r.config.batch
                 ),
-                layer_table(rows),
+                rows,
             ));
         }
         let worst: Vec<LayerRow> = worst_layers(rows, 5).into_iter().cloned().collect();
         if !worst.is_empty() {
-            out.push((
+            out.push(layer_table(
                 format!("{name}: the 5 layers furthest below the roof (of those ≥ 2 % of the time; {whole} % overall)"),
-                layer_table(&worst),
+                &worst,
             ));
         }
     }
@@ -140,11 +141,14 @@ fn block_pcts(m: &LayerwiseRow, r: &BenchReport) -> Vec<(String, Option<f64>)> {
         .collect()
 }
 
-/// Writes the roofline and efficiency charts; returns the files and the Markdown that
-/// shows them.
-pub(super) fn write_roof_charts(r: &BenchReport, dir: &Path) -> Result<(Vec<PathBuf>, String)> {
-    let mut files = Vec::new();
-    let mut md = String::new();
+/// The roofline and efficiency charts.
+pub(super) fn roof_figures(r: &BenchReport) -> Vec<Figure> {
+    let mut out = Vec::new();
+    let fig = |stem: &str, alt: &str, chart| Figure {
+        stem: stem.into(),
+        alt: alt.into(),
+        chart,
+    };
     if let Some(roof) = &r.roofline {
         let is_read = |k: &str| k.starts_with("read");
         let pick = |read: bool| Series {
@@ -161,11 +165,10 @@ pub(super) fn write_roof_charts(r: &BenchReport, dir: &Path) -> Result<(Vec<Path
             categories: roof.all.iter().map(|(k, _)| k.clone()).collect(),
             series: vec![pick(true), pick(false)],
         };
-        files.extend(write_bar_chart(dir, "roofline", &chart)?);
-        md.push_str("\n![roofline](roofline.png)\n");
+        out.push(fig("roofline", "roofline", AnyChart::Bar(chart)));
     }
     if r.roofline.is_none() {
-        return Ok((files, md));
+        return out;
     }
     // paper1 / models: % of roof per layer with MACs (conv, linear), one bar per model.
     for (stem, what, models) in [
@@ -216,8 +219,7 @@ pub(super) fn write_roof_charts(r: &BenchReport, dir: &Path) -> Result<(Vec<Path
             categories: cats,
             series,
         };
-        files.extend(write_bar_chart(dir, stem, &chart)?);
-        md.push_str(&format!("\n![{stem}]({stem}.png)\n"));
+        out.push(fig(stem, stem, AnyChart::Bar(chart)));
     }
     // Layer-wise suites: % of roof per block, one line per model.
     for (rows, stem, what) in [
@@ -251,8 +253,7 @@ pub(super) fn write_roof_charts(r: &BenchReport, dir: &Path) -> Result<(Vec<Path
             x_labels: blocks,
             series,
         };
-        files.extend(write_line_chart(dir, stem, &chart)?);
-        md.push_str(&format!("\n![{stem}]({stem}.png)\n"));
+        out.push(fig(stem, stem, AnyChart::Line(chart)));
     }
-    Ok((files, md))
+    out
 }

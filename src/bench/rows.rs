@@ -2,10 +2,10 @@
 //! in the README).
 
 use super::{BenchConfig, LayerRow, LayerShape};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Median, min and max of timed runs, in seconds.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
     /// Median.
     pub median: f64,
@@ -40,7 +40,7 @@ impl Stats {
 }
 
 /// One model of the paper1 suite.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelRow {
     /// Model name (with scheme).
     pub model: String,
@@ -65,7 +65,7 @@ pub struct ModelRow {
 }
 
 /// Per-block times of one model of the paper2 suite.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerwiseRow {
     /// Model label (e.g. `resnet50-dsc-flgc G=4`).
     pub model: String,
@@ -84,7 +84,7 @@ pub struct LayerwiseRow {
 }
 
 /// One (layer, G) point of the sweep.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepRow {
     /// Layer shape.
     pub layer: LayerShape,
@@ -107,7 +107,7 @@ pub struct SweepRow {
 }
 
 /// Everything one `gconv bench` run measured. Documented as the JSON schema in README.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchReport {
     /// gconv version.
     pub gconv_version: String,
@@ -134,7 +134,7 @@ pub struct BenchReport {
 }
 
 /// The planned device memory of one training step.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainingMemoryRow {
     /// Model and G.
     pub model: String,

@@ -2,7 +2,7 @@
 //! loading a model with the tuned kernel choices (tuning it first under `--tune`).
 
 use super::roof::{layer_rows, LayerRow};
-use super::{BenchConfig, Stats};
+use super::{BenchConfig, BenchControl, Stats};
 use crate::error::{Error, Result};
 use crate::gpu::roofline::Roofline;
 use crate::gpu::tune::{tune_graph, TuneCache, TuneOptions};
@@ -22,11 +22,14 @@ pub(super) fn input_for(g: &Graph, batch: usize, seed: u32) -> Result<Tensor> {
     }))
 }
 
+/// Stats of `repeats` timed passes after `warmup` untimed ones; every pass is reported to
+/// `ctl` (which may stop the run).
 pub(super) fn time_model(
     model: &mut Model,
     x: &Tensor,
     warmup: usize,
     repeats: usize,
+    ctl: &BenchControl,
 ) -> Result<Stats> {
     let once = |m: &mut Model| -> Result<f64> {
         let t0 = Instant::now();
@@ -38,11 +41,19 @@ pub(super) fn time_model(
         }
         Ok(t0.elapsed().as_secs_f64())
     };
-    for _ in 0..warmup {
+    ctl.tick("warm-up", 0, warmup)?;
+    for i in 0..warmup {
         once(model)?;
+        ctl.tick("warm-up", i + 1, warmup)?;
     }
-    let samples = (0..repeats.max(1))
-        .map(|_| once(model))
+    let n = repeats.max(1);
+    ctl.tick("timed", 0, n)?;
+    let samples = (0..n)
+        .map(|i| {
+            let t = once(model)?;
+            ctl.tick("timed", i + 1, n)?;
+            Ok(t)
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Stats::from_samples(samples).expect("at least one run"))
 }
@@ -66,10 +77,13 @@ pub(super) fn node_times(
     x: &Tensor,
     warmup: usize,
     repeats: usize,
+    ctl: &BenchControl,
 ) -> Result<(String, Vec<(String, f64)>)> {
     let mut per_node: Vec<(String, Vec<f64>)> = Vec::new();
     let mut method = String::from("cpu");
-    for r in 0..warmup + repeats.max(1) {
+    let passes = warmup + repeats.max(1);
+    ctl.tick("per-layer", 0, passes)?;
+    for r in 0..passes {
         let times: Vec<(String, f64)> = match model.gpu_model() {
             Some(g) => {
                 let lt = g.time_layers(x)?;
@@ -78,6 +92,7 @@ pub(super) fn node_times(
             }
             None => crate::cpu::run_graph_timed(model.exec_graph(), model.exec_weights(), x)?.1,
         };
+        ctl.tick("per-layer", r + 1, passes)?;
         if r < warmup {
             continue;
         }
@@ -102,8 +117,9 @@ pub(super) fn layer_times(
     x: &Tensor,
     (warmup, repeats): (usize, usize),
     roof: Option<&Roofline>,
+    ctl: &BenchControl,
 ) -> Result<(String, Vec<LayerRow>)> {
-    let (method, times) = node_times(model, x, warmup, repeats)?;
+    let (method, times) = node_times(model, x, warmup, repeats, ctl)?;
     let batch = x.shape()[0];
     let kernels = match model.gpu_model() {
         Some(g) => Some(g.kernels(batch)?),

@@ -96,30 +96,16 @@ impl GpuContext {
     }
 
     async fn new_async() -> Result<Self> {
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
-            Ok(want) => {
-                let want = want.to_lowercase();
-                let all = instance.enumerate_adapters(backends).await;
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&want))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            "WGPU_ADAPTER_NAME={want} matches none of {names:?} (backends {backends:?})"
-                        ))
-                    })?
-            }
-            Err(_) => instance
-                .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| Error::NoAdapter(format!("{e} (backends {backends:?})")))?,
-        };
+        Self::open(super::adapters::pick_from_env().await?).await
+    }
+
+    /// A context on `adapter` (one of [`super::adapters::list_adapters`]), with the limits
+    /// and features [`GpuContext::new`] asks for.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        pollster::block_on(Self::open(adapter))
+    }
+
+    async fn open(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Optional features, taken when the adapter has them (all kernels are f32; timestamps

@@ -23,6 +23,7 @@
 //! candidates in [`choice`] (`conv_wgmem`: workgroup-memory tiles, coalesced loads).
 
 pub mod adapter;
+pub mod adapters;
 pub mod choice;
 pub mod codegen;
 pub mod context;

@@ -9,7 +9,7 @@ use super::launch::{BufId, Call, Dispatch};
 use crate::error::Result;
 use crate::graph::NodeId;
 use crate::plan::{BufferPlan, ValueLife};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A buffer of a program, placed by the planner.
 #[derive(Clone, Debug)]
@@ -28,7 +28,7 @@ pub struct Program {
 }
 
 /// Planned memory of a program against one buffer per value.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryPlan {
     /// Planned buffers (activations, gradients, scratch).
     pub values: usize,

@@ -14,7 +14,7 @@ use crate::error::Result;
 use std::time::Instant;
 
 /// What [`measure`] found.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Roofline {
     /// Adapter description.
     pub adapter: String,

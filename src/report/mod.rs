@@ -21,15 +21,21 @@
 //! is written.
 
 mod chart;
+mod figure;
 mod font;
+pub mod html;
 mod markdown;
+mod table;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fs::write_atomic;
 
+pub use figure::{write_figure, AnyChart, Figure, SvgChart};
 pub use font::chart_font;
 pub use markdown::markdown_table;
+pub use table::{leading_number, Table};
 
 /// One named row of values: a set of bars of one colour, or one line.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,9 +178,9 @@ fn write_chart(
     let svg_path = dir.join(format!("{stem}.svg"));
     let png_path = dir.join(format!("{stem}.png"));
 
-    let svg = chart::render_svg(chart, font.is_some())
+    let (svg, _) = chart::render_svg(chart, font.is_some())
         .map_err(|msg| Error::io(&svg_path, std::io::Error::other(msg)))?;
-    std::fs::write(&svg_path, svg).map_err(|e| Error::io(&svg_path, e))?;
+    write_atomic(&svg_path, svg.as_bytes())?;
 
     if font.is_none() {
         return Err(Error::io(
@@ -192,7 +198,7 @@ fn write_chart(
     }
     let png =
         chart::render_png(chart).map_err(|msg| Error::io(&png_path, std::io::Error::other(msg)))?;
-    std::fs::write(&png_path, png).map_err(|e| Error::io(&png_path, e))?;
+    write_atomic(&png_path, &png)?;
     Ok(vec![svg_path, png_path])
 }
 

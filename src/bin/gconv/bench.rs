@@ -24,9 +24,27 @@ pub enum SuiteArg {
     Roofline,
 }
 
-/// Options of `gconv bench`.
+/// `gconv bench`: run suites, or `gconv bench compare OLD NEW`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    sub: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Sub-commands of `gconv bench`.
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Compare two reports row by row (new / old time with the runs' spread); exit 1 with
+    /// --fail-above R when a row got slower than R×.
+    Compare(crate::compare::Args),
+}
+
+/// Options of a `gconv bench` run (also taken by `gconv gui`).
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
     /// Suites to run (repeatable; default: all).
     #[arg(long, value_enum)]
     suite: Vec<SuiteArg>,
@@ -95,15 +113,15 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Write report.json, summary.md and PNG/SVG charts into this folder.
+    /// Write report.json, summary.md, report.html and PNG/SVG charts into this folder.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
 }
 
 /// Refuses an option that no selected suite reads (it would be reported in the config
 /// without changing what is timed). `gpu`: the training-memory rows, which read the model
 /// options and the large batch, are made.
-fn check_flags_apply(a: &Args, suites: &[Suite], gpu: bool) -> Result<()> {
+fn check_flags_apply(a: &RunArgs, suites: &[Suite], gpu: bool) -> Result<()> {
     use Suite::*;
     const MODELS: &[Suite] = &[Paper1, Paper2, Mobilenet, Models];
     const TIMED: &[Suite] = &[Paper1, Paper2, Mobilenet, Sweep, Models];
@@ -150,10 +168,72 @@ fn check_flags_apply(a: &Args, suites: &[Suite], gpu: bool) -> Result<()> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(Sub::Compare(c)) = a.sub {
+        return crate::compare::run(c);
+    }
+    let a = a.run;
     let device: Device = a.device.into();
     // Probe the device once to size the default configuration.
     let rt = Runtime::new(device)?;
     let software = rt.gpu().is_none_or(|g| g.is_cpu());
+    let cfg = config(&a, software, rt.is_gpu())?;
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    let report = bench::run_bench(&cfg, &rt, &mut |msg, done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(msg.to_string());
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
+    } else {
+        print!("{}", bench::render_text(&report));
+    }
+    if let Some(dir) = &a.out {
+        let files = bench::write_outputs(&report, dir)?;
+        if !a.json {
+            println!("\nwrote:");
+            for f in files {
+                println!("  {}", f.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg_attr(not(feature = "gui"), allow(dead_code))]
+impl RunArgs {
+    /// The device asked for.
+    pub fn device(&self) -> Device {
+        self.device.into()
+    }
+
+    /// Whether --json was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Whether suites or models were named (`gconv gui` then runs them at start-up).
+    #[cfg_attr(not(feature = "gui"), allow(dead_code))]
+    pub fn has_suites(&self) -> bool {
+        !self.suite.is_empty() || !self.model.is_empty() || self.sweep_groups
+    }
+}
+
+/// The configuration the flags ask for on a device (`software`: a CPU-like one; `gpu`: a
+/// GPU adapter rather than the CPU reference path), refusing flags it would not apply.
+pub fn config(a: &RunArgs, software: bool, gpu: bool) -> Result<BenchConfig> {
     let mut cfg = BenchConfig::default_for(software);
     let mut suites: Vec<Suite> = a
         .suite
@@ -206,7 +286,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.input_size.is_some() {
         cfg.paper1_input_size = None; // an explicit size applies to every suite
     }
-    check_flags_apply(&a, &cfg.suites, rt.is_gpu())?;
+    check_flags_apply(a, &cfg.suites, gpu)?;
     if cfg.suites.contains(&Suite::Models) {
         cfg.model_options = bench::ModelOptions {
             input_size: a.input_size,
@@ -219,37 +299,5 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.tune = a.tune;
     cfg.tuned = !a.no_tune;
     cfg.precision = a.precision.unwrap_or_default();
-    let bar = if a.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(1)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .expect("valid template"),
-    );
-    let report = bench::run_bench(&cfg, &rt, &mut |msg, done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(msg.to_string());
-    })?;
-    bar.finish_and_clear();
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        );
-    } else {
-        print!("{}", bench::render_text(&report));
-    }
-    if let Some(dir) = &a.out {
-        let files = bench::write_outputs(&report, dir)?;
-        if !a.json {
-            println!("\nwrote:");
-            for f in files {
-                println!("  {}", f.display());
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(cfg)
 }

@@ -2,8 +2,11 @@
 
 mod bench;
 mod common;
+mod compare;
 mod eval;
 mod export;
+#[cfg(feature = "gui")]
+mod gui;
 mod infer;
 mod info;
 mod models;
@@ -46,6 +49,17 @@ enum Command {
     /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
     /// convs by index re-ordering, batch norms folded; the graph travels in the file.
     Export(export::ExportArgs),
+    /// The desktop benchmark window: pick a device and suites, watch them run, read and
+    /// compare the results (built with `--features gui`).
+    #[cfg(feature = "gui")]
+    Gui(gui::Args),
+    /// Without the `gui` feature `gconv gui` says how to get it (hidden).
+    #[cfg(not(feature = "gui"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Gui {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +85,14 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::eval(a),
         Command::Export(a) => export::export(a),
         Command::Tune(a) => tune::run(a),
+        #[cfg(feature = "gui")]
+        Command::Gui(a) => gui::run(a),
+        #[cfg(not(feature = "gui"))]
+        Command::Gui { .. } => Err(gconv::Error::InvalidArgument(
+            "gconv gui: this gconv was built without the desktop app; build it with \
+             `cargo build --release --features gui`"
+                .into(),
+        )),
     };
     match r {
         Ok(code) => code,

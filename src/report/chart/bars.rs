@@ -6,7 +6,7 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     area: &DrawingArea<DB, Shift>,
     c: &BarChart,
-) -> DrawResult<(), DB> {
+) -> DrawResult<Vec<i32>, DB> {
     let n = c.categories.len();
     let k = c.series.len();
     let (lo, hi) = y_range(&c.series, 0.1);
@@ -99,5 +99,8 @@ pub(super) fn draw_bars<DB: DrawingBackend>(
 
     draw_x_labels(root, &c.categories, &xl, |i| {
         chart.backend_coord(&(i as f64, lo))
-    })
+    })?;
+    Ok((0..n)
+        .map(|i| chart.backend_coord(&(i as f64, lo)).0)
+        .collect())
 }

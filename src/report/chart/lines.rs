@@ -6,7 +6,7 @@ pub(super) fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     area: &DrawingArea<DB, Shift>,
     c: &LineChart,
-) -> DrawResult<(), DB> {
+) -> DrawResult<Vec<i32>, DB> {
     let n = c.x_labels.len();
     let (lo, hi) = y_range(&c.series, 0.06);
     let y_band = y_label_band(area, (lo, hi), !c.y_label.is_empty())?;
@@ -67,5 +67,8 @@ pub(super) fn draw_lines<DB: DrawingBackend>(
 
     draw_x_labels(root, &c.x_labels, &xl, |i| {
         chart.backend_coord(&(i as f64, lo))
-    })
+    })?;
+    Ok((0..n)
+        .map(|i| chart.backend_coord(&(i as f64, lo)).0)
+        .collect())
 }

@@ -24,7 +24,8 @@ pub(crate) enum Chart<'a> {
 }
 
 impl Chart<'_> {
-    fn size(self) -> (u32, u32) {
+    /// Width and height in pixels.
+    pub(crate) fn size(self) -> (u32, u32) {
         match self {
             Chart::Bar(_) => (800, 480),
             Chart::Line(_) => (960, 540),
@@ -68,25 +69,30 @@ fn font(px: f64) -> TextStyle<'static> {
     (FAMILY, px).into_font().color(&TEXT)
 }
 
-/// Render as SVG text. `font_metrics`: measure text with the registered font; if
-/// false (no font), text widths are estimated.
-pub(crate) fn render_svg(chart: Chart<'_>, font_metrics: bool) -> Result<String, String> {
+/// Render as SVG text, with the x pixel of every category (bar chart) or x position (line
+/// chart). `font_metrics`: measure text with the registered font; if false (no font), text
+/// widths are estimated.
+pub(crate) fn render_svg(
+    chart: Chart<'_>,
+    font_metrics: bool,
+) -> Result<(String, Vec<i32>), String> {
     let mut svg = String::new();
+    let xs;
     {
         let backend = Measured {
             inner: SVGBackend::with_string(&mut svg, chart.size()),
             font_metrics,
         };
         let root = backend.into_drawing_area();
-        draw(&root, chart).map_err(|e| format!("drawing SVG chart: {e}"))?;
+        xs = draw(&root, chart).map_err(|e| format!("drawing SVG chart: {e}"))?;
         root.present()
             .map_err(|e| format!("drawing SVG chart: {e}"))?;
     }
-    Ok(svg)
+    Ok((svg, xs))
 }
 
-/// Render as PNG bytes (RGB, 8 bits). Needs a registered font.
-pub(crate) fn render_png(chart: Chart<'_>) -> Result<Vec<u8>, String> {
+/// Render as RGB pixels (8 bits each, row-major, [`Chart::size`]). Needs a registered font.
+pub(crate) fn render_rgb(chart: Chart<'_>) -> Result<Vec<u8>, String> {
     let (w, h) = chart.size();
     let mut rgb = vec![255u8; w as usize * h as usize * 3];
     {
@@ -97,6 +103,13 @@ pub(crate) fn render_png(chart: Chart<'_>) -> Result<Vec<u8>, String> {
         root.present()
             .map_err(|e| format!("drawing PNG chart: {e}"))?;
     }
+    Ok(rgb)
+}
+
+/// Render as PNG bytes (RGB, 8 bits). Needs a registered font.
+pub(crate) fn render_png(chart: Chart<'_>) -> Result<Vec<u8>, String> {
+    let (w, h) = chart.size();
+    let rgb = render_rgb(chart)?;
     let mut png = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut png, w, h);
@@ -115,7 +128,11 @@ pub(crate) fn render_png(chart: Chart<'_>) -> Result<Vec<u8>, String> {
 
 type DrawResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: Chart<'_>) -> DrawResult<(), DB> {
+/// Draws the chart; returns the x pixel of every category or x position.
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: Chart<'_>,
+) -> DrawResult<Vec<i32>, DB> {
     root.fill(&WHITE)?;
     let (title, series) = match chart {
         Chart::Bar(c) => (&c.title, &c.series),
