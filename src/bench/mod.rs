@@ -136,7 +136,9 @@ pub struct BenchConfig {
     /// Models of the `models` suite (paths of `.onnx` files or exports, zoo names).
     pub models: Vec<String>,
     /// What was set explicitly for the `models` suite's zoo models (input size, width,
-    /// classes, G); an ONNX model or an export, which fix their own, refuses them.
+    /// classes, G); an ONNX model or an export, which fix their own, refuses them. (Reports
+    /// written before it existed read as none set.)
+    #[serde(default)]
     pub model_options: ModelOptions,
     /// Per-layer rows for paper1 too, and per-layer tables in the text report.
     pub per_layer: bool,
@@ -144,7 +146,9 @@ pub struct BenchConfig {
     pub tuned: bool,
     /// Tune every model's layers missing from the cache before timing it (GPU only).
     pub tune: bool,
-    /// How the GPU stores the models' weights (`--precision`; f32 unless set).
+    /// How the GPU stores the models' weights (`--precision`; f32 unless set, and in
+    /// reports written before it existed).
+    #[serde(default)]
     pub precision: crate::gpu::Precision,
 }
 
