@@ -1,12 +1,14 @@
-//! The prelude every shader starts with: `shaders/prelude.wgsl` (folded workgroup ids, the
-//! activation epilogue `act`) and the WGSL structs every kernel family shares, declared here
-//! once with their Rust mirrors — [`ConvGeometry`] (the first member, `p.geom`, of every conv
-//! and pool shader's `Params`) and [`Epilogue`] (bias and activation, `p.epi`, of every
-//! shader that fuses one). [`wgsl`] is the text `gpu::declare` puts before each shader's
-//! generated declarations; [`MIRRORS`] is what `tests/naga_validate.rs` checks them against.
+//! The prelude every shader starts with: `shaders/prelude.wgsl` (folded workgroup ids,
+//! gradient accumulation), the WGSL structs every kernel family shares, declared here once
+//! with their Rust mirrors — [`ConvGeometry`] (the first member, `p.geom`, of every conv and
+//! pool shader's `Params`) and [`Epilogue`] (bias and activation, `p.epi`, of every shader
+//! that fuses one) — and the activation functions generated from the table of
+//! `ops::activation` ([`activations_wgsl`]: `act`, `act4`, `act_grad_x`, `act_grad_y`).
+//! [`wgsl`] is the text `gpu::declare` puts before each shader's generated declarations;
+//! [`MIRRORS`] is what `tests/naga_validate.rs` checks them against.
 
 use super::mirror::{ParamsLayout, WgslStruct};
-use crate::ops::Activation;
+use crate::ops::{Activation, ActivationRow, WgslExpr};
 
 /// The hand-written part of the prelude.
 pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
@@ -85,11 +87,83 @@ pub const MIRRORS: [ParamsLayout; 2] = [
     ParamsLayout::of::<Epilogue>(),
 ];
 
-/// The prelude as every shader starts: [`PRELUDE`], then the shared structs.
+/// The prelude as every shader starts: [`PRELUDE`], the shared structs, the activations.
 pub fn wgsl() -> String {
     let mut s = String::from(PRELUDE);
     s.push_str("\n// ---- shared structs (gpu::prelude) ----\n");
     s.push_str(ConvGeometry::WGSL);
     s.push_str(Epilogue::WGSL);
+    s.push_str(&activations_wgsl());
+    s
+}
+
+/// The WGSL of every activation, generated from [`Activation::ROWS`]: one function per row
+/// and expression (`act_relu(x, a, b)`, `act_relu_dx(x, g, a, b)`, `act_relu_dy(y, g, a,
+/// b)`), and the dispatchers that switch on `e.act`:
+///
+/// - `act(x, e)`, `act4(x, e)`: the epilogue (`e.alpha`, `e.beta` the parameters);
+/// - `act_grad_x(x, g, e)`: `∂L/∂x` from the input and the upstream gradient `g`;
+/// - `act_grad_y(y, g, e)`: the same from the output, for activations that have it (others
+///   return `g`; the launcher never asks them).
+pub fn activations_wgsl() -> String {
+    let mut s = String::from("\n// ---- activations (generated from ops::activation) ----\n");
+    s.push_str(&crate::ops::activation_math_wgsl());
+    let func = |name: String, e: &WgslExpr| {
+        let args: Vec<String> = e.args.iter().map(|a| format!("{a}: f32")).collect();
+        format!(
+            "fn {name}({}) -> f32 {{\n    return {};\n}}\n",
+            args.join(", "),
+            e.body
+        )
+    };
+    for r in Activation::ROWS {
+        s.push_str(&func(format!("act_{}", r.kind), &r.y));
+        s.push_str(&func(format!("act_{}_dx", r.kind), &r.dx));
+        if let Some(dy) = &r.dy {
+            s.push_str(&func(format!("act_{}_dy", r.kind), dy));
+        }
+    }
+    let switch = |sig: &str, case: &dyn Fn(&ActivationRow) -> Option<String>, default: &str| {
+        let mut f = format!("{sig} {{\n    switch e.act {{\n");
+        for r in Activation::ROWS {
+            if let Some(body) = case(r) {
+                let code = r.default.code();
+                f.push_str(&format!("        case {code}u: {{ return {body}; }}\n"));
+            }
+        }
+        f.push_str(&format!(
+            "        default: {{ return {default}; }}\n    }}\n}}\n"
+        ));
+        f
+    };
+    let lane = |k: &str, l: &str| format!("act_{k}(x.{l}, e.alpha, e.beta)");
+    s.push_str(&switch(
+        "fn act(x: f32, e: Epilogue) -> f32",
+        &|r| Some(format!("act_{}(x, e.alpha, e.beta)", r.kind)),
+        "x",
+    ));
+    s.push_str(&switch(
+        "fn act4(x: vec4<f32>, e: Epilogue) -> vec4<f32>",
+        &|r| {
+            let lanes: Vec<String> = ["x", "y", "z", "w"]
+                .iter()
+                .map(|l| lane(r.kind, l))
+                .collect();
+            Some(format!("vec4<f32>({})", lanes.join(", ")))
+        },
+        "x",
+    ));
+    s.push_str(&switch(
+        "fn act_grad_x(x: f32, g: f32, e: Epilogue) -> f32",
+        &|r| Some(format!("act_{}_dx(x, g, e.alpha, e.beta)", r.kind)),
+        "g",
+    ));
+    s.push_str(&switch(
+        "fn act_grad_y(y: f32, g: f32, e: Epilogue) -> f32",
+        &|r| {
+            r.dy.map(|_| format!("act_{}_dy(y, g, e.alpha, e.beta)", r.kind))
+        },
+        "g",
+    ));
     s
 }
