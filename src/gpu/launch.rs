@@ -194,7 +194,9 @@ impl Call {
         args: Vec<Arg>,
         grid: [u32; 3],
     ) -> Result<Self> {
-        let shader = entry.shader;
+        // An activation fused in `params.epi` beyond ReLU/ReLU6 runs in the shader's twin
+        // compiled for it (gpu::prelude).
+        let shader = super::prelude::specialise(entry.shader, params)?;
         if args.len() + 1 != shader.bindings.len() {
             return Err(Error::InvalidArgument(format!(
                 "{label}: shader `{}` takes {} arguments, got {}",

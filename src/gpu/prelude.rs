@@ -3,12 +3,17 @@
 //! with their Rust mirrors — [`ConvGeometry`] (the first member, `p.geom`, of every conv and
 //! pool shader's `Params`) and [`Epilogue`] (bias and activation, `p.epi`, of every shader
 //! that fuses one) — and the activation functions generated from the table of
-//! `ops::activation` ([`activations_wgsl`]: `act`, `act4`, `act_grad_x`, `act_grad_y`).
+//! `ops::activation` ([`activations_wgsl`]: `act`, `act4`, `act_grad_x`, `act_grad_y`; the
+//! cheap ones chosen at run time, any other compiled into a twin of the shader, [`specialise`]).
 //! [`wgsl`] is the text `gpu::declare` puts before each shader's generated declarations;
 //! [`MIRRORS`] is what `tests/naga_validate.rs` checks them against.
 
+use super::declare::ShaderSpec;
 use super::mirror::{ParamsLayout, WgslStruct};
+use crate::error::{Error, Result};
 use crate::ops::{Activation, ActivationRow, WgslExpr};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// The hand-written part of the prelude.
 pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
@@ -87,27 +92,109 @@ pub const MIRRORS: [ParamsLayout; 2] = [
     ParamsLayout::of::<Epilogue>(),
 ];
 
-/// The prelude as every shader starts: [`PRELUDE`], the shared structs, the activations.
+/// The prelude as every shader starts: [`PRELUDE`], the shared structs, and the activations
+/// chosen at run time ([`activations_wgsl`]`(None)`).
 pub fn wgsl() -> String {
+    wgsl_for(None)
+}
+
+/// The prelude of a shader whose fused activation is `specialised` (its code, at least
+/// [`FIRST_SPECIALISED_CODE`]), or the run-time one.
+fn wgsl_for(specialised: Option<u32>) -> String {
     let mut s = String::from(PRELUDE);
     s.push_str("\n// ---- shared structs (gpu::prelude) ----\n");
     s.push_str(ConvGeometry::WGSL);
     s.push_str(Epilogue::WGSL);
-    s.push_str(&activations_wgsl());
+    s.push_str(&activations_wgsl(specialised));
     s
 }
 
-/// The WGSL of every activation, generated from [`Activation::ROWS`]: one function per row
-/// and expression (`act_relu(x, a, b)`, `act_relu_dx(x, g, a, b)`, `act_relu_dy(y, g, a,
-/// b)`), and the dispatchers that switch on `e.act`:
+/// Codes below this (none, ReLU, ReLU6: a `select` or two each) are chosen at run time from
+/// `e.act`, so every kernel's one pipeline serves them. Any other activation is compiled into
+/// a twin of the shader ([`specialise`]): a fused epilogue is inlined at every output a thread
+/// stores (hundreds of sites in `conv_fast`), so a run-time switch over the whole table would
+/// multiply the shader's size — and its compile time — by the table's length.
+pub const FIRST_SPECIALISED_CODE: u32 = 3;
+
+/// The activation code of `params.epi` (a uniform `Params` with an [`Epilogue`] member named
+/// `epi`) when it is one compiled into a twin.
+pub fn specialised_code<P: WgslStruct>(params: &P) -> Option<u32> {
+    let f = P::FIELDS
+        .iter()
+        .find(|f| f.name == "epi" && f.size == std::mem::size_of::<Epilogue>())?;
+    let bytes = bytemuck::bytes_of(params).get(f.offset..f.offset + 4)?;
+    let code = bytemuck::pod_read_unaligned::<u32>(bytes);
+    (code >= FIRST_SPECIALISED_CODE).then_some(code)
+}
+
+/// The shader a call of `spec` with uniform `params` runs: `spec` itself, or — when
+/// `params.epi` fuses an activation beyond the run-time ones — its twin, whose prelude
+/// computes that activation only (named `{shader}+{activation}`, made once per pair and kept:
+/// at most shaders × activations of them).
+pub fn specialise<P: WgslStruct>(
+    spec: &'static ShaderSpec,
+    params: &P,
+) -> Result<&'static ShaderSpec> {
+    let Some(code) = specialised_code(params) else {
+        return Ok(spec);
+    };
+    type Twins = Mutex<HashMap<(&'static str, u32), &'static ShaderSpec>>;
+    static TWINS: OnceLock<Twins> = OnceLock::new();
+    let mut twins = TWINS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = twins.get(&(spec.name, code)) {
+        return Ok(t);
+    }
+    let twin: &'static ShaderSpec = Box::leak(Box::new(twin(spec, code)?));
+    twins.insert((spec.name, code), twin);
+    Ok(twin)
+}
+
+/// `spec` with the prelude of activation `code`.
+pub fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
+    let row = Activation::ROWS
+        .iter()
+        .find(|r| r.default.code() == code)
+        .ok_or_else(|| Error::InvalidArgument(format!("no activation has code {code}")))?;
+    let rest = spec.source().strip_prefix(wgsl().as_str()).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "shader `{}` does not start with the prelude",
+            spec.name
+        ))
+    })?;
+    let source = wgsl_for(Some(code)) + rest;
+    Ok(ShaderSpec {
+        name: Box::leak(format!("{}+{}", spec.name, row.kind).into_boxed_str()),
+        source: OnceLock::from(source),
+        ..*spec
+    })
+}
+
+/// The WGSL of the activations, generated from [`Activation::ROWS`]: one function per row and
+/// expression (`act_relu(x, a, b)`, `act_relu_dx(x, g, a, b)`, `act_relu_dy(y, g, a, b)`) of
+/// the run-time rows and of the `specialised` one, and the dispatchers:
 ///
 /// - `act(x, e)`, `act4(x, e)`: the epilogue (`e.alpha`, `e.beta` the parameters);
 /// - `act_grad_x(x, g, e)`: `∂L/∂x` from the input and the upstream gradient `g`;
 /// - `act_grad_y(y, g, e)`: the same from the output, for activations that have it (others
 ///   return `g`; the launcher never asks them).
-pub fn activations_wgsl() -> String {
+///
+/// Run time: a switch on `e.act` over the codes below [`FIRST_SPECIALISED_CODE`]; a twin: the
+/// specialised row, whatever `e.act` says (the twin runs only calls with that code).
+pub fn activations_wgsl(specialised: Option<u32>) -> String {
     let mut s = String::from("\n// ---- activations (generated from ops::activation) ----\n");
-    s.push_str(&crate::ops::activation_math_wgsl());
+    let rows: Vec<&ActivationRow> = Activation::ROWS
+        .iter()
+        .filter(|r| match specialised {
+            None => r.default.code() < FIRST_SPECIALISED_CODE,
+            Some(c) => r.default.code() == c,
+        })
+        .collect();
+    if specialised.is_some() {
+        s.push_str(&crate::ops::activation_math_wgsl());
+    }
     let func = |name: String, e: &WgslExpr| {
         let args: Vec<String> = e.args.iter().map(|a| format!("{a}: f32")).collect();
         format!(
@@ -116,16 +203,23 @@ pub fn activations_wgsl() -> String {
             e.body
         )
     };
-    for r in Activation::ROWS {
+    for r in &rows {
         s.push_str(&func(format!("act_{}", r.kind), &r.y));
         s.push_str(&func(format!("act_{}_dx", r.kind), &r.dx));
         if let Some(dy) = &r.dy {
             s.push_str(&func(format!("act_{}_dy", r.kind), dy));
         }
     }
-    let switch = |sig: &str, case: &dyn Fn(&ActivationRow) -> Option<String>, default: &str| {
+    let dispatch = |sig: &str, case: &dyn Fn(&ActivationRow) -> Option<String>, default: &str| {
+        if specialised.is_some() {
+            let body = rows.iter().find_map(|r| case(r));
+            return format!(
+                "{sig} {{\n    return {};\n}}\n",
+                body.as_deref().unwrap_or(default)
+            );
+        }
         let mut f = format!("{sig} {{\n    switch e.act {{\n");
-        for r in Activation::ROWS {
+        for r in &rows {
             if let Some(body) = case(r) {
                 let code = r.default.code();
                 f.push_str(&format!("        case {code}u: {{ return {body}; }}\n"));
@@ -137,12 +231,12 @@ pub fn activations_wgsl() -> String {
         f
     };
     let lane = |k: &str, l: &str| format!("act_{k}(x.{l}, e.alpha, e.beta)");
-    s.push_str(&switch(
+    s.push_str(&dispatch(
         "fn act(x: f32, e: Epilogue) -> f32",
         &|r| Some(format!("act_{}(x, e.alpha, e.beta)", r.kind)),
         "x",
     ));
-    s.push_str(&switch(
+    s.push_str(&dispatch(
         "fn act4(x: vec4<f32>, e: Epilogue) -> vec4<f32>",
         &|r| {
             let lanes: Vec<String> = ["x", "y", "z", "w"]
@@ -153,12 +247,12 @@ pub fn activations_wgsl() -> String {
         },
         "x",
     ));
-    s.push_str(&switch(
+    s.push_str(&dispatch(
         "fn act_grad_x(x: f32, g: f32, e: Epilogue) -> f32",
         &|r| Some(format!("act_{}_dx(x, g, e.alpha, e.beta)", r.kind)),
         "g",
     ));
-    s.push_str(&switch(
+    s.push_str(&dispatch(
         "fn act_grad_y(y: f32, g: f32, e: Epilogue) -> f32",
         &|r| {
             r.dy.map(|_| format!("act_{}_dy(y, g, e.alpha, e.beta)", r.kind))
