@@ -6,10 +6,12 @@
 //!
 //! `cargo run --release --example grad_lab -- [rounds] [layers|steps|all]`
 
-use gconv::gpu::choice;
+use gconv::gpu::choice::Adapter;
+use gconv::gpu::family::{ConvInputGrad, ConvWeightGrad};
+use gconv::gpu::geometry::ConvShape;
 use gconv::gpu::kernels::conv_backward as cb;
+use gconv::gpu::kernels::conv_backward::{DwEntry, DxEntry};
 use gconv::gpu::kernels::conv_grad_fast as fast;
-use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::{Conv2dSpec, Graph, Op};
@@ -114,7 +116,12 @@ fn variants(ctx: &GpuContext, l: &Layer, b: &Buffers) -> gconv::Result<Vec<Varia
     let s = l.shape();
     let spec = &l.spec;
     let mut v = Vec::new();
-    let ik = choice::conv_input_grad(ctx, spec);
+    // The conv_backward entries a list takes where conv_grad_fast does not.
+    let a = Adapter::of(ctx);
+    let ik = [DxEntry::Pointwise4, DxEntry::Gather]
+        .into_iter()
+        .find(|&e| cb::Dx(e).prefers(spec, &a))
+        .unwrap_or(DxEntry::Gather);
     v.push((
         format!("dx old {ik:?}"),
         vec![cb::grad_input(
@@ -126,7 +133,10 @@ fn variants(ctx: &GpuContext, l: &Layer, b: &Buffers) -> gconv::Result<Vec<Varia
             &b.dx,
         )?],
     ));
-    let wk = choice::conv_weight_grad(ctx, spec);
+    let wk = [DwEntry::Pointwise4, DwEntry::Serial, DwEntry::Reduce]
+        .into_iter()
+        .find(|&e| cb::Dw(e).prefers(spec, &a))
+        .unwrap_or(DwEntry::Reduce);
     v.push((
         format!("dW old {wk:?}"),
         vec![cb::grad_weight(ctx, &l.name, (wk, &s), &b.x, &b.dy, &b.dw)?],

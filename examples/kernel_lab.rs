@@ -13,15 +13,11 @@
 //! smoke run). Timings are host wall-clock of one submit and wait per run; lavapipe timings
 //! vary ±30 % between processes, so compare within a run.
 
-use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem, DirectKernel};
-use gconv::gpu::choice::{LinearKernel, CONV_FORWARD, LINEAR_FORWARD};
-use gconv::gpu::kernels::conv::{self, DirectArgs};
-use gconv::gpu::kernels::conv_fast::{self, ConvIo, FastConv, Weight};
-use gconv::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
-use gconv::gpu::kernels::geometry::ConvGeom;
-use gconv::gpu::kernels::geometry::ConvShape;
-use gconv::gpu::kernels::linear::{self, LinearShape};
-use gconv::gpu::kernels::{conv_tiled, gemv};
+use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem};
+use gconv::gpu::family::{ConvLayer, ConvOp, ConvRun, LinearRun};
+use gconv::gpu::geometry::LinearShape;
+use gconv::gpu::kernels::conv_fast::{self, FastConv};
+use gconv::gpu::kernels::{gemv, linear};
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{roofline, run_dispatches, Arg, Call, Dispatch, GpuContext};
 use gconv::graph::Conv2dSpec;
@@ -131,14 +127,15 @@ fn skip(a: &Args, group: &str) -> bool {
 
 /// The first candidate that applies, among those that are not new here.
 fn before(p: &ConvProblem, ad: &Adapter) -> Option<ConvKernel> {
-    CONV_FORWARD
+    choice::conv_forward_list(ad.class)
         .iter()
-        .filter(|c| !matches!(c.kernel, ConvKernel::Fast(_) | ConvKernel::Wgmem))
-        .find(|c| (c.applies)(p, ad))
-        .map(|c| c.kernel)
+        .filter(|f| !matches!(f.name(), "conv_fast" | "conv_wgmem"))
+        .find(|f| f.prefers(p, ad))
+        .map(|&f| ConvKernel::of(f))
 }
 
-/// The calls of `kernel` on a layer; `natural`: conv_fast packs the weights on the GPU.
+/// The calls of `kernel` on a layer; `natural`: the weights as they are (conv_fast packs
+/// them on the GPU), else prepared by the family as at load.
 fn conv_calls(
     ctx: &GpuContext,
     (spec, hw): (&Conv2dSpec, usize),
@@ -146,75 +143,43 @@ fn conv_calls(
     natural: bool,
     (x, w, wb, bias, out): (&Arg, &[f32], &Arg, &Arg, &Arg),
 ) -> gconv::Result<(String, Vec<Call>)> {
-    let act = Activation::Relu;
-    let geom = ConvGeom {
-        batch: 1,
-        in_hw: [hw, hw],
-        act,
-    };
-    let s = ConvShape {
+    let b = data(spec.out_channels, 3);
+    let run = |weights: bool| ConvRun {
+        label: kernel.family.name(),
         spec,
         batch: 1,
         in_hw: [hw, hw],
+        x: x.clone(),
+        out: out.clone(),
+        weight: weights.then(|| wb.clone()),
+        bias: weights.then(|| bias.clone()),
+        act: Activation::Relu,
     };
-    Ok(match kernel {
-        ConvKernel::Fast(_) => {
-            let plan = FastConv::conv2d(spec, [hw, hw], kernel.fast_entry())?;
-            let layer = plan.upload(ctx, "fast")?;
-            let weight = if natural {
-                Weight::Natural(wb.clone())
-            } else {
-                Weight::Packed(Arg::whole(&ctx.upload("wp", &plan.pack(w)?)?))
-            };
-            let io = ConvIo {
-                x: x.clone(),
-                out: out.clone(),
-                weight,
-                bias: Some(bias.clone()),
-            };
-            let tag = if natural { " + pack_weights" } else { "" };
-            let name = format!("conv_fast {}{tag}", plan.entry().name);
-            let calls = conv_fast::forward(ctx, "fast", &layer, io, geom, &mut scratch(ctx))?;
-            (name, calls)
+    let mut name = kernel.name();
+    if kernel.family.name() == "conv_fast" && kernel.variant.is_none() {
+        name = format!(
+            "conv_fast {}",
+            FastConv::conv2d(spec, [hw, hw], None)?.entry().name
+        );
+    }
+    let sc = &mut scratch(ctx);
+    let calls = if natural {
+        name += " + natural weights";
+        kernel.family.forward(ctx, run(true), kernel.variant, sc)?
+    } else {
+        let layer = ConvLayer {
+            name: "lab",
+            op: ConvOp::Conv2d(spec),
+            in_hw: [hw, hw],
+            weight: w,
+            bias: Some(&b),
+        };
+        match kernel.family.prepare(ctx, &layer, kernel.variant)? {
+            Some(p) => p.forward(ctx, run(p.reads_natural_weights()), sc)?,
+            None => kernel.family.forward(ctx, run(true), kernel.variant, sc)?,
         }
-        ConvKernel::Wgmem => {
-            let plan = WgmemConv::conv2d(spec)?;
-            let layer = plan.upload(ctx, "wgmem")?;
-            let io = WgmemIo {
-                x: x.clone(),
-                out: out.clone(),
-                weight: wb.clone(),
-                bias: Some(bias.clone()),
-            };
-            let call = conv_wgmem::forward(ctx, "wgmem", &layer, io, geom)?;
-            (format!("conv_wgmem {:?}", plan.tiling()), vec![call])
-        }
-        ConvKernel::Tiled => {
-            let packed = conv_tiled::pack_conv2d(spec, w)?;
-            let b = data(spec.out_channels, 3);
-            let layer = conv_tiled::upload(ctx, "tiled", &packed, Some(&b), spec.out_channels)?;
-            let call = conv_tiled::forward(ctx, "tiled", (&s, act), x, &layer, out)?;
-            ("conv_tiled".into(), vec![call])
-        }
-        ConvKernel::Direct(k) => {
-            let groups = conv::even_groups("direct", spec)?;
-            let args = DirectArgs {
-                x: x.clone(),
-                weight: wb.clone(),
-                bias: Some(bias.clone()),
-                out: out.clone(),
-            };
-            let calls = conv::forward(
-                ctx,
-                "direct",
-                (k, &s, act),
-                &groups,
-                args,
-                &mut scratch(ctx),
-            )?;
-            (format!("conv.wgsl {}", k.entry()), calls)
-        }
-    })
+    };
+    Ok((name, calls))
 }
 
 fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::Result<()> {
@@ -236,40 +201,36 @@ fn add_conv_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv::R
         let inference = ConvProblem::conv2d(&spec, 1, [hw, hw], true);
         let training = ConvProblem::conv2d(&spec, 1, [hw, hw], false);
         let (new, old) = (
-            choice::first(CONV_FORWARD, &inference, &ad),
+            choice::conv_default(&inference, &ad),
             before(&inference, &ad),
         );
-        let (new_t, old_t) = (
-            choice::first(CONV_FORWARD, &training, &ad),
-            before(&training, &ad),
-        );
+        let (new_t, old_t) = (choice::conv_default(&training, &ad), before(&training, &ad));
+        let named = |n: &str| choice::conv_named(n).expect("a conv kernel");
         let mut kernels: Vec<(ConvKernel, bool)> = vec![
-            (ConvKernel::Fast(None), false),
-            (ConvKernel::Fast(None), true),
-            (ConvKernel::Tiled, false),
-            (ConvKernel::Direct(DirectKernel::Pk8), false),
-            (ConvKernel::Direct(DirectKernel::Co8), false),
-            (ConvKernel::Direct(DirectKernel::Co1), false),
+            (named("conv_fast"), false),
+            (named("conv_fast"), true),
+            (named("conv_tiled"), false),
+            (named("conv_pk8"), false),
+            (named("conv_co8"), false),
+            (named("conv_co1"), false),
         ];
         if a.tiles {
-            for (i, e) in conv_fast::ENTRIES.iter().enumerate() {
-                if e.fits(&spec) {
-                    kernels.push((ConvKernel::Fast(Some(i as u8)), false));
-                }
+            for e in conv_fast::ENTRIES.iter().filter(|e| e.fits(&spec)) {
+                kernels.push((named(&format!("conv_fast[{}]", e.name)), false));
             }
         }
         if a.wgmem {
-            kernels.push((ConvKernel::Wgmem, false));
+            kernels.push((named("conv_wgmem"), false));
         }
         for (k, natural) in kernels {
             let p = if natural { &training } else { &inference };
-            if !k.can_run(p, &ad) || (k == ConvKernel::Wgmem && !a.wgmem) {
+            if !choice::conv_can_run(k, p, &ad) {
                 continue;
             }
             let args = (&x, w.as_slice(), &wb, &bias, &out);
             let (mut name, calls) = conv_calls(ctx, (&spec, hw), k, natural, args)?;
-            let direct = matches!(k, ConvKernel::Direct(_));
-            let auto = matches!(k, ConvKernel::Fast(None)) || !matches!(k, ConvKernel::Fast(_));
+            let direct = k.family.name().starts_with("conv_co") || k.family.name() == "conv_pk8";
+            let auto = k.variant.is_none();
             if auto && !natural && k == new {
                 name += "  <- choice";
             }
@@ -339,42 +300,43 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
                 in_features: inf,
                 out_features: outf,
             };
-            let new = choice::first(LINEAR_FORWARD, &s, &ad);
-            let mut kernels = vec![LinearKernel::Linear, LinearKernel::Gemv(None)];
+            let new = choice::linear_default(&s, &ad);
+            let named = |n: &str| choice::linear_named(n).expect("a linear kernel");
+            let mut kernels = vec![named("linear"), named("gemv")];
             if a.tiles {
                 for t in gemv::SHAPES {
                     if (t.samples == 1) == (batch == 1) {
-                        kernels.push(LinearKernel::Gemv(Some(t)));
+                        kernels.push(named(&format!("gemv[{}]", t.entry().unwrap_or("?"))));
                     }
                 }
             }
-            let act = Activation::Relu;
             for k in kernels {
-                let wb = (chunks.as_slice(), Some(&bias));
-                let (mut name, calls) = match k {
-                    LinearKernel::Linear => (
-                        "linear.wgsl".to_string(),
-                        linear::forward(ctx, "linear", (&s, act), &x, wb, &out)?,
+                let run = LinearRun {
+                    label: k.family.name(),
+                    shape: &s,
+                    x: &x,
+                    chunks: &chunks,
+                    bias: Some(&bias),
+                    out: &out,
+                    act: Activation::Relu,
+                };
+                let calls = k.family.forward(ctx, run, k.variant, &mut scratch(ctx))?;
+                let split = if calls.len() > chunks.len() {
+                    " split-K"
+                } else {
+                    ""
+                };
+                let mut name = match k.family.name() {
+                    "gemv" if k.variant.is_none() => format!(
+                        "gemv {}{split}",
+                        gemv::GemvShape::for_batch(batch).entry().unwrap_or("?")
                     ),
-                    LinearKernel::Gemv(t) => {
-                        let sc = &mut scratch(ctx);
-                        let calls = gemv::forward(ctx, "gemv", (&s, act, t), &x, wb, &out, sc)?;
-                        let tile = t.unwrap_or_else(|| gemv::GemvShape::for_batch(batch));
-                        let split = if calls.len() > chunks.len() {
-                            " split-K"
-                        } else {
-                            ""
-                        };
-                        (
-                            format!("gemv {}{split}", tile.entry().unwrap_or("?")),
-                            calls,
-                        )
-                    }
+                    _ => format!("{}{split}", k.name()),
                 };
                 if k == new {
                     name += "  <- choice";
                 }
-                if k == LinearKernel::Linear {
+                if k.family.name() == "linear" {
                     name += "  <- before";
                 }
                 cases.push(Case {

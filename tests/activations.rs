@@ -8,7 +8,7 @@
 //! parameters. No GPU.
 
 use gconv::graph::{Conv2dSpec, GraphBuilder, Op};
-use gconv::ops::{Activation, OpDef, Params};
+use gconv::ops::{Activation, Params};
 use gconv::plan::Analysis;
 use gconv::{Tensor, Weights};
 use std::f64::consts::PI;

@@ -3,15 +3,22 @@
 //! branch, NaN included; a network with each activation fused into a conv, a BN, an add and a
 //! linear epilogue and one unfused (inference); and a training step with each activation —
 //! fused where its derivative comes from the output, standalone otherwise — against the CPU
-//! trainer. Runs on lavapipe; skips loudly without an adapter (see `common`).
+//! trainer; and every conv and fully connected kernel family forced with GELU (erf and
+//! tanh), ELU and LeakyReLU fused — the activations that run in twins of the shaders
+//! (`gpu::prelude::specialise`) — split-K's reduce pass of `conv_igemm` included. Runs on
+//! lavapipe; skips loudly without an adapter (see `common`).
 
 mod common;
 
+use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel};
+use gconv::gpu::geometry::{ConvGeom, LinearShape};
+use gconv::gpu::kernels::conv_igemm::{self, IgemmConv, IgemmIo, IgemmWeight, TILES};
 use gconv::gpu::kernels::elementwise::{self, Elementwise};
 use gconv::gpu::launch::bind_all;
-use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
+use gconv::gpu::{run_dispatches, Arg, Call, GpuContext, GpuModel};
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, Op, Pool2dSpec};
 use gconv::ops::Activation;
+use gconv::ops::Linear;
 use gconv::plan::Analysis;
 use gconv::testing::{check_close, Tolerance};
 use gconv::train::{GpuTrainer, Train, TrainConfig, Trainer};
@@ -246,4 +253,173 @@ fn a_training_step_with_every_activation_matches_the_cpu() {
             check_close(&what, gw.get(k).unwrap().data(), t.data(), tol).unwrap();
         }
     }
+}
+
+/// The activations each kernel family is forced with: the table's helpers (erf, the stable
+/// tanh, exp) and a parameter that is not its default.
+fn twin_acts() -> [Activation; 4] {
+    [
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Elu { alpha: 0.7 },
+        Activation::LeakyRelu { alpha: 0.1 },
+    ]
+}
+
+/// `op` at node "layer", then `a` (fused into its epilogue).
+fn one_layer(op: Op, chw: [usize; 3], a: Activation) -> Graph {
+    let mut b = GraphBuilder::new("twin", chw);
+    let y = b.push("layer", op, &[b.input()]).unwrap();
+    let y = b.push("act", Op::act(a), &[y]).unwrap();
+    b.finish(y)
+}
+
+/// The shader a conv family's label names.
+fn conv_shader(family: &str) -> String {
+    let own = [
+        "conv_fast",
+        "conv_wgmem",
+        "conv_tiled",
+        "conv_igemm",
+        "conv_dw",
+    ];
+    let s = if own.contains(&family) {
+        family
+    } else {
+        "conv"
+    };
+    format!("[{s}::")
+}
+
+#[test]
+fn every_kernel_family_fuses_gelu_elu_and_leaky_relu_like_the_cpu() {
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    let adapter = Adapter::of(&ctx);
+    let batch = 2;
+    let layers = [
+        (
+            "grouped",
+            Conv2dSpec::square(8, 12, 3, 1, 1).groups(4).bias(true),
+        ),
+        ("depthwise", Conv2dSpec::square(8, 8, 3, 1, 1).groups(8)),
+    ];
+    for a in twin_acts() {
+        for (name, spec) in &layers {
+            let chw = [spec.in_channels, 7, 9];
+            let g = one_layer(Op::Conv2d(spec.clone()), chw, a);
+            assert_eq!(Analysis::new(&g).fused[g.find("layer").unwrap()], a);
+            let w = Weights::random_for_tests(&g, 5);
+            let x = input(&[batch, chw[0], chw[1], chw[2]], 1, 3.0);
+            let want = cpu::run_graph(&g, &w, &x).unwrap();
+            let p = ConvProblem::conv2d(spec, batch, [chw[1], chw[2]], true);
+            let mut ran = Vec::new();
+            for f in choice::conv_forward_families() {
+                let k = ConvKernel::of(f);
+                if !choice::conv_can_run(k, &p, &adapter) {
+                    continue;
+                }
+                let forced = KernelChoice::new().conv("layer", k);
+                let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced).unwrap();
+                let labels = m.dispatch_labels(batch).unwrap();
+                let what = format!("{} {name} forced {k}", a.kind());
+                let shader = conv_shader(f.name());
+                assert!(
+                    labels.iter().any(|l| l.contains(&shader)),
+                    "{what}: {labels:?}"
+                );
+                let got = m.run(&x).unwrap();
+                check_close(&what, got.data(), want.data(), Tolerance::F32_OP).unwrap();
+                ran.push(f.name());
+            }
+            for must in ["conv_fast", "conv_tiled", "conv_igemm"] {
+                assert!(
+                    ran.contains(&must),
+                    "{} {name}: {must} did not run",
+                    a.kind()
+                );
+            }
+            if *name == "depthwise" {
+                assert!(
+                    ran.contains(&"conv_dw"),
+                    "{}: conv_dw did not run",
+                    a.kind()
+                );
+            }
+        }
+        linear_families(&ctx, &adapter, a);
+        igemm_split_k(&ctx, a);
+    }
+}
+
+/// Every fully connected family forced on a layer it can run, `a` fused.
+fn linear_families(ctx: &std::sync::Arc<GpuContext>, adapter: &Adapter, a: Activation) {
+    let lin = Linear {
+        in_features: 36,
+        out_features: 20,
+        bias: true,
+    };
+    let mut b = GraphBuilder::new("fc", [36, 1, 1]);
+    let f = b.push("flat", Op::flatten(), &[b.input()]).unwrap();
+    let y = b.push("layer", Op::linear(36, 20, true), &[f]).unwrap();
+    let y = b.push("act", Op::act(a), &[y]).unwrap();
+    let g = b.finish(y);
+    let w = Weights::random_for_tests(&g, 5);
+    let x = input(&[3, 36, 1, 1], 9, 3.0);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let shape = LinearShape {
+        batch: 3,
+        in_features: lin.in_features,
+        out_features: lin.out_features,
+    };
+    let mut ran = 0;
+    for f in choice::linear_forward_families() {
+        let k = LinearKernel::of(f);
+        if !f.can_run(&shape, adapter, None) {
+            continue;
+        }
+        let forced = KernelChoice::new().linear("layer", k);
+        let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced).unwrap();
+        let got = m.run(&x).unwrap();
+        let what = format!("{} fc forced {}", a.kind(), f.name());
+        check_close(&what, got.data(), want.data(), Tolerance::F32_OP).unwrap();
+        ran += 1;
+    }
+    assert!(ran >= 3, "{}: {ran} linear families ran", a.kind());
+}
+
+/// `conv_igemm` split along K: the activation is applied by the reduce pass.
+fn igemm_split_k(ctx: &GpuContext, a: Activation) {
+    let spec = Conv2dSpec::square(64, 16, 3, 1, 1).bias(true);
+    let (hw, batch, slots) = ([5, 7], 1, 512);
+    let g = one_layer(Op::Conv2d(spec.clone()), [64, hw[0], hw[1]], a);
+    let w = Weights::random_for_tests(&g, 3);
+    let x = input(&[batch, 64, hw[0], hw[1]], 4, 3.0);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let plan = IgemmConv::conv2d(&spec, Some(TILES[1])).unwrap();
+    assert!(plan.split(35, slots).ksplit > 1, "split-K must run");
+    let layer = plan.upload(ctx, "layer").unwrap();
+    let up = |l: &str, d: &[f32]| Arg::whole(&ctx.upload(l, d).unwrap());
+    let natural = w.get("layer.weight").unwrap().data();
+    let out = ctx
+        .storage_buffer("out", (want.numel() * 4) as u64)
+        .unwrap();
+    let io = IgemmIo {
+        x: up("x", x.data()),
+        out: Arg::whole(&out),
+        weight: IgemmWeight::Packed(up("wp", &plan.pack(natural).unwrap())),
+        bias: Some(up("b", w.get("layer.bias").unwrap().data())),
+    };
+    let run = ConvGeom {
+        batch,
+        in_hw: hw,
+        act: a,
+    };
+    let mut scratch = |l: &str, n: usize| Ok(Arg::whole(&ctx.storage_buffer(l, (n * 4) as u64)?));
+    let calls = conv_igemm::forward(ctx, "layer", (&layer, slots), io, run, &mut scratch).unwrap();
+    assert_eq!(calls.len(), 2, "tile pass and reduce pass");
+    run_dispatches(ctx, &bind_all(ctx, &calls).unwrap()).unwrap();
+    let got = ctx.read_f32(&out, 0, want.numel()).unwrap();
+    let what = format!("{} igemm split-K", a.kind());
+    check_close(&what, &got, want.data(), Tolerance::F32_OP).unwrap();
 }

@@ -6,11 +6,9 @@
 
 mod common;
 
-use gconv::gpu::choice::{
-    self, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel, CONV_FORWARD,
-};
+use gconv::gpu::choice::{self, Adapter, AdapterClass, ConvKernel, ConvProblem, KernelChoice};
+use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::gemv::GemvShape;
-use gconv::gpu::kernels::linear::LinearShape;
 use gconv::gpu::GpuModel;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, Op};
 use gconv::ops::{Flatten, GroupedConvTable, Linear};
@@ -95,11 +93,13 @@ fn problem(op: &Op, chw: [usize; 3], batch: usize) -> ConvProblem {
 
 /// The shader each forward kernel runs.
 fn shader_of(k: ConvKernel) -> &'static str {
-    match k {
-        ConvKernel::Fast(_) => "[conv_fast::",
-        ConvKernel::Wgmem => "[conv_wgmem::",
-        ConvKernel::Tiled => "[conv_tiled::",
-        ConvKernel::Direct(_) => "[conv::",
+    match k.family.name() {
+        "conv_fast" => "[conv_fast::",
+        "conv_wgmem" => "[conv_wgmem::",
+        "conv_tiled" => "[conv_tiled::",
+        "conv_igemm" => "[conv_igemm::",
+        "conv_dw" => "[conv_dw::",
+        _ => "[conv::",
     }
 }
 
@@ -116,31 +116,28 @@ fn every_conv_candidate_matches_the_cpu_when_forced() {
         let want = cpu::run_graph(&g, &w, &x).unwrap();
         let p = problem(&op, chw, batch);
         let mut ran = 0;
-        for c in CONV_FORWARD {
-            let forced = KernelChoice::new().conv("layer", c.kernel);
+        for f in choice::conv_forward_families() {
+            let kernel = ConvKernel::of(f);
+            let forced = KernelChoice::new().conv("layer", kernel);
             let model = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced);
-            if !c.kernel.can_run(&p, &adapter) {
+            if !choice::conv_can_run(kernel, &p, &adapter) {
                 let e = model.and_then(|mut m| m.run(&x)).unwrap_err();
-                assert!(
-                    e.to_string().contains("layer"),
-                    "{name} {:?}: {e}",
-                    c.kernel
-                );
+                assert!(e.to_string().contains("layer"), "{name} {kernel}: {e}");
                 continue;
             }
             let mut model = model.unwrap();
             let labels = model.dispatch_labels(batch).unwrap();
             assert!(
-                labels.iter().any(|l| l.contains(shader_of(c.kernel))),
-                "{name}: forced {:?} but ran {labels:?}",
-                c.kernel
+                labels.iter().any(|l| l.contains(shader_of(kernel))),
+                "{name}: forced {kernel} but ran {labels:?}"
             );
             let got = model.run(&x).unwrap();
-            let what = format!("{name} forced {:?}", c.kernel);
+            let what = format!("{name} forced {kernel}");
             assert_close(&what, got.data(), want.data(), Tolerance::F32_OP);
             ran += 1;
         }
-        // Fast, Tiled and (on adapters with enough workgroup memory) Wgmem run every layer.
+        // conv_fast, conv_tiled and (with enough workgroup memory) conv_igemm and conv_wgmem
+        // run every layer.
         assert!(ran >= 2, "{name}: only {ran} candidates ran");
     }
 }
@@ -149,67 +146,68 @@ fn every_conv_candidate_matches_the_cpu_when_forced() {
 fn default_choice_per_adapter_class() {
     let spec = Conv2dSpec::square(16, 16, 3, 1, 1);
     let cpu = Adapter {
-        cpu: true,
+        class: AdapterClass::Cpu,
         max_binding: 128 << 20,
-        wgmem: true,
+        workgroup_storage: 32 << 10,
+        invocations: 1024,
+        compute_units: 8,
     };
-    let gpu = Adapter { cpu: false, ..cpu };
+    let gpu = Adapter {
+        class: AdapterClass::Discrete,
+        ..cpu
+    };
     let small_gpu = Adapter {
-        wgmem: false,
+        workgroup_storage: 8 << 10,
         ..gpu
     };
+    let first = |p: &ConvProblem, a: &Adapter| choice::conv_default(p, a).name();
     for static_weights in [true, false] {
         let p = ConvProblem::conv2d(&spec, 1, [8, 8], static_weights);
-        assert_eq!(
-            choice::first(CONV_FORWARD, &p, &cpu),
-            ConvKernel::Fast(None)
-        );
-        assert_eq!(choice::first(CONV_FORWARD, &p, &gpu), ConvKernel::Wgmem);
-        assert_ne!(
-            choice::first(CONV_FORWARD, &p, &small_gpu),
-            ConvKernel::Wgmem
-        );
+        assert_eq!(first(&p, &cpu), "conv_fast");
+        assert_eq!(first(&p, &gpu), "conv_igemm");
+        assert!(!["conv_igemm", "conv_wgmem"].contains(&first(&p, &small_gpu).as_str()));
+        let dw = ConvProblem::conv2d(&spec.clone().groups(16), 1, [8, 8], static_weights);
+        assert_eq!(first(&dw, &gpu), "conv_dw");
     }
     // A geometry without a specialised conv_fast entry: today's kernels on a CPU adapter.
     let mut dilated = spec.clone();
     dilated.dilation = [2, 2];
     let p = ConvProblem::conv2d(&dilated, 1, [8, 8], true);
-    assert_eq!(choice::first(CONV_FORWARD, &p, &cpu), ConvKernel::Tiled);
+    assert_eq!(first(&p, &cpu), "conv_tiled");
     let p = ConvProblem::conv2d(&dilated, 1, [8, 8], false);
-    assert!(matches!(
-        choice::first(CONV_FORWARD, &p, &cpu),
-        ConvKernel::Direct(_)
-    ));
+    assert!(first(&p, &cpu).starts_with("conv_co") || first(&p, &cpu) == "conv_pk8");
     // A padded input larger than a binding rules conv_fast out.
     let tiny = Adapter {
         max_binding: 1024,
         ..cpu
     };
     let p = ConvProblem::conv2d(&spec, 4, [64, 64], true);
-    assert!(!ConvKernel::Fast(None).can_run(&p, &tiny));
+    let fast = choice::conv_named("conv_fast").unwrap();
+    assert!(!choice::conv_can_run(fast, &p, &tiny));
     // Linear: gemv where rows are vec4-readable, the linear kernel elsewhere.
     let s = LinearShape {
         batch: 1,
         in_features: 64,
         out_features: 10,
     };
-    let first = |s| choice::first(choice::LINEAR_FORWARD, s, &cpu);
-    assert_eq!(first(&s), LinearKernel::Gemv(None));
+    let first = |s: &LinearShape, a: &Adapter| choice::linear_default(s, a).name();
+    assert_eq!(first(&s, &cpu), "gemv");
     let odd = LinearShape {
         in_features: 63,
         ..s
     };
-    assert_eq!(first(&odd), LinearKernel::Linear);
-    assert!(!LinearKernel::Gemv(None).can_run(&odd));
+    assert_eq!(first(&odd, &cpu), "linear");
+    let gemv = choice::linear_named("gemv").unwrap();
+    assert!(!gemv.family.can_run(&odd, &cpu, None));
     // Batched GEMMs only off CPU adapters (lavapipe's host memory grows with them, see the
     // soak); forcing one stays possible.
     let b4 = LinearShape { batch: 4, ..s };
-    assert_eq!(first(&b4), LinearKernel::Linear);
-    assert_eq!(
-        choice::first(choice::LINEAR_FORWARD, &b4, &gpu),
-        LinearKernel::Gemv(None)
-    );
-    assert!(LinearKernel::Gemv(None).can_run(&b4));
+    assert_eq!(first(&b4, &cpu), "linear");
+    assert!(gemv.family.can_run(&b4, &cpu, None));
+    // Real GPUs: the bandwidth-bound GEMV up to batch 8, gemv's GEMM tiles beyond.
+    assert_eq!(first(&b4, &gpu), "gemv_wide");
+    let b16 = LinearShape { batch: 16, ..s };
+    assert_eq!(first(&b16, &gpu), "gemv");
 }
 
 #[test]
@@ -233,15 +231,16 @@ fn forced_linear_kernels_match_the_cpu() {
         rows: 8,
         samples: 4,
     };
+    let named = |n: &str| choice::linear_named(n).unwrap();
     for k in [
-        LinearKernel::Linear,
-        LinearKernel::Gemv(None),
-        LinearKernel::Gemv(Some(tile)),
+        named("linear"),
+        named("gemv"),
+        named(&format!("gemv[{}]", tile.entry().unwrap())),
     ] {
         let forced = KernelChoice::new().linear("fc", k);
         let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced).unwrap();
         let labels = m.dispatch_labels(3).unwrap();
-        let shader = if k == LinearKernel::Linear {
+        let shader = if k.family.name() == "linear" {
             "[linear::"
         } else {
             "[gemv::"
@@ -258,11 +257,12 @@ fn forced_linear_kernels_match_the_cpu() {
             Tolerance::F32_OP,
         );
     }
-    let bad = GemvShape {
-        rows: 3,
-        samples: 3,
+    // A variant the family does not have.
+    let bad = choice::LinearKernel {
+        variant: Some(99),
+        ..named("gemv")
     };
-    let forced = KernelChoice::new().linear("fc", LinearKernel::Gemv(Some(bad)));
+    let forced = KernelChoice::new().linear("fc", bad);
     let e = GpuModel::with_choice(ctx.clone(), g, &w, forced)
         .and_then(|mut m| m.run(&x))
         .unwrap_err();

@@ -6,9 +6,9 @@
 
 mod common;
 
+use gconv::gpu::geometry::ConvShape;
 use gconv::gpu::kernels::conv_grad_fast::plan::{DwTile, DxTile, EntryKind};
 use gconv::gpu::kernels::conv_grad_fast::{self as fast, codegen, plan};
-use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::graph::Conv2dSpec;

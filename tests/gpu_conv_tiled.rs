@@ -4,7 +4,7 @@
 
 mod common;
 
-use gconv::gpu::choice::{ConvKernel, KernelChoice};
+use gconv::gpu::choice::{self, KernelChoice};
 use gconv::gpu::GpuModel;
 use gconv::graph::{Conv2dSpec, GraphBuilder, GroupRange, Op};
 use gconv::testing::{assert_close, Tolerance};
@@ -32,7 +32,7 @@ fn check_single(name: &str, op: Op, chw: [usize; 3], batch: usize, relu: bool) {
     let want = cpu::run_graph(&g, &w, &x).unwrap();
     // conv_fast is the default for most of these geometries on a CPU adapter: force the
     // tiled kernel (it is what every static layer without a specialised entry runs).
-    let forced = KernelChoice::new().conv("conv", ConvKernel::Tiled);
+    let forced = KernelChoice::new().conv("conv", choice::conv_named("conv_tiled").unwrap());
     let mut model = GpuModel::with_choice(ctx.clone(), g, &w, forced).unwrap();
     let labels = model.dispatch_labels(batch).unwrap();
     assert!(

@@ -6,7 +6,7 @@
 mod common;
 
 use gconv::cpu;
-use gconv::gpu::kernels::geometry::ConvGeom;
+use gconv::gpu::geometry::ConvGeom;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};

@@ -4,10 +4,11 @@
 
 mod common;
 
+use gconv::gpu::family::LinearRun;
+use gconv::gpu::geometry::ConvGeom;
+use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::conv_fast::{self, ConvIo, FastConv, Weight, ENTRIES};
 use gconv::gpu::kernels::gemv::{self, GemvShape};
-use gconv::gpu::kernels::geometry::ConvGeom;
-use gconv::gpu::kernels::linear::LinearShape;
 use gconv::gpu::{Arg, GpuContext};
 use gconv::graph::{Conv2dSpec, GroupRange};
 use gconv::ops::Activation;
@@ -153,9 +154,16 @@ fn gemv_rejects_bad_arguments() {
             out_features: 3,
         };
         let run = |s: LinearShape, tile, w: &[Arg], bias: Option<&Arg>| {
-            let act = Activation::None;
-            let wb = (w, bias);
-            gemv::forward(ctx, "bad", (&s, act, tile), &x, wb, &out, &mut scratch(ctx))
+            let run = LinearRun {
+                label: "bad",
+                shape: &s,
+                x: &x,
+                chunks: w,
+                bias,
+                out: &out,
+                act: Activation::None,
+            };
+            gemv::forward(ctx, run, tile, &mut scratch(ctx))
         };
         assert!(run(s, None, &w, None).is_ok());
         assert!(run(s, None, &w2, None).is_err(), "chunk size");

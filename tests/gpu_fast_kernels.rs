@@ -9,8 +9,8 @@
 mod common;
 
 use gconv::cpu;
+use gconv::gpu::geometry::ConvGeom;
 use gconv::gpu::kernels::conv_fast::{self, ConvIo, Entry, FastConv, Weight, ENTRIES};
-use gconv::gpu::kernels::geometry::ConvGeom;
 use gconv::gpu::kernels::{gemv, roofline};
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};

@@ -5,8 +5,9 @@
 mod common;
 
 use gconv::cpu;
-use gconv::gpu::choice::{self, Adapter, LinearKernel, LINEAR_FORWARD};
-use gconv::gpu::kernels::linear::{self, LinearShape};
+use gconv::gpu::choice::{self, Adapter};
+use gconv::gpu::family::LinearRun;
+use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext};
 use gconv::ops::Activation;
@@ -88,24 +89,30 @@ fn check_linear(
     };
     // gemv (forced: on CPU adapters the candidate list takes it at batch 1 only), or the
     // linear kernel for widths gemv cannot read.
+    let named = |n: &str| choice::linear_named(n).expect("a linear kernel");
     let kernel = match shape {
-        Some(t) if gemv::fits(&s) => LinearKernel::Gemv(Some(t)),
-        _ if gemv::fits(&s) => LinearKernel::Gemv(None),
-        _ => LinearKernel::Linear,
+        Some(t) if gemv::fits(&s) => named(&format!("gemv[{}]", t.entry().unwrap())),
+        _ if gemv::fits(&s) => named("gemv"),
+        _ => named("linear"),
     };
     if s.batch == 1 || !ctx.is_cpu() {
-        let listed = choice::first(LINEAR_FORWARD, &s, &Adapter::of(ctx));
-        assert_eq!(matches!(listed, LinearKernel::Gemv(_)), gemv::fits(&s));
+        let listed = choice::linear_default(&s, &Adapter::of(ctx));
+        assert_eq!(listed.family.name() == "gemv", gemv::fits(&s));
     }
-    let w = (bufs.as_slice(), bb.as_ref());
-    let calls = match kernel {
-        LinearKernel::Gemv(t) => {
-            gemv::forward(ctx, "gemv", (&s, act, t), &x, w, &out, &mut scratch)
-        }
-        LinearKernel::Linear => linear::forward(ctx, "linear", (&s, act), &x, w, &out),
-    }
-    .expect("calls");
-    assert_eq!(kernel == LinearKernel::Linear, inf % 4 != 0);
+    let run = LinearRun {
+        label: kernel.family.name(),
+        shape: &s,
+        x: &x,
+        chunks: &bufs,
+        bias: bb.as_ref(),
+        out: &out,
+        act,
+    };
+    let calls = kernel
+        .family
+        .forward(ctx, run, kernel.variant, &mut scratch)
+        .expect("calls");
+    assert_eq!(kernel.family.name() == "linear", inf % 4 != 0);
     assert!(calls.len() >= chunks.len(), "a call per chunk at least");
     run_dispatches(ctx, &bind_all(ctx, &calls).expect("bind")).expect("run");
     let got = ctx.read_f32(&ob, 0, batch * outf).expect("read back");

@@ -455,3 +455,73 @@ fn a_training_step_uses_planned_memory() {
     let m8 = gpu_t.memory_plan(8).unwrap().unwrap();
     assert!(m8.planned_bytes > m.planned_bytes, "{m8:?} vs {m:?}");
 }
+
+/// The convolution gradients can be forced per layer like the forward: a grouped 3×3 conv
+/// made to take the reducing weight-gradient entry and the gather input-gradient entry (not
+/// the adapter's defaults on lavapipe) runs them, and its steps still equal the CPU's; a
+/// forced gradient kernel that cannot run the layer is an error naming it.
+#[test]
+fn forced_backward_kernels_run_and_match_the_cpu() {
+    use gconv::gpu::choice::{self, KernelChoice};
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    let mut b = GraphBuilder::new("forced grads", [4, 6, 6]);
+    let x = b.input();
+    let c1 = b
+        .push("conv1", Op::Conv2d(Conv2dSpec::square(4, 6, 3, 1, 1)), &[x])
+        .unwrap();
+    let r1 = b.push("relu1", Op::relu(), &[c1]).unwrap();
+    let c2 = b
+        .push(
+            "conv2",
+            Op::Conv2d(Conv2dSpec::square(6, 4, 3, 1, 1).groups(2).bias(true)),
+            &[r1],
+        )
+        .unwrap();
+    let f = b
+        .push("flat", Op::Flatten(gconv::ops::Flatten), &[c2])
+        .unwrap();
+    let fc = gconv::ops::Linear {
+        in_features: 4 * 36,
+        out_features: 3,
+        bias: true,
+    };
+    let y = b.push("fc", Op::Linear(fc), &[f]).unwrap();
+    let graph = b.finish(y);
+    let weights = Weights::init(&graph, 5);
+    let forced = KernelChoice::new()
+        .input_grad("conv2", choice::input_grad_named("grad_input").unwrap())
+        .weight_grad("conv2", choice::weight_grad_named("grad_weight").unwrap());
+    let mut cpu_t = Trainer::new(graph.clone(), weights.clone(), config(0.05)).unwrap();
+    let mut gpu_t = GpuTrainer::new(ctx.clone(), graph.clone(), weights.clone(), config(0.05))
+        .unwrap()
+        .with_choice(forced);
+    let xs = rand_t(&[2, 4, 6, 6], 9);
+    let labels = [0, 2];
+    let profile = gpu_t.profile_step(&xs, &labels).unwrap();
+    let ran = |entry: &str| {
+        profile.iter().any(|(l, _)| {
+            l.starts_with("conv2") && l.contains(&format!("[conv_backward::{entry}]"))
+        })
+    };
+    assert!(ran("grad_weight"), "{profile:?}");
+    assert!(ran("grad_input"), "{profile:?}");
+    // profile_step ran two steps (a normal one, then the profiled one): so does the CPU.
+    for _ in 0..2 {
+        cpu_t.train_step(&xs, &labels).unwrap();
+    }
+    compare_weights(
+        "forced grads",
+        &gpu_t.weights().unwrap(),
+        cpu_t.weights(),
+        TRAIN_TOL,
+    );
+    // A 1×1-only entry on a 3×3 layer is refused, naming the layer.
+    let bad = KernelChoice::new()
+        .input_grad("conv2", choice::input_grad_named("grad_input_pw4").unwrap());
+    let mut t = GpuTrainer::new(ctx.clone(), graph, weights, config(0.05))
+        .unwrap()
+        .with_choice(bad);
+    let e = t.train_step(&xs, &labels).unwrap_err().to_string();
+    assert!(e.contains("conv2") && e.contains("cannot run"), "{e}");
+}

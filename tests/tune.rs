@@ -6,7 +6,7 @@
 
 mod common;
 
-use gconv::gpu::choice::{ConvKernel, DirectKernel, KernelChoice, LinearKernel};
+use gconv::gpu::choice::{self, KernelChoice};
 use gconv::gpu::tune::{self, adapter_key, CachedChoice, TuneCache, TuneOptions};
 use gconv::gpu::GpuModel;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, GroupedConvTable, Op};
@@ -131,22 +131,37 @@ fn corrupt_or_foreign_cache_files_are_ignored() {
 
 #[test]
 fn kernel_names_round_trip() {
-    for k in [
-        ConvKernel::Fast(None),
-        ConvKernel::Fast(Some(3)),
-        ConvKernel::Wgmem,
-        ConvKernel::Tiled,
-        ConvKernel::Direct(DirectKernel::Co8),
-        ConvKernel::Direct(DirectKernel::Co1),
-        ConvKernel::Direct(DirectKernel::Pk8),
+    for name in [
+        "conv_fast",
+        "conv_fast[conv_m4s1r4p8_k3x3s1x1d1x1]",
+        "conv_wgmem",
+        "conv_tiled",
+        "conv_co8",
+        "conv_co1",
+        "conv_pk8",
     ] {
-        assert_eq!(ConvKernel::from_name(&k.name()), Some(k), "{}", k.name());
+        let k = choice::conv_named(name).expect(name);
+        assert_eq!(k.name(), name);
+        assert_eq!(choice::conv_named(&k.name()), Some(k), "{name}");
     }
-    for k in [LinearKernel::Gemv(None), LinearKernel::Linear] {
-        assert_eq!(LinearKernel::from_name(&k.name()), Some(k));
+    for name in ["gemv", "gemv[gemm_r8_b4]", "linear"] {
+        let k = choice::linear_named(name).expect(name);
+        assert_eq!(k.name(), name);
     }
-    assert_eq!(ConvKernel::from_name("conv_fast[no_such_entry]"), None);
-    assert_eq!(LinearKernel::from_name("gemv[nope]"), None);
+    for name in ["conv_grad_fast", "grad_input_pw4", "grad_input"] {
+        assert_eq!(choice::input_grad_named(name).expect(name).name(), name);
+    }
+    for name in [
+        "conv_grad_fast",
+        "grad_weight_pw4",
+        "grad_weight_serial",
+        "grad_weight",
+    ] {
+        assert_eq!(choice::weight_grad_named(name).expect(name).name(), name);
+    }
+    assert_eq!(choice::conv_named("conv_fast[no_such_entry]"), None);
+    assert_eq!(choice::linear_named("gemv[nope]"), None);
+    assert_eq!(choice::conv_named("conv_fastest"), None);
 }
 
 #[test]
@@ -231,7 +246,8 @@ fn a_forced_kernel_that_cannot_run_names_the_layer() {
     let g = tiny();
     let w = Weights::init(&g, 3);
     // A direct kernel cannot read an index-addressed table.
-    let bad = KernelChoice::new().conv("table", ConvKernel::Direct(DirectKernel::Co8));
+    let co8 = choice::conv_named("conv_co8").unwrap();
+    let bad = KernelChoice::new().conv("table", co8);
     let e = GpuModel::with_choice(ctx.clone(), g.clone(), &w, bad)
         .err()
         .expect("refused")
@@ -240,9 +256,10 @@ fn a_forced_kernel_that_cannot_run_names_the_layer() {
     // A conv_fast entry of another geometry (1×1) on the 3×3 layer.
     let one_by_one = gconv::gpu::kernels::conv_fast::ENTRIES
         .iter()
-        .position(|e| e.geom.is_some_and(|g| g[0] == 1))
+        .find(|e| e.geom.is_some_and(|g| g[0] == 1))
         .unwrap();
-    let bad = KernelChoice::new().conv("conv", ConvKernel::Fast(Some(one_by_one as u8)));
+    let entry = choice::conv_named(&format!("conv_fast[{}]", one_by_one.name)).unwrap();
+    let bad = KernelChoice::new().conv("conv", entry);
     let e = GpuModel::with_choice(ctx.clone(), g, &w, bad)
         .err()
         .expect("refused")

@@ -5,6 +5,7 @@
 //! recorded and every later call here is an error saying so (open a new `Runtime`); errors
 //! outside any scope are logged and kept for [`GpuContext::check`].
 
+use super::adapter::AdapterClass;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -37,6 +38,13 @@ impl Hash for PipelineKey {
     }
 }
 
+/// A context's compiled shader modules and pipelines.
+#[derive(Default)]
+pub(super) struct PipelineCache {
+    pub(super) modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pub(super) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
 /// An adapter, its device and queue, its limits, and a cache of compiled pipelines.
 pub struct GpuContext {
     /// The logical device.
@@ -49,8 +57,7 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The features the device was created with.
     pub features: wgpu::Features,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pub(super) shaders: PipelineCache,
     faults: Arc<Faults>,
 }
 
@@ -63,7 +70,7 @@ struct Faults {
 }
 
 /// Locks `m`, also after a panic elsewhere (the data are plain caches and messages).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -83,6 +90,8 @@ impl GpuContext {
     /// a device with the adapter's own limits (so e.g. lavapipe's 128 MiB storage bindings
     /// are usable). Returns [`Error::NoAdapter`] when there is none; never panics.
     pub fn new() -> Result<Self> {
+        // A mistyped forced class is an error before any adapter is opened.
+        AdapterClass::from_env()?;
         pollster::block_on(Self::new_async())
     }
 
@@ -146,8 +155,7 @@ impl GpuContext {
             info,
             limits,
             features,
-            modules: Mutex::new(HashMap::new()),
-            pipelines: Mutex::new(HashMap::new()),
+            shaders: PipelineCache::default(),
             faults,
         })
     }
@@ -176,7 +184,7 @@ impl GpuContext {
 
     /// Runs `f` (device calls) inside out-of-memory, validation and internal error scopes
     /// unless the device is lost; the first error caught names `what`.
-    fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+    pub(super) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.check_lost()?;
         use wgpu::ErrorFilter as F;
         let scopes = [F::OutOfMemory, F::Validation, F::Internal];
@@ -207,6 +215,11 @@ impl GpuContext {
     /// Whether the adapter is a CPU (lavapipe, SwiftShader, WARP...).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The class whose kernel candidate lists this adapter takes ([`AdapterClass::of`]).
+    pub fn adapter_class(&self) -> AdapterClass {
+        AdapterClass::of(&self.info)
     }
 
     /// Checks that a buffer of `bytes` may be created and bound as one storage binding.
@@ -342,135 +355,6 @@ impl GpuContext {
     /// A uniform buffer holding `v` (kernel parameters).
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, v: &T) -> Result<wgpu::Buffer> {
         self.buffer_init(label, bytemuck::bytes_of(v), wgpu::BufferUsages::UNIFORM)
-    }
-
-    fn module(&self, spec: &'static ShaderSpec) -> Result<wgpu::ShaderModule> {
-        let mut modules = lock(&self.modules);
-        if let Some(m) = modules.get(spec.name) {
-            return Ok(m.clone());
-        }
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(spec.name),
-            source: wgpu::ShaderSource::Wgsl(spec.source().into()),
-        };
-        let m = self.scoped(&format!("shader {}", spec.name), || {
-            if spec.trusted {
-                // SAFETY: `trusted` shaders clamp every index they compute from data and their
-                // launchers validate every size against the bound buffers; tests/gpu_ops/
-                // exercises the edge shapes (padding, odd sizes, partial tiles) against the CPU.
-                unsafe {
-                    self.device
-                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-                }
-            } else {
-                self.device.create_shader_module(desc)
-            }
-        })?;
-        modules.insert(spec.name, m.clone());
-        Ok(m)
-    }
-
-    /// The compute pipeline for `key`, compiled on first use and cached by
-    /// (shader, entry point, override constants).
-    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
-        if let Some(p) = lock(&self.pipelines).get(key) {
-            return Ok(p.clone());
-        }
-        let module = self.module(key.shader)?;
-        let label = format!("{}::{}", key.shader.name, key.entry);
-        let pipeline = self.scoped(&format!("pipeline {label}"), || {
-            self.create_pipeline(key, &module, &label)
-        })?;
-        let p = Arc::new(pipeline);
-        lock(&self.pipelines).insert(key.clone(), p.clone());
-        Ok(p)
-    }
-
-    fn create_pipeline(
-        &self,
-        key: &PipelineKey,
-        module: &wgpu::ShaderModule,
-        label: &str,
-    ) -> wgpu::ComputePipeline {
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = key
-            .shader
-            .bindings
-            .iter()
-            .enumerate()
-            .map(|(i, k)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match k {
-                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::ReadOnly => {
-                            wgpu::BufferBindingType::Storage { read_only: true }
-                        }
-                        BindingKind::ReadWrite => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let bgl = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(key.shader.name),
-                entries: &entries,
-            });
-        let layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(key.shader.name),
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
-        let constants: Vec<(&str, f64)> = key
-            .constants
-            .iter()
-            .map(|&(n, v)| (n, f64::from(v)))
-            .collect();
-        self.device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: Some(&layout),
-                module,
-                entry_point: Some(key.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
-    }
-
-    /// Binds `resources` (binding `i` = `resources[i]`) to group 0 of `pipeline`; validation
-    /// errors become [`Error::Gpu`] naming `label`.
-    pub fn bind_group(
-        &self,
-        label: &str,
-        pipeline: &wgpu::ComputePipeline,
-        resources: &[wgpu::BindingResource<'_>],
-    ) -> Result<wgpu::BindGroup> {
-        let entries: Vec<wgpu::BindGroupEntry> = resources
-            .iter()
-            .enumerate()
-            .map(|(i, r)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: r.clone(),
-            })
-            .collect();
-        self.scoped(label, || {
-            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        })
     }
 }
 

@@ -13,6 +13,10 @@ use std::sync::Arc;
 pub use super::mirror::{Field, ParamsLayout, WgslStruct};
 pub use super::prelude::PRELUDE;
 
+/// A scratch-buffer allocator: `(label, elements) → Arg` (a planned buffer in a program, a
+/// fresh buffer in a test).
+pub type Scratch<'a> = dyn FnMut(&str, usize) -> Result<Arg> + 'a;
+
 /// A buffer that the lifetime planner places: an activation, a gradient or a scratch
 /// buffer of a [`Program`](crate::gpu::program::Program).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,7 +199,7 @@ impl Call {
         grid: [u32; 3],
     ) -> Result<Self> {
         // An activation fused in `params.epi` beyond ReLU/ReLU6 runs in the shader's twin
-        // compiled for it (gpu::prelude).
+        // compiled for it (gpu::prelude); the label keeps the kernel's own name.
         let shader = super::prelude::specialise(entry.shader, params)?;
         if args.len() + 1 != shader.bindings.len() {
             return Err(Error::InvalidArgument(format!(
@@ -206,7 +210,7 @@ impl Call {
             )));
         }
         let call = Self {
-            label: format!("{label} [{}::{}]", shader.name, entry.name),
+            label: format!("{label} [{}::{}]", entry.shader.name, entry.name),
             shader,
             entry: entry.name,
             constants: entry.constants,

@@ -21,15 +21,19 @@
 //! memory, no barriers, small workgroups (`conv_fast`, `gemv`); real GPUs get other
 //! candidates in [`choice`] (`conv_wgmem`: workgroup-memory tiles, coalesced loads).
 
+pub mod adapter;
 pub mod choice;
 pub mod codegen;
 pub mod context;
 pub mod declare;
 pub mod executor;
+pub mod family;
+pub mod geometry;
 pub mod kernels;
 pub mod launch;
 pub mod lower;
 pub mod mirror;
+pub mod pipelines;
 pub mod prelude;
 pub mod program;
 pub mod roofline;

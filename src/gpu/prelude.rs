@@ -116,28 +116,56 @@ fn wgsl_for(specialised: Option<u32>) -> String {
 /// multiply the shader's size — and its compile time — by the table's length.
 pub const FIRST_SPECIALISED_CODE: u32 = 3;
 
+/// The `epi: Epilogue` member of a `Params` with these fields, if it has one.
+fn epi_field(fields: &[super::mirror::Field]) -> Option<&super::mirror::Field> {
+    fields
+        .iter()
+        .find(|f| f.name == "epi" && f.size == std::mem::size_of::<Epilogue>())
+}
+
 /// The activation code of `params.epi` (a uniform `Params` with an [`Epilogue`] member named
 /// `epi`) when it is one compiled into a twin.
 pub fn specialised_code<P: WgslStruct>(params: &P) -> Option<u32> {
-    let f = P::FIELDS
-        .iter()
-        .find(|f| f.name == "epi" && f.size == std::mem::size_of::<Epilogue>())?;
+    let f = epi_field(P::FIELDS)?;
     let bytes = bytemuck::bytes_of(params).get(f.offset..f.offset + 4)?;
     let code = bytemuck::pod_read_unaligned::<u32>(bytes);
     (code >= FIRST_SPECIALISED_CODE).then_some(code)
 }
 
+/// Whether `spec` fuses an epilogue (its `Params` has `epi: Epilogue`), so has twins.
+pub fn has_epilogue(spec: &ShaderSpec) -> bool {
+    epi_field(spec.params.fields).is_some()
+}
+
+/// The activations compiled into twins, with their default parameters (the parameters are
+/// read from `p.epi` at run time; only the code picks the twin).
+pub fn specialised_activations() -> impl Iterator<Item = Activation> {
+    Activation::ROWS
+        .iter()
+        .map(|r| r.default)
+        .filter(|a| a.code() >= FIRST_SPECIALISED_CODE)
+}
+
 /// The shader a call of `spec` with uniform `params` runs: `spec` itself, or — when
-/// `params.epi` fuses an activation beyond the run-time ones — its twin, whose prelude
-/// computes that activation only (named `{shader}+{activation}`, made once per pair and kept:
-/// at most shaders × activations of them).
+/// `params.epi` fuses an activation beyond the run-time ones — its twin ([`twin_for`]).
 pub fn specialise<P: WgslStruct>(
     spec: &'static ShaderSpec,
     params: &P,
 ) -> Result<&'static ShaderSpec> {
-    let Some(code) = specialised_code(params) else {
-        return Ok(spec);
-    };
+    match specialised_code(params) {
+        Some(code) => cached_twin(spec, code),
+        None => Ok(spec),
+    }
+}
+
+/// The twin of `spec` whose prelude computes `act` only (named `{shader}+{activation}`),
+/// made once per pair and kept — at most shaders × activations of them — so that its module
+/// and pipelines are compiled once per context, as the shader's own.
+pub fn twin_for(spec: &'static ShaderSpec, act: Activation) -> Result<&'static ShaderSpec> {
+    cached_twin(spec, act.code())
+}
+
+fn cached_twin(spec: &'static ShaderSpec, code: u32) -> Result<&'static ShaderSpec> {
     type Twins = Mutex<HashMap<(&'static str, u32), &'static ShaderSpec>>;
     static TWINS: OnceLock<Twins> = OnceLock::new();
     let mut twins = TWINS
@@ -152,8 +180,8 @@ pub fn specialise<P: WgslStruct>(
     Ok(twin)
 }
 
-/// `spec` with the prelude of activation `code`.
-pub fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
+/// `spec` with the prelude of activation `code` (a new, uncached spec).
+fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
     let row = Activation::ROWS
         .iter()
         .find(|r| r.default.code() == code)

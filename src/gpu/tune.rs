@@ -6,10 +6,11 @@
 //! a graph, [`tune_graph`] builds a one-node graph of that layer's real shape (random
 //! weights, the batch given) and times, with [`GpuModel::with_choice`](crate::gpu::GpuModel::with_choice):
 //!
-//! - convolutions: every [`applicable`] candidate of [`CONV_FORWARD`] and, when `conv_fast`
-//!   applies, up to 6 candidates in all with its other entry points that fit the geometry;
-//! - fully connected layers: [`LINEAR_FORWARD`]'s candidates and `gemv`'s other tiles (up
-//!   to 6 in all).
+//! - every family of the adapter class's list that prefers the layer
+//!   ([`crate::gpu::choice`]), then the variants those families offer for it
+//!   ([`ConvForward::tune_variants`](crate::gpu::family::ConvForward::tune_variants):
+//!   `conv_fast`'s other entry points that fit the geometry, `gemv`'s other tiles), up to
+//!   [`MAX_CANDIDATES`] in all.
 //!
 //! Each candidate runs once (warm-up, and its output is compared with the default's within
 //! [`Tolerance::F32_OP`](crate::testing::Tolerance::F32_OP): a kernel that disagrees is never chosen), then `repeats` rounds time
@@ -34,13 +35,10 @@ pub mod cache;
 mod measure;
 
 use super::choice::{
-    applicable, first, Adapter, ConvKernel, ConvProblem, KernelChoice, LinearKernel, CONV_FORWARD,
-    LINEAR_FORWARD,
+    self, Adapter, ConvKernel, ConvProblem, Kernel as Chosen, KernelChoice, LinearKernel,
 };
 use super::context::GpuContext;
-use super::kernels::conv_fast::{self, FastConv, ENTRIES};
-use super::kernels::gemv::{GemvShape, SHAPES};
-use super::kernels::linear::LinearShape;
+use super::geometry::LinearShape;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 pub use cache::{adapter_key, CachedChoice, TuneCache};
@@ -199,17 +197,13 @@ pub fn tunable_layers(graph: &Graph, batch: usize) -> Vec<TunableLayer> {
 /// The kernel the candidate lists pick for `p` (what runs untuned).
 pub fn default_kernel(p: &LayerProblem, a: &Adapter) -> Kernel {
     match p {
-        LayerProblem::Conv(c) => Kernel::Conv(
-            CONV_FORWARD
-                .iter()
-                .find(|k| (k.applies)(c, a))
-                .map_or(ConvKernel::Tiled, |k| k.kernel),
-        ),
-        LayerProblem::Linear(s) => Kernel::Linear(first(LINEAR_FORWARD, s, a)),
+        LayerProblem::Conv(c) => Kernel::Conv(choice::conv_default(c, a)),
+        LayerProblem::Linear(s) => Kernel::Linear(choice::linear_default(s, a)),
     }
 }
 
-/// The candidates timed for `p`, the default first, at most [`MAX_CANDIDATES`].
+/// The candidates timed for `p`, the default first, at most [`MAX_CANDIDATES`]: every
+/// listed family that prefers the layer, then the variants those families offer for it.
 pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
     let mut v = vec![default_kernel(p, a)];
     let add = |k: Kernel, v: &mut Vec<Kernel>| {
@@ -219,47 +213,36 @@ pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
     };
     match p {
         LayerProblem::Conv(c) => {
-            let listed = applicable(CONV_FORWARD, c, a);
+            let listed = choice::conv_preferring(c, a);
             for &k in &listed {
                 add(Kernel::Conv(k), &mut v);
             }
-            if listed.contains(&ConvKernel::Fast(None)) {
-                // The other specialised entries, those closest to the cost model's tile first.
-                let pick = if c.table {
-                    None
-                } else {
-                    FastConv::conv2d(&c.spec, c.in_hw, None)
-                        .ok()
-                        .map(|f| f.entry())
-                };
-                let width = |e: &conv_fast::Entry| e.tile.ms * e.tile.s;
-                let w0 = pick.as_ref().map_or(8, width);
-                let mut extra: Vec<(usize, u8)> = ENTRIES
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| e.geom.is_some() && e.fits(&c.spec) && Some(**e) != pick)
-                    .filter_map(|(i, e)| Some((width(e).abs_diff(w0), u8::try_from(i).ok()?)))
-                    .collect();
-                extra.sort();
-                for (_, i) in extra {
-                    let k = ConvKernel::Fast(Some(i));
-                    if k.can_run(c, a) {
-                        add(Kernel::Conv(k), &mut v);
-                    }
+            for k in &listed {
+                for variant in k.family.tune_variants(c, a) {
+                    let k = Chosen {
+                        family: k.family,
+                        variant: Some(variant),
+                    };
+                    add(Kernel::Conv(k), &mut v);
                 }
             }
         }
         LayerProblem::Linear(s) => {
-            for k in applicable(LINEAR_FORWARD, s, a) {
+            let listed: Vec<LinearKernel> = choice::linear_forward_list(a.class)
+                .iter()
+                .filter(|f| f.prefers(s, a))
+                .map(|&f| Chosen::of(f))
+                .collect();
+            for &k in &listed {
                 add(Kernel::Linear(k), &mut v);
             }
-            let gemv_listed = applicable(LINEAR_FORWARD, s, a)
-                .iter()
-                .any(|k| matches!(k, LinearKernel::Gemv(_)));
-            if gemv_listed && LinearKernel::Gemv(None).can_run(s) {
-                let own = GemvShape::for_batch(s.batch);
-                for &t in SHAPES.iter().filter(|&&t| t != own) {
-                    add(Kernel::Linear(LinearKernel::Gemv(Some(t))), &mut v);
+            for k in &listed {
+                for variant in k.family.tune_variants(s, a) {
+                    let k = Chosen {
+                        family: k.family,
+                        variant: Some(variant),
+                    };
+                    add(Kernel::Linear(k), &mut v);
                 }
             }
         }
@@ -379,15 +362,18 @@ pub fn choice_from(
                     batch: 1,
                     ..p.clone()
                 };
-                match ConvKernel::from_name(&c.kernel) {
-                    Some(k) if k.can_run(&p, &a) && (training || k.can_run(&at_load, &a)) => {
+                match choice::conv_named(&c.kernel) {
+                    Some(k)
+                        if choice::conv_can_run(k, &p, &a)
+                            && (training || choice::conv_can_run(k, &at_load, &a)) =>
+                    {
                         choice = choice.conv(&l.node, k);
                     }
                     _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
                 }
             }
-            LayerProblem::Linear(s) => match LinearKernel::from_name(&c.kernel) {
-                Some(k) if k.can_run(s) => choice = choice.linear(&l.node, k),
+            LayerProblem::Linear(s) => match choice::linear_named(&c.kernel) {
+                Some(k) if k.family.can_run(s, &a, k.variant) => choice = choice.linear(&l.node, k),
                 _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
             },
         }

@@ -304,7 +304,18 @@ fn check_input(op: &str, x: &Tensor, s: &Conv2dSpec) -> Result<([usize; 4], [usi
             x.shape(),
         ));
     }
-    let ohw = s.checked_out_hw(op, [h, w], true)?;
+    // The one geometry check, reported as this tensor's shape error.
+    let ohw = s.checked_out_hw(op, [h, w], true).map_err(|e| {
+        let why = match e {
+            Error::Shape { msg, .. } => msg,
+            e => e.to_string(),
+        };
+        Error::tensor_shape(
+            op,
+            format!("an input this layer can run ({why})"),
+            x.shape(),
+        )
+    })?;
     Ok(([b, c, h, w], ohw))
 }
 

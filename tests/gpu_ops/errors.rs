@@ -1,11 +1,12 @@
 //! Bad arguments are errors naming the layer, never panics; the adapter's limits are checked.
 
 use super::{arg, assert_err, direct_conv, up, vals, with_gpu};
-use gconv::gpu::choice::DirectKernel;
+use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::conv;
+use gconv::gpu::kernels::conv::DirectKernel;
 use gconv::gpu::kernels::elementwise::{self, Elementwise};
 use gconv::gpu::kernels::gather::{self, GatherArgs};
-use gconv::gpu::kernels::linear::{self, LinearShape};
+use gconv::gpu::kernels::linear;
 use gconv::gpu::kernels::norm::{self, BnShape, NormArgs};
 use gconv::gpu::kernels::pool::{self, PoolKind, PoolShape};
 use gconv::gpu::kernels::softmax::{self, SoftmaxArgs};

@@ -5,9 +5,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use gconv::gpu::choice::DirectKernel;
+use gconv::gpu::geometry::ConvShape;
+use gconv::gpu::kernels::conv::DirectKernel;
 use gconv::gpu::kernels::conv::{self, DirectArgs};
-use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::Conv2dSpec;

@@ -1,8 +1,8 @@
 //! Convolution backward against `conv2d_backward`: named, big-reduction, serial, folded-grid cases.
 
 use super::{gi, gw, random, read, run, t, up, with_gpu, zeros, BIG_REDUCTION};
-use gconv::gpu::choice;
 use gconv::gpu::kernels::conv_backward as cb;
+use gconv::gpu::kernels::conv_backward::DwEntry;
 use gconv::gpu::GpuContext;
 use gconv::graph::Conv2dSpec;
 use gconv::testing::{assert_close, Tolerance};
@@ -77,14 +77,10 @@ fn check_backward(ctx: &GpuContext, c: &Case, seed: u64, wtol: Tolerance) {
     );
     d.extend(gw(ctx, "dw", (None, s, c.batch, c.hw), t(&xb), t(&dyb), t(&dw)).expect("prepare dw"));
     // Every weight-gradient kernel that fits this layer, whatever the adapter would pick.
-    let kernels: Vec<choice::WeightGradKernel> = [
-        choice::WeightGradKernel::Reduce,
-        choice::WeightGradKernel::Serial,
-        choice::WeightGradKernel::Pointwise4,
-    ]
-    .into_iter()
-    .filter(|&k| k.fits(s))
-    .collect();
+    let kernels: Vec<DwEntry> = [DwEntry::Reduce, DwEntry::Serial, DwEntry::Pointwise4]
+        .into_iter()
+        .filter(|&k| k.fits(s))
+        .collect();
     let dws: Vec<wgpu::Buffer> = kernels
         .iter()
         .map(|k| zeros(ctx, &format!("dw {k:?}"), wt.numel()))
@@ -260,7 +256,7 @@ fn conv_backward_big_reduction() {
 /// and dilation, and depthwise ×2 with stride 2 on odd sizes.
 #[test]
 fn conv_backward_serial_weight_kernel() {
-    use gconv::gpu::choice::SERIAL_MIN_WEIGHTS;
+    use gconv::gpu::kernels::conv_backward::SERIAL_MIN_WEIGHTS;
     with_gpu(|ctx| {
         let mut dil = case(2, 48, 48, 2, 3, 1, 2, 2, [7, 9]);
         dil.spec.padding = [2, 2];

@@ -6,10 +6,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use gconv::gpu::choice::{self, WeightGradKernel};
+use gconv::gpu::choice::Adapter;
+use gconv::gpu::family::{ConvInputGrad, ConvWeightGrad};
+use gconv::gpu::geometry::ConvShape;
 use gconv::gpu::kernels::conv_backward as cb;
+use gconv::gpu::kernels::conv_backward::{DwEntry, DxEntry};
 use gconv::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
-use gconv::gpu::kernels::geometry::ConvShape;
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, Call, GpuContext};
 use gconv::graph::Conv2dSpec;
@@ -85,7 +87,12 @@ fn gi(
         batch,
         in_hw: hw,
     };
-    let kernel = choice::conv_input_grad(ctx, s);
+    // The conv_backward entry a list takes where conv_grad_fast does not.
+    let a = Adapter::of(ctx);
+    let kernel = [DxEntry::Pointwise4, DxEntry::Gather]
+        .into_iter()
+        .find(|&e| cb::Dx(e).prefers(s, &a))
+        .unwrap_or(DxEntry::Gather);
     cb::grad_input(ctx, label, (kernel, &shape, acc), &dy, &w, &dx).map(|c| vec![c])
 }
 
@@ -93,7 +100,7 @@ fn gi(
 fn gw(
     ctx: &GpuContext,
     label: &str,
-    (kernel, s, batch, hw): (Option<WeightGradKernel>, &Conv2dSpec, usize, [usize; 2]),
+    (kernel, s, batch, hw): (Option<DwEntry>, &Conv2dSpec, usize, [usize; 2]),
     x: Arg,
     dy: Arg,
     dw: Arg,
@@ -103,7 +110,13 @@ fn gw(
         batch,
         in_hw: hw,
     };
-    let kernel = kernel.unwrap_or_else(|| choice::conv_weight_grad(ctx, s));
+    let a = Adapter::of(ctx);
+    let kernel = kernel.unwrap_or_else(|| {
+        [DwEntry::Pointwise4, DwEntry::Serial, DwEntry::Reduce]
+            .into_iter()
+            .find(|&e| cb::Dw(e).prefers(s, &a))
+            .unwrap_or(DwEntry::Reduce)
+    });
     cb::grad_weight(ctx, label, (kernel, &shape), &x, &dy, &dw).map(|c| vec![c])
 }
 

@@ -2,8 +2,8 @@
 //! errors naming the layer, never panics (batch norm's: `batch_norm.rs`).
 
 use super::{assert_err, t, with_gpu};
+use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::elementwise::{self, Elementwise};
-use gconv::gpu::kernels::linear::LinearShape;
 use gconv::gpu::kernels::linear_backward::{self, LinearGradArgs};
 use gconv::gpu::kernels::loss::{self, LossArgs};
 use gconv::gpu::kernels::optim::{self, SgdArgs};

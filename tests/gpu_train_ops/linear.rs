@@ -1,7 +1,7 @@
 //! Linear backward against `gconv::train`.
 
 use super::{expect, grad_buf, random, read, run, t, up, with_gpu};
-use gconv::gpu::kernels::linear::LinearShape;
+use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::linear_backward::{self, LinearGradArgs};
 use gconv::gpu::GpuContext;
 use gconv::testing::{assert_close, Tolerance};

@@ -1,329 +1,200 @@
-//! Kernel choice, in one place: for each operation the candidate kernels, each with the
-//! predicate saying when it applies, in the adapter's order of preference. Inference and
-//! training both choose here; an autotuner can time [`applicable`] candidates and force one
-//! per layer with a [`KernelChoice`] (any kernel that [`ConvKernel::can_run`] /
-//! [`LinearKernel::can_run`] the layer may be forced, preferred or not).
+//! Kernel choice, in one place: for each operation and [`AdapterClass`], the candidate
+//! kernel families in order of preference. Each family says itself whether it can run a
+//! layer and whether it should by default (`gpu::family`); the first that prefers a layer
+//! runs it, unless a [`KernelChoice`] forces another (the autotuner, tests): any family that
+//! *can* run the layer may be forced, listed or not.
 //!
-//! | operation | adapter | candidates (in order) |
+//! | operation | CPU (lavapipe) | integrated / discrete |
 //! |---|---|---|
-//! | conv forward | CPU (lavapipe) | `Fast` (a specialised `conv_fast` entry fits: 3×3 and 1×1 at stride 1 or 2, 7×7/2; inference and training, tables too), `Tiled` (static weights, ≥ 4 filters per group or an uneven table), `Direct(Pk8)` (stride 1), `Direct(Co8)`, `Direct(Co1)` |
-//! | conv forward | other | `Wgmem` (16 KiB workgroup memory, 256 invocations), then as on a CPU adapter without `Fast` |
-//! | linear forward | any | `Gemv` (`in_features % 4 == 0`: GEMV at batch 1, small GEMMs beyond — batch 1 only on CPU adapters, see the soak —, split-K), `Linear` |
-//! | conv input gradient | CPU | `Fast` (`conv_grad_fast`: transposed implicit GEMM per stride phase), then as below |
-//! | conv input gradient | any | `Pointwise4` (1×1, stride 1, C/G % 4 = 0), `Gather` |
-//! | conv weight gradient | CPU | `Fast` (`conv_grad_fast`: split-K GEMM over batch · pixels), then as below |
-//! | conv weight gradient | any | `Pointwise4`, `Serial`, `Reduce` (real GPUs: by the number of weights) |
+//! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_dw` (depthwise), `conv_igemm`, `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
+//! | linear forward | `gemv` (batch 1: see the soak), `linear` | `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
+//! | conv input gradient | `conv_grad_fast`, `grad_input_pw4`, `grad_input` | `grad_input_pw4`, `grad_input` |
+//! | conv weight gradient | `conv_grad_fast`, `grad_weight_pw4`, `grad_weight_serial`, `grad_weight` | the same without `conv_grad_fast` |
 //!
-//! `GCONV_GRAD_KERNELS=old` turns `Fast` gradients off (A/B measurements, `examples/grad_lab.rs`).
+//! `GCONV_ADAPTER_CLASS=cpu|integrated|discrete` forces a class's lists on any adapter
+//! (tests run every tier on lavapipe); `GCONV_GRAD_KERNELS=old` turns `conv_grad_fast` off
+//! (A/B measurements, `examples/grad_lab.rs`).
+
+mod forced;
+
+pub use super::family::{Adapter, AdapterClass, ConvProblem, Family, Kernel};
+pub use forced::KernelChoice;
 
 use super::context::GpuContext;
-use super::kernels::conv::padded_input_bytes;
-use super::kernels::conv_fast::{self, ENTRIES};
-use super::kernels::conv_wgmem;
-use super::kernels::gemv::{self, GemvShape};
-use super::kernels::geometry::ConvShape;
-use super::kernels::linear::LinearShape;
+use super::family::{ConvForward, ConvInputGrad, ConvWeightGrad, LinearForward};
+use super::geometry::LinearShape;
+use super::kernels::{conv, conv_backward, conv_fast, conv_grad_fast, conv_igemm, conv_tiled};
+use super::kernels::{conv_dw, conv_wgmem};
+use super::kernels::{gemv, gemv_wide, linear};
 use crate::error::{Error, Result};
-use crate::graph::{Conv2dSpec, GroupedConvTable};
-use std::collections::HashMap;
+use crate::graph::Conv2dSpec;
 
-mod backward;
-pub use backward::{
-    conv_input_grad, conv_weight_grad, input_grad, weight_grad, InputGrad, InputGradKernel,
-    WeightGrad, WeightGradKernel, CONV_INPUT_GRAD, CONV_WEIGHT_GRAD, SERIAL_MIN_WEIGHTS,
-};
+/// A convolution forward kernel.
+pub type ConvKernel = Kernel<dyn ConvForward>;
+/// A fully connected forward kernel.
+pub type LinearKernel = Kernel<dyn LinearForward>;
+/// A convolution input-gradient kernel.
+pub type InputGradKernel = Kernel<dyn ConvInputGrad>;
+/// A convolution weight-gradient kernel.
+pub type WeightGradKernel = Kernel<dyn ConvWeightGrad>;
 
-/// What a predicate may know about the adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Adapter {
-    /// A CPU-backed adapter (lavapipe, SwiftShader, WARP): per-lane loads are gathers,
-    /// barriers are expensive, workgroups run on one thread.
-    pub cpu: bool,
-    /// The largest storage binding, bytes.
-    pub max_binding: u64,
-    /// Enough workgroup memory (16 KiB) and invocations (256) for `conv_wgmem`.
-    pub wgmem: bool,
-}
+// ---- the lists ------------------------------------------------------------------------
 
-impl Adapter {
-    /// The facts of `ctx`'s adapter.
-    pub fn of(ctx: &GpuContext) -> Self {
-        Self {
-            cpu: ctx.is_cpu(),
-            max_binding: ctx
-                .limits
-                .max_storage_buffer_binding_size
-                .min(ctx.limits.max_buffer_size),
-            wgmem: conv_wgmem::adapter_fits(&ctx.limits),
-        }
+/// Convolution forward on a CPU adapter: register-tiled implicit GEMMs first.
+pub const CONV_FORWARD_CPU: &[&dyn ConvForward] = &[
+    &conv_fast::CONV_FAST,
+    &conv_tiled::CONV_TILED,
+    &conv::CONV_PK8,
+    &conv::CONV_CO8,
+    &conv::CONV_CO1,
+];
+
+/// Convolution forward on a real GPU: workgroup-memory tiles first.
+pub const CONV_FORWARD_GPU: &[&dyn ConvForward] = &[
+    &conv_dw::CONV_DW,
+    &conv_igemm::CONV_IGEMM,
+    &conv_wgmem::CONV_WGMEM,
+    &conv_tiled::CONV_TILED,
+    &conv::CONV_PK8,
+    &conv::CONV_CO8,
+    &conv::CONV_CO1,
+];
+
+/// Fully connected forward on a CPU adapter (`gemv` judges batches by class itself).
+pub const LINEAR_FORWARD_CPU: &[&dyn LinearForward] = &[&gemv::GEMV, &linear::LINEAR];
+
+/// Fully connected forward on a real GPU: the bandwidth-bound GEMV at small batch first.
+pub const LINEAR_FORWARD_GPU: &[&dyn LinearForward] =
+    &[&gemv_wide::GEMV_WIDE, &gemv::GEMV, &linear::LINEAR];
+
+/// The fully connected candidates of `class`.
+pub fn linear_forward_list(class: AdapterClass) -> &'static [&'static dyn LinearForward] {
+    match class {
+        AdapterClass::Cpu => LINEAR_FORWARD_CPU,
+        AdapterClass::Integrated | AdapterClass::Discrete => LINEAR_FORWARD_GPU,
     }
 }
 
-/// A kernel that can compute an operation, and when.
-#[derive(Clone, Copy, Debug)]
-pub struct Candidate<K: 'static, P: ?Sized + 'static> {
-    /// The kernel.
-    pub kernel: K,
-    /// Whether it can (and by default should) run `P` on this adapter.
-    pub applies: fn(&P, &Adapter) -> bool,
+/// Every fully connected family of every class.
+pub fn linear_forward_families() -> Vec<&'static dyn LinearForward> {
+    union(&[LINEAR_FORWARD_CPU, LINEAR_FORWARD_GPU])
 }
 
-/// The first candidate that applies (every list ends with one that always does).
-pub fn first<K: Copy, P: ?Sized>(list: &[Candidate<K, P>], p: &P, a: &Adapter) -> K {
-    list.iter()
-        .find(|c| (c.applies)(p, a))
-        .or(list.last())
-        .map(|c| c.kernel)
-        .expect("a candidate list is never empty")
+/// Convolution input gradient on a CPU adapter.
+pub const INPUT_GRAD_CPU: &[&dyn ConvInputGrad] = &[
+    &conv_grad_fast::CONV_GRAD_FAST,
+    &conv_backward::GRAD_INPUT_PW4,
+    &conv_backward::GRAD_INPUT,
+];
+
+/// Convolution input gradient on a real GPU.
+pub const INPUT_GRAD_GPU: &[&dyn ConvInputGrad] =
+    &[&conv_backward::GRAD_INPUT_PW4, &conv_backward::GRAD_INPUT];
+
+/// Convolution weight gradient on a CPU adapter.
+pub const WEIGHT_GRAD_CPU: &[&dyn ConvWeightGrad] = &[
+    &conv_grad_fast::CONV_GRAD_FAST,
+    &conv_backward::GRAD_WEIGHT_PW4,
+    &conv_backward::GRAD_WEIGHT_SERIAL,
+    &conv_backward::GRAD_WEIGHT,
+];
+
+/// Convolution weight gradient on a real GPU.
+pub const WEIGHT_GRAD_GPU: &[&dyn ConvWeightGrad] = &[
+    &conv_backward::GRAD_WEIGHT_PW4,
+    &conv_backward::GRAD_WEIGHT_SERIAL,
+    &conv_backward::GRAD_WEIGHT,
+];
+
+/// The conv forward candidates of `class`.
+pub fn conv_forward_list(class: AdapterClass) -> &'static [&'static dyn ConvForward] {
+    match class {
+        AdapterClass::Cpu => CONV_FORWARD_CPU,
+        AdapterClass::Integrated | AdapterClass::Discrete => CONV_FORWARD_GPU,
+    }
 }
 
-/// Every candidate that applies, in order (what an autotuner times).
-pub fn applicable<K: Copy, P: ?Sized>(list: &[Candidate<K, P>], p: &P, a: &Adapter) -> Vec<K> {
-    list.iter()
-        .filter(|c| (c.applies)(p, a))
-        .map(|c| c.kernel)
+/// The input-gradient candidates of `class`.
+pub fn input_grad_list(class: AdapterClass) -> &'static [&'static dyn ConvInputGrad] {
+    match class {
+        AdapterClass::Cpu => INPUT_GRAD_CPU,
+        AdapterClass::Integrated | AdapterClass::Discrete => INPUT_GRAD_GPU,
+    }
+}
+
+/// The weight-gradient candidates of `class`.
+pub fn weight_grad_list(class: AdapterClass) -> &'static [&'static dyn ConvWeightGrad] {
+    match class {
+        AdapterClass::Cpu => WEIGHT_GRAD_CPU,
+        AdapterClass::Integrated | AdapterClass::Discrete => WEIGHT_GRAD_GPU,
+    }
+}
+
+/// Every family of `lists`, once each, in order of first appearance.
+fn union<F: ?Sized + Family>(lists: &[&'static [&'static F]]) -> Vec<&'static F> {
+    let mut all: Vec<&'static F> = Vec::new();
+    for &f in lists.iter().flat_map(|l| l.iter()) {
+        if !all.iter().any(|g| g.name() == f.name()) {
+            all.push(f);
+        }
+    }
+    all
+}
+
+/// Every conv forward family of every class (a forced or cached kernel may be any of them).
+pub fn conv_forward_families() -> Vec<&'static dyn ConvForward> {
+    union(&[CONV_FORWARD_CPU, CONV_FORWARD_GPU])
+}
+
+/// Every input-gradient family of every class.
+pub fn input_grad_families() -> Vec<&'static dyn ConvInputGrad> {
+    union(&[INPUT_GRAD_CPU, INPUT_GRAD_GPU])
+}
+
+/// Every weight-gradient family of every class.
+pub fn weight_grad_families() -> Vec<&'static dyn ConvWeightGrad> {
+    union(&[WEIGHT_GRAD_CPU, WEIGHT_GRAD_GPU])
+}
+
+// ---- choosing ---------------------------------------------------------------------------
+
+/// The default conv forward kernel of `p` on `a`: the first family of the class's list that
+/// prefers it; an exported table that none prefers takes `conv_tiled` (static weights).
+pub fn conv_default(p: &ConvProblem, a: &Adapter) -> ConvKernel {
+    let list = conv_forward_list(a.class);
+    let f = list
+        .iter()
+        .copied()
+        .find(|f| f.prefers(p, a))
+        .unwrap_or(if p.table {
+            &conv_tiled::CONV_TILED
+        } else {
+            &conv::CONV_CO1
+        });
+    Kernel::of(f)
+}
+
+/// Every listed conv forward kernel that prefers `p`, in order (the tuner's first picks).
+pub fn conv_preferring(p: &ConvProblem, a: &Adapter) -> Vec<ConvKernel> {
+    conv_forward_list(a.class)
+        .iter()
+        .filter(|f| f.prefers(p, a))
+        .map(|&f| Kernel::of(f))
         .collect()
 }
 
-// ---- convolution forward ----------------------------------------------------------------
-
-/// The entry points of `shaders/conv.wgsl` (weights in PyTorch's layout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DirectKernel {
-    /// `conv_co8`: 8 output channels × 4 pixels per invocation (register tiled).
-    Co8,
-    /// `conv_co1`: 1 output channel × 4 pixels per invocation (depthwise, thin groups).
-    Co1,
-    /// `pad_input` + `pack_weights` + `conv_pk8`: stride 1, 8 channels × 4 pixels from a
-    /// zero-padded input copy and tile-packed weights, all loads vec4.
-    Pk8,
+/// Whether `k` can run `p` on `a`.
+pub fn conv_can_run(k: ConvKernel, p: &ConvProblem, a: &Adapter) -> bool {
+    k.family.can_run(p, a, k.variant)
 }
-
-impl DirectKernel {
-    /// Output channels per tile.
-    pub fn tco(self) -> usize {
-        match self {
-            DirectKernel::Co8 | DirectKernel::Pk8 => 8,
-            DirectKernel::Co1 => 1,
-        }
-    }
-
-    /// The entry point.
-    pub fn entry(self) -> &'static str {
-        match self {
-            DirectKernel::Co8 => "conv_co8",
-            DirectKernel::Co1 => "conv_co1",
-            DirectKernel::Pk8 => "conv_pk8",
-        }
-    }
-
-    /// Invocations per workgroup: small on CPU adapters (a workgroup is one SIMD loop on one
-    /// core), 64 elsewhere; `GCONV_CONV_WG` overrides the 8-channel kernels' (experiments).
-    pub fn workgroup(self, ctx: &GpuContext) -> u32 {
-        if self == DirectKernel::Co1 {
-            return 64;
-        }
-        let default = if ctx.is_cpu() { 8 } else { 64 };
-        std::env::var("GCONV_CONV_WG")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|&v| (1..=ctx.limits.max_compute_invocations_per_workgroup).contains(&v))
-            .unwrap_or(default)
-    }
-}
-
-/// How a convolution's forward runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConvKernel {
-    /// `conv_fast` (CPU adapters): implicit GEMM in register tiles, several groups per tile;
-    /// weights packed at load (inference) or by a GPU call (training). The entry point is
-    /// the cost model's choice (`None`) or `conv_fast::ENTRIES[i]` (`Some(i)`).
-    Fast(Option<u8>),
-    /// `conv_wgmem` (discrete GPUs): workgroup-memory implicit GEMM, natural weights.
-    Wgmem,
-    /// `conv_tiled`: 8 filters × 8 pixels from weights packed once at load.
-    Tiled,
-    /// A `conv.wgsl` kernel reading the weights as they are.
-    Direct(DirectKernel),
-}
-
-impl ConvKernel {
-    /// A stable name (reports, the tuning cache): `conv_fast` (the cost model's entry),
-    /// `conv_fast[<entry>]`, `conv_wgmem`, `conv_tiled`, `conv_co8`, `conv_co1`, `conv_pk8`.
-    pub fn name(self) -> String {
-        match self {
-            ConvKernel::Fast(_) => match self.fast_entry() {
-                Some(e) => format!("conv_fast[{}]", e.name),
-                None => "conv_fast".into(),
-            },
-            ConvKernel::Wgmem => "conv_wgmem".into(),
-            ConvKernel::Tiled => "conv_tiled".into(),
-            ConvKernel::Direct(k) => k.entry().into(),
-        }
-    }
-
-    /// The kernel [`ConvKernel::name`] names, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        let direct = [DirectKernel::Co8, DirectKernel::Co1, DirectKernel::Pk8];
-        match name {
-            "conv_fast" => Some(ConvKernel::Fast(None)),
-            "conv_wgmem" => Some(ConvKernel::Wgmem),
-            "conv_tiled" => Some(ConvKernel::Tiled),
-            _ => match name
-                .strip_prefix("conv_fast[")
-                .and_then(|r| r.strip_suffix(']'))
-            {
-                Some(e) => ENTRIES
-                    .iter()
-                    .position(|x| x.name == e)
-                    .and_then(|i| u8::try_from(i).ok())
-                    .map(|i| ConvKernel::Fast(Some(i))),
-                None => direct
-                    .into_iter()
-                    .find(|k| k.entry() == name)
-                    .map(ConvKernel::Direct),
-            },
-        }
-    }
-
-    /// The forced `conv_fast` entry point of `Fast(Some(i))`.
-    pub fn fast_entry(self) -> Option<conv_fast::Entry> {
-        match self {
-            ConvKernel::Fast(Some(i)) => ENTRIES.get(usize::from(i)).copied(),
-            _ => None,
-        }
-    }
-
-    /// Whether the kernel can compute `p` on adapter `a` at all (what a forced choice must
-    /// satisfy; the candidate lists add when it should).
-    pub fn can_run(self, p: &ConvProblem, a: &Adapter) -> bool {
-        match self {
-            ConvKernel::Fast(entry) => {
-                let fits = match entry {
-                    None => true,
-                    Some(i) => ENTRIES.get(usize::from(i)).is_some_and(|e| e.fits(&p.spec)),
-                };
-                fits && conv_fast::padded_input_bytes(&p.spec, p.batch, p.in_hw)
-                    .is_some_and(|b| b <= a.max_binding)
-            }
-            ConvKernel::Wgmem => a.wgmem,
-            ConvKernel::Tiled => p.static_weights,
-            ConvKernel::Direct(k) => {
-                !p.table
-                    && (k != DirectKernel::Pk8
-                        || (p.spec.stride == [1, 1]
-                            && padded_input_bytes(&p.shape()).is_some_and(|b| b <= a.max_binding)))
-            }
-        }
-    }
-}
-
-/// A convolution to run: its geometry, the filters per group, and whether the weights are
-/// fixed (inference: they may be re-packed once at load) or change every step (training).
-#[derive(Clone, Debug)]
-pub struct ConvProblem {
-    /// Kernel, stride, padding, dilation, channels, groups.
-    pub spec: Conv2dSpec,
-    /// Batch size.
-    pub batch: usize,
-    /// Input `[h, w]`.
-    pub in_hw: [usize; 2],
-    /// Output channels of each group (uneven for an exported FLGC layer).
-    pub out_lens: Vec<usize>,
-    /// The weights are fixed for the model's life.
-    pub static_weights: bool,
-    /// An uneven, index-addressed group table (only the tiled kernel reads index lists).
-    pub table: bool,
-}
-
-impl ConvProblem {
-    /// An ordinary grouped convolution of `batch` samples of `in_hw`.
-    pub fn conv2d(
-        spec: &Conv2dSpec,
-        batch: usize,
-        in_hw: [usize; 2],
-        static_weights: bool,
-    ) -> Self {
-        Self {
-            spec: spec.clone(),
-            batch,
-            in_hw,
-            out_lens: vec![spec.out_channels / spec.groups.max(1); spec.groups],
-            static_weights,
-            table: false,
-        }
-    }
-
-    /// An exported group table (inference only).
-    pub fn table(t: &GroupedConvTable, batch: usize, in_hw: [usize; 2]) -> Self {
-        Self {
-            spec: t.spec.clone(),
-            batch,
-            in_hw,
-            out_lens: t.table.iter().map(|g| g.out_len).collect(),
-            static_weights: true,
-            table: true,
-        }
-    }
-
-    /// The geometry as the launchers take it.
-    pub fn shape(&self) -> ConvShape<'_> {
-        ConvShape {
-            spec: &self.spec,
-            batch: self.batch,
-            in_hw: self.in_hw,
-        }
-    }
-
-    /// The average number of filters of the non-empty groups.
-    fn avg_out(&self) -> usize {
-        let nonempty: Vec<usize> = self.out_lens.iter().copied().filter(|&n| n > 0).collect();
-        nonempty.iter().sum::<usize>() / nonempty.len().max(1)
-    }
-}
-
-/// Candidates for a convolution forward, best first. Every list ends with a candidate that
-/// applies to anything it can run (`Direct(Co1)` runs every ordinary convolution; a table
-/// always has `Tiled`, `Fast` or `Wgmem`).
-pub const CONV_FORWARD: &[Candidate<ConvKernel, ConvProblem>] = &[
-    Candidate {
-        kernel: ConvKernel::Fast(None),
-        applies: |p, a| {
-            a.cpu && conv_fast::has_specialised(&p.spec) && ConvKernel::Fast(None).can_run(p, a)
-        },
-    },
-    Candidate {
-        kernel: ConvKernel::Wgmem,
-        applies: |_, a| !a.cpu && a.wgmem,
-    },
-    Candidate {
-        kernel: ConvKernel::Tiled,
-        applies: |p, _| {
-            p.static_weights && (p.table || p.spec.out_channels / p.spec.groups.max(1) >= 4)
-        },
-    },
-    Candidate {
-        kernel: ConvKernel::Direct(DirectKernel::Pk8),
-        applies: |p, a| p.avg_out() >= 4 && ConvKernel::Direct(DirectKernel::Pk8).can_run(p, a),
-    },
-    Candidate {
-        kernel: ConvKernel::Direct(DirectKernel::Co8),
-        applies: |p, _| !p.table && p.avg_out() >= 4,
-    },
-    Candidate {
-        kernel: ConvKernel::Direct(DirectKernel::Co1),
-        applies: |p, _| !p.table,
-    },
-];
 
 /// The forward kernel of `p` on `ctx`'s adapter.
 pub fn conv_forward(ctx: &GpuContext, p: &ConvProblem) -> ConvKernel {
-    first(CONV_FORWARD, p, &Adapter::of(ctx))
+    conv_default(p, &Adapter::of(ctx))
 }
 
 /// The forward kernel of layer `name`: its entry in `forced` (an error naming the layer if
-/// that kernel cannot run `p`), else the first candidate that applies; a table falls back
-/// to `Tiled` (static) when no candidate applies.
+/// that kernel cannot run `p`), else the default.
 pub fn conv_forward_for(
     ctx: &GpuContext,
     name: &str,
@@ -331,18 +202,12 @@ pub fn conv_forward_for(
     forced: &KernelChoice,
 ) -> Result<ConvKernel> {
     let a = Adapter::of(ctx);
-    let k = match forced.conv.get(name) {
-        Some(&k) => k,
-        None => match CONV_FORWARD.iter().find(|c| (c.applies)(p, &a)) {
-            Some(c) => c.kernel,
-            None => ConvKernel::Tiled,
-        },
-    };
-    if k.can_run(p, &a) {
+    let k = forced.conv_of(name).unwrap_or_else(|| conv_default(p, &a));
+    if conv_can_run(k, p, &a) {
         Ok(k)
     } else {
         Err(Error::InvalidArgument(format!(
-            "{name}: kernel {k:?} cannot run this convolution ({:?}, batch {}, input {:?}, {} weights{})",
+            "{name}: kernel {k} cannot run this convolution ({:?}, batch {}, input {:?}, {} weights{})",
             p.spec,
             p.batch,
             p.in_hw,
@@ -352,131 +217,127 @@ pub fn conv_forward_for(
     }
 }
 
-// ---- fully connected forward -------------------------------------------------------------
-
-/// How a fully connected layer's forward runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinearKernel {
-    /// `gemv`: GEMV at batch 1, small register-tiled GEMMs beyond, split-K when a chunk has
-    /// few rows. The tile is chosen by batch size (`None`) or forced.
-    Gemv(Option<GemvShape>),
-    /// `linear`: one invocation per output feature (any width).
-    Linear,
+/// The default fully connected kernel of `s` on `a`.
+pub fn linear_default(s: &LinearShape, a: &Adapter) -> LinearKernel {
+    let f = linear_forward_list(a.class)
+        .iter()
+        .copied()
+        .find(|f| f.prefers(s, a))
+        .unwrap_or(&linear::LINEAR);
+    Kernel::of(f)
 }
 
-impl LinearKernel {
-    /// A stable name (reports, the tuning cache): `gemv` (tile by batch size),
-    /// `gemv[<entry>]` (a forced tile, e.g. `gemv[gemm_r4_b1]`) or `linear`.
-    pub fn name(self) -> String {
-        match self {
-            LinearKernel::Gemv(None) => "gemv".into(),
-            LinearKernel::Gemv(Some(t)) => format!("gemv[{}]", t.entry().unwrap_or("?")),
-            LinearKernel::Linear => "linear".into(),
-        }
-    }
-
-    /// The kernel [`LinearKernel::name`] names, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "gemv" => Some(LinearKernel::Gemv(None)),
-            "linear" => Some(LinearKernel::Linear),
-            _ => {
-                let e = name.strip_prefix("gemv[")?.strip_suffix(']')?;
-                gemv::SHAPES
-                    .iter()
-                    .find(|s| s.entry() == Some(e))
-                    .map(|&s| LinearKernel::Gemv(Some(s)))
-            }
-        }
-    }
-
-    /// Whether the kernel can compute `s` at all.
-    pub fn can_run(self, s: &LinearShape) -> bool {
-        match self {
-            LinearKernel::Gemv(shape) => gemv::fits(s) && shape.is_none_or(|t| t.entry().is_some()),
-            LinearKernel::Linear => true,
-        }
-    }
-}
-
-/// Candidates for a fully connected forward, best first.
-pub const LINEAR_FORWARD: &[Candidate<LinearKernel, LinearShape>] = &[
-    Candidate {
-        kernel: LinearKernel::Gemv(None),
-        // On lavapipe (Mesa 22.3.6) every pass through the batched GEMM entries grows the
-        // host's memory (≈ 650 KB per pass at batch 4, ≈ 14 KB at batch 2; wgpu's own
-        // allocations stay flat; `examples/soak.rs`), so CPU adapters keep them for batch 1.
-        applies: |s, a| gemv::fits(s) && (s.batch == 1 || !a.cpu),
-    },
-    Candidate {
-        kernel: LinearKernel::Linear,
-        applies: |_, _| true,
-    },
-];
-
-/// The forward kernel of fully connected layer `name` (forced, or the first that applies).
+/// The forward kernel of fully connected layer `name` (forced, or the default).
 pub fn linear_forward_for(
     ctx: &GpuContext,
     name: &str,
     s: &LinearShape,
     forced: &KernelChoice,
 ) -> Result<LinearKernel> {
-    let k = match forced.linear.get(name) {
-        Some(&k) => k,
-        None => first(LINEAR_FORWARD, s, &Adapter::of(ctx)),
-    };
-    if k.can_run(s) {
+    let a = Adapter::of(ctx);
+    let k = forced
+        .linear_of(name)
+        .unwrap_or_else(|| linear_default(s, &a));
+    if k.family.can_run(s, &a, k.variant) {
         Ok(k)
     } else {
         Err(Error::InvalidArgument(format!(
-            "{name}: kernel {k:?} cannot run this fully connected layer ({s:?})"
+            "{name}: kernel {k} cannot run this fully connected layer ({s:?})"
         )))
     }
 }
 
-/// Kernels forced per layer (by node name), e.g. by an autotuner that timed the
-/// [`applicable`] candidates; layers not named take the candidate lists' first choice.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KernelChoice {
-    conv: HashMap<String, ConvKernel>,
-    linear: HashMap<String, LinearKernel>,
+/// The default input-gradient kernel of `spec` on `a`.
+pub fn input_grad_default(spec: &Conv2dSpec, a: &Adapter) -> InputGradKernel {
+    let f = input_grad_list(a.class)
+        .iter()
+        .copied()
+        .find(|f| f.prefers(spec, a))
+        .unwrap_or(&conv_backward::GRAD_INPUT);
+    Kernel::of(f)
 }
 
-impl KernelChoice {
-    /// No forced kernel.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// The default weight-gradient kernel of `spec` on `a`.
+pub fn weight_grad_default(spec: &Conv2dSpec, a: &Adapter) -> WeightGradKernel {
+    let f = weight_grad_list(a.class)
+        .iter()
+        .copied()
+        .find(|f| f.prefers(spec, a))
+        .unwrap_or(&conv_backward::GRAD_WEIGHT);
+    Kernel::of(f)
+}
 
-    /// Forces convolution `node` (a `Conv2d`, `GroupedConvTable` or FLGC layer) to `k`.
-    pub fn conv(mut self, node: &str, k: ConvKernel) -> Self {
-        self.conv.insert(node.to_string(), k);
-        self
+/// The input-gradient kernel of layer `name` (forced, or the default); an error naming the
+/// layer if a forced one cannot run it.
+pub fn input_grad_for(
+    ctx: &GpuContext,
+    name: &str,
+    spec: &Conv2dSpec,
+    forced: &KernelChoice,
+) -> Result<InputGradKernel> {
+    let a = Adapter::of(ctx);
+    let k = forced
+        .input_grad_of(name)
+        .unwrap_or_else(|| input_grad_default(spec, &a));
+    if k.family.can_run(spec, &a) {
+        Ok(k)
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{name}: input-gradient kernel {k} cannot run this convolution ({spec:?})"
+        )))
     }
+}
 
-    /// Forces fully connected layer `node` to `k`.
-    pub fn linear(mut self, node: &str, k: LinearKernel) -> Self {
-        self.linear.insert(node.to_string(), k);
-        self
+/// The weight-gradient kernel of layer `name` (forced, or the default).
+pub fn weight_grad_for(
+    ctx: &GpuContext,
+    name: &str,
+    spec: &Conv2dSpec,
+    forced: &KernelChoice,
+) -> Result<WeightGradKernel> {
+    let a = Adapter::of(ctx);
+    let k = forced
+        .weight_grad_of(name)
+        .unwrap_or_else(|| weight_grad_default(spec, &a));
+    if k.family.can_run(spec, &a) {
+        Ok(k)
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{name}: weight-gradient kernel {k} cannot run this convolution ({spec:?})"
+        )))
     }
+}
 
-    /// Whether nothing is forced.
-    pub fn is_empty(&self) -> bool {
-        self.conv.is_empty() && self.linear.is_empty()
-    }
+/// How `spec`'s input gradient runs on `ctx`'s adapter by default.
+pub fn input_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> InputGradKernel {
+    input_grad_default(spec, &Adapter::of(ctx))
+}
 
-    /// The kernel forced for convolution `node`, if any.
-    pub fn conv_of(&self, node: &str) -> Option<ConvKernel> {
-        self.conv.get(node).copied()
-    }
+/// How `spec`'s weight gradient runs on `ctx`'s adapter by default.
+pub fn weight_grad(ctx: &GpuContext, spec: &Conv2dSpec) -> WeightGradKernel {
+    weight_grad_default(spec, &Adapter::of(ctx))
+}
 
-    /// The kernel forced for fully connected layer `node`, if any.
-    pub fn linear_of(&self, node: &str) -> Option<LinearKernel> {
-        self.linear.get(node).copied()
-    }
+// ---- by name ------------------------------------------------------------------------------
 
-    /// Number of layers with a forced kernel.
-    pub fn len(&self) -> usize {
-        self.conv.len() + self.linear.len()
-    }
+/// The conv forward kernel [`Kernel::name`] names (`conv_fast`, `conv_fast[<entry>]`,
+/// `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1`), if any.
+pub fn conv_named(name: &str) -> Option<ConvKernel> {
+    Kernel::from_name(&conv_forward_families(), name)
+}
+
+/// The fully connected kernel named (`gemv`, `gemv[<tile>]`, `linear`), if any.
+pub fn linear_named(name: &str) -> Option<LinearKernel> {
+    Kernel::from_name(&linear_forward_families(), name)
+}
+
+/// The input-gradient kernel named (`conv_grad_fast`, `grad_input_pw4`, `grad_input`).
+pub fn input_grad_named(name: &str) -> Option<InputGradKernel> {
+    Kernel::from_name(&input_grad_families(), name)
+}
+
+/// The weight-gradient kernel named (`conv_grad_fast`, `grad_weight_pw4`,
+/// `grad_weight_serial`, `grad_weight`).
+pub fn weight_grad_named(name: &str) -> Option<WeightGradKernel> {
+    Kernel::from_name(&weight_grad_families(), name)
 }

@@ -7,6 +7,7 @@
 //! `GCONV_BLESS=1 cargo test --test naga_validate` rewrites them after a change here.
 
 pub mod conv_fast;
+pub mod conv_igemm;
 pub mod conv_tiled;
 pub mod gemv;
 pub mod roofline;
@@ -23,7 +24,7 @@ pub struct Generated {
 }
 
 /// Every generated file of the crate.
-pub const FILES: [Generated; 5] = [
+pub const FILES: [Generated; 6] = [
     Generated {
         path: "shaders/conv_tiled.wgsl",
         make: conv_tiled::conv_tiled,
@@ -35,6 +36,10 @@ pub const FILES: [Generated; 5] = [
     Generated {
         path: "src/gpu/kernels/conv_fast/entries.rs",
         make: conv_fast::entries_rs,
+    },
+    Generated {
+        path: "shaders/conv_igemm.wgsl",
+        make: conv_igemm::wgsl,
     },
     Generated {
         path: "shaders/gemv.wgsl",

@@ -7,13 +7,15 @@
 //! so a layer is one call whatever its groups. [`ConvShape`] is shared by the other conv
 //! launchers.
 
-use super::geometry::{ConvGeometry, ConvShape, Epilogue};
-use super::{check_arg, fold_workgroups, Arg, Call};
+use super::{check_arg, fold_workgroups, Arg, Call, Scratch};
 use crate::error::{Error, Result};
-use crate::gpu::choice::DirectKernel;
 use crate::gpu::context::GpuContext;
+use crate::gpu::geometry::{ConvGeometry, ConvShape, Epilogue};
 use crate::graph::{Conv2dSpec, GroupRange};
 use crate::ops::Activation;
+
+mod family;
+pub use family::{Direct, DirectKernel, CONV_CO1, CONV_CO8, CONV_PK8};
 
 crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv.wgsl`.
@@ -201,10 +203,6 @@ pub struct DirectArgs {
     /// `[batch, N, OH, OW]` output.
     pub out: Arg,
 }
-
-/// A scratch-buffer allocator: `(label, elements) → Arg` (a planned buffer in a program, a
-/// fresh buffer in a test).
-pub type Scratch<'a> = dyn FnMut(&str, usize) -> Result<Arg> + 'a;
 
 /// The convolution of `groups` (`cpu::conv2d` / `grouped_conv_table` semantics) with the
 /// direct `kernel`, `act` fused. [`DirectKernel::Pk8`] adds a padding and a packing call and

@@ -3,13 +3,19 @@
 //!
 //! Weights are in the plain PyTorch layout `[N, C/G, kh, kw]` (not conv_tiled's packed one).
 //! Every op is one call whatever the groups: the group of an element follows from its
-//! channel. Which kernel computes a gradient is chosen in [`crate::gpu::choice`].
+//! channel. Each entry point is a kernel family ([`family`]); which one computes a gradient is chosen
+//! in [`crate::gpu::choice`].
 
-use super::geometry::{ConvGeometry, ConvShape};
 use super::{check_arg, check_dims, fold_workgroups, Arg, Call, WG};
 use crate::error::{Error, Result};
-use crate::gpu::choice::{InputGradKernel, WeightGradKernel};
 use crate::gpu::context::GpuContext;
+use crate::gpu::geometry::{ConvGeometry, ConvShape};
+
+mod family;
+pub use family::{
+    Dw, DwEntry, Dx, DxEntry, GRAD_INPUT, GRAD_INPUT_PW4, GRAD_WEIGHT, GRAD_WEIGHT_PW4,
+    GRAD_WEIGHT_SERIAL, SERIAL_MIN_WEIGHTS,
+};
 
 crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `conv_backward.wgsl`.
@@ -44,7 +50,7 @@ crate::gpu::declare::shader! {
     }
 }
 
-/// Lanes of the reducing workgroup of [`WeightGradKernel::Reduce`] (the shader's `RED`).
+/// Lanes of the reducing workgroup of [`DwEntry::Reduce`] (the shader's `RED`).
 pub const RED: u32 = 64;
 
 fn conv_params(label: &str, s: &ConvShape<'_>) -> Result<ConvBackwardParams> {
@@ -111,7 +117,7 @@ fn call(
 pub fn grad_input(
     ctx: &GpuContext,
     label: &str,
-    (kernel, s, accumulate): (InputGradKernel, &ConvShape<'_>, bool),
+    (kernel, s, accumulate): (DxEntry, &ConvShape<'_>, bool),
     dy: &Arg,
     w: &Arg,
     dx: &Arg,
@@ -130,12 +136,12 @@ pub fn grad_input(
     p.accumulate = u32::from(accumulate);
     let (entry, n) = match kernel {
         // 4 input channels × 4 pixels per invocation.
-        InputGradKernel::Pointwise4 => {
+        DxEntry::Pointwise4 => {
             let hw = u64::from(p.geom.h) * u64::from(p.geom.w);
             let n = u64::from(p.geom.batch) * u64::from(p.geom.c_in / 4) * hw.div_ceil(4);
             ("grad_input_pw4", n)
         }
-        InputGradKernel::Gather => ("grad_input", nx),
+        DxEntry::Gather => ("grad_input", nx),
     };
     p.total = total_u32(label, n)?;
     call(
@@ -153,7 +159,7 @@ pub fn grad_input(
 pub fn grad_weight(
     ctx: &GpuContext,
     label: &str,
-    (kernel, s): (WeightGradKernel, &ConvShape<'_>),
+    (kernel, s): (DwEntry, &ConvShape<'_>),
     x: &Arg,
     dy: &Arg,
     dw: &Arg,
@@ -170,9 +176,9 @@ pub fn grad_weight(
         ));
     }
     let (entry, invocations, wg_lanes) = match kernel {
-        WeightGradKernel::Reduce => ("grad_weight", nw, 1),
-        WeightGradKernel::Serial => ("grad_weight_serial", nw, u64::from(WG)),
-        WeightGradKernel::Pointwise4 => ("grad_weight_pw4", nw / 16, u64::from(WG)),
+        DwEntry::Reduce => ("grad_weight", nw, 1),
+        DwEntry::Serial => ("grad_weight_serial", nw, u64::from(WG)),
+        DwEntry::Pointwise4 => ("grad_weight_pw4", nw / 16, u64::from(WG)),
     };
     p.total = total_u32(label, invocations)?;
     call(

@@ -22,11 +22,11 @@
 //! Every run also pads the input into a scratch copy (`pad_input`), so the inner loop has no
 //! bounds logic. Both scratch buffers are planned buffers of the program.
 
-use super::conv::Scratch;
-use super::geometry::{ConvGeom, ConvGeometry, Epilogue};
+use super::Scratch;
 use super::{check_arg, check_arg_min, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::geometry::{ConvGeom, ConvGeometry, Epilogue};
 use crate::graph::Conv2dSpec;
 
 crate::gpu::mirror::wgsl_struct! {
@@ -129,8 +129,10 @@ pub const WG: u32 = 8;
 
 include!("conv_fast/entries.rs");
 
+mod family;
 mod plan;
 pub use crate::gpu::codegen::conv_fast::{nv, nwv, UNROLL_1X1};
+pub use family::CONV_FAST;
 pub use plan::{FastConv, FastConvGpu, GroupLayout};
 
 /// One register tile shape: `s` segments of `ms` filters × `r` output rows × `pt`

@@ -14,14 +14,16 @@
 pub mod codegen;
 mod codegen_dw;
 mod emit;
+mod family;
 mod head;
 pub mod plan;
 
-use super::conv::Scratch;
-use super::geometry::{ConvGeometry, ConvShape};
+use super::Scratch;
 use super::{check_arg, checked_len, fold_workgroups, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::geometry::{ConvGeometry, ConvShape};
+pub use family::CONV_GRAD_FAST;
 use plan::{DwTile, DxTile, EntryKind};
 
 crate::gpu::mirror::wgsl_struct! {
@@ -290,29 +292,44 @@ fn base_params(s: &ConvShape<'_>, e: &Eff, cin_g: usize, cout_g: usize) -> GradF
     }
 }
 
-/// A zero-padding copy of `src` (`planes` planes of `[src_h, src_w]`) into `dst`
-/// (`[planes, rows, 4·w4]`, `top` zero rows and `left` zero columns first).
-#[allow(clippy::too_many_arguments)]
+/// A zero-padding copy: `planes` planes of `[src_h, src_w]` into `[planes, rows, 4·w4]`,
+/// `top` zero rows and `left` zero columns first.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PadCopy {
+    /// Planes copied.
+    pub planes: usize,
+    /// Source plane `[h, w]`.
+    pub src: [usize; 2],
+    /// Destination rows per plane.
+    pub rows: usize,
+    /// Destination vec4s per row.
+    pub w4: usize,
+    /// Zero rows before the source's first.
+    pub top: usize,
+    /// Zero columns before the source's first.
+    pub left: usize,
+}
+
+/// The call of a zero-padding copy of `src` into `dst`.
 fn pad(
     ctx: &GpuContext,
     label: &str,
     base: &GradFastParams,
-    (planes, src_h, src_w): (usize, usize, usize),
-    (rows, w4, top, left): (usize, usize, usize, usize),
+    c: PadCopy,
     (src, dummy, dst): (&Arg, &Arg, &Arg),
 ) -> Result<Call> {
-    fits_u32(label, "padded copy", planes * rows * w4)?;
-    let n = planes * rows;
+    fits_u32(label, "padded copy", c.planes * c.rows * c.w4)?;
+    let n = c.planes * c.rows;
     let p = GradFastParams {
         total: n as u32,
-        pad_rows: rows as u32,
-        pad_w4: w4 as u32,
-        pad_top: top as u32,
-        pad_left: left as u32,
+        pad_rows: c.rows as u32,
+        pad_w4: c.w4 as u32,
+        pad_top: c.top as u32,
+        pad_left: c.left as u32,
         pad_rs: 1,
         pad_cs: 1,
-        src_h: src_h as u32,
-        src_w: src_w as u32,
+        src_h: c.src[0] as u32,
+        src_w: c.src[1] as u32,
         ..*base
     };
     call(ctx, label, "pad_2d", (&p, n, 64), [src, dummy, dummy, dst])

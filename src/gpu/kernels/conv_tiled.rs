@@ -6,10 +6,12 @@
 //! [`pack_grouped_table`]), and uploaded with [`upload`]; [`forward`] then builds the call for
 //! a batch size. One call per layer, whatever the number of groups.
 
-use super::geometry::{ConvGeometry, ConvShape, Epilogue};
-use super::{check_arg, check_dims, fold_workgroups, Arg, Call};
+use super::{check_arg, check_dims, fold_workgroups, Arg, Call, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
+use crate::gpu::family::{Family, PreparedConv};
+use crate::gpu::geometry::{ConvGeometry, ConvShape, Epilogue};
 use crate::graph::{Conv2dSpec, GroupedConvTable};
 use crate::ops::Activation;
 
@@ -309,4 +311,93 @@ pub fn forward(
         args.into_vec(),
         grid,
     )
+}
+
+/// The `conv_tiled` family: weights packed once at load, so static weights only.
+pub struct ConvTiled;
+
+/// `conv_tiled`: 8 filters × 8 pixels from weights packed at load.
+pub static CONV_TILED: ConvTiled = ConvTiled;
+
+impl Family for ConvTiled {
+    fn name(&self) -> &'static str {
+        "conv_tiled"
+    }
+}
+
+impl ConvForward for ConvTiled {
+    /// Static weights, and several filters per group or an uneven table (which only the
+    /// index-reading kernels run).
+    fn prefers(&self, p: &ConvProblem, _: &Adapter) -> bool {
+        p.static_weights && (p.table || p.spec.out_channels / p.spec.groups.max(1) >= 4)
+    }
+
+    fn can_run(&self, p: &ConvProblem, _: &Adapter, _: Option<u16>) -> bool {
+        p.static_weights
+    }
+
+    fn prepare(
+        &self,
+        ctx: &GpuContext,
+        layer: &ConvLayer<'_>,
+        _: Option<u16>,
+    ) -> Result<Option<Box<dyn PreparedConv>>> {
+        let packed = match layer.op {
+            ConvOp::Conv2d(spec) => pack_conv2d(spec, layer.weight)?,
+            ConvOp::Table(t) => pack_grouped_table(t, layer.weight)?,
+        };
+        let c_out = layer.op.spec().out_channels;
+        let gpu = upload(ctx, layer.name, &packed, layer.bias, c_out)?;
+        Ok(Some(Box::new(TiledPrepared {
+            bytes: 4 * (packed.weights.len() + c_out) as u64,
+            gpu,
+        })))
+    }
+
+    fn forward(
+        &self,
+        _: &GpuContext,
+        run: ConvRun<'_>,
+        _: Option<u16>,
+        _: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        Err(Error::shape(
+            run.label,
+            "conv_tiled reads weights packed at load; this layer's are not",
+        ))
+    }
+}
+
+/// A layer packed for `conv_tiled` at load.
+#[derive(Debug)]
+struct TiledPrepared {
+    gpu: PackedConvGpu,
+    bytes: u64,
+}
+
+impl PreparedConv for TiledPrepared {
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: ConvRun<'_>,
+        _: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let s = run.shape();
+        Ok(vec![forward(
+            ctx,
+            run.label,
+            (&s, run.act),
+            &run.x,
+            &self.gpu,
+            &run.out,
+        )?])
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn reads_natural_weights(&self) -> bool {
+        false
+    }
 }

@@ -7,10 +7,12 @@
 //! correctness only. [`conv_fast`](super::conv_fast) is the CPU-adapter kernel.
 
 use super::conv_fast::{FastSeg, GroupLayout};
-use super::geometry::{ConvGeom, ConvGeometry, Epilogue};
-use super::{check_arg, fold_workgroups, Arg, Call};
+use super::{check_arg, fold_workgroups, Arg, Call, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
+use crate::gpu::family::{Family, PreparedConv};
+use crate::gpu::geometry::{ConvGeom, ConvGeometry, Epilogue};
 use crate::graph::{Conv2dSpec, GroupRange, GroupedConvTable};
 
 crate::gpu::mirror::wgsl_struct! {
@@ -208,9 +210,12 @@ pub struct WgmemIo {
 /// Whether `ctx`'s adapter can run the kernel: 16 KiB of workgroup memory and 256
 /// invocations per workgroup (WebGPU defaults).
 pub fn adapter_fits(limits: &wgpu::Limits) -> bool {
-    limits.max_compute_workgroup_storage_size >= 16384
-        && limits.max_compute_invocations_per_workgroup >= 256
-        && limits.max_compute_workgroup_size_x >= 256
+    fits(
+        limits.max_compute_workgroup_storage_size,
+        limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x),
+    )
 }
 
 /// The convolution call of one run.
@@ -285,4 +290,90 @@ pub fn forward(
         args.into_vec(),
         fold_workgroups(ctx, label, total as u64)?,
     )
+}
+
+/// Whether an adapter with `workgroup_storage` bytes and `invocations` per workgroup can run
+/// the kernel (the WebGPU defaults: 16 KiB, 256).
+fn fits(workgroup_storage: u32, invocations: u32) -> bool {
+    workgroup_storage >= 16384 && invocations >= 256
+}
+
+/// The `conv_wgmem` family: natural weights, a segment table made at load.
+pub struct ConvWgmem;
+
+/// `conv_wgmem`: workgroup-memory implicit GEMM for real GPUs.
+pub static CONV_WGMEM: ConvWgmem = ConvWgmem;
+
+impl Family for ConvWgmem {
+    fn name(&self) -> &'static str {
+        "conv_wgmem"
+    }
+}
+
+impl ConvForward for ConvWgmem {
+    fn prefers(&self, p: &ConvProblem, a: &Adapter) -> bool {
+        self.can_run(p, a, None)
+    }
+
+    fn can_run(&self, _: &ConvProblem, a: &Adapter, _: Option<u16>) -> bool {
+        fits(a.workgroup_storage, a.invocations)
+    }
+
+    fn prepare(
+        &self,
+        ctx: &GpuContext,
+        layer: &ConvLayer<'_>,
+        _: Option<u16>,
+    ) -> Result<Option<Box<dyn PreparedConv>>> {
+        let plan = match layer.op {
+            ConvOp::Conv2d(spec) => WgmemConv::conv2d(spec)?,
+            ConvOp::Table(t) => WgmemConv::table(t)?,
+        };
+        Ok(Some(Box::new(plan.upload(ctx, layer.name)?)))
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: ConvRun<'_>,
+        _: Option<u16>,
+        scratch: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let layer = WgmemConv::conv2d(run.spec)?.upload(ctx, run.label)?;
+        PreparedConv::forward(&layer, ctx, run, scratch)
+    }
+}
+
+impl PreparedConv for WgmemConvGpu {
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: ConvRun<'_>,
+        _: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let weight = run
+            .weight
+            .clone()
+            .ok_or_else(|| Error::shape(run.label, "conv_wgmem reads the natural weights"))?;
+        let io = WgmemIo {
+            x: run.x.clone(),
+            out: run.out.clone(),
+            weight,
+            bias: run.bias.clone(),
+        };
+        let geom = ConvGeom {
+            batch: run.batch,
+            in_hw: run.in_hw,
+            act: run.act,
+        };
+        Ok(vec![forward(ctx, run.label, self, io, geom)?])
+    }
+
+    fn bytes(&self) -> u64 {
+        self.segs.size() + self.chan.size()
+    }
+
+    fn reads_natural_weights(&self) -> bool {
+        true
+    }
 }

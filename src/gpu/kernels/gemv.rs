@@ -8,16 +8,16 @@
 //! The weight comes as consecutive row chunks (`linear::upload_weight`, because a classifier
 //! weight can exceed `max_storage_buffer_binding_size`); one call (two with split-K) per
 //! chunk. `in_features` must be a multiple of 4 (rows are read as vec4s); other layers run
-//! the `linear` kernel ([`crate::gpu::choice::LINEAR_FORWARD`]).
+//! the `linear` kernel (see [`crate::gpu::choice::LINEAR_FORWARD_CPU`]).
 
-use super::conv::Scratch;
-use super::linear::LinearShape;
-use super::{check_arg, fold_workgroups, Arg, Call};
+use super::Scratch;
+use super::{check_arg, fold_workgroups, Call};
 use crate::error::{Error, Result};
 use crate::gpu::codegen::gemv as gen;
 use crate::gpu::context::GpuContext;
+use crate::gpu::family::{Adapter, Family, LinearForward, LinearRun};
+use crate::gpu::geometry::LinearShape;
 use crate::gpu::prelude::Epilogue;
-use crate::ops::Activation;
 
 crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `gemv.wgsl`.
@@ -124,19 +124,24 @@ pub fn fits(s: &LinearShape) -> bool {
     s.in_features % 4 == 0
 }
 
-/// `out = act(x·Wᵀ + b)` over the row chunks of W (`chunks[k]` holds whole rows): per chunk
-/// one call, or a split-K call and a `reduce` call when the chunk has few rows (partial
+/// `out = act(x·Wᵀ + b)` over the row chunks of W (`run.chunks[k]` holds whole rows): per
+/// chunk one call, or a split-K call and a `reduce` call when the chunk has few rows (partial
 /// sums in `scratch`). `shape`: the register tile (`None`: [`GemvShape::for_batch`]).
-#[allow(clippy::too_many_arguments)]
 pub fn forward(
     ctx: &GpuContext,
-    label: &str,
-    (s, act, shape): (&LinearShape, Activation, Option<GemvShape>),
-    x: &Arg,
-    (chunks, bias): (&[Arg], Option<&Arg>),
-    out: &Arg,
+    run: LinearRun<'_>,
+    shape: Option<GemvShape>,
     scratch: &mut Scratch<'_>,
 ) -> Result<Vec<Call>> {
+    let LinearRun {
+        label,
+        shape: s,
+        x,
+        chunks,
+        bias,
+        out,
+        act,
+    } = run;
     let (x_len, out_len) = s.lens(label)?;
     if !fits(s) {
         return Err(Error::shape(
@@ -220,3 +225,56 @@ pub fn forward(
 /// Entry point names, in the order of [`SHAPES`] (`tests/naga_validate.rs` checks them
 /// against the generator).
 pub const ENTRIES: [&str; 3] = ["gemm_r4_b1", "gemm_r8_b4", "gemm_r8_b8"];
+
+/// The `gemv` family; its variants are the tiles of [`SHAPES`] (by entry name).
+pub struct Gemv;
+
+/// `gemv`: GEMV at batch 1, small register-tiled GEMMs beyond, split-K when a chunk has few
+/// rows.
+pub static GEMV: Gemv = Gemv;
+
+impl Family for Gemv {
+    fn name(&self) -> &'static str {
+        "gemv"
+    }
+
+    fn variants(&self) -> &'static [&'static str] {
+        &ENTRIES
+    }
+}
+
+impl LinearForward for Gemv {
+    /// On lavapipe (Mesa 22.3.6) every pass through the batched GEMM entries grows the
+    /// host's memory (≈ 650 KB per pass at batch 4, ≈ 14 KB at batch 2; wgpu's own
+    /// allocations stay flat; `examples/soak.rs`), so CPU adapters keep them for batch 1.
+    fn prefers(&self, s: &LinearShape, a: &Adapter) -> bool {
+        fits(s) && (s.batch == 1 || !a.is_cpu())
+    }
+
+    fn can_run(&self, s: &LinearShape, _: &Adapter, variant: Option<u16>) -> bool {
+        fits(s) && variant.is_none_or(|v| usize::from(v) < SHAPES.len())
+    }
+
+    /// Every other tile.
+    fn tune_variants(&self, s: &LinearShape, a: &Adapter) -> Vec<u16> {
+        if !self.can_run(s, a, None) {
+            return Vec::new();
+        }
+        let own = GemvShape::for_batch(s.batch);
+        (0..SHAPES.len())
+            .filter(|&i| SHAPES[i] != own)
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect()
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: LinearRun<'_>,
+        variant: Option<u16>,
+        scratch: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let shape = variant.and_then(|v| SHAPES.get(usize::from(v)).copied());
+        forward(ctx, run, shape, scratch)
+    }
+}

@@ -3,9 +3,11 @@
 //! lavapipe's 128 MiB bindings). [`LinearShape`] and [`split_rows`] are shared with the
 //! backward ([`super::linear_backward`]).
 
-use super::{check_arg, check_dims, checked_len, fold_workgroups, Arg, Call, WG};
+use super::{check_arg, fold_workgroups, Arg, Call, Scratch, WG};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::family::{Adapter, Family, LinearForward, LinearRun};
+use crate::gpu::geometry::LinearShape;
 use crate::gpu::prelude::Epilogue;
 use crate::ops::Activation;
 
@@ -49,58 +51,6 @@ crate::gpu::declare::shader! {
             /// `[batch, out]` output.
             out: write array<f32>,
         }
-    }
-}
-
-/// The geometry of a fully connected layer.
-#[derive(Clone, Copy, Debug)]
-pub struct LinearShape {
-    /// Batch size.
-    pub batch: usize,
-    /// Input features.
-    pub in_features: usize,
-    /// Output features.
-    pub out_features: usize,
-}
-
-impl LinearShape {
-    /// Checks the sizes; returns `(x, out)` element counts.
-    pub fn lens(&self, label: &str) -> Result<(usize, usize)> {
-        check_dims(
-            label,
-            &[
-                ("batch", self.batch),
-                ("in_features", self.in_features),
-                ("out_features", self.out_features),
-            ],
-        )?;
-        Ok((
-            checked_len(label, "x", &[self.batch, self.in_features])?,
-            checked_len(label, "out", &[self.batch, self.out_features])?,
-        ))
-    }
-
-    /// Rows of each chunk of `chunks` (`len / in_features`), checked to tile the weight.
-    pub fn chunk_rows(&self, label: &str, chunks: &[Arg]) -> Result<Vec<usize>> {
-        let rows: Vec<usize> = chunks
-            .iter()
-            .map(|c| c.len as usize / self.in_features.max(1))
-            .collect();
-        let exact = chunks
-            .iter()
-            .zip(&rows)
-            .all(|(c, &r)| r > 0 && r * self.in_features == c.len as usize);
-        if !exact || rows.iter().sum::<usize>() != self.out_features {
-            return Err(Error::shape(
-                label,
-                format!(
-                    "weight chunks of {rows:?} rows must be whole rows of {} features and sum \
-                     to out_features {}",
-                    self.in_features, self.out_features
-                ),
-            ));
-        }
-        Ok(rows)
     }
 }
 
@@ -202,4 +152,37 @@ pub fn forward(
         row0 += r;
     }
     Ok(calls)
+}
+
+/// The `linear` family: one invocation per output feature, any width.
+pub struct Naive;
+
+/// `linear`: runs every fully connected layer.
+pub static LINEAR: Naive = Naive;
+
+impl Family for Naive {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+}
+
+impl LinearForward for Naive {
+    fn prefers(&self, _: &LinearShape, _: &Adapter) -> bool {
+        true
+    }
+
+    fn can_run(&self, _: &LinearShape, _: &Adapter, _: Option<u16>) -> bool {
+        true
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: LinearRun<'_>,
+        _: Option<u16>,
+        _: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let w = (run.chunks, run.bias);
+        forward(ctx, run.label, (run.shape, run.act), run.x, w, run.out)
+    }
 }

@@ -1,10 +1,10 @@
 //! Launcher for `shaders/linear_backward.wgsl`: `dx = dy·W`, `dW = dyᵀ·x`, `db = Σ dy`
 //! (`ops::linear_backward`), chunk by chunk for a weight split by rows.
 
-use super::linear::LinearShape;
 use super::{check_arg, per_element, Arg, Call};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
+use crate::gpu::geometry::LinearShape;
 
 crate::gpu::mirror::wgsl_struct! {
     /// Mirror of the WGSL `Params` of `linear_backward.wgsl`.

@@ -8,15 +8,17 @@
 
 pub mod conv;
 pub mod conv_backward;
+pub mod conv_dw;
 pub mod conv_fast;
 pub mod conv_grad_fast;
+pub mod conv_igemm;
 pub mod conv_tiled;
 pub mod conv_wgmem;
 pub mod elementwise;
 pub mod flgc;
 pub mod gather;
 pub mod gemv;
-pub mod geometry;
+pub mod gemv_wide;
 pub mod linear;
 pub mod linear_backward;
 pub mod loss;
@@ -29,23 +31,27 @@ pub mod softmax;
 
 pub use crate::gpu::launch::{
     check_arg, check_arg_min, check_dims, checked_len, element_grid, fold_workgroups, Arg, Call,
+    Scratch,
 };
 
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 19] {
+pub fn all_shaders() -> [&'static ShaderSpec; 22] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
+        &conv_dw::SHADER,
         &conv_fast::SHADER,
         &conv_grad_fast::SHADER,
+        &conv_igemm::SHADER,
         &conv_tiled::SHADER,
         &conv_wgmem::SHADER,
         &elementwise::SHADER,
         &flgc::SHADER,
         &gather::SHADER,
         &gemv::SHADER,
+        &gemv_wide::SHADER,
         &linear::SHADER,
         &linear_backward::SHADER,
         &loss::SHADER,

@@ -1,10 +1,10 @@
 //! Launcher for `shaders/pool.wgsl`: max, average and adaptive average pooling and their
 //! backward (gather form, one invocation per input element).
 
-use super::geometry::ConvGeometry;
 use super::{check_arg, check_dims, checked_len, per_element, Arg, Call};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::geometry::ConvGeometry;
 use crate::graph::Pool2dSpec;
 
 crate::gpu::mirror::wgsl_struct! {

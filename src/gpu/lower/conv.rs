@@ -4,13 +4,11 @@
 
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
-use crate::gpu::choice::{self, ConvKernel, ConvProblem, InputGrad, WeightGrad};
-use crate::gpu::kernels::conv::{self, DirectArgs};
-use crate::gpu::kernels::conv_fast::{self, ConvIo, FastConv, Weight};
-use crate::gpu::kernels::conv_wgmem::{self, WgmemConv, WgmemIo};
+use crate::gpu::choice;
+use crate::gpu::family::{ConvProblem, ConvRun, GradIo};
+use crate::gpu::geometry::ConvShape;
 use crate::gpu::kernels::flgc::{self, FlgcShape, SelectGradArgs};
-use crate::gpu::kernels::geometry::{ConvGeom, ConvShape};
-use crate::gpu::kernels::{conv_backward, conv_grad_fast, conv_tiled, Arg, Call};
+use crate::gpu::kernels::{conv_backward, Arg, Call};
 use crate::graph::{Conv2dSpec, GroupedConvTable, NodeId};
 use crate::ops::{Activation, FlgcSpec};
 
@@ -22,70 +20,54 @@ fn shape<'s>(l: &Lowering<'_>, i: NodeId, spec: &'s Conv2dSpec) -> ConvShape<'s>
     }
 }
 
-fn geom(l: &Lowering<'_>, i: NodeId, act: Activation) -> ConvGeom {
-    ConvGeom {
-        batch: l.batch,
-        in_hw: l.hw(l.graph.nodes[i].inputs[0]),
-        act,
-    }
-}
-
 /// The node's bias parameter, if the layer has one.
 fn bias(l: &Lowering<'_>, i: NodeId, spec: &Conv2dSpec) -> Result<Option<Arg>> {
     spec.bias.then(|| l.param(i, "bias")).transpose()
 }
 
-/// Input and output of node `i`.
-fn io(l: &Lowering<'_>, i: NodeId) -> Result<(Arg, Arg)> {
-    Ok((l.value(l.graph.nodes[i].inputs[0])?, l.value(i)?))
+/// One run of node `i` (convolution `spec`) with weights `weight` and the fused activation.
+fn run<'r: 's, 's>(
+    l: &Lowering<'r>,
+    i: NodeId,
+    spec: &'s Conv2dSpec,
+    (weight, bias): (Option<Arg>, Option<Arg>),
+    act: Activation,
+) -> Result<ConvRun<'s>> {
+    let graph: &'r crate::graph::Graph = l.graph;
+    let node = &graph.nodes[i];
+    Ok(ConvRun {
+        label: node.name.as_str(),
+        spec,
+        batch: l.batch,
+        in_hw: l.hw(node.inputs[0]),
+        x: l.value(node.inputs[0])?,
+        out: l.value(i)?,
+        weight,
+        bias,
+        act,
+    })
 }
 
-/// Node `i`'s convolution with the weights prepared at load (`conv_fast` packed,
-/// `conv_tiled` packed, or planned for `conv_wgmem`); `None` if nothing was prepared.
+/// Node `i`'s convolution with the weights its family prepared at load; `None` if nothing
+/// was prepared.
 fn prepared(l: &mut Lowering<'_>, i: NodeId, spec: &Conv2dSpec) -> Result<Option<Vec<Call>>> {
-    let act = l.fused(i);
-    let (x, out) = io(l, i)?;
-    let name = l.graph.nodes[i].name.as_str();
-    let calls = match l.params.prepared(i) {
-        Some(Prepared::Tiled(p)) => {
-            let s = shape(l, i, spec);
-            vec![conv_tiled::forward(l.ctx, name, (&s, act), &x, p, &out)?]
-        }
-        Some(Prepared::Fast(p)) => {
-            let io = ConvIo {
-                x,
-                out,
-                weight: Weight::Packed(Arg::whole(&p.weight)),
-                bias: Some(Arg::whole(&p.bias)),
-            };
-            let g = geom(l, i, act);
-            let (ctx, prog) = (l.ctx, &mut l.prog);
-            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
-            conv_fast::forward(ctx, name, &p.layer, io, g, &mut scratch)?
-        }
-        Some(Prepared::Wgmem(layer)) => {
-            let io = WgmemIo {
-                x,
-                out,
-                weight: l.param(i, "weight")?,
-                bias: bias(l, i, spec)?,
-            };
-            vec![conv_wgmem::forward(
-                l.ctx,
-                name,
-                layer,
-                io,
-                geom(l, i, act),
-            )?]
-        }
-        _ => return Ok(None),
+    let Some(Prepared::Conv(p)) = l.params.prepared(i) else {
+        return Ok(None);
     };
-    Ok(Some(calls))
+    let weights = if p.reads_natural_weights() {
+        (Some(l.param(i, "weight")?), bias(l, i, spec)?)
+    } else {
+        (None, None)
+    };
+    let r = run(l, i, spec, weights, l.fused(i))?;
+    let (ctx, prog) = (l.ctx, &mut l.prog);
+    let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+    p.forward(ctx, r, &mut scratch).map(Some)
 }
 
 /// Node `i`'s convolution `spec` of weights `weight` as they are (training, FLGC's masked
 /// weight, or an inference layer whose kernel reads natural weights), `act` fused, with the
-/// kernel chosen for the layer: `conv_fast` packs them by a GPU call first.
+/// kernel chosen for the layer.
 fn natural(
     l: &mut Lowering<'_>,
     i: NodeId,
@@ -93,52 +75,15 @@ fn natural(
     (weight, bias): (Arg, Option<Arg>),
     act: Activation,
 ) -> Result<Vec<Call>> {
-    let node = &l.graph.nodes[i];
-    let name = node.name.as_str();
-    let s = shape(l, i, spec);
+    let name = l.graph.nodes[i].name.as_str();
+    let in_hw = l.hw(l.graph.nodes[i].inputs[0]);
     // Nothing was packed at load, so a kernel that needs packed weights does not apply.
-    let problem = ConvProblem::conv2d(spec, l.batch, s.in_hw, false);
+    let problem = ConvProblem::conv2d(spec, l.batch, in_hw, false);
     let kernel = choice::conv_forward_for(l.ctx, name, &problem, &l.choice)?;
-    let (x, out) = io(l, i)?;
-    let g = geom(l, i, act);
+    let r = run(l, i, spec, (Some(weight), bias), act)?;
     let (ctx, prog) = (l.ctx, &mut l.prog);
     let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
-    match kernel {
-        ConvKernel::Fast(_) => {
-            let layer = FastConv::conv2d(spec, s.in_hw, kernel.fast_entry())?.upload(ctx, name)?;
-            let io = ConvIo {
-                x,
-                out,
-                weight: Weight::Natural(weight),
-                bias,
-            };
-            conv_fast::forward(ctx, name, &layer, io, g, &mut scratch)
-        }
-        ConvKernel::Wgmem => {
-            let layer = WgmemConv::conv2d(spec)?.upload(ctx, name)?;
-            let io = WgmemIo {
-                x,
-                out,
-                weight,
-                bias,
-            };
-            Ok(vec![conv_wgmem::forward(ctx, name, &layer, io, g)?])
-        }
-        ConvKernel::Direct(k) => {
-            let groups = conv::even_groups(name, spec)?;
-            let args = DirectArgs {
-                x,
-                weight,
-                bias,
-                out,
-            };
-            conv::forward(ctx, name, (k, &s, act), &groups, args, &mut scratch)
-        }
-        ConvKernel::Tiled => Err(Error::shape(
-            name,
-            "conv_tiled reads weights packed at load; this layer's are not",
-        )),
-    }
+    kernel.family.forward(ctx, r, kernel.variant, &mut scratch)
 }
 
 /// `Conv2d` forward: the kernel whose weights were prepared at load, else the layer's kernel
@@ -235,16 +180,17 @@ fn conv_grads(
     let (ctx, name) = (l.ctx, node.name.clone());
     let s = shape(l, i, spec);
     let x = l.value(input)?;
-    let mut calls = match choice::weight_grad(ctx, spec) {
-        WeightGrad::Fast => {
-            let prog = &mut l.prog;
-            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
-            conv_grad_fast::grad_weight(ctx, &name, &s, (&x, gy, dw), &mut scratch)?
-        }
-        WeightGrad::Backward(k) => {
-            vec![conv_backward::grad_weight(ctx, &name, (k, &s), &x, gy, dw)?]
-        }
+    let dw_kernel = choice::weight_grad_for(ctx, &name, spec, &l.choice)?;
+    let prog = &mut l.prog;
+    let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+    let io = GradIo {
+        gy,
+        operand: &x,
+        out: dw,
     };
+    let mut calls = dw_kernel
+        .family
+        .grad_weight(ctx, &name, &s, io, &mut scratch)?;
     if spec.bias {
         let [oh, ow] = l.hw(i);
         let db = l.param_grad(i, "bias")?;
@@ -257,28 +203,19 @@ fn conv_grads(
         )?);
     }
     if let Some((dx, acc)) = l.grad_target(input)? {
-        match choice::input_grad(ctx, spec) {
-            InputGrad::Fast => {
-                let prog = &mut l.prog;
-                let mut scratch =
-                    |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
-                calls.extend(conv_grad_fast::grad_input(
-                    ctx,
-                    &name,
-                    (&s, acc),
-                    (gy, w, &dx),
-                    &mut scratch,
-                )?);
-            }
-            InputGrad::Backward(k) => calls.push(conv_backward::grad_input(
-                ctx,
-                &name,
-                (k, &s, acc),
-                gy,
-                w,
-                &dx,
-            )?),
-        }
+        let dx_kernel = choice::input_grad_for(ctx, &name, spec, &l.choice)?;
+        let prog = &mut l.prog;
+        let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+        let io = GradIo {
+            gy,
+            operand: w,
+            out: &dx,
+        };
+        calls.extend(
+            dx_kernel
+                .family
+                .grad_input(ctx, &name, (&s, acc), io, &mut scratch)?,
+        );
     }
     Ok(calls)
 }

@@ -3,11 +3,11 @@
 
 use super::{Lowering, Prepared};
 use crate::error::{Error, Result};
-use crate::gpu::choice::{self, LinearKernel};
+use crate::gpu::choice;
+use crate::gpu::family::LinearRun;
+use crate::gpu::geometry::LinearShape;
 use crate::gpu::kernels::elementwise::{self, Elementwise};
 use crate::gpu::kernels::gather::{self, GatherArgs};
-use crate::gpu::kernels::gemv;
-use crate::gpu::kernels::linear::{self, LinearShape};
 use crate::gpu::kernels::linear_backward::{self, LinearGradArgs};
 use crate::gpu::kernels::norm::{self, BnShape, NormArgs};
 use crate::gpu::kernels::norm_train::{self, BnGradArgs, BnTrain, BnTrainArgs};
@@ -216,19 +216,21 @@ pub(super) fn forward_linear(l: &mut Lowering<'_>, i: NodeId, lin: &Linear) -> R
     };
     let shape = linear_shape(l, lin);
     let kernel = choice::linear_forward_for(l.ctx, name(l, i), &shape, &l.choice)?;
-    let act = l.fused(i);
-    match kernel {
-        LinearKernel::Gemv(tile) => {
-            let (ctx, label, prog) = (l.ctx, name(l, i), &mut l.prog);
-            let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
-            let w = (chunks.as_slice(), bias.as_ref());
-            gemv::forward(ctx, label, (&shape, act, tile), &x, w, &y, &mut scratch)
-        }
-        LinearKernel::Linear => {
-            let w = (chunks.as_slice(), bias.as_ref());
-            linear::forward(l.ctx, name(l, i), (&shape, act), &x, w, &y)
-        }
-    }
+    let graph = l.graph;
+    let run = LinearRun {
+        label: graph.nodes[i].name.as_str(),
+        shape: &shape,
+        x: &x,
+        chunks: &chunks,
+        bias: bias.as_ref(),
+        out: &y,
+        act: l.fused(i),
+    };
+    let (ctx, prog) = (l.ctx, &mut l.prog);
+    let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));
+    kernel
+        .family
+        .forward(ctx, run, kernel.variant, &mut scratch)
 }
 
 /// Linear backward: `dW`, `db` and `dx` (into scratch when the input needs no gradient).

@@ -1,15 +1,14 @@
 //! Parameters resident on the device: uploaded once per model (inference: in the form the
-//! chosen kernels read, e.g. re-packed for the tiled convolution or BN folded to an affine
+//! chosen kernels read — a convolution's as its kernel family prepares them, BN folded to an affine
 //! map; training: as they are, with momentum buffers), split by rows where a tensor exceeds
 //! one storage binding.
 
 use crate::error::{Error, Result};
-use crate::gpu::choice::{self, ConvKernel, ConvProblem, KernelChoice};
+use crate::gpu::choice::{self, KernelChoice};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::conv_fast::{FastConv, FastConvGpu};
-use crate::gpu::kernels::conv_wgmem::{WgmemConv, WgmemConvGpu};
-use crate::gpu::kernels::{conv_tiled, gather, linear, norm};
-use crate::graph::{Graph, GroupedConvTable, NodeId, Op};
+use crate::gpu::family::{ConvLayer, ConvOp, ConvProblem, PreparedConv};
+use crate::gpu::kernels::{gather, linear, norm};
+use crate::graph::{Graph, NodeId, Op};
 use crate::ops::ParamRole;
 use crate::weights::Weights;
 use std::collections::{BTreeMap, HashMap};
@@ -34,26 +33,12 @@ pub struct DeviceParam {
     pub train: Option<TrainState>,
 }
 
-/// A convolution planned for `conv_fast` with its weights packed on the host.
-#[derive(Debug)]
-pub struct FastPrepared {
-    /// Segments and channel lists.
-    pub layer: FastConvGpu,
-    /// The packed weights.
-    pub weight: wgpu::Buffer,
-    /// The bias (zeros when the layer has none).
-    pub bias: wgpu::Buffer,
-}
-
 /// A parameter in the form an inference kernel reads it, built at load.
 #[derive(Debug)]
 pub enum Prepared {
-    /// A convolution planned and packed for `conv_fast`.
-    Fast(FastPrepared),
-    /// A convolution planned for `conv_wgmem` (its weights stay as they are).
-    Wgmem(WgmemConvGpu),
-    /// A convolution re-packed for `conv_tiled`.
-    Tiled(conv_tiled::PackedConvGpu),
+    /// A convolution's weights in the form its kernel family reads them
+    /// ([`ConvForward::prepare`]).
+    Conv(Box<dyn PreparedConv>),
     /// Batch norm as `[scale; C] ++ [shift; C]`.
     ScaleShift(wgpu::Buffer),
     /// Gather indices as `u32`.
@@ -177,39 +162,25 @@ impl ParamStore {
             match &node.op {
                 Op::Conv2d(spec) => {
                     let problem = ConvProblem::conv2d(spec, 1, in_hw, true);
-                    let kernel = choice::conv_forward_for(ctx, &node.name, &problem, forced)?;
-                    let bias = if spec.bias {
-                        Some(get("bias")?.data())
-                    } else {
-                        None
-                    };
-                    let w = get("weight")?.data();
-                    let plan = match kernel {
-                        ConvKernel::Fast(_) => {
-                            let entry = kernel.fast_entry();
-                            Some(ConvPlan::Fast(FastConv::conv2d(spec, in_hw, entry)?))
-                        }
-                        ConvKernel::Tiled => {
-                            Some(ConvPlan::Tiled(conv_tiled::pack_conv2d(spec, w)?))
-                        }
-                        ConvKernel::Wgmem => Some(ConvPlan::Wgmem(WgmemConv::conv2d(spec)?)),
-                        ConvKernel::Direct(_) => None,
-                    };
-                    let at = (i, node.name.as_str(), spec.out_channels);
-                    s.prepare_conv(ctx, at, plan, (&spec.weight_shape(), w, bias))?;
+                    let at = (i, node.name.as_str());
+                    s.prepare_conv(
+                        ctx,
+                        at,
+                        (ConvOp::Conv2d(spec), &problem, in_hw),
+                        forced,
+                        weights,
+                    )?;
                 }
                 Op::GroupedConvTable(t) => {
                     let problem = ConvProblem::table(t, 1, in_hw);
-                    let kernel = choice::conv_forward_for(ctx, &node.name, &problem, forced)?;
-                    let w = get("weight")?.data();
-                    let bias = if t.spec.bias {
-                        Some(get("bias")?.data())
-                    } else {
-                        None
-                    };
-                    let plan = table_plan(t, kernel, in_hw, w)?;
-                    let at = (i, node.name.as_str(), t.spec.out_channels);
-                    s.prepare_conv(ctx, at, Some(plan), (&[w.len()], w, bias))?;
+                    let at = (i, node.name.as_str());
+                    s.prepare_conv(
+                        ctx,
+                        at,
+                        (ConvOp::Table(t), &problem, in_hw),
+                        forced,
+                        weights,
+                    )?;
                 }
                 Op::FlgcConv2d(_) => return Err(Error::shape(
                     &node.name,
@@ -267,71 +238,48 @@ impl ParamStore {
     }
 }
 
-/// A convolution planned (and, for `conv_tiled`, packed) for its inference kernel.
-enum ConvPlan {
-    Fast(FastConv),
-    Wgmem(WgmemConv),
-    Tiled(conv_tiled::PackedConv),
-}
-
-fn table_plan(
-    t: &GroupedConvTable,
-    kernel: ConvKernel,
-    in_hw: [usize; 2],
-    w: &[f32],
-) -> Result<ConvPlan> {
-    Ok(match kernel {
-        ConvKernel::Fast(_) => ConvPlan::Fast(FastConv::table(t, in_hw, kernel.fast_entry())?),
-        ConvKernel::Wgmem => ConvPlan::Wgmem(WgmemConv::table(t)?),
-        // `conv_forward_for` never gives a direct kernel for a table.
-        ConvKernel::Tiled | ConvKernel::Direct(_) => {
-            ConvPlan::Tiled(conv_tiled::pack_grouped_table(t, w)?)
-        }
-    })
-}
-
 impl ParamStore {
-    /// Uploads convolution `node`'s weights in the form `plan`'s kernel reads: packed
-    /// (`conv_fast`, `conv_tiled`, with a zero bias when the layer has none) or as they are
-    /// (`conv_wgmem`, the direct kernels: `None`).
+    /// Convolution `node`'s weights in the form its kernel reads: prepared by the kernel's
+    /// family at load (packed, or a segment table beside the natural weights) and/or as
+    /// they are.
     fn prepare_conv(
         &mut self,
         ctx: &GpuContext,
-        (node, name, c_out): (NodeId, &str, usize),
-        plan: Option<ConvPlan>,
-        (shape, w, bias): (&[usize], &[f32], Option<&[f32]>),
+        (node, name): (NodeId, &str),
+        (op, problem, in_hw): (ConvOp<'_>, &ConvProblem, [usize; 2]),
+        forced: &KernelChoice,
+        weights: &Weights,
     ) -> Result<()> {
-        let natural = |s: &mut Self| -> Result<()> {
-            s.put(ctx, format!("{name}.weight"), shape, w, None)?;
+        let spec = op.spec();
+        let kernel = choice::conv_forward_for(ctx, name, problem, forced)?;
+        let w = weights.require(&format!("{name}.weight"))?;
+        let bias = if spec.bias {
+            Some(weights.require(&format!("{name}.bias"))?.data())
+        } else {
+            None
+        };
+        let layer = ConvLayer {
+            name,
+            op,
+            in_hw,
+            weight: w.data(),
+            bias,
+        };
+        let prepared = kernel.family.prepare(ctx, &layer, kernel.variant)?;
+        if prepared.as_ref().is_none_or(|p| p.reads_natural_weights()) {
+            let shape = match op {
+                ConvOp::Conv2d(spec) => spec.weight_shape(),
+                ConvOp::Table(_) => vec![w.data().len()],
+            };
+            self.put(ctx, format!("{name}.weight"), &shape, w.data(), None)?;
             if let Some(b) = bias {
-                s.put(ctx, format!("{name}.bias"), &[b.len()], b, None)?;
+                self.put(ctx, format!("{name}.bias"), &[b.len()], b, None)?;
             }
-            Ok(())
-        };
-        let prepared = match plan {
-            None => return natural(self),
-            Some(ConvPlan::Wgmem(p)) => {
-                natural(self)?;
-                Prepared::Wgmem(p.upload(ctx, name)?)
-            }
-            Some(ConvPlan::Tiled(packed)) => {
-                let gpu = conv_tiled::upload(ctx, name, &packed, bias, c_out)?;
-                self.bytes += 4 * (packed.weights.len() + c_out) as u64;
-                Prepared::Tiled(gpu)
-            }
-            Some(ConvPlan::Fast(p)) => {
-                let packed = p.pack(w)?;
-                let zeros = vec![0.0; c_out];
-                let b = bias.unwrap_or(&zeros);
-                self.bytes += 4 * (packed.len() + b.len()) as u64;
-                Prepared::Fast(FastPrepared {
-                    layer: p.upload(ctx, name)?,
-                    weight: ctx.upload(&format!("{name} packed weight"), &packed)?,
-                    bias: ctx.upload(&format!("{name} bias"), b)?,
-                })
-            }
-        };
-        self.prepared.insert(node, prepared);
+        }
+        if let Some(p) = prepared {
+            self.bytes += p.bytes();
+            self.prepared.insert(node, Prepared::Conv(p));
+        }
         Ok(())
     }
 }

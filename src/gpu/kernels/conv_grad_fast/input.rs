@@ -2,12 +2,12 @@
 
 use super::plan::{self, phase_taps, DxTile, EntryKind};
 use super::{
-    base_params, call, entry_name, fits_u32, layer, pad, scratch_arg, Eff, GradFastParams,
+    base_params, call, entry_name, fits_u32, layer, pad, scratch_arg, Eff, GradFastParams, PadCopy,
 };
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::conv::Scratch;
-use crate::gpu::kernels::geometry::ConvShape;
+use crate::gpu::geometry::ConvShape;
+use crate::gpu::kernels::Scratch;
 use crate::gpu::kernels::{check_arg, Arg, Call};
 
 /// One phase of the input gradient.
@@ -205,8 +205,14 @@ pub fn grad_input_tiled(
                 ctx,
                 label,
                 &base,
-                (b * n, e.oh, e.ow),
-                (d_rows, d_w4, ty_max, 4 * lx4),
+                PadCopy {
+                    planes: b * n,
+                    src: [e.oh, e.ow],
+                    rows: d_rows,
+                    w4: d_w4,
+                    top: ty_max,
+                    left: 4 * lx4,
+                },
                 (dy, &dummy, &dyp),
             )?);
             dyp

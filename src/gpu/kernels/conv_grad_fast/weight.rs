@@ -3,12 +3,12 @@
 
 use super::plan::{self, DwTile, EntryKind};
 use super::{
-    base_params, call, entry_name, fits_u32, layer, pad, scratch_arg, Eff, GradFastParams,
+    base_params, call, entry_name, fits_u32, layer, pad, scratch_arg, Eff, GradFastParams, PadCopy,
 };
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::conv::Scratch;
-use crate::gpu::kernels::geometry::ConvShape;
+use crate::gpu::geometry::ConvShape;
+use crate::gpu::kernels::Scratch;
 use crate::gpu::kernels::{check_arg, Arg, Call};
 
 /// Invocations a weight gradient aims for (split-K fills the device when the output tiles
@@ -164,8 +164,14 @@ pub fn grad_weight_tiled(
             ctx,
             label,
             &base,
-            (b * c, h, wd),
-            (x_rows, x_w4, e.p[0], e.p[1]),
+            PadCopy {
+                planes: b * c,
+                src: [h, wd],
+                rows: x_rows,
+                w4: x_w4,
+                top: e.p[0],
+                left: e.p[1],
+            },
             (x, &dummy, &xp),
         )?);
     }
@@ -174,8 +180,14 @@ pub fn grad_weight_tiled(
             ctx,
             label,
             &base,
-            (b * n, e.oh, e.ow),
-            (e.oh, d_w4, 0, 0),
+            PadCopy {
+                planes: b * n,
+                src: [e.oh, e.ow],
+                rows: e.oh,
+                w4: d_w4,
+                top: 0,
+                left: 0,
+            },
             (dy, &dummy, &dyp),
         )?);
     }

@@ -2,10 +2,11 @@
 //! side (a layer's spec, batch and input size), checked once by [`ConvShape::geometry`] —
 //! which calls the op's own check ([`Conv2dSpec::checked_out_hw`]: groups, window, sizes) —
 //! into [`ConvGeometry`] (declared with its WGSL twin in [`crate::gpu::prelude`]), the first
-//! member, `p.geom`, of every conv and pool shader's `Params`.
+//! member, `p.geom`, of every conv and pool shader's `Params`. [`ConvGeom`] is one run of a
+//! planned layer (batch, input size, activation), [`LinearShape`] a fully connected layer's.
 
-use super::check_dims;
-use crate::error::Result;
+use super::launch::{check_dims, checked_len, Arg};
+use crate::error::{Error, Result};
 pub use crate::gpu::prelude::{ConvGeometry, Epilogue};
 use crate::graph::Conv2dSpec;
 use crate::ops::Activation;
@@ -115,5 +116,57 @@ impl ConvGeom {
             batch: self.batch,
             in_hw: self.in_hw,
         }
+    }
+}
+
+/// The geometry of a fully connected layer.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+}
+
+impl LinearShape {
+    /// Checks the sizes; returns `(x, out)` element counts.
+    pub fn lens(&self, label: &str) -> Result<(usize, usize)> {
+        check_dims(
+            label,
+            &[
+                ("batch", self.batch),
+                ("in_features", self.in_features),
+                ("out_features", self.out_features),
+            ],
+        )?;
+        Ok((
+            checked_len(label, "x", &[self.batch, self.in_features])?,
+            checked_len(label, "out", &[self.batch, self.out_features])?,
+        ))
+    }
+
+    /// Rows of each chunk of `chunks` (`len / in_features`), checked to tile the weight.
+    pub fn chunk_rows(&self, label: &str, chunks: &[Arg]) -> Result<Vec<usize>> {
+        let rows: Vec<usize> = chunks
+            .iter()
+            .map(|c| c.len as usize / self.in_features.max(1))
+            .collect();
+        let exact = chunks
+            .iter()
+            .zip(&rows)
+            .all(|(c, &r)| r > 0 && r * self.in_features == c.len as usize);
+        if !exact || rows.iter().sum::<usize>() != self.out_features {
+            return Err(Error::shape(
+                label,
+                format!(
+                    "weight chunks of {rows:?} rows must be whole rows of {} features and sum \
+                     to out_features {}",
+                    self.in_features, self.out_features
+                ),
+            ));
+        }
+        Ok(rows)
     }
 }

@@ -1,0 +1,76 @@
+//! Kernels forced per layer ([`KernelChoice`]): what the autotuner's cache, the tests and the
+//! labs set; a layer not named takes its candidate list's default.
+
+use super::{ConvKernel, InputGradKernel, LinearKernel, WeightGradKernel};
+use std::collections::HashMap;
+
+/// Kernels forced per layer (by node name), for the forward of convolutions and fully
+/// connected layers and for the two convolution gradients.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelChoice {
+    conv: HashMap<String, ConvKernel>,
+    linear: HashMap<String, LinearKernel>,
+    input_grad: HashMap<String, InputGradKernel>,
+    weight_grad: HashMap<String, WeightGradKernel>,
+}
+
+impl KernelChoice {
+    /// No forced kernel.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forces convolution `node`'s forward (a `Conv2d`, `GroupedConvTable` or FLGC layer).
+    pub fn conv(mut self, node: &str, k: ConvKernel) -> Self {
+        self.conv.insert(node.to_string(), k);
+        self
+    }
+
+    /// Forces fully connected layer `node`'s forward.
+    pub fn linear(mut self, node: &str, k: LinearKernel) -> Self {
+        self.linear.insert(node.to_string(), k);
+        self
+    }
+
+    /// Forces convolution `node`'s input gradient (training).
+    pub fn input_grad(mut self, node: &str, k: InputGradKernel) -> Self {
+        self.input_grad.insert(node.to_string(), k);
+        self
+    }
+
+    /// Forces convolution `node`'s weight gradient (training).
+    pub fn weight_grad(mut self, node: &str, k: WeightGradKernel) -> Self {
+        self.weight_grad.insert(node.to_string(), k);
+        self
+    }
+
+    /// Whether nothing is forced.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The kernel forced for convolution `node`'s forward, if any.
+    pub fn conv_of(&self, node: &str) -> Option<ConvKernel> {
+        self.conv.get(node).copied()
+    }
+
+    /// The kernel forced for fully connected layer `node`, if any.
+    pub fn linear_of(&self, node: &str) -> Option<LinearKernel> {
+        self.linear.get(node).copied()
+    }
+
+    /// The kernel forced for convolution `node`'s input gradient, if any.
+    pub fn input_grad_of(&self, node: &str) -> Option<InputGradKernel> {
+        self.input_grad.get(node).copied()
+    }
+
+    /// The kernel forced for convolution `node`'s weight gradient, if any.
+    pub fn weight_grad_of(&self, node: &str) -> Option<WeightGradKernel> {
+        self.weight_grad.get(node).copied()
+    }
+
+    /// Number of forced (layer, operation) pairs.
+    pub fn len(&self) -> usize {
+        self.conv.len() + self.linear.len() + self.input_grad.len() + self.weight_grad.len()
+    }
+}

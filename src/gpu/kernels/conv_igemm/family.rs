@@ -1,0 +1,175 @@
+//! `conv_igemm` as a kernel family ([`CONV_IGEMM`]): the discrete tier's first conv
+//! candidate. Variants are its workgroup tiles; depthwise layers are left to `conv_dw`.
+
+use super::plan::{slots, IgemmConv};
+use super::{forward, IgemmConvGpu, IgemmIo, IgemmWeight, TILES};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
+use crate::gpu::family::{Family, PreparedConv};
+use crate::gpu::geometry::ConvGeom;
+use crate::gpu::launch::{Arg, Call, Scratch};
+
+/// Workgroup memory the kernel declares (two buffers of weights and of input rows).
+pub const WORKGROUP_BYTES: u32 = 4 * 2 * (super::A_FLOATS + super::B_FLOATS) as u32;
+
+/// The `conv_igemm` family.
+pub struct ConvIgemm;
+
+/// `conv_igemm`: implicit GEMM in workgroup-memory tiles for real GPUs.
+pub static CONV_IGEMM: ConvIgemm = ConvIgemm;
+
+const NAMES: [&str; TILES.len()] = {
+    let mut names = [""; TILES.len()];
+    let mut i = 0;
+    while i < TILES.len() {
+        names[i] = TILES[i].name;
+        i += 1;
+    }
+    names
+};
+
+fn tile(variant: Option<u16>) -> Option<super::IgemmTile> {
+    variant.and_then(|v| TILES.get(usize::from(v)).copied())
+}
+
+fn plan(op: ConvOp<'_>, variant: Option<u16>) -> Result<IgemmConv> {
+    match op {
+        ConvOp::Conv2d(spec) => IgemmConv::conv2d(spec, tile(variant)),
+        ConvOp::Table(t) => IgemmConv::table(t, tile(variant)),
+    }
+}
+
+/// Whether the adapter has the workgroup memory and invocations the kernel needs.
+fn fits(a: &Adapter) -> bool {
+    a.workgroup_storage >= WORKGROUP_BYTES && a.invocations >= 256
+}
+
+fn geom(run: &ConvRun<'_>) -> ConvGeom {
+    ConvGeom {
+        batch: run.batch,
+        in_hw: run.in_hw,
+        act: run.act,
+    }
+}
+
+impl Family for ConvIgemm {
+    fn name(&self) -> &'static str {
+        "conv_igemm"
+    }
+
+    fn variants(&self) -> &'static [&'static str] {
+        &NAMES
+    }
+}
+
+impl ConvForward for ConvIgemm {
+    /// Everything but depthwise convolutions (one filter per group reading one channel:
+    /// a GEMM of rank 1 per group, bandwidth-bound, `conv_dw`'s).
+    fn prefers(&self, p: &ConvProblem, a: &Adapter) -> bool {
+        let g = p.spec.groups.max(1);
+        let depthwise = !p.table && p.spec.in_channels == g && p.spec.out_channels == g;
+        !depthwise && self.can_run(p, a, None)
+    }
+
+    fn can_run(&self, _: &ConvProblem, a: &Adapter, variant: Option<u16>) -> bool {
+        fits(a) && (variant.is_none() || tile(variant).is_some())
+    }
+
+    /// The other tiles.
+    fn tune_variants(&self, p: &ConvProblem, a: &Adapter) -> Vec<u16> {
+        let own = IgemmConv::conv2d(&p.spec, None).ok().map(|c| c.tile);
+        (0..TILES.len())
+            .filter(|&i| Some(TILES[i]) != own)
+            .filter_map(|i| u16::try_from(i).ok())
+            .filter(|&v| !p.table && self.can_run(p, a, Some(v)))
+            .collect()
+    }
+
+    fn prepare(
+        &self,
+        ctx: &GpuContext,
+        layer: &ConvLayer<'_>,
+        variant: Option<u16>,
+    ) -> Result<Option<Box<dyn PreparedConv>>> {
+        let p = plan(layer.op, variant)?;
+        let packed = p.pack(layer.weight)?;
+        let name = layer.name;
+        let weight = ctx.upload(&format!("{name} packed weight"), &packed)?;
+        let bias = match layer.bias {
+            Some(b) => Some(ctx.upload(&format!("{name} bias"), b)?),
+            None => None,
+        };
+        Ok(Some(Box::new(IgemmPrepared {
+            bytes: 4 * (packed.len() + layer.bias.map_or(0, <[f32]>::len)) as u64,
+            slots: slots(Adapter::of(ctx).compute_units),
+            layer: p.upload(ctx, name)?,
+            weight,
+            bias,
+        })))
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: ConvRun<'_>,
+        variant: Option<u16>,
+        scratch: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let weight = run
+            .weight
+            .clone()
+            .ok_or_else(|| Error::shape(run.label, "conv_igemm without weights to pack"))?;
+        let layer = plan(ConvOp::Conv2d(run.spec), variant)?.upload(ctx, run.label)?;
+        let io = IgemmIo {
+            x: run.x.clone(),
+            out: run.out.clone(),
+            weight: IgemmWeight::Natural(weight),
+            bias: run.bias.clone(),
+        };
+        let slots = slots(Adapter::of(ctx).compute_units);
+        forward(ctx, run.label, (&layer, slots), io, geom(&run), scratch)
+    }
+}
+
+/// A layer planned and its weights packed for `conv_igemm` at load.
+#[derive(Debug)]
+struct IgemmPrepared {
+    layer: IgemmConvGpu,
+    weight: wgpu::Buffer,
+    bias: Option<wgpu::Buffer>,
+    slots: usize,
+    bytes: u64,
+}
+
+impl PreparedConv for IgemmPrepared {
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: ConvRun<'_>,
+        scratch: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        let io = IgemmIo {
+            x: run.x.clone(),
+            out: run.out.clone(),
+            weight: IgemmWeight::Packed(Arg::whole(&self.weight)),
+            bias: self.bias.as_ref().map(Arg::whole),
+        };
+        forward(
+            ctx,
+            run.label,
+            (&self.layer, self.slots),
+            io,
+            geom(&run),
+            scratch,
+        )
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn reads_natural_weights(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,164 @@
+//! Launcher for `shaders/gemv_wide.wgsl` and the `gemv_wide` family ([`GEMV_WIDE`]): fully
+//! connected layers at small batch on real GPUs, at the memory-bandwidth roof — 256
+//! invocations per pair of weight rows, vec4 loads along K, a tree reduction in workgroup
+//! memory, one workgroup per 2 rows and 4 samples.
+
+use super::{check_arg, fold_workgroups, Call, Scratch};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::family::{Adapter, Family, LinearForward, LinearRun};
+use crate::gpu::geometry::LinearShape;
+use crate::gpu::prelude::Epilogue;
+
+crate::gpu::mirror::wgsl_struct! {
+    /// Mirror of the WGSL `Params` of `gemv_wide.wgsl`.
+    pub struct GemvWideParams = "Params" {
+        /// Bias and activation ([`Epilogue`]).
+        pub epi: Epilogue,
+        /// Samples.
+        pub batch: u32,
+        /// `in_features / 4`.
+        pub in4: u32,
+        /// Output features (the row stride of `out`).
+        pub out_f: u32,
+        /// Rows of this chunk.
+        pub rows: u32,
+        /// The chunk's first row.
+        pub row0: u32,
+        /// Workgroups per 4 samples (`rows / 2`, rounded up).
+        pub row_groups: u32,
+        /// Workgroups in all.
+        pub total_wg: u32,
+        /// Last valid index of `bias`.
+        pub bias_max: u32,
+    }
+}
+
+crate::gpu::declare::shader! {
+    /// `shaders/gemv_wide.wgsl`. Trusted: every index is clamped or range-checked in the
+    /// shader and every size validated here.
+    pub static SHADER = "gemv_wide" {
+        params: GemvWideParams,
+        trusted: true,
+        /// Arguments of `gemv_wide`.
+        args: GemvWideArgs {
+            /// `[batch, in]` input, as vec4s.
+            x: read array<vec4<f32>>,
+            /// A row chunk of `[out, in]`, as vec4s.
+            w: read array<vec4<f32>>,
+            /// `[out]` bias (a stand-in when there is none).
+            bias: read array<f32>,
+            /// `[batch, out]` output.
+            out: write array<f32>,
+        }
+    }
+}
+
+/// The largest batch it prefers (beyond it the register-tiled GEMMs read the weights once
+/// for more samples).
+pub const MAX_BATCH: usize = 8;
+
+/// Whether it can run `s`: rows read as vec4s.
+pub fn fits(s: &LinearShape) -> bool {
+    s.in_features % 4 == 0
+}
+
+/// The calls of one run: one per weight chunk.
+pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
+    let LinearRun {
+        label,
+        shape: s,
+        x,
+        chunks,
+        bias,
+        out,
+        act,
+    } = run;
+    let (x_len, out_len) = s.lens(label)?;
+    if !fits(s) {
+        return Err(Error::shape(
+            label,
+            format!(
+                "gemv_wide reads rows as vec4s: in_features {} is not a multiple of 4",
+                s.in_features
+            ),
+        ));
+    }
+    check_arg(ctx, label, "x", x, x_len as u64)?;
+    check_arg(ctx, label, "out", out, out_len as u64)?;
+    let rows = s.chunk_rows(label, chunks)?;
+    let (bias, has_bias) = match bias {
+        Some(b) => {
+            check_arg(ctx, label, "bias", b, s.out_features as u64)?;
+            (b.clone(), true)
+        }
+        None => (x.clone(), false),
+    };
+    let mut calls = Vec::with_capacity(chunks.len());
+    let mut row0 = 0;
+    for (w, &r) in chunks.iter().zip(&rows) {
+        check_arg(ctx, label, "weight chunk", w, (r * s.in_features) as u64)?;
+        let row_groups = r.div_ceil(2);
+        let total = row_groups * s.batch.div_ceil(4);
+        let params = GemvWideParams {
+            epi: Epilogue::new(act, has_bias),
+            batch: s.batch as u32,
+            in4: (s.in_features / 4) as u32,
+            out_f: s.out_features as u32,
+            rows: r as u32,
+            row0: row0 as u32,
+            row_groups: row_groups as u32,
+            total_wg: u32::try_from(total).map_err(|_| Error::shape(label, "grid exceeds u32"))?,
+            bias_max: (bias.len.max(1) - 1) as u32,
+        };
+        let args = GemvWideArgs {
+            x: x.clone(),
+            w: w.clone(),
+            bias: bias.clone(),
+            out: out.clone(),
+        };
+        let grid = fold_workgroups(ctx, label, total as u64)?;
+        calls.push(Call::new(
+            ctx,
+            label,
+            SHADER.entry("gemv_wide", &[]),
+            &params,
+            args.into_vec(),
+            grid,
+        )?);
+        row0 += r;
+    }
+    Ok(calls)
+}
+
+/// The `gemv_wide` family.
+pub struct GemvWide;
+
+/// `gemv_wide`: bandwidth-bound GEMV for real GPUs.
+pub static GEMV_WIDE: GemvWide = GemvWide;
+
+impl Family for GemvWide {
+    fn name(&self) -> &'static str {
+        "gemv_wide"
+    }
+}
+
+impl LinearForward for GemvWide {
+    fn prefers(&self, s: &LinearShape, a: &Adapter) -> bool {
+        s.batch <= MAX_BATCH && self.can_run(s, a, None)
+    }
+
+    fn can_run(&self, s: &LinearShape, a: &Adapter, _: Option<u16>) -> bool {
+        fits(s) && a.workgroup_storage >= 8192 && a.invocations >= 256
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        run: LinearRun<'_>,
+        _: Option<u16>,
+        _: &mut Scratch<'_>,
+    ) -> Result<Vec<Call>> {
+        forward(ctx, run)
+    }
+}
