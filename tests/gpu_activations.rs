@@ -5,7 +5,7 @@
 //! fused where its derivative comes from the output, standalone otherwise — against the CPU
 //! trainer; and every conv and fully connected kernel family forced with GELU (erf and
 //! tanh), ELU and LeakyReLU fused — the activations that run in twins of the shaders
-//! (`gpu::prelude::specialise`) — split-K's reduce pass of `conv_igemm` included. Runs on
+//! (`gpu::twin::specialise`) — split-K's reduce pass of `conv_igemm` included. Runs on
 //! lavapipe; skips loudly without an adapter (see `common`).
 
 mod common;
@@ -240,7 +240,7 @@ fn a_training_step_with_every_activation_matches_the_cpu() {
             ..TrainConfig::default()
         };
         let w = Weights::init(&g, 11);
-        let mut cpu_t = Trainer::new(g.clone(), w.clone(), config.clone()).unwrap();
+        let mut cpu_t = Trainer::new(g.clone(), w.clone(), config).unwrap();
         let mut gpu_t = GpuTrainer::new(ctx.clone(), g.clone(), w, config).unwrap();
         let x = input(&[3, 3, 6, 6], 2, 3.0);
         let labels = [0, 1, 2];
@@ -295,7 +295,7 @@ fn conv_shader(family: &str) -> String {
 fn every_kernel_family_fuses_gelu_elu_and_leaky_relu_like_the_cpu() {
     let _g = common::serial();
     let Some(ctx) = common::gpu() else { return };
-    let adapter = Adapter::of(&ctx);
+    let adapter = Adapter::of(ctx);
     let batch = 2;
     let layers = [
         (
@@ -347,8 +347,8 @@ fn every_kernel_family_fuses_gelu_elu_and_leaky_relu_like_the_cpu() {
                 );
             }
         }
-        linear_families(&ctx, &adapter, a);
-        igemm_split_k(&ctx, a);
+        linear_families(ctx, &adapter, a);
+        igemm_split_k(ctx, a);
     }
 }
 

@@ -4,7 +4,7 @@
 //! backends do at pipeline creation. A shader that could not run on either fails here, in
 //! CI, on a machine with neither. (The cooperative-matrix tier, when present, is MSL only:
 //! wgpu has no DX12 path for it, and the candidate lists offer it only where the adapter
-//! reports the feature.) The activations' twins of each shader (`gpu::prelude::specialise`)
+//! reports the feature.) The activations' twins of each shader (`gpu::twin::specialise`)
 //! are translated too.
 
 use gconv::gpu::kernels::all_shaders;
@@ -20,7 +20,8 @@ fn parse(spec: &ShaderSpec) -> naga::Module {
 /// Every shader module a launcher can build: each shader, and each twin of those that fuse
 /// an epilogue.
 fn modules() -> Vec<&'static ShaderSpec> {
-    use gconv::gpu::prelude::{has_epilogue, specialised_activations, twin_for};
+    use gconv::gpu::prelude::specialised_activations;
+    use gconv::gpu::twin::{has_epilogue, twin_for};
     let mut v: Vec<&'static ShaderSpec> = all_shaders().to_vec();
     for spec in all_shaders().into_iter().filter(|s| has_epilogue(s)) {
         for act in specialised_activations() {

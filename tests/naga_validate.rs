@@ -36,13 +36,14 @@ fn every_shader_parses_and_validates() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The twins (`gpu::prelude::specialise`): every shader that fuses an epilogue, with every
+/// The twins (`gpu::twin::specialise`): every shader that fuses an epilogue, with every
 /// activation beyond ReLU/ReLU6 compiled into its prelude, parses and validates; a twin is
 /// the shader with only its prelude changed, computing that activation and no other; the
 /// shared prelude has none of them (they run only in twins).
 #[test]
 fn every_twin_parses_validates_and_differs_only_in_its_activation() {
-    use gconv::gpu::prelude::{has_epilogue, specialised_activations, twin_for};
+    use gconv::gpu::prelude::specialised_activations;
+    use gconv::gpu::twin::{has_epilogue, twin_for};
     let mut failures = Vec::new();
     let mut twins = 0;
     let shared = gconv::gpu::prelude::wgsl();

@@ -199,8 +199,8 @@ impl Call {
         grid: [u32; 3],
     ) -> Result<Self> {
         // An activation fused in `params.epi` beyond ReLU/ReLU6 runs in the shader's twin
-        // compiled for it (gpu::prelude); the label keeps the kernel's own name.
-        let shader = super::prelude::specialise(entry.shader, params)?;
+        // compiled for it (gpu::twin); the label keeps the kernel's own name.
+        let shader = super::twin::specialise(entry.shader, params)?;
         if args.len() + 1 != shader.bindings.len() {
             return Err(Error::InvalidArgument(format!(
                 "{label}: shader `{}` takes {} arguments, got {}",

@@ -38,6 +38,7 @@ pub mod prelude;
 pub mod program;
 pub mod roofline;
 pub mod tune;
+pub mod twin;
 
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;

@@ -4,16 +4,12 @@
 //! pool shader's `Params`) and [`Epilogue`] (bias and activation, `p.epi`, of every shader
 //! that fuses one) — and the activation functions generated from the table of
 //! `ops::activation` ([`activations_wgsl`]: `act`, `act4`, `act_grad_x`, `act_grad_y`; the
-//! cheap ones chosen at run time, any other compiled into a twin of the shader, [`specialise`]).
+//! cheap ones chosen at run time, any other compiled into a twin of the shader, `gpu::twin`).
 //! [`wgsl`] is the text `gpu::declare` puts before each shader's generated declarations;
 //! [`MIRRORS`] is what `tests/naga_validate.rs` checks them against.
 
-use super::declare::ShaderSpec;
-use super::mirror::{ParamsLayout, WgslStruct};
-use crate::error::{Error, Result};
+use super::mirror::{Field, ParamsLayout, WgslStruct};
 use crate::ops::{Activation, ActivationRow, WgslExpr};
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 /// The hand-written part of the prelude.
 pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
@@ -100,7 +96,7 @@ pub fn wgsl() -> String {
 
 /// The prelude of a shader whose fused activation is `specialised` (its code, at least
 /// [`FIRST_SPECIALISED_CODE`]), or the run-time one.
-fn wgsl_for(specialised: Option<u32>) -> String {
+pub fn wgsl_for(specialised: Option<u32>) -> String {
     let mut s = String::from(PRELUDE);
     s.push_str("\n// ---- shared structs (gpu::prelude) ----\n");
     s.push_str(ConvGeometry::WGSL);
@@ -111,30 +107,16 @@ fn wgsl_for(specialised: Option<u32>) -> String {
 
 /// Codes below this (none, ReLU, ReLU6: a `select` or two each) are chosen at run time from
 /// `e.act`, so every kernel's one pipeline serves them. Any other activation is compiled into
-/// a twin of the shader ([`specialise`]): a fused epilogue is inlined at every output a thread
+/// a twin of the shader (`gpu::twin`): a fused epilogue is inlined at every output a thread
 /// stores (hundreds of sites in `conv_fast`), so a run-time switch over the whole table would
 /// multiply the shader's size — and its compile time — by the table's length.
 pub const FIRST_SPECIALISED_CODE: u32 = 3;
 
 /// The `epi: Epilogue` member of a `Params` with these fields, if it has one.
-fn epi_field(fields: &[super::mirror::Field]) -> Option<&super::mirror::Field> {
+pub fn epi_field(fields: &[Field]) -> Option<&Field> {
     fields
         .iter()
         .find(|f| f.name == "epi" && f.size == std::mem::size_of::<Epilogue>())
-}
-
-/// The activation code of `params.epi` (a uniform `Params` with an [`Epilogue`] member named
-/// `epi`) when it is one compiled into a twin.
-pub fn specialised_code<P: WgslStruct>(params: &P) -> Option<u32> {
-    let f = epi_field(P::FIELDS)?;
-    let bytes = bytemuck::bytes_of(params).get(f.offset..f.offset + 4)?;
-    let code = bytemuck::pod_read_unaligned::<u32>(bytes);
-    (code >= FIRST_SPECIALISED_CODE).then_some(code)
-}
-
-/// Whether `spec` fuses an epilogue (its `Params` has `epi: Epilogue`), so has twins.
-pub fn has_epilogue(spec: &ShaderSpec) -> bool {
-    epi_field(spec.params.fields).is_some()
 }
 
 /// The activations compiled into twins, with their default parameters (the parameters are
@@ -144,60 +126,6 @@ pub fn specialised_activations() -> impl Iterator<Item = Activation> {
         .iter()
         .map(|r| r.default)
         .filter(|a| a.code() >= FIRST_SPECIALISED_CODE)
-}
-
-/// The shader a call of `spec` with uniform `params` runs: `spec` itself, or — when
-/// `params.epi` fuses an activation beyond the run-time ones — its twin ([`twin_for`]).
-pub fn specialise<P: WgslStruct>(
-    spec: &'static ShaderSpec,
-    params: &P,
-) -> Result<&'static ShaderSpec> {
-    match specialised_code(params) {
-        Some(code) => cached_twin(spec, code),
-        None => Ok(spec),
-    }
-}
-
-/// The twin of `spec` whose prelude computes `act` only (named `{shader}+{activation}`),
-/// made once per pair and kept — at most shaders × activations of them — so that its module
-/// and pipelines are compiled once per context, as the shader's own.
-pub fn twin_for(spec: &'static ShaderSpec, act: Activation) -> Result<&'static ShaderSpec> {
-    cached_twin(spec, act.code())
-}
-
-fn cached_twin(spec: &'static ShaderSpec, code: u32) -> Result<&'static ShaderSpec> {
-    type Twins = Mutex<HashMap<(&'static str, u32), &'static ShaderSpec>>;
-    static TWINS: OnceLock<Twins> = OnceLock::new();
-    let mut twins = TWINS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(t) = twins.get(&(spec.name, code)) {
-        return Ok(t);
-    }
-    let twin: &'static ShaderSpec = Box::leak(Box::new(twin(spec, code)?));
-    twins.insert((spec.name, code), twin);
-    Ok(twin)
-}
-
-/// `spec` with the prelude of activation `code` (a new, uncached spec).
-fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
-    let row = Activation::ROWS
-        .iter()
-        .find(|r| r.default.code() == code)
-        .ok_or_else(|| Error::InvalidArgument(format!("no activation has code {code}")))?;
-    let rest = spec.source().strip_prefix(wgsl().as_str()).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "shader `{}` does not start with the prelude",
-            spec.name
-        ))
-    })?;
-    let source = wgsl_for(Some(code)) + rest;
-    Ok(ShaderSpec {
-        name: Box::leak(format!("{}+{}", spec.name, row.kind).into_boxed_str()),
-        source: OnceLock::from(source),
-        ..*spec
-    })
 }
 
 /// The WGSL of the activations, generated from [`Activation::ROWS`]: one function per row and
