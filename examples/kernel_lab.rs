@@ -173,6 +173,7 @@ fn conv_calls(
             in_hw: [hw, hw],
             weight: w,
             bias: Some(&b),
+            precision: gconv::gpu::Precision::F32,
         };
         match kernel.family.prepare(ctx, &layer, kernel.variant)? {
             Some(p) => p.forward(ctx, run(p.reads_natural_weights()), sc)?,

@@ -7,21 +7,30 @@
 #   scripts/device_check.sh run    # there, in the repository root, carrying
 #                                  # .gl .dev/bins.tar.xz .dev/fmnist
 #
-# `run` writes into $OUT (or ./device-out): log.txt (everything), bench.tar.gz (`gconv bench`
-# per suite: report.json, summary.md, charts), torch.json (scripts/torch_bench.py: the same
-# models in PyTorch/cuDNN), tests.tar.gz (each GPU test suite's output), flgc.tar.gz (the FLGC
-# experiment's logs, exports and the checkpoints of unfinished runs, so that a later machine
-# resumes them). Phases run in order with a time cap each and stop at DEADLINE seconds after
-# the start (default 560): probe, GPU tests, bench, torch, then the FLGC experiment in
-# whatever time is left.
+# `run` writes into $OUT (or ./device-out), in docs/bench/<device>/'s layout: log.txt
+# (everything), bench/<suite>/ (`gconv bench --out`: report.json, summary.md, charts; paper1,
+# sweep at batch 1 and 32, zoo models, paper2, mobilenet, and -f16 twins when gconv has
+# --precision), tune-cache/ (what `gconv tune` stored for the benchmarked models), torch.json
+# (scripts/torch_bench.py: the same models in PyTorch/cuDNN fp32 TF32 off, with the chip's roof:
+# copy bandwidth and matmul), torch_tf32.json and torch_amp.json (labelled), side_by_side.md
+# (scripts/side_by_side.py), tests.tar.gz (each GPU test suite's output, gpu_faults' safe cases
+# included), search/ (gconv search, when built in), flgc.tar.gz (the FLGC experiment's logs,
+# exports and the checkpoints of unfinished runs, so that a later machine resumes them).
+# Phases run in order with a time cap each and stop at DEADLINE seconds after the start
+# (default 470, so one call fits 8 minutes with setup): probe, GPU tests, tune, bench, torch,
+# side by side, soak and property run, search, then the FLGC experiment in whatever is left.
+#
+#   DRY=1 scripts/device_check.sh run    # here, on lavapipe: every phase at a token size
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 pack() {
   set -e
-  cargo build --release
+  cargo build --release --bin gconv --example soak --example gpu_cpu_property
   mkdir -p .dev/tests .gl
   strip -o .dev/gconv-bin target/release/gconv
+  strip -o .dev/soak target/release/examples/soak
+  strip -o .dev/prop target/release/examples/gpu_cpu_property
   # The GPU test suites (the library's unit tests included), debug profile as CI runs them.
   cargo test --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
@@ -29,11 +38,11 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] != ["bin"]:
         n = m["target"]["name"]
-        if n.startswith("gpu_") and n not in ("gpu_faults", "gpu_fast_errors") or n == "gconv":
+        if n.startswith("gpu_") and n != "gpu_fast_errors" or n == "gconv":
             print(n, m["executable"])' | while read -r n exe; do strip -o ".dev/tests/$n" "$exe"; done
   # Tests find their fixtures under the manifest folder compiled into them.
   pwd >.dev/manifest_dir
-  tar cf - -C .dev tests gconv-bin manifest_dir | xz -T2 -9 >.dev/bins.tar.xz
+  tar cf - -C .dev tests gconv-bin soak prop manifest_dir | xz -T2 -9 >.dev/bins.tar.xz
   # The experiment reads the first 10,100 training images: ship those and the test set.
   mkdir -p .dev/fmnist
   python3 - <<'EOF'
@@ -57,10 +66,17 @@ EOF
 }
 
 T0=$(date +%s)
-DEADLINE=${DEADLINE:-560}
+DEADLINE=${DEADLINE:-470}
 now() { echo $(($(date +%s) - T0)); }
 left() { echo $((DEADLINE - $(now))); }
-cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $((l > 1 ? l : 1)); }
+cap() {
+  local l c=$1
+  l=$(left)
+  # A dry run (DRY=1, here on lavapipe) gives every phase a token time: it checks that each
+  # command starts and takes its arguments, not what it measures.
+  [ -n "${DRY:-}" ] && [ "$c" -gt "${DRY_CAP:-12}" ] && c=${DRY_CAP:-12}
+  [ "$c" -lt "$l" ] && echo "$c" || echo $((l > 1 ? l : 1))
+}
 say() { echo "[$(now) s] $*"; }
 
 # The adapter and its roof as JSON: no charts, so that only a missing adapter fails it.
@@ -69,19 +85,34 @@ probe() {
     grep -o '"adapter": *"[^"]*"' "$W/bench/roofline.json" | head -1
 }
 
+# A phase: `phase NAME CAP_S CMD...` runs CMD with at most CAP_S seconds (less if the deadline
+# is nearer), logs its exit status, and never stops the run.
+phase() {
+  local name=$1 t
+  t=$(cap "$2")
+  shift 2
+  if [ "$(left)" -le 5 ]; then say "$name: skipped (deadline)"; return 0; fi
+  say "$name (cap ${t} s)"
+  timeout "$t" "$@" || say "$name: exit $?"
+}
+
+has_flag() { "$BIN" "$1" --help 2>/dev/null | grep -q -- "$2"; }
+
 run() {
   O=${OUT:-device-out}
   W=/tmp/gconv-device
   mkdir -p "$O" "$W/bench" "$W/tests"
   exec > >(tee -a "$O/log.txt") 2>&1
-  say "setup"
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
+  say "setup${DRY:+ (dry run: the local Vulkan, nothing installed)}"
+  if [ -z "${DRY:-}" ]; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  fi
   tar xJf .dev/bins.tar.xz -C .dev
   local md
   md=$(cat .dev/manifest_dir)
   if [ ! -e "$md" ]; then mkdir -p "$(dirname "$md")" && ln -s "$PWD" "$md"; fi
-  export XDG_RUNTIME_DIR=/tmp/xdg-gconv GCONV_REQUIRE_GPU=1
+  export XDG_RUNTIME_DIR=/tmp/xdg-gconv GCONV_REQUIRE_GPU=1 GCONV_CACHE_DIR=$W/cache
   mkdir -p -m 700 "$XDG_RUNTIME_DIR"
   export BIN=$PWD/.dev/gconv-bin GCONV_FONT=$PWD/.dev/font.ttf
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -92,28 +123,65 @@ run() {
     say "no adapter: retrying with VK_DRIVER_FILES=$VK_DRIVER_FILES"
     probe || { say "no Vulkan adapter; stopping"; return 1; }
   fi
+  "$BIN" info --help >/dev/null 2>&1 && "$BIN" devices 2>/dev/null | head -20
 
-  say "GPU test suites (GCONV_REQUIRE_GPU=1)"
+  # GPU tests; gpu_faults without the cases that exhaust memory or kill the device mid-run
+  # (a shared lent machine), after the others.
   local t
-  t=$(cap "${TESTS_S:-90}")
-  ls .dev/tests | timeout "$t" xargs -P 4 -I{} sh -c \
+  t=$(cap "${TESTS_S:-70}")
+  say "GPU test suites (GCONV_REQUIRE_GPU=1, cap ${t} s)"
+  ls .dev/tests | grep -v '^gpu_faults$' | timeout "$t" xargs -P 4 -I{} sh -c \
     '.dev/tests/{} --test-threads=4 >'"$W"'/tests/{}.txt 2>&1; echo "{}: exit $?"' || true
+  if [ -x .dev/tests/gpu_faults ]; then
+    phase "gpu_faults (safe cases)" 30 sh -c ".dev/tests/gpu_faults --test-threads=1 \
+      --skip running_out_of_memory --skip training_goes_on >$W/tests/gpu_faults.txt 2>&1"
+  fi
   grep -h "^test result" "$W"/tests/*.txt | sort | uniq -c
   grep -h "^test .* FAILED\|panicked" "$W"/tests/*.txt | head -40
   tar czf "$O/tests.tar.gz" -C "$W" tests
 
-  for s in sweep paper1 paper2 mobilenet; do
-    t=$(cap "${BENCH_S:-40}")
-    say "gconv bench --suite $s (cap ${t} s)"
-    timeout "$t" "$BIN" bench --device gpu --suite "$s" --per-layer --out "$W/bench/$s" ||
-      say "bench $s: exit $?"
-  done
-  tar czf "$O/bench.tar.gz" -C "$W" bench
+  # Kernel tuning for the benchmarked models (the cache in $GCONV_CACHE_DIR, kept in $O).
+  phase "tune vgg13bn b32" "${TUNE_S:-25}" "$BIN" tune vgg13bn --batch 32
+  phase "tune vgg13bn scheme E b32" 15 "$BIN" tune vgg13bn --scheme E --batch 32
+  phase "tune resnet50 b32" 15 "$BIN" tune resnet50 --batch 32
+  cp -r "$W/cache" "$O/tune-cache" 2>/dev/null || true
 
-  t=$(cap "${TORCH_S:-60}")
-  say "PyTorch (cuDNN) on the same models (cap ${t} s)"
-  PYTHONUNBUFFERED=1 timeout "$t" python3 scripts/torch_bench.py --out "$O/torch.json" ||
-    say "torch: exit $?"
+  # gconv benches: each suite into $O/bench/<name>/ (report.json, summary.md, charts).
+  local b=$O/bench
+  phase "bench paper1" "${BENCH_S:-45}" "$BIN" bench --device gpu --suite paper1 --per-layer --out "$b/paper1"
+  phase "bench sweep b1" 25 "$BIN" bench --device gpu --suite sweep --out "$b/sweep"
+  phase "bench sweep b32" 25 "$BIN" bench --device gpu --suite sweep --batch 32 --out "$b/sweep32"
+  phase "bench models" 30 "$BIN" bench --device gpu --model resnet50 --model mobilenetv2 \
+    --model resnet50-dsc --out "$b/models"
+  phase "bench paper2" 25 "$BIN" bench --device gpu --suite paper2 --per-layer --out "$b/paper2"
+  phase "bench mobilenet" 20 "$BIN" bench --device gpu --suite mobilenet --per-layer --out "$b/mobilenet"
+  if has_flag bench --precision; then
+    phase "bench paper1 f16" 45 "$BIN" bench --device gpu --suite paper1 --precision f16 --out "$b/paper1-f16"
+    phase "bench sweep b32 f16" 20 "$BIN" bench --device gpu --suite sweep --batch 32 --precision f16 \
+      --out "$b/sweep32-f16"
+  else
+    say "this gconv has no --precision: f16 not benchmarked"
+  fi
+
+  # PyTorch on the same models: fp32 TF32 off (all, and the chip's roof), TF32 and AMP labelled.
+  export PYTHONUNBUFFERED=1
+  PY=${PYTHON:-python3}
+  phase "PyTorch fp32 (TF32 off) + roof" "${TORCH_S:-75}" "$PY" scripts/torch_bench.py --roof --out "$O/torch.json"
+  phase "PyTorch TF32" 20 "$PY" scripts/torch_bench.py --precision tf32 --batches 32 \
+    --only '^(vgg13bn|resnet50)' --out "$O/torch_tf32.json"
+  phase "PyTorch AMP" 20 "$PY" scripts/torch_bench.py --precision amp --batches 32 \
+    --only '^(vgg13bn|resnet50)' --out "$O/torch_amp.json"
+  python3 scripts/side_by_side.py "$b" "$O/torch.json" "$O/torch_tf32.json" "$O/torch_amp.json" \
+    >"$O/side_by_side.md" && cat "$O/side_by_side.md"
+
+  # Reliability on a real GPU: the soak and the property run (GPU = CPU), short.
+  [ -x .dev/soak ] && phase "soak" 25 .dev/soak 2000 200 4 1
+  [ -x .dev/prop ] && phase "GPU = CPU property run" 25 .dev/prop 2000 1
+
+  if "$BIN" search --help >/dev/null 2>&1; then
+    phase "search vgg13bn as fast as E" 40 "$BIN" search --model vgg13bn --as-fast-as E --json \
+      --out "$O/search"
+  fi
 
   t=$(cap 100000)
   say "FLGC experiment on the GPU (cap ${t} s; resumable)"

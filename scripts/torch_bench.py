@@ -2,6 +2,7 @@
 """The models of `gconv bench` timed in PyTorch (cuDNN), for the README's real-GPU comparison.
 
     python3 scripts/torch_bench.py [--out torch.json] [--repeats 20] [--warmup 5]
+        [--precision fp32|tf32|amp] [--only REGEX] [--batches 1,32] [--roof]
 
 Same models, sizes and batches as `gconv bench` on a discrete GPU (224², batch 1 and 32,
 1,000 classes): VGG13-BN dense and Gong et al.'s schemes A–E, ResNet-50, ResNet-50-DSC dense
@@ -11,11 +12,19 @@ model is a group conv after index re-ordering, so the SGC rows stand for FLGC's 
 
 Timed as `gconv bench` times: wall clock from the host input to the GPU having finished
 (input copied to the device, forward, synchronise; no output read-back), warm-up runs then
-the median of timed runs. fp32 with TF32 off (gconv computes in fp32), eval mode,
-cudnn.benchmark on. Needs torch; torchvision only for MobileNetV2.
+the median of timed runs, eval mode, cudnn.benchmark on. `--precision`: fp32 with TF32 off
+(the default: gconv computes in fp32), fp32 with TF32 on, or fp16 autocast (AMP); each row says
+which. `--only` keeps the models whose name matches. `--roof` also measures the chip's roof as
+the script sees it: device-to-device copy bandwidth (a 1 GiB `copy_`, read + write bytes) and
+the best of 4096³/8192³ `torch.matmul` in fp32 with TF32 off (and TF32 on, fp16), so gconv's
+"% of roof" can be set against what the chip really reaches. Without CUDA it runs on the CPU
+(for a dry run of scripts/device_check.sh). Needs torch; torchvision only for MobileNetV2/ResNet-50.
 """
 import argparse
+import contextlib
 import json
+import os
+import re
 import statistics
 import sys
 import time
@@ -89,18 +98,78 @@ def resnet50():
     return torchvision.models.resnet50()
 
 
-def time_model(model, shape, batch, warmup, repeats):
+CUDA = torch.cuda.is_available()
+DEV = "cuda" if CUDA else "cpu"
+
+
+def sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def autocast(precision):
+    if precision == "amp":
+        return torch.autocast(DEV, dtype=torch.float16 if CUDA else torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def time_model(model, shape, batch, warmup, repeats, precision="fp32"):
     x = torch.randn(batch, *shape)
     samples = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for i in range(warmup + repeats):
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
-            model(x.cuda(non_blocking=False))
-            torch.cuda.synchronize()
+            model(x.to(DEV, non_blocking=False))
+            sync()
             if i >= warmup:
                 samples.append(time.perf_counter() - t0)
     return statistics.median(samples), min(samples), max(samples)
+
+
+def set_precision(precision):
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def timed(f, repeats):
+    f()
+    sync()
+    samples = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        f()
+        sync()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def roof(repeats):
+    """Copy bandwidth and best matmul of this device, as PyTorch reaches them."""
+    n = (1 << 28) if CUDA else (1 << 24)  # 1 GiB of f32 on a GPU, 64 MiB on a CPU
+    x = torch.empty(n, device=DEV)
+    y = torch.empty(n, device=DEV)
+    copy_s = timed(lambda: y.copy_(x), repeats)
+    del x, y
+    out = {"copy_gbps": 2 * 4 * n / copy_s / 1e9, "copy_bytes": 4 * n}
+    sizes = (4096, 8192) if CUDA else (1024,)
+    for name, dtype, tf32 in [("matmul_fp32_tflops", torch.float32, False),
+                              ("matmul_tf32_tflops", torch.float32, True),
+                              ("matmul_fp16_tflops", torch.float16 if CUDA else torch.bfloat16,
+                               False)]:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        best = 0.0
+        for m in sizes:
+            a = torch.randn(m, m, device=DEV, dtype=dtype)
+            b = torch.randn(m, m, device=DEV, dtype=dtype)
+            s = timed(lambda: a @ b, repeats)
+            best = max(best, 2 * m ** 3 / s / 1e12)
+            del a, b
+        out[name] = best
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return out
 
 
 def main():
@@ -109,11 +178,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--precision", choices=["fp32", "tf32", "amp"], default="fp32")
+    ap.add_argument("--only", default="", help="regular expression on model names")
+    ap.add_argument("--roof", action="store_true")
     a = ap.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    set_precision(a.precision)
     torch.backends.cudnn.benchmark = True
-    dev = torch.cuda.get_device_name(0)
+    dev = torch.cuda.get_device_name(0) if CUDA else "cpu (no CUDA: dry run)"
+    label = {"fp32": "fp32, TF32 off", "tf32": "fp32, TF32 on", "amp": "fp16 autocast (AMP)"}
     batches = [int(b) for b in a.batches.split(",")]
 
     models = [("vgg13bn", lambda: vgg13bn())]
@@ -128,24 +200,35 @@ def main():
                            (lambda c=c, k=k, g=g: nn.Conv2d(c, c, k, 1, k // 2, groups=g,
                                                             bias=False)),
                            [c, s, s]))
-    rows = []
+    models = [m for m in models if re.search(a.only, m[0])]
+    report = {"device": dev, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+              "precision": label[a.precision], "warmup": a.warmup, "repeats": a.repeats,
+              "rows": []}
+    if a.roof:
+        report["roof"] = roof(max(3, a.repeats // 2))
+        set_precision(a.precision)
+        print("roof:", json.dumps(report["roof"]), flush=True)
+    rows = report["rows"]
     for entry in models:
         name, make = entry[0], entry[1]
         shape = entry[2] if len(entry) > 2 else [3, 224, 224]
-        model = make().cuda().eval()
+        model = make().to(DEV).eval()
         for b in batches:
-            med, lo, hi = time_model(model, shape, b, a.warmup, a.repeats)
-            rows.append({"model": name, "batch": b, "median_ms": 1e3 * med,
-                         "min_ms": 1e3 * lo, "max_ms": 1e3 * hi})
+            med, lo, hi = time_model(model, shape, b, a.warmup, a.repeats, a.precision)
+            rows.append({"model": name, "batch": b, "precision": label[a.precision],
+                         "median_ms": 1e3 * med, "min_ms": 1e3 * lo, "max_ms": 1e3 * hi})
             print(f"{name:<28} b{b:<3} {1e3 * med:9.3f} ms  (min {1e3 * lo:.3f}, max {1e3 * hi:.3f})",
                   flush=True)
         del model
-        torch.cuda.empty_cache()
-    report = {"device": dev, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-              "precision": "fp32, TF32 off", "warmup": a.warmup, "repeats": a.repeats,
-              "rows": rows}
-    with open(a.out, "w") as f:
+        if CUDA:
+            torch.cuda.empty_cache()
+        # Written after every model, so a run cut off by its time cap keeps what it measured.
+        with open(a.out + ".tmp", "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(a.out + ".tmp", a.out)
+    with open(a.out + ".tmp", "w") as f:
         json.dump(report, f, indent=1)
+    os.replace(a.out + ".tmp", a.out)
     return 0
 
 

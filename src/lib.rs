@@ -88,6 +88,7 @@ pub mod weights;
 pub mod zoo;
 
 pub use error::{Error, Result};
+pub use gpu::Precision;
 pub use runtime::{Device, FlgcMode, LoadOptions, Model, Runtime};
 pub use tensor::Tensor;
 pub use weights::Weights;

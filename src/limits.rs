@@ -137,6 +137,9 @@ limits! {
     /// Largest text file (model description or scheme TOML) that is read.
     MAX_TEXT_FILE_BYTES = MIB, "bytes";
 
+    /// Largest tuning cache (`kernels.json`) that is read; one entry is ≈ 300 bytes.
+    MAX_CACHE_FILE_BYTES = 64 * MIB, "bytes";
+
     /// Most nodes of a graph read from an exported model.
     MAX_GRAPH_NODES = 100_000, "nodes";
 

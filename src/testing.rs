@@ -16,6 +16,18 @@ impl Tolerance {
         atol: 1e-4,
         rtol: 5e-4,
     };
+    /// Single ops with f16 weights (`Precision::F16`: each weight rounded to 11 significant
+    /// bits, relative error ≤ 2⁻¹¹, f32 arithmetic) against the f32 CPU reference:
+    /// atol 3e-3 + rtol 3e-3.
+    pub const F16_OP: Tolerance = Tolerance {
+        atol: 3e-3,
+        rtol: 3e-3,
+    };
+    /// Whole models with f16 weights against the f32 CPU reference: atol 3e-2 + rtol 5e-2.
+    pub const F16_MODEL: Tolerance = Tolerance {
+        atol: 3e-2,
+        rtol: 5e-2,
+    };
     /// Whole models in f32 (errors of dozens of layers add up; summation orders differ):
     /// atol 1e-3 + rtol 1e-2.
     pub const F32_MODEL: Tolerance = Tolerance {

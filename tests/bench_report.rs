@@ -29,9 +29,11 @@ fn tiny() -> BenchConfig {
         }],
         sweep_groups: vec![1, 2, 4, 16],
         models: vec![],
+        model_options: Default::default(),
         per_layer: true,
         tuned: false,
         tune: false,
+        precision: gconv::Precision::F32,
     }
 }
 

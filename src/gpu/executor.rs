@@ -99,6 +99,12 @@ impl GpuModel {
         &self.graph
     }
 
+    /// `[convolutions, those whose weights are stored as f16]` (the second is 0 unless the
+    /// model was loaded with [`crate::gpu::Precision::F16`] and its kernels honour it).
+    pub fn f16_convs(&self) -> [usize; 2] {
+        self.params.f16_convs()
+    }
+
     /// The GPU context.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx

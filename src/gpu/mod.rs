@@ -16,6 +16,7 @@
 //! * [`lower`]: the one lowering of graph ops (forward and backward) to calls;
 //!   [`program`]: calls plus lifetime-planned buffers, instantiated once per batch size.
 //! * [`executor`]: inference ([`GpuModel`]); training lives in `train::GpuTrainer`.
+//! * [`recovery`]: the context of a `Runtime`, recreated after a device loss.
 //!
 //! Kernels are written for a CPU "GPU" first (lavapipe): register tiles, no workgroup
 //! memory, no barriers, small workgroups (`conv_fast`, `gemv`); real GPUs get other
@@ -34,8 +35,10 @@ pub mod launch;
 pub mod lower;
 pub mod mirror;
 pub mod pipelines;
+pub mod precision;
 pub mod prelude;
 pub mod program;
+pub mod recovery;
 pub mod roofline;
 pub mod tune;
 pub mod twin;
@@ -43,3 +46,4 @@ pub mod twin;
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;
 pub use launch::{Arg, BufId, Call, Dispatch};
+pub use precision::Precision;

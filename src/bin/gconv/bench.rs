@@ -88,12 +88,65 @@ pub struct Args {
     /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
     #[arg(long)]
     no_tune: bool,
+    /// GPU weight storage: f32, or f16 where the layer's kernel reads halves (the
+    /// discrete-tier conv_igemm; f32 arithmetic). Recorded in the report's config.
+    #[arg(long, value_parser = crate::common::parse_precision)]
+    precision: Option<gconv::Precision>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
     /// Write report.json, summary.md and PNG/SVG charts into this folder.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// Refuses an option that no selected suite reads (it would be reported in the config
+/// without changing what is timed). `gpu`: the training-memory rows, which read the model
+/// options and the large batch, are made.
+fn check_flags_apply(a: &Args, suites: &[Suite], gpu: bool) -> Result<()> {
+    use Suite::*;
+    const MODELS: &[Suite] = &[Paper1, Paper2, Mobilenet, Models];
+    const TIMED: &[Suite] = &[Paper1, Paper2, Mobilenet, Sweep, Models];
+    let large: &[Suite] = if gpu { TIMED } else { &[Paper1, Models] };
+    if a.tune && !gpu {
+        return Err(gconv::Error::InvalidArgument(
+            "--tune times kernels on a GPU; this run is on the CPU reference path".into(),
+        ));
+    }
+    if let Some(p) = a.precision {
+        crate::common::check_precision(p, !gpu)?;
+    }
+    let rules: [(&str, bool, &[Suite]); 15] = [
+        ("--input-size", a.input_size.is_some(), MODELS),
+        ("--width", a.width.is_some(), MODELS),
+        ("--num-classes", a.num_classes.is_some(), MODELS),
+        ("--batch", a.batch.is_some(), TIMED),
+        ("--large-batch", a.large_batch.is_some(), large),
+        ("--warmup", a.warmup.is_some(), TIMED),
+        ("--repeats", a.repeats.is_some(), TIMED),
+        ("--vgg", a.vgg.is_some(), &[Paper1]),
+        ("--schemes", a.schemes.is_some(), &[Paper1]),
+        ("--groups", a.groups.is_some(), &[Paper2, Mobilenet, Models]),
+        ("--layers", a.layers.is_some(), &[Sweep]),
+        ("--sweep-g", a.sweep_g.is_some(), &[Sweep]),
+        ("--per-layer", a.per_layer, TIMED),
+        ("--tune", a.tune, TIMED),
+        ("--precision", a.precision.is_some(), TIMED),
+    ];
+    for (flag, given, readers) in rules {
+        if given && !suites.iter().any(|s| readers.contains(s)) {
+            let names: Vec<String> = readers
+                .iter()
+                .map(|s| format!("{s:?}").to_lowercase())
+                .collect();
+            return Err(gconv::Error::InvalidArgument(format!(
+                "{flag} changes only the {} suite(s), and none of them is selected; \
+                 add --suite, or drop {flag}",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -153,9 +206,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.input_size.is_some() {
         cfg.paper1_input_size = None; // an explicit size applies to every suite
     }
+    check_flags_apply(&a, &cfg.suites, rt.is_gpu())?;
+    if cfg.suites.contains(&Suite::Models) {
+        cfg.model_options = bench::ModelOptions {
+            input_size: a.input_size,
+            width: a.width,
+            num_classes: a.num_classes,
+            groups: a.groups.clone().unwrap_or_default(),
+        };
+    }
     cfg.per_layer = a.per_layer;
     cfg.tune = a.tune;
     cfg.tuned = !a.no_tune;
+    cfg.precision = a.precision.unwrap_or_default();
     let bar = if a.json {
         ProgressBar::hidden()
     } else {

@@ -111,6 +111,27 @@ impl ModelArgs {
         Ok(spec)
     }
 
+    /// An error naming every model option given (`--scheme`, `--groups`, `--conv`,
+    /// `--num-classes`, `--width`, and `extra` flags set), for a model file that fixes its
+    /// own graph (`kind`: "an ONNX model", "an exported model"): refused rather than ignored.
+    pub fn refuse_options(&self, kind: &str, extra: &[(&str, bool)]) -> Result<()> {
+        refuse_options(
+            &self.model,
+            kind,
+            &[
+                &[
+                    ("--scheme", self.scheme.is_some()),
+                    ("--groups", self.groups.is_some()),
+                    ("--conv", self.conv.is_some()),
+                    ("--num-classes", self.num_classes.is_some()),
+                    ("--width", self.width.is_some()),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    }
+
     /// The same model without grouping (the baseline of a reduction), if this one is grouped.
     pub fn baseline(&self, input: Option<[usize; 3]>) -> Result<Option<ModelSpec>> {
         if self.scheme.is_none() && self.groups.is_none() && self.conv.is_none() {
@@ -124,6 +145,19 @@ impl ModelArgs {
         };
         Ok(Some(plain.spec(input)?.ungrouped()))
     }
+}
+
+/// An error naming the `flags` that are set, which `model` (`kind`: "an ONNX model", …)
+/// cannot take; `Ok` when none is.
+pub fn refuse_options(model: &str, kind: &str, flags: &[(&str, bool)]) -> Result<()> {
+    let given: Vec<&str> = flags.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{model}: {kind} fixes its own graph and input; {} would be ignored, so it is refused",
+        given.join(", ")
+    )))
 }
 
 /// `--model` naming an ONNX file (by its `.onnx` extension).
@@ -165,6 +199,41 @@ impl From<DeviceArg> for gconv::Device {
             DeviceArg::Auto => gconv::Device::Auto,
             DeviceArg::Gpu => gconv::Device::Gpu,
             DeviceArg::Cpu => gconv::Device::Cpu,
+        }
+    }
+}
+
+/// `--precision`'s parser.
+pub fn parse_precision(s: &str) -> std::result::Result<gconv::Precision, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+/// Refuses `--precision f16` on the CPU reference (it computes in f32).
+pub fn check_precision(p: gconv::Precision, on_cpu: bool) -> Result<()> {
+    if p == gconv::Precision::F16 && on_cpu {
+        return Err(Error::InvalidArgument(
+            "--precision f16 stores GPU weights as halves; the CPU reference computes in f32 \
+             (use --device gpu)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One line saying how many of a GPU model's convolutions store f16 weights, when f16 was
+/// asked for (the others' kernels read f32; see `gconv::gpu::precision`).
+pub fn precision_notice(model: &mut gconv::Model, p: gconv::Precision) {
+    if p != gconv::Precision::F16 {
+        return;
+    }
+    if let Some(m) = model.gpu_model() {
+        let [all, half] = m.f16_convs();
+        if half < all {
+            eprintln!(
+                "note: --precision f16: {half} of {all} convolutions store f16 weights; the \
+                 others (and every other layer) run in f32 — their kernels on this adapter \
+                 class read f32"
+            );
         }
     }
 }

@@ -2,16 +2,19 @@
 //! labs set; a layer not named takes its candidate list's default.
 
 use super::{ConvKernel, InputGradKernel, LinearKernel, WeightGradKernel};
+use crate::gpu::precision::Precision;
 use std::collections::HashMap;
 
 /// Kernels forced per layer (by node name), for the forward of convolutions and fully
-/// connected layers and for the two convolution gradients.
+/// connected layers and for the two convolution gradients; and the precision the model's
+/// weights are stored in ([`Precision`], f32 unless set).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KernelChoice {
     conv: HashMap<String, ConvKernel>,
     linear: HashMap<String, LinearKernel>,
     input_grad: HashMap<String, InputGradKernel>,
     weight_grad: HashMap<String, WeightGradKernel>,
+    precision: Precision,
 }
 
 impl KernelChoice {
@@ -42,6 +45,18 @@ impl KernelChoice {
     pub fn weight_grad(mut self, node: &str, k: WeightGradKernel) -> Self {
         self.weight_grad.insert(node.to_string(), k);
         self
+    }
+
+    /// Stores the weights in `p` where the layer's kernel reads it (the kernels stay the
+    /// choice's).
+    pub fn with_precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
+    }
+
+    /// The weights' storage precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Whether nothing is forced.

@@ -177,16 +177,51 @@ fn igemm_pack(id: Ids) {
 }
 "#;
 
+/// How the packed weights (`wp`) are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightStore {
+    /// `array<vec4<f32>>`.
+    F32,
+    /// `array<vec2<u32>>`: 4 halves per element (`pack2x16float`), unpacked to f32 as they
+    /// are loaded into workgroup memory — half the weight bytes, f32 arithmetic, and core
+    /// WGSL on every adapter (no `SHADER_F16` needed).
+    F16,
+}
+
+const PACK_F32: &str = "] = v;\n}\n";
+const PACK_F16: &str = "] = vec2<u32>(pack2x16float(v.xy), pack2x16float(v.zw));\n}\n";
+
 /// The text of `shaders/conv_igemm.wgsl`.
 pub fn wgsl() -> String {
-    let mut s = String::from(HEAD);
+    wgsl_for(WeightStore::F32)
+}
+
+/// The text of `shaders/conv_igemm_f16.wgsl`: the same tiles reading f16 weights.
+pub fn wgsl_f16() -> String {
+    wgsl_for(WeightStore::F16)
+}
+
+fn wgsl_for(store: WeightStore) -> String {
+    let mut s = match store {
+        WeightStore::F32 => String::from(HEAD),
+        WeightStore::F16 => {
+            assert!(HEAD.ends_with(PACK_F32), "igemm_pack ends with its store");
+            let head = &HEAD[..HEAD.len() - PACK_F32.len()];
+            head.replacen(
+                "edit the generator, not this file.\n",
+                "edit the generator, not this file.\n// The f16-weight twin of \
+                 conv_igemm.wgsl: `wp` holds 4 halves per vec2<u32>.\n",
+                1,
+            ) + PACK_F16
+        }
+    };
     for t in TILES {
-        entry(&mut s, t);
+        entry(&mut s, t, store);
     }
     s
 }
 
-fn entry(s: &mut String, t: IgemmTile) {
+fn entry(s: &mut String, t: IgemmTile, store: WeightStore) {
     let IgemmTile {
         name,
         bm,
@@ -268,9 +303,15 @@ fn entry(s: &mut String, t: IgemmTile) {
     l(s, format!("                let m4 = i - kk * {bm4}u;"));
     l(s, "                var v = vec4<f32>(0.0);".into());
     l(s, "                if (k0 + kk < kend) {".into());
+    let at = format!("wp[w_base + (k0 + kk) * {bm4}u + m4]");
     l(
         s,
-        format!("                    v = wp[w_base + (k0 + kk) * {bm4}u + m4];"),
+        match store {
+            WeightStore::F32 => format!("                    v = {at};"),
+            WeightStore::F16 => format!(
+                "                    let q = {at}; v = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));"
+            ),
+        },
     );
     l(s, "                }".into());
     l(s, "                sa[buf * 256u + i] = v;".into());

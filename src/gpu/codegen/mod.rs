@@ -24,7 +24,7 @@ pub struct Generated {
 }
 
 /// Every generated file of the crate.
-pub const FILES: [Generated; 6] = [
+pub const FILES: [Generated; 7] = [
     Generated {
         path: "shaders/conv_tiled.wgsl",
         make: conv_tiled::conv_tiled,
@@ -40,6 +40,10 @@ pub const FILES: [Generated; 6] = [
     Generated {
         path: "shaders/conv_igemm.wgsl",
         make: conv_igemm::wgsl,
+    },
+    Generated {
+        path: "shaders/conv_igemm_f16.wgsl",
+        make: conv_igemm::wgsl_f16,
     },
     Generated {
         path: "shaders/gemv.wgsl",

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::geometry::ConvShape;
 use crate::gpu::launch::{Arg, Call, Scratch};
+use crate::gpu::precision::Precision;
 use crate::graph::{Conv2dSpec, GroupedConvTable};
 use crate::ops::Activation;
 
@@ -111,6 +112,9 @@ pub struct ConvLayer<'a> {
     pub weight: &'a [f32],
     /// Its bias, if it has one.
     pub bias: Option<&'a [f32]>,
+    /// The precision the model asks its weights to be stored in (a family that cannot store
+    /// it stores f32).
+    pub precision: Precision,
 }
 
 /// One run of a convolution: geometry, tensors and the fused activation.
@@ -163,6 +167,11 @@ pub trait PreparedConv: std::fmt::Debug + Send + Sync {
     /// Whether the kernel also reads the layer's natural weights and bias (which are then
     /// uploaded as they are).
     fn reads_natural_weights(&self) -> bool;
+    /// The precision its weights are stored in (f32 unless the family honours
+    /// [`ConvLayer::precision`]).
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
 }
 
 /// A convolution forward family.

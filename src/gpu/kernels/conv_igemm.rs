@@ -4,7 +4,9 @@
 //! loads from a layout packed at load, the group in the grid and several narrow groups per
 //! tile, and split-K when a layer has too few tiles to fill the chip (14² and 7² layers at
 //! batch 1). The tile and the split are chosen from the adapter's limits and a compute-unit
-//! estimate ([`plan`]); `gconv tune` times the other tiles.
+//! estimate ([`plan`]); `gconv tune` times the other tiles. With
+//! [`Precision::F16`](crate::gpu::Precision) the weights are packed as halves
+//! ([`SHADER_F16`], `shaders/conv_igemm_f16.wgsl`): half the weight bytes, f32 arithmetic.
 
 use super::{check_arg, fold_workgroups, Arg, Call, Scratch};
 use crate::error::{Error, Result};
@@ -90,11 +92,43 @@ crate::gpu::declare::shader! {
     }
 }
 
+crate::gpu::declare::shader! {
+    /// `shaders/conv_igemm_f16.wgsl`: [`SHADER`] with the packed weights stored as halves
+    /// (4 per `vec2<u32>`, `pack2x16float`), unpacked to f32 as they are loaded. Trusted as
+    /// [`SHADER`] is.
+    pub static SHADER_F16 = "conv_igemm_f16" {
+        params: IgemmParams,
+        mirrors: [FastSeg],
+        trusted: true,
+        /// Arguments of every entry point.
+        args: IgemmF16Args {
+            /// `[batch, C, H, W]` input.
+            x: read array<f32>,
+            /// The packed weights as halves (written by `igemm_pack` when unprepared).
+            wp: write array<vec2<u32>>,
+            /// The natural weights (read by `igemm_pack` only).
+            wn: read array<f32>,
+            /// `[N]` bias (a stand-in when the layer has none).
+            bias: read array<f32>,
+            /// The segments.
+            segs: read array<Seg>,
+            /// Input channel list, then output channel list.
+            chan: read array<u32>,
+            /// `[batch, N, OH, OW]` output.
+            out: write array<f32>,
+            /// Split-K partial sums `[ksplit, N, batch · OH · OW]` (a stand-in when unsplit).
+            part: write array<f32>,
+        }
+    }
+}
+
 /// Where the weights come from.
 #[derive(Clone, Debug)]
 pub enum IgemmWeight {
     /// Packed at load ([`IgemmConv::pack`]).
     Packed(Arg),
+    /// Packed at load as halves ([`IgemmConv::pack_f16`]; [`SHADER_F16`]).
+    PackedF16(Arg),
     /// Natural layout, packed on the GPU by an `igemm_pack` call (training).
     Natural(Arg),
 }
@@ -184,6 +218,7 @@ pub fn forward(
         pointwise: u32::from(pointwise),
         ..IgemmParams::default()
     };
+    let half = matches!(io.weight, IgemmWeight::PackedF16(_));
     let (wp, wn, natural) = match io.weight {
         IgemmWeight::Packed(b) => {
             check_arg(
@@ -195,6 +230,12 @@ pub fn forward(
             )?;
             (b, stand_in.clone(), false)
         }
+        IgemmWeight::PackedF16(b) => {
+            // Two halves per 32-bit word.
+            let words = (plan.packed_len() / 2).max(2) as u64;
+            check_arg(ctx, label, "packed f16 weight", &b, words)?;
+            (b, stand_in.clone(), false)
+        }
         IgemmWeight::Natural(b) => {
             check_arg(ctx, label, "weight", &b, plan.natural_len.max(1) as u64)?;
             let wp = scratch(&format!("{label} w packed"), plan.packed_len().max(4))?;
@@ -204,6 +245,8 @@ pub fn forward(
     // Unsplit, the shader writes no partial sum; a one-value scratch stands in (a buffer
     // read elsewhere in the dispatch cannot be bound for writing).
     let part = scratch(&format!("{label} partial sums"), part_len)?;
+    // Both shaders bind the same arguments in the same order.
+    let shader = if half { &SHADER_F16 } else { &SHADER };
     let args = IgemmArgs {
         x: io.x,
         wp,
@@ -220,7 +263,7 @@ pub fn forward(
         Call::new(
             ctx,
             label,
-            SHADER.entry(entry, &[]),
+            shader.entry(entry, &[]),
             &params,
             args.clone(),
             grid,

@@ -37,7 +37,7 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 22] {
+pub fn all_shaders() -> [&'static ShaderSpec; 23] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
@@ -45,6 +45,7 @@ pub fn all_shaders() -> [&'static ShaderSpec; 22] {
         &conv_fast::SHADER,
         &conv_grad_fast::SHADER,
         &conv_igemm::SHADER,
+        &conv_igemm::SHADER_F16,
         &conv_tiled::SHADER,
         &conv_wgmem::SHADER,
         &elementwise::SHADER,

@@ -54,6 +54,8 @@ pub struct ParamStore {
     tensors: BTreeMap<String, DeviceParam>,
     prepared: HashMap<NodeId, Prepared>,
     bytes: u64,
+    /// Convolutions prepared, and how many of them store f16 weights.
+    convs: [usize; 2],
 }
 
 impl ParamStore {
@@ -68,6 +70,11 @@ impl ParamStore {
     /// Node `node`'s parameter `suffix`.
     pub fn of(&self, graph: &Graph, node: NodeId, suffix: &str) -> Result<&DeviceParam> {
         self.get(&format!("{}.{suffix}", graph.nodes[node].name))
+    }
+
+    /// `[convolutions, those storing f16 weights]` of this store.
+    pub fn f16_convs(&self) -> [usize; 2] {
+        self.convs
     }
 
     /// Node `node`'s prepared inference form, if it has one.
@@ -264,8 +271,16 @@ impl ParamStore {
             in_hw,
             weight: w.data(),
             bias,
+            precision: forced.precision(),
         };
         let prepared = kernel.family.prepare(ctx, &layer, kernel.variant)?;
+        self.convs[0] += 1;
+        if prepared
+            .as_ref()
+            .is_some_and(|p| p.precision() == crate::gpu::Precision::F16)
+        {
+            self.convs[1] += 1;
+        }
         if prepared.as_ref().is_none_or(|p| p.reads_natural_weights()) {
             let shape = match op {
                 ConvOp::Conv2d(spec) => spec.weight_shape(),

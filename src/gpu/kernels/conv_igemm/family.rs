@@ -1,5 +1,6 @@
 //! `conv_igemm` as a kernel family ([`CONV_IGEMM`]): the discrete tier's first conv
-//! candidate. Variants are its workgroup tiles; depthwise layers are left to `conv_dw`.
+//! candidate. Variants are its workgroup tiles; depthwise layers are left to `conv_dw`. It
+//! honours [`Precision::F16`]: the weights packed at load as halves.
 
 use super::plan::{slots, IgemmConv};
 use super::{forward, IgemmConvGpu, IgemmIo, IgemmWeight, TILES};
@@ -9,6 +10,7 @@ use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, C
 use crate::gpu::family::{Family, PreparedConv};
 use crate::gpu::geometry::ConvGeom;
 use crate::gpu::launch::{Arg, Call, Scratch};
+use crate::gpu::precision::Precision;
 
 /// Workgroup memory the kernel declares (two buffers of weights and of input rows).
 pub const WORKGROUP_BYTES: u32 = 4 * 2 * (super::A_FLOATS + super::B_FLOATS) as u32;
@@ -93,15 +95,29 @@ impl ConvForward for ConvIgemm {
         variant: Option<u16>,
     ) -> Result<Option<Box<dyn PreparedConv>>> {
         let p = plan(layer.op, variant)?;
-        let packed = p.pack(layer.weight)?;
         let name = layer.name;
-        let weight = ctx.upload(&format!("{name} packed weight"), &packed)?;
+        let precision = layer.precision;
+        let (weight, weight_bytes) = match precision {
+            Precision::F32 => {
+                let packed = p.pack(layer.weight)?;
+                let b = ctx.upload(&format!("{name} packed weight"), &packed)?;
+                (b, 4 * packed.len())
+            }
+            Precision::F16 => {
+                let packed = p
+                    .pack_f16(layer.weight)
+                    .map_err(|e| Error::shape(name, e.to_string()))?;
+                let b = ctx.upload_u32(&format!("{name} packed f16 weight"), &packed)?;
+                (b, 4 * packed.len())
+            }
+        };
         let bias = match layer.bias {
             Some(b) => Some(ctx.upload(&format!("{name} bias"), b)?),
             None => None,
         };
         Ok(Some(Box::new(IgemmPrepared {
-            bytes: 4 * (packed.len() + layer.bias.map_or(0, <[f32]>::len)) as u64,
+            bytes: (weight_bytes + 4 * layer.bias.map_or(0, <[f32]>::len)) as u64,
+            precision,
             slots: slots(Adapter::of(ctx).compute_units),
             layer: p.upload(ctx, name)?,
             weight,
@@ -140,6 +156,7 @@ struct IgemmPrepared {
     bias: Option<wgpu::Buffer>,
     slots: usize,
     bytes: u64,
+    precision: Precision,
 }
 
 impl PreparedConv for IgemmPrepared {
@@ -152,7 +169,10 @@ impl PreparedConv for IgemmPrepared {
         let io = IgemmIo {
             x: run.x.clone(),
             out: run.out.clone(),
-            weight: IgemmWeight::Packed(Arg::whole(&self.weight)),
+            weight: match self.precision {
+                Precision::F32 => IgemmWeight::Packed(Arg::whole(&self.weight)),
+                Precision::F16 => IgemmWeight::PackedF16(Arg::whole(&self.weight)),
+            },
             bias: self.bias.as_ref().map(Arg::whole),
         };
         forward(
@@ -171,5 +191,9 @@ impl PreparedConv for IgemmPrepared {
 
     fn reads_natural_weights(&self) -> bool {
         false
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
     }
 }
