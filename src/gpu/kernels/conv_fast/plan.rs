@@ -98,13 +98,9 @@ impl GroupLayout {
     /// An ordinary grouped convolution (`cpu::conv2d` semantics; weight `[N, C/G, kh, kw]`).
     pub fn conv2d(label: &str, spec: &Conv2dSpec) -> Result<Self> {
         check_spec(label, spec)?;
+        // The op's one check (groups dividing both channel counts, non-zero sizes).
+        spec.check(label, spec.in_channels, true)?;
         let (c, n, g) = (spec.in_channels, spec.out_channels, spec.groups);
-        if c % g != 0 || n % g != 0 {
-            return Err(Error::shape(
-                label,
-                format!("groups {g} must divide in_channels {c} and out_channels {n}"),
-            ));
-        }
         let (cg, ng) = (c / g, n / g);
         let kk = spec.kernel[0] * spec.kernel[1];
         let groups = (0..g)
