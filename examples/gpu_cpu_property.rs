@@ -18,7 +18,7 @@ use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem, KernelChoice, L
 use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::{GpuContext, GpuModel};
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, Op};
-use gconv::ops::{AvgPool, Flatten, GroupedConvTable, Linear, MaxPool, Pool2dSpec, Relu};
+use gconv::ops::{AvgPool, Flatten, GroupedConvTable, Linear, MaxPool, Pool2dSpec};
 use gconv::testing::{compare, Tolerance};
 use gconv::{cpu, Tensor, Weights};
 use rand::rngs::SmallRng;
@@ -43,7 +43,7 @@ fn graph(op: Op, chw: [usize; 3], relu: bool) -> gconv::Result<Graph> {
     let mut b = GraphBuilder::new("property", chw);
     let mut y = b.push("layer", op, &[b.input()])?;
     if relu {
-        y = b.push("relu", Op::Relu(Relu), &[y])?;
+        y = b.push("relu", Op::relu(), &[y])?;
     }
     Ok(b.finish(y))
 }

@@ -319,13 +319,13 @@ def error_fixtures():
 
     w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "conv.weight")
     conv = helper.make_node("Conv", ["x", "conv.weight"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1])
-    model([conv, helper.make_node("LeakyRelu", ["c"], ["y"], name="/act/LeakyRelu")], [w], 17,
+    model([conv, helper.make_node("LRN", ["c"], ["y"], name="/norm/LRN", size=3)], [w], 17,
           "bad_unsupported_op")
     model([helper.make_node("Conv", ["x", "conv.weight"], ["y"], name="/conv/Conv")], [], 17,
           "bad_missing_initializer")
     model([helper.make_node("Conv", ["x", "conv.weight"], ["y"], name="/conv/Conv",
                             pads=[0, 0, 1, 1])], [w], 17, "bad_asymmetric_pad")
-    for opset in [12, 19]:
+    for opset in [12, 21]:
         model([helper.make_node("Relu", ["x"], ["y"], name="/relu/Relu")], [], opset,
               f"bad_opset{opset}")
 

@@ -25,27 +25,6 @@ fn accumulated(old: f32, v: f32, accumulate: u32) -> f32 {
     return select(v, old + v, accumulate != 0u);
 }
 
-// The epilogue activation `e.act` (`ops::Activation::code`; `e.alpha`, `e.beta` its
-// parameters): 0 none, 1 ReLU, 2 ReLU6. NaN propagates, as in PyTorch (`select` keeps x when
-// the comparison is false).
-fn act(x: f32, e: Epilogue) -> f32 {
-    var v = x;
-    if (e.act != 0u) {
-        v = select(v, 0.0, v < 0.0);
-    }
-    if (e.act == 2u) {
-        v = select(v, 6.0, v > 6.0);
-    }
-    return v;
-}
-
-fn act4(x: vec4<f32>, e: Epilogue) -> vec4<f32> {
-    var v = x;
-    if (e.act != 0u) {
-        v = select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
-    }
-    if (e.act == 2u) {
-        v = select(v, vec4<f32>(6.0), v > vec4<f32>(6.0));
-    }
-    return v;
-}
+// The activations (`act(x, e)`, `act4(x, e)` for epilogues, `act_grad_x` / `act_grad_y` for
+// their backward) are generated from the table in src/ops/activation/mod.rs and follow the
+// shared structs (gpu::prelude::activations_wgsl).

@@ -157,18 +157,22 @@ pub struct Analysis {
     /// The node whose stored value holds each node's output: itself, or — for views
     /// (`flatten`; `dropout` at inference) and fused activations — the producer's.
     pub value_of: Vec<crate::graph::NodeId>,
-    /// The activation each node's epilogue applies (a consumer ReLU / ReLU6 fused into it).
+    /// The activation each node's epilogue applies (a consumer activation fused into it).
     pub fused: Vec<crate::ops::Activation>,
 }
 
 impl Analysis {
-    /// Views and activation fusion for inference: a ReLU or ReLU6 whose producer (conv, BN,
-    /// add, linear) has no other consumer and is not the output is fused into the producer.
+    /// Views and activation fusion for inference: an activation (any of the table in
+    /// `ops::activation`) whose producer (conv, BN, add, linear) has no other consumer and is
+    /// not the output is fused into the producer's epilogue.
     pub fn new(graph: &crate::graph::Graph) -> Self {
         Self::for_pass(graph, false)
     }
 
-    /// As [`Analysis::new`]; in `training`, dropout is a real op (a mask), not a view.
+    /// As [`Analysis::new`]; in `training`, dropout is a real op (a mask), not a view, and
+    /// only activations whose derivative comes from their output
+    /// ([`Activation::grad_from_output`](crate::ops::Activation::grad_from_output)) are fused:
+    /// a fused activation keeps only its output (GELU, SiLU and hard swish run unfused).
     pub fn for_pass(graph: &crate::graph::Graph, training: bool) -> Self {
         use crate::graph::Op;
         use crate::ops::Activation;
@@ -188,6 +192,9 @@ impl Analysis {
                 Op::Dropout(_) if !training => value_of[i] = value_of[node.inputs[0]],
                 op => {
                     let Some(act) = op.activation() else { continue };
+                    if training && !act.grad_from_output() {
+                        continue;
+                    }
                     let p = node.inputs[0];
                     let fusable = matches!(
                         graph.nodes[p].op,

@@ -4,7 +4,7 @@
 
 use gconv::cpu::flgc_mask;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, Op};
-use gconv::ops::{BatchNorm, Linear, Relu};
+use gconv::ops::{BatchNorm, Linear};
 use gconv::train::backward as bw;
 use gconv::train::selection::{even_group, group_changes, init_selection, layer_groups, FlgcInit};
 use gconv::train::{self, Mode};
@@ -88,7 +88,7 @@ fn bn_after_flgc() -> Graph {
         eps: 1e-5,
     };
     let n = b.push("bn", Op::BatchNorm(bn), &[c]).unwrap();
-    let r = b.push("relu", Op::Relu(Relu), &[n]).unwrap();
+    let r = b.push("relu", Op::relu(), &[n]).unwrap();
     let f = b.push("flat", Op::flatten(), &[r]).unwrap();
     let lin = Linear {
         in_features: 200,

@@ -11,7 +11,7 @@ use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::gemv::GemvShape;
 use gconv::gpu::GpuModel;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, Op};
-use gconv::ops::{Flatten, GroupedConvTable, Linear, Relu, Relu6};
+use gconv::ops::{Flatten, GroupedConvTable, Linear};
 use gconv::testing::{assert_close, Tolerance};
 use gconv::{cpu, Tensor, Weights};
 
@@ -25,7 +25,7 @@ fn input(shape: &[usize], seed: u32) -> Tensor {
 fn graph(op: Op, chw: [usize; 3]) -> Graph {
     let mut b = GraphBuilder::new("candidates", chw);
     let y = b.push("layer", op, &[b.input()]).unwrap();
-    let y = b.push("relu6", Op::Relu6(Relu6), &[y]).unwrap();
+    let y = b.push("relu6", Op::relu6(), &[y]).unwrap();
     b.finish(y)
 }
 
@@ -222,7 +222,7 @@ fn forced_linear_kernels_match_the_cpu() {
     let mut b = GraphBuilder::new("fc", [36, 1, 1]);
     let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]);
     let y = b.push("fc", Op::Linear(lin), &[f.unwrap()]).unwrap();
-    let y = b.push("relu", Op::Relu(Relu), &[y]).unwrap();
+    let y = b.push("relu", Op::relu(), &[y]).unwrap();
     let g = b.finish(y);
     let w = Weights::random_for_tests(&g, 5);
     let x = input(&[3, 36, 1, 1], 9);

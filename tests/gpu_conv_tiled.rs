@@ -24,7 +24,7 @@ fn check_single(name: &str, op: Op, chw: [usize; 3], batch: usize, relu: bool) {
     let mut b = GraphBuilder::new(name, chw);
     let mut y = b.push("conv", op, &[b.input()]).unwrap();
     if relu {
-        y = b.push("relu", Op::Relu(gconv::ops::Relu), &[y]).unwrap();
+        y = b.push("relu", Op::relu(), &[y]).unwrap();
     }
     let g = b.finish(y);
     let w = Weights::random_for_tests(&g, 17);

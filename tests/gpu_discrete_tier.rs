@@ -12,7 +12,7 @@ use gconv::gpu::kernels::conv_igemm::{self, IgemmConv, IgemmIo, IgemmWeight, TIL
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext, GpuModel};
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, Op};
-use gconv::ops::{Flatten, GroupedConvTable, Linear, Relu, Relu6};
+use gconv::ops::{Flatten, GroupedConvTable, Linear};
 use gconv::testing::{assert_close, Tolerance};
 use gconv::{cpu, Tensor, Weights};
 use proptest::prelude::*;
@@ -27,7 +27,7 @@ fn input(shape: &[usize], seed: u32) -> Tensor {
 fn graph(op: Op, chw: [usize; 3]) -> Graph {
     let mut b = GraphBuilder::new("tier", chw);
     let y = b.push("layer", op, &[b.input()]).unwrap();
-    let y = b.push("relu6", Op::Relu6(Relu6), &[y]).unwrap();
+    let y = b.push("relu6", Op::relu6(), &[y]).unwrap();
     b.finish(y)
 }
 
@@ -252,7 +252,7 @@ fn gemv_wide_matches_the_cpu() {
         let mut b = GraphBuilder::new("fc", [inf, 1, 1]);
         let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]).unwrap();
         let y = b.push("fc", Op::Linear(lin), &[f]).unwrap();
-        let y = b.push("relu", Op::Relu(Relu), &[y]).unwrap();
+        let y = b.push("relu", Op::relu(), &[y]).unwrap();
         let g = b.finish(y);
         let w = Weights::random_for_tests(&g, 9);
         let x = input(&[batch, inf, 1, 1], 4);

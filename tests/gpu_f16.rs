@@ -10,7 +10,7 @@ use gconv::gpu::kernels::conv_igemm::{self, IgemmConv, IgemmIo, IgemmWeight, TIL
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext, GpuModel, Precision};
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, Op};
-use gconv::ops::{GroupedConvTable, Relu6};
+use gconv::ops::GroupedConvTable;
 use gconv::testing::{assert_close, compare, Tolerance};
 use gconv::{cpu, Tensor, Weights};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ fn input(shape: &[usize], seed: u32) -> Tensor {
 fn graph(op: Op, chw: [usize; 3]) -> Graph {
     let mut b = GraphBuilder::new("f16", chw);
     let y = b.push("layer", op, &[b.input()]).unwrap();
-    let y = b.push("relu6", Op::Relu6(Relu6), &[y]).unwrap();
+    let y = b.push("relu6", Op::relu6(), &[y]).unwrap();
     b.finish(y)
 }
 

@@ -197,7 +197,7 @@ fn weights_round_trip_through_safetensors_on_gpu() {
         .unwrap();
     assert_eq!(a.data(), b.data());
     std::fs::remove_dir_all(&dir).ok();
-    let _ = Op::Relu(gconv::ops::Relu);
+    let _ = Op::relu();
 }
 
 /// MobileNetV2 (ReLU6 fused into the conv/BN epilogues, linear bottlenecks, residual adds) and

@@ -52,7 +52,7 @@ fn mixed_graph() -> Graph {
             &[c1],
         )
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[n1]).unwrap();
+    let r1 = b.push("relu1", Op::relu(), &[n1]).unwrap();
     let c2 = b
         .push(
             "conv2",
@@ -470,7 +470,7 @@ fn forced_backward_kernels_run_and_match_the_cpu() {
     let c1 = b
         .push("conv1", Op::Conv2d(Conv2dSpec::square(4, 6, 3, 1, 1)), &[x])
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[c1]).unwrap();
+    let r1 = b.push("relu1", Op::relu(), &[c1]).unwrap();
     let c2 = b
         .push(
             "conv2",

@@ -4,7 +4,8 @@
 //! backends do at pipeline creation. A shader that could not run on either fails here, in
 //! CI, on a machine with neither. (The cooperative-matrix tier, when present, is MSL only:
 //! wgpu has no DX12 path for it, and the candidate lists offer it only where the adapter
-//! reports the feature.)
+//! reports the feature.) The activations' twins of each shader (`gpu::twin::specialise`)
+//! are translated too.
 
 use gconv::gpu::kernels::all_shaders;
 use gconv::gpu::ShaderSpec;
@@ -16,14 +17,28 @@ fn parse(spec: &ShaderSpec) -> naga::Module {
         .unwrap_or_else(|e| panic!("{}: parse: {}", spec.name, e.emit_to_string(spec.source())))
 }
 
-/// Translates every entry of every shader with `translate`; returns the failures.
+/// Every shader module a launcher can build: each shader, and each twin of those that fuse
+/// an epilogue.
+fn modules() -> Vec<&'static ShaderSpec> {
+    use gconv::gpu::prelude::specialised_activations;
+    use gconv::gpu::twin::{has_epilogue, twin_for};
+    let mut v: Vec<&'static ShaderSpec> = all_shaders().to_vec();
+    for spec in all_shaders().into_iter().filter(|s| has_epilogue(s)) {
+        for act in specialised_activations() {
+            v.push(twin_for(spec, act).unwrap());
+        }
+    }
+    v
+}
+
+/// Translates every entry of every shader module with `translate`; returns the failures.
 fn translate_all(
     caps: Capabilities,
     translate: &dyn Fn(&naga::Module, &naga::valid::ModuleInfo, &str) -> Result<String, String>,
 ) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut done = 0;
-    for spec in all_shaders() {
+    for spec in modules() {
         let module = parse(spec);
         let info = match Validator::new(ValidationFlags::all(), caps).validate(&module) {
             Ok(i) => i,
@@ -57,10 +72,7 @@ fn translate_all(
 }
 
 fn entries() -> usize {
-    all_shaders()
-        .iter()
-        .map(|s| parse(s).entry_points.len())
-        .sum()
+    modules().iter().map(|s| parse(s).entry_points.len()).sum()
 }
 
 #[test]

@@ -36,6 +36,62 @@ fn every_shader_parses_and_validates() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The twins (`gpu::twin::specialise`): every shader that fuses an epilogue, with every
+/// activation beyond ReLU/ReLU6 compiled into its prelude, parses and validates; a twin is
+/// the shader with only its prelude changed, computing that activation and no other; the
+/// shared prelude has none of them (they run only in twins).
+#[test]
+fn every_twin_parses_validates_and_differs_only_in_its_activation() {
+    use gconv::gpu::prelude::specialised_activations;
+    use gconv::gpu::twin::{has_epilogue, twin_for};
+    let mut failures = Vec::new();
+    let mut twins = 0;
+    let shared = gconv::gpu::prelude::wgsl();
+    for spec in all_shaders().into_iter().filter(|s| has_epilogue(s)) {
+        let body = spec.source().strip_prefix(shared.as_str()).unwrap();
+        for act in specialised_activations() {
+            let t = twin_for(spec, act).unwrap();
+            assert!(std::ptr::eq(t, twin_for(spec, act).unwrap()), "made once");
+            assert_eq!(t.name, format!("{}+{}", spec.name, act.kind()));
+            assert!(t.source().ends_with(body), "{}: body changed", t.name);
+            let prelude = &t.source()[..t.source().len() - body.len()];
+            assert!(
+                prelude.contains(&format!("fn act_{}(", act.kind())),
+                "{}",
+                t.name
+            );
+            assert!(!prelude.contains("switch e.act"), "{}: switches", t.name);
+            for other in specialised_activations().filter(|o| o.code() != act.code()) {
+                let f = format!("fn act_{}(", other.kind());
+                assert!(!prelude.contains(&f), "{}: has {}", t.name, other.kind());
+            }
+            let module = parse(t);
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            );
+            if let Err(e) = v.validate(&module) {
+                failures.push(format!("{}: {}", t.name, e.emit_to_string(t.source())));
+            }
+            twins += 1;
+        }
+    }
+    for act in specialised_activations() {
+        assert!(
+            !shared.contains(&format!("fn act_{}(", act.kind())),
+            "{}",
+            act.kind()
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // conv, conv_dw, conv_fast, conv_igemm, conv_tiled, conv_wgmem, elementwise, gemv,
+    // gemv_wide, linear, norm, norm_train at least.
+    assert!(
+        twins >= 12 * specialised_activations().count(),
+        "{twins} twins"
+    );
+}
+
 /// Each `.wgsl` file is a declared shader (or the prelude they all start with): a shader that
 /// no launcher declares is dead code.
 #[test]

@@ -80,19 +80,11 @@ fn activations_follow_their_formulas() {
     };
     type Formula = fn(f32) -> f32;
     let cases: Vec<(Op, Formula)> = vec![
-        (Op::Sigmoid(gconv::ops::Sigmoid), |v| {
-            1.0 / (1.0 + (-v).exp())
+        (Op::sigmoid(), |v| 1.0 / (1.0 + (-v).exp())),
+        (Op::hard_sigmoid(0.2, 0.5), |v| {
+            (0.2 * v + 0.5).clamp(0.0, 1.0)
         }),
-        (
-            Op::HardSigmoid(gconv::ops::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            }),
-            |v| (0.2 * v + 0.5).clamp(0.0, 1.0),
-        ),
-        (Op::HardSwish(gconv::ops::HardSwish), |v| {
-            v * (v + 3.0).clamp(0.0, 6.0) / 6.0
-        }),
+        (Op::hard_swish(), |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
     ];
     for (op, f) in cases {
         let y = op.def().forward(&p, &[&x]).unwrap();
@@ -173,14 +165,7 @@ fn a_squeeze_excitation_block_runs_in_a_graph() {
         )
         .unwrap();
     let gate = b
-        .push(
-            "gate",
-            Op::HardSigmoid(gconv::ops::HardSigmoid {
-                alpha: 1.0 / 6.0,
-                beta: 0.5,
-            }),
-            &[f2],
-        )
+        .push("gate", Op::hard_sigmoid(1.0 / 6.0, 0.5), &[f2])
         .unwrap();
     let y = b
         .push("scale", Op::Mul(gconv::ops::Mul), &[0, gate])

@@ -36,7 +36,7 @@ fn relus_fuse_and_views_alias() {
     let a = Analysis::new(&g);
     // Every ReLU of ResNet-50 follows a BN or an add with no other consumer: all fused.
     for (i, n) in g.nodes.iter().enumerate() {
-        if matches!(n.op, gconv::graph::Op::Relu(gconv::ops::Relu)) {
+        if n.op == gconv::graph::Op::relu() {
             assert_ne!(a.value_of[i], i, "{} not fused", n.name);
             assert_eq!(a.fused[n.inputs[0]], gconv::ops::Activation::Relu);
         }

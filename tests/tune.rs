@@ -10,7 +10,7 @@ use gconv::gpu::choice::{self, KernelChoice};
 use gconv::gpu::tune::{self, adapter_key, CachedChoice, TuneCache, TuneOptions};
 use gconv::gpu::GpuModel;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, GroupRange, GroupedConvTable, Op};
-use gconv::ops::{Flatten, Linear, Relu};
+use gconv::ops::{Flatten, Linear};
 use gconv::testing::{assert_close, Tolerance};
 use gconv::{Tensor, Weights};
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ fn tiny() -> Graph {
     let mut b = GraphBuilder::new("tiny", [8, 12, 12]);
     let conv = Conv2dSpec::square(8, 16, 3, 1, 1);
     let x = b.push("conv", Op::Conv2d(conv), &[b.input()]).unwrap();
-    let x = b.push("relu", Op::Relu(Relu), &[x]).unwrap();
+    let x = b.push("relu", Op::relu(), &[x]).unwrap();
     let ranges = [
         GroupRange {
             in_start: 0,

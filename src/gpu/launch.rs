@@ -198,7 +198,9 @@ impl Call {
         args: Vec<Arg>,
         grid: [u32; 3],
     ) -> Result<Self> {
-        let shader = entry.shader;
+        // An activation fused in `params.epi` beyond ReLU/ReLU6 runs in the shader's twin
+        // compiled for it (gpu::twin); the label keeps the kernel's own name.
+        let shader = super::twin::specialise(entry.shader, params)?;
         if args.len() + 1 != shader.bindings.len() {
             return Err(Error::InvalidArgument(format!(
                 "{label}: shader `{}` takes {} arguments, got {}",
@@ -208,7 +210,7 @@ impl Call {
             )));
         }
         let call = Self {
-            label: format!("{label} [{}::{}]", shader.name, entry.name),
+            label: format!("{label} [{}::{}]", entry.shader.name, entry.name),
             shader,
             entry: entry.name,
             constants: entry.constants,

@@ -42,6 +42,7 @@ pub mod program;
 pub mod recovery;
 pub mod roofline;
 pub mod tune;
+pub mod twin;
 
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;

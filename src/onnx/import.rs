@@ -44,8 +44,11 @@ pub(crate) struct Importer<'a> {
     vals: HashMap<String, Value>,
     pub names: HashSet<String>,
     consumers: HashMap<&'a str, Vec<usize>>,
-    /// Nodes already merged into an earlier one (the bias `Add` after a `MatMul`).
+    /// Nodes already merged into an earlier one (the bias `Add` after a `MatMul`) or into a
+    /// later one (the arithmetic of a recognised activation, [`super::patterns`]).
     pub skip: HashSet<usize>,
+    /// Recognised activations, by the index of their last node.
+    pub fused: HashMap<usize, super::patterns::Fused>,
     folded: usize,
 }
 
@@ -115,6 +118,8 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<OnnxModel> {
             consumers.entry(inp.as_str()).or_default().push(i);
         }
     }
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name()).collect();
+    let matches = super::patterns::find(&graph.node, &vals, &outputs, opset);
     let mut im = Importer {
         path,
         opset,
@@ -125,7 +130,8 @@ pub(crate) fn import(bytes: &[u8], path: &Path) -> Result<OnnxModel> {
         vals,
         names: HashSet::from(["input".to_string()]),
         consumers,
-        skip: HashSet::new(),
+        skip: matches.interior,
+        fused: matches.ends,
         folded: 0,
     };
     for i in 0..graph.node.len() {
@@ -249,6 +255,9 @@ impl<'a> Importer<'a> {
 
     fn node(&mut self, i: usize) -> Result<()> {
         let n = &self.nodes[i];
+        if let Some(f) = self.fused.remove(&i) {
+            return self.convert_fused(n, f);
+        }
         if !matches!(n.domain(), "" | "ai.onnx") {
             return Err(self.err(
                 n,

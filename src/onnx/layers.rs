@@ -1,24 +1,24 @@
 //! ONNX operators on activations → gconv ops. Weights come from constant inputs (the
 //! initializers); channel shuffles, splits, slices and channel gathers become
-//! [`Op::Gather`] nodes (the permutation fold removes them later), concats [`Op::Concat`].
+//! [`Op::Gather`] nodes (the permutation fold removes them later), concats [`Op::Concat`];
+//! the activation operators are those of `ops::activation`'s table (their attributes named
+//! as the table's parameters), `Gelu` and the arithmetic of [`super::patterns`].
 
 use super::import::Importer;
 use super::proto::NodeProto;
 use super::values::{attr_f, attr_i, attr_ints, attr_s, Const, Value};
 use crate::error::Result;
 use crate::graph::{Conv2dSpec, NodeId, Op, Pool2dSpec};
-use crate::ops::{HardSigmoid, HardSwish, Mul, Sigmoid};
+use crate::ops::{Activation, Mul};
 use crate::tensor::Tensor;
 
-/// The ONNX operators gconv imports (those on constants are folded at import time).
+/// The ONNX operators gconv imports besides the activations of `ops::activation`'s table
+/// (all of them: [`supported`]); those on constants are folded at import time.
 pub const SUPPORTED: &[&str] = &[
     "Conv",
     "BatchNormalization",
-    "Relu",
     "Clip",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
+    "Gelu",
     "Add",
     "Mul",
     "MaxPool",
@@ -42,23 +42,21 @@ pub const SUPPORTED: &[&str] = &[
     "Constant",
 ];
 
+/// Every ONNX operator gconv imports: [`SUPPORTED`] and the table's activations.
+pub fn supported() -> Vec<&'static str> {
+    let mut v: Vec<&str> = Activation::ROWS.iter().filter_map(|r| r.onnx).collect();
+    v.extend(SUPPORTED);
+    v
+}
+
 impl<'a> Importer<'a> {
     /// Converts node `i` (`n`), which reads at least one activation.
     pub(crate) fn convert(&mut self, i: usize, n: &'a NodeProto) -> Result<()> {
         match n.op_type() {
             "Conv" => self.conv(n),
             "BatchNormalization" => self.batch_norm(n),
-            "Relu" => self.unary(n, Op::relu()),
-            "Sigmoid" => self.unary(n, Op::Sigmoid(Sigmoid)),
-            "HardSigmoid" => self.unary(
-                n,
-                Op::HardSigmoid(HardSigmoid {
-                    alpha: attr_f(n, "alpha", 0.2),
-                    beta: attr_f(n, "beta", 0.5),
-                }),
-            ),
-            "HardSwish" => self.unary(n, Op::HardSwish(HardSwish)),
             "Clip" => self.clip(n),
+            "Gelu" => self.gelu(n),
             "Add" => self.add(n),
             "Mul" => {
                 let (a, b) = (self.plain(n, 0)?, self.plain(n, 1)?);
@@ -80,13 +78,16 @@ impl<'a> Importer<'a> {
             "Concat" => self.concat(n),
             "Softmax" => self.softmax(n),
             "Identity" | "Dropout" | "Cast" => self.alias(n),
-            other => Err(self.err(
-                n,
-                format!(
-                    "unsupported operator `{other}`; gconv imports {}",
-                    SUPPORTED.join(", ")
-                ),
-            )),
+            other => match Activation::from_onnx(other) {
+                Some(a) => self.activation(n, a),
+                None => Err(self.err(
+                    n,
+                    format!(
+                        "unsupported operator `{other}`; gconv imports {}",
+                        supported().join(", ")
+                    ),
+                )),
+            },
         }
     }
 
@@ -119,7 +120,7 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    fn floats(&self, n: &NodeProto, c: &Const) -> Result<Vec<f32>> {
+    pub(crate) fn floats(&self, n: &NodeProto, c: &Const) -> Result<Vec<f32>> {
         c.floats().map_err(|m| self.err(n, m))
     }
 
@@ -259,30 +260,6 @@ impl<'a> Importer<'a> {
         let id = self.push(n, &name, op, &[x])?;
         self.set_node(n, id);
         Ok(())
-    }
-
-    fn clip(&mut self, n: &NodeProto) -> Result<()> {
-        let bound = |k: usize| -> Result<Option<f32>> {
-            match self.opt_konst(n, k)? {
-                None => Ok(None),
-                Some(c) => match self.floats(n, c)?[..] {
-                    [v] => Ok(Some(v)),
-                    _ => Err(self.err(n, "clip bounds must be scalars")),
-                },
-            }
-        };
-        let (lo, hi) = (bound(1)?, bound(2)?);
-        match (lo, hi) {
-            (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(n, Op::relu6()),
-            (Some(0.0), None) => self.unary(n, Op::relu()),
-            (Some(l), Some(h)) if l == 0.0 && h == f32::INFINITY => self.unary(n, Op::relu()),
-            _ => Err(self.err(
-                n,
-                format!(
-                    "Clip to [{lo:?}, {hi:?}]: gconv imports Clip(0, 6) (ReLU6) and Clip(0) (ReLU)"
-                ),
-            )),
-        }
     }
 
     fn add(&mut self, n: &NodeProto) -> Result<()> {

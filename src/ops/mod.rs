@@ -20,7 +20,10 @@ mod pointwise;
 mod pool;
 mod structural;
 
-pub use activation::{relu, relu6, relu6_backward, relu_backward, Activation, Relu, Relu6};
+pub use activation::{
+    math_wgsl as activation_math_wgsl, relu, relu6, relu6_backward, relu_backward, Activation,
+    ActivationRow, WgslExpr,
+};
 pub use channels::{concat_channels, Concat};
 pub use conv::{conv2d, conv2d_backward, Conv2dSpec, ConvGrads};
 pub use flgc::{
@@ -33,7 +36,7 @@ pub use norm::{
     batch_norm, batch_norm_train, batch_norm_train_backward, update_running_stats, BatchNorm,
     BatchStats,
 };
-pub use pointwise::{mul, sigmoid_value, HardSigmoid, HardSwish, Mul, Sigmoid};
+pub use pointwise::{mul, Mul};
 pub use pool::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
     max_pool2d_backward, AdaptiveAvgPool, AvgPool, MaxPool, Pool2dSpec,
@@ -236,10 +239,6 @@ declare_ops! {
     GroupedConvTable(GroupedConvTable),
     /// Batch normalisation over channels (inference: running statistics).
     BatchNorm(BatchNorm),
-    /// `max(x, 0)`.
-    Relu(Relu),
-    /// `min(max(x, 0), 6)` (MobileNetV2).
-    Relu6(Relu6),
     /// Max pooling.
     MaxPool(MaxPool),
     /// Average pooling (zero padding counted, PyTorch's default).
@@ -260,14 +259,14 @@ declare_ops! {
     Gather(Gather),
     /// Channel concatenation of n inputs, each output channel addressed `(input, channel)`.
     Concat(Concat),
-    /// Logistic sigmoid.
-    Sigmoid(Sigmoid),
-    /// `max(0, min(1, α·x + β))`.
-    HardSigmoid(HardSigmoid),
-    /// `x · hard_sigmoid(x)` (α = 1/6, β = 1/2).
-    HardSwish(HardSwish),
     /// Element-wise product, `[C, 1, 1]` broadcast over the plane (squeeze-excitation).
     Mul(Mul),
+    /// An element-wise activation (ReLU, GELU, hard swish, … — the table in
+    /// `ops::activation`). Serialised flat with its own tag: `{"op": "relu"}`,
+    /// `{"op": "leaky_relu", "alpha": 0.1}`, as older exports wrote `relu`, `relu6`,
+    /// `sigmoid`, `hard_sigmoid` and `hard_swish`.
+    #[serde(untagged)]
+    Activation(Activation),
 }
 
 impl Op {
@@ -301,11 +300,11 @@ impl Op {
         }
     }
 
-    /// The activation this op applies, when it is one (epilogue fusion).
+    /// The activation this op applies, when it is one (epilogue fusion); the identity
+    /// activation is none.
     pub fn activation(&self) -> Option<Activation> {
         match self {
-            Op::Relu(_) => Some(Activation::Relu),
-            Op::Relu6(_) => Some(Activation::Relu6),
+            Op::Activation(a) if *a != Activation::None => Some(*a),
             _ => None,
         }
     }
@@ -341,14 +340,39 @@ impl Op {
         Op::BatchNorm(BatchNorm { channels, eps })
     }
 
+    /// `op`: an activation.
+    pub fn act(a: Activation) -> Op {
+        Op::Activation(a)
+    }
+
     /// `op`: ReLU.
     pub fn relu() -> Op {
-        Op::Relu(Relu)
+        Op::Activation(Activation::Relu)
     }
 
     /// `op`: ReLU6.
     pub fn relu6() -> Op {
-        Op::Relu6(Relu6)
+        Op::Activation(Activation::Relu6)
+    }
+
+    /// `op`: leaky ReLU with negative slope `alpha`.
+    pub fn leaky_relu(alpha: f32) -> Op {
+        Op::Activation(Activation::LeakyRelu { alpha })
+    }
+
+    /// `op`: the logistic sigmoid.
+    pub fn sigmoid() -> Op {
+        Op::Activation(Activation::Sigmoid)
+    }
+
+    /// `op`: hard sigmoid `max(0, min(1, α·x + β))`.
+    pub fn hard_sigmoid(alpha: f32, beta: f32) -> Op {
+        Op::Activation(Activation::HardSigmoid { alpha, beta })
+    }
+
+    /// `op`: hard swish.
+    pub fn hard_swish() -> Op {
+        Op::Activation(Activation::HardSwish)
     }
 
     /// `op`: max pooling.

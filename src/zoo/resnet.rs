@@ -24,7 +24,7 @@ impl Ctx {
     }
 
     fn relu(&mut self, name: &str, x: NodeId) -> Result<NodeId> {
-        self.b.push(name, Op::Relu(crate::ops::Relu), &[x])
+        self.b.push(name, Op::relu(), &[x])
     }
 
     /// A 1×1 conv inside a block: dense, SGC or FLGC with the model's G.

@@ -38,11 +38,7 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
                 }),
                 &[x],
             )?;
-            x = b.push(
-                &format!("features.{}", idx + 2),
-                Op::Relu(crate::ops::Relu),
-                &[x],
-            )?;
+            x = b.push(&format!("features.{}", idx + 2), Op::relu(), &[x])?;
             idx += 3;
             c = out;
         }
@@ -72,11 +68,7 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
             }),
             &[x],
         )?;
-        x = b.push(
-            &format!("classifier.{}", ci + 1),
-            Op::Relu(crate::ops::Relu),
-            &[x],
-        )?;
+        x = b.push(&format!("classifier.{}", ci + 1), Op::relu(), &[x])?;
         x = b.push(
             &format!("classifier.{}", ci + 2),
             Op::Dropout(crate::ops::Dropout { p: *dropout }),

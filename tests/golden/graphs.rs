@@ -19,12 +19,12 @@ fn vgg_tiny(input: [usize; 3]) -> gconv::Result<Graph> {
     let conv1 = Conv2dSpec::square(input[0], 8, 3, 1, 1).bias(true);
     x = b.push("features.0", Op::Conv2d(conv1), &[x])?;
     x = b.push("features.1", bn(8), &[x])?;
-    x = b.push("features.2", Op::Relu(gconv::ops::Relu), &[x])?;
+    x = b.push("features.2", Op::relu(), &[x])?;
     x = b.push("features.3", pool.clone(), &[x])?;
     let conv2 = Conv2dSpec::square(8, 16, 3, 1, 1).bias(true).groups(4);
     x = b.push("features.4", Op::Conv2d(conv2), &[x])?;
     x = b.push("features.5", bn(16), &[x])?;
-    x = b.push("features.6", Op::Relu(gconv::ops::Relu), &[x])?;
+    x = b.push("features.6", Op::relu(), &[x])?;
     x = b.push("features.7", pool, &[x])?;
     x = b.push(
         "avgpool",
@@ -60,14 +60,14 @@ fn resnet_bottleneck(c: &Case) -> gconv::Result<Graph> {
         &[x],
     )?;
     y = b.push(&format!("{p}.bn1"), bn(width), &[y])?;
-    y = b.push(&format!("{p}.relu1"), Op::Relu(gconv::ops::Relu), &[y])?;
+    y = b.push(&format!("{p}.relu1"), Op::relu(), &[y])?;
     y = b.push(
         &format!("{p}.conv2"),
         Op::Conv2d(Conv2dSpec::square(width, width, 3, stride, 1)),
         &[y],
     )?;
     y = b.push(&format!("{p}.bn2"), bn(width), &[y])?;
-    y = b.push(&format!("{p}.relu2"), Op::Relu(gconv::ops::Relu), &[y])?;
+    y = b.push(&format!("{p}.relu2"), Op::relu(), &[y])?;
     y = b.push(
         &format!("{p}.conv3"),
         Op::Conv2d(Conv2dSpec::square(width, out, 1, 1, 0)),
@@ -81,7 +81,7 @@ fn resnet_bottleneck(c: &Case) -> gconv::Result<Graph> {
     )?;
     d = b.push(&format!("{p}.downsample.1"), bn(out), &[d])?;
     y = b.push(&format!("{p}.add"), Op::Add(gconv::ops::Add), &[y, d])?;
-    y = b.push(&format!("{p}.relu3"), Op::Relu(gconv::ops::Relu), &[y])?;
+    y = b.push(&format!("{p}.relu3"), Op::relu(), &[y])?;
     Ok(b.finish(y))
 }
 

@@ -64,8 +64,8 @@ fn run_direct(c: &Case, op: &Op) -> gconv::Result<Tensor> {
             cpu::adaptive_avg_pool2d(x, *output)
         }
         Op::Linear(gconv::ops::Linear { .. }) => cpu::linear(x, c.t("weight"), c.bias()),
-        Op::Relu(_) => Ok(cpu::relu(x)),
-        Op::Relu6(_) => Ok(cpu::relu6(x)),
+        Op::Activation(gconv::ops::Activation::Relu) => Ok(cpu::relu(x)),
+        Op::Activation(gconv::ops::Activation::Relu6) => Ok(cpu::relu6(x)),
         Op::Add(gconv::ops::Add) => cpu::add(x, c.t("x2")),
         Op::Softmax(gconv::ops::Softmax) => cpu::softmax(x),
         Op::Gather(gconv::ops::Gather { indices }) => cpu::gather_channels(x, indices),

@@ -360,23 +360,23 @@ proptest! {
     #[test]
     fn se_ops_and_concat_match_cpu(b in 1usize..=3, c in 1usize..=6, hw in 1usize..=30, seed in 0u64..1000) {
         with_gpu(|ctx| {
-            use gconv::gpu::kernels::elementwise::Unary;
-            use gconv::ops::{HardSigmoid, HardSwish, OpDef, Params, Sigmoid};
+            use gconv::gpu::kernels::elementwise::Elementwise;
+            use gconv::ops::{Activation, OpDef, Params};
             let x = random(&[b, c, hw, 1], seed);
             let x4 = Tensor::new(x.shape().to_vec(), x.data().iter().map(|v| 6.0 * v).collect()).unwrap();
             let xb = up(ctx, "x", x4.data());
             let ob = ctx.storage_buffer("o", (x4.numel() * 4) as u64).unwrap();
             let w = gconv::Weights::new();
             let p = Params { layer: "se", weights: &w };
-            let hs = HardSigmoid { alpha: 0.2, beta: 0.5 };
-            let cases: [(&dyn OpDef, Unary); 3] = [
-                (&Sigmoid, Unary::Sigmoid),
-                (&hs, Unary::HardSigmoid { alpha: 0.2, beta: 0.5 }),
-                (&HardSwish, Unary::HardSwish),
+            let cases = [
+                Activation::Sigmoid,
+                Activation::HardSigmoid { alpha: 0.2, beta: 0.5 },
+                Activation::HardSwish,
             ];
-            for (op, f) in cases {
+            for op in cases {
                 let want = op.forward(&p, &[&x4]).unwrap();
-                let d = elementwise::unary(ctx, op.kind(), (x4.numel(), f), &arg(&xb), &arg(&ob)).unwrap();
+                let e = Elementwise::len(x4.numel()).act(op);
+                let d = elementwise::activation(ctx, op.kind(), e, &arg(&xb), &arg(&ob)).unwrap();
                 assert_close(op.kind(), &run_read(ctx, &[d], &ob, want.numel()), want.data(), Tolerance::F32_OP);
             }
             let gate = random(&[b, c, 1, 1], seed + 1);

@@ -20,9 +20,7 @@ fn tiny(num_classes: usize, conv_bias: bool, bn: bool) -> Graph {
         });
         x = b.push("features.1", op, &[x]).unwrap();
     }
-    x = b
-        .push("features.2", Op::Relu(gconv::ops::Relu), &[x])
-        .unwrap();
+    x = b.push("features.2", Op::relu(), &[x]).unwrap();
     x = b
         .push(
             "avgpool",
@@ -206,9 +204,7 @@ fn num_classes_follow_the_weights() {
     // A graph without a linear layer gives no hint.
     let mut b = GraphBuilder::new("nolinear", [3, 8, 8]);
     let x = b.input();
-    let r = b
-        .push("features.2", Op::Relu(gconv::ops::Relu), &[x])
-        .unwrap();
+    let r = b.push("features.2", Op::relu(), &[x]).unwrap();
     assert_eq!(num_classes_hint(&w, &b.finish(r)), None);
     // Nor do weights without the key.
     assert_eq!(

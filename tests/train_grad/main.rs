@@ -84,7 +84,7 @@ fn mixed_graph(softmax: bool) -> Graph {
             &[c1],
         )
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[n1]).unwrap();
+    let r1 = b.push("relu1", Op::relu(), &[n1]).unwrap();
     let c2 = b
         .push(
             "conv2",

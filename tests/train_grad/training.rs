@@ -62,7 +62,7 @@ fn flgc_groups_change_and_loss_decreases() {
             &[c1],
         )
         .unwrap();
-    let r1 = b.push("relu1", Op::Relu(gconv::ops::Relu), &[n1]).unwrap();
+    let r1 = b.push("relu1", Op::relu(), &[n1]).unwrap();
     let c2 = b
         .push(
             "conv2",
@@ -82,7 +82,7 @@ fn flgc_groups_change_and_loss_decreases() {
             &[c2],
         )
         .unwrap();
-    let r2 = b.push("relu2", Op::Relu(gconv::ops::Relu), &[n2]).unwrap();
+    let r2 = b.push("relu2", Op::relu(), &[n2]).unwrap();
     let p = b
         .push(
             "pool",

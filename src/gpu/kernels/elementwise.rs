@@ -1,7 +1,7 @@
-//! Launcher for `shaders/elementwise.wgsl`: activations (ReLU, ReLU6) and their backward,
-//! residual add, gradient copy / accumulation, element-wise product and inverted dropout;
-//! the element-wise ops of squeeze-excitation blocks (sigmoid, hard sigmoid, hard swish, the
-//! channel-broadcast gate).
+//! Launcher for `shaders/elementwise.wgsl`: activations (every one of `ops::activation`'s
+//! table) and their backward (from the output or from the input), residual add, gradient
+//! copy / accumulation, element-wise product, inverted dropout, and the channel-broadcast
+//! gate of squeeze-excitation blocks.
 
 use super::{check_arg, check_arg_min, check_dims, element_grid, per_element, Arg, Call, WG};
 use crate::error::{Error, Result};
@@ -157,7 +157,9 @@ pub fn add(
     call(ctx, (label, "add"), e.params(), args, ["a", "b", "out"])
 }
 
-/// `dx (+)= dy` where the activation passes its gradient at its output `y`, else 0.
+/// `dx (+)= ∂L/∂x` from the activation's output `y` and `dy` (ReLU: `dy` where `y > 0`,
+/// else 0). Only for activations whose derivative comes from the output
+/// ([`Activation::grad_from_output`]; others: [`activation_backward_input`]).
 pub fn activation_backward(
     ctx: &GpuContext,
     label: &str,
@@ -166,6 +168,12 @@ pub fn activation_backward(
     dy: &Arg,
     dx: &Arg,
 ) -> Result<Call> {
+    if !e.act.grad_from_output() {
+        return Err(Error::InvalidArgument(format!(
+            "{label}: the derivative of {} needs its input (activation_backward_input)",
+            e.act.kind()
+        )));
+    }
     let args = binary(y, dy, dx);
     call(
         ctx,
@@ -173,6 +181,25 @@ pub fn activation_backward(
         e.params(),
         args,
         ["y", "dy", "dx"],
+    )
+}
+
+/// `dx (+)= ∂L/∂x` from the activation's input `x` and `dy` (any activation).
+pub fn activation_backward_input(
+    ctx: &GpuContext,
+    label: &str,
+    e: Elementwise,
+    x: &Arg,
+    dy: &Arg,
+    dx: &Arg,
+) -> Result<Call> {
+    let args = binary(x, dy, dx);
+    call(
+        ctx,
+        (label, "activation_backward_input"),
+        e.params(),
+        args,
+        ["x", "dy", "dx"],
     )
 }
 
@@ -235,53 +262,6 @@ pub fn dropout(
     )?;
     let apply = mul(ctx, label, Elementwise::len(len), [x, mask], y)?;
     Ok(vec![m, apply])
-}
-
-/// An element-wise function of [`unary`] (not fused into epilogues).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Unary {
-    /// `1 / (1 + e^{−x})`.
-    Sigmoid,
-    /// `max(0, min(1, α·x + β))`.
-    HardSigmoid {
-        /// Slope α.
-        alpha: f32,
-        /// Offset β.
-        beta: f32,
-    },
-    /// `x · max(0, min(1, x/6 + 1/2))`.
-    HardSwish,
-}
-
-/// `out = f(x)` over `len` elements.
-pub fn unary(
-    ctx: &GpuContext,
-    label: &str,
-    (len, f): (usize, Unary),
-    x: &Arg,
-    out: &Arg,
-) -> Result<Call> {
-    let (act, alpha, beta) = match f {
-        Unary::Sigmoid => (3, 0.0, 0.0),
-        Unary::HardSigmoid { alpha, beta } => (4, alpha, beta),
-        Unary::HardSwish => (5, 0.0, 0.0),
-    };
-    let params = ElementwiseParams {
-        epi: Epilogue {
-            act,
-            alpha,
-            beta,
-            has_bias: 0,
-        },
-        ..Elementwise::len(len).params()
-    };
-    call(
-        ctx,
-        (label, "unary"),
-        params,
-        binary(x, x, out),
-        ["x", "x", "out"],
-    )
 }
 
 /// `out[i] = x[i] · gate[i / hw]`: a `[B, C, H, W]` tensor times a `[B, C]` gate broadcast

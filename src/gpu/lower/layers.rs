@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::choice;
 use crate::gpu::family::LinearRun;
 use crate::gpu::geometry::LinearShape;
-use crate::gpu::kernels::elementwise::{self, Elementwise, Unary};
+use crate::gpu::kernels::elementwise::{self, Elementwise};
 use crate::gpu::kernels::gather::{self, GatherArgs};
 use crate::gpu::kernels::linear_backward::{self, LinearGradArgs};
 use crate::gpu::kernels::norm::{self, BnShape, NormArgs};
@@ -103,29 +103,48 @@ pub(super) fn backward_batch_norm(l: &mut Lowering<'_>, i: NodeId, gy: &Arg) -> 
 }
 
 /// A standalone activation (one that could not be fused into its producer).
-pub(super) fn forward_activation(l: &mut Lowering<'_>, i: NodeId) -> Result<Vec<Call>> {
-    let act = l.graph.nodes[i].op.activation().unwrap_or(Activation::None);
+pub(super) fn forward_activation(
+    l: &mut Lowering<'_>,
+    i: NodeId,
+    act: Activation,
+) -> Result<Vec<Call>> {
     let (x, y) = (l.value(input(l, i, 0))?, l.value(i)?);
     let e = Elementwise::len(l.numel(i)?).act(act);
     Ok(vec![elementwise::activation(l.ctx, name(l, i), e, &x, &y)?])
 }
 
-/// Activation backward from its output `y` (a fused activation's `y` is its producer's value).
-pub(super) fn backward_activation(l: &mut Lowering<'_>, i: NodeId, gy: &Arg) -> Result<Vec<Call>> {
-    let act = l.graph.nodes[i].op.activation().unwrap_or(Activation::None);
-    let y = l.value(i)?;
-    let Some((dx, acc)) = l.grad_target(input(l, i, 0))? else {
+/// Activation backward: from its output `y` where the derivative allows (a fused
+/// activation's `y` is its producer's value; only those are fused in training), else from
+/// its input.
+pub(super) fn backward_activation(
+    l: &mut Lowering<'_>,
+    i: NodeId,
+    act: Activation,
+    gy: &Arg,
+) -> Result<Vec<Call>> {
+    let x_node = input(l, i, 0);
+    let from_output = act.grad_from_output();
+    if !from_output && !l.is_stored(i) {
+        return Err(Error::shape(
+            name(l, i),
+            format!("{} was fused, but its backward needs its input", act.kind()),
+        ));
+    }
+    let at = if from_output {
+        l.value(i)?
+    } else {
+        l.value(x_node)?
+    };
+    let Some((dx, acc)) = l.grad_target(x_node)? else {
         return Ok(Vec::new());
     };
     let e = Elementwise::len(l.numel(i)?).act(act).accumulate(acc);
-    Ok(vec![elementwise::activation_backward(
-        l.ctx,
-        name(l, i),
-        e,
-        &y,
-        gy,
-        &dx,
-    )?])
+    let backward = if from_output {
+        elementwise::activation_backward
+    } else {
+        elementwise::activation_backward_input
+    };
+    Ok(vec![backward(l.ctx, name(l, i), e, &at, gy, &dx)?])
 }
 
 fn pool_shape(l: &Lowering<'_>, i: NodeId) -> PoolShape {
@@ -370,18 +389,6 @@ pub(super) fn forward_concat(l: &mut Lowering<'_>, i: NodeId) -> Result<Vec<Call
         calls.push(gather::gather_into(l.ctx, name(l, i), geo, args)?);
     }
     Ok(calls)
-}
-
-/// Sigmoid, hard sigmoid or hard swish.
-pub(super) fn forward_unary(l: &mut Lowering<'_>, i: NodeId, f: Unary) -> Result<Vec<Call>> {
-    let (x, y) = (l.value(input(l, i, 0))?, l.value(i)?);
-    Ok(vec![elementwise::unary(
-        l.ctx,
-        name(l, i),
-        (l.numel(i)?, f),
-        &x,
-        &y,
-    )?])
 }
 
 /// Element-wise product, or a `[C, H, W]` tensor times a `[C, 1, 1]` gate (either order).

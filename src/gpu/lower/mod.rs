@@ -17,7 +17,6 @@ pub mod params;
 
 use super::choice::KernelChoice;
 use super::context::GpuContext;
-use super::kernels::elementwise::Unary;
 use super::launch::{Arg, BufId, Call};
 use super::program::Program;
 use crate::error::{Error, Result};
@@ -274,7 +273,7 @@ impl<'a> Lowering<'a> {
                 Op::GroupedConvTable(t) => conv::forward_table(self, i, t)?,
                 Op::FlgcConv2d(s) => conv::forward_flgc(self, i, s)?,
                 Op::BatchNorm(b) => layers::forward_batch_norm(self, i, b)?,
-                Op::Relu(_) | Op::Relu6(_) => layers::forward_activation(self, i)?,
+                Op::Activation(a) => layers::forward_activation(self, i, *a)?,
                 Op::MaxPool(_) | Op::AvgPool(_) | Op::AdaptiveAvgPool(_) => {
                     layers::forward_pool(self, i)?
                 }
@@ -284,15 +283,6 @@ impl<'a> Lowering<'a> {
                 Op::Softmax(_) => layers::forward_softmax(self, i)?,
                 Op::Gather(g) => layers::forward_gather(self, i, &g.indices)?,
                 Op::Concat(_) => layers::forward_concat(self, i)?,
-                Op::Sigmoid(_) => layers::forward_unary(self, i, Unary::Sigmoid)?,
-                Op::HardSigmoid(h) => {
-                    let f = Unary::HardSigmoid {
-                        alpha: h.alpha,
-                        beta: h.beta,
-                    };
-                    layers::forward_unary(self, i, f)?
-                }
-                Op::HardSwish(_) => layers::forward_unary(self, i, Unary::HardSwish)?,
                 Op::Mul(_) => layers::forward_mul(self, i)?,
             };
             self.push(i, calls);
@@ -313,7 +303,7 @@ impl<'a> Lowering<'a> {
                 Op::Conv2d(s) => conv::backward_conv2d(self, i, s, &gy)?,
                 Op::FlgcConv2d(s) => conv::backward_flgc(self, i, s, &gy)?,
                 Op::BatchNorm(_) => layers::backward_batch_norm(self, i, &gy)?,
-                Op::Relu(_) | Op::Relu6(_) => layers::backward_activation(self, i, &gy)?,
+                Op::Activation(a) => layers::backward_activation(self, i, *a, &gy)?,
                 Op::MaxPool(_) | Op::AvgPool(_) | Op::AdaptiveAvgPool(_) => {
                     layers::backward_pool(self, i, &gy)?
                 }
@@ -324,9 +314,6 @@ impl<'a> Lowering<'a> {
                 | Op::Gather(_)
                 | Op::Softmax(_)
                 | Op::Concat(_)
-                | Op::Sigmoid(_)
-                | Op::HardSigmoid(_)
-                | Op::HardSwish(_)
                 | Op::Mul(_) => {
                     return Err(Error::shape(
                         &node.name,

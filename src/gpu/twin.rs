@@ -1,0 +1,84 @@
+//! Twins: a shader with one activation compiled into its prelude. The shared prelude
+//! (`gpu::prelude`) chooses only none, ReLU and ReLU6 at run time from `p.epi.act`; a call
+//! whose `Params` fuse any other activation runs the twin of its shader for that activation
+//! ([`specialise`], called by `Call::new`) — the same WGSL with a prelude that computes that
+//! activation only, named `{shader}+{activation}`, made on first use and kept, so that its
+//! module and pipelines are compiled once per context, as the shader's own. A fused epilogue
+//! is inlined at every store a thread makes (about 3 400 `act` calls in `conv_fast`): a
+//! run-time switch over the whole table there multiplied shader size and compile time.
+//! `tests/naga_validate.rs` and `tests/naga_portability.rs` check every twin.
+
+use super::declare::ShaderSpec;
+use super::mirror::WgslStruct;
+use super::prelude::{epi_field, wgsl, wgsl_for, FIRST_SPECIALISED_CODE};
+use crate::error::{Error, Result};
+use crate::ops::Activation;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// The activation code of `params.epi` (a uniform `Params` with an `Epilogue` member named
+/// `epi`) when it is one compiled into a twin.
+pub fn specialised_code<P: WgslStruct>(params: &P) -> Option<u32> {
+    let f = epi_field(P::FIELDS)?;
+    let bytes = bytemuck::bytes_of(params).get(f.offset..f.offset + 4)?;
+    let code = bytemuck::pod_read_unaligned::<u32>(bytes);
+    (code >= FIRST_SPECIALISED_CODE).then_some(code)
+}
+
+/// Whether `spec` fuses an epilogue (its `Params` has `epi: Epilogue`), so has twins.
+pub fn has_epilogue(spec: &ShaderSpec) -> bool {
+    epi_field(spec.params.fields).is_some()
+}
+
+/// The shader a call of `spec` with uniform `params` runs: `spec` itself, or — when
+/// `params.epi` fuses an activation beyond the run-time ones — its twin ([`twin_for`]).
+pub fn specialise<P: WgslStruct>(
+    spec: &'static ShaderSpec,
+    params: &P,
+) -> Result<&'static ShaderSpec> {
+    match specialised_code(params) {
+        Some(code) => cached_twin(spec, code),
+        None => Ok(spec),
+    }
+}
+
+/// The twin of `spec` whose prelude computes `act` only, made once per pair and kept (at
+/// most shaders × activations of them).
+pub fn twin_for(spec: &'static ShaderSpec, act: Activation) -> Result<&'static ShaderSpec> {
+    cached_twin(spec, act.code())
+}
+
+fn cached_twin(spec: &'static ShaderSpec, code: u32) -> Result<&'static ShaderSpec> {
+    type Twins = Mutex<HashMap<(&'static str, u32), &'static ShaderSpec>>;
+    static TWINS: OnceLock<Twins> = OnceLock::new();
+    let mut twins = TWINS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = twins.get(&(spec.name, code)) {
+        return Ok(t);
+    }
+    let twin: &'static ShaderSpec = Box::leak(Box::new(twin(spec, code)?));
+    twins.insert((spec.name, code), twin);
+    Ok(twin)
+}
+
+/// `spec` with the prelude of activation `code` (a new, uncached spec).
+fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
+    let row = Activation::ROWS
+        .iter()
+        .find(|r| r.default.code() == code)
+        .ok_or_else(|| Error::InvalidArgument(format!("no activation has code {code}")))?;
+    let rest = spec.source().strip_prefix(wgsl().as_str()).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "shader `{}` does not start with the prelude",
+            spec.name
+        ))
+    })?;
+    let source = wgsl_for(Some(code)) + rest;
+    Ok(ShaderSpec {
+        name: Box::leak(format!("{}+{}", spec.name, row.kind).into_boxed_str()),
+        source: OnceLock::from(source),
+        ..*spec
+    })
+}
