@@ -137,6 +137,10 @@ limits! {
     /// Largest text file (model description or scheme TOML) that is read.
     MAX_TEXT_FILE_BYTES = MIB, "bytes";
 
+    /// Largest compiled-pipeline cache file (`gpu::pipeline_cache`) that is read; a larger
+    /// one is ignored with a notice.
+    MAX_PIPELINE_CACHE_BYTES = 256 * MIB, "bytes";
+
     /// Most nodes of a graph read from an exported model.
     MAX_GRAPH_NODES = 100_000, "nodes";
 
