@@ -106,9 +106,13 @@ pub enum Error {
         /// Its value on this adapter.
         limit: u64,
     },
-    /// Any other GPU failure (device lost, validation error, map failure).
+    /// Any other GPU failure (validation error, map failure).
     #[error("gpu: {0}")]
     Gpu(String),
+    /// The GPU device was lost (driver reset, `destroy`, removal), naming the adapter and
+    /// the reason. A `Runtime`'s models recreate it on their next run.
+    #[error("gpu: {0}")]
+    DeviceLost(String),
 
     // ---- anything else ----------------------------------------------------------------
     /// An argument is out of its range.

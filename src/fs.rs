@@ -1,6 +1,8 @@
 //! File helpers under everything that touches a file: read a regular file within a cap
 //! ([`read_file`], [`read_text_file`]), check a path can be written before long work starts
-//! ([`check_writable`]), and write a file atomically ([`write_atomic`]). Only regular files
+//! ([`check_writable`]), write a file atomically ([`write_atomic`]), and update one that
+//! several processes share under an advisory lock ([`update_locked`], [`FileLock`]). Only
+//! regular files
 //! are read (`/dev/zero`, FIFOs, sockets and directories are refused before the first
 //! byte), and every size is checked against a [`crate::limits`] cap.
 
@@ -161,4 +163,81 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// An exclusive advisory lock on `<path>.lock` (std's [`File::lock`]: `flock` on Unix,
+/// `LockFileEx` on Windows), held until dropped. Every gconv process that updates `path`
+/// takes it first, so their read-merge-writes never interleave; the kernel releases it when
+/// its holder dies, even by `SIGKILL`. The lock file is a separate, empty file that stays:
+/// `path` itself is replaced by [`write_atomic`]'s rename, so a lock on it would not hold.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    fn open(path: &Path) -> Result<(File, PathBuf)> {
+        let mut name = path
+            .file_name()
+            .map(OsString::from)
+            .unwrap_or_else(|| OsString::from("out"));
+        name.push(".lock");
+        let lock = path.with_file_name(name);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(|e| Error::io(&lock, e))?;
+        Ok((f, lock))
+    }
+
+    /// Waits for the lock of `path` (creating `<path>.lock`).
+    pub fn exclusive(path: impl AsRef<Path>) -> Result<Self> {
+        let (f, lock) = Self::open(path.as_ref())?;
+        f.lock().map_err(|e| Error::io(&lock, e))?;
+        Ok(Self {
+            _file: f,
+            path: lock,
+        })
+    }
+
+    /// Takes the lock of `path` if no other process holds it: `Ok(None)` when one does.
+    pub fn try_exclusive(path: impl AsRef<Path>) -> Result<Option<Self>> {
+        let (f, lock) = Self::open(path.as_ref())?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(Self {
+                _file: f,
+                path: lock,
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock, e)),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Read-merge-write of a file several processes update: under [`FileLock::exclusive`],
+/// reads `path` (`None` when it does not exist; at most `cap` bytes, a regular file only),
+/// passes it to `merge` and writes what `merge` returns with [`write_atomic`]. So an update
+/// is never lost to another process's (they wait for each other), and a reader or a process
+/// killed in the middle sees the old or the new file whole.
+pub fn update_locked(
+    path: impl AsRef<Path>,
+    cap: Limit,
+    merge: impl FnOnce(Option<Vec<u8>>) -> Result<Vec<u8>>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let _lock = FileLock::exclusive(path)?;
+    let old = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        _ => Some(read_file(path, cap)?),
+    };
+    write_atomic(path, &merge(old)?)
 }

@@ -141,6 +141,9 @@ limits! {
     /// one is ignored with a notice.
     MAX_PIPELINE_CACHE_BYTES = 256 * MIB, "bytes";
 
+    /// Largest tuning cache (`kernels.json`) that is read; one entry is ≈ 300 bytes.
+    MAX_CACHE_FILE_BYTES = 64 * MIB, "bytes";
+
     /// Most nodes of a graph read from an exported model.
     MAX_GRAPH_NODES = 100_000, "nodes";
 

@@ -11,14 +11,22 @@
 //! let y = model.run(&x)?;                             // [1, 1000]
 //! # Ok::<(), gconv::Error>(())
 //! ```
+//!
+//! **A lost GPU device** (a driver reset, `wgpu::Device::destroy`) fails the call during
+//! which it happens with [`Error::DeviceLost`](crate::Error::DeviceLost); the next
+//! [`Model::run`] of any model of the runtime recreates the device
+//! ([`crate::gpu::recovery`]) and the model's pipelines and buffers (from the weights it keeps
+//! on the host, with the same kernels), so it succeeds with the same outputs. Call
+//! [`Runtime::recover`] (or [`Model::recover`]) to do it before the next run.
 
 pub use crate::compile::FlgcMode;
 use crate::compile::{compile, CompileOptions};
 use crate::cpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::executor::{GpuModel, PlanReport};
 use crate::gpu::pipeline_cache::GpuOptions;
+use crate::gpu::recovery::ContextSlot;
 use crate::graph::Graph;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -74,7 +82,7 @@ impl Default for LoadOptions {
 
 /// A device to run models on.
 pub struct Runtime {
-    gpu: Option<Arc<GpuContext>>,
+    gpu: Option<Arc<ContextSlot>>,
 }
 
 impl Runtime {
@@ -89,13 +97,9 @@ impl Runtime {
     pub fn with_gpu_options(device: Device, opts: &GpuOptions) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Self { gpu: None }),
-            Device::Gpu => Ok(Self {
-                gpu: Some(Arc::new(GpuContext::with_options(opts)?)),
-            }),
+            Device::Gpu => Ok(Self::with_context(Arc::new(GpuContext::with_options(opts)?))),
             Device::Auto => match GpuContext::with_options(opts) {
-                Ok(ctx) => Ok(Self {
-                    gpu: Some(Arc::new(ctx)),
-                }),
+                Ok(ctx) => Ok(Self::with_context(Arc::new(ctx))),
                 Err(e) => {
                     eprintln!(
                         "warning: {e}; running on the CPU reference path (for a software GPU on Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
@@ -106,9 +110,12 @@ impl Runtime {
         }
     }
 
-    /// A runtime on an existing GPU context (shares its pipeline cache).
+    /// A runtime on an existing GPU context (shares its pipeline cache). After a device
+    /// loss it is replaced by `GpuContext::new()`'s.
     pub fn with_context(ctx: Arc<GpuContext>) -> Self {
-        Self { gpu: Some(ctx) }
+        Self {
+            gpu: Some(Arc::new(ContextSlot::new(ctx))),
+        }
     }
 
     /// Whether models run on a GPU.
@@ -116,14 +123,31 @@ impl Runtime {
         self.gpu.is_some()
     }
 
-    /// The GPU context, if any.
+    /// The GPU context in use, if any (after a device loss and [`Runtime::recover`] or a
+    /// model's next run, the new one).
     pub fn gpu(&self) -> Option<&Arc<GpuContext>> {
-        self.gpu.as_ref()
+        self.gpu.as_deref().map(ContextSlot::current)
+    }
+
+    /// Recreates the GPU device if it was lost: `Ok(true)` when a new one was made (the
+    /// models of this runtime move to it on their next run), `Ok(false)` when the device is
+    /// alive or this is the CPU; an error when no new device can be made.
+    pub fn recover(&self) -> Result<bool> {
+        let Some(slot) = &self.gpu else {
+            return Ok(false);
+        };
+        let before = slot.current().clone();
+        Ok(!Arc::ptr_eq(&before, slot.recover()?))
+    }
+
+    /// How many times this runtime recreated its GPU device.
+    pub fn recoveries(&self) -> usize {
+        self.gpu.as_ref().map_or(0, |s| s.recoveries())
     }
 
     /// One line naming the device: adapter name, backend and driver, or the CPU.
     pub fn describe(&self) -> String {
-        match &self.gpu {
+        match self.gpu() {
             Some(g) => g.describe(),
             None => format!(
                 "CPU reference path ({} threads)",
@@ -164,13 +188,14 @@ impl Runtime {
     pub fn load_graph(&self, graph: Graph, weights: Weights, opts: &LoadOptions) -> Result<Model> {
         let (g, w) = compile(&graph, &weights, &opts.compile())?;
         let backend = match &self.gpu {
-            Some(ctx) => {
+            Some(slot) => {
+                let ctx = slot.recover()?;
                 let choice = match opts.tuned_batch {
                     Some(b) => crate::gpu::tune::cached_choice(ctx, &g, b, false),
                     None => Default::default(),
                 };
                 let m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice)?;
-                Backend::Gpu(Box::new(m))
+                Backend::Gpu(Box::new(m), slot.clone())
             }
             None => Backend::Cpu,
         };
@@ -185,7 +210,8 @@ impl Runtime {
 
 enum Backend {
     Cpu,
-    Gpu(Box<GpuModel>),
+    /// The model and the runtime's context slot (to move to a new device after a loss).
+    Gpu(Box<GpuModel>, Arc<ContextSlot>),
 }
 
 /// A loaded model, ready to run.
@@ -198,15 +224,37 @@ pub struct Model {
 
 impl Model {
     /// Runs a forward pass on a `[B, C, H, W]` input.
+    /// On the GPU, a device lost since the last run is recreated first ([`Model::recover`]).
     pub fn run(&mut self, input: &Tensor) -> Result<Tensor> {
+        self.recover()?;
         match &mut self.backend {
             Backend::Cpu => cpu::run_graph(&self.exec_graph, &self.weights, input),
             // A failure on a lost device says so (the executor only sees a failed read-back).
-            Backend::Gpu(m) => m.run(input).map_err(|e| match m.context().check_lost() {
+            Backend::Gpu(m, _) => m.run(input).map_err(|e| match m.context().check_lost() {
+                Err(Error::DeviceLost(m)) => Error::DeviceLost(format!(
+                    "{m}; the next run recreates the device and this model on it"
+                )),
                 Err(lost) => lost,
                 Ok(()) => e,
             }),
         }
+    }
+
+    /// Moves the model to a new device when the runtime's was lost: recreates the device
+    /// (unless another model of the runtime already did) and this model's pipelines and
+    /// buffers on it, from its weights and with the same kernels. `Ok(true)` when it moved,
+    /// `Ok(false)` when there was nothing to do (a live device, or the CPU).
+    pub fn recover(&mut self) -> Result<bool> {
+        let Backend::Gpu(m, slot) = &mut self.backend else {
+            return Ok(false);
+        };
+        if Arc::ptr_eq(m.context(), slot.current()) && m.context().lost().is_none() {
+            return Ok(false);
+        }
+        let ctx = slot.recover()?.clone();
+        let choice = m.choice().clone();
+        **m = GpuModel::with_choice(ctx, self.exec_graph.clone(), &self.weights, choice)?;
+        Ok(true)
     }
 
     /// The model's graph as described (before load-time passes).
@@ -226,13 +274,13 @@ impl Model {
 
     /// Whether this model runs on the GPU.
     pub fn is_gpu(&self) -> bool {
-        matches!(self.backend, Backend::Gpu(_))
+        matches!(self.backend, Backend::Gpu(..))
     }
 
     /// The GPU model, for timing and memory reports.
     pub fn gpu_model(&mut self) -> Option<&mut GpuModel> {
         match &mut self.backend {
-            Backend::Gpu(m) => Some(m),
+            Backend::Gpu(m, _) => Some(m),
             Backend::Cpu => None,
         }
     }
@@ -240,7 +288,7 @@ impl Model {
     /// The activation-buffer plan at `batch` (GPU only).
     pub fn plan_report(&mut self, batch: usize) -> Result<Option<PlanReport>> {
         match &mut self.backend {
-            Backend::Gpu(m) => m.plan_report(batch).map(Some),
+            Backend::Gpu(m, _) => m.plan_report(batch).map(Some),
             Backend::Cpu => Ok(None),
         }
     }

@@ -300,7 +300,17 @@ fn clear_errors_for_bad_data_and_flags() {
     let tmp = TempDir::new("errors");
     // No Fashion-MNIST: the message says how to install it.
     let missing = tmp.path("no-such-dir");
-    let o = gconv(&["train", "--device", "cpu", "--data", &missing]);
+    // Every run names its checkpoint in the scratch folder: none is left in the working folder.
+    let ck = tmp.path("ck.safetensors");
+    let o = gconv(&[
+        "train",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        &ck,
+        "--data",
+        &missing,
+    ]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("dataset-fashion-mnist"),
@@ -312,7 +322,15 @@ fn clear_errors_for_bad_data_and_flags() {
     std::fs::create_dir_all(tmp.0.join("data/empty")).unwrap();
     let data = tmp.path("data");
     let o = gconv(&[
-        "train", "--device", "cpu", "--data", &data, "--input", "1x8x8",
+        "train",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        &ck,
+        "--data",
+        &data,
+        "--input",
+        "1x8x8",
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
@@ -323,7 +341,15 @@ fn clear_errors_for_bad_data_and_flags() {
         ("--input", "2x8x8", "--input"),
         ("--batch", "0", "--batch"),
     ] {
-        let mut args = vec!["train", "--device", "cpu", "--data", &data];
+        let mut args = vec![
+            "train",
+            "--device",
+            "cpu",
+            "--checkpoint",
+            &ck,
+            "--data",
+            &data,
+        ];
         if flag != "--input" {
             args.extend_from_slice(&["--input", "1x8x8"]);
         }

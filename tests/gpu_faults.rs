@@ -13,7 +13,7 @@ mod common;
 
 use gconv::gpu::GpuContext;
 use gconv::zoo::{Arch, ModelSpec, StemKind};
-use gconv::{Error, LoadOptions, Model, Runtime, Tensor};
+use gconv::{Error, LoadOptions, Model, Runtime, Tensor, Weights};
 use std::sync::Arc;
 
 fn context() -> Option<Arc<GpuContext>> {
@@ -144,28 +144,164 @@ fn running_out_of_memory_is_an_error_and_the_context_recovers() {
 }
 
 #[test]
-fn a_lost_device_makes_every_later_call_an_error() {
+fn a_lost_device_fails_its_context_and_the_models_recreate_it() {
     let _guard = common::serial();
     let Some(ctx) = context() else { return };
     let rt = Runtime::with_context(ctx.clone());
     let mut model = small_model(&rt).unwrap();
-    let x = input(1);
-    model.run(&x).unwrap();
+    let mut other = small_model(&rt).unwrap();
+    let (x, x3) = (input(1), input(3));
+    let want = model.run(&x).unwrap();
+    let want3 = other.run(&x3).unwrap();
     let kept = ctx.upload("kept", &[1.0; 4]).unwrap();
     assert!(ctx.lost().is_none());
+    assert!(!rt.recover().unwrap(), "nothing to recover");
 
     ctx.device.destroy();
     let why = ctx.lost().expect("destroy() loses the device");
     assert!(why.starts_with("Destroyed"), "{why}");
+    // The lost context itself: every call is an error saying so.
     for r in [
         ctx.storage_buffer("b", 16).map(drop),
         ctx.upload("u", &[1.0]).map(drop),
         ctx.read_f32(&kept, 0, 4).map(drop),
         ctx.check(),
-        model.run(&x).map(drop),
-        model.run(&input(3)).map(drop),
-        small_model(&rt).map(drop),
     ] {
-        assert!(is_gpu_error(&r, "lost"), "{r:?}");
+        assert!(
+            matches!(&r, Err(Error::DeviceLost(m)) if m.contains("lost")),
+            "{r:?}"
+        );
     }
+    // So is a run straight on the executor (what a loss during a run looks like).
+    let r = model.gpu_model().unwrap().run(&x).map(drop);
+    assert!(r.is_err(), "{r:?}");
+    // The models' next run recreates the device, once for the runtime, and gives the same
+    // outputs; the runtime's context is the new one, and loading works again.
+    assert_eq!(model.run(&x).unwrap().data(), want.data());
+    assert_eq!(rt.recoveries(), 1);
+    let new = rt.gpu().unwrap().clone();
+    assert!(!Arc::ptr_eq(&new, &ctx) && new.lost().is_none());
+    assert_eq!(other.run(&x3).unwrap().data(), want3.data());
+    assert_eq!(
+        rt.recoveries(),
+        1,
+        "one new device for all models of the runtime"
+    );
+    assert_eq!(
+        small_model(&rt).unwrap().run(&x).unwrap().data(),
+        want.data()
+    );
+
+    // Explicitly, before the next run.
+    new.device.destroy();
+    assert!(rt.recover().unwrap());
+    assert_eq!(rt.recoveries(), 2);
+    assert!(
+        other.recover().unwrap(),
+        "the model moves to the new device"
+    );
+    assert!(!other.recover().unwrap(), "and stays there");
+    assert_eq!(other.run(&x3).unwrap().data(), want3.data());
+    assert_eq!(model.run(&x).unwrap().data(), want.data());
+    assert_eq!(rt.recoveries(), 2);
+}
+
+/// `gconv train` on the GPU, 2 epochs of a tiny VGG on a generated image folder; with
+/// `lose_at`, the device is destroyed after that step.
+#[cfg(feature = "app")]
+fn train_cli(dir: &std::path::Path, lose_at: Option<usize>) -> (std::process::Output, Weights) {
+    let model = dir.join("two.toml");
+    std::fs::write(
+        &model,
+        "name = \"two\"\ndescription = \"t\"\nnum_classes = 2\ninput = [1, 8, 8]\n\
+         [arch]\nfamily = \"vgg\"\nstages = [[4], [8]]\nclassifier = [8]\ndropout = 0.0\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    for (k, class) in ["a", "b"].iter().enumerate() {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..12u32 {
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                image::Luma([((x * 29 + y * 13 + i * 31 + k as u32 * 97) % 256) as u8])
+            });
+            img.save(data.join(class).join(format!("{i:02}.png")))
+                .unwrap();
+        }
+    }
+    let ck = dir.join(format!("ck-{lose_at:?}.safetensors"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gconv"));
+    cmd.args(["train", "--device", "gpu", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--input", "1x8x8", "--width", "1", "--conv", "sgc", "--groups", "2",
+        ])
+        .args([
+            "--epochs",
+            "2",
+            "--batch",
+            "4",
+            "--val",
+            "4",
+            "--json",
+            "--checkpoint",
+        ])
+        .arg(&ck)
+        .env("RUST_LOG", "error");
+    if let Some(s) = lose_at {
+        cmd.env("GCONV_FAULT_LOSE_DEVICE_AT_STEP", s.to_string());
+    }
+    let o = cmd.output().unwrap();
+    let w = gconv::train::read_checkpoint(&ck).map(|c| c.weights);
+    (o, w.unwrap_or_default())
+}
+
+#[cfg(feature = "app")]
+#[test]
+fn training_goes_on_from_its_last_checkpoint_after_a_device_loss() {
+    let _guard = common::serial();
+    if context().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gconv-loss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (clean, want) = train_cli(&dir, None);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    // 20 training images at batch 4: 5 steps per epoch; lost in the second epoch's third.
+    for lose_at in [8, 2] {
+        let (o, got) = train_cli(&dir, Some(lose_at));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let from = if lose_at > 5 {
+            "ck-Some(8).safetensors (epoch 1)"
+        } else {
+            "the start of the run"
+        };
+        assert!(
+            err.contains("lost") && err.contains("resuming from"),
+            "{err}"
+        );
+        assert!(err.contains(from), "{err}");
+        let epochs = String::from_utf8_lossy(&o.stdout)
+            .matches("\"epoch\":")
+            .count();
+        assert_eq!(epochs, 2, "each epoch reported once");
+        // The same run as without the loss.
+        let names: Vec<&String> = want.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, got.iter().map(|(k, _)| k).collect::<Vec<_>>());
+        for (k, t) in want.iter() {
+            let c = gconv::testing::compare(
+                got.get(k).unwrap().data(),
+                t.data(),
+                gconv::testing::Tolerance::F32_MODEL,
+            );
+            assert_eq!(c.mismatches, 0, "{k}: {c:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

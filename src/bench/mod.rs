@@ -118,6 +118,9 @@ pub struct BenchConfig {
     pub sweep_groups: Vec<usize>,
     /// Models of the `models` suite (paths of `.onnx` files or exports, zoo names).
     pub models: Vec<String>,
+    /// What was set explicitly for the `models` suite's zoo models (input size, width,
+    /// classes, G); an ONNX model or an export, which fix their own, refuses them.
+    pub model_options: ModelOptions,
     /// Per-layer rows for paper1 too, and per-layer tables in the text report.
     pub per_layer: bool,
     /// Use the kernel choices cached by `gconv tune` (for `batch`).
@@ -174,6 +177,7 @@ impl BenchConfig {
             },
             sweep_groups: vec![1, 2, 4, 8, 16, 32, 64],
             models: Vec::new(),
+            model_options: ModelOptions::default(),
             per_layer: false,
             tuned: true,
             tune: false,
@@ -181,11 +185,13 @@ impl BenchConfig {
     }
 }
 
+mod check;
 mod models;
 pub mod roof;
 mod rows;
 mod timing;
-pub use models::{op_class, UserModelRow, OP_CLASSES};
+pub use check::{MAX_BATCH, MAX_REPEATS, MAX_WARMUP};
+pub use models::{op_class, ModelOptions, UserModelRow, OP_CLASSES};
 pub use roof::LayerRow;
 pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
 pub use timing::block_of;
@@ -210,11 +216,7 @@ pub fn run_bench(
     rt: &Runtime,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<BenchReport> {
-    if cfg.repeats == 0 || cfg.batch == 0 {
-        return Err(Error::InvalidArgument(
-            "repeats and batch must be at least 1".into(),
-        ));
-    }
+    check::validate(cfg)?;
     let software = rt.gpu().is_none_or(|g| g.is_cpu());
     // The roof, measured once, when a suite has layer rows (or asks for it).
     let needs_roof = cfg
@@ -230,7 +232,7 @@ pub fn run_bench(
             Suite::Paper2 => 2 + 2 * cfg.groups.len(),
             Suite::Mobilenet => 1 + 2 * cfg.groups.len(),
             Suite::Sweep => cfg.sweep_layers.len() * cfg.sweep_groups.len(),
-            Suite::Models => 2 * cfg.models.len(),
+            Suite::Models => 2 * cfg.models.len() * cfg.model_options.groups.len().max(1),
             Suite::Roofline => 0,
         })
         .sum::<usize>()
@@ -267,12 +269,13 @@ pub fn run_bench(
                 for s in &cfg.schemes {
                     specs.push((s.clone(), vgg()?.with_scheme(&Scheme::load(s)?)?));
                 }
+                check::builds(specs.iter().map(|s| &s.1))?;
                 for (scheme, spec) in specs {
                     progress(&format!("paper1: {}", spec.name), step, total);
                     step += 1;
                     let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
                     let cost = model.graph().cost();
-                    let x = input_for(model.graph(), cfg.batch, 1);
+                    let x = input_for(model.graph(), cfg.batch, 1)?;
                     let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
                     let layers = if cfg.per_layer {
                         let wr = (cfg.warmup.min(1), cfg.repeats);
@@ -281,7 +284,7 @@ pub fn run_bench(
                         Vec::new()
                     };
                     let large = if cfg.large_batch > 0 {
-                        let xl = input_for(model.graph(), cfg.large_batch, 2);
+                        let xl = input_for(model.graph(), cfg.large_batch, 2)?;
                         Some(time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats)?)
                     } else {
                         None
@@ -342,12 +345,13 @@ pub fn run_bench(
                         sized(flgc, cfg)?.with_groups(g, Some(ConvKind::Flgc))?,
                     ));
                 }
+                check::builds(variants.iter().map(|v| &v.1))?;
                 for (label, spec) in variants {
                     progress(&format!("{family}: {label}"), step, total);
                     step += 1;
                     let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
                     let macs = model.exec_graph().cost().total_macs;
-                    let x = input_for(model.graph(), cfg.batch, 3);
+                    let x = input_for(model.graph(), cfg.batch, 3)?;
                     let wr = (cfg.warmup.min(1), cfg.repeats);
                     let (method, layers) = layer_times(&mut model, &x, wr, roof)?;
                     let blocks = blocks(&layers);
@@ -374,6 +378,7 @@ pub fn run_bench(
             }
             Suite::Sweep => {
                 for layer in &cfg.sweep_layers {
+                    check::sweep_divides(layer, &cfg.sweep_groups)?;
                     let mut dense_t = None;
                     for &g in &cfg.sweep_groups {
                         progress(
@@ -386,6 +391,10 @@ pub fn run_bench(
                         );
                         step += 1;
                         if layer.channels % g != 0 {
+                            log::warn!(
+                                "sweep: G = {g} does not divide the {} channels of {}x{}:{}; skipped",
+                                layer.channels, layer.channels, layer.size, layer.kernel
+                            );
                             continue;
                         }
                         let graph = single_conv(layer, g)?;
@@ -393,7 +402,7 @@ pub fn run_bench(
                         let macs = graph.cost().total_macs;
                         let mut model =
                             load_tuned(rt, cfg, &|o| rt.load_graph(graph.clone(), w.clone(), o))?;
-                        let x = input_for(model.graph(), cfg.batch, 4);
+                        let x = input_for(model.graph(), cfg.batch, 4)?;
                         let time = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
                         let d = *dense_t.get_or_insert(time.median);
                         // The whole pass is the layer: one row from the pass's median.

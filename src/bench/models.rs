@@ -5,11 +5,71 @@
 
 use super::timing::{input_for, layer_times, load_tuned, time_model};
 use super::{BenchConfig, LayerRow, Stats};
+use crate::error::Error;
 use crate::error::Result;
 use crate::gpu::roofline::Roofline;
 use crate::graph::{FoldReport, Graph, Op};
 use crate::runtime::{LoadOptions, Model, Runtime};
-use serde::Serialize;
+use crate::zoo::ModelSpec;
+use serde::{Deserialize, Serialize};
+
+/// What `gconv bench --model NAME` was told explicitly about its zoo models; `None` / empty:
+/// the model's own. Applied as `gconv info` applies the same flags, so the timed model is the
+/// one described (`--groups G`: `ModelSpec::with_groups(G, None)`, one row per G).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelOptions {
+    /// Input height = width (`--input-size`).
+    pub input_size: Option<usize>,
+    /// Width multiplier (`--width`).
+    pub width: Option<f32>,
+    /// Classifier outputs (`--num-classes`).
+    pub num_classes: Option<usize>,
+    /// G of the grouped convolutions (`--groups`), one row per value.
+    pub groups: Vec<usize>,
+}
+
+impl ModelOptions {
+    /// The flags set, as the CLI spells them.
+    fn given(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.input_size.is_some() {
+            v.push("--input-size");
+        }
+        if self.width.is_some() {
+            v.push("--width");
+        }
+        if self.num_classes.is_some() {
+            v.push("--num-classes");
+        }
+        if !self.groups.is_empty() {
+            v.push("--groups");
+        }
+        v
+    }
+
+    /// `spec` with these options (and `groups`) applied, and a label saying what was set.
+    fn apply(&self, mut spec: ModelSpec, groups: Option<usize>) -> Result<(ModelSpec, String)> {
+        let mut label = Vec::new();
+        if let Some(s) = self.input_size {
+            spec.input = [spec.input[0], s, s];
+            label.push(format!("{s}²"));
+        }
+        if let Some(w) = self.width {
+            spec.width = w;
+            label.push(format!("width {w}"));
+        }
+        if let Some(n) = self.num_classes {
+            spec.num_classes = n;
+            label.push(format!("{n} classes"));
+        }
+        if let Some(g) = groups {
+            spec = spec.with_groups(g, None)?;
+            label.push(format!("G={g}"));
+        }
+        Ok((spec, label.join(", ")))
+    }
+}
 
 /// One user model of the `models` suite.
 #[derive(Clone, Debug, Serialize)]
@@ -18,6 +78,8 @@ pub struct UserModelRow {
     pub model: String,
     /// Channel permutations: how many were folded and how many gathers run (ONNX models).
     pub permutations: Option<String>,
+    /// Per-sample input `[C, H, W]` of the timed model.
+    pub input: [usize; 3],
     /// Inference parameters.
     pub params: u64,
     /// MACs per image.
@@ -70,14 +132,25 @@ fn class_times(g: &Graph, layers: &[(String, f64)]) -> Vec<(String, f64)> {
     OP_CLASSES.iter().map(|c| c.to_string()).zip(t).collect()
 }
 
+/// Whether `what` names a file that fixes its own graph (ONNX, `gconv export`), which the
+/// [`ModelOptions`] cannot change.
+fn is_fixed_graph(what: &str) -> bool {
+    let l = what.to_ascii_lowercase();
+    l.ends_with(".onnx") || l.ends_with(".safetensors")
+}
+
 /// A model given by path or name: ONNX (optionally without the permutation fold), an export
-/// of `gconv export`, or a zoo name / TOML file at its own input size.
+/// of `gconv export`, or a zoo name / TOML file (`spec`, its options applied).
 fn load(
     rt: &Runtime,
     what: &str,
+    spec: Option<&ModelSpec>,
     fold: bool,
     opts: &LoadOptions,
 ) -> Result<(Model, Option<FoldReport>)> {
+    if let Some(spec) = spec {
+        return Ok((rt.load(spec, None, opts)?, None));
+    }
     if what.to_ascii_lowercase().ends_with(".onnx") {
         let m = crate::onnx::read_onnx(what)?;
         if !fold {
@@ -86,12 +159,39 @@ fn load(
         let (g, w, r) = crate::graph::fold_permutations(&m.graph, &m.weights)?;
         return Ok((rt.load_graph(g, w, opts)?, Some(r)));
     }
-    if what.to_ascii_lowercase().ends_with(".safetensors") {
-        let (g, w, _) = crate::io::read_exported(what)?;
-        return Ok((rt.load_graph(g, w, opts)?, None));
+    let (g, w, _) = crate::io::read_exported(what)?;
+    Ok((rt.load_graph(g, w, opts)?, None))
+}
+
+/// What to time for `what`: `(label, zoo spec)` per G of the options (one entry, `None` spec,
+/// for an ONNX model or an export, which refuse the options).
+fn variants(what: &str, o: &ModelOptions) -> Result<Vec<(String, Option<ModelSpec>)>> {
+    if is_fixed_graph(what) {
+        let given = o.given();
+        if !given.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "--model {what}: {} apply to zoo models only; this file fixes its own graph \
+                 (bench it without them, or give it its own `gconv bench` run)",
+                given.join(", ")
+            )));
+        }
+        return Ok(vec![(what.to_string(), None)]);
     }
-    let spec = crate::zoo::ModelSpec::load(what)?;
-    Ok((rt.load(&spec, None, opts)?, None))
+    let groups: Vec<Option<usize>> = match o.groups.as_slice() {
+        [] => vec![None],
+        g => g.iter().copied().map(Some).collect(),
+    };
+    groups
+        .into_iter()
+        .map(|g| {
+            let (spec, set) = o.apply(ModelSpec::load(what)?, g)?;
+            let label = match set.is_empty() {
+                true => what.to_string(),
+                false => format!("{what} ({set})"),
+            };
+            Ok((label, Some(spec)))
+        })
+        .collect()
 }
 
 /// Whether the fold changed anything worth a comparison run.
@@ -119,27 +219,40 @@ pub fn run_models(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<UserModelRow>> {
     let mut rows = Vec::new();
-    for what in &cfg.models {
+    // Every model's options checked, and its graph built, before the first is timed.
+    let all = cfg
+        .models
+        .iter()
+        .map(|what| variants(what, &cfg.model_options).map(|v| (what, v)))
+        .collect::<Result<Vec<_>>>()?;
+    super::check::builds(
+        all.iter()
+            .flat_map(|(_, v)| v.iter().filter_map(|s| s.1.as_ref())),
+    )?;
+    for (what, name, spec) in all
+        .into_iter()
+        .flat_map(|(what, v)| v.into_iter().map(move |(n, s)| (what, n, s)))
+    {
         let mut fold = true;
         loop {
             let label = if fold {
-                what.clone()
+                name.clone()
             } else {
-                format!("{what} (permutations not folded)")
+                format!("{name} (permutations not folded)")
             };
             progress(&label);
             let report = std::cell::Cell::new(None);
             let mut model = load_tuned(rt, cfg, &|o| {
-                let (m, r) = load(rt, what, fold, o)?;
+                let (m, r) = load(rt, what, spec.as_ref(), fold, o)?;
                 report.set(r);
                 Ok(m)
             })?;
             let permutations = report.take();
             let cost = model.exec_graph().cost();
-            let x = input_for(model.graph(), cfg.batch, 5);
+            let x = input_for(model.graph(), cfg.batch, 5)?;
             let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats)?;
             let throughput_ips = if cfg.large_batch > 0 {
-                let xl = input_for(model.graph(), cfg.large_batch, 6);
+                let xl = input_for(model.graph(), cfg.large_batch, 6)?;
                 let l = time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats)?;
                 cfg.large_batch as f64 / l.median
             } else {
@@ -155,6 +268,7 @@ pub fn run_models(
             rows.push(UserModelRow {
                 model: label,
                 permutations: permutations.as_ref().map(describe),
+                input: model.graph().input_shape(),
                 params: cost.total_params,
                 macs: cost.total_macs,
                 latency,

@@ -194,9 +194,12 @@ pub fn render_text(r: &BenchReport) -> String {
     s
 }
 
-/// Writes `report.json`, `summary.md` and the charts (PNG + SVG) into `dir`.
+/// Writes `report.json`, `summary.md` and the charts (PNG + SVG) into `dir`, each atomically,
+/// all under the folder's advisory lock (`.gconv-bench.lock`, see [`crate::fs::FileLock`]).
 pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // Two runs writing one folder take turns: it holds one run's files, not a mix.
+    let _lock = crate::fs::FileLock::exclusive(dir.join(".gconv-bench"))?;
     let mut files = Vec::new();
     let json = dir.join("report.json");
     write_atomic(

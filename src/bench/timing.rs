@@ -3,7 +3,7 @@
 
 use super::roof::{layer_rows, LayerRow};
 use super::{BenchConfig, Stats};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::roofline::Roofline;
 use crate::gpu::tune::{tune_graph, TuneCache, TuneOptions};
 use crate::graph::Graph;
@@ -11,11 +11,15 @@ use crate::runtime::{LoadOptions, Model, Runtime};
 use crate::tensor::Tensor;
 use std::time::Instant;
 
-pub(super) fn input_for(g: &Graph, batch: usize, seed: u32) -> Tensor {
+/// A deterministic input of `batch` samples for `g`; its size is checked against
+/// [`crate::limits::MAX_TENSOR_ELEMENTS`] before it is made.
+pub(super) fn input_for(g: &Graph, batch: usize, seed: u32) -> Result<Tensor> {
     let [c, h, w] = g.input_shape();
-    Tensor::from_fn(&[batch, c, h, w], |i| {
+    crate::limits::check_shape(&[batch, c, h, w])
+        .map_err(|m| Error::InvalidArgument(format!("{}: input at batch {batch}: {m}", g.name)))?;
+    Ok(Tensor::from_fn(&[batch, c, h, w], |i| {
         (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2000) as f32 / 1000.0 - 1.0
-    })
+    }))
 }
 
 pub(super) fn time_model(

@@ -2,8 +2,8 @@
 //!
 //! Everything here returns [`Result`]: out-of-memory, validation and internal errors are caught
 //! with error scopes and become [`Error::Gpu`]; a lost device (driver reset, `destroy`) is
-//! recorded and every later call here is an error saying so (open a new `Runtime`); errors
-//! outside any scope are logged and kept for [`GpuContext::check`].
+//! recorded and every later call here is an [`Error::DeviceLost`] (a `Runtime` recreates it:
+//! [`super::recovery`]); errors outside any scope are logged and kept for [`GpuContext::check`].
 
 use super::adapter::AdapterClass;
 use super::pipeline_cache::{DiskPipelineCache, GpuOptions};
@@ -60,6 +60,8 @@ pub struct GpuContext {
     /// The features the device was created with.
     pub features: wgpu::Features,
     pub(super) shaders: PipelineCache,
+    /// What it was opened with (a recreated context after a device loss gets the same).
+    pub options: GpuOptions,
     /// Compiled pipelines kept between processes, where the backend has a cache.
     pub(super) disk: Option<DiskPipelineCache>,
     faults: Arc<Faults>,
@@ -133,7 +135,6 @@ impl GpuContext {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Subgroups help some kernels on some adapters; ask only for what is there.
         // Optional features, taken when the adapter has them (all kernels are f32; timestamps
         // only make `gconv bench`'s per-layer times more precise).
         let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
@@ -176,6 +177,7 @@ impl GpuContext {
             limits,
             features,
             shaders: PipelineCache::default(),
+            options: opts.clone(),
             disk,
             faults,
         })
@@ -187,10 +189,11 @@ impl GpuContext {
         lock(&self.faults.lost).clone()
     }
 
-    /// [`Error::Gpu`] naming the adapter and the reason when the device is lost.
+    /// [`Error::DeviceLost`] naming the adapter and the reason when the device is lost.
     pub fn check_lost(&self) -> Result<()> {
-        let lost = |why| format!("the device ({}) is lost ({why})", self.info.name);
-        self.lost().map_or(Ok(()), |why| Err(Error::Gpu(lost(why))))
+        let name = &self.info.name;
+        let lost = |why| Error::DeviceLost(format!("the device ({name}) is lost ({why})"));
+        self.lost().map_or(Ok(()), |why| Err(lost(why)))
     }
 
     /// [`Error::Gpu`] when the device is lost (every time) or when an error escaped the error
@@ -215,7 +218,7 @@ impl GpuContext {
         let pop = |e: Option<_>, s: wgpu::ErrorScopeGuard| e.or(pollster::block_on(s.pop()));
         match (scopes.into_iter().rev().fold(None, pop), self.lost()) {
             (Some(e), _) => Err(gpu_err(what, e)),
-            (None, Some(why)) => Err(gpu_err(what, format!("device lost ({why})"))),
+            (None, Some(why)) => Err(Error::DeviceLost(format!("{what}: device lost ({why})"))),
             (None, None) => Ok(out),
         }
     }

@@ -18,6 +18,7 @@
 //! * [`lower`]: the one lowering of graph ops (forward and backward) to calls;
 //!   [`program`]: calls plus lifetime-planned buffers, instantiated once per batch size.
 //! * [`executor`]: inference ([`GpuModel`]); training lives in `train::GpuTrainer`.
+//! * [`recovery`]: the context of a `Runtime`, recreated after a device loss.
 //!
 //! Kernels are written for a CPU "GPU" first (lavapipe): register tiles, no workgroup
 //! memory, no barriers, small workgroups (`conv_fast`, `gemv`); real GPUs get other
@@ -39,6 +40,7 @@ pub mod pipeline_cache;
 pub mod pipelines;
 pub mod prelude;
 pub mod program;
+pub mod recovery;
 pub mod roofline;
 pub mod tune;
 pub mod wgsl_items;

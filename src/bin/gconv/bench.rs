@@ -96,6 +96,51 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
+/// Refuses an option that no selected suite reads (it would be reported in the config
+/// without changing what is timed). `gpu`: the training-memory rows, which read the model
+/// options and the large batch, are made.
+fn check_flags_apply(a: &Args, suites: &[Suite], gpu: bool) -> Result<()> {
+    use Suite::*;
+    const MODELS: &[Suite] = &[Paper1, Paper2, Mobilenet, Models];
+    const TIMED: &[Suite] = &[Paper1, Paper2, Mobilenet, Sweep, Models];
+    let large: &[Suite] = if gpu { TIMED } else { &[Paper1, Models] };
+    if a.tune && !gpu {
+        return Err(gconv::Error::InvalidArgument(
+            "--tune times kernels on a GPU; this run is on the CPU reference path".into(),
+        ));
+    }
+    let rules: [(&str, bool, &[Suite]); 14] = [
+        ("--input-size", a.input_size.is_some(), MODELS),
+        ("--width", a.width.is_some(), MODELS),
+        ("--num-classes", a.num_classes.is_some(), MODELS),
+        ("--batch", a.batch.is_some(), TIMED),
+        ("--large-batch", a.large_batch.is_some(), large),
+        ("--warmup", a.warmup.is_some(), TIMED),
+        ("--repeats", a.repeats.is_some(), TIMED),
+        ("--vgg", a.vgg.is_some(), &[Paper1]),
+        ("--schemes", a.schemes.is_some(), &[Paper1]),
+        ("--groups", a.groups.is_some(), &[Paper2, Mobilenet, Models]),
+        ("--layers", a.layers.is_some(), &[Sweep]),
+        ("--sweep-g", a.sweep_g.is_some(), &[Sweep]),
+        ("--per-layer", a.per_layer, TIMED),
+        ("--tune", a.tune, TIMED),
+    ];
+    for (flag, given, readers) in rules {
+        if given && !suites.iter().any(|s| readers.contains(s)) {
+            let names: Vec<String> = readers
+                .iter()
+                .map(|s| format!("{s:?}").to_lowercase())
+                .collect();
+            return Err(gconv::Error::InvalidArgument(format!(
+                "{flag} changes only the {} suite(s), and none of them is selected; \
+                 add --suite, or drop {flag}",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let device: Device = a.device.into();
     // Probe the device once to size the default configuration.
@@ -152,6 +197,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if a.input_size.is_some() {
         cfg.paper1_input_size = None; // an explicit size applies to every suite
+    }
+    check_flags_apply(&a, &cfg.suites, rt.is_gpu())?;
+    if cfg.suites.contains(&Suite::Models) {
+        cfg.model_options = bench::ModelOptions {
+            input_size: a.input_size,
+            width: a.width,
+            num_classes: a.num_classes,
+            groups: a.groups.clone().unwrap_or_default(),
+        };
     }
     cfg.per_layer = a.per_layer;
     cfg.tune = a.tune;

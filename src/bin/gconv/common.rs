@@ -111,6 +111,27 @@ impl ModelArgs {
         Ok(spec)
     }
 
+    /// An error naming every model option given (`--scheme`, `--groups`, `--conv`,
+    /// `--num-classes`, `--width`, and `extra` flags set), for a model file that fixes its
+    /// own graph (`kind`: "an ONNX model", "an exported model"): refused rather than ignored.
+    pub fn refuse_options(&self, kind: &str, extra: &[(&str, bool)]) -> Result<()> {
+        refuse_options(
+            &self.model,
+            kind,
+            &[
+                &[
+                    ("--scheme", self.scheme.is_some()),
+                    ("--groups", self.groups.is_some()),
+                    ("--conv", self.conv.is_some()),
+                    ("--num-classes", self.num_classes.is_some()),
+                    ("--width", self.width.is_some()),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    }
+
     /// The same model without grouping (the baseline of a reduction), if this one is grouped.
     pub fn baseline(&self, input: Option<[usize; 3]>) -> Result<Option<ModelSpec>> {
         if self.scheme.is_none() && self.groups.is_none() && self.conv.is_none() {
@@ -124,6 +145,19 @@ impl ModelArgs {
         };
         Ok(Some(plain.spec(input)?.ungrouped()))
     }
+}
+
+/// An error naming the `flags` that are set, which `model` (`kind`: "an ONNX model", …)
+/// cannot take; `Ok` when none is.
+pub fn refuse_options(model: &str, kind: &str, flags: &[(&str, bool)]) -> Result<()> {
+    let given: Vec<&str> = flags.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{model}: {kind} fixes its own graph and input; {} would be ignored, so it is refused",
+        given.join(", ")
+    )))
 }
 
 /// `--model` naming an ONNX file (by its `.onnx` extension).

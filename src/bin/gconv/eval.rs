@@ -26,6 +26,9 @@ pub struct EvalArgs {
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    if a.batch == 0 {
+        return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+    }
     let path = &a.checkpoint;
     let rt = Runtime::new(a.device.into())?;
     // An exported model carries its graph; a checkpoint its model description.

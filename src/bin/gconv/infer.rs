@@ -49,15 +49,15 @@ pub struct Args {
     /// Run on both the GPU and the CPU reference; exit 1 if they differ beyond the model tolerance.
     #[arg(long)]
     compare: bool,
-    /// How FLGC layers run.
-    #[arg(long, value_enum, default_value_t = FlgcArg::Reordered)]
-    flgc: FlgcArg,
+    /// How FLGC layers run (default: reordered).
+    #[arg(long, value_enum)]
+    flgc: Option<FlgcArg>,
     /// Keep batch norms as separate ops instead of folding them into the convs.
     #[arg(long)]
     no_fold_bn: bool,
-    /// Seed of the initialisation when no weights are given.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the initialisation when no weights are given (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Print a JSON report.
     #[arg(long)]
     json: bool,
@@ -70,6 +70,21 @@ pub struct Args {
 }
 
 impl Args {
+    /// Refuses what a model file with its own graph and weights (`kind`) would ignore.
+    fn refuse_for_fixed(&self, kind: &str, no_fold_bn: bool) -> Result<()> {
+        self.model.refuse_options(
+            kind,
+            &[
+                ("--weights", self.weights.is_some()),
+                ("--compare", self.compare),
+                ("--image-size", self.image_size.is_some()),
+                ("--seed", self.seed.is_some()),
+                ("--flgc", self.flgc.is_some()),
+                ("--no-fold-bn", no_fold_bn && self.no_fold_bn),
+            ],
+        )
+    }
+
     /// The batch whose tuned kernel choices are used, unless --no-tune.
     fn tuned(&self, batch: usize) -> Option<usize> {
         (!self.no_tune).then_some(batch)
@@ -181,12 +196,8 @@ const CHECKPOINT_KEY: &str = "gconv_model";
 
 /// Runs an exported model (its graph is fixed: FLGC already re-ordered, BN already folded).
 fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
-    if a.weights.is_some() || a.compare {
-        return Err(Error::InvalidArgument(format!(
-            "{}: an exported model carries its weights; --weights and --compare apply to zoo models",
-            path.display()
-        )));
-    }
+    // BN is folded at export (or kept by `gconv export --no-fold-bn`).
+    a.refuse_for_fixed("an exported model (it carries its weights)", true)?;
     let (graph, weights, _) = io::read_exported(path)?;
     let x = read_input(&a.input, graph.input_shape())?;
     let rt = Runtime::new(a.device.into())?;
@@ -216,12 +227,7 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
 
 /// Runs an ONNX model (imported, channel permutations folded, BN folded unless asked not).
 fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
-    if a.weights.is_some() || a.compare {
-        return Err(Error::InvalidArgument(format!(
-            "{}: an ONNX model carries its weights; --weights and --compare apply to zoo models",
-            path.display()
-        )));
-    }
+    a.refuse_for_fixed("an ONNX model (it carries its weights)", false)?;
     let rt = Runtime::new(a.device.into())?;
     let m = gconv::onnx::read_onnx(path)?;
     let x = read_input(&a.input, m.graph.input_shape())?;
@@ -258,6 +264,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(p) = exported_model(&a.model.model)? {
         return run_exported(&a, &p);
     }
+    if a.compare && a.device == DeviceArg::Cpu {
+        return Err(Error::InvalidArgument(
+            "--compare runs the GPU against the CPU reference; it cannot run with --device cpu"
+                .into(),
+        ));
+    }
+    if a.weights.is_some() && a.seed.is_some() {
+        return Err(Error::InvalidArgument(
+            "--seed seeds the initialisation, and --weights replaces it: give one of them".into(),
+        ));
+    }
+    if is_npy(&a.input) && a.image_size.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "--image-size resizes image inputs; {} is a .npy tensor, whose shape is the input's",
+            a.input.display()
+        )));
+    }
     // The model's input size follows a .npy input; an image is resized to the model.
     let (x, input) = if is_npy(&a.input) {
         let x = read_input(&a.input, [0, 0, 0])?;
@@ -284,8 +307,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let opts = LoadOptions {
         fold_bn: !a.no_fold_bn,
-        flgc: a.flgc.into(),
-        seed: a.seed,
+        flgc: a.flgc.unwrap_or(FlgcArg::Reordered).into(),
+        seed: a.seed.unwrap_or(0),
         tuned_batch: a.tuned(x.shape()[0]),
     };
     let device = if a.compare {

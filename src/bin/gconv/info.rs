@@ -23,6 +23,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(p) = onnx_path(&a.model.model) {
+        a.model.refuse_options("an ONNX model", &[])?;
         return run_onnx(&a, &p);
     }
     let input = a.input.as_deref().map(parse_input).transpose()?;

@@ -9,6 +9,8 @@ mod info;
 mod models;
 mod plot;
 mod train;
+mod train_args;
+mod train_recovery;
 mod tune;
 
 use clap::{Parser, Subcommand};

@@ -1,9 +1,12 @@
 //! `gconv train`: argument parsing and printing around the library's training
 //! ([`gconv::train::Train`], checkpoints in [`gconv::train::checkpoint`]).
 
-use crate::common::{ConvArg, DeviceArg, FlgcInitArg};
+use crate::common::{ConvArg, DeviceArg};
+use crate::train_args::{check_options_apply, groups, MAX_EPOCHS};
+pub use crate::train_args::{Args, ScheduleArg};
+use crate::train_recovery::Restart;
 use gconv::gpu::GpuContext;
-use gconv::io::FashionMnist;
+
 use gconv::train::log::TrainLog;
 use gconv::train::selection::{group_changes, init_selection, layer_groups, GroupChanges};
 use gconv::train::{self, LrSchedule, TrainConfig};
@@ -11,102 +14,10 @@ use gconv::train::{Checkpoint, TrainingData};
 use gconv::zoo::{Arch, ModelSpec};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Learning-rate schedule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScheduleArg {
-    /// Cosine annealing to 0 over the epochs.
-    Cosine,
-    /// ×0.1 every third of the epochs.
-    Step,
-    /// Constant.
-    Constant,
-}
-
-/// Options of `gconv train`.
-#[derive(clap::Args)]
-pub struct Args {
-    /// Zoo model (or .toml); its input becomes the data's (1×28×28 for Fashion-MNIST), its
-    /// classes the data's, and its width is scaled by --width.
-    #[arg(long, short, default_value = "resnet50-dsc")]
-    model: String,
-    /// Kind of the grouped convolutions.
-    #[arg(long, value_enum, default_value_t = ConvArg::Dense)]
-    conv: ConvArg,
-    /// Groups G of the grouped convolutions (sgc / flgc).
-    #[arg(long, default_value_t = 4)]
-    groups: usize,
-    /// Width multiplier.
-    #[arg(long, default_value_t = 0.125)]
-    width: f32,
-    /// ResNet blocks per stage, e.g. `1,1,1,1` (default: the model's own, [3,4,6,3] for
-    /// ResNet-50 variants).
-    #[arg(long)]
-    layers: Option<String>,
-    /// Epochs.
-    #[arg(long, default_value_t = 1)]
-    epochs: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
-    /// Learning-rate schedule.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
-    schedule: ScheduleArg,
-    /// Device: `gpu` trains with the WGSL kernels (one submit per step), `cpu` on the CPU
-    /// reference path, `auto` picks a GPU adapter when there is one.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
-    /// Training data: a Fashion-MNIST folder (IDX files) or an image folder with one
-    /// sub-folder per class (PNG/JPEG; see --test-data and --input).
-    #[arg(long, default_value = FashionMnist::DEFAULT_DIR)]
-    data: PathBuf,
-    /// Test set for an image folder given as --data (same layout); without it, the final
-    /// test accuracy is skipped.
-    #[arg(long)]
-    test_data: Option<PathBuf>,
-    /// Image-folder input size `CxHxW` (C = 1 or 3); images are converted and resized.
-    #[arg(long, default_value = "1x28x28")]
-    input: String,
-    /// Use only the first N training images (quick runs).
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Evaluate the final model on only the first N test images (quick runs).
-    #[arg(long)]
-    test_limit: Option<usize>,
-    /// Training images held out for validation.
-    #[arg(long, default_value_t = 5000)]
-    val: usize,
-    /// Seed of initialisation, shuffling, augmentation and dropout.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Checkpoint written (atomically) after every epoch.
-    #[arg(long, default_value = "gconv-checkpoint.safetensors")]
-    checkpoint: PathBuf,
-    /// Resume from this checkpoint.
-    #[arg(long)]
-    resume: Option<PathBuf>,
-    /// How FLGC selection matrices start: `balanced` (the SGC partition ahead by a margin
-    /// plus small noise, so no group starts empty) or `gaussian` (N(0, 1), as in the paper).
-    #[arg(long, value_enum, default_value_t = FlgcInitArg::Balanced)]
-    flgc_init: FlgcInitArg,
-    /// Write a JSON-lines log (every step's loss, every epoch's metrics and FLGC grouping;
-    /// appended to on --resume); `gconv plot LOG` draws its curves.
-    #[arg(long)]
-    log: Option<PathBuf>,
-    /// Print one JSON line per epoch.
-    #[arg(long)]
-    json: bool,
-    /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
-    #[arg(long)]
-    no_tune: bool,
-}
 
 fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
     let mut spec = ModelSpec::load(&a.model)?;
@@ -124,7 +35,7 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         _ => {}
     }
     if a.conv != ConvArg::Dense {
-        spec = spec.with_groups(a.groups, Some(a.conv.into()))?;
+        spec = spec.with_groups(groups(a), Some(a.conv.into()))?;
     } else {
         spec = spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense))?;
     }
@@ -220,25 +131,61 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "--batch and --epochs must be at least 1".into(),
         ));
     }
+    if a.batch > gconv::bench::MAX_BATCH || a.epochs > MAX_EPOCHS {
+        return Err(Error::InvalidArgument(format!(
+            "--batch {} / --epochs {}: at most a batch of {} and {MAX_EPOCHS} epochs",
+            a.batch,
+            a.epochs,
+            gconv::bench::MAX_BATCH
+        )));
+    }
     let cfg = TrainConfig {
         seed: a.seed,
         lr: a.lr,
         ..Default::default()
     };
     cfg.validate()?;
+    check_options_apply(&a)?;
     gconv::fs::check_writable(&a.checkpoint)?;
+    // One run per checkpoint: a second would interleave its epochs with ours.
+    let _lock = gconv::fs::FileLock::try_exclusive(&a.checkpoint)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{}: another gconv train is writing this checkpoint; give this run its own \
+             --checkpoint (or wait for the other)",
+            a.checkpoint.display()
+        ))
+    })?;
     let TrainingData {
         mut train,
         test,
         classes,
-    } = TrainingData::load(&a.data, a.test_data.as_deref(), parse_input(&a.input)?)?;
+    } = TrainingData::load(
+        &a.data,
+        a.test_data.as_deref(),
+        parse_input(a.input.as_deref().unwrap_or("1x28x28"))?,
+    )?;
     let spec = spec_for(&a, [train.channels, train.h, train.w], classes)?;
     let graph = spec.build()?;
     if let Some(n) = a.limit {
         train = train.subset(&(0..n.min(train.n)).collect::<Vec<_>>());
     }
     let (mean, std) = train.normalize_self()?;
-    let (train, val) = train.split(a.val.min(train.n / 5))?;
+    if train.n == 0 {
+        return Err(Error::InvalidArgument(
+            "--limit 0: an epoch needs data (no training image is left)".into(),
+        ));
+    }
+    let held_out = a.val.min(train.n / 5);
+    if held_out == 0 {
+        // Every epoch ends with a validation: it must have images (found after a whole epoch
+        // before, with no checkpoint written).
+        return Err(Error::InvalidArgument(format!(
+            "no validation images: --val {} of {} training images (at most a fifth is held \
+             out); give --val ≥ 1 and at least 5 images",
+            a.val, train.n
+        )));
+    }
+    let (train, val) = train.split(held_out)?;
     let mut test = test;
     if let Some(t) = &mut test {
         if let Some(n) = a.test_limit {
@@ -250,6 +197,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Some(p) => {
             let c = gconv::train::read_checkpoint(p)?;
             c.weights.validate(&graph)?;
+            if c.epoch >= a.epochs {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: already trained for {} epochs; --epochs {} trains nothing (give more)",
+                    p.display(),
+                    c.epoch,
+                    a.epochs
+                )));
+            }
             (c.weights, Some(c.momentum), c.epoch)
         }
         None => {
@@ -258,7 +213,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             (w, None, 0)
         }
     };
-    let mut trainer = train::trainer_for(gpu_context(a.device)?, graph, weights, cfg)?;
+    let mut restart = Restart::new(
+        &graph,
+        cfg,
+        (&weights, momentum.as_ref(), start_epoch),
+        a.resume.as_deref(),
+    );
+    let mut gpu = gpu_context(a.device)?;
+    let mut trainer = train::trainer_for(gpu.clone(), graph, weights, cfg)?;
     if let Some(m) = &momentum {
         trainer.load_optimizer_state(m)?;
     }
@@ -266,7 +228,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let cost = trainer.graph().cost();
     let memory = trainer.memory_plan(a.batch)?;
     let header = serde_json::json!({
-        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
+        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": groups(&a),
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
         "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
         "macs": cost.total_macs, "params": cost.total_params,
@@ -305,38 +267,59 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let norm = gconv::train::Normalization { mean, std };
     let mut groups = layer_groups(trainer.graph(), &trainer.weights()?)?;
     let steps = train.n.div_ceil(a.batch);
-    for epoch in start_epoch..a.epochs {
+    let mut epoch = start_epoch;
+    while epoch < a.epochs {
         let bar = progress_bar(a.json, steps);
         let t0 = Instant::now();
         let mut log_error = None;
-        let stats = trainer.train_epoch(&train, a.batch, epoch, &schedule, true, &mut |p| {
-            bar.set_message(format!("{}/{} loss {:.3}", epoch + 1, a.epochs, p.loss));
-            bar.set_position(p.step as u64);
-            if let (Some(l), None) = (&mut log, &log_error) {
+        let mut epoch_run = || -> Result<_> {
+            let stats = trainer.train_epoch(&train, a.batch, epoch, &schedule, true, &mut |p| {
+                bar.set_message(format!("{}/{} loss {:.3}", epoch + 1, a.epochs, p.loss));
+                bar.set_position(p.step as u64);
                 let step = epoch * steps + p.step;
-                let r = serde_json::json!({"epoch": epoch + 1, "step": step,
-                    "loss": p.batch_loss, "lr": p.lr});
-                log_error = l.write("step", r).err();
-            }
-        })?;
+                restart.maybe_lose(gpu.as_ref(), step - start_epoch * steps);
+                if let (Some(l), None) = (&mut log, &log_error) {
+                    let r = serde_json::json!({"epoch": epoch + 1, "step": step,
+                        "loss": p.batch_loss, "lr": p.lr});
+                    log_error = l.write("step", r).err();
+                }
+            })?;
+            let (vloss, vcorrect) = trainer.evaluate_dataset(&val, 256)?;
+            Ok((
+                stats,
+                vloss,
+                vcorrect,
+                trainer.weights()?,
+                trainer.optimizer_state()?,
+            ))
+        };
+        let outcome = epoch_run();
         bar.finish_and_clear();
+        let (stats, vloss, vcorrect, weights, momentum) = match outcome {
+            Ok(o) => o,
+            // A lost device: on from the last checkpoint, on a new one (train_recovery.rs).
+            Err(e) => {
+                (trainer, gpu, epoch) = restart.after(e, gpu.as_ref())?;
+                groups = layer_groups(trainer.graph(), &trainer.weights()?)?;
+                continue;
+            }
+        };
         if let Some(e) = log_error {
             return Err(e);
         }
         let secs = t0.elapsed().as_secs_f64();
-        let (vloss, vcorrect) = trainer.evaluate_dataset(&val, 256)?;
-        let weights = trainer.weights()?;
         let now = layer_groups(trainer.graph(), &weights)?;
         let changes = group_changes(&groups, &now);
         groups = now;
         let checkpoint = Checkpoint {
             spec: spec.clone(),
             weights,
-            momentum: trainer.optimizer_state()?,
+            momentum,
             epoch: epoch + 1,
             norm: norm.clone(),
         };
         gconv::train::write_checkpoint(&a.checkpoint, &checkpoint)?;
+        restart.saved(&a.checkpoint);
         let line = serde_json::json!({
             "epoch": epoch + 1,
             "train_loss": stats.loss,
@@ -366,6 +349,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
             print_group_changes(&changes);
         }
+        epoch += 1;
     }
     if let Some(test) = &test {
         let (tloss, tcorrect) = trainer.evaluate_dataset(test, 256)?;

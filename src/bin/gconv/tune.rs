@@ -1,11 +1,14 @@
 //! `gconv tune MODEL`: time every kernel candidate of each convolution and fully connected
 //! layer on this GPU, cache the fastest (see `gconv::gpu::tune`), print what was chosen.
 
-use crate::common::{parse_input, ConvArg, ModelArgs};
+use crate::common::{parse_input, refuse_options, ConvArg, ModelArgs};
 use gconv::gpu::tune::{tune_graph, LayerTuning, TuneCache, TuneOptions};
 use gconv::{Device, Error, LoadOptions, Model, Result, Runtime};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
+
+/// Most timed rounds per candidate (`--repeats`).
+const MAX_REPEATS: usize = 100;
 
 /// Options of `gconv tune`.
 #[derive(clap::Args)]
@@ -43,6 +46,27 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Refuses the zoo-model options for a model file that fixes its own graph.
+fn refuse_for_files(a: &Args) -> Result<()> {
+    let lower = a.model.to_ascii_lowercase();
+    let kind = if lower.ends_with(".onnx") {
+        "an ONNX model"
+    } else if lower.ends_with(".safetensors") {
+        "an exported model"
+    } else {
+        return Ok(());
+    };
+    let fixed = [
+        ("--image-size", a.image_size.is_some()),
+        ("--scheme", a.scheme.is_some()),
+        ("--groups", a.groups.is_some()),
+        ("--conv", a.conv.is_some()),
+        ("--num-classes", a.num_classes.is_some()),
+        ("--width", a.width.is_some()),
+    ];
+    refuse_options(&a.model, kind, &fixed)
 }
 
 /// Loads the model as `gconv info`/`infer` accept it, untuned (its executed graph is tuned).
@@ -124,6 +148,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "--batch and --repeats must be at least 1".into(),
         ));
     }
+    if a.repeats > MAX_REPEATS || a.batch > gconv::bench::MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "--repeats {} / --batch {}: at most {MAX_REPEATS} rounds and a batch of {}",
+            a.repeats,
+            a.batch,
+            gconv::bench::MAX_BATCH
+        )));
+    }
+    refuse_for_files(&a)?;
     let rt = Runtime::new(Device::Gpu)?;
     let ctx = rt.gpu().expect("a GPU runtime").clone();
     let model = load(&a, &rt)?;
@@ -160,6 +193,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "model": model.exec_graph().name,
             "device": rt.describe(),
             "batch": a.batch,
+            "macs": model.exec_graph().cost().total_macs,
             "cache": cache.path(),
             "layers": rows,
         });

@@ -13,13 +13,19 @@
 //! Entries are grouped by an adapter key (adapter name, backend, driver, driver info and the
 //! gconv version, so a driver update or a new gconv misses) and keyed within it by a layer
 //! shape key (op kind, geometry, batch, input size, a hash of an exported table's groups),
-//! so two layers of the same shape share one entry. The file is written atomically
-//! ([`crate::fs::write_atomic`]); a file that cannot be read or parsed is ignored with a
-//! warning (the cache is an optimisation, never a reason to fail).
+//! so two layers of the same shape share one entry. A file that cannot be read or parsed is
+//! ignored with a warning (the cache is an optimisation, never a reason to fail).
+//!
+//! **Several processes** (two `gconv tune` in two terminals, two CI jobs) may tune into one
+//! file at once: [`TuneCache::save`] re-reads the file under an advisory lock, merges in the
+//! entries this cache inserted since it was loaded (ours win for those keys, everything else
+//! on disk is kept) and writes the result atomically ([`crate::fs::update_locked`]), so no
+//! process loses another's entries and a process killed in the middle leaves the old or the
+//! new file, whole.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The file name inside the cache folder.
@@ -52,6 +58,8 @@ struct CacheFile {
 pub struct TuneCache {
     path: PathBuf,
     file: CacheFile,
+    /// `(adapter, shape)` of every entry inserted since the cache was loaded or saved.
+    changed: BTreeSet<(String, String)>,
 }
 
 /// The cache folder: `$GCONV_CACHE_DIR`, else `$XDG_CACHE_HOME/gconv`, else
@@ -93,6 +101,7 @@ impl TuneCache {
                 format: FORMAT,
                 ..Default::default()
             },
+            changed: BTreeSet::new(),
         }
     }
 
@@ -104,14 +113,8 @@ impl TuneCache {
         if !path.exists() {
             return c;
         }
-        match read(&path) {
-            Ok(f) if f.format == FORMAT => c.file = f,
-            Ok(f) => log::warn!(
-                "{}: tuning cache of format {} (this gconv reads {FORMAT}); ignored",
-                path.display(),
-                f.format
-            ),
-            Err(e) => log::warn!("ignoring the tuning cache: {e}"),
+        if let Some(f) = read(&path).and_then(|b| parse(&path, &b)) {
+            c.file = f;
         }
         c
     }
@@ -131,8 +134,10 @@ impl TuneCache {
         self.file.adapters.get(adapter)?.get(shape)
     }
 
-    /// Records a choice (replacing an older one).
+    /// Records a choice (replacing an older one); [`TuneCache::save`] writes it.
     pub fn insert(&mut self, adapter: &str, shape: &str, choice: CachedChoice) {
+        self.changed
+            .insert((adapter.to_string(), shape.to_string()));
         self.file
             .adapters
             .entry(adapter.to_string())
@@ -145,17 +150,74 @@ impl TuneCache {
         self.file.adapters.get(adapter).map_or(0, |m| m.len())
     }
 
-    /// Writes the cache atomically, creating its folder.
-    pub fn save(&self) -> Result<()> {
+    /// Saves the entries inserted since the cache was loaded, creating its folder: under the
+    /// file's lock, what is on disk now (other processes may have added entries since) with
+    /// ours merged in, written atomically. Afterwards this cache holds the merged entries.
+    pub fn save(&mut self) -> Result<()> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let json = serde_json::to_string_pretty(&self.file).expect("serialisable");
-        crate::fs::write_atomic(&self.path, json.as_bytes())
+        let path = self.path.clone();
+        let mut merged = None;
+        crate::fs::update_locked(&path, crate::limits::MAX_CACHE_FILE_BYTES, |old| {
+            let mut file = old
+                .and_then(|b| parse(&path, &b))
+                .unwrap_or_else(|| CacheFile {
+                    format: FORMAT,
+                    ..Default::default()
+                });
+            for (adapter, shape) in &self.changed {
+                if let Some(c) = self.get(adapter, shape) {
+                    file.adapters
+                        .entry(adapter.clone())
+                        .or_default()
+                        .insert(shape.clone(), c.clone());
+                }
+            }
+            let json = serde_json::to_string_pretty(&file).expect("serialisable");
+            merged = Some(file);
+            Ok(json.into_bytes())
+        })?;
+        self.file = merged.expect("merged under the lock");
+        self.changed.clear();
+        Ok(())
     }
 }
 
-fn read(path: &Path) -> Result<CacheFile> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::format(path, format!("tuning cache: {e}")))
+/// The file's bytes, or `None` (with a warning) when it cannot be read.
+fn read(path: &Path) -> Option<Vec<u8>> {
+    crate::fs::read_file(path, crate::limits::MAX_CACHE_FILE_BYTES)
+        .map_err(|e| log::warn!("ignoring the tuning cache: {e}"))
+        .ok()
+}
+
+/// The cache in `bytes`, or `None` (with a warning) when they are not JSON of this layout
+/// and format version.
+fn parse(path: &Path, bytes: &[u8]) -> Option<CacheFile> {
+    match from_json(bytes) {
+        Ok(f) if f.format == FORMAT => Some(f),
+        Ok(f) => {
+            log::warn!(
+                "{}: tuning cache of format {} (this gconv reads {FORMAT}); ignored",
+                path.display(),
+                f.format
+            );
+            None
+        }
+        Err(e) => {
+            log::warn!("ignoring the tuning cache {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Parses a cache file's bytes (the entry point of the `tune_cache` fuzz target): its
+/// format version and how many entries it holds, or the JSON error.
+pub fn parse_cache_file(bytes: &[u8]) -> std::result::Result<(u32, usize), String> {
+    let f = from_json(bytes).map_err(|e| e.to_string())?;
+    Ok((f.format, f.adapters.values().map(|m| m.len()).sum()))
+}
+
+fn from_json(bytes: &[u8]) -> serde_json::Result<CacheFile> {
+    serde_json::from_slice(bytes)
 }

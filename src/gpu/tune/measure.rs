@@ -87,11 +87,22 @@ fn layer_graph(l: &TunableLayer) -> Result<Graph> {
     Ok(b.finish(y))
 }
 
-fn random_input(graph: &Graph, batch: usize) -> Tensor {
+/// A deterministic input of `batch` samples; the input and the output at that batch are
+/// checked against [`crate::limits::MAX_TENSOR_ELEMENTS`] first (a tuning batch of 10⁸ is an
+/// error naming the layer, not an allocation failure).
+fn random_input(graph: &Graph, batch: usize) -> Result<Tensor> {
     let [c, h, w] = graph.input_shape();
-    Tensor::from_fn(&[batch, c, h, w], |i| {
+    let out: Vec<usize> = std::iter::once(batch)
+        .chain(graph.output_shape().iter().copied())
+        .collect();
+    for (what, shape) in [("input", &[batch, c, h, w][..]), ("output", &out)] {
+        crate::limits::check_shape(shape).map_err(|m| {
+            Error::InvalidArgument(format!("{} at batch {batch}: {what}: {m}", graph.name))
+        })?;
+    }
+    Ok(Tensor::from_fn(&[batch, c, h, w], |i| {
         ((i as u32).wrapping_mul(2_654_435_761) % 2000) as f32 / 1000.0 - 1.0
-    })
+    }))
 }
 
 /// Times the candidates of one layer (see the module doc); the default is the first.
@@ -103,7 +114,7 @@ pub fn tune_layer(ctx: &Arc<GpuContext>, l: &TunableLayer, repeats: usize) -> Re
         LayerProblem::Conv(p) => p.batch,
         LayerProblem::Linear(s) => s.batch,
     };
-    let x = random_input(&graph, batch);
+    let x = random_input(&graph, batch)?;
     let kernels = candidates(&l.problem, &a);
     let mut rows: Vec<CandidateTime> = Vec::new();
     let mut live: Vec<(usize, GpuModel, Vec<f64>)> = Vec::new();
