@@ -97,7 +97,9 @@ impl Runtime {
     pub fn with_gpu_options(device: Device, opts: &GpuOptions) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Self { gpu: None }),
-            Device::Gpu => Ok(Self::with_context(Arc::new(GpuContext::with_options(opts)?))),
+            Device::Gpu => Ok(Self::with_context(Arc::new(GpuContext::with_options(
+                opts,
+            )?))),
             Device::Auto => match GpuContext::with_options(opts) {
                 Ok(ctx) => Ok(Self::with_context(Arc::new(ctx))),
                 Err(e) => {
