@@ -65,10 +65,14 @@ impl GpuContext {
     ) -> Result<()> {
         let todo: Vec<&PipelineKey> = {
             let done = lock(&self.shaders.pipelines);
-            let mut seen = std::collections::HashSet::new();
-            keys.into_iter()
-                .filter(|k| !done.contains_key(*k) && seen.insert(*k))
-                .collect()
+            let mut todo: Vec<&PipelineKey> = Vec::new();
+            // A model has tens of distinct pipelines: a linear search is enough.
+            for k in keys {
+                if !done.contains_key(k) && !todo.contains(&k) {
+                    todo.push(k);
+                }
+            }
+            todo
         };
         let threads = compile_threads().min(todo.len());
         if threads <= 1 {
