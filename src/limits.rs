@@ -137,6 +137,10 @@ limits! {
     /// Largest text file (model description or scheme TOML) that is read.
     MAX_TEXT_FILE_BYTES = MIB, "bytes";
 
+    /// Largest compiled-pipeline cache file (`gpu::pipeline_cache`) that is read; a larger
+    /// one is ignored with a notice.
+    MAX_PIPELINE_CACHE_BYTES = 256 * MIB, "bytes";
+
     /// Largest tuning cache (`kernels.json`) that is read; one entry is ≈ 300 bytes.
     MAX_CACHE_FILE_BYTES = 64 * MIB, "bytes";
     /// Largest `gconv bench` report (`report.json`) that is read (`bench compare`, the

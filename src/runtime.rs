@@ -27,6 +27,7 @@ use crate::gpu::choice::KernelChoice;
 use crate::gpu::context::GpuContext;
 use crate::gpu::executor::{GpuModel, PlanReport};
 use crate::gpu::precision::Precision;
+use crate::gpu::pipeline_cache::GpuOptions;
 use crate::gpu::recovery::ContextSlot;
 use crate::graph::Graph;
 use crate::tensor::Tensor;
@@ -92,11 +93,20 @@ pub struct Runtime {
 
 impl Runtime {
     /// Opens the device. `Device::Auto` falls back to the CPU with a warning on stderr.
+    /// Compiled GPU pipelines are cached on disk unless `GCONV_PIPELINE_CACHE=off`.
     pub fn new(device: Device) -> Result<Self> {
+        Self::with_gpu_options(device, &GpuOptions::from_env())
+    }
+
+    /// [`Runtime::new`] with explicit GPU options, e.g. `GpuOptions { pipeline_cache: None }`
+    /// for no on-disk pipeline cache.
+    pub fn with_gpu_options(device: Device, opts: &GpuOptions) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Self { gpu: None }),
-            Device::Gpu => Ok(Self::with_context(Arc::new(GpuContext::new()?))),
-            Device::Auto => match GpuContext::new() {
+            Device::Gpu => Ok(Self::with_context(Arc::new(GpuContext::with_options(
+                opts,
+            )?))),
+            Device::Auto => match GpuContext::with_options(opts) {
                 Ok(ctx) => Ok(Self::with_context(Arc::new(ctx))),
                 Err(e) => {
                     eprintln!(

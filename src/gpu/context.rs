@@ -6,6 +6,7 @@
 //! [`super::recovery`]); errors outside any scope are logged and kept for [`GpuContext::check`].
 
 use super::adapter::AdapterClass;
+use super::pipeline_cache::{DiskPipelineCache, GpuOptions};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -41,7 +42,8 @@ impl Hash for PipelineKey {
 /// A context's compiled shader modules and pipelines.
 #[derive(Default)]
 pub(super) struct PipelineCache {
-    pub(super) modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// One module per (shader, entry point): [`ShaderSpec::entry_source`].
+    pub(super) modules: Mutex<HashMap<(&'static str, &'static str), wgpu::ShaderModule>>,
     pub(super) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -58,6 +60,10 @@ pub struct GpuContext {
     /// The features the device was created with.
     pub features: wgpu::Features,
     pub(super) shaders: PipelineCache,
+    /// What it was opened with (a recreated context after a device loss gets the same).
+    pub options: GpuOptions,
+    /// Compiled pipelines kept between processes, where the backend has a cache.
+    pub(super) disk: Option<DiskPipelineCache>,
     faults: Arc<Faults>,
 }
 
@@ -89,29 +95,37 @@ impl GpuContext {
     /// (substring of the adapter name, case-insensitive) and `WGPU_POWER_PREF`, then creates
     /// a device with the adapter's own limits (so e.g. lavapipe's 128 MiB storage bindings
     /// are usable). Returns [`Error::NoAdapter`] when there is none; never panics.
+    /// Compiled pipelines are cached on disk unless `GCONV_PIPELINE_CACHE=off`
+    /// ([`GpuOptions::from_env`]).
     pub fn new() -> Result<Self> {
-        // A mistyped forced class is an error before any adapter is opened.
-        AdapterClass::from_env()?;
-        pollster::block_on(Self::new_async())
+        Self::with_options(&GpuOptions::from_env())
     }
 
-    async fn new_async() -> Result<Self> {
-        Self::open(super::adapters::pick_from_env().await?).await
+    /// [`GpuContext::new`] with explicit [`GpuOptions`] (e.g. no pipeline cache, or its folder).
+    pub fn with_options(opts: &GpuOptions) -> Result<Self> {
+        // A mistyped forced class is an error before any adapter is opened.
+        AdapterClass::from_env()?;
+        pollster::block_on(async { Self::open(super::adapters::pick_from_env().await?, opts).await })
     }
 
     /// A context on `adapter` (one of [`super::adapters::list_adapters`]), with the limits
-    /// and features [`GpuContext::new`] asks for.
+    /// and features [`GpuContext::new`] asks for (and its pipeline cache, per
+    /// [`GpuOptions::from_env`]).
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
-        pollster::block_on(Self::open(adapter))
+        AdapterClass::from_env()?;
+        pollster::block_on(Self::open(adapter, &GpuOptions::from_env()))
     }
 
-    async fn open(adapter: wgpu::Adapter) -> Result<Self> {
+    async fn open(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Optional features, taken when the adapter has them (all kernels are f32; timestamps
         // only make `gconv bench`'s per-layer times more precise).
-        let features =
-            adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
+        let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        if opts.pipeline_cache.is_some() {
+            wanted |= wgpu::Features::PIPELINE_CACHE;
+        }
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gconv"),
@@ -134,6 +148,12 @@ impl GpuContext {
             log::error!("wgpu device lost ({reason:?}): {msg}");
             lock(&f.lost).get_or_insert(format!("{reason:?}: {msg}"));
         });
+        let disk = match &opts.pipeline_cache {
+            Some(dir) if features.contains(wgpu::Features::PIPELINE_CACHE) => {
+                DiskPipelineCache::open(&device, &info, dir)
+            }
+            _ => None,
+        };
         Ok(Self {
             device,
             queue,
@@ -141,6 +161,8 @@ impl GpuContext {
             limits,
             features,
             shaders: PipelineCache::default(),
+            options: opts.clone(),
+            disk,
             faults,
         })
     }

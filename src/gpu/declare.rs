@@ -46,6 +46,8 @@ pub struct ShaderSpec {
     pub mirrors: &'static [ParamsLayout],
     /// The composed source, built on first use by [`ShaderSpec::source`].
     pub source: std::sync::OnceLock<String>,
+    /// The source's top-level items, split on first use by [`ShaderSpec::entry_source`].
+    pub items: std::sync::OnceLock<super::wgsl_items::Items>,
 }
 
 impl ShaderSpec {
@@ -82,6 +84,26 @@ impl ShaderSpec {
             s
         })
     }
+
+    /// The WGSL of one entry point, what the pipelines compile: [`ShaderSpec::source`]
+    /// without the other entry points and the functions `entry` does not reach
+    /// ([`super::wgsl_items`]); `None` when the file has no entry point `entry`.
+    pub fn entry_source(&self, entry: &str) -> Option<String> {
+        let src = self.source();
+        let items = self
+            .items
+            .get_or_init(|| super::wgsl_items::Items::split(src));
+        items.entry_source(src, entry)
+    }
+
+    /// The names of the file's entry points, in source order.
+    pub fn entry_points(&self) -> Vec<&str> {
+        let src = self.source();
+        let items = self
+            .items
+            .get_or_init(|| super::wgsl_items::Items::split(src));
+        items.entry_points()
+    }
 }
 
 /// Declares one shader file: a `static` [`ShaderSpec`](crate::gpu::ShaderSpec) — the prelude,
@@ -111,6 +133,7 @@ macro_rules! shader {
             params: $crate::gpu::mirror::ParamsLayout::of::<$params>(),
             mirrors: &[$($($crate::gpu::mirror::ParamsLayout::of::<$mirror>(),)*)?],
             source: std::sync::OnceLock::new(),
+            items: std::sync::OnceLock::new(),
         };
 
         $(#[$ameta])*

@@ -281,6 +281,15 @@ impl Call {
         self.args.iter().filter_map(Arg::planned_id)
     }
 
+    /// The pipeline this call runs: shader, entry point, override constants.
+    pub fn pipeline_key(&self) -> PipelineKey {
+        PipelineKey {
+            shader: self.shader,
+            entry: self.entry,
+            constants: self.constants.clone(),
+        }
+    }
+
     /// Binds a call whose arguments are all resident buffers.
     pub fn bind(&self, ctx: &GpuContext) -> Result<Dispatch> {
         self.bind_with(ctx, &|id| {
@@ -305,11 +314,7 @@ impl Call {
                 ArgBuffer::Planned(id) => resolve(*id),
             })
             .collect::<Result<_>>()?;
-        let pipeline = ctx.pipeline(&PipelineKey {
-            shader: self.shader,
-            entry: self.entry,
-            constants: self.constants.clone(),
-        })?;
+        let pipeline = ctx.pipeline(&self.pipeline_key())?;
         let mut resources = vec![self.uniform.as_entire_binding()];
         for (a, b) in self.args.iter().zip(&buffers) {
             resources.push(wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -2,7 +2,9 @@
 //!
 //! * [`context`]: [`GpuContext`] (adapter from `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, the
 //!   adapter's own limits, buffers, read-back, a pipeline cache keyed by shader, entry point
-//!   and override constants).
+//!   and override constants); [`pipelines`]: one shader module per entry point a model
+//!   uses, compiled pipelines kept between processes by [`pipeline_cache`] (README, "Cold
+//!   start").
 //! * [`declare`]: how a shader is declared once (`shader!`, `wgsl_struct!`);
 //!   [`launch`]: how it is called ([`Call`], [`Arg`], [`Dispatch`]).
 //! * [`kernels`]: one launcher module per `shaders/<family>.wgsl`; it validates its
@@ -35,6 +37,7 @@ pub mod kernels;
 pub mod launch;
 pub mod lower;
 pub mod mirror;
+pub mod pipeline_cache;
 pub mod pipelines;
 pub mod precision;
 pub mod prelude;
@@ -43,8 +46,10 @@ pub mod recovery;
 pub mod roofline;
 pub mod tune;
 pub mod twin;
+pub mod wgsl_items;
 
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;
 pub use launch::{Arg, BufId, Call, Dispatch};
 pub use precision::Precision;
+pub use pipeline_cache::GpuOptions;

@@ -134,6 +134,9 @@ impl Program {
             .map(|(&b, l)| ctx.storage_buffer(l, b))
             .collect::<Result<_>>()?;
         let resolve = |id: BufId| Ok(slots[plan.slot_of[id.0]].clone());
+        // Every pipeline at once, in parallel, before the calls bind them one by one.
+        let keys: Vec<_> = self.calls.iter().map(Call::pipeline_key).collect();
+        ctx.prepare_pipelines(&keys)?;
         let dispatches = self
             .calls
             .iter()

@@ -96,7 +96,7 @@ impl ContextSlot {
                 last.ctx.info.name
             )));
         }
-        let ctx = Arc::new(GpuContext::new()?);
+        let ctx = Arc::new(GpuContext::with_options(&last.ctx.options)?);
         log::warn!(
             "the device ({}) was lost ({why}); recreated it ({})",
             last.ctx.info.name,

@@ -79,6 +79,8 @@ fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
     Ok(ShaderSpec {
         name: Box::leak(format!("{}+{}", spec.name, row.kind).into_boxed_str()),
         source: OnceLock::from(source),
+        // Split from the twin's own source on first use (its prelude differs).
+        items: OnceLock::new(),
         ..*spec
     })
 }
