@@ -23,6 +23,10 @@
 //! ```
 
 mod channels;
+mod export;
+mod export_conv;
+mod export_ops;
+mod export_order;
 mod fold;
 mod import;
 mod layers;
@@ -31,6 +35,7 @@ mod proto;
 mod shuffle;
 mod values;
 
+pub use export::{onnx_bytes, write_onnx, OnnxExport, EXPORT_OPSET};
 pub use layers::SUPPORTED;
 
 use crate::error::Result;
