@@ -12,11 +12,15 @@ use gconv::{cpu, Tensor, Weights};
 
 /// Seeded input in [-1, 1).
 fn input(shape: [usize; 3], batch: usize, seed: u64) -> Tensor {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut dims = vec![batch];
     dims.extend(shape);
     Tensor::from_fn(&dims, |_| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     })
 }
@@ -85,10 +89,16 @@ fn every_zoo_model_round_trips_with_the_same_costs_and_outputs() {
 
 #[test]
 fn vgg_schemes_export_as_grouped_convs() {
-    let spec = small("vgg13bn").with_groups(4, Some(ConvKind::Sgc)).unwrap();
+    let spec = small("vgg13bn")
+        .with_groups(4, Some(ConvKind::Sgc))
+        .unwrap();
     let g = spec.build().unwrap();
     let (cg, rep) = round_trip("vgg13bn-sgc", &g, &Weights::init(&g, 1));
-    let convs = cg.nodes.iter().filter(|n| matches!(n.op, Op::Conv2d(_))).count();
+    let convs = cg
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Conv2d(_)))
+        .count();
     assert_eq!(rep.convs, convs, "one ONNX Conv per conv");
     assert_eq!((rep.uneven, rep.gathers), (0, 0));
 }
@@ -115,10 +125,16 @@ fn flgc_gaussian_start_at_g3_exports_uneven_groups_and_dead_filters() {
         .iter()
         .filter(|l| l.in_sizes.windows(2).any(|p| p[0] != p[1]))
         .count();
-    assert!(dead > 0 && uneven > 0, "the fixture needs dead filters ({dead}) and uneven groups");
+    assert!(
+        dead > 0 && uneven > 0,
+        "the fixture needs dead filters ({dead}) and uneven groups"
+    );
     let (_, rep) = round_trip("flgc-g3", &graph, &w);
     assert!(rep.uneven > 0 && rep.group_convs > rep.uneven, "{rep:?}");
-    assert!(rep.dead_groups > 0, "dead groups are zero-weight convs: {rep:?}");
+    assert!(
+        rep.dead_groups > 0,
+        "dead groups are zero-weight convs: {rep:?}"
+    );
 }
 
 #[test]
@@ -158,7 +174,13 @@ fn batch_norms_kept_unfolded_export_too() {
 #[test]
 fn imported_onnx_models_export_again() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
-    for name in ["shufflenet", "shufflenet_dynamo", "resnext", "mobilenet", "se_head"] {
+    for name in [
+        "shufflenet",
+        "shufflenet_dynamo",
+        "resnext",
+        "mobilenet",
+        "se_head",
+    ] {
         let m = read_onnx(dir.join(format!("{name}.onnx"))).unwrap();
         let (g, w, _) = fold_permutations(&m.graph, &m.weights).unwrap();
         round_trip(name, &g, &w);

@@ -93,7 +93,12 @@ enum Piece {
 
 impl Emitter<'_> {
     /// Emits node `i`, a convolution with these groups, reading input 0.
-    pub(super) fn conv_groups(&mut self, i: NodeId, s: &Conv2dSpec, groups: &[Group]) -> Result<()> {
+    pub(super) fn conv_groups(
+        &mut self,
+        i: NodeId,
+        s: &Conv2dSpec,
+        groups: &[Group],
+    ) -> Result<()> {
         let name = self.name(i);
         let p = self.g.nodes[i].inputs[0];
         let c = self.g.nodes[p].shape[0];
@@ -104,7 +109,9 @@ impl Emitter<'_> {
             true => Some(self.w.require(&format!("{name}.bias"))?.data().to_vec()),
             false => None,
         };
-        let live: Vec<usize> = (0..groups.len()).filter(|&k| !groups[k].outs.is_empty()).collect();
+        let live: Vec<usize> = (0..groups.len())
+            .filter(|&k| !groups[k].outs.is_empty())
+            .collect();
         // Each group's filters in the planned output order.
         let inner: Vec<Vec<usize>> = groups
             .iter()
@@ -163,7 +170,11 @@ impl Emitter<'_> {
                 }
             }
             let n = natural.len();
-            let wname = self.floats(&format!("{name}.weight"), &[n, a, s.kernel[0], s.kernel[1]], &wt)?;
+            let wname = self.floats(
+                &format!("{name}.weight"),
+                &[n, a, s.kernel[0], s.kernel[1]],
+                &wt,
+            )?;
             let mut ins = vec![input, wname];
             if bias.is_some() {
                 ins.push(self.floats(&format!("{name}.bias"), &[n], &bs)?);
@@ -174,14 +185,29 @@ impl Emitter<'_> {
         }
         // Uneven groups: one Conv per group between a split and a concat.
         let sigma = sigma_out.unwrap_or(live);
-        let reading: Vec<usize> = sigma.iter().copied().filter(|&k| !groups[k].ins.is_empty()).collect();
+        let reading: Vec<usize> = sigma
+            .iter()
+            .copied()
+            .filter(|&k| !groups[k].ins.is_empty())
+            .collect();
         let mut inputs: Vec<(String, Piece)> = Vec::with_capacity(sigma.len());
         if !reading.is_empty() && tiles(&sigma) {
-            let sizes: Vec<i64> = reading.iter().map(|&k| groups[k].ins.len() as i64).collect();
+            let sizes: Vec<i64> = reading
+                .iter()
+                .map(|&k| groups[k].ins.len() as i64)
+                .collect();
             let split = self.ints(&format!("{name}.split"), &sizes);
-            let outs: Vec<String> = (0..reading.len()).map(|j| format!("{name}.split.{j}")).collect();
+            let outs: Vec<String> = (0..reading.len())
+                .map(|j| format!("{name}.split.{j}"))
+                .collect();
             let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
-            let names = self.add_n("Split", &format!("{name}.split"), vec![x.clone(), split], &refs, vec![attr_int("axis", 1)]);
+            let names = self.add_n(
+                "Split",
+                &format!("{name}.split"),
+                vec![x.clone(), split],
+                &refs,
+                vec![attr_int("axis", 1)],
+            );
             for (&k, v) in reading.iter().zip(names) {
                 inputs.push((v, Piece::Range(start(k))));
             }
@@ -230,7 +256,11 @@ impl Emitter<'_> {
                 (xin, wt, gr.ins.len())
             };
             let m = gr.outs.len();
-            let wname = self.floats(&format!("{gname}.weight"), &[m, cin, s.kernel[0], s.kernel[1]], &wt)?;
+            let wname = self.floats(
+                &format!("{gname}.weight"),
+                &[m, cin, s.kernel[0], s.kernel[1]],
+                &wt,
+            )?;
             let mut ins = vec![xin, wname];
             if let Some(bv) = &bias {
                 let bs: Vec<f32> = inner[k].iter().map(|&j| bv[gr.outs[j]]).collect();
@@ -275,7 +305,14 @@ fn columns(gr: &Group, pos: &[usize], first: Option<usize>) -> Vec<usize> {
 
 /// Appends the filters `rows` of group `gr` (indices into `gr.outs`), their columns in the
 /// order `cols`, to `out`.
-fn push_filters(out: &mut Vec<f32>, weight: &[f32], gr: &Group, rows: &[usize], cols: &[usize], kk: usize) {
+fn push_filters(
+    out: &mut Vec<f32>,
+    weight: &[f32],
+    gr: &Group,
+    rows: &[usize],
+    cols: &[usize],
+    kk: usize,
+) {
     let a = gr.ins.len();
     for &j in rows {
         let f = gr.w_off + j * a * kk;

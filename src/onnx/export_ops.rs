@@ -148,13 +148,28 @@ impl Emitter<'_> {
                     offset += self.g.nodes[p].shape[0];
                     ins.push(self.value[p].clone());
                 }
-                let stacked: Vec<usize> = sources.iter().map(|&[k, ch]| at[k].0 + at[k].1[ch]).collect();
+                let stacked: Vec<usize> = sources
+                    .iter()
+                    .map(|&[k, ch]| at[k].0 + at[k].1[ch])
+                    .collect();
                 let bijective = offset == stacked.len() && {
                     let mut seen = vec![false; offset];
-                    stacked.iter().all(|&q| !std::mem::replace(&mut seen[q], true))
+                    stacked
+                        .iter()
+                        .all(|&q| !std::mem::replace(&mut seen[q], true))
                 };
-                let cat_name = if bijective { name.clone() } else { format!("{name}.stack") };
-                let y = self.add("Concat", &cat_name, ins, &cat_name, vec![attr_int("axis", 1)]);
+                let cat_name = if bijective {
+                    name.clone()
+                } else {
+                    format!("{name}.stack")
+                };
+                let y = self.add(
+                    "Concat",
+                    &cat_name,
+                    ins,
+                    &cat_name,
+                    vec![attr_int("axis", 1)],
+                );
                 if bijective {
                     // ONNX position stacked[c] holds gconv channel c.
                     let natural = super::export_order::inverse(&stacked);
@@ -169,7 +184,12 @@ impl Emitter<'_> {
     }
 
     /// A one-input op that keeps its input's channel order.
-    fn unary(&mut self, i: NodeId, op_type: &str, attrs: Vec<super::proto::AttributeProto>) -> Result<()> {
+    fn unary(
+        &mut self,
+        i: NodeId,
+        op_type: &str,
+        attrs: Vec<super::proto::AttributeProto>,
+    ) -> Result<()> {
         let x = self.value[self.g.nodes[i].inputs[0]].clone();
         self.carried(i, op_type, vec![x], attrs)
     }
@@ -179,7 +199,10 @@ impl Emitter<'_> {
         let ins = &self.g.nodes[i].inputs;
         let (a, b) = (ins[0], ins[1]);
         if self.order[a] != self.order[b] {
-            return Err(Error::shape(self.name(i), "internal: inputs in different channel orders"));
+            return Err(Error::shape(
+                self.name(i),
+                "internal: inputs in different channel orders",
+            ));
         }
         let ins = vec![self.value[a].clone(), self.value[b].clone()];
         self.carried(i, op_type, ins, vec![])

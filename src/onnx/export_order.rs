@@ -109,7 +109,10 @@ pub(super) fn inverse(order: &[usize]) -> Vec<usize> {
 
 /// Whether the channels of `set` sit at consecutive positions (each once) under `pos`.
 pub(super) fn contiguous(pos: &[usize], set: &[usize]) -> bool {
-    let mut p: Vec<usize> = set.iter().map(|&c| pos.get(c).copied().unwrap_or(usize::MAX)).collect();
+    let mut p: Vec<usize> = set
+        .iter()
+        .map(|&c| pos.get(c).copied().unwrap_or(usize::MAX))
+        .collect();
     p.sort_unstable();
     p.windows(2).all(|w| w[1] == w[0] + 1) && p.first().is_some_and(|&s| s != usize::MAX)
 }
@@ -150,7 +153,9 @@ fn reader_fit(g: &Graph, readers: &[Vec<NodeId>], r: NodeId) -> Fit {
             conv_sets(op).map_or(Fit::Identity, |(ins, _)| Fit::Sets(ins))
         }
         Op::Flatten(_) => {
-            let all_linear = readers[r].iter().all(|&q| matches!(g.nodes[q].op, Op::Linear(_)));
+            let all_linear = readers[r]
+                .iter()
+                .all(|&q| matches!(g.nodes[q].op, Op::Linear(_)));
             if all_linear && r != g.output {
                 Fit::Any
             } else {
@@ -288,9 +293,11 @@ pub(super) fn plan(g: &Graph) -> Vec<Order> {
     for i in 0..n {
         let node = &g.nodes[i];
         if let (Op::Flatten(_), Some(&p)) = (&node.op, node.inputs.first()) {
-            if let (Fit::Any, Some(o), &[_, h, w]) =
-                (reader_fit(g, &readers, i), &orders[p], &g.nodes[p].shape[..])
-            {
+            if let (Fit::Any, Some(o), &[_, h, w]) = (
+                reader_fit(g, &readers, i),
+                &orders[p],
+                &g.nodes[p].shape[..],
+            ) {
                 let hw = h * w;
                 orders[i] = Some(o.iter().flat_map(|&ch| ch * hw..(ch + 1) * hw).collect());
             }

@@ -65,7 +65,11 @@ enum Format {
 }
 
 fn format_of(out: &Path) -> Result<Format> {
-    match out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase) {
+    match out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+    {
         Some(e) if e == "onnx" => Ok(Format::Onnx),
         Some(e) if e == "safetensors" => Ok(Format::Safetensors),
         _ => Err(Error::InvalidArgument(format!(
@@ -125,11 +129,21 @@ fn model_source(a: &ExportArgs, model: &str) -> Result<Source> {
         let m = gconv::onnx::read_onnx(&p)?;
         let (graph, weights, _) = fold_permutations(&m.graph, &m.weights)?;
         let name = graph.name.clone();
-        return Ok(Source { name, graph, weights, meta: BTreeMap::new() });
+        return Ok(Source {
+            name,
+            graph,
+            weights,
+            meta: BTreeMap::new(),
+        });
     }
     if is_safetensors {
         let (graph, weights, meta) = gconv::io::read_exported(file)?;
-        return Ok(Source { name: graph.name.clone(), graph, weights, meta });
+        return Ok(Source {
+            name: graph.name.clone(),
+            graph,
+            weights,
+            meta,
+        });
     }
     let args = ModelArgs {
         model: model.to_string(),
@@ -145,7 +159,12 @@ fn model_source(a: &ExportArgs, model: &str) -> Result<Source> {
         Some(p) => gconv::io::read_safetensors(p)?,
         None => Weights::init(&graph, 0),
     };
-    Ok(Source { name: spec.name, graph, weights, meta: BTreeMap::new() })
+    Ok(Source {
+        name: spec.name,
+        graph,
+        weights,
+        meta: BTreeMap::new(),
+    })
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {

@@ -252,7 +252,10 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
             "total_macs": cost.total_macs,
             "total_params": cost.total_params,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -5,7 +5,8 @@ use crate::common::{ConvArg, DeviceArg, FlgcInitArg};
 use gconv::gpu::GpuContext;
 use gconv::io::FashionMnist;
 use gconv::train::log::TrainLog;
-use gconv::train::selection::{group_changes, init_selection, layer_groups, GroupChanges};
+use gconv::train::selection::GroupChanges;
+use gconv::train::selection::{group_changes, init_selection_with_margin, layer_groups};
 use gconv::train::{self, LrSchedule, TrainConfig};
 use gconv::train::{Checkpoint, TrainingData};
 use gconv::zoo::{Arch, ModelSpec};
@@ -96,6 +97,14 @@ pub struct Args {
     /// plus small noise, so no group starts empty) or `gaussian` (N(0, 1), as in the paper).
     #[arg(long, value_enum, default_value_t = FlgcInitArg::Balanced)]
     flgc_init: FlgcInitArg,
+    /// Lead of each row's own group in the balanced FLGC start (logits): smaller lets the
+    /// learnt grouping leave SGC's sooner; the start is SGC's whatever the margin.
+    #[arg(long, default_value_t = gconv::train::selection::BALANCED_MARGIN)]
+    flgc_margin: f32,
+    /// Learning rate of the FLGC selection matrices S̄, T̄ (default: --lr), on the same
+    /// schedule as --lr.
+    #[arg(long)]
+    flgc_select_lr: Option<f32>,
     /// Write a JSON-lines log (every step's loss, every epoch's metrics and FLGC grouping;
     /// appended to on --resume); `gconv plot LOG` draws its curves.
     #[arg(long)]
@@ -220,9 +229,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "--batch and --epochs must be at least 1".into(),
         ));
     }
+    if !(a.flgc_margin.is_finite() && a.flgc_margin > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "--flgc-margin {} must be finite and > 0",
+            a.flgc_margin
+        )));
+    }
+    if let Some(s) = a.flgc_select_lr.filter(|s| !(s.is_finite() && *s >= 0.0)) {
+        return Err(Error::InvalidArgument(format!(
+            "--flgc-select-lr {s} must be finite and ≥ 0"
+        )));
+    }
+    let selection_lr_scale = match a.flgc_select_lr {
+        None => 1.0,
+        Some(s) if a.lr > 0.0 => s / a.lr,
+        Some(_) => {
+            return Err(Error::InvalidArgument(
+                "--flgc-select-lr needs a positive --lr (it follows --lr's schedule)".into(),
+            ))
+        }
+    };
     let cfg = TrainConfig {
         seed: a.seed,
         lr: a.lr,
+        selection_lr_scale,
         ..Default::default()
     };
     cfg.validate()?;
@@ -254,7 +284,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         None => {
             let mut w = Weights::init(&graph, a.seed);
-            init_selection(&graph, &mut w, a.flgc_init.into(), a.seed);
+            init_selection_with_margin(&graph, &mut w, a.flgc_init.into(), a.flgc_margin, a.seed)?;
             (w, None, 0)
         }
     };
@@ -268,6 +298,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let header = serde_json::json!({
         "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
+        "flgc_margin": a.flgc_margin, "flgc_select_lr": a.flgc_select_lr.unwrap_or(a.lr),
         "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
         "macs": cost.total_macs, "params": cost.total_params,
         "train_n": train.n, "val_n": val.n, "device": device,
