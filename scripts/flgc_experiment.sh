@@ -30,6 +30,7 @@ LAYERS=${LAYERS-1,1,1,1}  # ResNet blocks per stage; empty for other models
 BATCH=${BATCH:-32}
 LIMIT=${LIMIT:-10100}  # training images read (VAL of them held out): 9,600 train
 VAL=${VAL:-500}
+TEST_LIMIT=${TEST_LIMIT:-}  # test images (the full 10,000 when empty)
 EPOCHS=${EPOCHS:-6}    # 6 x 9,600 / 32 = 1,800 steps
 LR=${LR:-0.05}
 FLGC_INIT=${FLGC_INIT:-balanced}
@@ -75,6 +76,7 @@ run_all() {
       if [ -n "$LAYERS" ]; then layers=(--layers "$LAYERS"); fi
       if [ -n "$FLGC_MARGIN" ]; then select+=(--flgc-margin "$FLGC_MARGIN"); fi
       if [ -n "$FLGC_SELECT_LR" ]; then select+=(--flgc-select-lr "$FLGC_SELECT_LR"); fi
+      if [ -n "$TEST_LIMIT" ]; then select+=(--test-limit "$TEST_LIMIT"); fi
       if [ -f "$ck" ]; then resume=(--resume "$ck"); fi
       echo "[$k/$total] $name: epoch $(epochs_done "$log")/$EPOCHS done, running on $DEVICE" >&2
       "$BIN" train --device "$DEVICE" --model "$MODEL" --width "$WIDTH" "${layers[@]}" \
