@@ -201,3 +201,50 @@ fn bad_input_is_a_clear_error_and_leaves_no_file() {
     assert!(!d.join("no").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn info_of_the_exported_file_gives_the_sources_macs_and_params() {
+    // With batch norms kept (--no-fold-bn) the exported file costs exactly what the source
+    // costs; folded, the MACs are the same and each BN's γ, β become one conv bias.
+    let d = tmp("info");
+    let shufflenet = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/onnx/shufflenet.onnx"
+    );
+    let sources: [&[&str]; 2] = [
+        &[
+            "--model",
+            "vgg13bn",
+            "--scheme",
+            "1,4,4,4,4",
+            "--width",
+            "0.0625",
+        ],
+        &["--model", shufflenet],
+    ];
+    for src in sources {
+        let mut info = vec!["info", "--json", "--summary"];
+        info.extend(src);
+        let o = gconv(&info);
+        assert!(o.status.success());
+        let want: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for (fold, file) in [(false, "kept.onnx"), (true, "folded.onnx")] {
+            let out = d.join(file);
+            let mut args = vec!["export", "--out", s(&out)];
+            args.extend(src);
+            if !fold {
+                args.push("--no-fold-bn");
+            }
+            assert!(gconv(&args).status.success());
+            let got = info_json(&out);
+            assert_eq!(got["total_macs"], want["total_macs"], "{src:?}");
+            let (g, w) = (got["total_params"].as_u64(), want["total_params"].as_u64());
+            if fold {
+                assert!(g < w, "{src:?}: BN folded: {g:?} vs {w:?}");
+            } else {
+                assert_eq!(g, w, "{src:?}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
