@@ -97,6 +97,9 @@ fn a_checkpoint_exports_to_onnx_and_safetensors_with_the_same_costs() {
         stdout.contains("ONNX opset 17") && stdout.contains("uneven group convs"),
         "{stdout}"
     );
+    // The checkpoint's input normalisation travels in the ONNX metadata.
+    let bytes = std::fs::read(&onnx).unwrap();
+    assert!(bytes.windows(9).any(|w| w == b"norm_mean"));
     let (a, b) = (info_json(&onnx), info_json(&st));
     assert_eq!(a["total_macs"], b["total_macs"]);
     assert_eq!(a["total_params"], b["total_params"]);

@@ -45,7 +45,7 @@ fn assert_matches(what: &str, got: &Tensor, want: &Tensor) {
 /// outputs; returns the compiled graph and what the export wrote.
 fn round_trip(what: &str, graph: &Graph, weights: &Weights) -> (Graph, gconv::onnx::OnnxExport) {
     let (cg, cw) = compile(graph, weights, &CompileOptions::default()).unwrap();
-    let (bytes, rep) = onnx_bytes(&cg, &cw).unwrap();
+    let (bytes, rep) = onnx_bytes(&cg, &cw, &Default::default()).unwrap();
     let m = parse_onnx(&bytes, format!("{what}.onnx")).unwrap();
     let (fg, fw, _) = fold_permutations(&m.graph, &m.weights).unwrap();
     let (want, got) = (cg.cost(), fg.cost());
@@ -162,7 +162,7 @@ fn batch_norms_kept_unfolded_export_too() {
     };
     let (cg, cw) = compile(&g, &w, &opts).unwrap();
     assert!(cg.nodes.iter().any(|n| matches!(n.op, Op::BatchNorm(_))));
-    let (bytes, _) = onnx_bytes(&cg, &cw).unwrap();
+    let (bytes, _) = onnx_bytes(&cg, &cw, &Default::default()).unwrap();
     let m = parse_onnx(&bytes, "bn.onnx").unwrap();
     let (fg, fw, _) = fold_permutations(&m.graph, &m.weights).unwrap();
     assert_eq!(fg.cost().total_params, cg.cost().total_params);
@@ -190,6 +190,8 @@ fn imported_onnx_models_export_again() {
 #[test]
 fn a_training_form_flgc_layer_is_an_error_naming_it() {
     let (graph, w) = gaussian_flgc(3, 1);
-    let e = onnx_bytes(&graph, &w).unwrap_err().to_string();
+    let e = onnx_bytes(&graph, &w, &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("layer1.0.conv1") && e.contains("compile"), "{e}");
 }

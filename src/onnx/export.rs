@@ -23,15 +23,15 @@ use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::{dimension, Dimension};
 use super::proto::type_proto::{Tensor as TensorType, Value as TypeValue};
 use super::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::weights::Weights;
 use prost::Message;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// The default-domain opset of exported files.
@@ -63,19 +63,30 @@ pub struct OnnxExport {
 /// The ONNX model of `graph` with `weights` (checked against it), encoded, and what it holds.
 /// The graph must be in inference form: an FLGC layer is an error naming it (compile it
 /// first), as is an op with no ONNX equivalent (an adaptive pool with uneven bins).
-pub fn onnx_bytes(graph: &Graph, weights: &Weights) -> Result<(Vec<u8>, OnnxExport)> {
+/// `meta` becomes the model's metadata (`metadata_props`; `gconv export` stores a
+/// checkpoint's input normalisation there as `norm_mean` / `norm_std`).
+pub fn onnx_bytes(
+    graph: &Graph,
+    weights: &Weights,
+    meta: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, OnnxExport)> {
     weights.validate(graph)?;
     let mut e = Emitter::new(graph, weights);
     for i in 1..graph.nodes.len() {
         e.node(i)?;
     }
-    e.finish()
+    e.finish(meta)
 }
 
 /// Writes the ONNX model of `graph` with `weights` to `path` atomically (a failed export
 /// leaves no file behind); see [`onnx_bytes`].
-pub fn write_onnx(path: impl AsRef<Path>, graph: &Graph, weights: &Weights) -> Result<OnnxExport> {
-    let (bytes, report) = onnx_bytes(graph, weights)?;
+pub fn write_onnx(
+    path: impl AsRef<Path>,
+    graph: &Graph,
+    weights: &Weights,
+    meta: &BTreeMap<String, String>,
+) -> Result<OnnxExport> {
+    let (bytes, report) = onnx_bytes(graph, weights, meta)?;
     crate::fs::write_atomic(path, &bytes)?;
     Ok(report)
 }
@@ -251,7 +262,7 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn finish(mut self) -> Result<(Vec<u8>, OnnxExport)> {
+    fn finish(mut self, meta: &BTreeMap<String, String>) -> Result<(Vec<u8>, OnnxExport)> {
         let g = self.g;
         let out = g.output;
         let mut y = self.value[out].clone();
@@ -280,6 +291,13 @@ impl<'a> Emitter<'a> {
                 output: vec![output],
                 ..Default::default()
             }),
+            metadata_props: meta
+                .iter()
+                .map(|(k, v)| StringStringEntryProto {
+                    key: Some(k.clone()),
+                    value: Some(v.clone()),
+                })
+                .collect(),
             ..Default::default()
         };
         let bytes = model.encode_to_vec();

@@ -56,7 +56,7 @@ enum Fit {
     /// The identity only.
     Identity,
     /// Each set of channels contiguous (a grouped conv's groups).
-    Sets(Vec<Vec<usize>>),
+    Sets(Sets),
     /// Exactly this order.
     Exactly(Vec<usize>),
 }
@@ -117,9 +117,12 @@ pub(super) fn contiguous(pos: &[usize], set: &[usize]) -> bool {
     p.windows(2).all(|w| w[1] == w[0] + 1) && p.first().is_some_and(|&s| s != usize::MAX)
 }
 
+/// Sets of channels, one per group.
+type Sets = Vec<Vec<usize>>;
+
 /// The channel groups of a convolution-like op's inputs (`ins`) and outputs (`outs`) that
 /// have filters, or `None` for other ops.
-fn conv_sets(op: &Op) -> Option<(Vec<Vec<usize>>, Vec<Vec<usize>>)> {
+fn conv_sets(op: &Op) -> Option<(Sets, Sets)> {
     match op {
         Op::Conv2d(s) => {
             let g = s.groups.max(1);

@@ -185,7 +185,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     };
     let (g, w) = compile(&src.graph, &src.weights, &opts)?;
     let onnx = match format {
-        Format::Onnx => Some(gconv::onnx::write_onnx(&a.out, &g, &w)?),
+        Format::Onnx => Some(gconv::onnx::write_onnx(&a.out, &g, &w, &src.meta)?),
         Format::Safetensors => {
             gconv::io::write_exported(&a.out, &g, &w, &src.meta)?;
             None
