@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes the onnxruntime goldens of tests/onnx_export_ort.rs in tests/fixtures/onnx_export/.
+"""Makes the onnxruntime goldens of tests/cli_export.rs in tests/fixtures/onnx_export/.
 
 Every case is exported by `gconv export ... --out CASE.onnx` (the same command the test runs),
 checked with onnx's checker (full check, opset 17), run by onnxruntime on a batch-2 input

@@ -1,7 +1,7 @@
 //! ONNX export (`gconv::onnx::onnx_bytes`): every zoo model, FLGC models with uneven groups
 //! and dead filters, and imported ONNX models, exported and read back with gconv's own
 //! importer: the same MACs and parameters as the compiled graph, and the same outputs on
-//! the CPU within 1e-4 of max |y|. The onnxruntime side is `onnx_export_ort.rs`.
+//! the CPU within 1e-4 of max |y|. The onnxruntime side is `cli_export.rs`.
 
 use gconv::compile::{compile, CompileOptions};
 use gconv::graph::{fold_permutations, Graph, Op};
@@ -184,6 +184,8 @@ fn imported_onnx_models_export_again() {
         let m = read_onnx(dir.join(format!("{name}.onnx"))).unwrap();
         let (g, w, _) = fold_permutations(&m.graph, &m.weights).unwrap();
         round_trip(name, &g, &w);
+        // Unfolded: its channel gathers and concats are exported as ONNX ops.
+        round_trip(&format!("{name} unfolded"), &m.graph, &m.weights);
     }
 }
 
