@@ -264,23 +264,31 @@ pub(super) fn plan(g: &Graph) -> Vec<Order> {
     for members in classes.iter().filter(|m| !m.is_empty()) {
         let c = g.nodes[members[0]].shape[0];
         let inside = |q: NodeId| members.binary_search(&q).is_ok();
-        let mut fits: Vec<Fit> = Vec::new();
+        let (mut reading, mut writing): (Vec<Fit>, Vec<Fit>) = (Vec::new(), Vec::new());
         for &m in members {
             let carried = m != 0 && carries_order(&g.nodes[m].op);
             if !carried {
-                fits.push(writer_fit(g, &orders, m));
+                writing.push(writer_fit(g, &orders, m));
             }
             for &r in &readers[m] {
                 if !(inside(r) && carries_order(&g.nodes[r].op)) {
-                    fits.push(reader_fit(g, &readers, r));
+                    reading.push(reader_fit(g, &readers, r));
                 }
             }
             if m == g.output {
-                fits.push(Fit::Identity);
+                reading.push(Fit::Identity);
             }
         }
+        // On a tie a reader's wish wins: an unsatisfied writer costs one gather after it, an
+        // unsatisfied uneven reader one gather per group instead of one split.
         let mut candidates: Vec<Vec<usize>> = vec![(0..c).collect()];
-        candidates.extend(fits.iter().filter_map(|f| f.preference(c)));
+        candidates.extend(
+            reading
+                .iter()
+                .chain(&writing)
+                .filter_map(|f| f.preference(c)),
+        );
+        let fits: Vec<Fit> = reading.into_iter().chain(writing).collect();
         let best = candidates
             .into_iter()
             .filter(|o| o.len() == c)
