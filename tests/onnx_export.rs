@@ -197,3 +197,113 @@ fn a_training_form_flgc_layer_is_an_error_naming_it() {
         .to_string();
     assert!(e.contains("layer1.0.conv1") && e.contains("compile"), "{e}");
 }
+
+/// A random graph around index-addressed convs: duplicated and unused input channels,
+/// empty and dead groups, permuted outputs, a residual add, a concat with permuted and
+/// repeated sources, a channel gather; seeded.
+fn random_table_graph(seed: u64) -> Graph {
+    use gconv::graph::{Conv2dSpec, GraphBuilder, GroupRange, GroupedConvTable};
+    use gconv::ops::Concat;
+    use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let mut r = SmallRng::seed_from_u64(seed);
+    let c = r.random_range(3..9);
+    let n = r.random_range(3..10);
+    let k = [1, 3][r.random_range(0..2)];
+    let mut b = GraphBuilder::new("random", [c, 6, 6]);
+    let x = b.input();
+    let stem = b
+        .push(
+            "stem",
+            Op::conv2d(Conv2dSpec::square(c, c, 1, 1, 0).bias(true)),
+            &[x],
+        )
+        .unwrap();
+    let act = b.push("stem.relu", Op::relu(), &[stem]).unwrap();
+    // Random groups over a random list of input positions.
+    let in_index: Vec<usize> = (0..r.random_range(1..2 * c))
+        .map(|_| r.random_range(0..c))
+        .collect();
+    let mut out_index: Vec<usize> = (0..n).collect();
+    out_index.shuffle(&mut r);
+    let groups = r.random_range(1..5);
+    let (mut table, mut at_in, mut at_out) = (Vec::new(), 0, 0);
+    for gi in 0..groups {
+        let in_len = if gi + 1 == groups {
+            in_index.len() - at_in
+        } else {
+            r.random_range(0..=in_index.len() - at_in)
+        };
+        let out_len = if gi + 1 == groups {
+            n - at_out
+        } else {
+            r.random_range(0..=n - at_out)
+        };
+        table.push(GroupRange {
+            in_start: at_in,
+            in_len,
+            out_start: at_out,
+            out_len,
+        });
+        at_in += in_len;
+        at_out += out_len;
+    }
+    let spec = Conv2dSpec::square(c, n, k, 1, k / 2)
+        .bias(true)
+        .groups(groups);
+    let t = GroupedConvTable {
+        spec,
+        table,
+        in_index,
+        out_index,
+    };
+    let tab = b.push("table", Op::GroupedConvTable(t), &[act]).unwrap();
+    let side = b
+        .push("side", Op::conv2d(Conv2dSpec::square(c, n, 1, 1, 0)), &[x])
+        .unwrap();
+    let sum = b.push("add", Op::add(), &[tab, side]).unwrap();
+    let mut sources: Vec<[usize; 2]> = (0..n)
+        .map(|ch| [0, ch])
+        .chain((0..c).map(|ch| [1, ch]))
+        .collect();
+    sources.shuffle(&mut r);
+    if r.random_bool(0.5) {
+        sources.push(sources[0]);
+    }
+    let cat = b
+        .push(
+            "cat",
+            Op::Concat(Concat {
+                inputs: 2,
+                sources: sources.clone(),
+            }),
+            &[sum, act],
+        )
+        .unwrap();
+    let idx: Vec<usize> = (0..r.random_range(1..sources.len() + 2))
+        .map(|_| r.random_range(0..sources.len()))
+        .collect();
+    let gth = b.push("gather", Op::gather(idx.clone()), &[cat]).unwrap();
+    let pool = b
+        .push("pool", Op::adaptive_avg_pool([1, 1]), &[gth])
+        .unwrap();
+    let flat = b.push("flatten", Op::flatten(), &[pool]).unwrap();
+    let fc = b
+        .push("fc", Op::linear(idx.len(), 4, true), &[flat])
+        .unwrap();
+    b.finish(fc)
+}
+
+#[test]
+fn random_index_addressed_graphs_round_trip() {
+    let seeds = match std::env::var("SEEDS") {
+        Ok(n) => 0..n.parse().unwrap(),
+        Err(_) => 0..200,
+    };
+    for seed in seeds {
+        let g = random_table_graph(seed);
+        let w = Weights::random_for_tests(&g, seed);
+        round_trip(&format!("random graph {seed}"), &g, &w);
+    }
+}

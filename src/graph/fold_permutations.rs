@@ -13,9 +13,11 @@
 //!   duplicates) the conv's filters; the only reader of a concat re-orders its sources;
 //! - **concats of convs**: a concat whose inputs are all convs reading the same tensor with
 //!   the same window (and read by nothing else) becomes one table conv, whose `out_index`
-//!   places every filter where the concat put it — the concat disappears. A merged group
-//!   whose weights are all zero becomes a group without input (how `gconv export` writes an
-//!   FLGC layer's dead filters in ONNX).
+//!   places every filter where the concat put it — the concat disappears.
+//!
+//! A group of a conv the fold turned into a table (a merged concat, a conv reading a gather)
+//! whose weights are all zero becomes a group without input channels: how `gconv export`
+//! writes an FLGC layer's dead filters in ONNX (a zero-weight conv on one sliced channel).
 //!
 //! What cannot be folded stays: a gather then copies its channels once (the GPU gather
 //! kernel), a concat its inputs. [`FoldReport`] counts both.
@@ -276,6 +278,7 @@ fn fold_gather(
                 };
                 tc.t.in_index = tc.t.in_index.iter().map(|&k| idx[k]).collect();
                 tc.t.spec.in_channels = c_p;
+                drop_zero_groups(&mut tc);
                 *op = store(tc, &node.name, w)?;
                 rep.into_consumers += 1;
             }
