@@ -176,6 +176,14 @@ fn bad_input_is_a_clear_error_and_leaves_no_file() {
             "pass it as --model",
         ),
         (
+            vec!["--model", s(&ck), "--out", s(&out)],
+            "pass it as --checkpoint",
+        ),
+        (
+            vec!["--model", s(&weights), "--out", s(&out)],
+            "not an exported gconv model",
+        ),
+        (
             vec!["--checkpoint", s(&ck), "--out", s(&missing)],
             "no/such/dir/m.onnx",
         ),

@@ -137,6 +137,13 @@ fn model_source(a: &ExportArgs, model: &str) -> Result<Source> {
         });
     }
     if is_safetensors {
+        let meta = gconv::io::read_safetensors_metadata(file)?;
+        if meta.contains_key(gconv::train::checkpoint::MODEL_KEY) {
+            return Err(Error::format(
+                file,
+                "a training checkpoint, not an exported model: pass it as --checkpoint",
+            ));
+        }
         let (graph, weights, meta) = gconv::io::read_exported(file)?;
         return Ok(Source {
             name: graph.name.clone(),
