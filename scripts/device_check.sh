@@ -13,7 +13,11 @@
 # experiment's logs, exports and the checkpoints of unfinished runs, so that a later machine
 # resumes them). Phases run in order with a time cap each and stop at DEADLINE seconds after
 # the start (default 560): probe, GPU tests, bench, torch, then the FLGC experiment in
-# whatever time is left.
+# whatever time is left. PHASES picks the phases after the probe (default "tests bench torch
+# flgc mobilenetv2"); issue 21's call, the paired runs being done:
+#   PHASES="gaussian mobilenetv2" scripts/device_check.sh run
+# (gaussian: the paper's N(0, 1) selection start, FLGC G = 8, seeds 0 1 2, in $RUNS-gaussian;
+# mobilenetv2: the paired arms on MobileNetV2 width 1, in $RUNS-mobilenetv2).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,15 +97,19 @@ run() {
     probe || { say "no Vulkan adapter; stopping"; return 1; }
   fi
 
+  local t phases=" ${PHASES:-tests bench torch flgc mobilenetv2} "
+  has() { [[ $phases == *" $1 "* ]]; }
+  if has tests; then
   say "GPU test suites (GCONV_REQUIRE_GPU=1)"
-  local t
   t=$(cap "${TESTS_S:-90}")
   ls .dev/tests | timeout "$t" xargs -P 4 -I{} sh -c \
     '.dev/tests/{} --test-threads=4 >'"$W"'/tests/{}.txt 2>&1; echo "{}: exit $?"' || true
   grep -h "^test result" "$W"/tests/*.txt | sort | uniq -c
   grep -h "^test .* FAILED\|panicked" "$W"/tests/*.txt | head -40
   tar czf "$O/tests.tar.gz" -C "$W" tests
+  fi
 
+  if has bench; then
   for s in sweep paper1 paper2 mobilenet; do
     t=$(cap "${BENCH_S:-40}")
     say "gconv bench --suite $s (cap ${t} s)"
@@ -109,27 +117,39 @@ run() {
       say "bench $s: exit $?"
   done
   tar czf "$O/bench.tar.gz" -C "$W" bench
+  fi
 
+  if has torch; then
   t=$(cap "${TORCH_S:-60}")
   say "PyTorch (cuDNN) on the same models (cap ${t} s)"
   PYTHONUNBUFFERED=1 timeout "$t" python3 scripts/torch_bench.py --out "$O/torch.json" ||
     say "torch: exit $?"
+  fi
 
+  export RUNS=${RUNS:-flgc-experiment} DEVICE=gpu DATA=.dev/fmnist
+  if has flgc; then
   t=$(cap 100000)
   say "FLGC experiment on the GPU (cap ${t} s; resumable)"
-  export RUNS=${RUNS:-flgc-experiment} DEVICE=gpu DATA=.dev/fmnist
   timeout "$t" scripts/flgc_experiment.sh run || say "flgc: exit $?"
   scripts/flgc_experiment.sh summary
-  local mb=$RUNS-mobilenetv2
+  fi
+  local ga=$RUNS-gaussian mb=$RUNS-mobilenetv2
   t=$(cap 100000)
-  if [ "$t" -gt 60 ]; then
+  if has gaussian && [ "$t" -gt 60 ]; then
+    say "FLGC experiment, the Gaussian start, 3 seeds (cap ${t} s)"
+    # Paired against the committed H200 SGC G = 8 runs (same protocol and seeds).
+    RUNS=$ga FLGC_INIT=gaussian SEEDS="0 1 2" ARMS=flgc:8 PAIRS=flgc:8-sgc:8 \
+      SGC_RUNS=docs/flgc/runs timeout "$t" scripts/flgc_experiment.sh run || say "flgc gaussian: exit $?"
+  fi
+  t=$(cap 100000)
+  if has mobilenetv2 && [ "$t" -gt 60 ]; then
     say "FLGC experiment, MobileNetV2 arm (cap ${t} s)"
     RUNS=$mb MODEL=mobilenetv2 WIDTH=1 LAYERS= timeout "$t" scripts/flgc_experiment.sh run ||
       say "flgc mobilenetv2: exit $?"
   fi
   # Logs and exports' reports, and the checkpoints of unfinished runs (to resume elsewhere).
   : >"$W/flgc-files"
-  for d in "$RUNS" "$mb"; do
+  for d in "$RUNS" "$ga" "$mb"; do
     [ -d "$d" ] || continue
     find "$d" -type f ! -name '*.safetensors' >>"$W/flgc-files"
     for ck in "$d"/*.safetensors; do

@@ -37,7 +37,7 @@ FLGC_INIT=${FLGC_INIT:-balanced}
 FLGC_MARGIN=${FLGC_MARGIN:-}        # balanced start's margin (gconv's default 1.0 when empty)
 FLGC_SELECT_LR=${FLGC_SELECT_LR:-}  # S̄, T̄ learning rate (LR when empty)
 SGC_RUNS=${SGC_RUNS:-$RUNS}         # where the SGC runs of PAIRS are (another experiment's)
-PAIRS=${PAIRS:-"flgc:4-sgc:4 flgc:8-sgc:8"}  # paired differences reported: FLGC arm - SGC arm
+PAIRS=${PAIRS-"flgc:4-sgc:4 flgc:8-sgc:8"}  # paired differences (FLGC arm - SGC arm); PAIRS= for none
 SEEDS=${SEEDS:-"0 1 2"}
 ARMS=${ARMS:-"sgc:8 flgc:8 sgc:4 flgc:4"}
 

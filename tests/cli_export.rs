@@ -131,7 +131,8 @@ fn a_checkpoint_exports_to_onnx_and_safetensors_with_the_same_costs() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(r["models"].as_array().unwrap().len() >= 2);
     // A checkpoint without FLGC layers exports as well (plain grouped convs).
-    let ck_sgc = checkpoint(&tmp("sgc"), ConvKind::Sgc);
+    let d_sgc = tmp("sgc");
+    let ck_sgc = checkpoint(&d_sgc, ConvKind::Sgc);
     let o = gconv(&[
         "export",
         "--checkpoint",
@@ -141,6 +142,7 @@ fn a_checkpoint_exports_to_onnx_and_safetensors_with_the_same_costs() {
     ]);
     assert!(o.status.success());
     let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&d_sgc);
 }
 
 #[test]
