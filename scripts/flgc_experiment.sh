@@ -9,6 +9,7 @@
 #   MODEL=mobilenetv2 WIDTH=1 LAYERS= RUNS=flgc-mobilenetv2 scripts/flgc_experiment.sh
 #   FLGC_MARGIN=0.1 FLGC_SELECT_LR=0.5 RUNS=flgc-moving ARMS="flgc:4" scripts/flgc_experiment.sh
 #   ARMS="sgc:2 flgc:3 sgc:4" PAIRS="flgc:3-sgc:2 flgc:3-sgc:4" ...   # any G: FLGC vs SGC on each side
+#   LINES="flgc:3-sgc:2/sgc:4" ...   # any G: FLGC vs the SGC trade-off line at the same MACs
 #   (RUNS: the folder of logs, checkpoints and exports; DATA: the Fashion-MNIST folder)
 #
 # Resumable: every run writes a checkpoint after each epoch and a JSON-lines log
@@ -37,6 +38,9 @@ FLGC_INIT=${FLGC_INIT:-balanced}
 FLGC_MARGIN=${FLGC_MARGIN:-}        # balanced start's margin (gconv's default 1.0 when empty)
 FLGC_SELECT_LR=${FLGC_SELECT_LR:-}  # S̄, T̄ learning rate (LR when empty)
 SGC_RUNS=${SGC_RUNS:-$RUNS}         # where the SGC runs of PAIRS are (another experiment's)
+# Any G: an FLGC arm against the SGC line between two dividing G, at the FLGC run's exported
+# MACs (flgc:3-sgc:2/sgc:4: SGC G = 2 and 4 accuracy interpolated linearly in MACs).
+LINES=${LINES-}
 PAIRS=${PAIRS-"flgc:4-sgc:4 flgc:8-sgc:8"}  # paired differences (FLGC arm - SGC arm); PAIRS= for none
 SEEDS=${SEEDS:-"0 1 2"}
 ARMS=${ARMS:-"sgc:8 flgc:8 sgc:4 flgc:4"}
@@ -155,6 +159,35 @@ summary() {
         printf "  %s: %d pairs, mean %+.2f, std %.2f, 95 %% interval [%+.2f, %+.2f], per seed:%s\n", p, n, m, sd, m - h, m + h, per
       } else
         printf "  %s: %d pairs, mean %+.2f, std %.2f, per seed:%s\n", p, n, m, sd, per }'
+  done
+  [ -n "$LINES" ] || return 0
+  echo
+  echo "FLGC − the SGC line at the FLGC run's exported MACs (same seed), test accuracy points:"
+  for line in $LINES; do
+    local fa=${line%%-*} lo=${line#*-} hi diffs=""
+    hi=${lo##*/} lo=${lo%%/*}
+    for seed in $SEEDS; do
+      local f a b mf ma mb
+      f=$(test_acc "$RUNS/${fa%%:*}-g${fa##*:}-s$seed.jsonl")
+      a=$(test_acc "$SGC_RUNS/${lo%%:*}-g${lo##*:}-s$seed.jsonl")
+      b=$(test_acc "$SGC_RUNS/${hi%%:*}-g${hi##*:}-s$seed.jsonl")
+      mf=$(exported_macs "${fa%%:*}-g${fa##*:}-s$seed")
+      ma=$(RUNS=$SGC_RUNS exported_macs "${lo%%:*}-g${lo##*:}-s$seed")
+      mb=$(RUNS=$SGC_RUNS exported_macs "${hi%%:*}-g${hi##*:}-s$seed")
+      [ -n "$f" ] && [ -n "$a" ] && [ -n "$b" ] && [ -n "$mf" ] && [ -n "$ma" ] && [ -n "$mb" ] &&
+        diffs="$diffs $(awk -v f="$f" -v a="$a" -v b="$b" -v mf="$mf" -v ma="$ma" -v mb="$mb" \
+          'BEGIN{print 100 * (f - (a + (mf - ma) / (mb - ma) * (b - a)))}')"
+    done
+    echo "$diffs" | awk -v p="$fa − line($lo, $hi)" '{
+      split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26", t, " ")
+      n = NF; s = 0; for (i = 1; i <= n; i++) s += $i; m = n ? s / n : 0
+      v = 0; for (i = 1; i <= n; i++) v += ($i - m) ^ 2; sd = n > 1 ? sqrt(v / (n - 1)) : 0
+      per = ""; for (i = 1; i <= n; i++) per = per sprintf(" %+.2f", $i)
+      if (n > 1 && n <= 10) {
+        h = t[n - 1] * sd / sqrt(n)
+        printf "  %s: %d seeds, mean %+.2f, std %.2f, 95 %% interval [%+.2f, %+.2f], per seed:%s\n", p, n, m, sd, m - h, m + h, per
+      } else
+        printf "  %s: %d seeds, mean %+.2f, per seed:%s\n", p, n, m, per }'
   done
 }
 

@@ -322,6 +322,9 @@ fn clear_errors_for_bad_data_and_flags() {
         ("--layers", "1,2", "--layers"),
         ("--input", "2x8x8", "--input"),
         ("--batch", "0", "--batch"),
+        ("--flgc-margin", "0", "--flgc-margin"),
+        ("--flgc-margin", "NaN", "--flgc-margin"),
+        ("--flgc-select-lr", "inf", "--flgc-select-lr"),
     ] {
         let mut args = vec!["train", "--device", "cpu", "--data", &data];
         if flag != "--input" {
