@@ -19,6 +19,10 @@
 # Phases run in order with a time cap each and stop at DEADLINE seconds after the start
 # (default 470, so one call fits 8 minutes with setup): probe, GPU tests, tune, bench, torch,
 # side by side, soak and property run, search, then the FLGC experiment in whatever is left.
+# PHASES picks the phases after the probe (default "tests tune bench torch reliability search
+# flgc mobilenetv2"; also "gaussian": the paper's N(0, 1) selection start, FLGC G = 8, seeds
+# 0 1 2, paired against the committed H200 SGC runs, in $RUNS-gaussian). Issue 21's call:
+#   PHASES="gaussian mobilenetv2" scripts/device_check.sh run
 #
 #   DRY=1 scripts/device_check.sh run    # here, on lavapipe: every phase at a token size
 set -uo pipefail
@@ -125,79 +129,100 @@ run() {
   fi
   "$BIN" info --help >/dev/null 2>&1 && "$BIN" devices 2>/dev/null | head -20
 
+  local t phases=" ${PHASES:-tests tune bench torch reliability search flgc mobilenetv2} "
+  has() { [[ $phases == *" $1 "* ]]; }
+
   # GPU tests; gpu_faults without the cases that exhaust memory or kill the device mid-run
   # (a shared lent machine), after the others.
-  local t
-  t=$(cap "${TESTS_S:-70}")
-  say "GPU test suites (GCONV_REQUIRE_GPU=1, cap ${t} s)"
-  ls .dev/tests | grep -v '^gpu_faults$' | timeout "$t" xargs -P 4 -I{} sh -c \
-    '.dev/tests/{} --test-threads=4 >'"$W"'/tests/{}.txt 2>&1; echo "{}: exit $?"' || true
-  if [ -x .dev/tests/gpu_faults ]; then
-    phase "gpu_faults (safe cases)" 30 sh -c ".dev/tests/gpu_faults --test-threads=1 \
-      --skip running_out_of_memory --skip training_goes_on >$W/tests/gpu_faults.txt 2>&1"
+  if has tests; then
+    t=$(cap "${TESTS_S:-70}")
+    say "GPU test suites (GCONV_REQUIRE_GPU=1, cap ${t} s)"
+    ls .dev/tests | grep -v '^gpu_faults$' | timeout "$t" xargs -P 4 -I{} sh -c \
+      '.dev/tests/{} --test-threads=4 >'"$W"'/tests/{}.txt 2>&1; echo "{}: exit $?"' || true
+    if [ -x .dev/tests/gpu_faults ]; then
+      phase "gpu_faults (safe cases)" 30 sh -c ".dev/tests/gpu_faults --test-threads=1 \
+        --skip running_out_of_memory --skip training_goes_on >$W/tests/gpu_faults.txt 2>&1"
+    fi
+    grep -h "^test result" "$W"/tests/*.txt | sort | uniq -c
+    grep -h "^test .* FAILED\|panicked" "$W"/tests/*.txt | head -40
+    tar czf "$O/tests.tar.gz" -C "$W" tests
   fi
-  grep -h "^test result" "$W"/tests/*.txt | sort | uniq -c
-  grep -h "^test .* FAILED\|panicked" "$W"/tests/*.txt | head -40
-  tar czf "$O/tests.tar.gz" -C "$W" tests
 
   # Kernel tuning for the benchmarked models (the cache in $GCONV_CACHE_DIR, kept in $O).
-  phase "tune vgg13bn b32" "${TUNE_S:-25}" "$BIN" tune vgg13bn --batch 32
-  phase "tune vgg13bn scheme E b32" 15 "$BIN" tune vgg13bn --scheme E --batch 32
-  phase "tune resnet50 b32" 15 "$BIN" tune resnet50 --batch 32
-  cp -r "$W/cache" "$O/tune-cache" 2>/dev/null || true
+  if has tune; then
+    phase "tune vgg13bn b32" "${TUNE_S:-25}" "$BIN" tune vgg13bn --batch 32
+    phase "tune vgg13bn scheme E b32" 15 "$BIN" tune vgg13bn --scheme E --batch 32
+    phase "tune resnet50 b32" 15 "$BIN" tune resnet50 --batch 32
+    cp -r "$W/cache" "$O/tune-cache" 2>/dev/null || true
+  fi
 
   # gconv benches: each suite into $O/bench/<name>/ (report.json, summary.md, charts).
   local b=$O/bench
-  phase "bench paper1" "${BENCH_S:-45}" "$BIN" bench --device gpu --suite paper1 --per-layer --out "$b/paper1"
-  phase "bench sweep b1" 25 "$BIN" bench --device gpu --suite sweep --out "$b/sweep"
-  phase "bench sweep b32" 25 "$BIN" bench --device gpu --suite sweep --batch 32 --out "$b/sweep32"
-  phase "bench models" 30 "$BIN" bench --device gpu --model resnet50 --model mobilenetv2 \
-    --model resnet50-dsc --out "$b/models"
-  phase "bench paper2" 25 "$BIN" bench --device gpu --suite paper2 --per-layer --out "$b/paper2"
-  phase "bench mobilenet" 20 "$BIN" bench --device gpu --suite mobilenet --per-layer --out "$b/mobilenet"
-  if has_flag bench --precision; then
-    phase "bench paper1 f16" 45 "$BIN" bench --device gpu --suite paper1 --precision f16 --out "$b/paper1-f16"
-    phase "bench sweep b32 f16" 20 "$BIN" bench --device gpu --suite sweep --batch 32 --precision f16 \
-      --out "$b/sweep32-f16"
-  else
-    say "this gconv has no --precision: f16 not benchmarked"
+  if has bench; then
+    phase "bench paper1" "${BENCH_S:-45}" "$BIN" bench --device gpu --suite paper1 --per-layer --out "$b/paper1"
+    phase "bench sweep b1" 25 "$BIN" bench --device gpu --suite sweep --out "$b/sweep"
+    phase "bench sweep b32" 25 "$BIN" bench --device gpu --suite sweep --batch 32 --out "$b/sweep32"
+    phase "bench models" 30 "$BIN" bench --device gpu --model resnet50 --model mobilenetv2 \
+      --model resnet50-dsc --out "$b/models"
+    phase "bench paper2" 25 "$BIN" bench --device gpu --suite paper2 --per-layer --out "$b/paper2"
+    phase "bench mobilenet" 20 "$BIN" bench --device gpu --suite mobilenet --per-layer --out "$b/mobilenet"
+    if has_flag bench --precision; then
+      phase "bench paper1 f16" 45 "$BIN" bench --device gpu --suite paper1 --precision f16 --out "$b/paper1-f16"
+      phase "bench sweep b32 f16" 20 "$BIN" bench --device gpu --suite sweep --batch 32 --precision f16 \
+        --out "$b/sweep32-f16"
+    else
+      say "this gconv has no --precision: f16 not benchmarked"
+    fi
   fi
 
   # PyTorch on the same models: fp32 TF32 off (all, and the chip's roof), TF32 and AMP labelled.
   export PYTHONUNBUFFERED=1
   PY=${PYTHON:-python3}
-  phase "PyTorch fp32 (TF32 off) + roof" "${TORCH_S:-75}" "$PY" scripts/torch_bench.py --roof --out "$O/torch.json"
-  phase "PyTorch TF32" 20 "$PY" scripts/torch_bench.py --precision tf32 --batches 32 \
-    --only '^(vgg13bn|resnet50)' --out "$O/torch_tf32.json"
-  phase "PyTorch AMP" 20 "$PY" scripts/torch_bench.py --precision amp --batches 32 \
-    --only '^(vgg13bn|resnet50)' --out "$O/torch_amp.json"
-  python3 scripts/side_by_side.py "$b" "$O/torch.json" "$O/torch_tf32.json" "$O/torch_amp.json" \
-    >"$O/side_by_side.md" && cat "$O/side_by_side.md"
+  if has torch; then
+    phase "PyTorch fp32 (TF32 off) + roof" "${TORCH_S:-75}" "$PY" scripts/torch_bench.py --roof --out "$O/torch.json"
+    phase "PyTorch TF32" 20 "$PY" scripts/torch_bench.py --precision tf32 --batches 32 \
+      --only '^(vgg13bn|resnet50)' --out "$O/torch_tf32.json"
+    phase "PyTorch AMP" 20 "$PY" scripts/torch_bench.py --precision amp --batches 32 \
+      --only '^(vgg13bn|resnet50)' --out "$O/torch_amp.json"
+    python3 scripts/side_by_side.py "$b" "$O/torch.json" "$O/torch_tf32.json" "$O/torch_amp.json" \
+      >"$O/side_by_side.md" && cat "$O/side_by_side.md"
+  fi
 
   # Reliability on a real GPU: the soak and the property run (GPU = CPU), short.
-  [ -x .dev/soak ] && phase "soak" 25 .dev/soak 2000 200 4 1
-  [ -x .dev/prop ] && phase "GPU = CPU property run" 25 .dev/prop 2000 1
+  if has reliability; then
+    [ -x .dev/soak ] && phase "soak" 25 .dev/soak 2000 200 4 1
+    [ -x .dev/prop ] && phase "GPU = CPU property run" 25 .dev/prop 2000 1
+  fi
 
-  if "$BIN" search --help >/dev/null 2>&1; then
-    phase "search vgg13bn as fast as E" 40 "$BIN" search --model vgg13bn --as-fast-as E --json \
+  if has search && "$BIN" search --help >/dev/null 2>&1; then
+    phase "search vgg13bn as fast as E" 40 "$BIN" search --model vgg13bn --as-fast-as E \
       --out "$O/search"
   fi
 
-  t=$(cap 100000)
-  say "FLGC experiment on the GPU (cap ${t} s; resumable)"
   export RUNS=${RUNS:-flgc-experiment} DEVICE=gpu DATA=.dev/fmnist
-  timeout "$t" scripts/flgc_experiment.sh run || say "flgc: exit $?"
-  scripts/flgc_experiment.sh summary
-  local mb=$RUNS-mobilenetv2
+  if has flgc; then
+    t=$(cap 100000)
+    say "FLGC experiment on the GPU (cap ${t} s; resumable)"
+    timeout "$t" scripts/flgc_experiment.sh run || say "flgc: exit $?"
+    scripts/flgc_experiment.sh summary
+  fi
+  local ga=$RUNS-gaussian mb=$RUNS-mobilenetv2
   t=$(cap 100000)
-  if [ "$t" -gt 60 ]; then
+  if has gaussian && [ "$t" -gt 60 ]; then
+    say "FLGC experiment, the Gaussian start, 3 seeds (cap ${t} s)"
+    # Paired against the committed H200 SGC G = 8 runs (same protocol and seeds).
+    RUNS=$ga FLGC_INIT=gaussian SEEDS="0 1 2" ARMS=flgc:8 PAIRS=flgc:8-sgc:8 \
+      SGC_RUNS=docs/flgc/runs timeout "$t" scripts/flgc_experiment.sh run || say "flgc gaussian: exit $?"
+  fi
+  t=$(cap 100000)
+  if has mobilenetv2 && [ "$t" -gt 60 ]; then
     say "FLGC experiment, MobileNetV2 arm (cap ${t} s)"
     RUNS=$mb MODEL=mobilenetv2 WIDTH=1 LAYERS= timeout "$t" scripts/flgc_experiment.sh run ||
       say "flgc mobilenetv2: exit $?"
   fi
   # Logs and exports' reports, and the checkpoints of unfinished runs (to resume elsewhere).
   : >"$W/flgc-files"
-  for d in "$RUNS" "$mb"; do
+  for d in "$RUNS" "$ga" "$mb"; do
     [ -d "$d" ] || continue
     find "$d" -type f ! -name '*.safetensors' >>"$W/flgc-files"
     for ck in "$d"/*.safetensors; do

@@ -7,6 +7,9 @@
 #   scripts/flgc_experiment.sh summary      # only the summary of what has finished
 #   DEVICE=gpu SEEDS="0" ARMS="sgc:8 flgc:8" scripts/flgc_experiment.sh   # a subset
 #   MODEL=mobilenetv2 WIDTH=1 LAYERS= RUNS=flgc-mobilenetv2 scripts/flgc_experiment.sh
+#   FLGC_MARGIN=0.1 FLGC_SELECT_LR=0.5 RUNS=flgc-moving ARMS="flgc:4" scripts/flgc_experiment.sh
+#   ARMS="sgc:2 flgc:3 sgc:4" PAIRS="flgc:3-sgc:2 flgc:3-sgc:4" ...   # any G: FLGC vs SGC on each side
+#   LINES="flgc:3-sgc:2/sgc:4" ...   # any G: FLGC vs the SGC trade-off line at the same MACs
 #   (RUNS: the folder of logs, checkpoints and exports; DATA: the Fashion-MNIST folder)
 #
 # Resumable: every run writes a checkpoint after each epoch and a JSON-lines log
@@ -28,9 +31,17 @@ LAYERS=${LAYERS-1,1,1,1}  # ResNet blocks per stage; empty for other models
 BATCH=${BATCH:-32}
 LIMIT=${LIMIT:-10100}  # training images read (VAL of them held out): 9,600 train
 VAL=${VAL:-500}
+TEST_LIMIT=${TEST_LIMIT:-}  # test images (the full 10,000 when empty)
 EPOCHS=${EPOCHS:-6}    # 6 x 9,600 / 32 = 1,800 steps
 LR=${LR:-0.05}
 FLGC_INIT=${FLGC_INIT:-balanced}
+FLGC_MARGIN=${FLGC_MARGIN:-}        # balanced start's margin (gconv's default 1.0 when empty)
+FLGC_SELECT_LR=${FLGC_SELECT_LR:-}  # S̄, T̄ learning rate (LR when empty)
+SGC_RUNS=${SGC_RUNS:-$RUNS}         # where the SGC runs of PAIRS are (another experiment's)
+# Any G: an FLGC arm against the SGC line between two dividing G, at the FLGC run's exported
+# MACs (flgc:3-sgc:2/sgc:4: SGC G = 2 and 4 accuracy interpolated linearly in MACs).
+LINES=${LINES-}
+PAIRS=${PAIRS-"flgc:4-sgc:4 flgc:8-sgc:8"}  # paired differences (FLGC arm - SGC arm); PAIRS= for none
 SEEDS=${SEEDS:-"0 1 2"}
 ARMS=${ARMS:-"sgc:8 flgc:8 sgc:4 flgc:4"}
 
@@ -65,12 +76,15 @@ run_all() {
         echo "[$k/$total] $name: done ($(test_acc "$log"))" >&2
         continue
       fi
-      local resume=() layers=()
+      local resume=() layers=() select=()
       if [ -n "$LAYERS" ]; then layers=(--layers "$LAYERS"); fi
+      if [ -n "$FLGC_MARGIN" ]; then select+=(--flgc-margin "$FLGC_MARGIN"); fi
+      if [ -n "$FLGC_SELECT_LR" ]; then select+=(--flgc-select-lr "$FLGC_SELECT_LR"); fi
+      if [ -n "$TEST_LIMIT" ]; then select+=(--test-limit "$TEST_LIMIT"); fi
       if [ -f "$ck" ]; then resume=(--resume "$ck"); fi
       echo "[$k/$total] $name: epoch $(epochs_done "$log")/$EPOCHS done, running on $DEVICE" >&2
       "$BIN" train --device "$DEVICE" --model "$MODEL" --width "$WIDTH" "${layers[@]}" \
-        --conv "$conv" --groups "$g" --flgc-init "$FLGC_INIT" --epochs "$EPOCHS" \
+        --conv "$conv" --groups "$g" --flgc-init "$FLGC_INIT" "${select[@]}" --epochs "$EPOCHS" \
         --batch "$BATCH" --lr "$LR" --seed "$seed" --limit "$LIMIT" --val "$VAL" \
         --data "$DATA" --checkpoint "$ck" "${resume[@]}" --log "$log"
       "$BIN" export --checkpoint "$ck" --out "$RUNS/$name.exported.safetensors" \
@@ -127,24 +141,53 @@ summary() {
   echo
   echo "Paired FLGC − SGC (same seed), test accuracy points, with the 95 % interval of the mean"
   echo "(Student t, n − 1 degrees of freedom):"
-  for g in 4 8; do
-    local diffs=""
+  for pair in $PAIRS; do
+    local fa=${pair%%-*} sa=${pair##*-} diffs=""
     for seed in $SEEDS; do
       local s f
-      s=$(test_acc "$RUNS/sgc-g$g-s$seed.jsonl")
-      f=$(test_acc "$RUNS/flgc-g$g-s$seed.jsonl")
+      s=$(test_acc "$SGC_RUNS/${sa%%:*}-g${sa##*:}-s$seed.jsonl")
+      f=$(test_acc "$RUNS/${fa%%:*}-g${fa##*:}-s$seed.jsonl")
       [ -n "$s" ] && [ -n "$f" ] && diffs="$diffs $(awk -v a="$f" -v b="$s" 'BEGIN{print 100 * (a - b)}')"
     done
-    echo "$diffs" | awk -v g="$g" '{
+    echo "$diffs" | awk -v p="$fa − $sa" '{
       split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26", t, " ")
       n = NF; s = 0; for (i = 1; i <= n; i++) s += $i; m = n ? s / n : 0
       v = 0; for (i = 1; i <= n; i++) v += ($i - m) ^ 2; sd = n > 1 ? sqrt(v / (n - 1)) : 0
       per = ""; for (i = 1; i <= n; i++) per = per sprintf(" %+.2f", $i)
       if (n > 1 && n <= 10) {
         h = t[n - 1] * sd / sqrt(n)
-        printf "  G=%s: %d pairs, mean %+.2f, std %.2f, 95 %% interval [%+.2f, %+.2f], per seed:%s\n", g, n, m, sd, m - h, m + h, per
+        printf "  %s: %d pairs, mean %+.2f, std %.2f, 95 %% interval [%+.2f, %+.2f], per seed:%s\n", p, n, m, sd, m - h, m + h, per
       } else
-        printf "  G=%s: %d pairs, mean %+.2f, std %.2f, per seed:%s\n", g, n, m, sd, per }'
+        printf "  %s: %d pairs, mean %+.2f, std %.2f, per seed:%s\n", p, n, m, sd, per }'
+  done
+  [ -n "$LINES" ] || return 0
+  echo
+  echo "FLGC − the SGC line at the FLGC run's exported MACs (same seed), test accuracy points:"
+  for line in $LINES; do
+    local fa=${line%%-*} lo=${line#*-} hi diffs=""
+    hi=${lo##*/} lo=${lo%%/*}
+    for seed in $SEEDS; do
+      local f a b mf ma mb
+      f=$(test_acc "$RUNS/${fa%%:*}-g${fa##*:}-s$seed.jsonl")
+      a=$(test_acc "$SGC_RUNS/${lo%%:*}-g${lo##*:}-s$seed.jsonl")
+      b=$(test_acc "$SGC_RUNS/${hi%%:*}-g${hi##*:}-s$seed.jsonl")
+      mf=$(exported_macs "${fa%%:*}-g${fa##*:}-s$seed")
+      ma=$(RUNS=$SGC_RUNS exported_macs "${lo%%:*}-g${lo##*:}-s$seed")
+      mb=$(RUNS=$SGC_RUNS exported_macs "${hi%%:*}-g${hi##*:}-s$seed")
+      [ -n "$f" ] && [ -n "$a" ] && [ -n "$b" ] && [ -n "$mf" ] && [ -n "$ma" ] && [ -n "$mb" ] &&
+        diffs="$diffs $(awk -v f="$f" -v a="$a" -v b="$b" -v mf="$mf" -v ma="$ma" -v mb="$mb" \
+          'BEGIN{print 100 * (f - (a + (mf - ma) / (mb - ma) * (b - a)))}')"
+    done
+    echo "$diffs" | awk -v p="$fa − line($lo, $hi)" '{
+      split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26", t, " ")
+      n = NF; s = 0; for (i = 1; i <= n; i++) s += $i; m = n ? s / n : 0
+      v = 0; for (i = 1; i <= n; i++) v += ($i - m) ^ 2; sd = n > 1 ? sqrt(v / (n - 1)) : 0
+      per = ""; for (i = 1; i <= n; i++) per = per sprintf(" %+.2f", $i)
+      if (n > 1 && n <= 10) {
+        h = t[n - 1] * sd / sqrt(n)
+        printf "  %s: %d seeds, mean %+.2f, std %.2f, 95 %% interval [%+.2f, %+.2f], per seed:%s\n", p, n, m, sd, m - h, m + h, per
+      } else
+        printf "  %s: %d seeds, mean %+.2f, per seed:%s\n", p, n, m, per }'
   done
 }
 

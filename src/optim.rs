@@ -21,6 +21,13 @@ impl Default for SgdConfig {
     }
 }
 
+/// Whether the parameter `key` is an FLGC selection matrix (`…select_in`, S̄, or
+/// `…select_out`, T̄): those take the learning rate scaled by
+/// `TrainConfig::selection_lr_scale` (in `train`) on the CPU and the GPU alike.
+pub fn is_selection_param(key: &str) -> bool {
+    key.ends_with(".select_in") || key.ends_with(".select_out")
+}
+
 /// A learning-rate schedule, evaluated per step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LrSchedule {

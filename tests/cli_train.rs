@@ -146,7 +146,7 @@ fn export_of_an_sgc_model_reports_its_macs() {
     let (data, ck, ex) = (
         tmp.path("data"),
         tmp.path("ck.safetensors"),
-        tmp.path("ex.st"),
+        tmp.path("ex.safetensors"),
     );
     let o = gconv(&train_args(&data, "sgc", "1", &ck, &[]));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -169,7 +169,7 @@ fn train_resume_export_eval_on_an_image_folder() {
     let (data, ck, ex) = (
         tmp.path("data"),
         tmp.path("ck.safetensors"),
-        tmp.path("ex.st"),
+        tmp.path("ex.safetensors"),
     );
     let o = gconv(&train_args(
         &data,
@@ -340,6 +340,9 @@ fn clear_errors_for_bad_data_and_flags() {
         ("--layers", "1,2", "--layers"),
         ("--input", "2x8x8", "--input"),
         ("--batch", "0", "--batch"),
+        ("--flgc-margin", "0", "--flgc-margin"),
+        ("--flgc-margin", "NaN", "--flgc-margin"),
+        ("--flgc-select-lr", "inf", "--flgc-select-lr"),
     ] {
         let mut args = vec![
             "train",

@@ -6,6 +6,7 @@ use gconv::cpu::flgc_mask;
 use gconv::graph::{Conv2dSpec, Graph, GraphBuilder, Op};
 use gconv::ops::{BatchNorm, Linear};
 use gconv::train::backward as bw;
+use gconv::train::selection::init_selection_with_margin;
 use gconv::train::selection::{even_group, group_changes, init_selection, layer_groups, FlgcInit};
 use gconv::train::{self, Mode};
 use gconv::zoo::{Arch, ConvKind, ModelSpec};
@@ -163,4 +164,143 @@ fn a_dead_filter_trains_without_exploding_gradients() {
     let dw = &d[0].2;
     assert!(dw.data()[6 * 4..].iter().all(|&v| v == 0.0));
     assert!(dw.data()[..6 * 4].iter().any(|&v| v != 0.0));
+}
+
+/// Own-group logit minus the largest other logit, per row of a `[rows, g]` selection.
+fn lead(t: &Tensor, own: impl Fn(usize) -> usize) -> Vec<f32> {
+    let g = t.shape()[1];
+    t.data()
+        .chunks(g)
+        .enumerate()
+        .map(|(i, row)| {
+            let o = own(i);
+            let other = (0..g)
+                .filter(|&j| j != o)
+                .map(|j| row[j])
+                .fold(f32::MIN, f32::max);
+            row[o] - other
+        })
+        .collect()
+}
+
+#[test]
+fn the_margin_sets_the_lead_and_the_start_stays_sgc() {
+    let g = narrow_flgc();
+    for m in [0.05f32, 1.0, 3.0] {
+        let mut w = Weights::init(&g, 4);
+        init_selection_with_margin(&g, &mut w, FlgcInit::Balanced, m, 4).unwrap();
+        for l in layer_groups(&g, &w).unwrap() {
+            assert_eq!(
+                l.macs_per_pixel, l.sgc_macs_per_pixel,
+                "margin {m}: {}",
+                l.layer
+            );
+            let s = w.get(&format!("{}.select_in", l.layer)).unwrap();
+            let (c, gs) = (s.shape()[0], s.shape()[1]);
+            let leads = lead(s, |i| even_group(i, c, gs));
+            // Noise is clipped to ±0.45·m on every logit: the lead is in [0.1·m, 1.9·m].
+            assert!(
+                leads
+                    .iter()
+                    .all(|&d| d >= 0.1 * m - 1e-6 && d <= 1.9 * m + 1e-6),
+                "margin {m}: {}: {leads:?}",
+                l.layer
+            );
+        }
+    }
+    for bad in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        let mut w = Weights::init(&g, 4);
+        let e = init_selection_with_margin(&g, &mut w, FlgcInit::Balanced, bad, 4).unwrap_err();
+        assert!(e.to_string().contains("margin"), "{e}");
+    }
+}
+
+#[test]
+fn the_selection_learning_rate_scales_only_the_selection_step() {
+    let g = narrow_flgc();
+    let w0 = Weights::init(&g, 5);
+    let mut r = SmallRng::seed_from_u64(5);
+    let mut grads = Weights::new();
+    for p in train::trainable_params(&g) {
+        let shape = w0.get(&p.key).unwrap().shape().to_vec();
+        grads.insert(
+            p.key,
+            Tensor::from_fn(&shape, |_| r.random_range(-1.0f32..1.0)),
+        );
+    }
+    let step = |scale: f32| {
+        let mut w = w0.clone();
+        let mut sgd = train::Sgd::new(Default::default()).with_selection_lr_scale(scale);
+        sgd.step(&g, &mut w, &grads, 0.01).unwrap();
+        w
+    };
+    let (one, ten) = (step(1.0), step(10.0));
+    let (mut selection, mut other) = (0, 0);
+    for p in train::trainable_params(&g) {
+        let base = w0.get(&p.key).unwrap().data();
+        let d1: Vec<f32> = one
+            .get(&p.key)
+            .unwrap()
+            .data()
+            .iter()
+            .zip(base)
+            .map(|(a, b)| a - b)
+            .collect();
+        let d10: Vec<f32> = ten
+            .get(&p.key)
+            .unwrap()
+            .data()
+            .iter()
+            .zip(base)
+            .map(|(a, b)| a - b)
+            .collect();
+        if p.selection {
+            selection += 1;
+            // No weight decay on S̄, T̄: the first step is −lr·g, ten times larger.
+            for (a, b) in d1.iter().zip(&d10) {
+                assert!((b - 10.0 * a).abs() <= 1e-5 * (1.0 + b.abs()), "{}", p.key);
+            }
+        } else {
+            other += 1;
+            assert_eq!(d1, d10, "{}", p.key);
+        }
+    }
+    assert_eq!(selection, 32, "S̄ and T̄ of the 16 FLGC layers");
+    assert!(other > 0);
+}
+
+/// Selection moves (input channels + filters that changed group) over `steps` CPU steps on
+/// random data from a balanced start with `margin` and the selection rate scaled by `scale`.
+fn moves_after(margin: f32, scale: f32, steps: usize) -> usize {
+    let g = narrow_flgc();
+    let mut w = Weights::init(&g, 6);
+    init_selection_with_margin(&g, &mut w, FlgcInit::Balanced, margin, 6).unwrap();
+    let before = layer_groups(&g, &w).unwrap();
+    let cfg = train::TrainConfig {
+        lr: 0.05,
+        seed: 6,
+        selection_lr_scale: scale,
+        ..Default::default()
+    };
+    let mut t = train::Trainer::new(g, w, cfg).unwrap();
+    let mut r = SmallRng::seed_from_u64(6);
+    for _ in 0..steps {
+        let x = Tensor::from_fn(&[8, 1, 28, 28], |_| r.random_range(-1.0f32..1.0));
+        let y: Vec<usize> = (0..8).map(|_| r.random_range(0..10)).collect();
+        use gconv::train::Train;
+        t.train_step(&x, &y).unwrap();
+    }
+    let now = layer_groups(t.graph(), t.weights()).unwrap();
+    group_changes(&before, &now)
+        .iter()
+        .map(|c| c.moved_in + c.moved_out)
+        .sum()
+}
+
+#[test]
+fn a_smaller_margin_and_a_faster_selection_let_the_grouping_move() {
+    let still = moves_after(1.0, 1.0, 6);
+    let moving = moves_after(0.02, 10.0, 6);
+    eprintln!("moves in 6 steps: margin 1 → {still}, margin 0.02 with 10× selection lr → {moving}");
+    assert!(moving > still, "{moving} vs {still}");
 }

@@ -154,13 +154,18 @@ fn compare_weights(what: &str, got: &Weights, want: &Weights, tol: Tolerance) {
 /// Runs `steps` steps of the same batch on both trainers and compares losses, hits, weights
 /// (BN running statistics included) and momentum buffers.
 fn compare_training(graph: Graph, batch: usize, steps: usize, lr: f32) {
+    compare_training_with(graph, batch, steps, config(lr));
+}
+
+/// [`compare_training`] with a whole configuration.
+fn compare_training_with(graph: Graph, batch: usize, steps: usize, cfg: TrainConfig) {
     let _g = common::serial();
     let Some(ctx) = common::gpu() else { return };
     let [c, h, w] = graph.input_shape();
     let k = graph.output_shape()[0];
     let weights = Weights::init(&graph, 11);
-    let mut cpu_t = Trainer::new(graph.clone(), weights.clone(), config(lr)).unwrap();
-    let mut gpu_t = GpuTrainer::new(ctx.clone(), graph.clone(), weights, config(lr)).unwrap();
+    let mut cpu_t = Trainer::new(graph.clone(), weights.clone(), cfg).unwrap();
+    let mut gpu_t = GpuTrainer::new(ctx.clone(), graph.clone(), weights, cfg).unwrap();
     for s in 0..steps {
         let x = rand_t(&[batch, c, h, w], 100 + s as u64);
         let labels: Vec<usize> = (0..batch).map(|i| (i + s) % k).collect();
@@ -199,6 +204,54 @@ fn gpu_steps_match_cpu_steps_on_a_graph_of_every_op() {
 fn gpu_steps_match_cpu_steps_on_resnet_dsc_flgc() {
     // Residual blocks, depthwise 3×3, FLGC G=2 on every 1×1 conv, downsample included.
     compare_training(tiny_resnet("resnet50-dsc-flgc", Some(2)), 4, 2, 0.02);
+}
+
+#[test]
+fn gpu_steps_match_cpu_steps_with_a_separate_selection_learning_rate() {
+    // `--flgc-select-lr`: S̄ and T̄ step at 20× the rate of the other parameters.
+    let cfg = TrainConfig {
+        selection_lr_scale: 20.0,
+        ..config(0.02)
+    };
+    let graph = tiny_resnet("resnet50-dsc-flgc", Some(2));
+    compare_training_with(graph.clone(), 4, 2, cfg);
+    // One step moves S̄, T̄ by −lr·20·g on both devices (compared relative to the step, which
+    // the absolute tolerance above would not resolve).
+    let _g = common::serial();
+    let Some(ctx) = common::gpu() else { return };
+    let [c, h, w] = graph.input_shape();
+    let w0 = Weights::init(&graph, 11);
+    let x = rand_t(&[4, c, h, w], 5);
+    let labels = [0, 1, 2, 3];
+    let mut cpu_t = Trainer::new(graph.clone(), w0.clone(), cfg).unwrap();
+    let mut gpu_t = GpuTrainer::new(ctx.clone(), graph.clone(), w0.clone(), cfg).unwrap();
+    cpu_t.train_step(&x, &labels).unwrap();
+    gpu_t.train_step(&x, &labels).unwrap();
+    let gw = gpu_t.weights().unwrap();
+    let mut checked = 0;
+    for (k, t0) in w0
+        .iter()
+        .filter(|(k, _)| gconv::optim::is_selection_param(k))
+    {
+        let delta = |t: &Tensor| -> Vec<f32> {
+            t.data().iter().zip(t0.data()).map(|(a, b)| a - b).collect()
+        };
+        let (dc, dg) = (
+            delta(cpu_t.weights().get(k).unwrap()),
+            delta(gw.get(k).unwrap()),
+        );
+        let scale = dc.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = dc
+            .iter()
+            .zip(&dg)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff <= 0.05 * scale + 1e-7,
+            "{k}: step {scale}, GPU − CPU {diff}"
+        );
+        checked += usize::from(scale > 0.0);
+    }
+    assert!(checked > 0, "no selection matrix moved");
 }
 
 #[test]

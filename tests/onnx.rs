@@ -105,9 +105,25 @@ fn macs_and_params_match_the_torch_count() {
         let cost = m.graph.cost();
         assert_eq!(cost.total_macs, c.macs, "{} MACs", c.name);
         assert_eq!(cost.total_params, c.params, "{} params", c.name);
-        // The fold moves channels, never arithmetic.
+        // The fold moves channels, never arithmetic — except the zero-weight convs that write
+        // a gconv export's dead filters in PyTorch (`flgc`): they become groups without input
+        // again, so the folded model costs what the export it was rebuilt from costs.
         let (fg, _, _) = fold_permutations(&m.graph, &m.weights).unwrap();
-        assert_eq!(fg.cost().total_macs, c.macs, "{} folded MACs", c.name);
+        let want = match c.name.as_str() {
+            "flgc" => {
+                io::read_exported(dir().join("flgc_export.safetensors"))
+                    .unwrap()
+                    .0
+                    .cost()
+                    .total_macs
+            }
+            _ => c.macs,
+        };
+        assert!(
+            c.name != "flgc" || want < c.macs,
+            "the flgc fixture has dead filters"
+        );
+        assert_eq!(fg.cost().total_macs, want, "{} folded MACs", c.name);
     }
 }
 

@@ -105,7 +105,9 @@ impl GpuContext {
     pub fn with_options(opts: &GpuOptions) -> Result<Self> {
         // A mistyped forced class is an error before any adapter is opened.
         AdapterClass::from_env()?;
-        pollster::block_on(async { Self::open(super::adapters::pick_from_env().await?, opts).await })
+        pollster::block_on(async {
+            Self::open(super::adapters::pick_from_env().await?, opts).await
+        })
     }
 
     /// A context on `adapter` (one of [`super::adapters::list_adapters`]), with the limits

@@ -51,5 +51,5 @@ pub mod wgsl_items;
 pub use context::{run_dispatches, BindingKind, GpuContext, PipelineKey, ShaderSpec};
 pub use executor::GpuModel;
 pub use launch::{Arg, BufId, Call, Dispatch};
-pub use precision::Precision;
 pub use pipeline_cache::GpuOptions;
+pub use precision::Precision;

@@ -15,6 +15,10 @@
 //!   the same window (and read by nothing else) becomes one table conv, whose `out_index`
 //!   places every filter where the concat put it — the concat disappears.
 //!
+//! A group of a conv the fold turned into a table (a merged concat, a conv reading a gather)
+//! whose weights are all zero becomes a group without input channels: how `gconv export`
+//! writes an FLGC layer's dead filters in ONNX (a zero-weight conv on one sliced channel).
+//!
 //! What cannot be folded stays: a gather then copies its channels once (the GPU gather
 //! kernel), a concat its inputs. [`FoldReport`] counts both.
 
@@ -274,6 +278,7 @@ fn fold_gather(
                 };
                 tc.t.in_index = tc.t.in_index.iter().map(|&k| idx[k]).collect();
                 tc.t.spec.in_channels = c_p;
+                drop_zero_groups(&mut tc);
                 *op = store(tc, &node.name, w)?;
                 rep.into_consumers += 1;
             }
@@ -323,6 +328,31 @@ fn fold_gather(
     Ok(true)
 }
 
+/// Turns every group whose weights are all zero into a group without input channels (its
+/// filters output their bias): how an exported FLGC layer writes its dead filters in ONNX (a
+/// zero-weight conv on one channel), read back as what it was. Such a group computed
+/// `0 · x + b = b` already, except on non-finite inputs.
+fn drop_zero_groups(tc: &mut TableConv) {
+    let kk = tc.t.spec.window();
+    let (mut in_index, mut weight) = (Vec::new(), Vec::new());
+    let mut off = 0;
+    for g in &mut tc.t.table {
+        let len = g.out_len * g.in_len * kk;
+        let w = &tc.weight[off..off + len];
+        off += len;
+        let start = in_index.len();
+        if g.in_len > 0 && g.out_len > 0 && w.iter().all(|&v| v == 0.0) {
+            g.in_len = 0;
+        } else {
+            in_index.extend_from_slice(&tc.t.in_index[g.in_start..g.in_start + g.in_len]);
+            weight.extend_from_slice(w);
+        }
+        g.in_start = start;
+    }
+    tc.t.in_index = in_index;
+    tc.weight = weight;
+}
+
 /// Merges a concat of convolutions that read the same tensor with the same window (and feed
 /// nothing else) into one table convolution at the concat's place.
 fn merge_concat(
@@ -360,11 +390,12 @@ fn merge_concat(
         return Ok(false);
     }
     let c_in = g.nodes[x].shape[0];
-    let merged = merge_outputs(&convs, c_in, cat.sources.len(), |k, o| {
+    let mut merged = merge_outputs(&convs, c_in, cat.sources.len(), |k, o| {
         (0..cat.sources.len())
             .filter(|&c| cat.sources[c] == [k, o])
             .collect()
     });
+    drop_zero_groups(&mut merged);
     if merged.t.spec.out_channels == 0 {
         return Err(Error::shape(&g.nodes[i].name, "concat of nothing"));
     }

@@ -100,6 +100,8 @@ impl GpuTrainer {
             sgd: config.sgd,
             bn_momentum: config.bn_momentum,
             hyper: ctx.upload("lr", &[config.lr])?,
+            hyper_selection: ctx
+                .upload("selection lr", &[config.lr * config.selection_lr_scale])?,
             seed: ctx.storage_buffer("dropout seed", 8)?,
         };
         Ok(Self {
@@ -282,6 +284,8 @@ impl GpuTrainer {
             .wrapping_add(self.steps);
         let (lr, ctx) = (self.lr, self.ctx.clone());
         let (hyper, seed_buf) = (self.setup.hyper.clone(), self.setup.seed.clone());
+        let hyper_selection = self.setup.hyper_selection.clone();
+        let lr_selection = lr * self.config.selection_lr_scale;
         let plan = self.plan(b)?;
         let q = &ctx.queue;
         q.write_buffer(
@@ -292,6 +296,7 @@ impl GpuTrainer {
         let lab: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
         q.write_buffer(&plan.labels, 0, bytemuck::cast_slice(&lab));
         q.write_buffer(&hyper, 0, bytemuck::cast_slice(&[lr]));
+        q.write_buffer(&hyper_selection, 0, bytemuck::cast_slice(&[lr_selection]));
         q.write_buffer(
             &seed_buf,
             0,

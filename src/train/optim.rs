@@ -16,6 +16,8 @@ pub struct ParamInfo {
     pub key: String,
     /// Whether weight decay applies to it.
     pub decay: bool,
+    /// Whether it is an FLGC selection matrix (S̄ or T̄), trained at the scaled rate.
+    pub selection: bool,
 }
 
 /// The trainable parameters of `graph`, in node order: conv, FLGC and linear weights and
@@ -32,8 +34,10 @@ pub fn trainable_params(graph: &Graph) -> Vec<ParamInfo> {
                 ParamRole::NotDecayed => false,
                 ParamRole::Buffer => continue,
             };
+            let key = format!("{}.{}", n.name, p.suffix);
             out.push(ParamInfo {
-                key: format!("{}.{}", n.name, p.suffix),
+                selection: crate::optim::is_selection_param(&key),
+                key,
                 decay,
             });
         }
@@ -48,10 +52,13 @@ pub fn trainable_params(graph: &Graph) -> Vec<ParamInfo> {
 /// Weight decay applies to conv / FLGC / linear weights and biases; NOT to batch-norm γ/β and
 /// NOT to the FLGC selection matrices S̄/T̄ (see [`trainable_params`]).
 /// Parameters without a gradient this step are skipped (as PyTorch skips `grad is None`).
+/// The FLGC selection matrices step at `lr · selection_lr_scale`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sgd {
     /// The hyper-parameters.
     pub config: SgdConfig,
+    /// The selection matrices' learning rate as a multiple of the step's (1 by default).
+    pub selection_lr_scale: f32,
     state: Weights,
 }
 
@@ -60,8 +67,15 @@ impl Sgd {
     pub fn new(config: SgdConfig) -> Self {
         Self {
             config,
+            selection_lr_scale: 1.0,
             state: Weights::new(),
         }
+    }
+
+    /// Builder: the selection matrices' learning rate as a multiple of the step's.
+    pub fn with_selection_lr_scale(mut self, scale: f32) -> Self {
+        self.selection_lr_scale = scale;
+        self
     }
 
     /// The momentum buffers, keyed `"{param}.momentum"` (e.g. `features.0.weight.momentum`),
@@ -83,7 +97,17 @@ impl Sgd {
         grads: &Weights,
         lr: f32,
     ) -> Result<()> {
-        for ParamInfo { key, decay } in trainable_params(graph) {
+        for ParamInfo {
+            key,
+            decay,
+            selection,
+        } in trainable_params(graph)
+        {
+            let lr = if selection {
+                lr * self.selection_lr_scale
+            } else {
+                lr
+            };
             let Some(g) = grads.get(&key) else { continue };
             let mut p = weights.require(&key)?.clone();
             if g.shape() != p.shape() {

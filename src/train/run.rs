@@ -23,6 +23,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Initial learning rate (change it with [`Train::set_lr`]).
     pub lr: f32,
+    /// The FLGC selection matrices' (S̄, T̄) learning rate as a multiple of `lr`, so that it
+    /// follows the same schedule (1: the same rate; `gconv train --flgc-select-lr`).
+    pub selection_lr_scale: f32,
 }
 
 impl Default for TrainConfig {
@@ -32,6 +35,7 @@ impl Default for TrainConfig {
             bn_momentum: 0.1,
             seed: 0,
             lr: 0.1,
+            selection_lr_scale: 1.0,
         }
     }
 }
@@ -67,6 +71,7 @@ impl TrainConfig {
         };
         for (what, v) in [
             ("learning rate", self.lr),
+            ("selection learning-rate scale", self.selection_lr_scale),
             ("weight decay", self.sgd.weight_decay),
             ("momentum", self.sgd.momentum),
         ] {

@@ -24,8 +24,8 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlgcInit {
-    /// The SGC partition (channel i of R in group ⌊i·G/R⌋-like even blocks) ahead by
-    /// [`BALANCED_MARGIN`], plus Gaussian noise of std [`BALANCED_NOISE`] clipped to less than
+    /// The SGC partition (channel i of R in group ⌊i·G/R⌋-like even blocks) ahead by a
+    /// margin ([`BALANCED_MARGIN`] unless [`init_selection_with_margin`] says), plus Gaussian noise of std [`BALANCED_NOISE`] clipped to less than
     /// half the margin: every group starts non-empty and the mask equals SGC's.
     #[default]
     Balanced,
@@ -33,7 +33,7 @@ pub enum FlgcInit {
     Gaussian,
 }
 
-/// Lead of a row's own group in a balanced start (logits, before the row softmax).
+/// Default lead of a row's own group in a balanced start (logits, before the row softmax).
 pub const BALANCED_MARGIN: f32 = 1.0;
 /// Standard deviation of the noise on a balanced start (clipped to ±0.45·margin).
 pub const BALANCED_NOISE: f32 = 0.1;
@@ -50,14 +50,15 @@ pub fn even_group(i: usize, rows: usize, g: usize) -> usize {
     }
 }
 
-/// A balanced `[rows, g]` selection matrix (see [`FlgcInit::Balanced`]).
-pub fn balanced_selection(rows: usize, g: usize, rng: &mut SmallRng) -> Tensor {
+/// A balanced `[rows, g]` selection matrix whose own-group logits lead by `margin` (see
+/// [`FlgcInit::Balanced`]); the noise is clipped to ±0.45·margin, so the selection is SGC's.
+pub fn balanced_selection(rows: usize, g: usize, margin: f32, rng: &mut SmallRng) -> Tensor {
     let noise = Normal::new(0.0, BALANCED_NOISE).expect("positive std");
-    let clip = 0.45 * BALANCED_MARGIN;
+    let clip = 0.45 * margin;
     Tensor::from_fn(&[rows, g], |k| {
         let (i, j) = (k / g, k % g);
         let lead = if even_group(i, rows, g) == j {
-            BALANCED_MARGIN
+            margin
         } else {
             0.0
         };
@@ -66,20 +67,42 @@ pub fn balanced_selection(rows: usize, g: usize, rng: &mut SmallRng) -> Tensor {
 }
 
 /// Re-initialises every FLGC layer's `select_in` and `select_out` in `weights` as `init` says
-/// (seeded; [`Weights::init`] draws the Gaussian start).
+/// (seeded; [`Weights::init`] draws the Gaussian start), balanced with [`BALANCED_MARGIN`].
 pub fn init_selection(graph: &Graph, weights: &mut Weights, init: FlgcInit, seed: u64) {
+    init_selection_with_margin(graph, weights, init, BALANCED_MARGIN, seed)
+        .expect("the default margin is valid");
+}
+
+/// [`init_selection`] with the balanced start's margin given (`gconv train --flgc-margin`):
+/// how far each row's own group leads, in logits. The selection is SGC's whatever the margin;
+/// what the margin sets is how large a gradient step must be before a channel or filter
+/// changes group (a smaller margin lets the grouping move sooner). An error unless the margin
+/// is finite and positive (at 0 every row would tie, and ties pick group 0).
+pub fn init_selection_with_margin(
+    graph: &Graph,
+    weights: &mut Weights,
+    init: FlgcInit,
+    margin: f32,
+    seed: u64,
+) -> Result<()> {
+    if !(margin.is_finite() && margin > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "FLGC balanced margin {margin} must be finite and > 0"
+        )));
+    }
     if init == FlgcInit::Gaussian {
-        return;
+        return Ok(());
     }
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5e1e_c7ed);
     for n in &graph.nodes {
         if let Op::FlgcConv2d(s) = &n.op {
             for (suffix, rows) in [("select_in", s.in_channels), ("select_out", s.out_channels)] {
-                let t = balanced_selection(rows, s.groups, &mut rng);
+                let t = balanced_selection(rows, s.groups, margin, &mut rng);
                 weights.insert(format!("{}.{suffix}", n.name), t);
             }
         }
     }
+    Ok(())
 }
 
 /// The grouping an FLGC layer's selection matrices select now.

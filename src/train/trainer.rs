@@ -39,7 +39,7 @@ impl Trainer {
         Ok(Self {
             graph,
             weights,
-            optim: Sgd::new(config.sgd),
+            optim: Sgd::new(config.sgd).with_selection_lr_scale(config.selection_lr_scale),
             config,
             lr: config.lr,
             steps: 0,

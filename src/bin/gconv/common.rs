@@ -47,7 +47,7 @@ impl From<FlgcInitArg> for gconv::train::selection::FlgcInit {
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Zoo model name (see `gconv models`), a path to a model .toml file, an ONNX model
-    /// (.onnx), or (`infer`) a model written by `gconv export` (.safetensors).
+    /// (.onnx), or a model written by `gconv export` (.safetensors; `info`, `infer`).
     #[arg(long, short)]
     pub model: String,
     /// VGG grouping scheme: A–E (Gong et al.), a scheme .toml file, or stage groups like 1,1,8,8,8.

@@ -26,6 +26,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         a.model.refuse_options("an ONNX model", &[])?;
         return run_onnx(&a, &p);
     }
+    if a.model.model.to_ascii_lowercase().ends_with(".safetensors") {
+        return run_exported(&a, std::path::Path::new(&a.model.model));
+    }
     let input = a.input.as_deref().map(parse_input).transpose()?;
     let spec = a.model.spec(input)?;
     let graph = spec.build()?;
@@ -216,5 +219,62 @@ fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
         cost.total_params as f64 / 1e6
     );
     println!("{}", fold_line(&fold));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gconv info --model m.safetensors`: a model written by `gconv export`, as it runs.
+fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
+    let grouping = a.model.scheme.is_some() || a.model.groups.is_some() || a.model.conv.is_some();
+    if grouping || a.model.width.is_some() || a.model.num_classes.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: an exported model is fixed; --scheme, --groups, --conv, --width and \
+             --num-classes apply to zoo models",
+            path.display()
+        )));
+    }
+    let (graph, _, _) = gconv::io::read_exported(path)?;
+    if let Some(i) = a.input.as_deref().map(parse_input).transpose()? {
+        if i != graph.input_shape() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the model's input is fixed at {:?} by the file; --input {i:?} differs",
+                path.display(),
+                graph.input_shape()
+            )));
+        }
+    }
+    let cost = graph.cost();
+    if a.json {
+        let v = serde_json::json!({
+            "model": graph.name,
+            "file": path,
+            "input": graph.input_shape(),
+            "output": graph.output_shape(),
+            "layers": if a.summary { serde_json::Value::Null } else { serde_json::to_value(&cost.layers).expect("serialisable") },
+            "total_macs": cost.total_macs,
+            "total_params": cost.total_params,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serialisable")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} — {} (exported by gconv): input [N, {}], {} nodes",
+        graph.name,
+        path.display(),
+        graph.input_shape().map(|d| d.to_string()).join(", "),
+        graph.nodes.len() - 1
+    );
+    if !a.summary {
+        print_layers(&cost.layers);
+    }
+    println!(
+        "total: {} MACs ({:.2} GMACs), {} params ({:.2} M)",
+        thousands(cost.total_macs),
+        cost.total_macs as f64 / 1e9,
+        thousands(cost.total_params),
+        cost.total_params as f64 / 1e6
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,8 @@ use crate::train_recovery::Restart;
 use gconv::gpu::GpuContext;
 
 use gconv::train::log::TrainLog;
-use gconv::train::selection::{group_changes, init_selection, layer_groups, GroupChanges};
+use gconv::train::selection::GroupChanges;
+use gconv::train::selection::{group_changes, init_selection_with_margin, layer_groups};
 use gconv::train::{self, LrSchedule, TrainConfig};
 use gconv::train::{Checkpoint, TrainingData};
 use gconv::zoo::{Arch, ModelSpec};
@@ -139,9 +140,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
             gconv::bench::MAX_BATCH
         )));
     }
+    if !(a.flgc_margin.is_finite() && a.flgc_margin > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "--flgc-margin {} must be finite and > 0",
+            a.flgc_margin
+        )));
+    }
+    if let Some(s) = a.flgc_select_lr.filter(|s| !(s.is_finite() && *s >= 0.0)) {
+        return Err(Error::InvalidArgument(format!(
+            "--flgc-select-lr {s} must be finite and ≥ 0"
+        )));
+    }
+    let selection_lr_scale = match a.flgc_select_lr {
+        None => 1.0,
+        Some(s) if a.lr > 0.0 => s / a.lr,
+        Some(_) => {
+            return Err(Error::InvalidArgument(
+                "--flgc-select-lr needs a positive --lr (it follows --lr's schedule)".into(),
+            ))
+        }
+    };
     let cfg = TrainConfig {
         seed: a.seed,
         lr: a.lr,
+        selection_lr_scale,
         ..Default::default()
     };
     cfg.validate()?;
@@ -209,7 +231,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         None => {
             let mut w = Weights::init(&graph, a.seed);
-            init_selection(&graph, &mut w, a.flgc_init.into(), a.seed);
+            init_selection_with_margin(&graph, &mut w, a.flgc_init.into(), a.flgc_margin, a.seed)?;
             (w, None, 0)
         }
     };
@@ -230,6 +252,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let header = serde_json::json!({
         "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": groups(&a),
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
+        "flgc_margin": a.flgc_margin, "flgc_select_lr": a.flgc_select_lr.unwrap_or(a.lr),
         "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
         "macs": cost.total_macs, "params": cost.total_params,
         "train_n": train.n, "val_n": val.n, "device": device,

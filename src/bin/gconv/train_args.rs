@@ -87,6 +87,14 @@ pub struct Args {
     /// plus small noise, so no group starts empty) or `gaussian` (N(0, 1), as in the paper).
     #[arg(long, value_enum, default_value_t = FlgcInitArg::Balanced)]
     pub flgc_init: FlgcInitArg,
+    /// Lead of each row's own group in the balanced FLGC start (logits): smaller lets the
+    /// learnt grouping leave SGC's sooner; the start is SGC's whatever the margin.
+    #[arg(long, default_value_t = gconv::train::selection::BALANCED_MARGIN)]
+    pub flgc_margin: f32,
+    /// Learning rate of the FLGC selection matrices S̄, T̄ (default: --lr), on the same
+    /// schedule as --lr.
+    #[arg(long)]
+    pub flgc_select_lr: Option<f32>,
     /// Write a JSON-lines log (every step's loss, every epoch's metrics and FLGC grouping;
     /// appended to on --resume); `gconv plot LOG` draws its curves.
     #[arg(long)]

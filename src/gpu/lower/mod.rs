@@ -36,6 +36,8 @@ pub struct TrainSetup {
     pub bn_momentum: f32,
     /// `[lr]`, rewritten before each step.
     pub hyper: wgpu::Buffer,
+    /// `[lr · selection scale]` for the FLGC selection matrices, rewritten before each step.
+    pub hyper_selection: wgpu::Buffer,
     /// Dropout seed `[lo, hi]`, rewritten before each step.
     pub seed: wgpu::Buffer,
 }
@@ -351,7 +353,10 @@ impl<'a> Lowering<'a> {
                 let len = g.len as usize;
                 let args = super::kernels::optim::SgdArgs {
                     grad: g.clone(),
-                    hyper: Arg::prefix(&setup.hyper, 1),
+                    hyper: match crate::optim::is_selection_param(&key) {
+                        true => Arg::prefix(&setup.hyper_selection, 1),
+                        false => Arg::prefix(&setup.hyper, 1),
+                    },
                     param: Arg::whole(&param.chunks[k]),
                     velocity: Arg::whole(&state.velocity[k]),
                 };
