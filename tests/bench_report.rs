@@ -29,6 +29,7 @@ fn tiny() -> BenchConfig {
         }],
         sweep_groups: vec![1, 2, 4, 16],
         models: vec![],
+        scheme: None,
         per_layer: true,
         tuned: false,
         tune: false,

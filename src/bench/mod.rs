@@ -118,6 +118,9 @@ pub struct BenchConfig {
     pub sweep_groups: Vec<usize>,
     /// Models of the `models` suite (paths of `.onnx` files or exports, zoo names).
     pub models: Vec<String>,
+    /// Grouping scheme applied to the zoo models of the `models` suite (a scheme `.toml`
+    /// such as `gconv search` writes, A–E, or stage groups like `1,1,8,8,8`).
+    pub scheme: Option<String>,
     /// Per-layer rows for paper1 too, and per-layer tables in the text report.
     pub per_layer: bool,
     /// Use the kernel choices cached by `gconv tune` (for `batch`).
@@ -174,6 +177,7 @@ impl BenchConfig {
             },
             sweep_groups: vec![1, 2, 4, 8, 16, 32, 64],
             models: Vec::new(),
+            scheme: None,
             per_layer: false,
             tuned: true,
             tune: false,

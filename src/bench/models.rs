@@ -71,10 +71,11 @@ fn class_times(g: &Graph, layers: &[(String, f64)]) -> Vec<(String, f64)> {
 }
 
 /// A model given by path or name: ONNX (optionally without the permutation fold), an export
-/// of `gconv export`, or a zoo name / TOML file at its own input size.
+/// of `gconv export`, or a zoo name / TOML file at its own input size (with `scheme` applied).
 fn load(
     rt: &Runtime,
     what: &str,
+    scheme: Option<&str>,
     fold: bool,
     opts: &LoadOptions,
 ) -> Result<(Model, Option<FoldReport>)> {
@@ -90,7 +91,10 @@ fn load(
         let (g, w, _) = crate::io::read_exported(what)?;
         return Ok((rt.load_graph(g, w, opts)?, None));
     }
-    let spec = crate::zoo::ModelSpec::load(what)?;
+    let mut spec = crate::zoo::ModelSpec::load(what)?;
+    if let Some(s) = scheme {
+        spec = spec.with_scheme(&crate::zoo::Scheme::load(s)?)?;
+    }
     Ok((rt.load(&spec, None, opts)?, None))
 }
 
@@ -130,7 +134,7 @@ pub fn run_models(
             progress(&label);
             let report = std::cell::Cell::new(None);
             let mut model = load_tuned(rt, cfg, &|o| {
-                let (m, r) = load(rt, what, fold, o)?;
+                let (m, r) = load(rt, what, cfg.scheme.as_deref(), fold, o)?;
                 report.set(r);
                 Ok(m)
             })?;

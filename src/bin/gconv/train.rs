@@ -8,7 +8,7 @@ use gconv::train::log::TrainLog;
 use gconv::train::selection::{group_changes, init_selection, layer_groups, GroupChanges};
 use gconv::train::{self, LrSchedule, TrainConfig};
 use gconv::train::{Checkpoint, TrainingData};
-use gconv::zoo::{Arch, ModelSpec};
+use gconv::zoo::{Arch, ModelSpec, Scheme};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -34,12 +34,17 @@ pub struct Args {
     /// classes the data's, and its width is scaled by --width.
     #[arg(long, short, default_value = "resnet50-dsc")]
     model: String,
-    /// Kind of the grouped convolutions.
-    #[arg(long, value_enum, default_value_t = ConvArg::Dense)]
-    conv: ConvArg,
-    /// Groups G of the grouped convolutions (sgc / flgc).
-    #[arg(long, default_value_t = 4)]
-    groups: usize,
+    /// Kind of the grouped convolutions (default: dense; with --scheme, the scheme's).
+    #[arg(long, value_enum)]
+    conv: Option<ConvArg>,
+    /// Groups G of the grouped convolutions (sgc / flgc; default 4; with --scheme, the
+    /// scheme's).
+    #[arg(long)]
+    groups: Option<usize>,
+    /// Grouping scheme: a scheme .toml (e.g. written by `gconv search`), A–E, or stage groups
+    /// like 1,1,8,8,8.
+    #[arg(long)]
+    scheme: Option<String>,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.125)]
     width: f32,
@@ -71,7 +76,8 @@ pub struct Args {
     /// test accuracy is skipped.
     #[arg(long)]
     test_data: Option<PathBuf>,
-    /// Image-folder input size `CxHxW` (C = 1 or 3); images are converted and resized.
+    /// Input size `CxHxW`: an image folder's images are converted and resized to it (C = 1
+    /// or 3); Fashion-MNIST is zero-padded to it (1xHxW, e.g. 1x32x32 for VGG's five pools).
     #[arg(long, default_value = "1x28x28")]
     input: String,
     /// Use only the first N training images (quick runs).
@@ -123,12 +129,22 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         }
         _ => {}
     }
-    if a.conv != ConvArg::Dense {
-        spec = spec.with_groups(a.groups, Some(a.conv.into()))?;
-    } else {
-        spec = spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense))?;
+    if let Some(s) = &a.scheme {
+        spec = spec.with_scheme(&Scheme::load(s)?)?;
+        match (a.groups, a.conv) {
+            (Some(g), c) => spec = spec.with_groups(g, c.map(Into::into))?,
+            (None, Some(c)) => {
+                let g = spec.groups();
+                spec = spec.with_groups(g, Some(c.into()))?;
+            }
+            (None, None) => {}
+        }
+        return Ok(spec);
     }
-    Ok(spec)
+    match a.conv.unwrap_or(ConvArg::Dense) {
+        ConvArg::Dense => spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense)),
+        c => spec.with_groups(a.groups.unwrap_or(4), Some(c.into())),
+    }
 }
 
 fn parse_layers(s: &str) -> Result<[usize; 4]> {
@@ -265,8 +281,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let device = trainer.device();
     let cost = trainer.graph().cost();
     let memory = trainer.memory_plan(a.batch)?;
+    let conv_name = match (a.conv, &a.scheme) {
+        (Some(c), _) => format!("{c:?}").to_lowercase(),
+        (None, Some(_)) => "scheme".into(),
+        (None, None) => "dense".into(),
+    };
     let header = serde_json::json!({
-        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": a.groups,
+        "model": spec.name, "conv": conv_name, "groups": spec.groups(), "scheme": a.scheme,
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
         "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
         "macs": cost.total_macs, "params": cost.total_params,
