@@ -14,20 +14,21 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 use plotters_backend::BackendCoord;
 
-use super::{BarChart, LineChart, Series};
+use super::{BarChart, LineChart, ScatterChart, Series};
 
 /// A validated chart to draw.
 #[derive(Clone, Copy)]
 pub(crate) enum Chart<'a> {
     Bar(&'a BarChart),
     Line(&'a LineChart),
+    Scatter(&'a ScatterChart),
 }
 
 impl Chart<'_> {
     fn size(self) -> (u32, u32) {
         match self {
             Chart::Bar(_) => (800, 480),
-            Chart::Line(_) => (960, 540),
+            Chart::Line(_) | Chart::Scatter(_) => (960, 540),
         }
     }
 }
@@ -117,15 +118,21 @@ type DrawResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: Chart<'_>) -> DrawResult<(), DB> {
     root.fill(&WHITE)?;
+    let legend: Vec<Series>;
     let (title, series) = match chart {
-        Chart::Bar(c) => (&c.title, &c.series),
-        Chart::Line(c) => (&c.title, &c.series),
+        Chart::Bar(c) => (&c.title, &c.series[..]),
+        Chart::Line(c) => (&c.title, &c.series[..]),
+        Chart::Scatter(c) => {
+            legend = scatter::legend(c);
+            (&c.title, &legend[..])
+        }
     };
     let rest = draw_title(root, title)?;
-    let plot = draw_legend(&rest, series, matches!(chart, Chart::Line(_)))?;
+    let plot = draw_legend(&rest, series, !matches!(chart, Chart::Bar(_)))?;
     match chart {
         Chart::Bar(c) => draw_bars(root, &plot, c),
         Chart::Line(c) => draw_lines(root, &plot, c),
+        Chart::Scatter(c) => scatter::draw_scatter(&plot, c),
     }
 }
 
@@ -466,6 +473,7 @@ impl Ranged for Positions {
 mod bars;
 mod lines;
 mod measured;
+mod scatter;
 
 use bars::draw_bars;
 use lines::draw_lines;
