@@ -22,6 +22,10 @@ use crate::weights::Weights;
 use serde::Serialize;
 use std::sync::Arc;
 
+/// Timed rounds per candidate when the search tunes a layer the cache lacks (`gconv tune`
+/// uses 3): the search relies on the time, not only on which kernel wins.
+pub const TUNE_REPEATS: usize = 5;
+
 /// The measured time of one layer.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerTime {
@@ -125,7 +129,8 @@ impl LatencyModel {
         let (exec, _) = compile(graph, &layer_weights(graph), &CompileOptions::default())?;
         let opts = TuneOptions {
             batch,
-            ..Default::default()
+            repeats: TUNE_REPEATS,
+            retune: false,
         };
         let rows = tune_graph(ctx, &exec, cache, &opts, &mut |_, _, _| {})?;
         let [r] = &rows[..] else {

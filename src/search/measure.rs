@@ -10,7 +10,7 @@ use crate::zoo::ModelSpec;
 use std::time::Instant;
 
 /// Median, fastest and slowest of the timed rounds, in ms.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Timing {
     /// Median.
     pub median_ms: f64,
@@ -20,17 +20,38 @@ pub struct Timing {
     pub max_ms: f64,
     /// Timed rounds.
     pub rounds: usize,
+    /// Every round's ms, in the order run.
+    pub samples_ms: Vec<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 impl Timing {
-    fn from_samples(mut s: Vec<f64>) -> Self {
+    fn from_samples(samples: Vec<f64>) -> Self {
+        let mut s = samples.clone();
         s.sort_by(f64::total_cmp);
         Self {
-            median_ms: s[s.len() / 2],
+            median_ms: median(samples.clone()),
             min_ms: s[0],
             max_ms: s[s.len() - 1],
             rounds: s.len(),
+            samples_ms: samples,
         }
+    }
+
+    /// The median over rounds of this model's time / `other`'s in the same round (rounds of
+    /// interleaved runs: a slow-down that hits a round hits both).
+    pub fn paired_ratio(&self, other: &Timing) -> f64 {
+        median(
+            self.samples_ms
+                .iter()
+                .zip(&other.samples_ms)
+                .map(|(a, b)| a / b)
+                .collect(),
+        )
     }
 }
 

@@ -235,14 +235,15 @@ pub fn run_search(
         cfg.batch,
         (cfg.warmup, cfg.rounds),
         progress,
-    )?[0];
+    )?
+    .remove(0);
     lat.calibrate(dense_t.median_ms);
     let cx = Ctx {
         space: &space,
         lat: &lat,
     };
     let mut dense = cx.result(&dense_scheme)?;
-    dense.set_measured(dense_t);
+    dense.set_measured(dense_t.clone());
     // The fronts.
     let units: Vec<Vec<Choice>> = space
         .units
@@ -288,7 +289,9 @@ pub fn run_search(
                 (format!("as fast as {}", r.scheme), r.predicted_ms, Some(r))
             }
         };
-        let Some(best) = best_within(&front_macs, budget - base_ms) else {
+        // The reference's own sum, in another order, must fit its own budget: allow round-off.
+        let slack = 1e-9 * budget.abs().max(1.0);
+        let Some(best) = best_within(&front_macs, budget - base_ms + slack) else {
             let fastest = FrontPoint::of(&front_macs[0], base_ms, base_cost);
             return Err(Error::InvalidArgument(format!(
                 "search: {label}: {budget:.2} ms is below the fastest scheme's predicted {:.2} ms \
@@ -323,12 +326,12 @@ pub fn run_search(
         }
         let refs: Vec<&ModelSpec> = to_time.iter().collect();
         let timed = time_interleaved(rt, &refs, cfg.batch, (cfg.warmup, cfg.rounds), progress)?;
-        found.set_measured(timed[0]);
         let mut ratio = None;
         if let Some(r) = reference.as_mut() {
-            r.set_measured(timed[1]);
-            ratio = Some(timed[0].median_ms / timed[1].median_ms);
+            ratio = Some(timed[0].paired_ratio(&timed[1]));
+            r.set_measured(timed[1].clone());
         }
+        found.set_measured(timed[0].clone());
         results.push(SearchResult {
             target: label,
             budget_ms: budget,

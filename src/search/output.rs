@@ -211,7 +211,15 @@ pub fn pareto_chart(r: &SearchReport, params: bool) -> ScatterChart {
         .chain(r.results.iter().filter_map(|x| x.reference.as_ref()))
     {
         if let Some(m) = s.measured_ms {
-            measured.push((s, m, String::new()));
+            let label = s.scheme.trim_start_matches("found-as-fast-as-");
+            let label = if s.scheme.starts_with("found") && label != s.scheme {
+                format!("→ {label}")
+            } else if s.scheme.starts_with("found") {
+                "found".to_string()
+            } else {
+                label.to_string()
+            };
+            measured.push((s, m, label));
         }
     }
     series.push(labelled("measured end to end", measured));

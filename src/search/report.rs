@@ -50,7 +50,8 @@ pub struct SearchResult {
     pub found: SchemeResult,
     /// The reference scheme (`--as-fast-as`).
     pub reference: Option<SchemeResult>,
-    /// found.measured / reference.measured (`--as-fast-as`).
+    /// found / reference measured time, the median over the interleaved rounds of each
+    /// round's ratio (`--as-fast-as`).
     pub measured_ratio: Option<f64>,
     /// The scheme file's text.
     pub scheme_toml: String,

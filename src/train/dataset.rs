@@ -122,3 +122,28 @@ impl TrainingData {
         Ok(test)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_centres_the_image_and_refuses_to_shrink() {
+        let d = Dataset::new(vec![1.0, 2.0, 3.0, 4.0], vec![7], 1, 2, 2).unwrap();
+        let p = pad_to(d.clone(), [1, 4, 4], Path::new("fm")).unwrap();
+        assert_eq!((p.h, p.w, p.labels.clone()), (4, 4, vec![7]));
+        #[rustfmt::skip]
+        let want = [
+            0.0, 0.0, 0.0, 0.0,
+            0.0, 1.0, 2.0, 0.0,
+            0.0, 3.0, 4.0, 0.0,
+            0.0, 0.0, 0.0, 0.0,
+        ];
+        assert_eq!(p.images, want);
+        assert_eq!(pad_to(d.clone(), [1, 2, 2], Path::new("fm")).unwrap(), d);
+        for bad in [[1, 1, 4], [3, 4, 4]] {
+            let e = pad_to(d.clone(), bad, Path::new("fm")).unwrap_err();
+            assert!(e.to_string().contains("can only pad it"), "{e}");
+        }
+    }
+}

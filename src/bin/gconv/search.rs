@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Timed whole-model rounds, interleaved (medians).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 9)]
     rounds: usize,
     /// Device (a GPU adapter is needed: the latency model is measured).
     #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
