@@ -86,7 +86,7 @@ fn once(model: &mut Model, x: &Tensor) -> Result<f64> {
 }
 
 /// Times `specs` end to end at `batch`: `warmup` untimed rounds, then `rounds` timed ones,
-/// each running every model once in turn. `progress` is told each round.
+/// each running every model once in turn (every other round in reverse order). `progress` is told each round.
 pub fn time_interleaved(
     rt: &Runtime,
     specs: &[&ModelSpec],
@@ -103,8 +103,11 @@ pub fn time_interleaved(
     let mut samples = vec![Vec::with_capacity(rounds); models.len()];
     for r in 0..warmup + rounds {
         progress("end to end", r, warmup + rounds);
-        for (i, m) in models.iter_mut().enumerate() {
-            let t = once(m, &x[i])?;
+        // Every other round in reverse order: no model always runs right after another.
+        let n = models.len();
+        for k in 0..n {
+            let i = if r % 2 == 0 { k } else { n - 1 - k };
+            let t = once(&mut models[i], &x[i])?;
             if r >= warmup {
                 samples[i].push(t);
             }

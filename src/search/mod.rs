@@ -183,6 +183,7 @@ impl Ctx<'_> {
                 Default::default()
             },
             predicted_ms,
+            layers_ms: predicted_ms - self.lat.fixed_ms,
             measured_ms: None,
             measured: None,
             error_pct: None,

@@ -93,6 +93,7 @@ pub fn render_text(r: &SearchReport) -> String {
             );
         }
     }
+    out += &checks(r);
     if !r.marks.is_empty() {
         let rows: Vec<Vec<String>> = r
             .marks
@@ -267,4 +268,38 @@ pub fn write_outputs(r: &SearchReport, dir: &Path) -> Result<Vec<PathBuf>> {
         write_atomic(p, bytes)?;
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The issue's goals, checked on what this run measured: per `--as-fast-as` target the found
+/// scheme's measured latency within 1.05× the reference's with at least its MACs, and every
+/// measured scheme's prediction within 15 %.
+fn checks(r: &SearchReport) -> String {
+    let mut out = String::new();
+    let refs: Vec<_> = r.results.iter().filter(|x| x.reference.is_some()).collect();
+    if !refs.is_empty() {
+        let (mut fast, mut more, mut strictly) = (0, 0, 0);
+        for x in &refs {
+            let rf = x.reference.as_ref().expect("filtered");
+            fast += usize::from(x.measured_ratio.is_some_and(|q| q <= 1.05));
+            more += usize::from(x.found.macs >= rf.macs);
+            strictly += usize::from(x.found.macs > rf.macs);
+        }
+        out += &format!(
+            "\n\nchecks: measured ≤ 1.05× the reference for {fast} of {n}; MACs ≥ the reference's \
+             for {more} of {n}, strictly more for {strictly}",
+            n = refs.len()
+        );
+    }
+    let errs: Vec<f64> = std::iter::once(&r.dense)
+        .chain(r.results.iter().flat_map(|x| std::iter::once(&x.found).chain(&x.reference)))
+        .filter_map(|s| s.error_pct)
+        .collect();
+    let within = errs.iter().filter(|e| e.abs() <= 15.0).count();
+    let worst = errs.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+    out += &format!(
+        "\nchecks: prediction within 15 % for {within} of {} measured schemes (worst {worst:.1} %, \
+         the dense calibration run included)\n",
+        errs.len()
+    );
+    out
 }

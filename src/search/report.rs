@@ -18,6 +18,8 @@ pub struct SchemeResult {
     pub groups: BTreeMap<String, usize>,
     /// Predicted whole-model milliseconds.
     pub predicted_ms: f64,
+    /// The summed layer times of the prediction (without the fixed cost), ms.
+    pub layers_ms: f64,
     /// Measured whole-model median milliseconds (when measured end to end).
     pub measured_ms: Option<f64>,
     /// The end-to-end timing.
