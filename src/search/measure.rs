@@ -1,12 +1,18 @@
 //! Whole models end to end, in one process and interleaved: every round runs each model once,
 //! in turn, so a machine that slows down (lavapipe shares its CPU cores with everything else)
-//! slows them all alike; the medians are compared.
+//! slows them all alike; the medians (and the per-round ratios) are compared.
 
 use super::latency::layer_weights;
+use crate::compile::{compile, CompileOptions};
 use crate::error::Result;
-use crate::runtime::{LoadOptions, Model, Runtime};
+use crate::gpu::choice::KernelChoice;
+use crate::gpu::tune::cached_choice;
+use crate::gpu::{GpuContext, GpuModel};
+use crate::graph::Graph;
 use crate::tensor::Tensor;
+use crate::weights::Weights;
 use crate::zoo::ModelSpec;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Median, fastest and slowest of the timed rounds, in ms.
@@ -55,61 +61,80 @@ impl Timing {
     }
 }
 
-/// Loads `spec` for inference at `batch` with the kernels the tuning cache gives it (FLGC
-/// layers as their even split exports, like the latency model's layers).
-pub fn load(rt: &Runtime, spec: &ModelSpec, batch: usize) -> Result<Model> {
-    let graph = spec.build()?;
-    let weights = layer_weights(&graph);
-    let opts = LoadOptions {
-        tuned_batch: Some(batch),
-        ..Default::default()
-    };
-    rt.load_graph(graph, weights, &opts)
+/// A model compiled for inference once (BN folded, FLGC exported as its even split, like the
+/// latency model's layers), with the kernels the tuning cache gives it at `batch`; its GPU
+/// instance is made afresh for every round.
+pub struct Prepared {
+    graph: Graph,
+    weights: Weights,
+    choice: KernelChoice,
+    input: Tensor,
 }
 
-fn input(model: &Model, batch: usize) -> Tensor {
-    let [c, h, w] = model.graph().input_shape();
-    Tensor::from_fn(&[batch, c, h, w], |i| {
-        ((i as u32).wrapping_mul(2_654_435_761) % 2000) as f32 / 1000.0 - 1.0
-    })
-}
-
-fn once(model: &mut Model, x: &Tensor) -> Result<f64> {
-    let t0 = Instant::now();
-    match model.gpu_model() {
-        Some(g) => g.run_no_readback(x)?,
-        None => {
-            model.run(x)?;
-        }
+impl Prepared {
+    /// Builds and compiles `spec` for `batch`.
+    pub fn new(ctx: &GpuContext, spec: &ModelSpec, batch: usize) -> Result<Self> {
+        let graph = spec.build()?;
+        let (graph, weights) = compile(&graph, &layer_weights(&graph), &CompileOptions::default())?;
+        let choice = cached_choice(ctx, &graph, batch, false);
+        let [c, h, w] = graph.input_shape();
+        let input = Tensor::from_fn(&[batch, c, h, w], |i| {
+            ((i as u32).wrapping_mul(2_654_435_761) % 2000) as f32 / 1000.0 - 1.0
+        });
+        Ok(Self {
+            graph,
+            weights,
+            choice,
+            input,
+        })
     }
-    Ok(t0.elapsed().as_secs_f64() * 1e3)
+
+    /// A fresh instance, run once untimed, then `runs` timed passes (ms).
+    fn time(&self, ctx: &Arc<GpuContext>, runs: usize) -> Result<Vec<f64>> {
+        let mut m = GpuModel::with_choice(
+            ctx.clone(),
+            self.graph.clone(),
+            &self.weights,
+            self.choice.clone(),
+        )?;
+        m.run_no_readback(&self.input)?;
+        (0..runs)
+            .map(|_| {
+                let t0 = Instant::now();
+                m.run_no_readback(&self.input)?;
+                Ok(t0.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect()
+    }
 }
 
-/// Times `specs` end to end at `batch`: `warmup` untimed rounds, then `rounds` timed ones,
-/// each running every model once in turn (every other round in reverse order). `progress` is told each round.
+/// Times `specs` end to end at `batch`: `warmup` untimed rounds, then `rounds` timed ones.
+/// A round makes each model's GPU instance afresh, runs it once untimed and once timed, and
+/// drops it, the models in turn (every other round in reverse order) — so a slow-down of the
+/// machine hits all models of a round alike, and where an instance's buffers happen to land
+/// (on lavapipe the same model's instances differ by up to 1.6× in one process, its 400 MB
+/// classifier most) varies from round to round instead of favouring one model for the run.
 pub fn time_interleaved(
-    rt: &Runtime,
+    ctx: &Arc<GpuContext>,
     specs: &[&ModelSpec],
     batch: usize,
     (warmup, rounds): (usize, usize),
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<Timing>> {
-    let mut models = specs
+    let models = specs
         .iter()
-        .map(|s| load(rt, s, batch))
+        .map(|s| Prepared::new(ctx, s, batch))
         .collect::<Result<Vec<_>>>()?;
-    let x: Vec<Tensor> = models.iter().map(|m| input(m, batch)).collect();
     let rounds = rounds.max(1);
     let mut samples = vec![Vec::with_capacity(rounds); models.len()];
+    let n = models.len();
     for r in 0..warmup + rounds {
         progress("end to end", r, warmup + rounds);
-        // Every other round in reverse order: no model always runs right after another.
-        let n = models.len();
         for k in 0..n {
             let i = if r % 2 == 0 { k } else { n - 1 - k };
-            let t = once(&mut models[i], &x[i])?;
+            let t = models[i].time(ctx, 1)?;
             if r >= warmup {
-                samples[i].push(t);
+                samples[i].extend(t);
             }
         }
     }

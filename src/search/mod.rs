@@ -231,7 +231,7 @@ pub fn run_search(
     let t_e2e = Instant::now();
     let dense_scheme = space.scheme("dense", "every unit at G = 1", &vec![1; space.units.len()]);
     let dense_t = time_interleaved(
-        rt,
+        ctx,
         &[&space.spec_of(&dense_scheme)?],
         cfg.batch,
         (cfg.warmup, cfg.rounds),
@@ -243,8 +243,7 @@ pub fn run_search(
         space: &space,
         lat: &lat,
     };
-    let mut dense = cx.result(&dense_scheme)?;
-    dense.set_measured(dense_t.clone());
+    let dense = cx.result(&dense_scheme)?;
     // The fronts.
     let units: Vec<Vec<Choice>> = space
         .units
@@ -279,8 +278,8 @@ pub fn run_search(
     let front_params = pareto_front(&units, Value::Params)?;
     let base_ms = lat.fixed_ms + lat.other_ms();
     let base_cost = (space.fixed_macs, space.fixed_params);
-    // One result per target.
-    let mut results = Vec::new();
+    // One scheme per target, found before anything more is measured.
+    let mut pending = Vec::new();
     for t in &cfg.targets {
         let (label, budget, reference) = match t {
             Target::BudgetMs(b) => (format!("budget {b} ms"), *b, None),
@@ -319,20 +318,52 @@ pub fn run_search(
             rt.describe()
         );
         let scheme = space.scheme(&name, &desc, &best.groups);
-        let mut found = cx.result(&scheme)?;
-        let mut reference = reference;
-        let mut to_time = vec![space.spec_of(&scheme)?];
-        if let Target::AsFastAs(n) = t {
-            to_time.push(space.spec_of(&Scheme::load(n)?)?);
+        let found = cx.result(&scheme)?;
+        let ref_scheme = match t {
+            Target::AsFastAs(n) => Some(Scheme::load(n)?),
+            _ => None,
+        };
+        pending.push((label, budget, scheme, found, reference, ref_scheme));
+    }
+    // Every scheme reported, measured in one interleaved session (identical ones once); the
+    // dense model again, so its prediction (calibrated before the search) is checked too.
+    let mut keys: Vec<Vec<usize>> = Vec::new();
+    let mut specs: Vec<ModelSpec> = Vec::new();
+    let mut slot = |scheme: &Scheme| -> Result<usize> {
+        let g = space.site_groups(scheme)?;
+        if let Some(i) = keys.iter().position(|k| *k == g) {
+            return Ok(i);
         }
-        let refs: Vec<&ModelSpec> = to_time.iter().collect();
-        let timed = time_interleaved(rt, &refs, cfg.batch, (cfg.warmup, cfg.rounds), progress)?;
+        keys.push(g);
+        specs.push(space.spec_of(scheme)?);
+        Ok(keys.len() - 1)
+    };
+    let dense_slot = slot(&dense_scheme)?;
+    let mut slots = Vec::new();
+    for (_, _, scheme, _, _, ref_scheme) in &pending {
+        let r = ref_scheme.as_ref().map(&mut slot).transpose()?;
+        slots.push((slot(scheme)?, r));
+    }
+    let spec_refs: Vec<&ModelSpec> = specs.iter().collect();
+    let timed = time_interleaved(
+        ctx,
+        &spec_refs,
+        cfg.batch,
+        (cfg.warmup, cfg.rounds),
+        progress,
+    )?;
+    let mut dense = dense;
+    dense.set_measured(timed[dense_slot].clone());
+    let mut results = Vec::new();
+    for ((label, budget, scheme, mut found, mut reference, _), (fi, ri)) in
+        pending.into_iter().zip(slots)
+    {
+        found.set_measured(timed[fi].clone());
         let mut ratio = None;
-        if let Some(r) = reference.as_mut() {
-            ratio = Some(timed[0].paired_ratio(&timed[1]));
-            r.set_measured(timed[1].clone());
+        if let (Some(r), Some(ri)) = (reference.as_mut(), ri) {
+            ratio = Some(timed[fi].paired_ratio(&timed[ri]));
+            r.set_measured(timed[ri].clone());
         }
-        found.set_measured(timed[0].clone());
         results.push(SearchResult {
             target: label,
             budget_ms: budget,
@@ -390,6 +421,7 @@ pub fn run_search(
             layers_from_cache: lat.from_cache,
             cache: cache.path().display().to_string(),
             layers: lat.layers.clone(),
+            calibration: dense_t,
         },
         dense,
         results,

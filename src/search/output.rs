@@ -44,7 +44,7 @@ pub fn render_text(r: &SearchReport) -> String {
             m(s.params),
         ]);
     };
-    row("dense (calibration)", &r.dense);
+    row("dense", &r.dense);
     for res in &r.results {
         row(&format!("found: {}", res.target), &res.found);
         if let Some(rf) = &res.reference {
@@ -64,7 +64,8 @@ pub fn render_text(r: &SearchReport) -> String {
     let mut out =
         format!(
         "{} at {}x{}x{}, batch {}, {} {} on {}\n{} units, {} schemes searched exactly; layers: {} \
-         measured now, {} from the cache; fixed cost {:.2} ms\n\n",
+         measured now, {} from the cache; fixed cost {:.2} ms (dense measured {:.2} ms before \
+         the search)\n\n",
         r.model,
         r.input[0],
         r.input[1],
@@ -78,6 +79,7 @@ pub fn render_text(r: &SearchReport) -> String {
         r.latency.layers_measured_now,
         r.latency.layers_from_cache,
         r.latency.fixed_ms,
+        r.latency.calibration.median_ms,
     );
     out += &markdown_table(&header, &rows);
     for res in &r.results {
@@ -291,14 +293,18 @@ fn checks(r: &SearchReport) -> String {
         );
     }
     let errs: Vec<f64> = std::iter::once(&r.dense)
-        .chain(r.results.iter().flat_map(|x| std::iter::once(&x.found).chain(&x.reference)))
+        .chain(
+            r.results
+                .iter()
+                .flat_map(|x| std::iter::once(&x.found).chain(&x.reference)),
+        )
         .filter_map(|s| s.error_pct)
         .collect();
     let within = errs.iter().filter(|e| e.abs() <= 15.0).count();
     let worst = errs.iter().fold(0.0f64, |a, e| a.max(e.abs()));
     out += &format!(
         "\nchecks: prediction within 15 % for {within} of {} measured schemes (worst {worst:.1} %, \
-         the dense calibration run included)\n",
+         the dense model included)\n",
         errs.len()
     );
     out

@@ -109,6 +109,9 @@ pub struct LatencySummary {
     pub cache: String,
     /// Every layer time.
     pub layers: Vec<LayerTime>,
+    /// The dense model's end-to-end timing the fixed cost was set from (before the search;
+    /// `dense` in the report is its re-measurement with the other schemes).
+    pub calibration: Timing,
 }
 
 /// Wall-clock seconds of the parts of a search.
@@ -151,7 +154,8 @@ pub struct SearchReport {
     pub method: &'static str,
     /// The latency model.
     pub latency: LatencySummary,
-    /// The dense model (the calibration run: its prediction equals its measurement).
+    /// The dense model, re-measured with the schemes found (its prediction comes from the
+    /// calibration run before the search).
     pub dense: SchemeResult,
     /// One per target.
     pub results: Vec<SearchResult>,
