@@ -109,6 +109,12 @@ fn search_writes_a_scheme_every_command_accepts() {
     assert!(
         r["results"][0]["found"]["predicted_ms"].as_f64() <= reference["predicted_ms"].as_f64()
     );
+    // The dense model against itself: every round's ratio is 1, so its relative error is 0;
+    // every other measured scheme has one.
+    assert_eq!(r["dense"]["error_vs_dense_pct"].as_f64(), Some(0.0));
+    assert!(r["results"][0]["found"]["error_vs_dense_pct"]
+        .as_f64()
+        .is_some_and(f64::is_finite));
     let fresh = r["latency"]["layers_measured_now"].as_u64().unwrap();
     assert!(fresh > 0, "an empty cache is filled");
     // The front: latency ascending, MACs strictly ascending.
@@ -296,6 +302,18 @@ fn bad_requests_write_nothing() {
         &search(&out, &["--budget-ms", "0.000001"]),
         "below the fastest scheme",
     );
+    // A file where the output folder (or a folder above it) should be, before any measuring.
+    let file_out = dir.path("a-file");
+    std::fs::write(&file_out, "x").unwrap();
+    let below = format!("{file_out}/out");
+    for o in [&file_out, &below] {
+        fails(
+            &cache,
+            &["search", "--model", TINY, "--budget-ms", "9", "--out", o],
+            "is not a folder",
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file_out).unwrap(), "x");
     assert!(
         !Path::new(&out).exists(),
         "nothing written for failed searches"

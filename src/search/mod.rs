@@ -187,6 +187,7 @@ impl Ctx<'_> {
             measured_ms: None,
             measured: None,
             error_pct: None,
+            error_vs_dense_pct: None,
             macs,
             params,
         })
@@ -353,16 +354,21 @@ pub fn run_search(
         progress,
     )?;
     let mut dense = dense;
-    dense.set_measured(timed[dense_slot].clone());
+    let dense_pred = dense.predicted_ms;
+    let measure = |s: &mut SchemeResult, i: usize| {
+        s.set_measured(timed[i].clone());
+        s.set_vs_dense(dense_pred, timed[i].paired_ratio(&timed[dense_slot]));
+    };
+    measure(&mut dense, dense_slot);
     let mut results = Vec::new();
     for ((label, budget, scheme, mut found, mut reference, _), (fi, ri)) in
         pending.into_iter().zip(slots)
     {
-        found.set_measured(timed[fi].clone());
+        measure(&mut found, fi);
         let mut ratio = None;
         if let (Some(r), Some(ri)) = (reference.as_mut(), ri) {
             ratio = Some(timed[fi].paired_ratio(&timed[ri]));
-            r.set_measured(timed[ri].clone());
+            measure(r, ri);
         }
         results.push(SearchResult {
             target: label,

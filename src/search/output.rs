@@ -40,6 +40,7 @@ pub fn render_text(r: &SearchReport) -> String {
             ms(Some(s.predicted_ms)),
             ms(s.measured_ms),
             pct(s.error_pct),
+            pct(s.error_vs_dense_pct),
             m(s.macs),
             m(s.params),
         ]);
@@ -58,6 +59,7 @@ pub fn render_text(r: &SearchReport) -> String {
         "predicted ms",
         "measured ms",
         "pred. error %",
+        "error vs dense %",
         "MMACs",
         "M params",
     ];
@@ -292,20 +294,32 @@ fn checks(r: &SearchReport) -> String {
             n = refs.len()
         );
     }
-    let errs: Vec<f64> = std::iter::once(&r.dense)
+    let measured: Vec<&SchemeResult> = std::iter::once(&r.dense)
         .chain(
             r.results
                 .iter()
                 .flat_map(|x| std::iter::once(&x.found).chain(&x.reference)),
         )
-        .filter_map(|s| s.error_pct)
         .collect();
-    let within = errs.iter().filter(|e| e.abs() <= 15.0).count();
-    let worst = errs.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+    let within = |errs: Vec<f64>| {
+        let n = errs.iter().filter(|e| e.abs() <= 15.0).count();
+        let worst = errs.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+        (n, errs.len(), worst)
+    };
+    let (n, of, worst) = within(measured.iter().filter_map(|s| s.error_pct).collect());
     out += &format!(
-        "\nchecks: prediction within 15 % for {within} of {} measured schemes (worst {worst:.1} %, \
-         the dense model included)\n",
-        errs.len()
+        "\nchecks: prediction within 15 % for {n} of {of} measured schemes (worst {worst:.1} %, \
+         the dense model included)"
+    );
+    let (n, of, worst) = within(
+        measured
+            .iter()
+            .filter_map(|s| s.error_vs_dense_pct)
+            .collect(),
+    );
+    out += &format!(
+        "\nchecks: time relative to the dense model's predicted within 15 % for {n} of {of} \
+         (worst {worst:.1} %)\n"
     );
     out
 }

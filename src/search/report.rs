@@ -26,6 +26,12 @@ pub struct SchemeResult {
     pub measured: Option<Timing>,
     /// (predicted − measured) / measured, in %.
     pub error_pct: Option<f64>,
+    /// The same error of the scheme's time relative to the dense model's, in %: predicted
+    /// ratio to the dense model's prediction vs the measured ratio (the median of the
+    /// interleaved rounds' ratios). A machine that runs at another speed during the
+    /// end-to-end check than while the layers were timed (lavapipe shares its cores) moves
+    /// `error_pct` of every scheme alike and this not at all.
+    pub error_vs_dense_pct: Option<f64>,
     /// MACs per image.
     pub macs: u64,
     /// Inference parameters.
@@ -38,6 +44,13 @@ impl SchemeResult {
         self.measured_ms = Some(t.median_ms);
         self.error_pct = Some(100.0 * (self.predicted_ms - t.median_ms) / t.median_ms);
         self.measured = Some(t);
+    }
+
+    /// Records the measured ratio of this scheme's time to the dense model's, whose
+    /// prediction is `dense_predicted_ms`.
+    pub fn set_vs_dense(&mut self, dense_predicted_ms: f64, measured_ratio: f64) {
+        let predicted_ratio = self.predicted_ms / dense_predicted_ms;
+        self.error_vs_dense_pct = Some(100.0 * (predicted_ratio / measured_ratio - 1.0));
     }
 }
 

@@ -7,7 +7,7 @@ use gconv::search::{run_search, SearchConfig, Target};
 use gconv::zoo::ConvKind;
 use gconv::{Error, Result, Runtime};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Options of `gconv search`.
@@ -75,6 +75,29 @@ fn split_schemes(v: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Refused before anything is measured: an output folder that cannot be written, a file
+/// where the folder (or one above it) should be.
+fn check_out_folder(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        return gconv::fs::check_writable(out.join("search.json"));
+    }
+    let not_folder = |p: &Path| {
+        Error::io(
+            p,
+            std::io::Error::other("is not a folder (--out names the folder for the results)"),
+        )
+    };
+    if let Some(p) = out.ancestors().find(|p| p.exists()) {
+        if !p.is_dir() {
+            return Err(not_folder(p));
+        }
+    }
+    match out.parent() {
+        Some(p) if p.as_os_str().is_empty() || p.is_dir() => gconv::fs::check_writable(out),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let conv = match a.conv {
         ConvArg::Sgc => ConvKind::Sgc,
@@ -104,16 +127,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         rounds: a.rounds,
     };
     cfg.validate()?;
-    // Refused before anything is measured: an output folder that cannot be written.
-    if a.out.is_dir() {
-        gconv::fs::check_writable(a.out.join("search.json"))?;
-    } else if a
-        .out
-        .parent()
-        .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir())
-    {
-        gconv::fs::check_writable(&a.out)?;
-    }
+    check_out_folder(&a.out)?;
     let rt = Runtime::new(a.device.into())?;
     let bar = if a.json {
         ProgressBar::hidden()
