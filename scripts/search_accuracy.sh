@@ -4,7 +4,7 @@
 # schedule, paired seeds (same seed → same data order, augmentation and initialisation
 # stream), the full 10,000-image test set; the paired differences with a 95 % interval.
 #
-#   FOUND=1,1,1,8,8 GONG=1,4,4,4,4 scripts/search_accuracy.sh          # run (or resume), summarise
+#   FOUND=1,1,4,8,8 GONG=1,4,4,4,4 scripts/search_accuracy.sh          # run (or resume), summarise
 #   FOUND=... GONG=... scripts/search_accuracy.sh summary               # only the summary
 #
 # The schemes are stage groups of the narrowed model: VGG13-BN at width WIDTH keeps a group's
@@ -28,7 +28,7 @@ VAL=${VAL:-300}
 EPOCHS=${EPOCHS:-3}
 LR=${LR:-0.05}
 SEEDS=${SEEDS:-"0 1 2"}
-FOUND=${FOUND:?FOUND=stage groups of the found scheme, e.g. 1,1,1,8,8}
+FOUND=${FOUND:?FOUND=stage groups of the found scheme, e.g. 1,1,4,8,8}
 GONG=${GONG:?GONG=stage groups of the Gong scheme, e.g. 1,4,4,4,4}
 
 test_acc() {
