@@ -33,11 +33,11 @@ GONG=${GONG:?GONG=stage groups of the Gong scheme, e.g. 1,4,4,4,4}
 
 test_acc() {
   [ -f "$1" ] || return 0
-  grep '"kind":"test"' "$1" | tail -1 | sed -n 's/.*"test_acc":\([0-9.eE+-]*\).*/\1/p'
+  grep '"kind":"test"' "$1" | tail -1 | sed -n 's/.*"test_acc":\([0-9.eE+-]*\).*/\1/p' || true
 }
 macs() {
   [ -f "$1" ] || return 0
-  grep '"kind":"run"' "$1" | head -1 | sed -n 's/.*"macs":\([0-9]*\).*/\1/p'
+  grep '"kind":"run"' "$1" | head -1 | sed -n 's/.*"macs":\([0-9]*\).*/\1/p' || true
 }
 
 run_all() {
