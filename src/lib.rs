@@ -84,6 +84,7 @@ pub mod plan;
 #[cfg(feature = "app")]
 pub mod report;
 pub mod runtime;
+pub mod search;
 pub mod tensor;
 pub mod testing;
 pub mod train;

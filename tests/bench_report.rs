@@ -30,6 +30,7 @@ fn tiny() -> BenchConfig {
         sweep_groups: vec![1, 2, 4, 16],
         models: vec![],
         model_options: Default::default(),
+        scheme: None,
         per_layer: true,
         tuned: false,
         tune: false,

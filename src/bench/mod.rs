@@ -140,6 +140,10 @@ pub struct BenchConfig {
     /// written before it existed read as none set.)
     #[serde(default)]
     pub model_options: ModelOptions,
+    /// Grouping scheme applied to the zoo models of the `models` suite (a scheme `.toml`
+    /// such as `gconv search` writes, A–E, or stage groups like `1,1,8,8,8`).
+    #[serde(default)]
+    pub scheme: Option<String>,
     /// Per-layer rows for paper1 too, and per-layer tables in the text report.
     pub per_layer: bool,
     /// Use the kernel choices cached by `gconv tune` (for `batch`).
@@ -201,6 +205,7 @@ impl BenchConfig {
             sweep_groups: vec![1, 2, 4, 8, 16, 32, 64],
             models: Vec::new(),
             model_options: ModelOptions::default(),
+            scheme: None,
             per_layer: false,
             tuned: true,
             tune: false,

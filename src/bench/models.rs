@@ -164,11 +164,18 @@ fn load(
     Ok((rt.load_graph(g, w, opts)?, None))
 }
 
-/// What to time for `what`: `(label, zoo spec)` per G of the options (one entry, `None` spec,
-/// for an ONNX model or an export, which refuse the options).
-fn variants(what: &str, o: &ModelOptions) -> Result<Vec<(String, Option<ModelSpec>)>> {
+/// What to time for `what`: `(label, zoo spec)` per G of the options, `scheme` applied first
+/// (one entry, `None` spec, for an ONNX model or an export, which refuse both).
+fn variants(
+    what: &str,
+    o: &ModelOptions,
+    scheme: Option<&str>,
+) -> Result<Vec<(String, Option<ModelSpec>)>> {
     if is_fixed_graph(what) {
-        let given = o.given();
+        let mut given = o.given();
+        if scheme.is_some() {
+            given.push("--scheme");
+        }
         if !given.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "--model {what}: {} apply to zoo models only; this file fixes its own graph \
@@ -185,7 +192,11 @@ fn variants(what: &str, o: &ModelOptions) -> Result<Vec<(String, Option<ModelSpe
     groups
         .into_iter()
         .map(|g| {
-            let (spec, set) = o.apply(super::variant::zoo_spec(what)?, g)?;
+            let mut spec = super::variant::zoo_spec(what)?;
+            if let Some(s) = scheme {
+                spec = spec.with_scheme(&crate::zoo::Scheme::load(s)?)?;
+            }
+            let (spec, set) = o.apply(spec, g)?;
             let label = match set.is_empty() {
                 true => what.to_string(),
                 false => format!("{what} ({set})"),
@@ -225,7 +236,7 @@ pub fn run_models(
     let all = cfg
         .models
         .iter()
-        .map(|what| variants(what, &cfg.model_options).map(|v| (what, v)))
+        .map(|what| variants(what, &cfg.model_options, cfg.scheme.as_deref()).map(|v| (what, v)))
         .collect::<Result<Vec<_>>>()?;
     super::check::builds(
         all.iter()

@@ -81,6 +81,93 @@ pub struct LineChart {
     pub series: Vec<Series>,
 }
 
+/// Points with numeric coordinates, drawn as markers (one kind and colour per series),
+/// optionally joined as a staircase (a Pareto front) and labelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointSeries {
+    /// Legend text.
+    pub name: String,
+    /// `(x, y)` points; for a line, in x order.
+    pub points: Vec<(f64, f64)>,
+    /// Empty, or one label per point (empty strings for none).
+    pub labels: Vec<String>,
+    /// Join the points as a staircase: each y holds until the next point's x.
+    pub line: bool,
+}
+
+/// Scatter chart over numeric x and y axes, both from zero (e.g. latency vs MACs of
+/// grouping schemes, with a Pareto front and reference schemes marked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterChart {
+    /// Title drawn above the chart (may be empty).
+    pub title: String,
+    /// X axis description, e.g. `latency (ms)`.
+    pub x_label: String,
+    /// Y axis description, e.g. `GMACs`.
+    pub y_label: String,
+    /// The series.
+    pub series: Vec<PointSeries>,
+}
+
+/// Write a scatter chart as `dir/stem.svg` and `dir/stem.png` (960×540 pixels); returns the
+/// paths written, SVG first.
+///
+/// # Errors
+///
+/// As [`write_bar_chart`]: no series, a series without points, a non-finite coordinate,
+/// labels not matching the points, or a stem that is not a plain file name.
+pub fn write_scatter_chart(dir: &Path, stem: &str, chart: &ScatterChart) -> Result<Vec<PathBuf>> {
+    check_scatter(chart)?;
+    write_chart(dir, stem, chart::Chart::Scatter(chart), chart_font())
+}
+
+/// The SVG text and (when a font is found) the PNG bytes of a scatter chart, for callers that
+/// write every file of a report only once all of them are ready.
+///
+/// # Errors
+///
+/// As [`write_scatter_chart`], less the file errors.
+pub fn render_scatter_chart(chart: &ScatterChart) -> Result<(String, Option<Vec<u8>>)> {
+    check_scatter(chart)?;
+    let c = chart::Chart::Scatter(chart);
+    let font = chart_font();
+    let fail = |m: String| Error::InvalidArgument(format!("scatter chart: {m}"));
+    let (svg, _) = chart::render_svg(c, font.is_some()).map_err(fail)?;
+    let png = match font {
+        Some(_) => Some(chart::render_png(c).map_err(fail)?),
+        None => None,
+    };
+    Ok((svg, png))
+}
+
+fn check_scatter(c: &ScatterChart) -> Result<()> {
+    let name = chart_name("scatter chart", &c.title);
+    let bad = |msg: String| Err(Error::InvalidArgument(format!("{name}: {msg}")));
+    if c.series.is_empty() {
+        return bad("no series".into());
+    }
+    for s in &c.series {
+        if s.points.is_empty() {
+            return bad(format!("series `{}` has no points", s.name));
+        }
+        if s.points
+            .iter()
+            .any(|(x, y)| !x.is_finite() || !y.is_finite())
+        {
+            return bad(format!("series `{}` has a non-finite point", s.name));
+        }
+        if !s.labels.is_empty() && s.labels.len() != s.points.len() {
+            return bad(format!(
+                "series `{}` has {} labels for {} points",
+                s.name,
+                s.labels.len(),
+                s.points.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Write a grouped bar chart as `dir/stem.svg` and `dir/stem.png` (800×480 pixels);
 /// returns the paths written, SVG first. `dir` is created if missing.
 ///

@@ -2,6 +2,7 @@
 //! Wang et al.'s SGC / FLGC variants: every 1×1 conv with more filters than `grouped_above`
 //! (96) grouped.
 
+use super::scheme::{GroupSite, Grouping};
 use super::{Arch, ConvKind, ModelSpec, StemKind};
 use crate::error::Result;
 use crate::graph::{Conv2dSpec, Graph, GraphBuilder, NodeId, Op};
@@ -27,23 +28,33 @@ const STAGES: [(usize, usize, usize, usize); 7] = [
     (6, 320, 1, 1),
 ];
 
-struct Ctx {
+/// The stage index of the last 1×1 conv (`head` in [`ModelSpec::stage_names`]).
+const HEAD: usize = STAGES.len();
+
+struct Ctx<'a> {
     b: GraphBuilder,
     pointwise: ConvKind,
-    groups: usize,
+    grouping: Grouping<'a>,
     grouped_above: usize,
+    /// The stage being built (0 = `stage1`, [`HEAD`] = the last 1×1 conv).
+    stage: usize,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     /// A bias-free conv; 1×1 convs with more than `grouped_above` filters are grouped as the
-    /// model says.
+    /// model says (the layer's G, its stage's, or the model's).
     fn conv(&mut self, name: &str, x: NodeId, spec: Conv2dSpec) -> Result<NodeId> {
         let grouped = spec.kernel == [1, 1] && spec.out_channels > self.grouped_above;
+        let g = if grouped {
+            self.grouping.site(name, self.stage)
+        } else {
+            1
+        };
         let op = match (grouped, self.pointwise) {
             (false, _) | (_, ConvKind::Dense) => Op::Conv2d(spec),
-            (true, _) if self.groups == 1 => Op::Conv2d(spec),
-            (true, ConvKind::Sgc) => Op::Conv2d(spec.groups(self.groups)),
-            (true, ConvKind::Flgc) => Op::flgc(spec.groups(self.groups)),
+            (true, _) if g == 1 => Op::Conv2d(spec),
+            (true, ConvKind::Sgc) => Op::Conv2d(spec.groups(g)),
+            (true, ConvKind::Flgc) => Op::flgc(spec.groups(g)),
         };
         self.b.push(name, op, &[x])
     }
@@ -62,10 +73,11 @@ impl Ctx {
     }
 }
 
-pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
+pub(super) fn build(spec: &ModelSpec) -> Result<(Graph, Vec<GroupSite>)> {
     let Arch::Mobilenetv2 {
         pointwise,
         groups,
+        stage_groups,
         grouped_above,
         dropout,
         stem,
@@ -76,8 +88,9 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
     let mut cx = Ctx {
         b: GraphBuilder::new(&spec.name, spec.input),
         pointwise: *pointwise,
-        groups: *groups,
+        grouping: Grouping::new(spec, stage_groups.as_deref(), *groups),
         grouped_above: *grouped_above,
+        stage: 0,
     };
     let small = *stem == StemKind::Small;
     let w = spec.width;
@@ -96,6 +109,7 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
         let out = make_divisible(ch as f32 * w, 8);
         // Small inputs (28–32 px) keep the second stage at stride 1, as CIFAR MobileNetV2s do.
         let s = if small && si == 1 { 1 } else { s };
+        cx.stage = si;
         for bi in 0..n {
             let stride = if bi == 0 { s } else { 1 };
             let p = format!("features.{i}.conv");
@@ -121,6 +135,7 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
             i += 1;
         }
     }
+    cx.stage = HEAD;
     x = cx.conv_bn(
         &format!("features.{i}"),
         x,
@@ -134,7 +149,22 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
         Op::linear(last, spec.num_classes, true),
         &[x],
     )?;
-    Ok(cx.b.finish(x))
+    let sites = cx.grouping.sites;
+    if let Some(sg) = stage_groups {
+        let empty = (0..=HEAD).find(|&s| sg[s] > 1 && !sites.iter().any(|t| t.stage == s));
+        if let Some(s) = empty {
+            return Err(crate::error::Error::Model {
+                model: spec.name.clone(),
+                msg: format!(
+                    "stage_groups[{s}] = {}, but {} has no 1×1 conv of more than {grouped_above} \
+                     filters to group (its G must be 1)",
+                    sg[s],
+                    spec.stage_names()[s]
+                ),
+            });
+        }
+    }
+    Ok((cx.b.finish(x), sites))
 }
 
 #[cfg(test)]

@@ -1,16 +1,19 @@
 //! ResNet-50 family builder (torchvision v1.5 names; DSC / SGC / FLGC variants of Wang et al.).
 
+use super::scheme::{GroupSite, Grouping};
 use super::{scale_channels, Arch, BlockKind, ConvKind, ModelSpec, StemKind};
 use crate::error::Result;
 use crate::graph::{Conv2dSpec, Graph, GraphBuilder, NodeId, Op, Pool2dSpec};
 
-struct Ctx {
+struct Ctx<'a> {
     b: GraphBuilder,
     pointwise: ConvKind,
-    groups: usize,
+    grouping: Grouping<'a>,
+    /// The stage being built (0 = `layer1`).
+    stage: usize,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     fn bn(&mut self, name: &str, x: NodeId) -> Result<NodeId> {
         let channels = self.b.shape(x)[0];
         self.b.push(
@@ -27,15 +30,17 @@ impl Ctx {
         self.b.push(name, Op::relu(), &[x])
     }
 
-    /// A 1×1 conv inside a block: dense, SGC or FLGC with the model's G.
+    /// A 1×1 conv inside a block: dense, SGC or FLGC with its G (the layer's, the stage's or
+    /// the model's).
     fn pointwise(&mut self, name: &str, x: NodeId, out: usize, stride: usize) -> Result<NodeId> {
         let c = self.b.shape(x)[0];
         let conv = Conv2dSpec::square(c, out, 1, stride, 0);
+        let g = self.grouping.site(name, self.stage);
         let op = match self.pointwise {
             ConvKind::Dense => Op::Conv2d(conv),
-            ConvKind::Sgc => Op::Conv2d(conv.groups(self.groups)),
-            ConvKind::Flgc if self.groups == 1 => Op::Conv2d(conv),
-            ConvKind::Flgc => Op::FlgcConv2d(crate::ops::FlgcSpec(conv.groups(self.groups))),
+            ConvKind::Sgc => Op::Conv2d(conv.groups(g)),
+            ConvKind::Flgc if g == 1 => Op::Conv2d(conv),
+            ConvKind::Flgc => Op::FlgcConv2d(crate::ops::FlgcSpec(conv.groups(g))),
         };
         self.b.push(name, op, &[x])
     }
@@ -45,20 +50,22 @@ impl Ctx {
     }
 }
 
-pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
+pub(super) fn build(spec: &ModelSpec) -> Result<(Graph, Vec<GroupSite>)> {
     let Arch::Resnet {
         layers,
         block,
         pointwise,
         groups,
+        stage_groups,
         stem,
     } = &spec.arch
     else {
         unreachable!("resnet::build called on a non-ResNet spec")
     };
-    // Channel counts are rounded to a multiple of G where G must divide them (SGC).
+    let grouping = Grouping::new(spec, stage_groups.as_deref(), *groups);
+    // Channel counts are rounded to a multiple of every G where G must divide them (SGC).
     let align = if *pointwise == ConvKind::Sgc {
-        *groups
+        grouping.all().fold(1, lcm)
     } else {
         1
     };
@@ -66,7 +73,8 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
     let mut cx = Ctx {
         b: GraphBuilder::new(&spec.name, spec.input),
         pointwise: *pointwise,
-        groups: *groups,
+        grouping,
+        stage: 0,
     };
     let mut x = cx.b.input();
     let c_in = spec.input[0];
@@ -87,6 +95,7 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
     for (li, (&n_blocks, planes)) in layers.iter().zip([64, 128, 256, 512]).enumerate() {
         let width = ch(planes);
         let out = ch(planes * 4);
+        cx.stage = li;
         for bi in 0..n_blocks {
             let stride = if bi == 0 && li > 0 { 2 } else { 1 };
             let p = format!("layer{}.{bi}", li + 1);
@@ -149,5 +158,20 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
         }),
         &[x],
     )?;
-    Ok(cx.b.finish(x))
+    Ok((cx.b.finish(x), cx.grouping.sites))
+}
+
+/// Least common multiple (saturating: a G that large is refused by the layer anyway).
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if a == 0 || b == 0 {
+        return a.max(b);
+    }
+    (a / gcd(a, b)).saturating_mul(b)
 }

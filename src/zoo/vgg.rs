@@ -1,10 +1,11 @@
 //! VGG-BN builder (torchvision's `vgg*_bn` layer names and indices).
 
+use super::scheme::{GroupSite, Grouping};
 use super::{scale_channels, Arch, ConvKind, ModelSpec};
 use crate::error::Result;
 use crate::graph::{Conv2dSpec, Graph, GraphBuilder, Op, Pool2dSpec};
 
-pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
+pub(super) fn build(spec: &ModelSpec) -> Result<(Graph, Vec<GroupSite>)> {
     let Arch::Vgg {
         stages,
         classifier,
@@ -15,13 +16,14 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
     else {
         unreachable!("vgg::build called on a non-VGG spec")
     };
+    let mut grouping = Grouping::new(spec, stage_groups.as_deref(), 1);
     let mut b = GraphBuilder::new(&spec.name, spec.input);
     let mut x = b.input();
     let mut idx = 0usize; // torchvision's index into `features`
     let mut c = spec.input[0];
     for (si, stage) in stages.iter().enumerate() {
-        let g = stage_groups.as_ref().map_or(1, |sg| sg[si]);
         for &out in stage {
+            let g = grouping.site(&format!("features.{idx}"), si);
             let out = scale_channels(out, spec.width, g);
             let conv = Conv2dSpec::square(c, out, 3, 1, 1).bias(true);
             let op = match (g, grouped) {
@@ -86,5 +88,5 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Graph> {
         }),
         &[x],
     )?;
-    Ok(b.finish(x))
+    Ok((b.finish(x), grouping.sites))
 }

@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// name / .toml. With --model and no --suite, only your models run.
     #[arg(long)]
     model: Vec<String>,
+    /// Grouping scheme for the zoo models given with --model: a scheme .toml (e.g. written by
+    /// `gconv search`), A–E, or stage groups like 1,1,8,8,8.
+    #[arg(long)]
+    scheme: Option<String>,
     /// Per-layer rows for paper1 too, and per-layer tables (kernel, ms, GFLOP/s or GB/s,
     /// % of the roof) in the text report.
     #[arg(long)]
@@ -251,6 +255,12 @@ pub fn config(a: &RunArgs, software: bool, gpu: bool) -> Result<BenchConfig> {
         suites.push(Suite::Models);
     }
     cfg.models = a.model.clone();
+    cfg.scheme = a.scheme.clone();
+    if cfg.scheme.is_some() && cfg.models.is_empty() {
+        return Err(gconv::Error::InvalidArgument(
+            "--scheme applies to the zoo models given with --model (paper1 takes --schemes)".into(),
+        ));
+    }
     if suites.contains(&Suite::Models) && cfg.models.is_empty() {
         return Err(gconv::Error::InvalidArgument(
             "--suite models needs at least one --model".into(),

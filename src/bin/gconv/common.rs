@@ -50,7 +50,8 @@ pub struct ModelArgs {
     /// (.onnx), or a model written by `gconv export` (.safetensors; `info`, `infer`).
     #[arg(long, short)]
     pub model: String,
-    /// VGG grouping scheme: A–E (Gong et al.), a scheme .toml file, or stage groups like 1,1,8,8,8.
+    /// Grouping scheme: A–E (Gong et al., VGG), a scheme .toml file (e.g. written by
+    /// `gconv search`), or stage groups like 1,1,8,8,8.
     #[arg(long)]
     pub scheme: Option<String>,
     /// Groups of the grouped convolutions (ResNet: block 1×1 convs; VGG: grouped stages).

@@ -11,6 +11,7 @@ mod infer;
 mod info;
 mod models;
 mod plot;
+mod search;
 mod train;
 mod train_args;
 mod train_recovery;
@@ -46,6 +47,9 @@ enum Command {
     /// Time every kernel candidate of each layer of a model on this GPU and cache the fastest
     /// (used by infer, bench and GPU training unless --no-tune / GCONV_TUNE=off).
     Tune(tune::Args),
+    /// Find the least grouping (G per stage or per layer) that fits a latency budget on this
+    /// GPU: a latency model measured here, an exact search, the result measured end to end.
+    Search(search::Args),
     /// Export a training checkpoint for inference: FLGC layers compiled into uneven group
     /// convs by index re-ordering, batch norms folded; the graph travels in the file.
     Export(export::ExportArgs),
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
              `cargo build --release --features gui`"
                 .into(),
         )),
+        Command::Search(a) => search::run(a),
     };
     match r {
         Ok(code) => code,

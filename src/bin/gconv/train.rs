@@ -2,7 +2,7 @@
 //! ([`gconv::train::Train`], checkpoints in [`gconv::train::checkpoint`]).
 
 use crate::common::{ConvArg, DeviceArg};
-use crate::train_args::{check_options_apply, groups, MAX_EPOCHS};
+use crate::train_args::{check_options_apply, MAX_EPOCHS};
 pub use crate::train_args::{Args, ScheduleArg};
 use crate::train_recovery::Restart;
 use gconv::gpu::GpuContext;
@@ -12,7 +12,7 @@ use gconv::train::selection::GroupChanges;
 use gconv::train::selection::{group_changes, init_selection_with_margin, layer_groups};
 use gconv::train::{self, LrSchedule, TrainConfig};
 use gconv::train::{Checkpoint, TrainingData};
-use gconv::zoo::{Arch, ModelSpec};
+use gconv::zoo::{Arch, ModelSpec, Scheme};
 use gconv::{Error, Result, Weights};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -35,12 +35,22 @@ fn spec_for(a: &Args, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         }
         _ => {}
     }
-    if a.conv != ConvArg::Dense {
-        spec = spec.with_groups(groups(a), Some(a.conv.into()))?;
-    } else {
-        spec = spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense))?;
+    if let Some(s) = &a.scheme {
+        spec = spec.with_scheme(&Scheme::load(s)?)?;
+        match (a.groups, a.conv) {
+            (Some(g), c) => spec = spec.with_groups(g, c.map(Into::into))?,
+            (None, Some(c)) => {
+                let g = spec.groups();
+                spec = spec.with_groups(g, Some(c.into()))?;
+            }
+            (None, None) => {}
+        }
+        return Ok(spec);
     }
-    Ok(spec)
+    match a.conv.unwrap_or(ConvArg::Dense) {
+        ConvArg::Dense => spec.with_groups(1, Some(gconv::zoo::ConvKind::Dense)),
+        c => spec.with_groups(a.groups.unwrap_or(4), Some(c.into())),
+    }
 }
 
 fn parse_layers(s: &str) -> Result<[usize; 4]> {
@@ -249,8 +259,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let device = trainer.device();
     let cost = trainer.graph().cost();
     let memory = trainer.memory_plan(a.batch)?;
+    let conv_name = match (a.conv, &a.scheme) {
+        (Some(c), _) => format!("{c:?}").to_lowercase(),
+        (None, Some(_)) => "scheme".into(),
+        (None, None) => "dense".into(),
+    };
     let header = serde_json::json!({
-        "model": spec.name, "conv": format!("{:?}", a.conv).to_lowercase(), "groups": groups(&a),
+        "model": spec.name, "conv": conv_name, "groups": spec.groups(), "scheme": a.scheme,
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
         "flgc_margin": a.flgc_margin, "flgc_select_lr": a.flgc_select_lr.unwrap_or(a.lr),
         "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,

@@ -24,12 +24,17 @@ pub struct Args {
     /// classes the data's, and its width is scaled by --width.
     #[arg(long, short, default_value = "resnet50-dsc")]
     pub model: String,
-    /// Kind of the grouped convolutions.
-    #[arg(long, value_enum, default_value_t = ConvArg::Dense)]
-    pub(crate) conv: ConvArg,
-    /// Groups G of the grouped convolutions (sgc / flgc; default 4).
+    /// Kind of the grouped convolutions (default: dense; with --scheme, the scheme's).
+    #[arg(long, value_enum)]
+    pub(crate) conv: Option<ConvArg>,
+    /// Groups G of the grouped convolutions (sgc / flgc; default 4; with --scheme, the
+    /// scheme's).
     #[arg(long)]
     pub(crate) groups: Option<usize>,
+    /// Grouping scheme: a scheme .toml (e.g. written by `gconv search`), A–E, or stage groups
+    /// like 1,1,8,8,8.
+    #[arg(long)]
+    pub(crate) scheme: Option<String>,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.125)]
     pub width: f32,
@@ -110,20 +115,13 @@ pub struct Args {
 /// Most epochs of one run (`--epochs`).
 pub const MAX_EPOCHS: usize = 100_000;
 
-/// G of the grouped convolutions: `--groups`, 4 by default, 1 for dense ones.
-pub fn groups(a: &Args) -> usize {
-    match a.conv {
-        ConvArg::Dense => 1,
-        _ => a.groups.unwrap_or(4),
-    }
-}
-
 /// Refuses options this run would ignore: `--groups` (≠ 1) for dense convolutions,
 /// `--input` and `--test-data` for Fashion-MNIST (fixed size, its own test split),
 /// `--test-limit` without a test set.
 pub fn check_options_apply(a: &Args) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(m));
-    if a.conv == ConvArg::Dense && a.groups.is_some_and(|g| g != 1) {
+    let dense = a.scheme.is_none() && a.conv.unwrap_or(ConvArg::Dense) == ConvArg::Dense;
+    if dense && a.groups.is_some_and(|g| g != 1) {
         return bad("--groups applies to --conv sgc or flgc; --conv dense has G = 1".into());
     }
     if gconv::train::dataset::is_fashion_mnist(&a.data) {

@@ -119,6 +119,30 @@ impl TuneCache {
         c
     }
 
+    /// Like [`TuneCache::load`], but a file that exists and cannot be read as a cache of this
+    /// format is an error naming it, not an empty cache (for callers that would otherwise
+    /// overwrite it, such as `gconv search`).
+    pub fn load_checked(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let mut c = Self::empty(&path);
+        if !path.exists() {
+            return Ok(c);
+        }
+        let bytes = crate::fs::read_file(&path, crate::limits::MAX_CACHE_FILE_BYTES)?;
+        let f = from_json(&bytes).map_err(|e| Error::format(&path, format!("tuning cache: {e}")))?;
+        if f.format != FORMAT {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "tuning cache of format {} (this gconv reads {FORMAT})",
+                    f.format
+                ),
+            ));
+        }
+        c.file = f;
+        Ok(c)
+    }
+
     /// The cache at [`default_path`] (an empty one at `./kernels.json` if no folder is known).
     pub fn load_default() -> Self {
         Self::load(default_path().unwrap_or_else(|| PathBuf::from(FILE_NAME)))

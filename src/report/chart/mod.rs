@@ -14,13 +14,14 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 use plotters_backend::BackendCoord;
 
-use super::{BarChart, LineChart, Series};
+use super::{BarChart, LineChart, ScatterChart, Series};
 
 /// A validated chart to draw.
 #[derive(Clone, Copy)]
 pub(crate) enum Chart<'a> {
     Bar(&'a BarChart),
     Line(&'a LineChart),
+    Scatter(&'a ScatterChart),
 }
 
 impl Chart<'_> {
@@ -28,7 +29,7 @@ impl Chart<'_> {
     pub(crate) fn size(self) -> (u32, u32) {
         match self {
             Chart::Bar(_) => (800, 480),
-            Chart::Line(_) => (960, 540),
+            Chart::Line(_) | Chart::Scatter(_) => (960, 540),
         }
     }
 }
@@ -134,15 +135,22 @@ fn draw<DB: DrawingBackend>(
     chart: Chart<'_>,
 ) -> DrawResult<Vec<i32>, DB> {
     root.fill(&WHITE)?;
+    let legend: Vec<Series>;
     let (title, series) = match chart {
-        Chart::Bar(c) => (&c.title, &c.series),
-        Chart::Line(c) => (&c.title, &c.series),
+        Chart::Bar(c) => (&c.title, &c.series[..]),
+        Chart::Line(c) => (&c.title, &c.series[..]),
+        Chart::Scatter(c) => {
+            legend = scatter::legend(c);
+            (&c.title, &legend[..])
+        }
     };
     let rest = draw_title(root, title)?;
-    let plot = draw_legend(&rest, series, matches!(chart, Chart::Line(_)))?;
+    let plot = draw_legend(&rest, series, !matches!(chart, Chart::Bar(_)))?;
     match chart {
         Chart::Bar(c) => draw_bars(root, &plot, c),
         Chart::Line(c) => draw_lines(root, &plot, c),
+        // Its points are not categories: no x positions for the HTML report's hover.
+        Chart::Scatter(c) => scatter::draw_scatter(&plot, c).map(|()| Vec::new()),
     }
 }
 
@@ -483,6 +491,7 @@ impl Ranged for Positions {
 mod bars;
 mod lines;
 mod measured;
+mod scatter;
 
 use bars::draw_bars;
 use lines::draw_lines;
