@@ -1,10 +1,9 @@
 //! The adapters wgpu sees, for a person to choose one (the desktop app's device list), and
-//! opening the chosen one as a [`GpuContext`].
+//! opening the chosen one as a `GpuContext`.
 //!
-//! The backends tried follow `WGPU_BACKEND` as [`GpuContext::new`] does; the list is in
+//! The backends tried follow `WGPU_BACKEND` as `GpuContext::new` does; the list is in
 //! wgpu's enumeration order, which is stable between two enumerations in one process.
 
-use super::context::GpuContext;
 use crate::error::{Error, Result};
 
 /// One adapter: what it is and which optional features it offers.
@@ -33,7 +32,7 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
-    /// One line: name · backend · driver, as [`GpuContext::describe`] writes it.
+    /// One line: name · backend · driver, as `GpuContext::describe` writes it.
     pub fn describe(&self) -> String {
         if self.driver.is_empty() {
             format!("{} · {}", self.name, self.backend)
@@ -62,7 +61,7 @@ impl AdapterSummary {
     }
 }
 
-/// The adapter [`GpuContext::new`] opens: the one whose name contains `WGPU_ADAPTER_NAME`
+/// The adapter `GpuContext::new` opens: the one whose name contains `WGPU_ADAPTER_NAME`
 /// (case-insensitive) among the `WGPU_BACKEND` backends, else wgpu's pick for
 /// `WGPU_POWER_PREF`; [`Error::NoAdapter`] when there is none.
 pub(super) async fn pick_from_env() -> Result<wgpu::Adapter> {
@@ -131,14 +130,13 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// Opens adapter `want` of [`list_adapters`] with the limits and features
-/// [`GpuContext::new`] asks for.
+/// Adapter `want` of [`list_adapters`], to open with `GpuContext::from_adapter` (this module
+/// sits below the context and opens nothing itself).
 ///
 /// # Errors
 ///
-/// [`Error::NoAdapter`] when that adapter is gone (or the list changed), or it refuses a
-/// device.
-pub fn open_adapter(want: &AdapterSummary) -> Result<GpuContext> {
+/// [`Error::NoAdapter`] when that adapter is gone (or the list changed).
+pub fn find_adapter(want: &AdapterSummary) -> Result<wgpu::Adapter> {
     let adapter = enumerate()
         .into_iter()
         .enumerate()
@@ -151,5 +149,5 @@ pub fn open_adapter(want: &AdapterSummary) -> Result<GpuContext> {
                 want.describe()
             ))
         })?;
-    GpuContext::from_adapter(adapter)
+    Ok(adapter)
 }

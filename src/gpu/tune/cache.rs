@@ -129,7 +129,8 @@ impl TuneCache {
             return Ok(c);
         }
         let bytes = crate::fs::read_file(&path, crate::limits::MAX_CACHE_FILE_BYTES)?;
-        let f = from_json(&bytes).map_err(|e| Error::format(&path, format!("tuning cache: {e}")))?;
+        let f =
+            from_json(&bytes).map_err(|e| Error::format(&path, format!("tuning cache: {e}")))?;
         if f.format != FORMAT {
             return Err(Error::format(
                 &path,

@@ -107,6 +107,12 @@ pub struct RunForm {
     pub tuned: bool,
     /// Tune missing layers first.
     pub tune: bool,
+    /// GPU weight storage (`--precision`).
+    pub precision: gconv::Precision,
+    /// What `--model`'s zoo models were told on the command line (kept as given).
+    pub model_options: gconv::bench::ModelOptions,
+    /// The scheme applied to the zoo models (`--scheme`), kept as given.
+    pub scheme: Option<String>,
 }
 
 fn join<T: ToString>(v: &[T]) -> String {
@@ -153,6 +159,9 @@ impl RunForm {
             zoo: ZooEntry::default(),
             per_layer: c.per_layer,
             tuned: c.tuned,
+            precision: c.precision,
+            model_options: c.model_options.clone(),
+            scheme: c.scheme.clone(),
             tune: c.tune,
         }
     }
@@ -202,6 +211,9 @@ impl RunForm {
             per_layer: self.per_layer,
             tuned: self.tuned,
             tune: self.tune,
+            precision: self.precision,
+            model_options: self.model_options.clone(),
+            scheme: self.scheme.clone(),
         })
     }
 

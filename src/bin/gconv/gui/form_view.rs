@@ -125,9 +125,14 @@ fn sizes(ui: &mut egui::Ui, f: &mut RunForm) {
             number(ui, "timed runs", &mut f.repeats, 1..=10_000);
             let l = ui.label("precision");
             egui::ComboBox::from_id_salt("precision")
-                .selected_text("f32")
+                .selected_text(f.precision.name())
                 .show_ui(ui, |ui| {
-                    let _ = ui.selectable_label(true, "f32 (gconv's kernels are f32)");
+                    ui.selectable_value(&mut f.precision, gconv::Precision::F32, "f32");
+                    ui.selectable_value(
+                        &mut f.precision,
+                        gconv::Precision::F16,
+                        "f16 weights where the kernel reads them (real-GPU tier)",
+                    );
                 })
                 .response
                 .labelled_by(l.id);

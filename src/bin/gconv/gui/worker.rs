@@ -5,7 +5,7 @@
 use super::devices::DeviceChoice;
 use eframe::egui;
 use gconv::bench::{run_bench_with, BenchConfig, BenchControl, BenchReport};
-use gconv::gpu::adapters::open_adapter;
+use gconv::gpu::adapters::find_adapter;
 use gconv::{Device, Error, Runtime};
 use std::collections::HashMap;
 #[cfg(test)]
@@ -54,7 +54,9 @@ impl Runtimes {
             }
         }
         let rt = Arc::new(match choice {
-            DeviceChoice::Adapter(a) => Runtime::with_context(Arc::new(open_adapter(a)?)),
+            DeviceChoice::Adapter(a) => Runtime::with_context(Arc::new(
+                gconv::gpu::GpuContext::from_adapter(find_adapter(a)?)?,
+            )),
             DeviceChoice::Cpu => Runtime::new(Device::Cpu)?,
         });
         open.insert(key, rt.clone());
