@@ -149,7 +149,6 @@ fn draw<DB: DrawingBackend>(
     match chart {
         Chart::Bar(c) => draw_bars(root, &plot, c),
         Chart::Line(c) => draw_lines(root, &plot, c),
-        // Its points are not categories: no x positions for the HTML report's hover.
         Chart::Scatter(c) => scatter::draw_scatter(&plot, c).map(|()| Vec::new()),
     }
 }
