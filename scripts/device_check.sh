@@ -127,7 +127,6 @@ run() {
     say "no adapter: retrying with VK_DRIVER_FILES=$VK_DRIVER_FILES"
     probe || { say "no Vulkan adapter; stopping"; return 1; }
   fi
-  "$BIN" info --help >/dev/null 2>&1 && "$BIN" devices 2>/dev/null | head -20
 
   local t phases=" ${PHASES:-tests tune bench torch reliability search flgc mobilenetv2} "
   has() { [[ $phases == *" $1 "* ]]; }

@@ -172,6 +172,13 @@ def roof(repeats):
     return out
 
 
+def save(report, path):
+    """Writes `report` to `path` atomically."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="torch_bench.json")
@@ -208,6 +215,7 @@ def main():
         report["roof"] = roof(max(3, a.repeats // 2))
         set_precision(a.precision)
         print("roof:", json.dumps(report["roof"]), flush=True)
+        save(report, a.out)
     rows = report["rows"]
     for entry in models:
         name, make = entry[0], entry[1]
@@ -223,12 +231,8 @@ def main():
         if CUDA:
             torch.cuda.empty_cache()
         # Written after every model, so a run cut off by its time cap keeps what it measured.
-        with open(a.out + ".tmp", "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(a.out + ".tmp", a.out)
-    with open(a.out + ".tmp", "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(a.out + ".tmp", a.out)
+        save(report, a.out)
+    save(report, a.out)
     return 0
 
 
