@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tier;
+
 use gconv::gpu::GpuContext;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
