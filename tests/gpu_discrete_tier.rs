@@ -350,3 +350,33 @@ fn training_steps_on_the_discrete_tier_match_the_cpu() {
         "{labels:?}"
     );
 }
+
+/// An index-addressed layer whose every group is dead (no input channel; what the permutation
+/// fold leaves of an exported table of zero-weight groups): `conv_igemm` packs no weight and
+/// stores the bias, as the CPU does (found by the property run: the empty packing was refused).
+#[test]
+fn igemm_runs_a_table_whose_every_group_is_dead() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let r = |in_start, in_len, out_start, out_len| gconv::graph::GroupRange {
+        in_start,
+        in_len,
+        out_start,
+        out_len,
+    };
+    let table = gconv::ops::GroupedConvTable {
+        spec: Conv2dSpec::square(1, 4, 1, 2, 0).groups(2).bias(true),
+        table: vec![r(0, 0, 0, 2), r(0, 0, 2, 2)],
+        in_index: vec![0],
+        out_index: vec![0, 1, 2, 3],
+    };
+    for tile in 0..TILES.len() {
+        check_forced(
+            ctx,
+            Op::GroupedConvTable(table.clone()),
+            [1, 3, 5],
+            2,
+            igemm(tile),
+        );
+    }
+}

@@ -98,15 +98,19 @@ impl ConvForward for ConvIgemm {
         let name = layer.name;
         let precision = layer.precision;
         let (weight, weight_bytes) = match precision {
+            // A table whose every group is dead packs to nothing: a zero stand-in of the
+            // size the launcher checks (the kernel reads no weight then; bias only).
             Precision::F32 => {
-                let packed = p.pack(layer.weight)?;
+                let mut packed = p.pack(layer.weight)?;
+                packed.resize(packed.len().max(4), 0.0);
                 let b = ctx.upload(&format!("{name} packed weight"), &packed)?;
                 (b, 4 * packed.len())
             }
             Precision::F16 => {
-                let packed = p
+                let mut packed = p
                     .pack_f16(layer.weight)
                     .map_err(|e| Error::shape(name, e.to_string()))?;
+                packed.resize(packed.len().max(2), 0);
                 let b = ctx.upload_u32(&format!("{name} packed f16 weight"), &packed)?;
                 (b, 4 * packed.len())
             }
