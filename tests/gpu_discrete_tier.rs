@@ -352,10 +352,11 @@ fn training_steps_on_the_discrete_tier_match_the_cpu() {
 }
 
 /// An index-addressed layer whose every group is dead (no input channel; what the permutation
-/// fold leaves of an exported table of zero-weight groups): `conv_igemm` packs no weight and
-/// stores the bias, as the CPU does (found by the property run: the empty packing was refused).
+/// fold leaves of an exported table of zero-weight groups): every kernel that runs tables packs
+/// no weight and stores the bias, as the CPU does (found by the property run: `conv_igemm`,
+/// `conv_tiled` and `conv_wgmem` refused the empty packing).
 #[test]
-fn igemm_runs_a_table_whose_every_group_is_dead() {
+fn every_table_kernel_runs_a_table_whose_every_group_is_dead() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
     let r = |in_start, in_len, out_start, out_len| gconv::graph::GroupRange {
@@ -370,13 +371,14 @@ fn igemm_runs_a_table_whose_every_group_is_dead() {
         in_index: vec![0],
         out_index: vec![0, 1, 2, 3],
     };
-    for tile in 0..TILES.len() {
+    let others = ["conv_fast", "conv_tiled", "conv_wgmem"].map(|n| choice::conv_named(n).unwrap());
+    for kernel in (0..TILES.len()).map(igemm).chain(others) {
         check_forced(
             ctx,
             Op::GroupedConvTable(table.clone()),
             [1, 3, 5],
             2,
-            igemm(tile),
+            kernel,
         );
     }
 }

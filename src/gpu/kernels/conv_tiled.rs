@@ -243,8 +243,16 @@ pub fn upload(
             &zeros
         }
     };
+    // A table whose every group is dead packs no weight; the shader's array of vec4 still
+    // needs one element bound (its tiles read none).
+    let stand_in = [0.0f32; 4];
+    let weights = if p.weights.is_empty() {
+        &stand_in[..]
+    } else {
+        &p.weights[..]
+    };
     Ok(PackedConvGpu {
-        weights: ctx.upload(&format!("{label} packed weight"), &p.weights)?,
+        weights: ctx.upload(&format!("{label} packed weight"), weights)?,
         tiles: ctx.upload_u32(&format!("{label} tiles"), bytemuck::cast_slice(&p.tiles))?,
         chan: ctx.upload_u32(&format!("{label} channels"), &p.chan)?,
         bias: ctx.upload(&format!("{label} bias"), b)?,
