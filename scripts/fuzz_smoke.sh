@@ -39,6 +39,7 @@ fixtures() {
         model_toml) ls models/*.toml ;;
         scheme_toml) ls models/schemes/*.toml ;;
         onnx) ls tests/fixtures/onnx/*.onnx ;;
+        onnx_export) ls tests/fixtures/onnx/*.onnx fuzz/seeds/onnx/* ;;
     esac
 }
 
@@ -47,7 +48,7 @@ fixtures() {
 # are ≤ 20 KB; longer fixtures are cut there when loaded, which exercises truncated protobufs).
 max_len() {
     case "$1" in
-        onnx) echo -max_len=65536 ;;
+        onnx | onnx_export) echo -max_len=65536 ;;
     esac
 }
 
@@ -62,6 +63,7 @@ for t in "${targets[@]}"; do
     echo "== $t: ${secs} s (runs: $runs)"
     dict=()
     [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="fuzz/dicts/$t.dict")
+    [ "$t" = onnx_export ] && dict=(-dict=fuzz/dicts/onnx.dict)
     "${fuzz[@]}" run "${flags[@]}" "$t" "$corpus" -- \
         -max_total_time="$secs" -runs="$runs" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 $(max_len "$t") "${dict[@]}" >"fuzz/logs/$t.log" 2>&1

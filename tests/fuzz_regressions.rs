@@ -142,3 +142,53 @@ fn onnx_seeds_reach_the_end_of_the_fuzz_pipeline() {
     }
     assert!(n >= 9, "{n} ONNX seeds");
 }
+
+/// The `onnx_export` target's seeds (the `onnx` seeds and the ONNX fixtures) must reach the
+/// end of its pipeline: import → fold → compile → export → import again, with the same MACs,
+/// parameters and CPU output — or the fuzzer would stop at an export error and test nothing.
+#[test]
+fn onnx_export_seeds_reach_the_end_of_the_round_trip() {
+    use gconv::compile::{compile, CompileOptions};
+    use gconv::graph::fold_permutations;
+    use gconv::Tensor;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    for dir in ["fuzz/seeds/onnx", "tests/fixtures/onnx"] {
+        for f in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = f.unwrap().path();
+            let bad = p.file_name().unwrap().to_string_lossy().starts_with("bad_");
+            if p.extension().is_some_and(|e| e == "onnx") && !bad {
+                paths.push(p);
+            }
+        }
+    }
+    for path in &paths {
+        let what = path.display().to_string();
+        let m = gconv::onnx::read_onnx(path).unwrap();
+        let (g, w, _) = fold_permutations(&m.graph, &m.weights).unwrap();
+        let (cg, cw) = compile(&g, &w, &CompileOptions::default()).unwrap();
+        let (bytes, _) = gconv::onnx::onnx_bytes(&cg, &cw, &Default::default())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let back = gconv::onnx::parse_onnx(&bytes, "exported.onnx").unwrap();
+        let (fg, fw, _) = fold_permutations(&back.graph, &back.weights).unwrap();
+        assert_eq!(fg.cost().total_macs, cg.cost().total_macs, "{what}: MACs");
+        assert_eq!(
+            fg.cost().total_params,
+            cg.cost().total_params,
+            "{what}: params"
+        );
+        let [c, h, wd] = cg.input_shape();
+        let x = Tensor::from_fn(&[1, c, h, wd], |i| {
+            ((i * 7919 % 201) as f32 - 100.0) / 100.0
+        });
+        let want = gconv::cpu::run_graph(&cg, &cw, &x).unwrap();
+        let got = gconv::cpu::run_graph(&fg, &fw, &x).unwrap();
+        gconv::testing::assert_close(
+            &what,
+            got.data(),
+            want.data(),
+            gconv::testing::Tolerance::F32_MODEL,
+        );
+    }
+    assert!(paths.len() >= 17, "{} ONNX models", paths.len());
+}
