@@ -320,6 +320,7 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
                     bias: Some(&bias),
                     out: &out,
                     act: Activation::Relu,
+                    weight_f16: false,
                 };
                 let calls = k.family.forward(ctx, run, k.variant, &mut scratch(ctx))?;
                 let split = if calls.len() > chunks.len() {

@@ -6,9 +6,13 @@
 // 2 rows (4096 rows: 2048).
 //
 // `p: Params` and the bindings are generated from the declaration in
-// src/gpu/kernels/gemv_wide.rs.
+// src/gpu/kernels/gemv_wide.rs. `shaders/gemv_wide_f16.wgsl` is this file with the weights
+// stored as halves: generated (src/gpu/codegen/mod.rs) by replacing the one line of `w4`.
 
 var<workgroup> red: array<f32, 2048>;
+
+// The weights' vec4 `i` (of the chunk, row-major).
+fn w4(i: u32) -> vec4<f32> { return w[i]; }
 
 @compute @workgroup_size(256)
 fn gemv_wide(id: Ids) {
@@ -23,8 +27,8 @@ fn gemv_wide(id: Ids) {
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     for (var k = li; k < p.in4; k += 256u) {
-        let w0 = select(vec4<f32>(0.0), w[j0 * p.in4 + k], j0 < p.rows);
-        let w1 = select(vec4<f32>(0.0), w[min(j1, p.rows - 1u) * p.in4 + k], j1 < p.rows);
+        let w0 = select(vec4<f32>(0.0), w4(j0 * p.in4 + k), j0 < p.rows);
+        let w1 = select(vec4<f32>(0.0), w4(min(j1, p.rows - 1u) * p.in4 + k), j1 < p.rows);
         var xs: array<vec4<f32>, 4>;
         for (var b = 0u; b < 4u; b++) {
             let n = n0 + b;

@@ -1,5 +1,5 @@
 //! `Precision::F16` (weights stored as halves where the kernel reads them: the discrete
-//! tier's `conv_igemm`), run on lavapipe against the f32 CPU reference within the f16
+//! tier's `conv_igemm` and `gemv_wide`), run on lavapipe against the f32 CPU reference within the f16
 //! tolerances, and shown to really read halves (its outputs differ from the f32 kernel's).
 //! The CPU-class lists have no f16 kernel: a model there stores f32 and says so.
 
@@ -204,6 +204,11 @@ fn whole_models_in_f16_per_adapter_class() {
     let mut half = load(Precision::F16);
     let [convs, halves] = half.gpu_model().unwrap().f16_convs();
     assert!(convs > 0 && halves == convs, "{halves} of {convs} in f16");
+    let [fcs, fc_halves] = half.gpu_model().unwrap().f16_linears();
+    assert!(
+        fcs == 3 && fc_halves > 0,
+        "{fc_halves} of {fcs} linears in f16"
+    );
     let got = half.run(&x).unwrap();
     assert_close(
         "vgg11bn-E f16",
@@ -216,6 +221,7 @@ fn whole_models_in_f16_per_adapter_class() {
     std::env::set_var("GCONV_ADAPTER_CLASS", "cpu");
     let mut cpu_class = load(Precision::F16);
     assert_eq!(cpu_class.gpu_model().unwrap().f16_convs()[1], 0);
+    assert_eq!(cpu_class.gpu_model().unwrap().f16_linears()[1], 0);
     let same = cpu_class.run(&x).unwrap();
     let reference = load(Precision::F32).run(&x).unwrap();
     assert_eq!(same.data(), reference.data());
@@ -261,4 +267,117 @@ fn the_cli_refuses_f16_on_the_cpu() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("f32 or f16"), "{err}");
+}
+
+/// `[C, 1, 1]` → flatten → a fully connected layer "fc" (bias when `out` is odd) → ReLU.
+fn fc_graph(inf: usize, outf: usize) -> gconv::graph::Graph {
+    use gconv::graph::GraphBuilder;
+    use gconv::ops::{Flatten, Linear};
+    let lin = Linear {
+        in_features: inf,
+        out_features: outf,
+        bias: outf % 2 == 1,
+    };
+    let mut b = GraphBuilder::new("fc", [inf, 1, 1]);
+    let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]).unwrap();
+    let y = b.push("fc", Op::Linear(lin), &[f]).unwrap();
+    let y = b.push("relu", Op::relu(), &[y]).unwrap();
+    b.finish(y)
+}
+
+/// `gemv_wide` reads halves: a model loaded in f16 stores its fully connected weights so
+/// (forced, at batches 1–5; and by the discrete class's default at batch 1, then at batch
+/// 12, where the f32 default would be the register-tiled `linear`, which reads no halves, so
+/// `gemv_wide` runs it), within the f16 tolerance of the CPU and different from f32.
+#[test]
+fn f16_linear_weights_match_the_cpu_at_every_batch() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let wide = gconv::gpu::choice::linear_named("gemv_wide").unwrap();
+    let cases: [(usize, usize, usize, bool); 5] = [
+        (36, 20, 1, true),
+        (64, 7, 3, true),
+        (256, 33, 5, true),
+        (200, 9, 1, false),
+        (200, 9, 12, false),
+    ];
+    for (inf, outf, batch, forced) in cases {
+        let g = fc_graph(inf, outf);
+        let w = Weights::random_for_tests(&g, 9);
+        let x = input(&[batch, inf, 1, 1], 4);
+        let want = cpu::run_graph(&g, &w, &x).unwrap();
+        let what = format!("fc {inf}->{outf} b{batch} forced {forced}");
+        if !forced {
+            std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+        }
+        let run = |p: Precision| {
+            let mut choice = KernelChoice::new().with_precision(p);
+            if forced {
+                choice = choice.linear("fc", wide);
+            }
+            let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice).unwrap();
+            let expect = [1, usize::from(p == Precision::F16)];
+            assert_eq!(m.f16_linears(), expect, "{what} {p}");
+            let labels = m.dispatch_labels(batch).unwrap();
+            if p == Precision::F16 {
+                assert!(
+                    labels.iter().any(|l| l.contains("[gemv_wide_f16::")),
+                    "{what}: {labels:?}"
+                );
+            }
+            m.run(&x).unwrap()
+        };
+        let (half, full) = (run(Precision::F16), run(Precision::F32));
+        std::env::remove_var("GCONV_ADAPTER_CLASS");
+        assert_close(&what, full.data(), want.data(), Tolerance::F32_OP);
+        assert_close(&what, half.data(), want.data(), Tolerance::F16_OP);
+        assert!(
+            max_diff(half.data(), full.data()) > 0.0,
+            "{what}: f16 weights gave the f32 output bit for bit"
+        );
+    }
+}
+
+/// A fully connected layer no half-reading kernel can run (in_features not a multiple of 4,
+/// which `gemv_wide`'s vec4 rows need) stays f32 and says so; on the CPU class nothing
+/// stores halves.
+#[test]
+fn f16_linear_layers_that_cannot_read_halves_stay_f32() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    for (class, inf) in [("discrete", 30), ("cpu", 64)] {
+        std::env::set_var("GCONV_ADAPTER_CLASS", class);
+        let g = fc_graph(inf, 5);
+        let w = Weights::random_for_tests(&g, 2);
+        let x = input(&[2, inf, 1, 1], 6);
+        let want = cpu::run_graph(&g, &w, &x).unwrap();
+        let choice = KernelChoice::new().with_precision(Precision::F16);
+        let mut m = GpuModel::with_choice(ctx.clone(), g, &w, choice).unwrap();
+        let counts = m.f16_linears();
+        let got = m.run(&x).unwrap();
+        std::env::remove_var("GCONV_ADAPTER_CLASS");
+        assert_eq!(counts, [1, 0], "{class} in_features {inf}");
+        assert_close(class, got.data(), want.data(), Tolerance::F32_OP);
+    }
+}
+
+/// A fully connected weight beyond f16's range is an error naming the layer.
+#[test]
+fn linear_weights_beyond_the_f16_range_are_refused() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let g = fc_graph(16, 4);
+    let mut w = Weights::random_for_tests(&g, 2);
+    let mut big = w.get("fc.weight").unwrap().clone();
+    big.data_mut()[3] = -1e5;
+    w.insert("fc.weight", big);
+    let wide = gconv::gpu::choice::linear_named("gemv_wide").unwrap();
+    let choice = KernelChoice::new()
+        .linear("fc", wide)
+        .with_precision(Precision::F16);
+    let Err(e) = GpuModel::with_choice(ctx.clone(), g, &w, choice) else {
+        panic!("a weight of -1e5 was stored as an f16");
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("fc") && msg.contains("f16"), "{msg}");
 }

@@ -162,6 +162,7 @@ fn gemv_rejects_bad_arguments() {
                 bias,
                 out: &out,
                 act: Activation::None,
+                weight_f16: false,
             };
             gemv::forward(ctx, run, tile, &mut scratch(ctx))
         };

@@ -107,6 +107,7 @@ fn check_linear(
         bias: bb.as_ref(),
         out: &out,
         act,
+        weight_f16: false,
     };
     let calls = kernel
         .family

@@ -105,6 +105,12 @@ impl GpuModel {
         self.params.f16_convs()
     }
 
+    /// `[fully connected layers, those storing f16 weights]` (halves when the model was
+    /// loaded with [`crate::gpu::Precision::F16`] and the layer's kernel reads them).
+    pub fn f16_linears(&self) -> [usize; 2] {
+        self.params.f16_linears()
+    }
+
     /// The GPU context.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx

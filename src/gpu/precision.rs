@@ -1,11 +1,14 @@
 //! [`Precision`]: how a loaded model stores its weights on the GPU.
 //!
 //! `F16` stores the weights of every layer whose kernel can read halves — today the
-//! discrete tier's implicit GEMM, `conv_igemm` ([`crate::gpu::kernels::conv_igemm`]) — as
-//! f16, rounded to nearest at load: half the weight bytes read, arithmetic and activations
-//! still f32 (WGSL's core `unpack2x16float`, so every adapter runs it, `SHADER_F16` or not).
-//! Layers whose kernel cannot, and every layer on the CPU-class lists, stay f32; a model says
-//! how many of its convolutions store halves ([`crate::gpu::GpuModel::f16_convs`]).
+//! discrete tier's implicit GEMM, `conv_igemm` ([`crate::gpu::kernels::conv_igemm`]), and its
+//! GEMV, `gemv_wide` ([`crate::gpu::kernels::gemv_wide`]) — as f16, rounded to nearest at
+//! load: half the weight bytes read, arithmetic and activations still f32 (WGSL's core
+//! `unpack2x16float`, so every adapter runs it, `SHADER_F16` or not). A fully connected layer
+//! stores halves when its batch-1 kernel reads them, and then runs with such a kernel at every
+//! batch. Layers whose kernel cannot, and every layer on the CPU-class lists, stay f32; a
+//! model says how many of its layers store halves ([`crate::gpu::GpuModel::f16_convs`],
+//! [`crate::gpu::GpuModel::f16_linears`]).
 //! Outputs then differ from the f32 CPU reference by f16's weight rounding
 //! ([`crate::testing::Tolerance::F16_OP`], `F16_MODEL`).
 
@@ -52,4 +55,26 @@ impl std::str::FromStr for Precision {
             ))),
         }
     }
+}
+
+/// `values` as halves rounded to nearest, two per word (`pack2x16float`'s order: the first in
+/// the low 16 bits; an odd last value is paired with 0). A finite value beyond f16's range
+/// (±65504) is an error naming `what` and the value's index, rather than an infinity in a
+/// later output.
+pub fn pack_halves(values: &[f32], what: &str) -> Result<Vec<u32>> {
+    let max = f32::from(half::f16::MAX);
+    if let Some((i, v)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.is_finite() && v.abs() > max)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: value {i} is {v}, beyond f16's range (±65504); run this model in f32"
+        )));
+    }
+    let bits = |v: f32| u32::from(half::f16::from_f32(v).to_bits());
+    Ok(values
+        .chunks(2)
+        .map(|p| bits(p[0]) | (p.get(1).map_or(0, |&v| bits(v)) << 16))
+        .collect())
 }

@@ -221,19 +221,20 @@ pub fn check_precision(p: gconv::Precision, on_cpu: bool) -> Result<()> {
     Ok(())
 }
 
-/// One line saying how many of a GPU model's convolutions store f16 weights, when f16 was
-/// asked for (the others' kernels read f32; see `gconv::gpu::precision`).
+/// One line saying how many of a GPU model's convolutions and fully connected layers store
+/// f16 weights, when f16 was asked for and some do not (their kernels read f32; see
+/// `gconv::gpu::precision`).
 pub fn precision_notice(model: &mut gconv::Model, p: gconv::Precision) {
     if p != gconv::Precision::F16 {
         return;
     }
     if let Some(m) = model.gpu_model() {
-        let [all, half] = m.f16_convs();
-        if half < all {
+        let ([convs, half_convs], [fcs, half_fcs]) = (m.f16_convs(), m.f16_linears());
+        if half_convs < convs || half_fcs < fcs {
             eprintln!(
-                "note: --precision f16: {half} of {all} convolutions store f16 weights; the \
-                 others (and every other layer) run in f32 — their kernels on this adapter \
-                 class read f32"
+                "note: --precision f16: {half_convs} of {convs} convolutions and {half_fcs} of \
+                 {fcs} fully connected layers store f16 weights; the others (and every other \
+                 layer) run in f32 — their kernels on this adapter class read f32"
             );
         }
     }

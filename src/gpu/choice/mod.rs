@@ -247,6 +247,35 @@ pub fn linear_forward_for(
     }
 }
 
+/// The forward kernel of fully connected layer `name` whose weights are stored as halves
+/// (it was loaded with [`crate::gpu::Precision::F16`]): the forced kernel or the default when
+/// it reads halves and can run `s`, else the first family of the class's list that does
+/// (at a batch the f32 default would give to another family, a slower but exact choice).
+pub fn linear_forward_f16_for(
+    ctx: &GpuContext,
+    name: &str,
+    s: &LinearShape,
+    forced: &KernelChoice,
+) -> Result<LinearKernel> {
+    let a = Adapter::of(ctx);
+    let first = forced
+        .linear_of(name)
+        .unwrap_or_else(|| linear_default(s, &a));
+    if first.family.reads_f16() && first.family.can_run(s, &a, first.variant) {
+        return Ok(first);
+    }
+    linear_forward_list(a.class)
+        .iter()
+        .copied()
+        .find(|f| f.reads_f16() && f.can_run(s, &a, None))
+        .map(Kernel::of)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{name}: its weights are stored as halves and no kernel of this adapter class                  that reads halves can run it ({s:?})"
+            ))
+        })
+}
+
 /// The default input-gradient kernel of `spec` on `a`.
 pub fn input_grad_default(spec: &Conv2dSpec, a: &Adapter) -> InputGradKernel {
     let f = input_grad_list(a.class)

@@ -24,7 +24,7 @@ pub struct Generated {
 }
 
 /// Every generated file of the crate.
-pub const FILES: [Generated; 7] = [
+pub const FILES: [Generated; 8] = [
     Generated {
         path: "shaders/conv_tiled.wgsl",
         make: conv_tiled::conv_tiled,
@@ -46,6 +46,10 @@ pub const FILES: [Generated; 7] = [
         make: conv_igemm::wgsl_f16,
     },
     Generated {
+        path: "shaders/gemv_wide_f16.wgsl",
+        make: gemv_wide_f16,
+    },
+    Generated {
         path: "shaders/gemv.wgsl",
         make: gemv::wgsl,
     },
@@ -59,4 +63,24 @@ pub const FILES: [Generated; 7] = [
 pub(crate) fn line(s: &mut String, line: impl AsRef<str>) {
     s.push_str(line.as_ref());
     s.push('\n');
+}
+
+/// The f32 weight accessor of `shaders/gemv_wide.wgsl`, and its f16 form.
+const W4_F32: &str = "fn w4(i: u32) -> vec4<f32> { return w[i]; }\n";
+const W4_F16: &str =
+    "fn w4(i: u32) -> vec4<f32> { let h = w[i]; return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y)); }\n";
+
+/// The text of `shaders/gemv_wide_f16.wgsl`: `shaders/gemv_wide.wgsl` with `w` holding 4
+/// halves per `vec2<u32>` (unpacked to f32 as they are loaded; f32 arithmetic).
+pub fn gemv_wide_f16() -> String {
+    let f32_text = include_str!("../../../shaders/gemv_wide.wgsl");
+    assert!(
+        f32_text.contains(W4_F32),
+        "gemv_wide.wgsl keeps its one-line w4"
+    );
+    let head =
+        "// GENERATED from shaders/gemv_wide.wgsl by src/gpu/codegen/mod.rs (gemv_wide_f16): \
+                edit those, not this file.\n// The f16-weight twin: `w` holds 4 halves per \
+                vec2<u32>.\n";
+    format!("{head}{}", f32_text.replacen(W4_F32, W4_F16, 1))
 }

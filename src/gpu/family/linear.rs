@@ -2,7 +2,7 @@
 //! ([`LinearRun`]).
 
 use super::{Adapter, Family};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::geometry::LinearShape;
 use crate::gpu::launch::{Arg, Call, Scratch};
@@ -26,6 +26,22 @@ pub struct LinearRun<'a> {
     pub out: &'a Arg,
     /// The fused activation.
     pub act: Activation,
+    /// Whether `chunks` hold halves, two per word ([`crate::gpu::Precision::F16`]; only
+    /// for a family whose [`LinearForward::reads_f16`] is true).
+    pub weight_f16: bool,
+}
+
+impl LinearRun<'_> {
+    /// An error unless the weights are f32: for the families that read nothing else.
+    pub fn require_f32(&self, family: &str) -> Result<()> {
+        if self.weight_f16 {
+            return Err(Error::shape(
+                self.label,
+                format!("{family} reads f32 weights; this layer's are stored as halves"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A fully connected forward family.
@@ -39,6 +55,12 @@ pub trait LinearForward: Family {
     fn tune_variants(&self, s: &LinearShape, a: &Adapter) -> Vec<u16> {
         let _ = (s, a);
         Vec::new()
+    }
+    /// Whether it reads weights stored as halves ([`LinearRun::weight_f16`]); a model
+    /// loaded with [`crate::gpu::Precision::F16`] stores a layer's weights so when the
+    /// family chosen for it does.
+    fn reads_f16(&self) -> bool {
+        false
     }
     /// The calls of one run.
     fn forward(

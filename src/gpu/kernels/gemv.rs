@@ -141,7 +141,9 @@ pub fn forward(
         bias,
         out,
         act,
+        ..
     } = run;
+    run.require_f32("gemv")?;
     let (x_len, out_len) = s.lens(label)?;
     if !fits(s) {
         return Err(Error::shape(

@@ -1,7 +1,9 @@
 //! Launcher for `shaders/gemv_wide.wgsl` and the `gemv_wide` family ([`GEMV_WIDE`]): fully
 //! connected layers at small batch on real GPUs, at the memory-bandwidth roof — 256
 //! invocations per pair of weight rows, vec4 loads along K, a tree reduction in workgroup
-//! memory, one workgroup per 2 rows and 4 samples.
+//! memory, one workgroup per 2 rows and 4 samples. With weights stored as halves
+//! ([`crate::gpu::Precision::F16`], [`pack_f16`]) it reads half the bytes
+//! ([`SHADER_F16`], `shaders/gemv_wide_f16.wgsl`), f32 arithmetic.
 
 use super::{check_arg, fold_workgroups, Call, Scratch};
 use crate::error::{Error, Result};
@@ -54,6 +56,35 @@ crate::gpu::declare::shader! {
     }
 }
 
+crate::gpu::declare::shader! {
+    /// `shaders/gemv_wide_f16.wgsl`: [`SHADER`] with the weights stored as halves (4 per
+    /// `vec2<u32>`, [`pack_f16`]), unpacked to f32 as they are loaded. Trusted as [`SHADER`].
+    pub static SHADER_F16 = "gemv_wide_f16" {
+        params: GemvWideParams,
+        trusted: true,
+        /// Arguments of `gemv_wide` (f16 weights).
+        args: GemvWideF16Args {
+            /// `[batch, in]` input, as vec4s.
+            x: read array<vec4<f32>>,
+            /// A row chunk of `[out, in]` as halves, 4 per `vec2<u32>`.
+            w: read array<vec2<u32>>,
+            /// `[out]` bias (a stand-in when there is none).
+            bias: read array<f32>,
+            /// `[batch, out]` output.
+            out: write array<f32>,
+        }
+    }
+}
+
+/// `weight` (`[out, in]`) as halves ([`crate::gpu::precision::pack_halves`]: rounded to
+/// nearest, two per word, a value beyond f16's range an error naming `label`), the words
+/// held in `f32`s so the row chunks are cut and uploaded like f32 weights: row `j` is words
+/// `j · in/2 ..` (in is even).
+pub fn pack_f16(label: &str, weight: &[f32]) -> Result<Vec<f32>> {
+    let words = crate::gpu::precision::pack_halves(weight, &format!("{label} f16 weight"))?;
+    Ok(words.into_iter().map(f32::from_bits).collect())
+}
+
 /// The largest batch it prefers (beyond it the register-tiled GEMMs read the weights once
 /// for more samples).
 pub const MAX_BATCH: usize = 8;
@@ -73,6 +104,7 @@ pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
         bias,
         out,
         act,
+        weight_f16,
     } = run;
     let (x_len, out_len) = s.lens(label)?;
     if !fits(s) {
@@ -86,7 +118,17 @@ pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
     }
     check_arg(ctx, label, "x", x, x_len as u64)?;
     check_arg(ctx, label, "out", out, out_len as u64)?;
-    let rows = s.chunk_rows(label, chunks)?;
+    // Halves: a row is in/2 words.
+    let words = if weight_f16 {
+        s.in_features / 2
+    } else {
+        s.in_features
+    };
+    let rows = LinearShape {
+        in_features: words,
+        ..*s
+    }
+    .chunk_rows(label, chunks)?;
     let (bias, has_bias) = match bias {
         Some(b) => {
             check_arg(ctx, label, "bias", b, s.out_features as u64)?;
@@ -97,7 +139,7 @@ pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
     let mut calls = Vec::with_capacity(chunks.len());
     let mut row0 = 0;
     for (w, &r) in chunks.iter().zip(&rows) {
-        check_arg(ctx, label, "weight chunk", w, (r * s.in_features) as u64)?;
+        check_arg(ctx, label, "weight chunk", w, (r * words) as u64)?;
         let row_groups = r.div_ceil(2);
         let total = row_groups * s.batch.div_ceil(4);
         let params = GemvWideParams {
@@ -111,19 +153,20 @@ pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
             total_wg: u32::try_from(total).map_err(|_| Error::shape(label, "grid exceeds u32"))?,
             bias_max: (bias.len.max(1) - 1) as u32,
         };
-        let args = GemvWideArgs {
-            x: x.clone(),
-            w: w.clone(),
-            bias: bias.clone(),
-            out: out.clone(),
+        let (x, w, bias, out) = (x.clone(), w.clone(), bias.clone(), out.clone());
+        let args = if weight_f16 {
+            GemvWideF16Args { x, w, bias, out }.into_vec()
+        } else {
+            GemvWideArgs { x, w, bias, out }.into_vec()
         };
         let grid = fold_workgroups(ctx, label, total as u64)?;
+        let shader = if weight_f16 { &SHADER_F16 } else { &SHADER };
         calls.push(Call::new(
             ctx,
             label,
-            SHADER.entry("gemv_wide", &[]),
+            shader.entry("gemv_wide", &[]),
             &params,
-            args.into_vec(),
+            args,
             grid,
         )?);
         row0 += r;
@@ -150,6 +193,10 @@ impl LinearForward for GemvWide {
 
     fn can_run(&self, s: &LinearShape, a: &Adapter, _: Option<u16>) -> bool {
         fits(s) && a.workgroup_storage >= 8192 && a.invocations >= 256
+    }
+
+    fn reads_f16(&self) -> bool {
+        true
     }
 
     fn forward(

@@ -182,6 +182,7 @@ impl LinearForward for Naive {
         _: Option<u16>,
         _: &mut Scratch<'_>,
     ) -> Result<Vec<Call>> {
+        run.require_f32("linear")?;
         let w = (run.chunks, run.bias);
         forward(ctx, run.label, (run.shape, run.act), run.x, w, run.out)
     }

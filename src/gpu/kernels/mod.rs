@@ -37,7 +37,7 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 23] {
+pub fn all_shaders() -> [&'static ShaderSpec; 24] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
@@ -53,6 +53,7 @@ pub fn all_shaders() -> [&'static ShaderSpec; 23] {
         &gather::SHADER,
         &gemv::SHADER,
         &gemv_wide::SHADER,
+        &gemv_wide::SHADER_F16,
         &linear::SHADER,
         &linear_backward::SHADER,
         &loss::SHADER,

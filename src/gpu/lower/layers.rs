@@ -215,7 +215,12 @@ pub(super) fn forward_linear(l: &mut Lowering<'_>, i: NodeId, lin: &Linear) -> R
         None
     };
     let shape = linear_shape(l, lin);
-    let kernel = choice::linear_forward_for(l.ctx, name(l, i), &shape, &l.choice)?;
+    let half = l.param_is_half(i, "weight")?;
+    let kernel = if half {
+        choice::linear_forward_f16_for(l.ctx, name(l, i), &shape, &l.choice)?
+    } else {
+        choice::linear_forward_for(l.ctx, name(l, i), &shape, &l.choice)?
+    };
     let graph = l.graph;
     let run = LinearRun {
         label: graph.nodes[i].name.as_str(),
@@ -225,6 +230,7 @@ pub(super) fn forward_linear(l: &mut Lowering<'_>, i: NodeId, lin: &Linear) -> R
         bias: bias.as_ref(),
         out: &y,
         act: l.fused(i),
+        weight_f16: half,
     };
     let (ctx, prog) = (l.ctx, &mut l.prog);
     let mut scratch = |label: &str, n: usize| Ok(Arg::planned(prog.buffer(label, n), n));

@@ -230,6 +230,11 @@ impl<'a> Lowering<'a> {
         Ok(p.chunks.iter().map(Arg::whole).collect())
     }
 
+    /// Whether node `i`'s resident parameter `suffix` is stored as halves.
+    pub fn param_is_half(&self, i: NodeId, suffix: &str) -> Result<bool> {
+        Ok(self.params.of(self.graph, i, suffix)?.half)
+    }
+
     /// Planned gradient buffers of parameter `suffix` of node `i`, one per chunk of the
     /// resident parameter; its SGD update reads them after the node's backward.
     pub fn param_grad(&mut self, i: NodeId, suffix: &str) -> Result<Vec<Arg>> {

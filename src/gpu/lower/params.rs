@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::gpu::choice::{self, KernelChoice};
 use crate::gpu::context::GpuContext;
 use crate::gpu::family::{ConvLayer, ConvOp, ConvProblem, PreparedConv};
-use crate::gpu::kernels::{gather, linear, norm};
+use crate::gpu::geometry::LinearShape;
+use crate::gpu::kernels::{gather, gemv_wide, linear, norm};
+use crate::gpu::Precision;
 use crate::graph::{Graph, NodeId, Op};
 use crate::ops::ParamRole;
 use crate::weights::Weights;
@@ -31,6 +33,9 @@ pub struct DeviceParam {
     pub chunks: Vec<wgpu::Buffer>,
     /// Momentum and decay, for trainable parameters.
     pub train: Option<TrainState>,
+    /// Stored as halves, two per word (a fully connected layer's weight whose kernel reads
+    /// them; [`crate::gpu::Precision::F16`]): `shape` stays the f32 tensor's.
+    pub half: bool,
 }
 
 /// A parameter in the form an inference kernel reads it, built at load.
@@ -56,6 +61,8 @@ pub struct ParamStore {
     bytes: u64,
     /// Convolutions prepared, and how many of them store f16 weights.
     convs: [usize; 2],
+    /// Fully connected layers, and how many of them store f16 weights.
+    linears: [usize; 2],
 }
 
 impl ParamStore {
@@ -75,6 +82,11 @@ impl ParamStore {
     /// `[convolutions, those storing f16 weights]` of this store.
     pub fn f16_convs(&self) -> [usize; 2] {
         self.convs
+    }
+
+    /// `[fully connected layers, those storing f16 weights]` of this store.
+    pub fn f16_linears(&self) -> [usize; 2] {
+        self.linears
     }
 
     /// Node `node`'s prepared inference form, if it has one.
@@ -119,6 +131,7 @@ impl ParamStore {
                 shape: shape.to_vec(),
                 chunks,
                 train,
+                half: false,
             },
         );
         Ok(())
@@ -229,6 +242,7 @@ impl ParamStore {
                     }
                     s.prepared.insert(i, Prepared::ConcatPairs(per_input));
                 }
+                Op::Linear(lin) => s.prepare_linear(ctx, &node.name, lin, forced, weights)?,
                 Op::Gather(g) => {
                     let c = graph.nodes[node.inputs[0]].shape[0];
                     let idx = gather::upload_indices(ctx, &node.name, &g.indices, c)?;
@@ -294,6 +308,55 @@ impl ParamStore {
         if let Some(p) = prepared {
             self.bytes += p.bytes();
             self.prepared.insert(node, Prepared::Conv(p));
+        }
+        Ok(())
+    }
+}
+
+impl ParamStore {
+    /// A fully connected layer's weights: as halves when the model asks for f16 and the
+    /// kernel chosen for it (at batch 1) reads them, else as they are; its bias as it is.
+    fn prepare_linear(
+        &mut self,
+        ctx: &GpuContext,
+        name: &str,
+        lin: &crate::ops::Linear,
+        forced: &KernelChoice,
+        weights: &Weights,
+    ) -> Result<()> {
+        let w = weights.require(&format!("{name}.weight"))?;
+        let shape = [lin.out_features, lin.in_features];
+        let s1 = LinearShape {
+            batch: 1,
+            in_features: lin.in_features,
+            out_features: lin.out_features,
+        };
+        let half = forced.precision() == Precision::F16
+            && lin.in_features % 2 == 0
+            && choice::linear_forward_for(ctx, name, &s1, forced)?
+                .family
+                .reads_f16();
+        self.linears[0] += 1;
+        let key = format!("{name}.weight");
+        if half {
+            let words = gemv_wide::pack_f16(name, w.data())?;
+            self.put(ctx, key.clone(), &[shape[0], shape[1] / 2], &words, None)?;
+            let p = self.tensors.get_mut(&key).expect("just put");
+            p.shape = shape.to_vec();
+            p.half = true;
+            self.linears[1] += 1;
+        } else {
+            self.put(ctx, key, &shape, w.data(), None)?;
+        }
+        if lin.bias {
+            let b = weights.require(&format!("{name}.bias"))?;
+            self.put(
+                ctx,
+                format!("{name}.bias"),
+                &[b.data().len()],
+                b.data(),
+                None,
+            )?;
         }
         Ok(())
     }

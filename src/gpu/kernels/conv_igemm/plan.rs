@@ -201,25 +201,7 @@ impl IgemmConv {
     /// low 16 bits), rounded to nearest. A weight beyond f16's range (±65504) is an error
     /// naming it rather than an infinity in the output.
     pub fn pack_f16(&self, natural: &[f32]) -> Result<Vec<u32>> {
-        let packed = self.pack(natural)?;
-        if let Some((i, v)) = packed
-            .iter()
-            .enumerate()
-            .find(|(_, v)| v.is_finite() && v.abs() > f32::from(half::f16::MAX))
-        {
-            return Err(Error::InvalidArgument(format!(
-                "conv_igemm f16 weight: packed value {i} is {v}, beyond f16's range (±65504); \
-                 run this model in f32"
-            )));
-        }
-        Ok(packed
-            .chunks_exact(2)
-            .map(|p| {
-                let lo = half::f16::from_f32(p[0]).to_bits();
-                let hi = half::f16::from_f32(p[1]).to_bits();
-                u32::from(lo) | (u32::from(hi) << 16)
-            })
-            .collect())
+        crate::gpu::precision::pack_halves(&self.pack(natural)?, "conv_igemm f16 weight")
     }
 
     /// The split of a run of `npix` output pixels on an adapter running `slots` workgroups
