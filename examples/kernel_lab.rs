@@ -10,14 +10,15 @@
 //! name contains NAME. `--tiles` adds every register tile of `conv_fast` and `gemv` (not only
 //! the automatic choice); `--wgmem` adds the workgroup-memory kernel for discrete GPUs (slow
 //! on lavapipe: barriers); `--no-roof` skips the roofline; `--quick` shrinks the shapes (CI
-//! smoke run). Timings are host wall-clock of one submit and wait per run; lavapipe timings
+//! smoke run). The fully connected layers also run the discrete tier's `gemv_wide` with f32
+//! and with f16 weights (its GB/s count the bytes each reads). Timings are host wall-clock of one submit and wait per run; lavapipe timings
 //! vary ±30 % between processes, so compare within a run.
 
 use gconv::gpu::choice::{self, Adapter, ConvKernel, ConvProblem};
 use gconv::gpu::family::{ConvLayer, ConvOp, ConvRun, LinearRun};
 use gconv::gpu::geometry::LinearShape;
 use gconv::gpu::kernels::conv_fast::{self, FastConv};
-use gconv::gpu::kernels::{gemv, linear};
+use gconv::gpu::kernels::{gemv, gemv_wide, linear};
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{roofline, run_dispatches, Arg, Call, Dispatch, GpuContext};
 use gconv::graph::Conv2dSpec;
@@ -271,7 +272,13 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
             .iter()
             .map(Arg::whole)
             .collect();
-        drop(w);
+        // The discrete tier's GEMV reads them as halves too (`--precision f16`).
+        let halves = gemv_wide::pack_f16("w", &w)?;
+        let chunks16: Vec<Arg> = linear::upload_weight(ctx, "w16", &halves, [outf, inf / 2])?
+            .iter()
+            .map(Arg::whole)
+            .collect();
+        drop((w, halves));
         let bias = Arg::whole(&ctx.upload("b", &data(outf, 5))?);
         for batch in [1usize, 8] {
             let group = format!("linear {inf}x{outf} batch {batch}");
@@ -311,16 +318,21 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
                     }
                 }
             }
-            for k in kernels {
+            let wide = named("gemv_wide");
+            let runs = kernels
+                .into_iter()
+                .map(|k| (k, false))
+                .chain([(wide, false), (wide, true)]);
+            for (k, half) in runs {
                 let run = LinearRun {
                     label: k.family.name(),
                     shape: &s,
                     x: &x,
-                    chunks: &chunks,
+                    chunks: if half { &chunks16 } else { &chunks },
                     bias: Some(&bias),
                     out: &out,
                     act: Activation::Relu,
-                    weight_f16: false,
+                    weight_f16: half,
                 };
                 let calls = k.family.forward(ctx, run, k.variant, &mut scratch(ctx))?;
                 let split = if calls.len() > chunks.len() {
@@ -335,9 +347,13 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
                     ),
                     _ => format!("{}{split}", k.name()),
                 };
-                if k == new {
+                if half {
+                    name += " f16 weights";
+                }
+                if k == new && !half {
                     name += "  <- choice";
                 }
+                let wbytes = if half { 2.0 } else { 4.0 } * (inf * outf) as f64;
                 if k.family.name() == "linear" {
                     name += "  <- before";
                 }
@@ -346,7 +362,7 @@ fn add_linear_cases(ctx: &GpuContext, a: &Args, cases: &mut Vec<Case>) -> gconv:
                     name,
                     dispatches: bind_all(ctx, &calls)?,
                     flops,
-                    bytes,
+                    bytes: bytes - 4.0 * (inf * outf) as f64 + wbytes,
                     memory_bound: batch == 1,
                     times: Vec::new(),
                 });
