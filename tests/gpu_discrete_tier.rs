@@ -7,14 +7,13 @@
 
 mod common;
 
-use common::tier::{graph, igemm, input, uneven_table};
+use common::tier::{fc_graph, graph, igemm, input, uneven_table};
 
 use gconv::gpu::choice::{self, Adapter, AdapterClass, ConvKernel, KernelChoice};
 use gconv::gpu::kernels::conv_igemm::{self, IgemmConv, IgemmIo, IgemmWeight, TILES};
 use gconv::gpu::launch::bind_all;
 use gconv::gpu::{run_dispatches, Arg, GpuContext, GpuModel};
-use gconv::graph::{Conv2dSpec, GraphBuilder, Op};
-use gconv::ops::{Flatten, Linear};
+use gconv::graph::{Conv2dSpec, Op};
 use gconv::testing::{assert_close, Tolerance};
 use gconv::{cpu, Weights};
 use proptest::prelude::*;
@@ -213,16 +212,7 @@ fn gemv_wide_matches_the_cpu() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
     for (inf, outf, batch) in [(36, 20, 1), (64, 7, 3), (128, 33, 5), (8, 1, 8)] {
-        let lin = Linear {
-            in_features: inf,
-            out_features: outf,
-            bias: outf % 2 == 1,
-        };
-        let mut b = GraphBuilder::new("fc", [inf, 1, 1]);
-        let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]).unwrap();
-        let y = b.push("fc", Op::Linear(lin), &[f]).unwrap();
-        let y = b.push("relu", Op::relu(), &[y]).unwrap();
-        let g = b.finish(y);
+        let g = fc_graph(inf, outf);
         let w = Weights::random_for_tests(&g, 9);
         let x = input(&[batch, inf, 1, 1], 4);
         let want = cpu::run_graph(&g, &w, &x).unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::tier::{graph, igemm, input, uneven_table};
+use common::tier::{fc_graph, graph, igemm, input, uneven_table};
 
 use gconv::gpu::choice::{Adapter, AdapterClass, ConvKernel, KernelChoice};
 use gconv::gpu::kernels::conv_igemm::{self, IgemmConv, IgemmIo, IgemmWeight, TILES};
@@ -267,22 +267,6 @@ fn the_cli_refuses_f16_on_the_cpu() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("f32 or f16"), "{err}");
-}
-
-/// `[C, 1, 1]` → flatten → a fully connected layer "fc" (bias when `out` is odd) → ReLU.
-fn fc_graph(inf: usize, outf: usize) -> gconv::graph::Graph {
-    use gconv::graph::GraphBuilder;
-    use gconv::ops::{Flatten, Linear};
-    let lin = Linear {
-        in_features: inf,
-        out_features: outf,
-        bias: outf % 2 == 1,
-    };
-    let mut b = GraphBuilder::new("fc", [inf, 1, 1]);
-    let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]).unwrap();
-    let y = b.push("fc", Op::Linear(lin), &[f]).unwrap();
-    let y = b.push("relu", Op::relu(), &[y]).unwrap();
-    b.finish(y)
 }
 
 /// `gemv_wide` reads halves: a model loaded in f16 stores its fully connected weights so

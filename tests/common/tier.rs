@@ -1,5 +1,6 @@
 //! Shared by the real-GPU tier's suites (`gpu_discrete_tier`, `gpu_f16`): inputs, the
-//! one-layer graph, `conv_igemm`'s tiles by index, an uneven index-addressed table.
+//! one-layer graph, a fully connected one, `conv_igemm`'s tiles by index, an uneven
+//! index-addressed table.
 
 use gconv::gpu::choice::{self, ConvKernel};
 use gconv::gpu::kernels::conv_igemm::TILES;
@@ -42,4 +43,19 @@ pub fn uneven_table() -> GroupedConvTable {
         in_index: vec![7, 2, 9, 0, 4, 1, 8, 3, 6, 5],
         out_index: vec![12, 0, 5, 3, 9, 1, 11, 7, 2, 10, 4, 8, 6, 13],
     }
+}
+
+/// `[C, 1, 1]` → flatten → a fully connected layer "fc" (bias when `out` is odd) → ReLU.
+pub fn fc_graph(inf: usize, outf: usize) -> Graph {
+    use gconv::ops::{Flatten, Linear};
+    let lin = Linear {
+        in_features: inf,
+        out_features: outf,
+        bias: outf % 2 == 1,
+    };
+    let mut b = GraphBuilder::new("fc", [inf, 1, 1]);
+    let f = b.push("flat", Op::Flatten(Flatten), &[b.input()]).unwrap();
+    let y = b.push("fc", Op::Linear(lin), &[f]).unwrap();
+    let y = b.push("relu", Op::relu(), &[y]).unwrap();
+    b.finish(y)
 }

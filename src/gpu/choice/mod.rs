@@ -257,13 +257,12 @@ pub fn linear_forward_f16_for(
     s: &LinearShape,
     forced: &KernelChoice,
 ) -> Result<LinearKernel> {
-    let a = Adapter::of(ctx);
-    let first = forced
-        .linear_of(name)
-        .unwrap_or_else(|| linear_default(s, &a));
-    if first.family.reads_f16() && first.family.can_run(s, &a, first.variant) {
-        return Ok(first);
+    if let Ok(k) = linear_forward_for(ctx, name, s, forced) {
+        if k.family.reads_f16() {
+            return Ok(k);
+        }
     }
+    let a = Adapter::of(ctx);
     linear_forward_list(a.class)
         .iter()
         .copied()
