@@ -152,6 +152,43 @@ fn two_devices_and_settings_that_differ() {
         .any(|t| t.title.starts_with("Settings that differ")));
 }
 
+#[test]
+fn rows_of_another_input_size_or_width_do_not_pair() {
+    // The same rows at paper1's 224² (software adapters' default) against 64², and a
+    // model of another width (other MACs) in paper2: nothing of the two pairs up.
+    let (old, mut new) = old_new();
+    new["config"]["paper1_input_size"] = json!(224);
+    new["paper2"][0]["macs"] = json!(7);
+    let c = compare(&parse(&old), "a", &parse(&new), "b");
+    assert!(
+        !c.rows
+            .iter()
+            .any(|r| r.suite == "paper1" || r.suite == "paper2"),
+        "{:?}",
+        c.rows
+    );
+    assert!(c
+        .only_old
+        .iter()
+        .any(|k| k.contains("vgg11bn-E") && k.contains("32²")));
+    assert!(c
+        .only_new
+        .iter()
+        .any(|k| k.contains("vgg11bn-E") && k.contains("224²")));
+    assert!(c
+        .only_new
+        .iter()
+        .any(|k| k.contains("resnet50-dsc") && k.contains("32², 7 MACs")));
+    // The sweep (shape and G in the row's name) and the roofline still pair.
+    assert!(c.rows.iter().any(|r| r.suite == "sweep"));
+    assert!(c.rows.iter().any(|r| r.suite == "roofline"));
+    // A paired row shows what it ran on.
+    let (old, new) = old_new();
+    let c = compare(&parse(&old), "a", &parse(&new), "b");
+    let e = c.rows.iter().find(|r| r.name == "vgg11bn-E").unwrap();
+    assert_eq!(e.metric, "latency, batch 1; 32², 100 MACs");
+}
+
 fn gconv() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gconv"))
 }

@@ -2,7 +2,9 @@
 //! regression check, on two it says which is faster where.
 //!
 //! Every row is a time (paper1's latencies, the layer-wise totals, the sweep's points, your
-//! models) or a roofline rate, matched by suite, row and metric. Its **time ratio** is
+//! models) or a roofline rate, matched by suite, row, metric and workload (the input size
+//! and MACs per image, so a model timed at 64² never pairs with the same model at 224², nor
+//! a zoo model with one of another width). Its **time ratio** is
 //! new / old median time (a rate counts as the time to move a byte or do a FLOP: old / new
 //! rate), so below 1 the new run is faster; its **spread** is the ratio's range over the
 //! runs (new min / old max … new max / old min) where both reports kept min and max, so a
@@ -86,7 +88,8 @@ pub struct Row {
     pub suite: String,
     /// The row (model, scheme, layer and G …).
     pub name: String,
-    /// What was measured (`latency, batch 1`, `total of blocks`, `GEMM roof`, …).
+    /// What was measured and on what (`latency, batch 1; 224², 305.3 MMACs`,
+    /// `GEMM GFLOP/s`, …).
     pub metric: String,
     /// Time or rate.
     pub measure: Measure,
@@ -124,33 +127,53 @@ struct Entry {
     suite: &'static str,
     name: String,
     metric: String,
+    /// What ran: `64², 305.3 MMACs` (none for the roofline).
+    workload: Option<String>,
     measure: Measure,
     value: Value,
 }
 
 impl Entry {
+    /// Suite, row, metric and workload: rows pair only when all four agree.
     fn key(&self) -> String {
-        format!("{}: {} ({})", self.suite, self.name, self.metric)
+        match &self.workload {
+            Some(w) => format!("{}: {} ({}; {w})", self.suite, self.name, self.metric),
+            None => format!("{}: {} ({})", self.suite, self.name, self.metric),
+        }
     }
+}
+
+/// The workload part of a key: input size and MACs per image.
+fn workload(size: usize, macs: u64) -> Option<String> {
+    Some(if macs >= 10_000_000 {
+        format!("{size}², {:.1} MMACs", macs as f64 / 1e6)
+    } else {
+        format!("{size}², {macs} MACs")
+    })
 }
 
 fn entries(r: &BenchReport) -> Vec<Entry> {
     let mut v = Vec::new();
-    let mut time = |suite, name: String, metric: String, value| {
+    let mut time = |suite, name: String, metric: String, workload, value| {
         v.push(Entry {
             suite,
             name,
             metric,
+            workload,
             measure: Measure::Time,
             value,
         })
     };
     let (b, lb) = (r.config.batch, r.config.large_batch);
+    let size = r.config.input_size;
+    let paper1_size = r.config.paper1_input_size.unwrap_or(size);
     for m in &r.paper1 {
+        let w = workload(paper1_size, m.macs);
         time(
             "paper1",
             m.model.clone(),
             format!("latency, batch {b}"),
+            w.clone(),
             (&m.latency).into(),
         );
         if let Some(l) = &m.large_batch_latency {
@@ -158,6 +181,7 @@ fn entries(r: &BenchReport) -> Vec<Entry> {
                 "paper1",
                 m.model.clone(),
                 format!("latency, batch {lb}"),
+                w,
                 l.into(),
             );
         }
@@ -172,6 +196,7 @@ fn entries(r: &BenchReport) -> Vec<Entry> {
                 suite,
                 m.model.clone(),
                 format!("sum of block medians, batch {b}"),
+                workload(size, m.macs),
                 value,
             );
         }
@@ -182,13 +207,21 @@ fn entries(r: &BenchReport) -> Vec<Entry> {
             "{}ch {}² {}×{} G={}",
             l.channels, l.size, l.kernel, l.kernel, s.groups
         );
-        time("sweep", name, format!("time, batch {b}"), (&s.time).into());
+        // The layer's shape and G are its name: the whole workload.
+        time(
+            "sweep",
+            name,
+            format!("time, batch {b}"),
+            None,
+            (&s.time).into(),
+        );
     }
     for m in &r.models {
         time(
             "models",
             m.model.clone(),
             format!("latency, batch {b}"),
+            workload(m.input[1], m.macs),
             (&m.latency).into(),
         );
     }
@@ -201,6 +234,7 @@ fn entries(r: &BenchReport) -> Vec<Entry> {
                 suite: "roofline",
                 name: "roof".into(),
                 metric: metric.into(),
+                workload: None,
                 measure: Measure::Rate,
                 value: Value {
                     median: rate,
@@ -265,7 +299,10 @@ pub fn compare(
         rows.push(Row {
             suite: n.suite.into(),
             name: n.name.clone(),
-            metric: n.metric.clone(),
+            metric: match &n.workload {
+                Some(w) => format!("{}; {w}", n.metric),
+                None => n.metric.clone(),
+            },
             measure: n.measure,
             old: a,
             new: b,

@@ -178,6 +178,7 @@ impl Comparison {
 }
 
 fn short_metric(m: &str) -> String {
+    let m = m.split(';').next().unwrap_or(m);
     m.replace("latency, ", "")
         .replace("sum of block medians, ", "")
 }
