@@ -3,13 +3,15 @@
 //!
 //! | `"kind"` | fields |
 //! |---|---|
-//! | `"run"` | `model`, `conv`, `groups`, `seed`, `device`, … (one per start or resume) |
+//! | `"run"` | `model`, `conv`, `groups`, `seed`, `input`, `device`, … (one per start or resume) |
 //! | `"step"` | `epoch`, `step` (global), `loss` (the batch's), `lr` |
 //! | `"epoch"` | `epoch`, `train_loss`, `train_acc`, `val_loss`, `val_acc`, `images_per_s`, `flgc` |
 //! | `"test"` | `test_loss`, `test_acc`, `test_n` |
 //!
 //! Lines are appended whole (one `write` each), so a crash leaves at most one partial last
-//! line, which [`read_log`] ignores.
+//! line, which [`read_log`] ignores. A run that goes on from a checkpoint (`--resume`, or
+//! after a lost device) logs the epochs and steps after it again; [`read_log`] keeps the
+//! last record of each, so every step and epoch appears once, as the run that finished did it.
 
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -130,7 +132,15 @@ pub fn read_log(path: &Path) -> Result<RunLog> {
         match v.get("kind").and_then(Value::as_str) {
             Some("run") => log.run = Some(v.clone()),
             Some("test") => log.test = Some(v.clone()),
-            Some("step") => log.steps.push((num("step")? as usize, num("loss")?)),
+            Some("step") => {
+                // A step number at or below the last one: the run went back to a
+                // checkpoint, and what follows replaces the steps logged since.
+                let step = num("step")? as usize;
+                while log.steps.last().is_some_and(|&(s, _)| s >= step) {
+                    log.steps.pop();
+                }
+                log.steps.push((step, num("loss")?));
+            }
             Some("epoch") => {
                 let r = EpochRecord {
                     epoch: num("epoch")? as usize,
@@ -186,6 +196,27 @@ mod tests {
         assert_eq!(got.epochs[1].val_acc, 0.8);
         assert_eq!(got.steps, vec![(1, 2.5)]);
         assert_eq!(got.label("x"), "flgc G=4 seed 1");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn steps_logged_again_after_a_restart_replace_the_lost_ones() {
+        let dir = scratch_dir("restart");
+        let p = dir.join("run.jsonl");
+        let mut log = TrainLog::open(&p, false).unwrap();
+        for s in 1..=5 {
+            log.write("step", json!({"step": s, "loss": 1.0})).unwrap();
+        }
+        // The device was lost during step 6's epoch; the run went back to step 3.
+        for s in 4..=7 {
+            log.write("step", json!({"step": s, "loss": 0.5})).unwrap();
+        }
+        drop(log);
+        let got = read_log(&p).unwrap();
+        let steps: Vec<usize> = got.steps.iter().map(|&(s, _)| s).collect();
+        assert_eq!(steps, (1..=7).collect::<Vec<_>>());
+        assert_eq!(got.steps[2], (3, 1.0));
+        assert_eq!(got.steps[3], (4, 0.5));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
