@@ -119,7 +119,7 @@ impl Runtime {
     }
 
     /// A runtime on an existing GPU context (shares its pipeline cache). After a device
-    /// loss it is replaced by `GpuContext::new()`'s.
+    /// loss it is replaced by a context on the same adapter ([`GpuContext::reopen`]).
     pub fn with_context(ctx: Arc<GpuContext>) -> Self {
         Self {
             gpu: Some(Arc::new(ContextSlot::new(ctx))),
@@ -286,7 +286,9 @@ impl Model {
         matches!(self.backend, Backend::Gpu(..))
     }
 
-    /// The GPU model, for timing and memory reports.
+    /// The GPU model, for timing and memory reports, as it is: after a device loss it is
+    /// still the lost device's until [`Model::recover`] (or the next [`Model::run`]) moves
+    /// it, so a caller that runs it directly recovers first, as `gconv bench` does.
     pub fn gpu_model(&mut self) -> Option<&mut GpuModel> {
         match &mut self.backend {
             Backend::Gpu(m, _) => Some(m),

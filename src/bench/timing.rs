@@ -32,6 +32,8 @@ pub(super) fn time_model(
     ctl: &BenchControl,
 ) -> Result<Stats> {
     let once = |m: &mut Model| -> Result<f64> {
+        // A device lost since the last pass: the model moves to a new one first.
+        m.recover()?;
         let t0 = Instant::now();
         match m.gpu_model() {
             Some(g) => g.run_no_readback(x)?,
@@ -84,6 +86,7 @@ pub(super) fn node_times(
     let passes = warmup + repeats.max(1);
     ctl.tick("per-layer", 0, passes)?;
     for r in 0..passes {
+        model.recover()?;
         let times: Vec<(String, f64)> = match model.gpu_model() {
             Some(g) => {
                 let lt = g.time_layers(x)?;

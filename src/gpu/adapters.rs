@@ -92,6 +92,34 @@ pub(super) async fn pick_from_env() -> Result<wgpu::Adapter> {
     Ok(adapter)
 }
 
+/// The adapter a context was opened on (`info`), listed again: same name, vendor, device,
+/// type and backend (a driver update in between is still the same adapter).
+///
+/// # Errors
+///
+/// [`Error::NoAdapter`] naming it when it is no longer listed.
+pub(super) fn same_adapter(info: &wgpu::AdapterInfo) -> Result<wgpu::Adapter> {
+    let same = |i: &wgpu::AdapterInfo| {
+        (&i.name, i.vendor, i.device, i.device_type, i.backend)
+            == (
+                &info.name,
+                info.vendor,
+                info.device,
+                info.device_type,
+                info.backend,
+            )
+    };
+    enumerate()
+        .into_iter()
+        .find(|a| same(&a.get_info()))
+        .ok_or_else(|| {
+            Error::NoAdapter(format!(
+                "the adapter the device was opened on ({} · {:?}) is no longer listed",
+                info.name, info.backend
+            ))
+        })
+}
+
 fn enumerate() -> Vec<wgpu::Adapter> {
     let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     let backends = desc.backends;

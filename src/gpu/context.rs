@@ -118,6 +118,18 @@ impl GpuContext {
         pollster::block_on(Self::open(adapter, &GpuOptions::from_env()))
     }
 
+    /// A new context on the adapter this one was opened on, with the same options: what a
+    /// lost device is replaced by.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoAdapter`] naming the adapter when it is no longer listed (a GPU that is
+    /// gone) or refuses a device.
+    pub fn reopen(&self) -> Result<Self> {
+        let adapter = super::adapters::same_adapter(&self.info)?;
+        pollster::block_on(Self::open(adapter, &self.options))
+    }
+
     async fn open(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();

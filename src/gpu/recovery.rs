@@ -4,8 +4,9 @@
 //! A [`ContextSlot`] holds the context in use and every one it replaced, newest last. The
 //! call during which the device is lost fails with [`Error::DeviceLost`]; the next call of any
 //! model of the runtime (`Model::run`, or `Runtime::recover` explicitly) asks the slot
-//! to [`recover`](ContextSlot::recover): the first caller creates a new context (the same
-//! adapter choice, `GpuContext::new`), later callers take that one, and each model rebuilds its
+//! to [`recover`](ContextSlot::recover): the first caller creates a new context on the same
+//! adapter with the same options ([`GpuContext::reopen`]: the adapter chosen from a list, as
+//! the desktop app does, stays chosen), later callers take that one, and each model rebuilds its
 //! pipelines and buffers on it from the weights it keeps on the host. Contexts that were
 //! replaced stay allocated until the runtime is dropped (a lost device holds no device
 //! memory), which is what lets [`ContextSlot::current`] hand out plain references.
@@ -96,7 +97,7 @@ impl ContextSlot {
                 last.ctx.info.name
             )));
         }
-        let ctx = Arc::new(GpuContext::with_options(&last.ctx.options)?);
+        let ctx = Arc::new(last.ctx.reopen()?);
         log::warn!(
             "the device ({}) was lost ({why}); recreated it ({})",
             last.ctx.info.name,

@@ -101,7 +101,8 @@ impl Restart {
              {MAX_RESTARTS})",
             self.restarts
         );
-        let ctx = Arc::new(GpuContext::new()?);
+        // The adapter the run was on (`--device`, `WGPU_ADAPTER_NAME`), with its options.
+        let ctx = Arc::new(gpu.map_or_else(GpuContext::new, |c| c.reopen())?);
         let mut t =
             train::trainer_for(Some(ctx.clone()), self.graph.clone(), weights, self.config)?;
         if let Some(m) = &momentum {
