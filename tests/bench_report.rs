@@ -207,6 +207,27 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
     assert!(md.contains("MobileNetV2"));
     assert!(md.contains("furthest below the roof") == rt.is_gpu());
     assert!(md.contains(": per layer at batch 1"), "{md}");
+    // A second run into the same folder without the sweep: the sweep's charts of the first
+    // run go, a file of the user's stays, and a list naming a path outside removes nothing.
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let outside = dir.with_extension("outside");
+    std::fs::write(&outside, "not the bench's").unwrap();
+    let list = dir.join(".gconv-bench-files");
+    let mut names = std::fs::read_to_string(&list).unwrap();
+    assert!(names.lines().any(|n| n == "sweep_groups.png"), "{names}");
+    names.push_str(&format!(
+        "../{}\n",
+        outside.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::write(&list, names).unwrap();
+    let mut second = report.clone();
+    second.sweep.clear();
+    let files = write_outputs(&second, &dir).unwrap();
+    assert!(!files.iter().any(|f| f.ends_with("sweep_groups.svg")));
+    assert!(!dir.join("sweep_groups.svg").exists() && !dir.join("sweep_groups.png").exists());
+    assert!(dir.join("paper1_vgg_schemes.svg").exists());
+    assert!(dir.join("notes.txt").exists() && outside.exists());
+    std::fs::remove_file(&outside).ok();
     std::fs::remove_dir_all(&dir).ok();
 }
 

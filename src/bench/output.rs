@@ -201,7 +201,10 @@ pub fn render_text(r: &BenchReport) -> String {
 /// Writes `report.json`, `summary.md`, `report.html` (one self-contained file: every table
 /// and chart, the device and configuration) and the charts (PNG + SVG) into `dir`; returns
 /// the files written. Every file is written atomically ([`write_atomic`]), all under the
-/// folder's advisory lock (`.gconv-bench.lock`, see [`crate::fs::FileLock`]).
+/// folder's advisory lock (`.gconv-bench.lock`, see [`crate::fs::FileLock`]). Charts an
+/// earlier run wrote into `dir` and this one did not (another suite, a model no longer
+/// asked for) are removed, so the folder holds one run's files: the names written are kept
+/// in `.gconv-bench-files`, and only names listed there are ever removed.
 pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Two runs writing one folder take turns: it holds one run's files, not a mix.
@@ -230,7 +233,35 @@ pub fn write_outputs(r: &BenchReport, dir: &Path) -> Result<Vec<PathBuf>> {
         super::html::render_html(r, &report_tables(r), &figures)?.as_bytes(),
     )?;
     files.push(html);
+    replace_file_list(dir, &files)?;
     Ok(files)
+}
+
+/// The list of files the last run wrote into a bench folder.
+const FILE_LIST: &str = ".gconv-bench-files";
+
+/// Removes the files the previous run listed in [`FILE_LIST`] that `files` does not name,
+/// then lists `files`. Only plain names in `dir` are honoured (a list edited to name
+/// `../x` or a folder removes nothing).
+fn replace_file_list(dir: &Path, files: &[PathBuf]) -> Result<()> {
+    let list = dir.join(FILE_LIST);
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name()?.to_str().map(String::from))
+        .collect();
+    if let Ok(old) = crate::fs::read_text_file(&list) {
+        for name in old.lines().map(str::trim) {
+            let plain = !name.is_empty()
+                && !name.starts_with('.')
+                && !name.contains(['/', '\\'])
+                && !names.iter().any(|n| n == name);
+            let stale = dir.join(name);
+            if plain && stale.is_file() {
+                std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
+            }
+        }
+    }
+    write_atomic(&list, (names.join("\n") + "\n").as_bytes())
 }
 
 /// Per-block times (ms) of several models side by side, with totals and MACs: headers and
