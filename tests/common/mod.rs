@@ -25,6 +25,12 @@ pub fn gpu() -> Option<&'static Arc<GpuContext>> {
                 std::env::set_var("XDG_RUNTIME_DIR", dir);
             }
         }
+        // The contexts' pipeline caches (and any tuning cache a test's gconv process
+        // writes) go to a folder of the tests, not the user's ~/.cache/gconv.
+        if std::env::var_os("GCONV_CACHE_DIR").is_none() {
+            let dir = std::env::temp_dir().join("gconv-test-cache");
+            std::env::set_var("GCONV_CACHE_DIR", dir);
+        }
         match GpuContext::new() {
             Ok(c) => {
                 eprintln!("GPU: {}", c.describe());
