@@ -162,6 +162,55 @@ fn export_of_an_sgc_model_reports_its_macs() {
     assert!(macs > 0.0, "{out}");
 }
 
+/// Fashion-MNIST zero-padded to 32×32 (VGG's five pools cannot take 28×28), as
+/// `scripts/search_accuracy.sh` trains it; the model's input is the padded size.
+#[test]
+fn fashion_mnist_padded_to_32_trains_a_vgg() {
+    let fm = gconv::io::FashionMnist::DEFAULT_DIR;
+    if !gconv::train::dataset::is_fashion_mnist(Path::new(fm)) || !Path::new(fm).exists() {
+        eprintln!("SKIPPING: no Fashion-MNIST at {fm} (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let tmp = TempDir::new("fmnist32");
+    let (ck, log) = (tmp.path("ck.safetensors"), tmp.path("log.jsonl"));
+    let o = gconv(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        fm,
+        "--model",
+        "vgg11bn",
+        "--width",
+        "0.0625",
+        "--scheme",
+        "1,1,2,2,2",
+        "--input",
+        "1x32x32",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--limit",
+        "40",
+        "--val",
+        "8",
+        "--test-limit",
+        "16",
+        "--checkpoint",
+        &ck,
+        "--log",
+        &log,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = json_lines(&std::fs::read_to_string(&log).unwrap())
+        .into_iter()
+        .find(|v| v["kind"] == "run")
+        .expect("a run line");
+    assert_eq!(run["input"], serde_json::json!([1, 32, 32]), "{run}");
+}
+
 #[test]
 fn train_resume_export_eval_on_an_image_folder() {
     let tmp = TempDir::new("train");

@@ -330,10 +330,13 @@ fn train_runs_the_model_its_flags_describe_and_refuses_the_rest() {
     );
     if gconv::train::dataset::is_fashion_mnist(Path::new(gconv::io::FashionMnist::DEFAULT_DIR)) {
         let fm = ["train", "--device", "cpu", "--checkpoint", &ck];
-        assert_fails(
-            &[&fm[..], &["--input", "1x8x8"]].concat(),
-            &["--input applies to an image folder"],
-        );
+        // Fashion-MNIST's --input can only pad it (1xHxW, H, W ≥ 28).
+        for small in ["1x8x8", "3x32x32", "1x32x20"] {
+            assert_fails(
+                &[&fm[..], &["--input", small]].concat(),
+                &["Fashion-MNIST is 1x28x28", "can only pad it"],
+            );
+        }
         assert_fails(
             &[&fm[..], &["--test-data", &data]].concat(),
             &["--test-data applies to an image folder"],

@@ -268,7 +268,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "model": spec.name, "conv": conv_name, "groups": spec.groups(), "scheme": a.scheme,
         "flgc_init": format!("{:?}", a.flgc_init).to_lowercase(), "seed": a.seed,
         "flgc_margin": a.flgc_margin, "flgc_select_lr": a.flgc_select_lr.unwrap_or(a.lr),
-        "width": a.width, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
+        "width": a.width, "input": spec.input, "batch": a.batch, "epochs": a.epochs, "lr": a.lr,
         "macs": cost.total_macs, "params": cost.total_params,
         "train_n": train.n, "val_n": val.n, "device": device,
         "step_memory": memory,

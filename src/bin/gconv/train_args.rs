@@ -66,8 +66,9 @@ pub struct Args {
     /// test accuracy is skipped.
     #[arg(long)]
     pub(crate) test_data: Option<PathBuf>,
-    /// Image-folder input size `CxHxW` (C = 1 or 3; default 1x28x28); images are converted
-    /// and resized. Fashion-MNIST is 1x28x28 and refuses it.
+    /// Input size `CxHxW`: an image folder's images are converted and resized to it (C = 1
+    /// or 3; default 1x28x28); Fashion-MNIST (1x28x28) is zero-padded, centred, to a larger
+    /// 1xHxW (e.g. 1x32x32 for VGG's five pools) and refuses a smaller one.
     #[arg(long)]
     pub(crate) input: Option<String>,
     /// Use only the first N training images (quick runs).
@@ -116,7 +117,7 @@ pub struct Args {
 pub const MAX_EPOCHS: usize = 100_000;
 
 /// Refuses options this run would ignore: `--groups` (≠ 1) for dense convolutions,
-/// `--input` and `--test-data` for Fashion-MNIST (fixed size, its own test split),
+/// `--test-data` for Fashion-MNIST (it has its own test split; its `--input` pads it),
 /// `--test-limit` without a test set.
 pub fn check_options_apply(a: &Args) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(m));
@@ -125,17 +126,12 @@ pub fn check_options_apply(a: &Args) -> Result<()> {
         return bad("--groups applies to --conv sgc or flgc; --conv dense has G = 1".into());
     }
     if gconv::train::dataset::is_fashion_mnist(&a.data) {
-        for (flag, given) in [
-            ("--input", a.input.is_some()),
-            ("--test-data", a.test_data.is_some()),
-        ] {
-            if given {
-                return bad(format!(
-                    "{flag} applies to an image folder; {} is Fashion-MNIST (1x28x28, with its \
-                     own test split)",
-                    a.data.display()
-                ));
-            }
+        if a.test_data.is_some() {
+            return bad(format!(
+                "--test-data applies to an image folder; {} is Fashion-MNIST (with its own \
+                 test split)",
+                a.data.display()
+            ));
         }
     } else if a.test_limit.is_some() && a.test_data.is_none() {
         return bad("--test-limit cuts the test set, and there is none: add --test-data".into());
