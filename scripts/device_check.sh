@@ -48,7 +48,8 @@ for line in sys.stdin:
   pwd >.dev/manifest_dir
   tar cf - -C .dev tests gconv-bin soak prop manifest_dir | xz -T2 -9 >.dev/bins.tar.xz
   # The experiment reads the first 10,100 training images: ship those and the test set.
-  mkdir -p .dev/fmnist
+  # A fresh folder (never a link: writing through one once truncated the system's copy).
+  rm -rf .dev/fmnist && mkdir .dev/fmnist
   python3 - <<'EOF'
 import gzip, shutil, struct
 src, n = "/usr/share/datasets/fashion-mnist/", 10100
