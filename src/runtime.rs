@@ -62,6 +62,10 @@ pub struct LoadOptions {
     /// How the GPU stores the weights ([`Precision`]; default f32). `F16` applies where the
     /// layer's kernel reads halves ([`crate::gpu::precision`]); the CPU path ignores it.
     pub precision: Precision,
+    /// The model will run once or a few times (a one-shot `gconv infer`): on a CPU adapter,
+    /// small convolutions take kernels that compile fast rather than run fast
+    /// ([`KernelChoice::with_one_shot`]); default false.
+    pub one_shot: bool,
 }
 
 impl LoadOptions {
@@ -82,6 +86,7 @@ impl Default for LoadOptions {
             seed: 0,
             tuned_batch: Some(1),
             precision: Precision::F32,
+            one_shot: false,
         }
     }
 }
@@ -202,7 +207,8 @@ impl Runtime {
                     Some(b) => crate::gpu::tune::cached_choice(ctx, &g, b, false),
                     None => KernelChoice::default(),
                 }
-                .with_precision(opts.precision);
+                .with_precision(opts.precision)
+                .with_one_shot(opts.one_shot);
                 let m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice)?;
                 Backend::Gpu(Box::new(m), slot.clone())
             }

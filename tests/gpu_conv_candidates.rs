@@ -268,3 +268,84 @@ fn forced_linear_kernels_match_the_cpu() {
         .unwrap_err();
     assert!(e.to_string().contains("fc"), "{e}");
 }
+
+#[test]
+fn one_shot_rule_takes_the_gpu_tier_for_small_convolutions_on_cpu_adapters() {
+    let cpu = Adapter {
+        class: AdapterClass::Cpu,
+        max_binding: 128 << 20,
+        workgroup_storage: 32 << 10,
+        invocations: 1024,
+        compute_units: 8,
+    };
+    let gpu = Adapter {
+        class: AdapterClass::Discrete,
+        ..cpu
+    };
+    let spec = Conv2dSpec::square(16, 16, 3, 1, 1);
+    // 8×8×16×16×9 = 147,456 MACs: the integrated class's lists.
+    let small = ConvProblem::conv2d(&spec, 1, [8, 8], true);
+    assert_eq!(
+        choice::one_shot_tier(&small, &cpu).class,
+        AdapterClass::Integrated
+    );
+    assert_eq!(
+        choice::conv_default(&small, &choice::one_shot_tier(&small, &cpu)).name(),
+        "conv_igemm"
+    );
+    // The batch counts: 100 such samples are 14.7 M MACs, past the limit.
+    let batched = ConvProblem::conv2d(&spec, 100, [8, 8], true);
+    assert_eq!(
+        choice::one_shot_tier(&batched, &cpu).class,
+        AdapterClass::Cpu
+    );
+    // A large layer keeps the CPU tier; a real GPU keeps its own class.
+    let large = ConvProblem::conv2d(&Conv2dSpec::square(64, 64, 3, 1, 1), 1, [48, 48], true);
+    assert_eq!(choice::one_shot_tier(&large, &cpu).class, AdapterClass::Cpu);
+    assert_eq!(
+        choice::one_shot_tier(&small, &gpu).class,
+        AdapterClass::Discrete
+    );
+}
+
+#[test]
+fn a_one_shot_model_runs_small_convolutions_with_the_gpu_tier_and_matches_the_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let _guard = common::serial();
+    let mut b = GraphBuilder::new("one-shot", [16, 48, 48]);
+    let small = Op::Conv2d(Conv2dSpec::square(16, 16, 3, 2, 1).groups(2).bias(true));
+    let y = b.push("small", small, &[b.input()]).unwrap();
+    let large = Op::Conv2d(Conv2dSpec::square(16, 256, 3, 1, 1).bias(true));
+    let y = b.push("large", large, &[y]).unwrap();
+    let y = b.push("relu", Op::relu(), &[y]).unwrap();
+    let g = b.finish(y);
+    let w = Weights::random_for_tests(&g, 3);
+    let x = input(&[1, 16, 48, 48], 4);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let class = AdapterClass::of(&ctx.info);
+    for one_shot in [false, true] {
+        let choice = KernelChoice::new().with_one_shot(one_shot);
+        let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice).unwrap();
+        let kernels = m.kernels(1).unwrap();
+        let of = |n: &str| {
+            kernels
+                .iter()
+                .find(|(l, _)| l == n)
+                .map(|(_, k)| k.clone())
+                .unwrap_or_default()
+        };
+        if class == AdapterClass::Cpu {
+            // small: 24×24×16×8×9 = 663,552 MACs; large: 24×24×256×16×9 = 21.2 M.
+            let want_small = if one_shot { "conv_igemm" } else { "conv_fast" };
+            assert!(of("small").starts_with(want_small), "{kernels:?}");
+            assert!(of("large").starts_with("conv_fast"), "{kernels:?}");
+        }
+        let got = m.run(&x).unwrap();
+        assert_close(
+            &format!("one_shot {one_shot}"),
+            got.data(),
+            want.data(),
+            Tolerance::F32_OP,
+        );
+    }
+}

@@ -374,6 +374,16 @@ fn cli_tune_then_infer_and_bench_report_the_cached_kernels() {
     untuned.push("--no-tune");
     let k = json(&gconv(&untuned, &cache_dir))["kernels"].clone();
     assert_ne!(kernel(&k, "features.0"), "conv_co1");
+    // infer runs once: on a CPU adapter its small convolutions take the kernel that compiles
+    // fast; --fast-kernels the one that runs fast (what bench times).
+    let info = &common::gpu().unwrap().info;
+    if gconv::gpu::choice::AdapterClass::of(info) == gconv::gpu::choice::AdapterClass::Cpu {
+        assert!(kernel(&k, "features.0").starts_with("conv_igemm"), "{k}");
+        let mut fast = untuned.clone();
+        fast.push("--fast-kernels");
+        let k = json(&gconv(&fast, &cache_dir))["kernels"].clone();
+        assert!(kernel(&k, "features.0").starts_with("conv_fast"), "{k}");
+    }
     let bench = [
         "bench",
         "--model",

@@ -71,6 +71,12 @@ pub struct Args {
     /// arithmetic; --compare then uses the f16 tolerance).
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
     precision: gconv::Precision,
+    /// Run every layer with the kernel that runs fastest. By default, since infer runs the
+    /// model once, a small convolution on a CPU adapter (lavapipe) takes a kernel that
+    /// compiles in a fraction of the time (README "Cold start"); use this to time one pass
+    /// as a long-running program would run it (gconv bench always does).
+    #[arg(long)]
+    fast_kernels: bool,
 }
 
 impl Args {
@@ -209,6 +215,7 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
         fold_bn: false,
         tuned_batch: a.tuned(x.shape()[0]),
         precision: a.precision,
+        one_shot: !a.fast_kernels,
         ..Default::default()
     };
     let name = graph.name.clone();
@@ -242,6 +249,7 @@ fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
         fold_bn: !a.no_fold_bn,
         tuned_batch: a.tuned(x.shape()[0]),
         precision: a.precision,
+        one_shot: !a.fast_kernels,
         ..Default::default()
     };
     // As `Runtime::load_onnx`, with the batch known first (for the tuned kernels).
@@ -321,6 +329,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         seed: a.seed.unwrap_or(0),
         tuned_batch: a.tuned(x.shape()[0]),
         precision: a.precision,
+        one_shot: !a.fast_kernels,
     };
     let device = if a.compare {
         Device::Gpu

@@ -15,6 +15,7 @@ pub struct KernelChoice {
     input_grad: HashMap<String, InputGradKernel>,
     weight_grad: HashMap<String, WeightGradKernel>,
     precision: Precision,
+    one_shot: bool,
 }
 
 impl KernelChoice {
@@ -57,6 +58,20 @@ impl KernelChoice {
     /// The weights' storage precision.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The model runs once or a few times (`gconv infer`), so a layer's pipeline compile can
+    /// cost more than its run: on a CPU adapter a small convolution that no entry forces takes
+    /// the real-GPU tier's kernel, whose loops compile in a fraction of the register-tiled
+    /// kernel's time ([`super::one_shot_tier`]).
+    pub fn with_one_shot(mut self, one_shot: bool) -> Self {
+        self.one_shot = one_shot;
+        self
+    }
+
+    /// Whether the choice is for a model that runs once ([`KernelChoice::with_one_shot`]).
+    pub fn one_shot(&self) -> bool {
+        self.one_shot
     }
 
     /// Whether nothing is forced.

@@ -11,6 +11,10 @@
 //! | conv input gradient | `conv_grad_fast`, `grad_input_pw4`, `grad_input` | `grad_input_pw4`, `grad_input` |
 //! | conv weight gradient | `conv_grad_fast`, `grad_weight_pw4`, `grad_weight_serial`, `grad_weight` | the same without `conv_grad_fast` |
 //!
+//! A one-shot choice ([`KernelChoice::with_one_shot`], `gconv infer`) takes the integrated
+//! class's conv list on a CPU adapter for layers of at most [`ONE_SHOT_MAX_MACS`]: there the
+//! compile of `conv_fast`'s unrolled tiles costs more than its speed saves in one pass.
+//!
 //! `GCONV_ADAPTER_CLASS=cpu|integrated|discrete` forces a class's lists on any adapter
 //! (tests run every tier on lavapipe); `GCONV_GRAD_KERNELS=old` turns `conv_grad_fast` off
 //! (A/B measurements, `examples/grad_lab.rs`).
@@ -193,6 +197,39 @@ pub fn conv_forward(ctx: &GpuContext, p: &ConvProblem) -> ConvKernel {
     conv_default(p, &Adapter::of(ctx))
 }
 
+/// Multiply-accumulates (× batch) up to which a one-shot run takes the real-GPU tier's
+/// kernel on a CPU adapter. Lavapipe keeps no compiled pipeline between processes (its
+/// `VkPipelineCache` data is the header), and turning `conv_fast`'s unrolled register tiles
+/// into machine code costs 25–180 ms per entry, where `conv_igemm`'s loops cost 2–10 ms; at
+/// ≈ 4× `conv_fast`'s run time a layer of this size loses less than one compile saves
+/// (measured in README "Cold start").
+pub const ONE_SHOT_MAX_MACS: u64 = 10_000_000;
+
+/// The adapter whose lists a one-shot run of `p` takes: on a CPU adapter, for a layer of at
+/// most [`ONE_SHOT_MAX_MACS`], the integrated class's (the kernels compile fast); else `a`.
+pub fn one_shot_tier(p: &ConvProblem, a: &Adapter) -> Adapter {
+    let s = &p.spec;
+    let macs = s
+        .out_hw(p.in_hw[0], p.in_hw[1])
+        .map_or(u64::MAX, |[oh, ow]| {
+            (p.batch
+                * oh
+                * ow
+                * s.out_channels
+                * (s.in_channels / s.groups.max(1))
+                * s.kernel[0]
+                * s.kernel[1]) as u64
+        });
+    if a.class == AdapterClass::Cpu && macs <= ONE_SHOT_MAX_MACS {
+        Adapter {
+            class: AdapterClass::Integrated,
+            ..*a
+        }
+    } else {
+        *a
+    }
+}
+
 /// The forward kernel of layer `name`: its entry in `forced` (an error naming the layer if
 /// that kernel cannot run `p`), else the default.
 pub fn conv_forward_for(
@@ -202,7 +239,14 @@ pub fn conv_forward_for(
     forced: &KernelChoice,
 ) -> Result<ConvKernel> {
     let a = Adapter::of(ctx);
-    let k = forced.conv_of(name).unwrap_or_else(|| conv_default(p, &a));
+    let k = forced.conv_of(name).unwrap_or_else(|| {
+        let tier = if forced.one_shot() {
+            one_shot_tier(p, &a)
+        } else {
+            a
+        };
+        conv_default(p, &tier)
+    });
     if conv_can_run(k, p, &a) {
         Ok(k)
     } else {
