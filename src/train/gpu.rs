@@ -312,9 +312,11 @@ impl GpuTrainer {
         })
     }
 
-    /// Runs one training step like [`train_step`](Self::train_step) but submits and waits for
-    /// every dispatch separately, returning the wall time of each (label, seconds): a profile
-    /// of where a step's time goes. Slower than a real step (one submit per dispatch).
+    /// Runs two training steps on the batch — a normal one (it builds the plan and warms the
+    /// pipelines), then one that submits and waits for every dispatch separately — and
+    /// returns the wall time of each of the second's dispatches (label, seconds): a profile of
+    /// where a step's time goes. Both steps update the weights, as training does (profile a
+    /// copy to keep them); slower than a real step (one submit per dispatch).
     pub fn profile_step(
         &mut self,
         images: &Tensor,
