@@ -87,18 +87,16 @@ fn check_linear(
         let b = ctx.storage_buffer(label, (n * 4) as u64)?;
         Ok(Arg::prefix(&b, n))
     };
-    // gemv (forced: on CPU adapters the candidate list takes it at batch 1 only), or the
-    // linear kernel for widths gemv cannot read.
+    // gemv (forced with the tile under test), or the linear kernel for widths gemv cannot
+    // read.
     let named = |n: &str| choice::linear_named(n).expect("a linear kernel");
     let kernel = match shape {
         Some(t) if gemv::fits(&s) => named(&format!("gemv[{}]", t.entry().unwrap())),
         _ if gemv::fits(&s) => named("gemv"),
         _ => named("linear"),
     };
-    if s.batch == 1 || !ctx.is_cpu() {
-        let listed = choice::linear_default(&s, &Adapter::of(ctx));
-        assert_eq!(listed.family.name() == "gemv", gemv::fits(&s));
-    }
+    let listed = choice::linear_default(&s, &Adapter::of(ctx));
+    assert_eq!(listed.family.name() == "gemv", gemv::fits(&s));
     let run = LinearRun {
         label: kernel.family.name(),
         shape: &s,

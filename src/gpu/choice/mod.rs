@@ -7,7 +7,7 @@
 //! | operation | CPU (lavapipe) | integrated / discrete |
 //! |---|---|---|
 //! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_dw` (depthwise), `conv_igemm`, `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
-//! | linear forward | `gemv` (batch 1: see the soak), `linear` | `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
+//! | linear forward | `gemv`, `linear` | `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
 //! | conv input gradient | `conv_grad_fast`, `grad_input_pw4`, `grad_input` | `grad_input_pw4`, `grad_input` |
 //! | conv weight gradient | `conv_grad_fast`, `grad_weight_pw4`, `grad_weight_serial`, `grad_weight` | the same without `conv_grad_fast` |
 //!
@@ -64,7 +64,7 @@ pub const CONV_FORWARD_GPU: &[&dyn ConvForward] = &[
     &conv::CONV_CO1,
 ];
 
-/// Fully connected forward on a CPU adapter (`gemv` judges batches by class itself).
+/// Fully connected forward on a CPU adapter: `gemv` where it can read the rows.
 pub const LINEAR_FORWARD_CPU: &[&dyn LinearForward] = &[&gemv::GEMV, &linear::LINEAR];
 
 /// Fully connected forward on a real GPU: the bandwidth-bound GEMV at small batch first.

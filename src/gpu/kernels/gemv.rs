@@ -246,11 +246,11 @@ impl Family for Gemv {
 }
 
 impl LinearForward for Gemv {
-    /// On lavapipe (Mesa 22.3.6) every pass through the batched GEMM entries grows the
-    /// host's memory (≈ 650 KB per pass at batch 4, ≈ 14 KB at batch 2; wgpu's own
-    /// allocations stay flat; `examples/soak.rs`), so CPU adapters keep them for batch 1.
-    fn prefers(&self, s: &LinearShape, a: &Adapter) -> bool {
-        fits(s) && (s.batch == 1 || !a.is_cpu())
+    /// At every batch where it can read the rows (vec4). (Until wave 3 CPU adapters kept the
+    /// batched GEMM entries for batch 1: lavapipe's host memory grew ≈ 650 KB per batch-4
+    /// pass through them; `examples/soak.rs` finds no growth at batch 2, 4 or 8 any more.)
+    fn prefers(&self, s: &LinearShape, _: &Adapter) -> bool {
+        fits(s)
     }
 
     fn can_run(&self, s: &LinearShape, _: &Adapter, variant: Option<u16>) -> bool {
