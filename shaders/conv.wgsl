@@ -60,7 +60,7 @@ fn load4(row: u32, row_ok: bool, ox0: u32, kx: u32) -> vec4<f32> {
     let wi = i32(p.geom.w);
     let ix = vec4<i32>(ix0, ix0 + s, ix0 + 2 * s, ix0 + 3 * s);
     let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wi - 1)));
-    let v = vec4<f32>(x[row + c.x], x[row + c.y], x[row + c.z], x[row + c.w]);
+    let v = vec4<f32>(f32(x[row + c.x]), f32(x[row + c.y]), f32(x[row + c.z]), f32(x[row + c.w]));
     let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(wi)) & vec4<bool>(row_ok);
     return select(vec4<f32>(0.0), v, inside);
 }
@@ -75,10 +75,10 @@ fn store4(s: Site, co: u32, acc: vec4<f32>) {
     v = act4(v, p.epi);
     let base = ((s.n * p.geom.c_out + co) * p.geom.oh + s.oy) * p.geom.ow + s.ox0;
     let left = p.geom.ow - s.ox0;
-    y[base] = v.x;
-    if (left > 1u) { y[base + 1u] = v.y; }
-    if (left > 2u) { y[base + 2u] = v.z; }
-    if (left > 3u) { y[base + 3u] = v.w; }
+    y[base] = act_t(v.x);
+    if (left > 1u) { y[base + 1u] = act_t(v.y); }
+    if (left > 2u) { y[base + 2u] = act_t(v.z); }
+    if (left > 3u) { y[base + 3u] = act_t(v.w); }
 }
 
 // Up to 8 output channels x 4 pixels per invocation (tiles of TCO = 8 channels).
@@ -188,7 +188,7 @@ fn pad_input(id: Ids) {
     for (var c4 = 0u; c4 < p.w4; c4++) {
         let ix = vec4<i32>(i32(c4 * 4u) - i32(p.geom.pw)) + vec4<i32>(0, 1, 2, 3);
         let c = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(i32(p.geom.w) - 1)));
-        let v = vec4<f32>(x[src + c.x], x[src + c.y], x[src + c.z], x[src + c.w]);
+        let v = vec4<f32>(f32(x[src + c.x]), f32(x[src + c.y]), f32(x[src + c.z]), f32(x[src + c.w]));
         let inside = (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.geom.w))) & vec4<bool>(row_ok);
         xp[dst + c4] = select(vec4<f32>(0.0), v, inside);
     }

@@ -33,7 +33,7 @@ fn conv_dw(id: Ids, @builtin(local_invocation_id) lid: vec3<u32>) {
         let ix = ix0 + i32(px);
         var v = 0.0;
         if (iy >= 0 && iy < i32(p.geom.h) && ix >= 0 && ix < i32(p.geom.w)) {
-            v = x[base + u32(iy) * p.geom.w + u32(ix)];
+            v = f32(x[base + u32(iy) * p.geom.w + u32(ix)]);
         }
         tile_in[i] = v;
     }
@@ -52,5 +52,5 @@ fn conv_dw(id: Ids, @builtin(local_invocation_id) lid: vec3<u32>) {
         }
     }
     let bv = select(0.0, bias[min(c, p.bias_max)], p.epi.has_bias != 0u);
-    out[(plane * p.geom.oh + oy) * p.geom.ow + ox] = act(acc + bv, p.epi);
+    out[(plane * p.geom.oh + oy) * p.geom.ow + ox] = act_t(act(acc + bv, p.epi));
 }

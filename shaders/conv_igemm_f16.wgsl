@@ -43,7 +43,7 @@ fn im2col(sg: Seg, k: u32, b: u32, oy: u32, ox: u32) -> f32 {
     let c = chan[sg.in_start + ci];
     let base = (b * p.geom.c_in + c) * p.geom.h;
     if (p.pointwise != 0u) {
-        return x[(base + oy) * p.geom.w + ox];
+        return f32(x[(base + oy) * p.geom.w + ox]);
     }
     let r = k - ci * kk;
     let ky = r / p.geom.kw;
@@ -53,7 +53,7 @@ fn im2col(sg: Seg, k: u32, b: u32, oy: u32, ox: u32) -> f32 {
     if (iy < 0 || iy >= i32(p.geom.h) || ix < 0 || ix >= i32(p.geom.w)) {
         return 0.0;
     }
-    return x[(base + u32(iy)) * p.geom.w + u32(ix)];
+    return f32(x[(base + u32(iy)) * p.geom.w + u32(ix)]);
 }
 
 // Where a result goes: the output (ksplit = 1, bias and activation applied) or split ks's
@@ -63,7 +63,7 @@ fn store(oc: u32, n: u32, v: f32, ks: u32) {
     if (p.ksplit == 1u) {
         let b = n / plane;
         let bv = select(0.0, bias[min(oc, p.bias_max)], p.epi.has_bias != 0u);
-        out[(b * p.geom.c_out + oc) * plane + (n - b * plane)] = act(v + bv, p.epi);
+        out[(b * p.geom.c_out + oc) * plane + (n - b * plane)] = act_t(act(v + bv, p.epi));
     } else {
         part[(ks * p.geom.c_out + oc) * p.npix + n] = v;
     }
@@ -85,7 +85,7 @@ fn igemm_reduce(id: Ids) {
     let plane = p.geom.oh * p.geom.ow;
     let b = n / plane;
     let bv = select(0.0, bias[min(oc, p.bias_max)], p.epi.has_bias != 0u);
-    out[(b * p.geom.c_out + oc) * plane + (n - b * plane)] = act(v + bv, p.epi);
+    out[(b * p.geom.c_out + oc) * plane + (n - b * plane)] = act_t(act(v + bv, p.epi));
 }
 
 // Packs natural weights (wn) into the tile layout (wp): one invocation per packed vec4 of

@@ -90,7 +90,7 @@ fn conv_wgmem(id: Ids) {
                 let ix = i32(ox * p.geom.sw + kx * p.geom.dw) - i32(p.geom.pw);
                 if (iy >= 0 && iy < i32(p.geom.h) && ix >= 0 && ix < i32(p.geom.w)) {
                     let c = chan[sg.in_start + ci];
-                    v = x[(n * p.geom.c_in + c) * hw + u32(iy) * p.geom.w + u32(ix)];
+                    v = f32(x[(n * p.geom.c_in + c) * hw + u32(iy) * p.geom.w + u32(ix)]);
                 }
             }
             xs[i] = v;
@@ -142,7 +142,7 @@ fn conv_wgmem(id: Ids) {
         for (var q = 0u; q < 4u; q++) {
             let pix = pb * 64u + tn * 4u + q;
             if (pix < plane) {
-                out[base + pix] = act(a[q] + bv, p.epi);
+                out[base + pix] = act_t(act(a[q] + bv, p.epi));
             }
         }
     }

@@ -11,7 +11,7 @@
 //   dropout_mask         out = 0 with probability p, else p.scale, from a counter-based hash
 //                        of (seed[0], seed[1], i); never accumulates.
 //   mul_channel          out = a * b[i / hw]  (a squeeze-excitation gate broadcast over planes)
-// Unused bindings are bound to `a`.
+// Unused bindings are bound to `a`. Activations are stored as `act_t` (the prelude).
 //
 // `p: Params` and the bindings are generated from the declaration in
 // src/gpu/kernels/elementwise.rs (see gpu::declare).
@@ -19,14 +19,14 @@
 override WG: u32 = 64u;
 
 fn store(i: u32, v: f32) {
-    out[i] = accumulated(out[i], v, p.accumulate);
+    out[i] = act_t(accumulated(f32(out[i]), v, p.accumulate));
 }
 
 @compute @workgroup_size(WG)
 fn activation(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        out[i] = act(a[i], p.epi);
+        out[i] = act_t(act(f32(a[i]), p.epi));
     }
 }
 
@@ -34,7 +34,7 @@ fn activation(id: Ids) {
 fn add(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        out[i] = act(a[i] + b[i], p.epi);
+        out[i] = act_t(act(f32(a[i]) + f32(b[i]), p.epi));
     }
 }
 
@@ -42,7 +42,7 @@ fn add(id: Ids) {
 fn activation_backward(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        store(i, act_grad_y(a[i], b[i], p.epi));
+        store(i, act_grad_y(f32(a[i]), f32(b[i]), p.epi));
     }
 }
 
@@ -50,7 +50,7 @@ fn activation_backward(id: Ids) {
 fn activation_backward_input(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        store(i, act_grad_x(a[i], b[i], p.epi));
+        store(i, act_grad_x(f32(a[i]), f32(b[i]), p.epi));
     }
 }
 
@@ -58,7 +58,7 @@ fn activation_backward_input(id: Ids) {
 fn copy(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        store(i, a[i]);
+        store(i, f32(a[i]));
     }
 }
 
@@ -66,7 +66,7 @@ fn copy(id: Ids) {
 fn mul(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        store(i, a[i] * b[i]);
+        store(i, f32(a[i]) * f32(b[i]));
     }
 }
 
@@ -96,7 +96,7 @@ fn dropout_mask(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
         let bits = hash3(i, seed[0], seed[1]) >> 8u;
-        out[i] = select(p.scale, 0.0, bits < p.threshold);
+        out[i] = act_t(select(p.scale, 0.0, bits < p.threshold));
     }
 }
 
@@ -104,6 +104,6 @@ fn dropout_mask(id: Ids) {
 fn mul_channel(id: Ids) {
     let i = flat(id, WG);
     if (i < p.len) {
-        out[i] = a[i] * b[i / p.hw];
+        out[i] = act_t(f32(a[i]) * f32(b[i / p.hw]));
     }
 }

@@ -40,7 +40,7 @@ fn reduce(id: Ids) {
     let n = i / rows;
     let j = i % rows;
     let o = p.row0 + j;
-    out[n * p.out_f + o] = act(s + bias_of(o), p.epi);
+    out[n * p.out_f + o] = act_t(act(s + bias_of(o), p.epi));
 }
 
 @compute @workgroup_size(WG)
@@ -75,7 +75,7 @@ fn gemm_r4_b1(id: Ids) {
         let w1 = w[wr1 + k];
         let w2 = w[wr2 + k];
         let w3 = w[wr3 + k];
-        let x0 = x[xr0 + k];
+        let x0 = vec4<f32>(x[xr0 + k]);
         a0_0 += dot(w0, x0);
         a1_0 += dot(w1, x0);
         a2_0 += dot(w2, x0);
@@ -91,7 +91,7 @@ fn gemm_r4_b1(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a0_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a0_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a0_0;
             }
@@ -102,7 +102,7 @@ fn gemm_r4_b1(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a1_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a1_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a1_0;
             }
@@ -113,7 +113,7 @@ fn gemm_r4_b1(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a2_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a2_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a2_0;
             }
@@ -124,7 +124,7 @@ fn gemm_r4_b1(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a3_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a3_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a3_0;
             }
@@ -203,10 +203,10 @@ fn gemm_r8_b4(id: Ids) {
         let w5 = w[wr5 + k];
         let w6 = w[wr6 + k];
         let w7 = w[wr7 + k];
-        let x0 = x[xr0 + k];
-        let x1 = x[xr1 + k];
-        let x2 = x[xr2 + k];
-        let x3 = x[xr3 + k];
+        let x0 = vec4<f32>(x[xr0 + k]);
+        let x1 = vec4<f32>(x[xr1 + k]);
+        let x2 = vec4<f32>(x[xr2 + k]);
+        let x3 = vec4<f32>(x[xr3 + k]);
         a0_0 += dot(w0, x0);
         a0_1 += dot(w0, x1);
         a0_2 += dot(w0, x2);
@@ -250,28 +250,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a0_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a0_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a0_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a0_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a0_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a0_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a0_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a0_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a0_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a0_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a0_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a0_3;
             }
@@ -282,28 +282,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a1_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a1_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a1_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a1_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a1_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a1_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a1_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a1_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a1_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a1_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a1_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a1_3;
             }
@@ -314,28 +314,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a2_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a2_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a2_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a2_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a2_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a2_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a2_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a2_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a2_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a2_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a2_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a2_3;
             }
@@ -346,28 +346,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a3_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a3_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a3_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a3_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a3_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a3_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a3_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a3_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a3_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a3_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a3_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a3_3;
             }
@@ -378,28 +378,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a4_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a4_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a4_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a4_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a4_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a4_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a4_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a4_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a4_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a4_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a4_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a4_3;
             }
@@ -410,28 +410,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a5_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a5_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a5_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a5_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a5_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a5_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a5_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a5_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a5_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a5_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a5_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a5_3;
             }
@@ -442,28 +442,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a6_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a6_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a6_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a6_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a6_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a6_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a6_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a6_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a6_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a6_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a6_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a6_3;
             }
@@ -474,28 +474,28 @@ fn gemm_r8_b4(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a7_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a7_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a7_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a7_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a7_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a7_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a7_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a7_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a7_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a7_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a7_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a7_3;
             }
@@ -610,14 +610,14 @@ fn gemm_r8_b8(id: Ids) {
         let w5 = w[wr5 + k];
         let w6 = w[wr6 + k];
         let w7 = w[wr7 + k];
-        let x0 = x[xr0 + k];
-        let x1 = x[xr1 + k];
-        let x2 = x[xr2 + k];
-        let x3 = x[xr3 + k];
-        let x4 = x[xr4 + k];
-        let x5 = x[xr5 + k];
-        let x6 = x[xr6 + k];
-        let x7 = x[xr7 + k];
+        let x0 = vec4<f32>(x[xr0 + k]);
+        let x1 = vec4<f32>(x[xr1 + k]);
+        let x2 = vec4<f32>(x[xr2 + k]);
+        let x3 = vec4<f32>(x[xr3 + k]);
+        let x4 = vec4<f32>(x[xr4 + k]);
+        let x5 = vec4<f32>(x[xr5 + k]);
+        let x6 = vec4<f32>(x[xr6 + k]);
+        let x7 = vec4<f32>(x[xr7 + k]);
         a0_0 += dot(w0, x0);
         a0_1 += dot(w0, x1);
         a0_2 += dot(w0, x2);
@@ -693,56 +693,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a0_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a0_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a0_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a0_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a0_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a0_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a0_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a0_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a0_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a0_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a0_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a0_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a0_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a0_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a0_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a0_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a0_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a0_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a0_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a0_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a0_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a0_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a0_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a0_7;
             }
@@ -753,56 +753,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a1_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a1_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a1_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a1_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a1_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a1_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a1_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a1_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a1_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a1_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a1_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a1_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a1_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a1_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a1_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a1_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a1_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a1_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a1_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a1_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a1_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a1_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a1_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a1_7;
             }
@@ -813,56 +813,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a2_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a2_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a2_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a2_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a2_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a2_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a2_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a2_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a2_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a2_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a2_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a2_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a2_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a2_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a2_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a2_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a2_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a2_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a2_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a2_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a2_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a2_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a2_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a2_7;
             }
@@ -873,56 +873,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a3_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a3_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a3_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a3_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a3_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a3_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a3_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a3_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a3_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a3_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a3_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a3_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a3_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a3_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a3_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a3_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a3_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a3_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a3_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a3_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a3_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a3_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a3_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a3_7;
             }
@@ -933,56 +933,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a4_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a4_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a4_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a4_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a4_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a4_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a4_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a4_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a4_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a4_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a4_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a4_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a4_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a4_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a4_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a4_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a4_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a4_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a4_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a4_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a4_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a4_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a4_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a4_7;
             }
@@ -993,56 +993,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a5_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a5_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a5_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a5_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a5_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a5_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a5_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a5_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a5_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a5_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a5_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a5_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a5_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a5_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a5_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a5_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a5_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a5_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a5_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a5_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a5_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a5_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a5_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a5_7;
             }
@@ -1053,56 +1053,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a6_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a6_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a6_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a6_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a6_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a6_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a6_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a6_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a6_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a6_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a6_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a6_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a6_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a6_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a6_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a6_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a6_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a6_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a6_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a6_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a6_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a6_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a6_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a6_7;
             }
@@ -1113,56 +1113,56 @@ fn gemm_r8_b8(id: Ids) {
         let bv = bias_of(row0 + j);
         if (n0 + 0u < batch) {
             if (single) {
-                out[(n0 + 0u) * out_f + row0 + j] = act(a7_0 + bv, code);
+                out[(n0 + 0u) * out_f + row0 + j] = act_t(act(a7_0 + bv, code));
             } else {
                 part[pbase + (n0 + 0u) * rows + j] = a7_0;
             }
         }
         if (n0 + 1u < batch) {
             if (single) {
-                out[(n0 + 1u) * out_f + row0 + j] = act(a7_1 + bv, code);
+                out[(n0 + 1u) * out_f + row0 + j] = act_t(act(a7_1 + bv, code));
             } else {
                 part[pbase + (n0 + 1u) * rows + j] = a7_1;
             }
         }
         if (n0 + 2u < batch) {
             if (single) {
-                out[(n0 + 2u) * out_f + row0 + j] = act(a7_2 + bv, code);
+                out[(n0 + 2u) * out_f + row0 + j] = act_t(act(a7_2 + bv, code));
             } else {
                 part[pbase + (n0 + 2u) * rows + j] = a7_2;
             }
         }
         if (n0 + 3u < batch) {
             if (single) {
-                out[(n0 + 3u) * out_f + row0 + j] = act(a7_3 + bv, code);
+                out[(n0 + 3u) * out_f + row0 + j] = act_t(act(a7_3 + bv, code));
             } else {
                 part[pbase + (n0 + 3u) * rows + j] = a7_3;
             }
         }
         if (n0 + 4u < batch) {
             if (single) {
-                out[(n0 + 4u) * out_f + row0 + j] = act(a7_4 + bv, code);
+                out[(n0 + 4u) * out_f + row0 + j] = act_t(act(a7_4 + bv, code));
             } else {
                 part[pbase + (n0 + 4u) * rows + j] = a7_4;
             }
         }
         if (n0 + 5u < batch) {
             if (single) {
-                out[(n0 + 5u) * out_f + row0 + j] = act(a7_5 + bv, code);
+                out[(n0 + 5u) * out_f + row0 + j] = act_t(act(a7_5 + bv, code));
             } else {
                 part[pbase + (n0 + 5u) * rows + j] = a7_5;
             }
         }
         if (n0 + 6u < batch) {
             if (single) {
-                out[(n0 + 6u) * out_f + row0 + j] = act(a7_6 + bv, code);
+                out[(n0 + 6u) * out_f + row0 + j] = act_t(act(a7_6 + bv, code));
             } else {
                 part[pbase + (n0 + 6u) * rows + j] = a7_6;
             }
         }
         if (n0 + 7u < batch) {
             if (single) {
-                out[(n0 + 7u) * out_f + row0 + j] = act(a7_7 + bv, code);
+                out[(n0 + 7u) * out_f + row0 + j] = act_t(act(a7_7 + bv, code));
             } else {
                 part[pbase + (n0 + 7u) * rows + j] = a7_7;
             }

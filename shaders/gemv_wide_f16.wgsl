@@ -34,7 +34,7 @@ fn gemv_wide(id: Ids) {
         var xs: array<vec4<f32>, 4>;
         for (var b = 0u; b < 4u; b++) {
             let n = n0 + b;
-            xs[b] = select(vec4<f32>(0.0), x[min(n, p.batch - 1u) * p.in4 + k], n < p.batch);
+            xs[b] = select(vec4<f32>(0.0), vec4<f32>(x[min(n, p.batch - 1u) * p.in4 + k]), n < p.batch);
         }
         a0 += vec4<f32>(dot(w0, xs[0]), dot(w0, xs[1]), dot(w0, xs[2]), dot(w0, xs[3]));
         a1 += vec4<f32>(dot(w1, xs[0]), dot(w1, xs[1]), dot(w1, xs[2]), dot(w1, xs[3]));
@@ -62,5 +62,5 @@ fn gemv_wide(id: Ids) {
     }
     let o = p.row0 + j;
     let bv = select(0.0, bias[min(o, p.bias_max)], p.epi.has_bias != 0u);
-    out[n * p.out_f + o] = act(red[li * 256u] + bv, p.epi);
+    out[n * p.out_f + o] = act_t(act(red[li * 256u] + bv, p.epi));
 }

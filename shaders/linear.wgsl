@@ -27,12 +27,12 @@ fn linear(id: Ids) {
         var acc = vec4<f32>(0.0);
         for (var k = 0u; k < p.in_f; k++) {
             let wv = w[wrow + k];
-            acc += wv * vec4<f32>(x[x0 + k], x[x1 + k], x[x2 + k], x[x3 + k]);
+            acc += wv * vec4<f32>(f32(x[x0 + k]), f32(x[x1 + k]), f32(x[x2 + k]), f32(x[x3 + k]));
         }
         let v = act4(acc + vec4<f32>(b), p.epi);
-        out[n0 * p.out_f + o] = v.x;
-        if (n0 + 1u <= last) { out[(n0 + 1u) * p.out_f + o] = v.y; }
-        if (n0 + 2u <= last) { out[(n0 + 2u) * p.out_f + o] = v.z; }
-        if (n0 + 3u <= last) { out[(n0 + 3u) * p.out_f + o] = v.w; }
+        out[n0 * p.out_f + o] = act_t(v.x);
+        if (n0 + 1u <= last) { out[(n0 + 1u) * p.out_f + o] = act_t(v.y); }
+        if (n0 + 2u <= last) { out[(n0 + 2u) * p.out_f + o] = act_t(v.z); }
+        if (n0 + 3u <= last) { out[(n0 + 3u) * p.out_f + o] = act_t(v.w); }
     }
 }

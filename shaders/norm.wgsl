@@ -12,5 +12,5 @@ fn batch_norm(id: Ids) {
     let i = flat(id, WG);
     if (i >= p.len) { return; }
     let c = (i / p.hw) % p.channels;
-    out[i] = act(x[i] * scale_shift[c] + scale_shift[p.channels + c], p.epi);
+    out[i] = act_t(act(f32(x[i]) * scale_shift[c] + scale_shift[p.channels + c], p.epi));
 }

@@ -45,7 +45,7 @@ fn window_sum(base: u32, r: vec4<u32>) -> f32 {
     var s = 0.0;
     for (var iy = r.x; iy < r.y; iy++) {
         for (var ix = r.z; ix < r.w; ix++) {
-            s += x[base + iy * p.geom.w + ix];
+            s += f32(x[base + iy * p.geom.w + ix]);
         }
     }
     return s;
@@ -63,13 +63,13 @@ fn max_pool(id: Ids) {
     for (var iy = r.x; iy < r.y; iy++) {
         for (var ix = r.z; ix < r.w; ix++) {
             // NaN propagates, as on the CPU.
-            let v = x[base + iy * p.geom.w + ix];
+            let v = f32(x[base + iy * p.geom.w + ix]);
             if (v > m || v != v) {
                 m = v;
             }
         }
     }
-    out[i] = m;
+    out[i] = act_t(m);
 }
 
 @compute @workgroup_size(WG)
@@ -80,7 +80,7 @@ fn avg_pool(id: Ids) {
     let base = o.z * p.geom.h * p.geom.w;
     let r = window(o.y, o.x);
     let s = window_sum(base, r);
-    out[i] = s / f32(p.geom.kh * p.geom.kw);
+    out[i] = act_t(s / f32(p.geom.kh * p.geom.kw));
 }
 
 @compute @workgroup_size(WG)
@@ -91,11 +91,11 @@ fn adaptive_avg_pool(id: Ids) {
     let base = o.z * p.geom.h * p.geom.w;
     let r = bin(o.y, o.x);
     let s = window_sum(base, r);
-    out[i] = s / f32((r.y - r.x) * (r.w - r.z));
+    out[i] = act_t(s / f32((r.y - r.x) * (r.w - r.z)));
 }
 
 fn store(i: u32, v: f32) {
-    out[i] = accumulated(out[i], v, p.accumulate);
+    out[i] = act_t(accumulated(f32(out[i]), v, p.accumulate));
 }
 
 // Outputs o along one axis whose window [o*s - pad, o*s - pad + k) contains input i:
@@ -127,10 +127,10 @@ fn max_pool_backward(id: Ids) {
             let r = window(oy, ox);
             // First maximum of the clipped window, in the CPU's scan order.
             var best = r.x * p.geom.w + r.z;
-            var bv = x[base + best];
+            var bv = f32(x[base + best]);
             for (var yy = r.x; yy < r.y; yy++) {
                 for (var xx = r.z; xx < r.w; xx++) {
-                    let v = x[base + yy * p.geom.w + xx];
+                    let v = f32(x[base + yy * p.geom.w + xx]);
                     if (v > bv || v != v) {
                         best = yy * p.geom.w + xx;
                         bv = v;

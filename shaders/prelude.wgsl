@@ -1,6 +1,13 @@
 // gconv's WGSL prelude, prepended to every shader by its launcher declaration
 // (`gpu::launch::shader!`): what every kernel repeats.
 
+// The element type of activations in storage: f32 here, f16 in a shader's half-activation
+// twin (`gpu::twin::halve`, `--precision f16` where the adapter has `SHADER_F16`). Kernels
+// compute in f32: a kernel that stores activations as `act_t` converts at every load
+// (`f32(x[i])`, `vec4<f32>(x4[i])`) and store (`act_t(v)`), identities here.
+alias act_t = f32;
+alias act4_t = vec4<f32>;
+
 // The builtins every entry point takes.
 struct Ids {
     @builtin(workgroup_id) wg: vec3<u32>,

@@ -11,17 +11,17 @@ fn softmax(id: Ids) {
     let r = flat(id, WG);
     if (r >= p.batch) { return; }
     let base = r * p.features;
-    var m = x[base];
+    var m = f32(x[base]);
     for (var k = 1u; k < p.features; k++) {
-        m = max(m, x[base + k]);
+        m = max(m, f32(x[base + k]));
     }
     var s = 0.0;
     for (var k = 0u; k < p.features; k++) {
-        let e = exp(x[base + k] - m);
-        out[base + k] = e;
-        s += e;
+        s += exp(f32(x[base + k]) - m);
     }
+    // The exponentials again (the same values), so that a half-activation twin rounds each
+    // output once.
     for (var k = 0u; k < p.features; k++) {
-        out[base + k] = out[base + k] / s;
+        out[base + k] = act_t(exp(f32(x[base + k]) - m) / s);
     }
 }

@@ -5,7 +5,8 @@
 //! CI, on a machine with neither. (The cooperative-matrix tier, when present, is MSL only:
 //! wgpu has no DX12 path for it, and the candidate lists offer it only where the adapter
 //! reports the feature.) The activations' twins of each shader (`gpu::twin::specialise`)
-//! are translated too.
+//! are translated too, and the half-activation twin (`gpu::twin::halve`, f16 storage, which
+//! wgpu's DX12 backend compiles with shader model 6.2) of every module that has one.
 
 use gconv::gpu::kernels::all_shaders;
 use gconv::gpu::ShaderSpec;
@@ -17,25 +18,33 @@ fn parse(spec: &ShaderSpec) -> naga::Module {
         .unwrap_or_else(|e| panic!("{}: parse: {}", spec.name, e.emit_to_string(spec.source())))
 }
 
-/// Every shader module a launcher can build: each shader, and each twin of those that fuse
-/// an epilogue.
+/// Every shader module a launcher can build: each shader, each twin of those that fuse
+/// an epilogue, and the half-activation twin of each of these that stores activations.
 fn modules() -> Vec<&'static ShaderSpec> {
     use gconv::gpu::prelude::specialised_activations;
-    use gconv::gpu::twin::{has_epilogue, twin_for};
+    use gconv::gpu::twin::{halve, has_epilogue, twin_for};
     let mut v: Vec<&'static ShaderSpec> = all_shaders().to_vec();
     for spec in all_shaders().into_iter().filter(|s| has_epilogue(s)) {
         for act in specialised_activations() {
             v.push(twin_for(spec, act).unwrap());
         }
     }
+    let halves: Vec<_> = v
+        .iter()
+        .filter(|s| s.stores_activations())
+        .map(|s| halve(s).unwrap())
+        .collect();
+    assert!(halves.len() >= 9, "{} half-activation twins", halves.len());
+    v.extend(halves);
     v
 }
 
+/// A backend: the module, its info and an entry point's name to the entry's source.
+type Translate<'a> = dyn Fn(&ShaderSpec, &naga::Module, &naga::valid::ModuleInfo, &str) -> Result<String, String>
+    + 'a;
+
 /// Translates every entry of every shader module with `translate`; returns the failures.
-fn translate_all(
-    caps: Capabilities,
-    translate: &dyn Fn(&naga::Module, &naga::valid::ModuleInfo, &str) -> Result<String, String>,
-) -> (Vec<String>, usize) {
+fn translate_all(caps: Capabilities, translate: &Translate) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut done = 0;
     for spec in modules() {
@@ -61,7 +70,7 @@ fn translate_all(
                     continue;
                 }
             };
-            match translate(&m, &i, &ep.name) {
+            match translate(spec, &m, &i, &ep.name) {
                 Ok(text) if !text.is_empty() => done += 1,
                 Ok(_) => failures.push(format!("{}::{}: empty output", spec.name, ep.name)),
                 Err(e) => failures.push(format!("{}::{}: {e}", spec.name, ep.name)),
@@ -81,7 +90,7 @@ fn every_entry_point_translates_to_msl() {
         lang_version: (2, 4),
         ..msl::Options::default()
     };
-    let (failures, done) = translate_all(msl::supported_capabilities(), &|m, i, entry| {
+    let (failures, done) = translate_all(msl::supported_capabilities(), &|_, m, i, entry| {
         let pipeline = msl::PipelineOptions {
             entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
             ..msl::PipelineOptions::default()
@@ -96,12 +105,19 @@ fn every_entry_point_translates_to_msl() {
 
 #[test]
 fn every_entry_point_translates_to_hlsl() {
-    let options = hlsl::Options {
-        shader_model: hlsl::ShaderModel::V6_0,
-        fake_missing_bindings: true,
-        ..hlsl::Options::default()
-    };
-    let (failures, done) = translate_all(hlsl::supported_capabilities(), &|m, i, entry| {
+    let (failures, done) = translate_all(hlsl::supported_capabilities(), &|spec, m, i, entry| {
+        // 16-bit types need shader model 6.2 (what wgpu's DX12 backend asks DXC for when
+        // the device has SHADER_F16).
+        let half = spec.source().starts_with("enable f16;");
+        let options = hlsl::Options {
+            shader_model: if half {
+                hlsl::ShaderModel::V6_2
+            } else {
+                hlsl::ShaderModel::V6_0
+            },
+            fake_missing_bindings: true,
+            ..hlsl::Options::default()
+        };
         let pipeline = hlsl::PipelineOptions {
             entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
         };

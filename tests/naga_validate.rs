@@ -92,6 +92,78 @@ fn every_twin_parses_validates_and_differs_only_in_its_activation() {
     );
 }
 
+/// The width in bytes of the scalar a storage binding's array holds (`None`: not an array of
+/// scalars or vectors).
+fn element_width(module: &naga::Module, name: &str) -> Option<u8> {
+    let var = module
+        .global_variables
+        .iter()
+        .find(|(_, v)| v.name.as_deref() == Some(name))?
+        .1;
+    let naga::TypeInner::Array { base, .. } = module.types[var.ty].inner else {
+        return None;
+    };
+    match module.types[base].inner {
+        naga::TypeInner::Scalar(s) | naga::TypeInner::Vector { scalar: s, .. } => Some(s.width),
+        _ => None,
+    }
+}
+
+/// The half-activation twins (`gpu::twin::halve`): every shader that declares activations as
+/// `act_t` has one, made once, that validates with f16 and stores exactly those bindings as
+/// halves (every other binding as in the shader); a shader that declares none has no twin,
+/// and says so.
+#[test]
+fn every_half_activation_twin_halves_exactly_its_activation_bindings() {
+    use gconv::gpu::twin::halve;
+    let mut halved = Vec::new();
+    for spec in all_shaders() {
+        if !spec.stores_activations() {
+            let err = halve(spec).unwrap_err().to_string();
+            assert!(
+                err.contains(spec.name) && err.contains("f32 activations only"),
+                "{err}"
+            );
+            continue;
+        }
+        let h = halve(spec).unwrap();
+        assert!(std::ptr::eq(h, halve(spec).unwrap()), "made once");
+        assert_eq!(h.name, format!("{}~f16act", spec.name));
+        let (full, half) = (parse(spec), parse(h));
+        let mut v = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        );
+        if let Err(e) = v.validate(&half) {
+            panic!("{}: {}", h.name, e.emit_to_string(h.source()));
+        }
+        for (name, ty) in spec.binding_names.iter().zip(spec.binding_types).skip(1) {
+            let want = if ty.contains("act_t") || ty.contains("act4_t") {
+                Some(2)
+            } else {
+                element_width(&full, name)
+            };
+            assert_eq!(element_width(&half, name), want, "{}: `{name}`", h.name);
+        }
+        halved.push(spec.name);
+    }
+    for name in [
+        "conv_igemm",
+        "conv_igemm_f16",
+        "conv_dw",
+        "gemv_wide",
+        "gemv_wide_f16",
+        "linear",
+        "pool",
+        "norm",
+        "elementwise",
+        "gather",
+        "softmax",
+    ] {
+        assert!(halved.contains(&name), "{name} has no half-activation twin");
+    }
+}
+
 /// Each `.wgsl` file is a declared shader (or the prelude they all start with): a shader that
 /// no launcher declares is dead code.
 #[test]

@@ -85,6 +85,15 @@ impl ShaderSpec {
         })
     }
 
+    /// Whether the declaration stores activations as the prelude's `act_t` (a binding typed
+    /// `array<act_t>` or `array<act4_t>`), so the shader has a half-activation twin
+    /// ([`super::twin::halve`]).
+    pub fn stores_activations(&self) -> bool {
+        self.binding_types
+            .iter()
+            .any(|t| t.contains("act_t") || t.contains("act4_t"))
+    }
+
     /// The WGSL of one entry point, what the pipelines compile: [`ShaderSpec::source`]
     /// without the other entry points and the functions `entry` does not reach
     /// ([`super::wgsl_items`]); `None` when the file has no entry point `entry`.

@@ -84,3 +84,49 @@ fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
         ..*spec
     })
 }
+
+/// The f32 and f16 forms of the prelude's activation storage type.
+const F32_STORAGE: &str = "alias act_t = f32;\nalias act4_t = vec4<f32>;\n";
+const F16_STORAGE: &str = "alias act_t = f16;\nalias act4_t = vec4<f16>;\n";
+
+/// The half-activation twin of `spec` (itself a shader or an activation twin): the same WGSL
+/// with `enable f16;` and the prelude's `act_t` as `f16`, so every binding the declaration
+/// types `array<act_t>` / `array<act4_t>` holds halves, converted to f32 at each load and
+/// rounded to nearest at each store. Named `{shader}~f16act`, made once and kept. An error
+/// when `spec` declares no activation binding that way: its kernel reads f32 activations only.
+/// Its pipelines need a device with `wgpu::Features::SHADER_F16`.
+pub fn halve(spec: &'static ShaderSpec) -> Result<&'static ShaderSpec> {
+    if !spec.stores_activations() {
+        return Err(Error::InvalidArgument(format!(
+            "shader `{}` reads and writes f32 activations only (no `act_t` binding)",
+            spec.name
+        )));
+    }
+    type Halves = Mutex<HashMap<&'static str, &'static ShaderSpec>>;
+    static HALVES: OnceLock<Halves> = OnceLock::new();
+    let mut halves = HALVES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(h) = halves.get(spec.name) {
+        return Ok(h);
+    }
+    let source = spec.source();
+    if !source.contains(F32_STORAGE) {
+        return Err(Error::InvalidArgument(format!(
+            "shader `{}`: its prelude does not declare `act_t`",
+            spec.name
+        )));
+    }
+    let half: &'static ShaderSpec = Box::leak(Box::new(ShaderSpec {
+        name: Box::leak(format!("{}~f16act", spec.name).into_boxed_str()),
+        source: OnceLock::from(format!(
+            "enable f16;\n{}",
+            source.replacen(F32_STORAGE, F16_STORAGE, 1)
+        )),
+        items: OnceLock::new(),
+        ..*spec
+    }));
+    halves.insert(spec.name, half);
+    Ok(half)
+}

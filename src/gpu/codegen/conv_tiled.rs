@@ -37,13 +37,13 @@ override SW: u32 = 1u;
 override DW: u32 = 1u;
 
 fn ld(row: u32, ix: i32, wmax: i32) -> f32 {
-    let v = x[row + u32(clamp(ix, 0, wmax))];
+    let v = f32(x[row + u32(clamp(ix, 0, wmax))]);
     return select(0.0, v, ix >= 0 && ix <= wmax);
 }
 
 fn store(base: u32, ox: u32, v: f32) {
     if (ox < p.geom.ow) {
-        out[base + ox] = act(v, p.epi);
+        out[base + ox] = act_t(act(v, p.epi));
     }
 }
 

@@ -51,7 +51,7 @@ fn reduce(id: Ids) {
     let n = i / rows;
     let j = i % rows;
     let o = p.row0 + j;
-    out[n * p.out_f + o] = act(s + bias_of(o), p.epi);
+    out[n * p.out_f + o] = act_t(act(s + bias_of(o), p.epi));
 }
 "#;
 
@@ -108,7 +108,10 @@ fn gemm(rr: usize, bb: usize) -> String {
         line(&mut o, format!("        let w{r} = w[wr{r} + k];"));
     }
     for b in 0..bb {
-        line(&mut o, format!("        let x{b} = x[xr{b} + k];"));
+        line(
+            &mut o,
+            format!("        let x{b} = vec4<f32>(x[xr{b} + k]);"),
+        );
     }
     for r in 0..rr {
         for b in 0..bb {
@@ -127,7 +130,7 @@ fn gemm(rr: usize, bb: usize) -> String {
             line(
                 &mut o,
                 format!(
-                    "                out[(n0 + {b}u) * out_f + row0 + j] = act(a{r}_{b} + bv, code);"
+                    "                out[(n0 + {b}u) * out_f + row0 + j] = act_t(act(a{r}_{b} + bv, code));"
                 ),
             );
             line(&mut o, "            } else {");

@@ -72,7 +72,7 @@ crate::gpu::declare::shader! {
         /// Arguments of every entry point.
         args: ConvArgs {
             /// `[batch, C, H, W]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// `[N, C/G, kh, kw]` weights (or a table's packed groups).
             wt: read array<f32>,
             /// `[N]` bias (any buffer when there is none).
@@ -80,7 +80,7 @@ crate::gpu::declare::shader! {
             /// The tile table.
             tiles: read array<Tile>,
             /// `[batch, N, OH, OW]` output.
-            y: write array<f32>,
+            y: write array<act_t>,
             /// Scratch: the zero-padded input ([`DirectKernel::Pk8`]).
             xp: write array<vec4<f32>>,
             /// Scratch: the tile-packed weights ([`DirectKernel::Pk8`]).

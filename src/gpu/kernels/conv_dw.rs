@@ -45,13 +45,13 @@ crate::gpu::declare::shader! {
         /// Arguments of `conv_dw`.
         args: DwArgs {
             /// `[batch, C, H, W]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// `[C, 1, kh, kw]` weights.
             wt: read array<f32>,
             /// `[C]` bias (a stand-in when there is none).
             bias: read array<f32>,
             /// `[batch, C, OH, OW]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

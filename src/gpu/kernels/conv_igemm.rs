@@ -73,7 +73,7 @@ crate::gpu::declare::shader! {
         /// Arguments of every entry point.
         args: IgemmArgs {
             /// `[batch, C, H, W]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The packed weights (written by `igemm_pack` on the training path).
             wp: write array<vec4<f32>>,
             /// The natural weights (read by `igemm_pack` only).
@@ -85,7 +85,7 @@ crate::gpu::declare::shader! {
             /// Input channel list, then output channel list.
             chan: read array<u32>,
             /// `[batch, N, OH, OW]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
             /// Split-K partial sums `[ksplit, N, batch · OH · OW]` (a stand-in when unsplit).
             part: write array<f32>,
         }
@@ -103,7 +103,7 @@ crate::gpu::declare::shader! {
         /// Arguments of every entry point.
         args: IgemmF16Args {
             /// `[batch, C, H, W]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The packed weights as halves (written by `igemm_pack` when unprepared).
             wp: write array<vec2<u32>>,
             /// The natural weights (read by `igemm_pack` only).
@@ -115,7 +115,7 @@ crate::gpu::declare::shader! {
             /// Input channel list, then output channel list.
             chan: read array<u32>,
             /// `[batch, N, OH, OW]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
             /// Split-K partial sums `[ksplit, N, batch · OH · OW]` (a stand-in when unsplit).
             part: write array<f32>,
         }

@@ -70,7 +70,7 @@ crate::gpu::declare::shader! {
         /// Arguments of `conv_tiled`.
         args: TiledArgs {
             /// `[batch, C, H, W]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The packed weights.
             wpk: read array<vec4<f32>>,
             /// `[N]` bias (zeros when the layer has none).
@@ -80,7 +80,7 @@ crate::gpu::declare::shader! {
             /// Input channel lists, then output channel lists.
             chan: read array<u32>,
             /// `[batch, N, OH, OW]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

@@ -43,7 +43,7 @@ crate::gpu::declare::shader! {
         /// Arguments of `conv_wgmem`.
         args: WgmemArgs {
             /// `[batch, C, H, W]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The natural weights (`[N, C/G, kh, kw]` or a table's groups one after another).
             wn: read array<f32>,
             /// `[N]` bias (a stand-in when the layer has none).
@@ -53,7 +53,7 @@ crate::gpu::declare::shader! {
             /// Input channel list, then output channel list.
             chan: read array<u32>,
             /// `[batch, N, OH, OW]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

@@ -41,13 +41,13 @@ crate::gpu::declare::shader! {
         /// Arguments of every entry point (unused ones are bound to `a`).
         args: ElementwiseArgs {
             /// First operand (a forward input, or an activation's output `y`).
-            a: read array<f32>,
+            a: read array<act_t>,
             /// Second operand (the other addend, `dy`, or a mask).
-            b: read array<f32>,
+            b: read array<act_t>,
             /// Dropout's seed: at least two `u32`.
             seed: read array<u32>,
             /// The result.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

@@ -35,11 +35,11 @@ crate::gpu::declare::shader! {
         /// Arguments of `gather`.
         args: GatherArgs {
             /// `[batch, c_in, hw]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// `[c_out]` source channels as `u32` (see [`upload_indices`]).
             indices: read array<u32>,
             /// `[batch, c_out, hw]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

@@ -60,13 +60,13 @@ crate::gpu::declare::shader! {
         /// Arguments of one row chunk.
         args: GemvArgs {
             /// `[batch, in]` input.
-            x: read array<vec4<f32>>,
+            x: read array<act4_t>,
             /// The chunk's `[rows, in]` weights.
             w: read array<vec4<f32>>,
             /// `[out]` bias (a stand-in when there is none).
             bias: read array<f32>,
             /// `[batch, out]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
             /// Split-K partial sums `[ksplit, batch, rows]` (scratch).
             part: write array<f32>,
         }

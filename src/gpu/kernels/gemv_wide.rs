@@ -45,13 +45,13 @@ crate::gpu::declare::shader! {
         /// Arguments of `gemv_wide`.
         args: GemvWideArgs {
             /// `[batch, in]` input, as vec4s.
-            x: read array<vec4<f32>>,
+            x: read array<act4_t>,
             /// A row chunk of `[out, in]`, as vec4s.
             w: read array<vec4<f32>>,
             /// `[out]` bias (a stand-in when there is none).
             bias: read array<f32>,
             /// `[batch, out]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }
@@ -65,13 +65,13 @@ crate::gpu::declare::shader! {
         /// Arguments of `gemv_wide` (f16 weights).
         args: GemvWideF16Args {
             /// `[batch, in]` input, as vec4s.
-            x: read array<vec4<f32>>,
+            x: read array<act4_t>,
             /// A row chunk of `[out, in]` as halves, 4 per `vec2<u32>`.
             w: read array<vec2<u32>>,
             /// `[out]` bias (a stand-in when there is none).
             bias: read array<f32>,
             /// `[batch, out]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

@@ -43,13 +43,13 @@ crate::gpu::declare::shader! {
         /// Arguments of one row chunk.
         args: LinearArgs {
             /// `[batch, in]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The chunk's `[rows, in]` weights.
             w: read array<f32>,
             /// `[out]` bias (any buffer when there is none).
             bias: read array<f32>,
             /// `[batch, out]` output.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

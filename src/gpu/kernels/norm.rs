@@ -32,11 +32,11 @@ crate::gpu::declare::shader! {
         /// Arguments of `batch_norm`.
         args: NormArgs {
             /// `[batch, channels, hw]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// `[scale; C] ++ [shift; C]` (see [`scale_shift`]).
             scale_shift: read array<f32>,
             /// The output, shaped like `x`.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

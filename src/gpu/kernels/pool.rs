@@ -31,11 +31,11 @@ crate::gpu::declare::shader! {
         /// Arguments of the pooling entry points.
         args: PoolArgs {
             /// The forward input (bound to `dy` by the backward of avg / adaptive pooling).
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The output gradient (bound to `x` by the forward).
             dy: read array<f32>,
             /// The output, or the input gradient.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }

@@ -26,9 +26,9 @@ crate::gpu::declare::shader! {
         /// Arguments of `softmax`.
         args: SoftmaxArgs {
             /// `[batch, features]` input.
-            x: read array<f32>,
+            x: read array<act_t>,
             /// The output, same shape.
-            out: write array<f32>,
+            out: write array<act_t>,
         }
     }
 }
