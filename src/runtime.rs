@@ -59,8 +59,10 @@ pub struct LoadOptions {
     /// ([`crate::gpu::tune`]; default `Some(1)`); `None`, or `GCONV_TUNE=off`, runs the
     /// candidate lists' defaults.
     pub tuned_batch: Option<usize>,
-    /// How the GPU stores the weights ([`Precision`]; default f32). `F16` applies where the
-    /// layer's kernel reads halves ([`crate::gpu::precision`]); the CPU path ignores it.
+    /// How the GPU stores weights and activations ([`Precision`]; default f32). `F16` applies
+    /// to a layer's weights where its kernel reads halves, and to the activations where the
+    /// adapter has `SHADER_F16` and every kernel of the pass stores them
+    /// ([`crate::gpu::precision`]); the CPU path ignores it.
     pub precision: Precision,
     /// The model will run once or a few times (a one-shot `gconv infer`): on a CPU adapter,
     /// small convolutions take kernels that compile fast rather than run fast

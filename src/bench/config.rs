@@ -105,7 +105,7 @@ pub struct BenchConfig {
     pub tuned: bool,
     /// Tune every model's layers missing from the cache before timing it (GPU only).
     pub tune: bool,
-    /// How the GPU stores the models' weights (`--precision`; f32 unless set, and in
+    /// How the GPU stores the models' weights and activations (`--precision`; f32 unless set, and in
     /// reports written before it existed).
     #[serde(default)]
     pub precision: crate::gpu::Precision,

@@ -133,9 +133,11 @@ impl GpuContext {
     async fn open(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Optional features, taken when the adapter has them (all kernels are f32; timestamps
-        // only make `gconv bench`'s per-layer times more precise).
-        let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        // Optional features, taken when the adapter has them (timestamps only make `gconv
+        // bench`'s per-layer times more precise; `SHADER_F16` lets a model loaded with
+        // `Precision::F16` keep its activations as halves, `gpu::twin::halve`).
+        let mut wanted =
+            wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
         if opts.pipeline_cache.is_some() {
             wanted |= wgpu::Features::PIPELINE_CACHE;
         }

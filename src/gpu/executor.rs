@@ -11,6 +11,7 @@ use super::choice::KernelChoice;
 use super::context::GpuContext;
 use super::launch::{BufId, Dispatch};
 use super::lower::{Lowering, ParamStore};
+use super::precision::{f32_activation_reason, pack_halves, unpack_halves, Precision};
 use super::program::Instance;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
@@ -48,6 +49,10 @@ struct Prepared {
     output: BufId,
     output_len: usize,
     staging: wgpu::Buffer,
+    /// Activations stored as f16 (the calls run their half-activation twins).
+    half: bool,
+    /// Why activations stay f32 although the model was loaded with `Precision::F16`.
+    f32_reason: Option<String>,
 }
 
 /// A graph compiled for the GPU. Build it with [`GpuModel::new`]; run it with [`GpuModel::run`].
@@ -188,6 +193,11 @@ impl GpuModel {
         let mut l = Lowering::new(&self.ctx, &self.graph, batch, &self.params, None)?;
         l.choice = self.choice.clone();
         l.forward()?;
+        let f32_reason = f32_activation_reason(&self.ctx, self.choice.precision(), &l.prog);
+        let half = self.choice.precision() == Precision::F16 && f32_reason.is_none();
+        if half {
+            l.prog.halve_activations()?;
+        }
         let (input, output) = (l.value_id(0), l.value_id(self.graph.output));
         let output_len = l.numel(self.graph.output)?;
         let instance = l.prog.instantiate(&self.ctx)?;
@@ -204,8 +214,24 @@ impl GpuModel {
             output,
             output_len,
             staging,
+            half,
+            f32_reason,
         });
         Ok(())
+    }
+
+    /// The storage precision of the activations at `batch` (compiling it if needed) and,
+    /// when the model was loaded with [`Precision::F16`] but they stay f32, why
+    /// ([`crate::gpu::precision`]).
+    pub fn activation_precision(&mut self, batch: usize) -> Result<(Precision, Option<String>)> {
+        self.prepare(batch)?;
+        let p = self.prepared.as_ref().expect("prepared");
+        let precision = if p.half {
+            Precision::F16
+        } else {
+            Precision::F32
+        };
+        Ok((precision, p.f32_reason.clone()))
     }
 
     /// Checks the input, prepares its batch size and writes it to the device.
@@ -222,9 +248,16 @@ impl GpuModel {
         self.prepare(b)?;
         let p = self.prepared.as_ref().expect("prepared");
         let buf = p.instance.buffer(p.input);
-        self.ctx
-            .queue
-            .write_buffer(buf, 0, bytemuck::cast_slice(input.data()));
+        if p.half {
+            let halves = pack_halves(input.data(), &format!("{} input", self.graph.name))?;
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(&halves));
+        } else {
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(input.data()));
+        }
         Ok(())
     }
 
@@ -285,7 +318,12 @@ impl GpuModel {
             let mut pass = enc.begin_compute_pass(&Default::default());
             p.instance.record(&mut pass);
         }
-        let bytes = 4 * p.output_len as u64;
+        // Halves: 2 bytes a value, the copy rounded up to whole words.
+        let bytes = if p.half {
+            (2 * p.output_len as u64).next_multiple_of(4)
+        } else {
+            4 * p.output_len as u64
+        };
         enc.copy_buffer_to_buffer(p.instance.buffer(p.output), 0, &p.staging, 0, bytes);
         self.ctx.queue.submit([enc.finish()]);
         let raw = read_bytes(self, &p.staging, bytes)?;
@@ -293,7 +331,12 @@ impl GpuModel {
         self.ctx.check()?;
         let mut shape = vec![p.batch];
         shape.extend_from_slice(self.graph.output_shape());
-        Tensor::new(shape, bytemuck::cast_slice(&raw).to_vec())
+        let data = if p.half {
+            unpack_halves(&raw, p.output_len)
+        } else {
+            bytemuck::cast_slice(&raw).to_vec()
+        };
+        Tensor::new(shape, data)
     }
 
     /// Runs a forward pass without reading the output back (for timing whole passes):

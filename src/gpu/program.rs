@@ -53,6 +53,28 @@ impl Program {
         BufId(self.buffers.len() - 1)
     }
 
+    /// Runs every call on its shader's half-activation twin ([`super::twin::halve`]): the
+    /// activations between calls are stored as f16 (buffers keep their f32 size). `Ok(false)`,
+    /// the program unchanged, when a call's kernel reads f32 activations only — a model's
+    /// activations are all f16 or all f32, never converted between kernels.
+    pub fn halve_activations(&mut self) -> Result<bool> {
+        if self.calls.iter().any(|c| !c.shader.stores_activations()) {
+            return Ok(false);
+        }
+        for c in &mut self.calls {
+            c.shader = super::twin::halve(c.shader)?;
+        }
+        Ok(true)
+    }
+
+    /// The first call whose kernel reads f32 activations only (has no half-activation twin).
+    pub fn first_f32_only_call(&self) -> Option<&str> {
+        self.calls
+            .iter()
+            .find(|c| !c.shader.stores_activations())
+            .map(|c| c.label.as_str())
+    }
+
     /// Keeps `id` alive for the whole program (the host writes it before or reads it after).
     pub fn pin(&mut self, id: BufId) {
         self.buffers[id.0].pinned = true;

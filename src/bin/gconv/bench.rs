@@ -110,8 +110,9 @@ pub struct RunArgs {
     /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
     #[arg(long)]
     no_tune: bool,
-    /// GPU weight storage: f32, or f16 where the layer's kernel reads halves (the
-    /// discrete-tier conv_igemm; f32 arithmetic). Recorded in the report's config.
+    /// GPU storage precision: f32, or f16 — weights where the layer's kernel reads halves
+    /// (conv_igemm, gemv_wide), activations where the adapter has SHADER_F16 and every
+    /// kernel of the model stores them; f32 arithmetic. Recorded in the report's config.
     #[arg(long, value_parser = crate::common::parse_precision)]
     precision: Option<gconv::Precision>,
     /// Print the report as JSON on stdout.

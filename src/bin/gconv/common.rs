@@ -221,21 +221,24 @@ pub fn check_precision(p: gconv::Precision, on_cpu: bool) -> Result<()> {
     Ok(())
 }
 
-/// One line saying how many of a GPU model's convolutions and fully connected layers store
-/// f16 weights, when f16 was asked for and some do not (their kernels read f32; see
-/// `gconv::gpu::precision`).
-pub fn precision_notice(model: &mut gconv::Model, p: gconv::Precision) {
+/// One line saying what a GPU model loaded with `--precision f16` stores as halves, after a
+/// pass at `batch`: how many of its convolutions and fully connected layers store f16 weights
+/// (the others' kernels read f32), and whether its activations are f16 or, if not, why
+/// (`gconv::gpu::precision`).
+pub fn precision_notice(model: &mut gconv::Model, p: gconv::Precision, batch: usize) {
     if p != gconv::Precision::F16 {
         return;
     }
     if let Some(m) = model.gpu_model() {
         let ([convs, half_convs], [fcs, half_fcs]) = (m.f16_convs(), m.f16_linears());
-        if half_convs < convs || half_fcs < fcs {
-            eprintln!(
-                "note: --precision f16: {half_convs} of {convs} convolutions and {half_fcs} of \
-                 {fcs} fully connected layers store f16 weights; the others (and every other \
-                 layer) run in f32 — their kernels on this adapter class read f32"
-            );
-        }
+        let acts = match m.activation_precision(batch) {
+            Ok((gconv::Precision::F16, _)) => "activations f16".to_string(),
+            Ok((_, Some(why))) => format!("activations stay f32 ({why})"),
+            _ => "activations f32".to_string(),
+        };
+        eprintln!(
+            "precision f16: weights of {half_convs} of {convs} convolutions and {half_fcs} of \
+             {fcs} fully connected layers (the others' kernels read f32); {acts}"
+        );
     }
 }

@@ -67,8 +67,9 @@ pub struct Args {
     /// Ignore the kernel choices cached by `gconv tune` (same as GCONV_TUNE=off).
     #[arg(long)]
     no_tune: bool,
-    /// GPU weight storage: f32, or f16 where the layer's kernel reads halves (f32
-    /// arithmetic; --compare then uses the f16 tolerance).
+    /// GPU storage precision: f32, or f16 — weights where the layer's kernel reads halves,
+    /// activations where the adapter has SHADER_F16 and every kernel of the model stores
+    /// them; f32 arithmetic (--compare then uses the f16 tolerance).
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
     precision: gconv::Precision,
     /// Run every layer with the kernel that runs fastest. By default, since infer runs the
@@ -221,10 +222,10 @@ fn run_exported(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
     let name = graph.name.clone();
     crate::common::check_precision(a.precision, !rt.is_gpu())?;
     let mut model = rt.load_graph(graph, weights, &opts)?;
-    crate::common::precision_notice(&mut model, a.precision);
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
+    crate::common::precision_notice(&mut model, a.precision, x.shape()[0]);
     if let Some(out) = &a.output {
         io::write_npy(out, &y)?;
     }
@@ -256,10 +257,10 @@ fn run_onnx(a: &Args, path: &std::path::Path) -> Result<ExitCode> {
     let (g, w, _) = gconv::graph::fold_permutations(&m.graph, &m.weights)?;
     crate::common::check_precision(a.precision, !rt.is_gpu())?;
     let mut model = rt.load_graph(g, w, &opts)?;
-    crate::common::precision_notice(&mut model, a.precision);
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
+    crate::common::precision_notice(&mut model, a.precision, x.shape()[0]);
     if let Some(out) = &a.output {
         io::write_npy(out, &y)?;
     }
@@ -339,10 +340,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let rt = Runtime::new(device)?;
     crate::common::check_precision(a.precision, !rt.is_gpu())?;
     let mut model = rt.load(&spec, weights.clone(), &opts)?;
-    crate::common::precision_notice(&mut model, a.precision);
     let t0 = Instant::now();
     let y = model.run(&x)?;
     let secs = t0.elapsed().as_secs_f64();
+    crate::common::precision_notice(&mut model, a.precision, x.shape()[0]);
     if let Some(out) = &a.output {
         io::write_npy(out, &y)?;
     }
