@@ -10,7 +10,7 @@
 # `run` writes into $OUT (or ./device-out), in docs/bench/<device>/'s layout: log.txt
 # (everything), bench/<suite>/ (`gconv bench --out`: report.json, summary.md, charts; paper1,
 # sweep at batch 1 and 32, zoo models, paper2, mobilenet, and -f16 twins when gconv has
-# --precision), tune-cache/ (what `gconv tune` stored for the benchmarked models), torch.json
+# --precision, sweep32-f16w: f16 weights, f32 activations), tune-cache/ (what `gconv tune` stored for the benchmarked models), torch.json
 # (scripts/torch_bench.py: the same models in PyTorch/cuDNN fp32 TF32 off, with the chip's roof:
 # copy bandwidth and matmul), torch_tf32.json and torch_amp.json (labelled), side_by_side.md
 # (scripts/side_by_side.py), tests.tar.gz (each GPU test suite's output, gpu_faults' safe cases
@@ -170,6 +170,9 @@ run() {
       phase "bench paper1 f16" 45 "$BIN" bench --device gpu --suite paper1 --precision f16 --out "$b/paper1-f16"
       phase "bench sweep b32 f16" 20 "$BIN" bench --device gpu --suite sweep --batch 32 --precision f16 \
         --out "$b/sweep32-f16"
+      # The same with f16 weights but f32 activations: what halving the activations gives.
+      phase "bench sweep b32 f16 weights only" 20 env GCONV_F16_ACTIVATIONS=off "$BIN" bench \
+        --device gpu --suite sweep --batch 32 --precision f16 --out "$b/sweep32-f16w"
     else
       say "this gconv has no --precision: f16 not benchmarked"
     fi

@@ -4,7 +4,8 @@
     python3 scripts/side_by_side.py BENCH_DIR TORCH_JSON [TORCH_JSON...] > side_by_side.md
 
 BENCH_DIR holds one folder per `gconv bench --out` (paper1, sweep, sweep32, models, and the
-same with an `-f16` suffix when gconv ran `--precision f16`), each with its report.json.
+same with an `-f16` suffix when gconv ran `--precision f16`, `-f16w` when it ran so with
+`GCONV_F16_ACTIVATIONS=off`: f16 weights, f32 activations), each with its report.json.
 TORCH_JSON are scripts/torch_bench.py outputs (fp32 TF32 off first; TF32 and AMP ones add
 columns). Rows are matched by model name and batch: gconv's VGG13-BN schemes, zoo models and
 sweep layers against the PyTorch model of the same name (an FLGC row against the SGC one: an
@@ -33,7 +34,8 @@ def gconv_rows(bench_dir):
         if not r:
             continue
         device = device or r.get("device")
-        prec = "f16" if sub.endswith("-f16") else "f32"
+        # -f16: f16 weights and activations; -f16w: f16 weights, f32 activations.
+        prec = next((p for p in ("f16", "f16w") if sub.endswith("-" + p)), "f32")
         cfg = r.get("config", {})
         b, big = cfg.get("batch", 1), cfg.get("large_batch", 0)
 
@@ -83,8 +85,8 @@ def main(argv):
                    f"{roof['matmul_tf32_tflops']:.1f}, fp16 {roof['matmul_fp16_tflops']:.1f}.")
         out.append("")
     extra = [t.get("precision", "?") for t in torch[1:]]
-    head = ["model", "batch", "gconv f32 ms (min–max)", "gconv f16 ms", "PyTorch ms", "f32 ratio",
-            "f16 ratio"] + [f"PyTorch {p} ms" for p in extra]
+    head = ["model", "batch", "gconv f32 ms (min–max)", "gconv f16 ms", "gconv f16 weights only ms",
+            "PyTorch ms", "f32 ratio", "f16 ratio"] + [f"PyTorch {p} ms" for p in extra]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     def order(k):
@@ -100,10 +102,11 @@ def main(argv):
         if not t:
             continue
         f32, f16 = g.get((name, batch, "f32")), g.get((name, batch, "f16"))
+        f16w = g.get((name, batch, "f16w"))
         cell = lambda s: f"{s[0]:.3f} ({s[1]:.3f}–{s[2]:.3f})" if s else "—"  # noqa: E731
         ratio = lambda s: f"{s[0] / t['median_ms']:.2f}×" if s else "—"  # noqa: E731
-        cells = [name, str(batch), cell(f32), cell(f16), f"{t['median_ms']:.3f}", ratio(f32),
-                 ratio(f16)]
+        cells = [name, str(batch), cell(f32), cell(f16), cell(f16w), f"{t['median_ms']:.3f}",
+                 ratio(f32), ratio(f16)]
         for m in tmaps[1:]:
             r = m.get((torch_name(name), batch))
             cells.append(f"{r['median_ms']:.3f}" if r else "—")
