@@ -131,7 +131,7 @@ fn sizes(ui: &mut egui::Ui, f: &mut RunForm) {
                     ui.selectable_value(
                         &mut f.precision,
                         gconv::Precision::F16,
-                        "f16 weights where the kernel reads them (real-GPU tier)",
+                        "f16 weights and activations where the kernels store them (real-GPU tier)",
                     );
                 })
                 .response
