@@ -308,3 +308,39 @@ fn the_cli_says_when_activations_stay_f32() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Half activations take half the memory: a conv chain with no kernel scratch plans 2 bytes
+/// a value (each slot rounded up to a word) against f32's 4, and still matches the CPU.
+#[test]
+fn half_activations_plan_half_the_memory() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+    let mut b = GraphBuilder::new("chain", [3, 33, 31]);
+    let c1 = Op::conv2d(Conv2dSpec::square(3, 16, 3, 1, 1).bias(true));
+    let c1 = b.push("c1", c1, &[b.input()]).unwrap();
+    let r1 = b.push("r1", Op::relu(), &[c1]).unwrap();
+    let c2 = Op::conv2d(Conv2dSpec::square(16, 16, 3, 1, 1).groups(4));
+    let c2 = b.push("c2", c2, &[r1]).unwrap();
+    let p = Op::max_pool(Pool2dSpec::square(2, 2, 0));
+    let p = b.push("pool", p, &[c2]).unwrap();
+    let g = b.finish(p);
+    let w = Weights::random_for_tests(&g, 2);
+    let x = input(&[2, 3, 33, 31], 8);
+    let mut half = load(ctx, &g, &w, Precision::F16);
+    let mut full = load(ctx, &g, &w, Precision::F32);
+    let (p16, p32) = (half.plan_report(2).unwrap(), full.plan_report(2).unwrap());
+    let got = half.run(&x).unwrap();
+    std::env::remove_var("GCONV_ADAPTER_CLASS");
+    assert_eq!(half.activation_precision(2).unwrap().0, Precision::F16);
+    assert!(p16.dispatches == p32.dispatches && p16.slots == p32.slots);
+    assert!(
+        p16.planned_bytes * 2 <= p32.planned_bytes + 4 * p16.slots as u64
+            && p16.planned_bytes < p32.planned_bytes,
+        "planned {} bytes in halves against {} in f32",
+        p16.planned_bytes,
+        p32.planned_bytes
+    );
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    assert_close("chain f16", got.data(), want.data(), Tolerance::F16_MODEL);
+}

@@ -306,21 +306,41 @@ impl Call {
         ctx: &GpuContext,
         resolve: &dyn Fn(BufId) -> Result<wgpu::Buffer>,
     ) -> Result<Dispatch> {
-        let buffers: Vec<wgpu::Buffer> = self
+        self.bind_planned(ctx, &|id| Ok((resolve(id)?, false)))
+    }
+
+    /// Binds a call, taking planned buffers from `resolve` with whether each holds halves
+    /// (then bound whole from its start at 2 bytes a value, rounded up to a word).
+    pub fn bind_planned(
+        &self,
+        ctx: &GpuContext,
+        resolve: &dyn Fn(BufId) -> Result<(wgpu::Buffer, bool)>,
+    ) -> Result<Dispatch> {
+        let buffers: Vec<(wgpu::Buffer, bool)> = self
             .args
             .iter()
             .map(|a| match &a.buffer {
-                ArgBuffer::Resident(b) => Ok(b.clone()),
+                ArgBuffer::Resident(b) => Ok((b.clone(), false)),
                 ArgBuffer::Planned(id) => resolve(*id),
             })
             .collect::<Result<_>>()?;
         let pipeline = ctx.pipeline(&self.pipeline_key())?;
         let mut resources = vec![self.uniform.as_entire_binding()];
-        for (a, b) in self.args.iter().zip(&buffers) {
+        for (a, (b, half)) in self.args.iter().zip(&buffers) {
+            let (offset, size) = match half {
+                true if a.offset != 0 => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: a slice of a buffer of halves (offset {})",
+                        self.label, a.offset
+                    )))
+                }
+                true => (0, (a.len * 2).next_multiple_of(4)),
+                false => (a.offset * 4, a.len * 4),
+            };
             resources.push(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: b,
-                offset: a.offset * 4,
-                size: NonZeroU64::new(a.len * 4),
+                offset,
+                size: NonZeroU64::new(size),
             }));
         }
         let bind_group = ctx.bind_group(&self.label, &pipeline, &resources)?;

@@ -16,8 +16,8 @@
 //! rounds once as it stores; the output is read back as halves. All or none: a pass with one
 //! f32-only kernel (the CPU-class lists, `conv_wgmem`, a fallback) keeps every activation
 //! f32, and [`crate::gpu::GpuModel::activation_precision`] says why
-//! (`GCONV_F16_ACTIVATIONS=off` keeps them f32 for A/B measurements). Activation buffers keep
-//! their f32 size (half of each is used). Inference only: training stays f32.
+//! (`GCONV_F16_ACTIVATIONS=off` keeps them f32 for A/B measurements). Activation buffers are
+//! planned at 2 bytes a value. Inference only: training stays f32.
 //!
 //! Outputs then differ from the f32 CPU reference by f16's rounding
 //! ([`crate::testing::Tolerance::F16_OP`], `F16_MODEL`); an activation beyond ±65504

@@ -17,6 +17,8 @@ struct PlannedBuffer {
     label: String,
     elems: usize,
     pinned: bool,
+    /// Holds halves: bound to an `act_t` binding of a half-activation twin.
+    half: bool,
 }
 
 /// The calls of one pass or step and the buffers they use.
@@ -49,22 +51,39 @@ impl Program {
             label: label.into(),
             elems: elems.max(1),
             pinned: false,
+            half: false,
         });
         BufId(self.buffers.len() - 1)
     }
 
     /// Runs every call on its shader's half-activation twin ([`super::twin::halve`]): the
-    /// activations between calls are stored as f16 (buffers keep their f32 size). `Ok(false)`,
-    /// the program unchanged, when a call's kernel reads f32 activations only — a model's
-    /// activations are all f16 or all f32, never converted between kernels.
+    /// activations between calls are stored as f16, and every planned buffer a call binds
+    /// as `act_t` is allocated and bound at 2 bytes a value. `Ok(false)`, the program
+    /// unchanged, when a call's kernel reads f32 activations only — a model's activations
+    /// are all f16 or all f32, never converted between kernels.
     pub fn halve_activations(&mut self) -> Result<bool> {
         if self.calls.iter().any(|c| !c.shader.stores_activations()) {
             return Ok(false);
         }
         for c in &mut self.calls {
+            for (arg, ty) in c.args.iter().zip(&c.shader.binding_types[1..]) {
+                let act = ty.contains("act_t") || ty.contains("act4_t");
+                if let (Some(id), true) = (arg.planned_id(), act) {
+                    self.buffers[id.0].half = true;
+                }
+            }
             c.shader = super::twin::halve(c.shader)?;
         }
         Ok(true)
+    }
+
+    /// Bytes of planned buffer `b`: 4 a value, 2 for halves (whole words).
+    fn bytes(b: &PlannedBuffer) -> u64 {
+        if b.half {
+            (2 * b.elems as u64).next_multiple_of(4)
+        } else {
+            4 * b.elems as u64
+        }
     }
 
     /// The first call whose kernel reads f32 activations only (has no half-activation twin).
@@ -116,7 +135,7 @@ impl Program {
                     (first[i], last[i])
                 };
                 ValueLife {
-                    bytes: 4 * b.elems as u64,
+                    bytes: Self::bytes(b),
                     def,
                     last_use,
                 }
@@ -155,14 +174,14 @@ impl Program {
             .zip(&slot_label)
             .map(|(&b, l)| ctx.storage_buffer(l, b))
             .collect::<Result<_>>()?;
-        let resolve = |id: BufId| Ok(slots[plan.slot_of[id.0]].clone());
+        let resolve = |id: BufId| Ok((slots[plan.slot_of[id.0]].clone(), self.buffers[id.0].half));
         // Every pipeline at once, in parallel, before the calls bind them one by one.
         let keys: Vec<_> = self.calls.iter().map(Call::pipeline_key).collect();
         ctx.prepare_pipelines(&keys)?;
         let dispatches = self
             .calls
             .iter()
-            .map(|c| c.bind_with(ctx, &resolve))
+            .map(|c| c.bind_planned(ctx, &resolve))
             .collect::<Result<Vec<_>>>()?;
         let memory = MemoryPlan {
             values: lives.len(),
