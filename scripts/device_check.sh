@@ -173,6 +173,14 @@ run() {
       # The same with f16 weights but f32 activations: what halving the activations gives.
       phase "bench sweep b32 f16 weights only" 20 env GCONV_F16_ACTIVATIONS=off "$BIN" bench \
         --device gpu --suite sweep --batch 32 --precision f16 --out "$b/sweep32-f16w"
+      # f16 checked against the CPU reference on this GPU, and its one precision line
+      # (weights and activations, or why activations stay f32) in the log.
+      ${PYTHON:-python3} -c "import numpy as np; np.random.seed(0); \
+np.save('$W/x64.npy', np.random.rand(1, 3, 64, 64).astype(np.float32))" || true
+      for m in vgg13bn resnet50 mobilenetv2; do
+        phase "infer $m 64² f16 --compare" 15 "$BIN" infer --model "$m" --input "$W/x64.npy" \
+          --precision f16 --compare
+      done
     else
       say "this gconv has no --precision: f16 not benchmarked"
     fi
