@@ -344,3 +344,60 @@ fn half_activations_plan_half_the_memory() {
     let want = cpu::run_graph(&g, &w, &x).unwrap();
     assert_close("chain f16", got.data(), want.data(), Tolerance::F16_MODEL);
 }
+
+/// `gconv bench --precision f16` notes each model whose activations stayed f32: on the CPU
+/// class (`conv_fast`) the sweep's layer and the paper1 model, naming the kernel; with the
+/// discrete class none, and the JSON has no such key. An f32 bench notes nothing.
+#[test]
+fn bench_reports_models_whose_activations_stayed_f32() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    use gconv::bench::{run_bench, BenchConfig, LayerShape, Suite};
+    let cfg = |p: Precision| BenchConfig {
+        suites: vec![Suite::Paper1, Suite::Sweep],
+        input_size: 32,
+        width: 0.25,
+        num_classes: 10,
+        batch: 1,
+        large_batch: 0,
+        warmup: 0,
+        repeats: 1,
+        vgg: "vgg11bn".into(),
+        schemes: vec![],
+        sweep_layers: vec![LayerShape {
+            channels: 32,
+            size: 16,
+            kernel: 3,
+        }],
+        sweep_groups: vec![2],
+        precision: p,
+        tuned: false,
+        paper1_input_size: None,
+        ..BenchConfig::default_for(true)
+    };
+    let rt = gconv::Runtime::with_context(ctx.clone());
+    let bench = |class: &str, p: Precision| {
+        std::env::set_var("GCONV_ADAPTER_CLASS", class);
+        let r = run_bench(&cfg(p), &rt, &mut |_, _, _| {});
+        std::env::remove_var("GCONV_ADAPTER_CLASS");
+        r.unwrap()
+    };
+    let cpu = bench("cpu", Precision::F16);
+    assert!(cpu.f32_activations.len() >= 2, "{:?}", cpu.f32_activations);
+    assert!(
+        cpu.f32_activations
+            .iter()
+            .all(|n| n.contains("conv_fast") && n.contains("reads f32 activations only")),
+        "{:?}",
+        cpu.f32_activations
+    );
+    let discrete = bench("discrete", Precision::F16);
+    assert!(
+        discrete.f32_activations.is_empty(),
+        "{:?}",
+        discrete.f32_activations
+    );
+    let json = serde_json::to_value(&discrete).unwrap();
+    assert!(json.get("f32_activations").is_none());
+    assert!(bench("cpu", Precision::F32).f32_activations.is_empty());
+}

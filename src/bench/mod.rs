@@ -147,6 +147,7 @@ pub fn run_bench_with(
         models: vec![],
         training_memory: vec![],
         roofline: roofline.clone(),
+        f32_activations: vec![],
     };
     for suite in &cfg.suites {
         match suite {
@@ -161,7 +162,9 @@ pub fn run_bench_with(
                 for (scheme, spec) in specs {
                     progress(&format!("paper1: {}", spec.name), step, total)?;
                     step += 1;
-                    let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
+                    let mut model = load_tuned(rt, cfg, &mut report.f32_activations, &|o| {
+                        rt.load(&spec, None, o)
+                    })?;
                     let cost = model.graph().cost();
                     let x = input_for(model.graph(), cfg.batch, 1)?;
                     let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
@@ -243,7 +246,9 @@ pub fn run_bench_with(
                 for (label, spec) in variants {
                     progress(&format!("{family}: {label}"), step, total)?;
                     step += 1;
-                    let mut model = load_tuned(rt, cfg, &|o| rt.load(&spec, None, o))?;
+                    let mut model = load_tuned(rt, cfg, &mut report.f32_activations, &|o| {
+                        rt.load(&spec, None, o)
+                    })?;
                     let macs = model.exec_graph().cost().total_macs;
                     let x = input_for(model.graph(), cfg.batch, 3)?;
                     let wr = (cfg.warmup.min(1), cfg.repeats);
@@ -265,7 +270,8 @@ pub fn run_bench_with(
                 }
             }
             Suite::Models => {
-                report.models = models::run_models(cfg, rt, roof, ctl, &mut |m| {
+                let notes = &mut report.f32_activations;
+                report.models = models::run_models(cfg, rt, roof, ctl, notes, &mut |m| {
                     // A cancel request is seen by the model's first pass.
                     let _ = progress(&format!("models: {m}"), step, total);
                     step += 1;
@@ -295,8 +301,9 @@ pub fn run_bench_with(
                         let graph = single_conv(layer, g)?;
                         let w = Weights::init(&graph, 0);
                         let macs = graph.cost().total_macs;
-                        let mut model =
-                            load_tuned(rt, cfg, &|o| rt.load_graph(graph.clone(), w.clone(), o))?;
+                        let mut model = load_tuned(rt, cfg, &mut report.f32_activations, &|o| {
+                            rt.load_graph(graph.clone(), w.clone(), o)
+                        })?;
                         let x = input_for(model.graph(), cfg.batch, 4)?;
                         let time = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
                         let d = *dense_t.get_or_insert(time.median);

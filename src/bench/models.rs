@@ -223,12 +223,14 @@ fn describe(r: &FoldReport) -> String {
 }
 
 /// Times every model of `cfg.models` (and the unfolded form of ONNX models whose fold did
-/// something); `progress` is told each model as it starts, `ctl` every pass.
+/// something); `progress` is told each model as it starts, `ctl` every pass; models whose
+/// activations stay f32 under `--precision f16` are noted in `f32_activations`.
 pub fn run_models(
     cfg: &BenchConfig,
     rt: &Runtime,
     roof: Option<&Roofline>,
     ctl: &BenchControl,
+    f32_activations: &mut Vec<String>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<UserModelRow>> {
     let mut rows = Vec::new();
@@ -255,7 +257,7 @@ pub fn run_models(
             };
             progress(&label);
             let report = std::cell::Cell::new(None);
-            let mut model = load_tuned(rt, cfg, &|o| {
+            let mut model = load_tuned(rt, cfg, f32_activations, &|o| {
                 let (m, r) = load(rt, what, spec.as_ref(), fold, o)?;
                 report.set(r);
                 Ok(m)

@@ -131,6 +131,10 @@ pub struct BenchReport {
     pub models: Vec<super::UserModelRow>,
     /// The adapter's roof (streaming read, best GEMM), when a suite needed it.
     pub roofline: Option<crate::gpu::roofline::Roofline>,
+    /// Under `--precision f16`: each model whose activations stayed f32, and why
+    /// (`"name: reason"`, once each; absent when every model ran with halves, or in f32).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub f32_activations: Vec<String>,
 }
 
 /// The planned device memory of one training step.

@@ -156,8 +156,32 @@ pub(super) fn load_options(cfg: &BenchConfig) -> LoadOptions {
 }
 
 /// Loads a model with `load`; under `--tune` on a GPU, first tunes the layers of its executed
-/// graph that the cache lacks (at the run's batch) and saves the cache.
+/// graph that the cache lacks (at the run's batch) and saves the cache. Under `--precision
+/// f16`, a model whose activations stay f32 is noted in `f32_activations` (`name: why`).
 pub(super) fn load_tuned(
+    rt: &Runtime,
+    cfg: &BenchConfig,
+    f32_activations: &mut Vec<String>,
+    load: &dyn Fn(&LoadOptions) -> Result<Model>,
+) -> Result<Model> {
+    let mut model = load_untuned_or_tuned(rt, cfg, load)?;
+    if cfg.precision == crate::gpu::Precision::F16 {
+        let name = model.graph().name.clone();
+        if let Some(m) = model.gpu_model() {
+            // Prepared at the run's batch, as its timing would; a batch that must be split
+            // into chunks says nothing here.
+            if let Ok((crate::gpu::Precision::F32, Some(why))) = m.activation_precision(cfg.batch) {
+                let note = format!("{name}: {why}");
+                if !f32_activations.contains(&note) {
+                    f32_activations.push(note);
+                }
+            }
+        }
+    }
+    Ok(model)
+}
+
+fn load_untuned_or_tuned(
     rt: &Runtime,
     cfg: &BenchConfig,
     load: &dyn Fn(&LoadOptions) -> Result<Model>,

@@ -197,6 +197,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bar.set_message(msg.to_string());
     })?;
     bar.finish_and_clear();
+    if let Some(first) = report.f32_activations.first() {
+        eprintln!(
+            "note: --precision f16: {} model(s) ran with f32 activations (report's \
+             f32_activations), e.g. {first}",
+            report.f32_activations.len()
+        );
+    }
     if a.json {
         println!(
             "{}",
