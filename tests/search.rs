@@ -117,12 +117,15 @@ fn search_writes_a_scheme_every_command_accepts() {
         .is_some_and(f64::is_finite));
     let fresh = r["latency"]["layers_measured_now"].as_u64().unwrap();
     assert!(fresh > 0, "an empty cache is filled");
-    // The front: latency ascending, MACs strictly ascending.
+    // The front: latency ascending, value strictly ascending — MACs, then parameters to
+    // break a tie (two schemes of equal MACs can differ in parameters: a conv's parameters
+    // are its MACs over its output plane, which differs per stage).
     let front = r["front_macs"].as_array().unwrap();
     assert!(front.len() >= 2);
+    let value = |p: &serde_json::Value| (p["macs"].as_u64(), p["params"].as_u64());
     for w in front.windows(2) {
         assert!(w[0]["predicted_ms"].as_f64() <= w[1]["predicted_ms"].as_f64());
-        assert!(w[0]["macs"].as_u64() < w[1]["macs"].as_u64());
+        assert!(value(&w[0]) < value(&w[1]), "{} then {}", w[0], w[1]);
     }
     // The files.
     let scheme = format!("{out}/found-as-fast-as-g1-4-4.toml");
