@@ -138,7 +138,7 @@ fn every_half_activation_twin_halves_exactly_its_activation_bindings() {
             panic!("{}: {}", h.name, e.emit_to_string(h.source()));
         }
         for (name, ty) in spec.binding_names.iter().zip(spec.binding_types).skip(1) {
-            let want = if ty.contains("act_t") || ty.contains("act4_t") {
+            let want = if gconv::gpu::declare::is_activation_type(ty) {
                 Some(2)
             } else {
                 element_width(&full, name)

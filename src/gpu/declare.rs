@@ -10,6 +10,12 @@
 
 use super::mirror::ParamsLayout;
 
+/// Whether a binding's declared WGSL type holds activations in the prelude's storage type
+/// (`array<act_t>`, `array<act4_t>`): halves in a half-activation twin.
+pub fn is_activation_type(wgsl_type: &str) -> bool {
+    wgsl_type.contains("act_t") || wgsl_type.contains("act4_t")
+}
+
 /// How a shader binding is declared in its bind-group layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BindingKind {
@@ -89,9 +95,7 @@ impl ShaderSpec {
     /// `array<act_t>` or `array<act4_t>`), so the shader has a half-activation twin
     /// ([`super::twin::halve`]).
     pub fn stores_activations(&self) -> bool {
-        self.binding_types
-            .iter()
-            .any(|t| t.contains("act_t") || t.contains("act4_t"))
+        self.binding_types.iter().any(|t| is_activation_type(t))
     }
 
     /// The WGSL of one entry point, what the pipelines compile: [`ShaderSpec::source`]

@@ -5,8 +5,9 @@
 //! [`Program::instantiate`] allocates the slots and binds every call once.
 
 use super::context::GpuContext;
+use super::declare::is_activation_type;
 use super::launch::{BufId, Call, Dispatch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::NodeId;
 use crate::plan::{BufferPlan, ValueLife};
 use serde::{Deserialize, Serialize};
@@ -58,23 +59,25 @@ impl Program {
 
     /// Runs every call on its shader's half-activation twin ([`super::twin::halve`]): the
     /// activations between calls are stored as f16, and every planned buffer a call binds
-    /// as `act_t` is allocated and bound at 2 bytes a value. `Ok(false)`, the program
-    /// unchanged, when a call's kernel reads f32 activations only — a model's activations
-    /// are all f16 or all f32, never converted between kernels.
-    pub fn halve_activations(&mut self) -> Result<bool> {
-        if self.calls.iter().any(|c| !c.shader.stores_activations()) {
-            return Ok(false);
+    /// as `act_t` is allocated and bound at 2 bytes a value. An error, the program
+    /// unchanged, when a call's kernel reads f32 activations only
+    /// ([`Program::first_f32_only_call`]) — a model's activations are all f16 or all f32,
+    /// never converted between kernels.
+    pub fn halve_activations(&mut self) -> Result<()> {
+        if let Some(label) = self.first_f32_only_call() {
+            return Err(Error::InvalidArgument(format!(
+                "{label}: its kernel reads f32 activations only; the pass cannot store halves"
+            )));
         }
         for c in &mut self.calls {
             for (arg, ty) in c.args.iter().zip(&c.shader.binding_types[1..]) {
-                let act = ty.contains("act_t") || ty.contains("act4_t");
-                if let (Some(id), true) = (arg.planned_id(), act) {
+                if let (Some(id), true) = (arg.planned_id(), is_activation_type(ty)) {
                     self.buffers[id.0].half = true;
                 }
             }
             c.shader = super::twin::halve(c.shader)?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Bytes of planned buffer `b`: 4 a value, 2 for halves (whole words).
