@@ -89,7 +89,7 @@ fn every_tier_kernel_stores_half_activations_and_matches_the_cpu() {
         ctx.features.contains(wgpu::Features::SHADER_F16),
         "lavapipe has SHADER_F16; the context must ask for it"
     );
-    std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+    let _class = common::force_class("discrete");
     std::env::set_var("GCONV_COMPUTE_UNITS", "512");
     assert_eq!(Adapter::of(ctx).class, AdapterClass::Discrete);
     let g = every_op_graph();
@@ -144,7 +144,6 @@ fn every_tier_kernel_stores_half_activations_and_matches_the_cpu() {
         );
     }
     std::env::remove_var("GCONV_COMPUTE_UNITS");
-    std::env::remove_var("GCONV_ADAPTER_CLASS");
 }
 
 /// Softmax at the end of a classifier, in halves.
@@ -152,7 +151,7 @@ fn every_tier_kernel_stores_half_activations_and_matches_the_cpu() {
 fn softmax_over_half_activations_matches_the_cpu() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
-    std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+    let _class = common::force_class("discrete");
     let mut b = GraphBuilder::new("probs", [8, 1, 1]);
     let fl = b.push("flatten", Op::flatten(), &[b.input()]).unwrap();
     let fc = b.push("fc", Op::linear(8, 12, true), &[fl]).unwrap();
@@ -164,7 +163,6 @@ fn softmax_over_half_activations_matches_the_cpu() {
     let mut m = load(ctx, &g, &w, Precision::F16);
     assert_eq!(m.activation_precision(2).unwrap().0, Precision::F16);
     let got = m.run(&x).unwrap();
-    std::env::remove_var("GCONV_ADAPTER_CLASS");
     assert_close("softmax f16", got.data(), want.data(), Tolerance::F16_OP);
     for row in got.data().chunks(12) {
         let s: f32 = row.iter().sum();
@@ -179,7 +177,7 @@ fn softmax_over_half_activations_matches_the_cpu() {
 fn a_pass_with_an_f32_only_kernel_keeps_every_activation_f32() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
-    std::env::set_var("GCONV_ADAPTER_CLASS", "cpu");
+    let _class = common::force_class("cpu");
     let g = every_op_graph();
     let w = Weights::random_for_tests(&g, 3);
     let x = input(&[2, 3, 17, 15], 1);
@@ -194,7 +192,6 @@ fn a_pass_with_an_f32_only_kernel_keeps_every_activation_f32() {
         (Precision::F32, None)
     );
     let (a, b) = (half.run(&x).unwrap(), full.run(&x).unwrap());
-    std::env::remove_var("GCONV_ADAPTER_CLASS");
     assert_eq!(a.data(), b.data());
 }
 
@@ -203,14 +200,13 @@ fn a_pass_with_an_f32_only_kernel_keeps_every_activation_f32() {
 fn an_input_beyond_the_f16_range_is_an_error() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
-    std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+    let _class = common::force_class("discrete");
     let g = every_op_graph();
     let w = Weights::random_for_tests(&g, 3);
     let mut m = load(ctx, &g, &w, Precision::F16);
     let mut x = input(&[1, 3, 17, 15], 2);
     x.data_mut()[7] = 1e6;
     let err = m.run(&x).unwrap_err().to_string();
-    std::env::remove_var("GCONV_ADAPTER_CLASS");
     assert!(
         err.contains("every_op input") && err.contains("65504"),
         "{err}"
@@ -224,7 +220,7 @@ fn an_input_beyond_the_f16_range_is_an_error() {
 fn every_gpu_conv_family_forced_keeps_half_activations() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
-    std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+    let _class = common::force_class("discrete");
     let g = every_op_graph();
     let w = Weights::random_for_tests(&g, 4);
     let x = input(&[2, 3, 17, 15], 6);
@@ -267,7 +263,6 @@ fn every_gpu_conv_family_forced_keeps_half_activations() {
         }
         assert!(ran > 0, "{name} ran no layer");
     }
-    std::env::remove_var("GCONV_ADAPTER_CLASS");
 }
 
 /// `gconv infer --precision f16 --compare`: with the discrete class the tiny VGG runs with
@@ -315,7 +310,7 @@ fn the_cli_says_when_activations_stay_f32() {
 fn half_activations_plan_half_the_memory() {
     let Some(ctx) = common::gpu() else { return };
     let _g = common::serial();
-    std::env::set_var("GCONV_ADAPTER_CLASS", "discrete");
+    let _class = common::force_class("discrete");
     let mut b = GraphBuilder::new("chain", [3, 33, 31]);
     let c1 = Op::conv2d(Conv2dSpec::square(3, 16, 3, 1, 1).bias(true));
     let c1 = b.push("c1", c1, &[b.input()]).unwrap();
@@ -331,7 +326,6 @@ fn half_activations_plan_half_the_memory() {
     let mut full = load(ctx, &g, &w, Precision::F32);
     let (p16, p32) = (half.plan_report(2).unwrap(), full.plan_report(2).unwrap());
     let got = half.run(&x).unwrap();
-    std::env::remove_var("GCONV_ADAPTER_CLASS");
     assert_eq!(half.activation_precision(2).unwrap().0, Precision::F16);
     assert!(p16.dispatches == p32.dispatches && p16.slots == p32.slots);
     assert!(
@@ -377,9 +371,8 @@ fn bench_reports_models_whose_activations_stayed_f32() {
     };
     let rt = gconv::Runtime::with_context(ctx.clone());
     let bench = |class: &str, p: Precision| {
-        std::env::set_var("GCONV_ADAPTER_CLASS", class);
+        let _class = common::force_class(class);
         let r = run_bench(&cfg(p), &rt, &mut |_, _, _| {});
-        std::env::remove_var("GCONV_ADAPTER_CLASS");
         r.unwrap()
     };
     let cpu = bench("cpu", Precision::F16);

@@ -53,3 +53,19 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Forces `GCONV_ADAPTER_CLASS=class` (that class's candidate lists on any adapter) until
+/// dropped — also when the test fails, so a later test in the binary sees the default.
+pub struct ForcedClass(());
+
+/// A [`ForcedClass`] of `class` (`cpu`, `integrated` or `discrete`).
+pub fn force_class(class: &str) -> ForcedClass {
+    std::env::set_var("GCONV_ADAPTER_CLASS", class);
+    ForcedClass(())
+}
+
+impl Drop for ForcedClass {
+    fn drop(&mut self) {
+        std::env::remove_var("GCONV_ADAPTER_CLASS");
+    }
+}
