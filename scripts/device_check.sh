@@ -10,7 +10,8 @@
 # `run` writes into $OUT (or ./device-out), in docs/bench/<device>/'s layout: log.txt
 # (everything), bench/<suite>/ (`gconv bench --out`: report.json, summary.md, charts; paper1,
 # sweep at batch 1 and 32, zoo models, paper2, mobilenet, and -f16 twins when gconv has
-# --precision, sweep32-f16w: f16 weights, f32 activations), tune-cache/ (what `gconv tune` stored for the benchmarked models), torch.json
+# --precision, sweep32-f16w: f16 weights, f32 activations, sweep32-f16nc: f16 without
+# cooperative matrices), tune-cache/ (what `gconv tune` stored for the benchmarked models), torch.json
 # (scripts/torch_bench.py: the same models in PyTorch/cuDNN fp32 TF32 off, with the chip's roof:
 # copy bandwidth and matmul), torch_tf32.json and torch_amp.json (labelled), side_by_side.md
 # (scripts/side_by_side.py), tests.tar.gz (each GPU test suite's output, gpu_faults' safe cases
@@ -173,6 +174,10 @@ run() {
       # The same with f16 weights but f32 activations: what halving the activations gives.
       phase "bench sweep b32 f16 weights only" 20 env GCONV_F16_ACTIVATIONS=off "$BIN" bench \
         --device gpu --suite sweep --batch 32 --precision f16 --out "$b/sweep32-f16w"
+      # The same on f16 without cooperative matrices (conv_igemm's f32 multiply-adds on
+      # halves): what the tensor-core tier gives, where the GPU has it.
+      phase "bench sweep b32 f16 no coop" 20 env GCONV_COOPERATIVE_MATRIX=off "$BIN" bench \
+        --device gpu --suite sweep --batch 32 --precision f16 --out "$b/sweep32-f16nc"
       # f16 checked against the CPU reference on this GPU, and its one precision line
       # (weights and activations, or why activations stay f32) in the log.
       ${PYTHON:-python3} -c "import numpy as np; np.random.seed(0); \

@@ -5,7 +5,8 @@
 
 BENCH_DIR holds one folder per `gconv bench --out` (paper1, sweep, sweep32, models, and the
 same with an `-f16` suffix when gconv ran `--precision f16`, `-f16w` when it ran so with
-`GCONV_F16_ACTIVATIONS=off`: f16 weights, f32 activations), each with its report.json.
+`GCONV_F16_ACTIVATIONS=off`: f16 weights, f32 activations, `-f16nc` with
+`GCONV_COOPERATIVE_MATRIX=off`: f16 without the tensor-core tier), each with its report.json.
 TORCH_JSON are scripts/torch_bench.py outputs (fp32 TF32 off first; TF32 and AMP ones add
 columns). Rows are matched by model name and batch: gconv's VGG13-BN schemes, zoo models and
 sweep layers against the PyTorch model of the same name (an FLGC row against the SGC one: an
@@ -34,8 +35,9 @@ def gconv_rows(bench_dir):
         if not r:
             continue
         device = device or r.get("device")
-        # -f16: f16 weights and activations; -f16w: f16 weights, f32 activations.
-        prec = next((p for p in ("f16", "f16w") if sub.endswith("-" + p)), "f32")
+        # -f16: f16 weights and activations; -f16w: f16 weights, f32 activations; -f16nc:
+        # f16 without cooperative matrices (GCONV_COOPERATIVE_MATRIX=off).
+        prec = next((p for p in ("f16", "f16w", "f16nc") if sub.endswith("-" + p)), "f32")
         cfg = r.get("config", {})
         b, big = cfg.get("batch", 1), cfg.get("large_batch", 0)
 
@@ -86,7 +88,7 @@ def main(argv):
         out.append("")
     extra = [t.get("precision", "?") for t in torch[1:]]
     head = ["model", "batch", "gconv f32 ms (min–max)", "gconv f16 ms", "gconv f16 weights only ms",
-            "PyTorch ms", "f32 ratio", "f16 ratio"] + [f"PyTorch {p} ms" for p in extra]
+            "gconv f16 no coop ms", "PyTorch ms", "f32 ratio", "f16 ratio"] + [f"PyTorch {p} ms" for p in extra]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     def order(k):
@@ -102,10 +104,11 @@ def main(argv):
         if not t:
             continue
         f32, f16 = g.get((name, batch, "f32")), g.get((name, batch, "f16"))
-        f16w = g.get((name, batch, "f16w"))
+        f16w, f16nc = g.get((name, batch, "f16w")), g.get((name, batch, "f16nc"))
         cell = lambda s: f"{s[0]:.3f} ({s[1]:.3f}–{s[2]:.3f})" if s else "—"  # noqa: E731
         ratio = lambda s: f"{s[0] / t['median_ms']:.2f}×" if s else "—"  # noqa: E731
-        cells = [name, str(batch), cell(f32), cell(f16), cell(f16w), f"{t['median_ms']:.3f}",
+        cells = [name, str(batch), cell(f32), cell(f16), cell(f16w), cell(f16nc),
+                 f"{t['median_ms']:.3f}",
                  ratio(f32), ratio(f16)]
         for m in tmaps[1:]:
             r = m.get((torch_name(name), batch))

@@ -99,6 +99,8 @@ fn shader_of(k: ConvKernel) -> &'static str {
         "conv_tiled" => "[conv_tiled::",
         "conv_igemm" => "[conv_igemm::",
         "conv_dw" => "[conv_dw::",
+        "conv_coop_soft" => "_soft::coop_",
+        "conv_coop" => "::coop_",
         _ => "[conv::",
     }
 }
@@ -133,7 +135,13 @@ fn every_conv_candidate_matches_the_cpu_when_forced() {
             );
             let got = model.run(&x).unwrap();
             let what = format!("{name} forced {kernel}");
-            assert_close(&what, got.data(), want.data(), Tolerance::F32_OP);
+            // The cooperative-matrix tier multiplies halves (both operands rounded).
+            let tol = if kernel.family.name().starts_with("conv_coop") {
+                Tolerance::F16_OP
+            } else {
+                Tolerance::F32_OP
+            };
+            assert_close(&what, got.data(), want.data(), tol);
             ran += 1;
         }
         // conv_fast, conv_tiled and (with enough workgroup memory) conv_igemm and conv_wgmem
@@ -151,6 +159,8 @@ fn default_choice_per_adapter_class() {
         workgroup_storage: 32 << 10,
         invocations: 1024,
         compute_units: 8,
+        shader_f16: true,
+        cooperative_matrix: None,
     };
     let gpu = Adapter {
         class: AdapterClass::Discrete,
@@ -276,6 +286,8 @@ fn one_shot_rule_takes_the_gpu_tier_for_small_convolutions_on_cpu_adapters() {
         workgroup_storage: 32 << 10,
         invocations: 1024,
         compute_units: 8,
+        shader_f16: true,
+        cooperative_matrix: None,
     };
     let gpu = Adapter {
         class: AdapterClass::Discrete,

@@ -48,7 +48,8 @@ fn every_twin_parses_validates_and_differs_only_in_its_activation() {
     let mut twins = 0;
     let shared = gconv::gpu::prelude::wgsl();
     for spec in all_shaders().into_iter().filter(|s| has_epilogue(s)) {
-        let body = spec.source().strip_prefix(shared.as_str()).unwrap();
+        let head = spec.directives() + shared.as_str();
+        let body = spec.source().strip_prefix(head.as_str()).unwrap();
         for act in specialised_activations() {
             let t = twin_for(spec, act).unwrap();
             assert!(std::ptr::eq(t, twin_for(spec, act).unwrap()), "made once");
@@ -184,8 +185,12 @@ fn every_shader_file_is_declared() {
     }
     assert_eq!(files, declared.len() + 1, "declared {declared:?}");
     for spec in all_shaders() {
+        // Its `enable` directives, then the prelude.
+        let directives = spec.directives();
         assert!(
-            spec.source().starts_with(gconv::gpu::launch::PRELUDE),
+            spec.source()
+                .strip_prefix(directives.as_str())
+                .is_some_and(|s| s.starts_with(gconv::gpu::launch::PRELUDE)),
             "{}",
             spec.name
         );

@@ -79,6 +79,11 @@ pub struct Adapter {
     /// Compute units (SMs, CUs, cores) the adapter is estimated to have
     /// ([`compute_units`]): what the discrete tier fills with workgroups.
     pub compute_units: u32,
+    /// The device has `SHADER_F16` (f16 in shaders).
+    pub shader_f16: bool,
+    /// The square f16 cooperative-matrix size the device was opened for (16 or 8;
+    /// `GpuContext::cooperative_matrix`), if any.
+    pub cooperative_matrix: Option<u32>,
 }
 
 impl Adapter {
@@ -94,6 +99,18 @@ impl Adapter {
             invocations: limits
                 .max_compute_invocations_per_workgroup
                 .min(limits.max_compute_workgroup_size_x),
+            shader_f16: false,
+            cooperative_matrix: None,
+        }
+    }
+
+    /// The same adapter with f16 shaders (`shader_f16`) and cooperative matrices of size
+    /// `cooperative_matrix`.
+    pub fn with_features(self, shader_f16: bool, cooperative_matrix: Option<u32>) -> Self {
+        Self {
+            shader_f16,
+            cooperative_matrix,
+            ..self
         }
     }
 

@@ -59,6 +59,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The features the device was created with.
     pub features: wgpu::Features,
+    /// The square f16 × f16 + f32 cooperative-matrix size the device was opened for (16 or
+    /// 8), where the adapter has one ([`cooperative_matrix_size`]); `None` elsewhere.
+    pub cooperative_matrix: Option<u32>,
     pub(super) shaders: PipelineCache,
     /// What it was opened with (a recreated context after a device loss gets the same).
     pub options: GpuOptions,
@@ -141,13 +144,24 @@ impl GpuContext {
         if opts.pipeline_cache.is_some() {
             wanted |= wgpu::Features::PIPELINE_CACHE;
         }
+        let cooperative_matrix = cooperative_matrix_size(&adapter);
+        let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        if cooperative_matrix.is_some() {
+            wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: wgpu's experimental cooperative-matrix API. gconv's only use is the
+            // `conv_coop` shaders, whose matrix operations are uniform (one subgroup per
+            // workgroup, uniform control flow), in bounds (workgroup arrays sized for the
+            // largest tile) and validated by naga in CI; `GCONV_COOPERATIVE_MATRIX=off`
+            // turns it off.
+            experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gconv"),
                 required_features: features,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features: experimental,
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -176,6 +190,7 @@ impl GpuContext {
             info,
             limits,
             features,
+            cooperative_matrix,
             shaders: PipelineCache::default(),
             options: opts.clone(),
             disk,
@@ -405,4 +420,34 @@ pub fn run_dispatches(ctx: &GpuContext, dispatches: &[super::Dispatch]) -> Resul
     })?;
     polled.map_err(|e| gpu_err("run_dispatches: poll", e))?;
     Ok(())
+}
+
+/// The cooperative-matrix size `conv_coop` can use on `adapter`: 16 or 8 where it reports
+/// square `S × S × S` matrices of f16 operands and f32 accumulators (16 preferred: NVIDIA's
+/// and AMD's Vulkan drivers; Metal has 8), `SHADER_F16`, and subgroups of exactly 32 (a
+/// `conv_coop` workgroup is one subgroup of 32 invocations, so its matrix operations are
+/// subgroup-uniform; an adapter that may run it on 64-wide subgroups is left out). `None`
+/// elsewhere, and with `GCONV_COOPERATIVE_MATRIX=off` (A/B runs).
+pub fn cooperative_matrix_size(adapter: &wgpu::Adapter) -> Option<u32> {
+    if std::env::var("GCONV_COOPERATIVE_MATRIX").is_ok_and(|v| v.trim() == "off") {
+        return None;
+    }
+    let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+    let info = adapter.get_info();
+    if !adapter.features().contains(need)
+        || info.subgroup_min_size != 32
+        || info.subgroup_max_size != 32
+    {
+        return None;
+    }
+    let shapes = adapter.cooperative_matrix_properties();
+    [16, 8].into_iter().find(|&s| {
+        shapes.iter().any(|p| {
+            p.m_size == s
+                && p.n_size == s
+                && p.k_size == s
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    })
 }

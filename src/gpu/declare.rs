@@ -50,6 +50,9 @@ pub struct ShaderSpec {
     pub params: ParamsLayout,
     /// Other WGSL structs of the shader mirrored in Rust (storage-array elements).
     pub mirrors: &'static [ParamsLayout],
+    /// WGSL extensions the file needs (`f16`, `wgpu_cooperative_matrix`): `enable` directives
+    /// put before the prelude. Its pipelines need a device with the matching features.
+    pub enables: &'static [&'static str],
     /// The composed source, built on first use by [`ShaderSpec::source`].
     pub source: std::sync::OnceLock<String>,
     /// The source's top-level items, split on first use by [`ShaderSpec::entry_source`].
@@ -61,7 +64,8 @@ impl ShaderSpec {
     /// then the file's body.
     pub fn source(&self) -> &str {
         self.source.get_or_init(|| {
-            let mut s = super::prelude::wgsl();
+            let mut s = self.directives();
+            s.push_str(&super::prelude::wgsl());
             s.push_str("\n// ---- generated from the launcher's declaration (gpu::declare) ----\n");
             s.push_str(self.params.wgsl);
             for m in self.mirrors {
@@ -89,6 +93,15 @@ impl ShaderSpec {
             s.push_str(self.body);
             s
         })
+    }
+
+    /// The `enable` directives of [`ShaderSpec::enables`], one per line (what the composed
+    /// source starts with, before the prelude).
+    pub fn directives(&self) -> String {
+        self.enables
+            .iter()
+            .map(|e| format!("enable {e};\n"))
+            .collect()
     }
 
     /// Whether the declaration stores activations as the prelude's `act_t` (a binding typed
@@ -127,6 +140,7 @@ macro_rules! shader {
     ($(#[$meta:meta])* pub static $spec:ident = $file:literal {
         params: $params:ty,
         $(mirrors: [$($mirror:ty),*],)?
+        $(enables: [$($enable:ident),*],)?
         trusted: $trusted:expr,
         $(#[$ameta:meta])* args: $args:ident {
             $( $(#[$fmeta:meta])* $field:ident : $kind:ident $wty:ty, )*
@@ -145,6 +159,7 @@ macro_rules! shader {
             trusted: $trusted,
             params: $crate::gpu::mirror::ParamsLayout::of::<$params>(),
             mirrors: &[$($($crate::gpu::mirror::ParamsLayout::of::<$mirror>(),)*)?],
+            enables: &[$($(stringify!($enable),)*)?],
             source: std::sync::OnceLock::new(),
             items: std::sync::OnceLock::new(),
         };

@@ -69,13 +69,14 @@ fn twin(spec: &'static ShaderSpec, code: u32) -> Result<ShaderSpec> {
         .iter()
         .find(|r| r.default.code() == code)
         .ok_or_else(|| Error::InvalidArgument(format!("no activation has code {code}")))?;
-    let rest = spec.source().strip_prefix(wgsl().as_str()).ok_or_else(|| {
+    let head = spec.directives() + wgsl().as_str();
+    let rest = spec.source().strip_prefix(head.as_str()).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "shader `{}` does not start with the prelude",
             spec.name
         ))
     })?;
-    let source = wgsl_for(Some(code)) + rest;
+    let source = spec.directives() + wgsl_for(Some(code)).as_str() + rest;
     Ok(ShaderSpec {
         name: Box::leak(format!("{}+{}", spec.name, row.kind).into_boxed_str()),
         source: OnceLock::from(source),
@@ -120,8 +121,14 @@ pub fn halve(spec: &'static ShaderSpec) -> Result<&'static ShaderSpec> {
     }
     let half: &'static ShaderSpec = Box::leak(Box::new(ShaderSpec {
         name: Box::leak(format!("{}~f16act", spec.name).into_boxed_str()),
+        // A shader that enables f16 itself (the cooperative-matrix tier) keeps its one directive.
         source: OnceLock::from(format!(
-            "enable f16;\n{}",
+            "{}{}",
+            if spec.enables.contains(&"f16") {
+                ""
+            } else {
+                "enable f16;\n"
+            },
             source.replacen(F32_STORAGE, F16_STORAGE, 1)
         )),
         items: OnceLock::new(),

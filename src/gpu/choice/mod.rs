@@ -6,7 +6,7 @@
 //!
 //! | operation | CPU (lavapipe) | integrated / discrete |
 //! |---|---|---|
-//! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_dw` (depthwise), `conv_igemm`, `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
+//! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_dw` (depthwise), `conv_coop` (f16 weights, cooperative matrices), `conv_igemm`, `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
 //! | linear forward | `gemv`, `linear` | `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
 //! | conv input gradient | `conv_grad_fast`, `grad_input_pw4`, `grad_input` | `grad_input_pw4`, `grad_input` |
 //! | conv weight gradient | `conv_grad_fast`, `grad_weight_pw4`, `grad_weight_serial`, `grad_weight` | the same without `conv_grad_fast` |
@@ -28,7 +28,7 @@ use super::context::GpuContext;
 use super::family::{ConvForward, ConvInputGrad, ConvWeightGrad, LinearForward};
 use super::geometry::LinearShape;
 use super::kernels::{conv, conv_backward, conv_fast, conv_grad_fast, conv_igemm, conv_tiled};
-use super::kernels::{conv_dw, conv_wgmem};
+use super::kernels::{conv_coop, conv_dw, conv_wgmem};
 use super::kernels::{gemv, gemv_wide, linear};
 use crate::error::{Error, Result};
 use crate::graph::Conv2dSpec;
@@ -53,9 +53,11 @@ pub const CONV_FORWARD_CPU: &[&dyn ConvForward] = &[
     &conv::CONV_CO1,
 ];
 
-/// Convolution forward on a real GPU: workgroup-memory tiles first.
+/// Convolution forward on a real GPU: workgroup-memory tiles first (cooperative matrices
+/// for a model stored as halves, where the device has them).
 pub const CONV_FORWARD_GPU: &[&dyn ConvForward] = &[
     &conv_dw::CONV_DW,
+    &conv_coop::CONV_COOP,
     &conv_igemm::CONV_IGEMM,
     &conv_wgmem::CONV_WGMEM,
     &conv_tiled::CONV_TILED,
@@ -147,8 +149,13 @@ fn union<F: ?Sized + Family>(lists: &[&'static [&'static F]]) -> Vec<&'static F>
 
 /// Every conv forward family of every class (a forced or cached kernel may be any of them).
 pub fn conv_forward_families() -> Vec<&'static dyn ConvForward> {
-    union(&[CONV_FORWARD_CPU, CONV_FORWARD_GPU])
+    union(&[CONV_FORWARD_CPU, CONV_FORWARD_GPU, CONV_FORWARD_FORCED_ONLY])
 }
+
+/// Convolution forward families no class lists, which only a forced choice runs:
+/// `conv_coop_soft`, the cooperative-matrix kernel with its matrix operations in plain WGSL
+/// (how CI runs that tier on an adapter without cooperative matrices).
+pub const CONV_FORWARD_FORCED_ONLY: &[&dyn ConvForward] = &[&conv_coop::CONV_COOP_SOFT];
 
 /// Every input-gradient family of every class.
 pub fn input_grad_families() -> Vec<&'static dyn ConvInputGrad> {
@@ -239,6 +246,11 @@ pub fn conv_forward_for(
     forced: &KernelChoice,
 ) -> Result<ConvKernel> {
     let a = Adapter::of(ctx);
+    let half = ConvProblem {
+        half_weights: forced.precision() == crate::gpu::Precision::F16,
+        ..p.clone()
+    };
+    let p = &half;
     let k = forced.conv_of(name).unwrap_or_else(|| {
         let tier = if forced.one_shot() {
             one_shot_tier(p, &a)

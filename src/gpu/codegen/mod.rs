@@ -6,6 +6,7 @@
 //! regenerates each one and compares it with the committed file;
 //! `GCONV_BLESS=1 cargo test --test naga_validate` rewrites them after a change here.
 
+pub mod conv_coop;
 pub mod conv_fast;
 pub mod conv_igemm;
 pub mod conv_tiled;
@@ -24,7 +25,7 @@ pub struct Generated {
 }
 
 /// Every generated file of the crate.
-pub const FILES: [Generated; 8] = [
+pub const FILES: [Generated; 12] = [
     Generated {
         path: "shaders/conv_tiled.wgsl",
         make: conv_tiled::conv_tiled,
@@ -44,6 +45,22 @@ pub const FILES: [Generated; 8] = [
     Generated {
         path: "shaders/conv_igemm_f16.wgsl",
         make: conv_igemm::wgsl_f16,
+    },
+    Generated {
+        path: "shaders/conv_coop16.wgsl",
+        make: || conv_coop::wgsl(16, conv_coop::Mma::Hardware),
+    },
+    Generated {
+        path: "shaders/conv_coop16_soft.wgsl",
+        make: || conv_coop::wgsl(16, conv_coop::Mma::Soft),
+    },
+    Generated {
+        path: "shaders/conv_coop8.wgsl",
+        make: || conv_coop::wgsl(8, conv_coop::Mma::Hardware),
+    },
+    Generated {
+        path: "shaders/conv_coop8_soft.wgsl",
+        make: || conv_coop::wgsl(8, conv_coop::Mma::Soft),
     },
     Generated {
         path: "shaders/gemv_wide_f16.wgsl",

@@ -30,6 +30,9 @@ pub struct ConvProblem {
     pub static_weights: bool,
     /// An uneven, index-addressed group table.
     pub table: bool,
+    /// The model stores its weights as halves (`Precision::F16`): what the
+    /// cooperative-matrix tier, whose operands are halves, waits for.
+    pub half_weights: bool,
 }
 
 impl ConvProblem {
@@ -47,6 +50,7 @@ impl ConvProblem {
             out_lens: vec![spec.out_channels / spec.groups.max(1); spec.groups],
             static_weights,
             table: false,
+            half_weights: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl ConvProblem {
             out_lens: t.table.iter().map(|g| g.out_len).collect(),
             static_weights: true,
             table: true,
+            half_weights: false,
         }
     }
 

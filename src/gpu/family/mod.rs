@@ -31,7 +31,10 @@ impl Adapter {
     /// `GCONV_ADAPTER_CLASS` when that is set).
     pub fn of(ctx: &GpuContext) -> Self {
         let units = super::adapter::compute_units(&ctx.info);
-        Self::new(ctx.adapter_class(), &ctx.limits, units)
+        Self::new(ctx.adapter_class(), &ctx.limits, units).with_features(
+            ctx.features.contains(wgpu::Features::SHADER_F16),
+            ctx.cooperative_matrix,
+        )
     }
 }
 

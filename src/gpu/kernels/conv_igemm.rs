@@ -11,6 +11,7 @@
 use super::{check_arg, fold_workgroups, Arg, Call, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::declare::ShaderSpec;
 use crate::gpu::geometry::{ConvGeom, ConvGeometry, Epilogue};
 
 mod family;
@@ -164,6 +165,21 @@ pub fn forward(
     run: ConvGeom,
     scratch: &mut Scratch<'_>,
 ) -> Result<Vec<Call>> {
+    forward_on(ctx, label, (layer, slots, None), io, run, scratch)
+}
+
+/// [`forward`] with the tile entry taken from `tiles` when given: a shader with
+/// [`SHADER_F16`]'s bindings and `Params` (`conv_coop`, whose tiles read f16-packed weights;
+/// natural weights are then packed as halves), `igemm_pack` and `igemm_reduce` from
+/// [`SHADER_F16`].
+pub(crate) fn forward_on(
+    ctx: &GpuContext,
+    label: &str,
+    (layer, slots, tiles): (&IgemmConvGpu, usize, Option<&'static ShaderSpec>),
+    io: IgemmIo,
+    run: ConvGeom,
+    scratch: &mut Scratch<'_>,
+) -> Result<Vec<Call>> {
     let plan = &layer.plan;
     let spec = &plan.spec;
     let geom = run.geometry(label, spec)?;
@@ -218,8 +234,11 @@ pub fn forward(
         pointwise: u32::from(pointwise),
         ..IgemmParams::default()
     };
-    let half = matches!(io.weight, IgemmWeight::PackedF16(_));
+    let half = tiles.is_some() || matches!(io.weight, IgemmWeight::PackedF16(_));
     let (wp, wn, natural) = match io.weight {
+        IgemmWeight::Packed(_) if half => {
+            return Err(Error::shape(label, "f32-packed weights for an f16 tile"));
+        }
         IgemmWeight::Packed(b) => {
             check_arg(
                 ctx,
@@ -238,7 +257,13 @@ pub fn forward(
         }
         IgemmWeight::Natural(b) => {
             check_arg(ctx, label, "weight", &b, plan.natural_len.max(1) as u64)?;
-            let wp = scratch(&format!("{label} w packed"), plan.packed_len().max(4))?;
+            // Halves two to a word for an f16 tile.
+            let len = if half {
+                (plan.packed_len() / 2).max(2)
+            } else {
+                plan.packed_len().max(4)
+            };
+            let wp = scratch(&format!("{label} w packed"), len)?;
             (wp, b, true)
         }
     };
@@ -274,7 +299,18 @@ pub fn forward(
         let items = (plan.tiles_m * plan.kmax * plan.tile.bm / 4) as u64;
         v.push(call("igemm_pack", items.div_ceil(64))?);
     }
-    v.push(call(plan.tile.name, split.total_wg as u64)?);
+    let tile = match tiles {
+        Some(t) => Call::new(
+            ctx,
+            label,
+            t.entry(plan.tile.name, &[]),
+            &params,
+            args.clone(),
+            fold_workgroups(ctx, label, (split.total_wg as u64).max(1))?,
+        )?,
+        None => call(plan.tile.name, split.total_wg as u64)?,
+    };
+    v.push(tile);
     if split.ksplit > 1 {
         v.push(call("igemm_reduce", ((n * npix) as u64).div_ceil(64))?);
     }

@@ -8,6 +8,7 @@
 
 pub mod conv;
 pub mod conv_backward;
+pub mod conv_coop;
 pub mod conv_dw;
 pub mod conv_fast;
 pub mod conv_grad_fast;
@@ -37,10 +38,14 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 24] {
+pub fn all_shaders() -> [&'static ShaderSpec; 28] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
+        &conv_coop::SHADER_16,
+        &conv_coop::SHADER_8,
+        &conv_coop::SOFT_16,
+        &conv_coop::SOFT_8,
         &conv_dw::SHADER,
         &conv_fast::SHADER,
         &conv_grad_fast::SHADER,

@@ -162,6 +162,15 @@ impl IgemmConv {
         })
     }
 
+    /// The same plan stepping K by `bk` (a tile with its own workgroup arrays: `conv_coop`'s
+    /// steps of 16); the packed layout does not depend on it.
+    pub(crate) fn with_k_step(self, bk: usize) -> Self {
+        Self {
+            bk: bk.max(1),
+            ..self
+        }
+    }
+
     /// Floats of the packed weight.
     pub fn packed_len(&self) -> usize {
         self.tile_k.iter().sum::<usize>() * self.tile.bm
