@@ -294,3 +294,50 @@ fn hardware_coop_matches_the_cpu_where_the_adapter_has_it() {
         }
     }
 }
+
+/// A whole grouped VGG stack loaded with `Precision::F16` and every convolution forced to the
+/// soft twin (the discrete class for the rest): activations stay halves through the soft
+/// twin's own half-activation twin, and the output is within `F16_MODEL` of the f32 CPU.
+#[test]
+fn a_whole_model_on_the_soft_twin_keeps_f16_activations_and_matches_the_cpu() {
+    use gconv::zoo::{Arch, ModelSpec, Scheme};
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let _class = common::force_class("discrete");
+    let mut spec = ModelSpec::load("vgg11bn")
+        .unwrap()
+        .with_scheme(&Scheme::load("E").unwrap())
+        .unwrap();
+    spec.input = [3, 32, 32];
+    spec.width = 0.5;
+    spec.num_classes = 10;
+    if let Arch::Vgg { classifier, .. } = &mut spec.arch {
+        *classifier = vec![64, 32];
+    }
+    let g = spec.build().unwrap();
+    let w = Weights::random_for_tests(&g, 1);
+    let x = input(&[2, 3, 32, 32], 3);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let mut forced = KernelChoice::new().with_precision(Precision::F16);
+    let mut convs = 0;
+    for n in &g.nodes {
+        if matches!(n.op, Op::Conv2d(_)) {
+            forced = forced.conv(&n.name, choice::conv_named("conv_coop_soft").unwrap());
+            convs += 1;
+        }
+    }
+    assert!(convs >= 8, "{convs} convolutions");
+    let mut m = GpuModel::with_choice(ctx.clone(), g, &w, forced).unwrap();
+    let labels = m.dispatch_labels(2).unwrap();
+    let on_coop = labels.iter().filter(|l| l.contains("_soft::coop_")).count();
+    assert_eq!(on_coop, convs, "{labels:?}");
+    let (activations, why) = m.activation_precision(2).unwrap();
+    assert_eq!(activations, Precision::F16, "{why:?}");
+    let got = m.run(&x).unwrap();
+    assert_close(
+        "vgg11bn-E on conv_coop_soft, f16",
+        got.data(),
+        want.data(),
+        Tolerance::F16_MODEL,
+    );
+}
