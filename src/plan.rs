@@ -246,3 +246,24 @@ impl Analysis {
             .collect()
     }
 }
+
+/// How much activation memory the plan takes, against one buffer per activation.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PlanReport {
+    /// Batch size the plan is for.
+    pub batch: usize,
+    /// Planned buffers (activations after aliasing and fusion, and kernel scratch).
+    pub values: usize,
+    /// Buffers (slots) actually allocated.
+    pub slots: usize,
+    /// Sum of the slot sizes, bytes.
+    pub planned_bytes: u64,
+    /// Sum of all planned buffers (one allocation each), bytes.
+    pub naive_bytes: u64,
+    /// The largest single buffer, bytes.
+    pub largest_bytes: u64,
+    /// Bytes of weights resident on the GPU.
+    pub weight_bytes: u64,
+    /// Dispatches per forward pass.
+    pub dispatches: usize,
+}

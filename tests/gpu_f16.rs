@@ -37,6 +37,8 @@ fn check_f16(ctx: &Arc<GpuContext>, op: Op, chw: [usize; 3], batch: usize, kerne
         let mut m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, forced).unwrap();
         let expect = [1, usize::from(p == Precision::F16)];
         assert_eq!(m.f16_convs(), expect, "{what} {p}");
+        let halves: &[&str] = if p == Precision::F16 { &["layer"] } else { &[] };
+        assert_eq!(m.half_weight_layers(), halves, "{what} {p}");
         m.run(&x).unwrap()
     };
     let half = run(Precision::F16);

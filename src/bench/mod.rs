@@ -66,7 +66,7 @@ pub use models::{op_class, ModelOptions, UserModelRow, OP_CLASSES};
 pub use roof::LayerRow;
 pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
 pub use timing::block_of;
-use timing::{blocks, input_for, layer_times, load_tuned, time_model};
+use timing::{blocks, input_for, layer_times, load_tuned, time_model, value_bytes};
 pub use variant::zoo_spec;
 
 fn sized(name: &str, cfg: &BenchConfig) -> Result<ModelSpec> {
@@ -313,11 +313,12 @@ pub fn run_bench_with(
                             None => None,
                         };
                         let times = [("conv".to_string(), time.median)];
+                        let widths = value_bytes(&mut model, cfg.batch)?;
                         let row = roof::layer_rows(
-                            model.exec_graph(),
-                            cfg.batch,
+                            (model.exec_graph(), cfg.batch),
                             &times,
                             kernels.as_deref(),
+                            &widths,
                             roof,
                         );
                         report.sweep.push(SweepRow {

@@ -56,9 +56,36 @@ pub fn ideal_seconds(r: &Roofline, macs: u64, bytes: u64) -> f64 {
     (2.0 * macs as f64 / (r.gemm_gflops * 1e9)).max(bytes as f64 / (r.read_gbps * 1e9))
 }
 
-/// `(MACs, bytes)` of node `name` of `graph` (whose cost is `cost`) for `batch` samples
-/// (`None`: not a node).
-pub fn node_work(graph: &Graph, cost: &ModelCost, name: &str, batch: usize) -> Option<(u64, u64)> {
+/// How many bytes a layer's values take where they are stored: activations (2 when a pass
+/// keeps halves, `--precision f16`) and the parameters of the layers listed as storing
+/// halves (2; every other layer's 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueBytes {
+    /// Bytes per activation value.
+    pub activation: u64,
+    /// The layers whose parameters are stored as halves.
+    pub half_weights: Vec<String>,
+}
+
+impl Default for ValueBytes {
+    /// Everything f32.
+    fn default() -> Self {
+        Self {
+            activation: 4,
+            half_weights: Vec::new(),
+        }
+    }
+}
+
+/// `(MACs, bytes)` of node `name` of `graph` (whose cost is `cost`) for `batch` samples,
+/// values as wide as `widths` says (`None`: not a node). A half-weight layer's bias counts
+/// as halves too (a few bytes off).
+pub fn node_work(
+    graph: &Graph,
+    cost: &ModelCost,
+    (name, batch): (&str, usize),
+    widths: &ValueBytes,
+) -> Option<(u64, u64)> {
     let (i, node) = graph
         .nodes
         .iter()
@@ -73,22 +100,31 @@ pub fn node_work(graph: &Graph, cost: &ModelCost, name: &str, batch: usize) -> O
         .map(|&q| numel(&graph.nodes[q].shape))
         .sum::<u64>()
         + numel(&node.shape);
-    Some((c.macs * batch as u64, 4 * (acts * batch as u64 + c.params)))
+    let param_bytes = if widths.half_weights.iter().any(|n| n == name) {
+        2
+    } else {
+        4
+    };
+    Some((
+        c.macs * batch as u64,
+        widths.activation * acts * batch as u64 + param_bytes * c.params,
+    ))
 }
 
-/// Layer rows of `graph` from per-node median times, with the kernels run and the roof.
+/// Layer rows of `graph` from per-node median times, with the kernels run, the bytes its
+/// values take (`widths`) and the roof.
 pub fn layer_rows(
-    graph: &Graph,
-    batch: usize,
+    (graph, batch): (&Graph, usize),
     times: &[(String, f64)],
     kernels: Option<&[(String, String)]>,
+    widths: &ValueBytes,
     roof: Option<&Roofline>,
 ) -> Vec<LayerRow> {
     let cost = graph.cost();
     times
         .iter()
         .map(|(name, secs)| {
-            let (macs, bytes) = node_work(graph, &cost, name, batch).unwrap_or((0, 0));
+            let (macs, bytes) = node_work(graph, &cost, (name, batch), widths).unwrap_or((0, 0));
             let op = graph
                 .nodes
                 .iter()
@@ -136,5 +172,43 @@ pub fn rate(l: &LayerRow) -> String {
     match l.bound.as_deref() {
         Some("memory") => format!("{:.2} GB/s", l.gbps),
         _ => format!("{:.2} GFLOP/s", l.gflops),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Conv2dSpec, GraphBuilder, Op};
+
+    /// A layer's bytes follow how its values are stored: halves for f16 activations and for
+    /// a layer listed as storing half weights, f32 otherwise.
+    #[test]
+    fn a_layers_bytes_follow_the_width_of_its_values() {
+        let mut b = GraphBuilder::new("t", [8, 6, 6]);
+        let spec = Conv2dSpec::square(8, 16, 3, 1, 1);
+        let y = b.push("conv", Op::Conv2d(spec), &[b.input()]).unwrap();
+        let g = b.finish(y);
+        let cost = g.cost();
+        let work = |w: &ValueBytes| node_work(&g, &cost, ("conv", 2), w).unwrap();
+        let (macs, f32_bytes) = work(&ValueBytes::default());
+        let acts = 2 * (8 * 36 + 16 * 36) as u64;
+        let params = (16 * 8 * 9) as u64;
+        assert_eq!(macs, 2 * 16 * 36 * 8 * 9);
+        assert_eq!(f32_bytes, 4 * (acts + params));
+        let halves = ValueBytes {
+            activation: 2,
+            half_weights: vec!["conv".into()],
+        };
+        assert_eq!(work(&halves).1, 2 * (acts + params));
+        let weights_only = ValueBytes {
+            activation: 4,
+            half_weights: vec!["conv".into()],
+        };
+        assert_eq!(work(&weights_only).1, 4 * acts + 2 * params);
+        let other = ValueBytes {
+            activation: 2,
+            half_weights: vec!["fc".into()],
+        };
+        assert_eq!(work(&other).1, 2 * acts + 4 * params);
     }
 }

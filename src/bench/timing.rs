@@ -1,7 +1,7 @@
 //! Timing helpers of the suites: whole passes, per-node times with the kernels run, and
 //! loading a model with the tuned kernel choices (tuning it first under `--tune`).
 
-use super::roof::{layer_rows, LayerRow};
+use super::roof::{layer_rows, LayerRow, ValueBytes};
 use super::{BenchConfig, BenchControl, Stats};
 use crate::error::{Error, Result};
 use crate::gpu::roofline::Roofline;
@@ -128,8 +128,28 @@ pub(super) fn layer_times(
         Some(g) => Some(g.kernels(batch)?),
         None => None,
     };
-    let rows = layer_rows(model.exec_graph(), batch, &times, kernels.as_deref(), roof);
+    let widths = value_bytes(model, batch)?;
+    let graph = (model.exec_graph(), batch);
+    let rows = layer_rows(graph, &times, kernels.as_deref(), &widths, roof);
     Ok((method, rows))
+}
+
+/// How wide `model`'s values are stored at `batch`: halves where an f16 model keeps them
+/// (its activations, when the whole pass does, and the weights of the layers that store
+/// halves), else f32 (the CPU path too).
+pub(super) fn value_bytes(model: &mut Model, batch: usize) -> Result<ValueBytes> {
+    let Some(g) = model.gpu_model() else {
+        return Ok(ValueBytes::default());
+    };
+    let (activations, _) = g.activation_precision(batch)?;
+    Ok(ValueBytes {
+        activation: if activations == crate::gpu::Precision::F16 {
+            2
+        } else {
+            4
+        },
+        half_weights: g.half_weight_layers(),
+    })
 }
 
 /// Layer times summed by [`block_of`], in order.

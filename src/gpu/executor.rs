@@ -21,26 +21,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// How much activation memory the plan takes, against one buffer per activation.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct PlanReport {
-    /// Batch size the plan is for.
-    pub batch: usize,
-    /// Planned buffers (activations after aliasing and fusion, and kernel scratch).
-    pub values: usize,
-    /// Buffers (slots) actually allocated.
-    pub slots: usize,
-    /// Sum of the slot sizes, bytes.
-    pub planned_bytes: u64,
-    /// Sum of all planned buffers (one allocation each), bytes.
-    pub naive_bytes: u64,
-    /// The largest single buffer, bytes.
-    pub largest_bytes: u64,
-    /// Bytes of weights resident on the GPU.
-    pub weight_bytes: u64,
-    /// Dispatches per forward pass.
-    pub dispatches: usize,
-}
+pub use crate::plan::PlanReport;
 
 struct Prepared {
     batch: usize,
@@ -114,6 +95,15 @@ impl GpuModel {
     /// loaded with [`crate::gpu::Precision::F16`] and the layer's kernel reads them).
     pub fn f16_linears(&self) -> [usize; 2] {
         self.params.f16_linears()
+    }
+
+    /// The layers whose weights are stored as halves (what a layer's bytes count).
+    pub fn half_weight_layers(&self) -> Vec<String> {
+        let nodes = self.graph.nodes.iter().enumerate();
+        nodes
+            .filter(|(i, n)| self.params.stores_halves(*i, &n.name))
+            .map(|(_, n)| n.name.clone())
+            .collect()
     }
 
     /// The GPU context.

@@ -79,6 +79,17 @@ impl ParamStore {
         self.get(&format!("{}.{suffix}", graph.nodes[node].name))
     }
 
+    /// Whether node `node` (named `name`) keeps its weights as halves: a convolution whose
+    /// prepared form stores them so, or a fully connected weight stored so.
+    pub fn stores_halves(&self, node: NodeId, name: &str) -> bool {
+        let conv = matches!(self.prepared.get(&node),
+            Some(Prepared::Conv(p)) if p.precision() == crate::gpu::Precision::F16);
+        conv || self
+            .tensors
+            .get(&format!("{name}.weight"))
+            .is_some_and(|t| t.half)
+    }
+
     /// `[convolutions, those storing f16 weights]` of this store.
     pub fn f16_convs(&self) -> [usize; 2] {
         self.convs
