@@ -106,7 +106,22 @@ fn check(rt: &Runtime, cfg: &BenchConfig) {
         assert!(row.latency.min <= row.latency.median && row.latency.median <= row.latency.max);
         assert_eq!(row.latency.runs, 1);
         assert!(row.large_batch_latency.is_some() && row.throughput_ips > 0.0);
+        // Where the timed pass went: on the GPU path only, its stages within its time.
+        assert_eq!(row.pass_stages.is_some(), rt.is_gpu(), "{}", row.model);
+        if let Some(st) = &row.pass_stages {
+            assert!(
+                st.dispatches > 0 && st.wait > 0.0 && st.read_back == 0.0,
+                "{st:?}"
+            );
+            assert!(
+                st.total() <= row.latency.max * 1.01 + 1e-4,
+                "{st:?} {:?}",
+                row.latency
+            );
+        }
     }
+    let text = gconv::bench::render_text(&report);
+    assert_eq!(text.contains("Where a pass goes"), rt.is_gpu(), "{text}");
     // paper2: six variants, each with the same blocks: stem, the 16 bottlenecks, head.
     let labels: Vec<&str> = report.paper2.iter().map(|r| r.model.as_str()).collect();
     assert_eq!(

@@ -229,3 +229,30 @@ fn mobilenetv2_and_its_grouped_variants() {
         check(&flgc, &opts, 2);
     }
 }
+
+/// A pass's stages (`GpuModel::last_stages`): none before the first pass, then upload,
+/// encode, submit and wait within the pass's own wall time, its dispatches counted, the
+/// read-back timed only when there is one.
+#[test]
+fn a_pass_keeps_where_its_time_went() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let g = common::tier::graph(Op::Conv2d(Conv2dSpec::square(8, 8, 3, 1, 1)), [8, 6, 6]);
+    let w = Weights::random_for_tests(&g, 1);
+    let x = common::tier::input(&[2, 8, 6, 6], 1);
+    use gconv::graph::Conv2dSpec;
+    let mut m = gconv::gpu::GpuModel::new(ctx.clone(), g, &w).unwrap();
+    assert!(m.last_stages().is_none());
+    m.run(&x).unwrap();
+    let t = std::time::Instant::now();
+    m.run(&x).unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let st = m.last_stages().unwrap();
+    assert_eq!(st.dispatches, m.dispatch_labels(2).unwrap().len());
+    assert!(
+        st.total() <= wall && st.wait > 0.0 && st.read_back > 0.0,
+        "{st:?} {wall}"
+    );
+    m.run_no_readback(&x).unwrap();
+    assert_eq!(m.last_stages().unwrap().read_back, 0.0);
+}

@@ -66,7 +66,8 @@ pub use models::{op_class, ModelOptions, UserModelRow, OP_CLASSES};
 pub use roof::LayerRow;
 pub use rows::{BenchReport, LayerwiseRow, ModelRow, Stats, SweepRow, TrainingMemoryRow};
 pub use timing::block_of;
-use timing::{blocks, input_for, layer_times, load_tuned, time_model, value_bytes};
+use timing::value_bytes;
+use timing::{blocks, input_for, layer_times, load_tuned, time_model, time_model_staged};
 pub use variant::zoo_spec;
 
 fn sized(name: &str, cfg: &BenchConfig) -> Result<ModelSpec> {
@@ -167,7 +168,8 @@ pub fn run_bench_with(
                     })?;
                     let cost = model.graph().cost();
                     let x = input_for(model.graph(), cfg.batch, 1)?;
-                    let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
+                    let (latency, pass_stages) =
+                        time_model_staged(&mut model, &x, (cfg.warmup, cfg.repeats), ctl)?;
                     let layers = if cfg.per_layer {
                         let wr = (cfg.warmup.min(1), cfg.repeats);
                         layer_times(&mut model, &x, wr, roof, ctl)?.1
@@ -208,6 +210,7 @@ pub fn run_bench_with(
                         large_batch_latency: large,
                         throughput_ips,
                         layers,
+                        pass_stages,
                     });
                 }
             }

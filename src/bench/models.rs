@@ -3,7 +3,7 @@
 //! permutations were folded into its convolutions is also run unfolded, so the report shows
 //! what the fold buys on this device.
 
-use super::timing::{input_for, layer_times, load_tuned, time_model};
+use super::timing::{input_for, layer_times, load_tuned, time_model, time_model_staged};
 use super::{BenchConfig, BenchControl, LayerRow, Stats};
 use crate::error::Error;
 use crate::error::Result;
@@ -97,6 +97,9 @@ pub struct UserModelRow {
     pub layers: Vec<(String, f64)>,
     /// Every executed node: kernel, time, rate, share of the roof.
     pub per_layer: Vec<LayerRow>,
+    /// Where a timed pass at `batch` went, stage by stage (medians; the GPU path only).
+    #[serde(default)]
+    pub pass_stages: Option<crate::gpu::pass_stages::PassStages>,
 }
 
 /// The op classes time is reported in, in report order.
@@ -265,7 +268,8 @@ pub fn run_models(
             let permutations = report.take();
             let cost = model.exec_graph().cost();
             let x = input_for(model.graph(), cfg.batch, 5)?;
-            let latency = time_model(&mut model, &x, cfg.warmup, cfg.repeats, ctl)?;
+            let (latency, pass_stages) =
+                time_model_staged(&mut model, &x, (cfg.warmup, cfg.repeats), ctl)?;
             let throughput_ips = if cfg.large_batch > 0 {
                 let xl = input_for(model.graph(), cfg.large_batch, 6)?;
                 let l = time_model(&mut model, &xl, cfg.warmup.min(1), cfg.repeats, ctl)?;
@@ -292,6 +296,7 @@ pub fn run_models(
                 classes: class_times(model.exec_graph(), &layers),
                 layers,
                 per_layer,
+                pass_stages,
             });
             if !again {
                 break;

@@ -91,6 +91,7 @@ pub fn report_tables(r: &BenchReport) -> Vec<Table> {
             rows,
         ));
     }
+    out.extend(stages_table(r));
     for (rows, what) in [
         (&r.paper2, "Paper 2 (Wang et al., Fig. 3): ResNet-50"),
         (
@@ -329,4 +330,45 @@ fn models_table(r: &BenchReport) -> Table {
         &head,
         rows,
     )
+}
+
+/// Where a timed pass of each model went, stage by stage on the host's clock (medians;
+/// the GPU path only): the fixed costs beside the GPU's own work inside the wait.
+fn stages_table(r: &BenchReport) -> Option<Table> {
+    let paper1 = r.paper1.iter().map(|m| (&m.model, &m.pass_stages));
+    let models = r.models.iter().map(|m| (&m.model, &m.pass_stages));
+    let rows: Vec<Vec<String>> = paper1
+        .chain(models)
+        .filter_map(|(name, st)| {
+            let st = st.as_ref()?;
+            let share = 100.0 * (st.total() - st.wait) / st.total().max(1e-12);
+            Some(vec![
+                name.clone(),
+                st.dispatches.to_string(),
+                format!("{:.3}", st.upload * 1e3),
+                format!("{:.3}", st.encode * 1e3),
+                format!("{:.3}", st.submit * 1e3),
+                format!("{:.3}", st.wait * 1e3),
+                format!("{share:.1}"),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        Table::new(
+            format!(
+                "Where a pass goes, batch {} (host clock, medians; no read-back)",
+                r.config.batch
+            ),
+            &[
+                "model",
+                "dispatches",
+                "upload ms",
+                "encode ms",
+                "submit ms",
+                "wait ms",
+                "outside the wait %",
+            ],
+            rows,
+        )
+    })
 }

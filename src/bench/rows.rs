@@ -62,6 +62,9 @@ pub struct ModelRow {
     pub time_reduction_pct: f64,
     /// Per-layer rows at `batch` (with `per_layer`; else empty).
     pub layers: Vec<LayerRow>,
+    /// Where a timed pass at `batch` went, stage by stage (medians; the GPU path only).
+    #[serde(default)]
+    pub pass_stages: Option<crate::gpu::pass_stages::PassStages>,
 }
 
 /// Per-block times of one model of the paper2 suite.

@@ -4,6 +4,7 @@
 use super::roof::{layer_rows, LayerRow, ValueBytes};
 use super::{BenchConfig, BenchControl, Stats};
 use crate::error::{Error, Result};
+use crate::gpu::pass_stages::PassStages;
 use crate::gpu::roofline::Roofline;
 use crate::gpu::tune::{tune_graph, TuneCache, TuneOptions};
 use crate::graph::Graph;
@@ -31,12 +32,27 @@ pub(super) fn time_model(
     repeats: usize,
     ctl: &BenchControl,
 ) -> Result<Stats> {
-    let once = |m: &mut Model| -> Result<f64> {
+    time_model_staged(model, x, (warmup, repeats), ctl).map(|(s, _)| s)
+}
+
+/// [`time_model`], and where the timed passes' time went on the GPU path: the median of
+/// each stage ([`PassStages`]; `None` on the CPU path).
+pub(super) fn time_model_staged(
+    model: &mut Model,
+    x: &Tensor,
+    (warmup, repeats): (usize, usize),
+    ctl: &BenchControl,
+) -> Result<(Stats, Option<PassStages>)> {
+    let mut stages = Vec::new();
+    let mut once = |m: &mut Model| -> Result<f64> {
         // A device lost since the last pass: the model moves to a new one first.
         m.recover()?;
         let t0 = Instant::now();
         match m.gpu_model() {
-            Some(g) => g.run_no_readback(x)?,
+            Some(g) => {
+                g.run_no_readback(x)?;
+                stages.extend(g.last_stages());
+            }
             None => {
                 m.run(x)?;
             }
@@ -57,7 +73,10 @@ pub(super) fn time_model(
             Ok(t)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Stats::from_samples(samples).expect("at least one run"))
+    let stats = Stats::from_samples(samples).expect("at least one run");
+    // The warm-up passes' stages (the first may include the compile) are left out.
+    let timed = stages.get(warmup..).unwrap_or_default();
+    Ok((stats, PassStages::median(timed)))
 }
 
 /// Block of a node name: `layer2.1.conv1` → `layer2.1`, `features.3.conv.0.0` →

@@ -391,6 +391,27 @@ impl GpuContext {
         Ok(out)
     }
 
+    /// The first `bytes` of a `MAP_READ` buffer (a model's staging buffer), once the GPU
+    /// has finished the work submitted before.
+    pub fn map_read(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err("waiting for the GPU", e))?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("map callback never ran".into()))?
+            .map_err(|e| gpu_err("mapping a read-back buffer", e))?;
+        let out = buf
+            .get_mapped_range(0..bytes)
+            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e:?}")))?
+            .to_vec();
+        buf.unmap();
+        Ok(out)
+    }
+
     /// A uniform buffer holding `v` (kernel parameters).
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, v: &T) -> Result<wgpu::Buffer> {
         self.buffer_init(label, bytemuck::bytes_of(v), wgpu::BufferUsages::UNIFORM)

@@ -11,6 +11,7 @@ use super::choice::KernelChoice;
 use super::context::GpuContext;
 use super::launch::{BufId, Dispatch};
 use super::lower::{Lowering, ParamStore};
+use super::pass_stages::{Laps, PassStages};
 use super::precision::{f32_activation_reason, pack_halves, unpack_halves, Precision};
 use super::program::Instance;
 use crate::error::{Error, Result};
@@ -43,6 +44,7 @@ pub struct GpuModel {
     params: ParamStore,
     choice: KernelChoice,
     prepared: Option<Prepared>,
+    stages: Option<PassStages>,
 }
 
 /// Per-layer timings of one forward pass.
@@ -77,6 +79,7 @@ impl GpuModel {
             params,
             choice,
             prepared: None,
+            stages: None,
         })
     }
 
@@ -301,7 +304,32 @@ impl GpuModel {
 
     /// One forward pass of the whole batch.
     fn run_pass(&mut self, input: &Tensor) -> Result<Tensor> {
+        let mut laps = Laps::start();
+        let bytes = self.submit_pass(input, true, &mut laps)?;
+        let p = self.prepared.as_ref().expect("prepared");
+        let raw = self.ctx.map_read(&p.staging, bytes)?;
+        // A validation error of the submit (outside any error scope) surfaces here.
+        self.ctx.check()?;
+        let mut shape = vec![p.batch];
+        shape.extend_from_slice(self.graph.output_shape());
+        let data = if p.half {
+            unpack_halves(&raw, p.output_len)
+        } else {
+            bytemuck::cast_slice(&raw).to_vec()
+        };
+        let t = Tensor::new(shape, data);
+        if let Some(s) = self.stages.as_mut() {
+            s.read_back = laps.lap();
+        }
+        t
+    }
+
+    /// Uploads `input`, records every dispatch (and the output's copy to the staging buffer
+    /// when `copy_out`; its bytes are returned) in one encoder, submits and waits for the
+    /// GPU, keeping each stage's time ([`GpuModel::last_stages`]).
+    fn submit_pass(&mut self, input: &Tensor, copy_out: bool, laps: &mut Laps) -> Result<u64> {
         self.upload_input(input)?;
+        let upload = laps.lap();
         let p = self.prepared.as_ref().expect("prepared");
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
@@ -314,33 +342,37 @@ impl GpuModel {
         } else {
             4 * p.output_len as u64
         };
-        enc.copy_buffer_to_buffer(p.instance.buffer(p.output), 0, &p.staging, 0, bytes);
-        self.ctx.queue.submit([enc.finish()]);
-        let raw = read_bytes(self, &p.staging, bytes)?;
-        // A validation error of the submit (outside any error scope) surfaces here.
-        self.ctx.check()?;
-        let mut shape = vec![p.batch];
-        shape.extend_from_slice(self.graph.output_shape());
-        let data = if p.half {
-            unpack_halves(&raw, p.output_len)
-        } else {
-            bytemuck::cast_slice(&raw).to_vec()
-        };
-        Tensor::new(shape, data)
+        if copy_out {
+            enc.copy_buffer_to_buffer(p.instance.buffer(p.output), 0, &p.staging, 0, bytes);
+        }
+        let commands = enc.finish();
+        let encode = laps.lap();
+        self.ctx.queue.submit([commands]);
+        let submit = laps.lap();
+        let dispatches = p.instance.dispatches.len();
+        self.wait()?;
+        self.stages = Some(PassStages {
+            upload,
+            encode,
+            submit,
+            wait: laps.lap(),
+            read_back: 0.0,
+            dispatches,
+        });
+        Ok(bytes)
+    }
+
+    /// Where the last forward pass's time went ([`run`](Self::run) or
+    /// [`run_no_readback`](Self::run_no_readback)); `None` before the first.
+    pub fn last_stages(&self) -> Option<PassStages> {
+        self.stages
     }
 
     /// Runs a forward pass without reading the output back (for timing whole passes):
     /// returns once the GPU has finished.
     pub fn run_no_readback(&mut self, input: &Tensor) -> Result<()> {
-        self.upload_input(input)?;
-        let p = self.prepared.as_ref().expect("prepared");
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            p.instance.record(&mut pass);
-        }
-        self.ctx.queue.submit([enc.finish()]);
-        self.wait()
+        self.submit_pass(input, false, &mut Laps::start())
+            .map(|_| ())
     }
 
     /// Per-layer GPU time of one forward pass. With `TIMESTAMP_QUERY`, every node's dispatches
@@ -400,7 +432,7 @@ impl GpuModel {
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
             enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
             self.ctx.queue.submit([enc.finish()]);
-            let raw = read_bytes(self, &read, bytes)?;
+            let raw = self.ctx.map_read(&read, bytes)?;
             let ticks: &[u64] = bytemuck::cast_slice(&raw);
             let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
             let layers = groups
@@ -464,21 +496,4 @@ fn is_helper(kernel: &str) -> bool {
         .split_once('[')
         .map_or(kernel, |(_, e)| e.trim_end_matches(']'));
     entry.starts_with("pad") || entry.starts_with("pack")
-}
-
-fn read_bytes(m: &GpuModel, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-        let _ = tx.send(r);
-    });
-    m.wait()?;
-    rx.recv()
-        .map_err(|_| Error::Gpu("map callback never ran".into()))?
-        .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
-    let out = buf
-        .get_mapped_range(0..bytes)
-        .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e:?}")))?
-        .to_vec();
-    buf.unmap();
-    Ok(out)
 }

@@ -37,6 +37,7 @@ pub mod kernels;
 pub mod launch;
 pub mod lower;
 pub mod mirror;
+pub mod pass_stages;
 pub mod pipeline_cache;
 pub mod pipelines;
 pub mod precision;
