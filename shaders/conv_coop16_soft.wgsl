@@ -158,22 +158,66 @@ fn coop_m4n4(id: Ids) {
             sb[j] = f16(v);
         }
         workgroupBarrier();
-        soft_mma(&c0_0, 0u, 64u, (seg0 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c0_1, 0u, 64u, (seg0 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c0_2, 0u, 64u, (seg0 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c0_3, 0u, 64u, (seg0 * 16u + 0u) * 64u + 48u, 64u, li);
-        soft_mma(&c1_0, 16u, 64u, (seg1 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c1_1, 16u, 64u, (seg1 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c1_2, 16u, 64u, (seg1 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c1_3, 16u, 64u, (seg1 * 16u + 0u) * 64u + 48u, 64u, li);
-        soft_mma(&c2_0, 32u, 64u, (seg2 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c2_1, 32u, 64u, (seg2 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c2_2, 32u, 64u, (seg2 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c2_3, 32u, 64u, (seg2 * 16u + 0u) * 64u + 48u, 64u, li);
-        soft_mma(&c3_0, 48u, 64u, (seg3 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c3_1, 48u, 64u, (seg3 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c3_2, 48u, 64u, (seg3 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c3_3, 48u, 64u, (seg3 * 16u + 0u) * 64u + 48u, 64u, li);
+        let a0_0 = 0u;
+        let a1_0 = 16u;
+        let a2_0 = 32u;
+        let a3_0 = 48u;
+        var b0_0 = (seg0 * 16u + 0u) * 64u + 0u;
+        soft_mma(&c0_0, a0_0, 64u, b0_0, 64u, li);
+        if (seg1 != seg0) {
+            b0_0 = (seg1 * 16u + 0u) * 64u + 0u;
+        }
+        soft_mma(&c1_0, a1_0, 64u, b0_0, 64u, li);
+        if (seg2 != seg1) {
+            b0_0 = (seg2 * 16u + 0u) * 64u + 0u;
+        }
+        soft_mma(&c2_0, a2_0, 64u, b0_0, 64u, li);
+        if (seg3 != seg2) {
+            b0_0 = (seg3 * 16u + 0u) * 64u + 0u;
+        }
+        soft_mma(&c3_0, a3_0, 64u, b0_0, 64u, li);
+        var b1_0 = (seg0 * 16u + 0u) * 64u + 16u;
+        soft_mma(&c0_1, a0_0, 64u, b1_0, 64u, li);
+        if (seg1 != seg0) {
+            b1_0 = (seg1 * 16u + 0u) * 64u + 16u;
+        }
+        soft_mma(&c1_1, a1_0, 64u, b1_0, 64u, li);
+        if (seg2 != seg1) {
+            b1_0 = (seg2 * 16u + 0u) * 64u + 16u;
+        }
+        soft_mma(&c2_1, a2_0, 64u, b1_0, 64u, li);
+        if (seg3 != seg2) {
+            b1_0 = (seg3 * 16u + 0u) * 64u + 16u;
+        }
+        soft_mma(&c3_1, a3_0, 64u, b1_0, 64u, li);
+        var b2_0 = (seg0 * 16u + 0u) * 64u + 32u;
+        soft_mma(&c0_2, a0_0, 64u, b2_0, 64u, li);
+        if (seg1 != seg0) {
+            b2_0 = (seg1 * 16u + 0u) * 64u + 32u;
+        }
+        soft_mma(&c1_2, a1_0, 64u, b2_0, 64u, li);
+        if (seg2 != seg1) {
+            b2_0 = (seg2 * 16u + 0u) * 64u + 32u;
+        }
+        soft_mma(&c2_2, a2_0, 64u, b2_0, 64u, li);
+        if (seg3 != seg2) {
+            b2_0 = (seg3 * 16u + 0u) * 64u + 32u;
+        }
+        soft_mma(&c3_2, a3_0, 64u, b2_0, 64u, li);
+        var b3_0 = (seg0 * 16u + 0u) * 64u + 48u;
+        soft_mma(&c0_3, a0_0, 64u, b3_0, 64u, li);
+        if (seg1 != seg0) {
+            b3_0 = (seg1 * 16u + 0u) * 64u + 48u;
+        }
+        soft_mma(&c1_3, a1_0, 64u, b3_0, 64u, li);
+        if (seg2 != seg1) {
+            b3_0 = (seg2 * 16u + 0u) * 64u + 48u;
+        }
+        soft_mma(&c2_3, a2_0, 64u, b3_0, 64u, li);
+        if (seg3 != seg2) {
+            b3_0 = (seg3 * 16u + 0u) * 64u + 48u;
+        }
+        soft_mma(&c3_3, a3_0, 64u, b3_0, 64u, li);
         workgroupBarrier();
     }
     if (!live) {
@@ -499,14 +543,32 @@ fn coop_m2n4(id: Ids) {
             sb[j] = f16(v);
         }
         workgroupBarrier();
-        soft_mma(&c0_0, 0u, 32u, (seg0 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c0_1, 0u, 32u, (seg0 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c0_2, 0u, 32u, (seg0 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c0_3, 0u, 32u, (seg0 * 16u + 0u) * 64u + 48u, 64u, li);
-        soft_mma(&c1_0, 16u, 32u, (seg1 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c1_1, 16u, 32u, (seg1 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c1_2, 16u, 32u, (seg1 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c1_3, 16u, 32u, (seg1 * 16u + 0u) * 64u + 48u, 64u, li);
+        let a0_0 = 0u;
+        let a1_0 = 16u;
+        var b0_0 = (seg0 * 16u + 0u) * 64u + 0u;
+        soft_mma(&c0_0, a0_0, 32u, b0_0, 64u, li);
+        if (seg1 != seg0) {
+            b0_0 = (seg1 * 16u + 0u) * 64u + 0u;
+        }
+        soft_mma(&c1_0, a1_0, 32u, b0_0, 64u, li);
+        var b1_0 = (seg0 * 16u + 0u) * 64u + 16u;
+        soft_mma(&c0_1, a0_0, 32u, b1_0, 64u, li);
+        if (seg1 != seg0) {
+            b1_0 = (seg1 * 16u + 0u) * 64u + 16u;
+        }
+        soft_mma(&c1_1, a1_0, 32u, b1_0, 64u, li);
+        var b2_0 = (seg0 * 16u + 0u) * 64u + 32u;
+        soft_mma(&c0_2, a0_0, 32u, b2_0, 64u, li);
+        if (seg1 != seg0) {
+            b2_0 = (seg1 * 16u + 0u) * 64u + 32u;
+        }
+        soft_mma(&c1_2, a1_0, 32u, b2_0, 64u, li);
+        var b3_0 = (seg0 * 16u + 0u) * 64u + 48u;
+        soft_mma(&c0_3, a0_0, 32u, b3_0, 64u, li);
+        if (seg1 != seg0) {
+            b3_0 = (seg1 * 16u + 0u) * 64u + 48u;
+        }
+        soft_mma(&c1_3, a1_0, 32u, b3_0, 64u, li);
         workgroupBarrier();
     }
     if (!live) {
@@ -699,10 +761,15 @@ fn coop_m1n4(id: Ids) {
             sb[j] = f16(v);
         }
         workgroupBarrier();
-        soft_mma(&c0_0, 0u, 16u, (seg0 * 16u + 0u) * 64u + 0u, 64u, li);
-        soft_mma(&c0_1, 0u, 16u, (seg0 * 16u + 0u) * 64u + 16u, 64u, li);
-        soft_mma(&c0_2, 0u, 16u, (seg0 * 16u + 0u) * 64u + 32u, 64u, li);
-        soft_mma(&c0_3, 0u, 16u, (seg0 * 16u + 0u) * 64u + 48u, 64u, li);
+        let a0_0 = 0u;
+        var b0_0 = (seg0 * 16u + 0u) * 64u + 0u;
+        soft_mma(&c0_0, a0_0, 16u, b0_0, 64u, li);
+        var b1_0 = (seg0 * 16u + 0u) * 64u + 16u;
+        soft_mma(&c0_1, a0_0, 16u, b1_0, 64u, li);
+        var b2_0 = (seg0 * 16u + 0u) * 64u + 32u;
+        soft_mma(&c0_2, a0_0, 16u, b2_0, 64u, li);
+        var b3_0 = (seg0 * 16u + 0u) * 64u + 48u;
+        soft_mma(&c0_3, a0_0, 16u, b3_0, 64u, li);
         workgroupBarrier();
     }
     if (!live) {

@@ -132,45 +132,125 @@ fn coop_m4n4(id: Ids) {
         }
         workgroupBarrier();
         let a0_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[0u], 32u);
-        c0_0 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 0u], 32u), c0_0);
-        c0_1 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 8u], 32u), c0_1);
-        c0_2 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 16u], 32u), c0_2);
-        c0_3 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 24u], 32u), c0_3);
         let a1_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[8u], 32u);
-        c1_0 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 0u], 32u), c1_0);
-        c1_1 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 8u], 32u), c1_1);
-        c1_2 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 16u], 32u), c1_2);
-        c1_3 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 24u], 32u), c1_3);
         let a2_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[16u], 32u);
-        c2_0 = coopMultiplyAdd(a2_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 0u], 32u), c2_0);
-        c2_1 = coopMultiplyAdd(a2_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 8u], 32u), c2_1);
-        c2_2 = coopMultiplyAdd(a2_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 16u], 32u), c2_2);
-        c2_3 = coopMultiplyAdd(a2_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 24u], 32u), c2_3);
         let a3_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[24u], 32u);
-        c3_0 = coopMultiplyAdd(a3_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 0u], 32u), c3_0);
-        c3_1 = coopMultiplyAdd(a3_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 8u], 32u), c3_1);
-        c3_2 = coopMultiplyAdd(a3_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 16u], 32u), c3_2);
-        c3_3 = coopMultiplyAdd(a3_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 24u], 32u), c3_3);
+        var b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 0u], 32u);
+        c0_0 = coopMultiplyAdd(a0_0, b0_0, c0_0);
+        if (seg1 != seg0) {
+            b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 0u], 32u);
+        }
+        c1_0 = coopMultiplyAdd(a1_0, b0_0, c1_0);
+        if (seg2 != seg1) {
+            b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 0u], 32u);
+        }
+        c2_0 = coopMultiplyAdd(a2_0, b0_0, c2_0);
+        if (seg3 != seg2) {
+            b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 0u], 32u);
+        }
+        c3_0 = coopMultiplyAdd(a3_0, b0_0, c3_0);
+        var b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 8u], 32u);
+        c0_1 = coopMultiplyAdd(a0_0, b1_0, c0_1);
+        if (seg1 != seg0) {
+            b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 8u], 32u);
+        }
+        c1_1 = coopMultiplyAdd(a1_0, b1_0, c1_1);
+        if (seg2 != seg1) {
+            b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 8u], 32u);
+        }
+        c2_1 = coopMultiplyAdd(a2_0, b1_0, c2_1);
+        if (seg3 != seg2) {
+            b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 8u], 32u);
+        }
+        c3_1 = coopMultiplyAdd(a3_0, b1_0, c3_1);
+        var b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 16u], 32u);
+        c0_2 = coopMultiplyAdd(a0_0, b2_0, c0_2);
+        if (seg1 != seg0) {
+            b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 16u], 32u);
+        }
+        c1_2 = coopMultiplyAdd(a1_0, b2_0, c1_2);
+        if (seg2 != seg1) {
+            b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 16u], 32u);
+        }
+        c2_2 = coopMultiplyAdd(a2_0, b2_0, c2_2);
+        if (seg3 != seg2) {
+            b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 16u], 32u);
+        }
+        c3_2 = coopMultiplyAdd(a3_0, b2_0, c3_2);
+        var b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 24u], 32u);
+        c0_3 = coopMultiplyAdd(a0_0, b3_0, c0_3);
+        if (seg1 != seg0) {
+            b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 24u], 32u);
+        }
+        c1_3 = coopMultiplyAdd(a1_0, b3_0, c1_3);
+        if (seg2 != seg1) {
+            b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 0u) * 32u + 24u], 32u);
+        }
+        c2_3 = coopMultiplyAdd(a2_0, b3_0, c2_3);
+        if (seg3 != seg2) {
+            b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 0u) * 32u + 24u], 32u);
+        }
+        c3_3 = coopMultiplyAdd(a3_0, b3_0, c3_3);
         let a0_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[256u], 32u);
-        c0_0 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 0u], 32u), c0_0);
-        c0_1 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 8u], 32u), c0_1);
-        c0_2 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 16u], 32u), c0_2);
-        c0_3 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 24u], 32u), c0_3);
         let a1_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[264u], 32u);
-        c1_0 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 0u], 32u), c1_0);
-        c1_1 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 8u], 32u), c1_1);
-        c1_2 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 16u], 32u), c1_2);
-        c1_3 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 24u], 32u), c1_3);
         let a2_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[272u], 32u);
-        c2_0 = coopMultiplyAdd(a2_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 0u], 32u), c2_0);
-        c2_1 = coopMultiplyAdd(a2_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 8u], 32u), c2_1);
-        c2_2 = coopMultiplyAdd(a2_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 16u], 32u), c2_2);
-        c2_3 = coopMultiplyAdd(a2_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 24u], 32u), c2_3);
         let a3_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[280u], 32u);
-        c3_0 = coopMultiplyAdd(a3_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 0u], 32u), c3_0);
-        c3_1 = coopMultiplyAdd(a3_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 8u], 32u), c3_1);
-        c3_2 = coopMultiplyAdd(a3_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 16u], 32u), c3_2);
-        c3_3 = coopMultiplyAdd(a3_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 24u], 32u), c3_3);
+        var b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 0u], 32u);
+        c0_0 = coopMultiplyAdd(a0_8, b0_8, c0_0);
+        if (seg1 != seg0) {
+            b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 0u], 32u);
+        }
+        c1_0 = coopMultiplyAdd(a1_8, b0_8, c1_0);
+        if (seg2 != seg1) {
+            b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 0u], 32u);
+        }
+        c2_0 = coopMultiplyAdd(a2_8, b0_8, c2_0);
+        if (seg3 != seg2) {
+            b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 0u], 32u);
+        }
+        c3_0 = coopMultiplyAdd(a3_8, b0_8, c3_0);
+        var b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 8u], 32u);
+        c0_1 = coopMultiplyAdd(a0_8, b1_8, c0_1);
+        if (seg1 != seg0) {
+            b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 8u], 32u);
+        }
+        c1_1 = coopMultiplyAdd(a1_8, b1_8, c1_1);
+        if (seg2 != seg1) {
+            b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 8u], 32u);
+        }
+        c2_1 = coopMultiplyAdd(a2_8, b1_8, c2_1);
+        if (seg3 != seg2) {
+            b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 8u], 32u);
+        }
+        c3_1 = coopMultiplyAdd(a3_8, b1_8, c3_1);
+        var b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 16u], 32u);
+        c0_2 = coopMultiplyAdd(a0_8, b2_8, c0_2);
+        if (seg1 != seg0) {
+            b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 16u], 32u);
+        }
+        c1_2 = coopMultiplyAdd(a1_8, b2_8, c1_2);
+        if (seg2 != seg1) {
+            b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 16u], 32u);
+        }
+        c2_2 = coopMultiplyAdd(a2_8, b2_8, c2_2);
+        if (seg3 != seg2) {
+            b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 16u], 32u);
+        }
+        c3_2 = coopMultiplyAdd(a3_8, b2_8, c3_2);
+        var b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 24u], 32u);
+        c0_3 = coopMultiplyAdd(a0_8, b3_8, c0_3);
+        if (seg1 != seg0) {
+            b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 24u], 32u);
+        }
+        c1_3 = coopMultiplyAdd(a1_8, b3_8, c1_3);
+        if (seg2 != seg1) {
+            b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg2 * 16u + 8u) * 32u + 24u], 32u);
+        }
+        c2_3 = coopMultiplyAdd(a2_8, b3_8, c2_3);
+        if (seg3 != seg2) {
+            b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg3 * 16u + 8u) * 32u + 24u], 32u);
+        }
+        c3_3 = coopMultiplyAdd(a3_8, b3_8, c3_3);
         workgroupBarrier();
     }
     if (!live) {
@@ -497,25 +577,57 @@ fn coop_m2n4(id: Ids) {
         }
         workgroupBarrier();
         let a0_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[0u], 16u);
-        c0_0 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 0u], 32u), c0_0);
-        c0_1 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 8u], 32u), c0_1);
-        c0_2 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 16u], 32u), c0_2);
-        c0_3 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 24u], 32u), c0_3);
         let a1_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[8u], 16u);
-        c1_0 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 0u], 32u), c1_0);
-        c1_1 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 8u], 32u), c1_1);
-        c1_2 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 16u], 32u), c1_2);
-        c1_3 = coopMultiplyAdd(a1_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 24u], 32u), c1_3);
+        var b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 0u], 32u);
+        c0_0 = coopMultiplyAdd(a0_0, b0_0, c0_0);
+        if (seg1 != seg0) {
+            b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 0u], 32u);
+        }
+        c1_0 = coopMultiplyAdd(a1_0, b0_0, c1_0);
+        var b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 8u], 32u);
+        c0_1 = coopMultiplyAdd(a0_0, b1_0, c0_1);
+        if (seg1 != seg0) {
+            b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 8u], 32u);
+        }
+        c1_1 = coopMultiplyAdd(a1_0, b1_0, c1_1);
+        var b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 16u], 32u);
+        c0_2 = coopMultiplyAdd(a0_0, b2_0, c0_2);
+        if (seg1 != seg0) {
+            b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 16u], 32u);
+        }
+        c1_2 = coopMultiplyAdd(a1_0, b2_0, c1_2);
+        var b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 24u], 32u);
+        c0_3 = coopMultiplyAdd(a0_0, b3_0, c0_3);
+        if (seg1 != seg0) {
+            b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 0u) * 32u + 24u], 32u);
+        }
+        c1_3 = coopMultiplyAdd(a1_0, b3_0, c1_3);
         let a0_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[128u], 16u);
-        c0_0 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 0u], 32u), c0_0);
-        c0_1 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 8u], 32u), c0_1);
-        c0_2 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 16u], 32u), c0_2);
-        c0_3 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 24u], 32u), c0_3);
         let a1_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[136u], 16u);
-        c1_0 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 0u], 32u), c1_0);
-        c1_1 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 8u], 32u), c1_1);
-        c1_2 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 16u], 32u), c1_2);
-        c1_3 = coopMultiplyAdd(a1_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 24u], 32u), c1_3);
+        var b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 0u], 32u);
+        c0_0 = coopMultiplyAdd(a0_8, b0_8, c0_0);
+        if (seg1 != seg0) {
+            b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 0u], 32u);
+        }
+        c1_0 = coopMultiplyAdd(a1_8, b0_8, c1_0);
+        var b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 8u], 32u);
+        c0_1 = coopMultiplyAdd(a0_8, b1_8, c0_1);
+        if (seg1 != seg0) {
+            b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 8u], 32u);
+        }
+        c1_1 = coopMultiplyAdd(a1_8, b1_8, c1_1);
+        var b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 16u], 32u);
+        c0_2 = coopMultiplyAdd(a0_8, b2_8, c0_2);
+        if (seg1 != seg0) {
+            b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 16u], 32u);
+        }
+        c1_2 = coopMultiplyAdd(a1_8, b2_8, c1_2);
+        var b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 24u], 32u);
+        c0_3 = coopMultiplyAdd(a0_8, b3_8, c0_3);
+        if (seg1 != seg0) {
+            b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg1 * 16u + 8u) * 32u + 24u], 32u);
+        }
+        c1_3 = coopMultiplyAdd(a1_8, b3_8, c1_3);
         workgroupBarrier();
     }
     if (!live) {
@@ -709,15 +821,23 @@ fn coop_m1n4(id: Ids) {
         }
         workgroupBarrier();
         let a0_0 = coopLoad<coop_mat8x8<f16, A>>(&sa[0u], 8u);
-        c0_0 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 0u], 32u), c0_0);
-        c0_1 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 8u], 32u), c0_1);
-        c0_2 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 16u], 32u), c0_2);
-        c0_3 = coopMultiplyAdd(a0_0, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 24u], 32u), c0_3);
+        var b0_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 0u], 32u);
+        c0_0 = coopMultiplyAdd(a0_0, b0_0, c0_0);
+        var b1_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 8u], 32u);
+        c0_1 = coopMultiplyAdd(a0_0, b1_0, c0_1);
+        var b2_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 16u], 32u);
+        c0_2 = coopMultiplyAdd(a0_0, b2_0, c0_2);
+        var b3_0 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 0u) * 32u + 24u], 32u);
+        c0_3 = coopMultiplyAdd(a0_0, b3_0, c0_3);
         let a0_8 = coopLoad<coop_mat8x8<f16, A>>(&sa[64u], 8u);
-        c0_0 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 0u], 32u), c0_0);
-        c0_1 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 8u], 32u), c0_1);
-        c0_2 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 16u], 32u), c0_2);
-        c0_3 = coopMultiplyAdd(a0_8, coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 24u], 32u), c0_3);
+        var b0_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 0u], 32u);
+        c0_0 = coopMultiplyAdd(a0_8, b0_8, c0_0);
+        var b1_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 8u], 32u);
+        c0_1 = coopMultiplyAdd(a0_8, b1_8, c0_1);
+        var b2_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 16u], 32u);
+        c0_2 = coopMultiplyAdd(a0_8, b2_8, c0_2);
+        var b3_8 = coopLoadT<coop_mat8x8<f16, B>>(&sb[(seg0 * 16u + 8u) * 32u + 24u], 32u);
+        c0_3 = coopMultiplyAdd(a0_8, b3_8, c0_3);
         workgroupBarrier();
     }
     if (!live) {

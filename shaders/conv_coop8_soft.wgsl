@@ -158,38 +158,126 @@ fn coop_m4n4(id: Ids) {
             sb[j] = f16(v);
         }
         workgroupBarrier();
-        soft_mma(&c0_0, 0u, 32u, (seg0 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c0_1, 0u, 32u, (seg0 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c0_2, 0u, 32u, (seg0 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c0_3, 0u, 32u, (seg0 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c1_0, 8u, 32u, (seg1 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c1_1, 8u, 32u, (seg1 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c1_2, 8u, 32u, (seg1 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c1_3, 8u, 32u, (seg1 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c2_0, 16u, 32u, (seg2 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c2_1, 16u, 32u, (seg2 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c2_2, 16u, 32u, (seg2 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c2_3, 16u, 32u, (seg2 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c3_0, 24u, 32u, (seg3 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c3_1, 24u, 32u, (seg3 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c3_2, 24u, 32u, (seg3 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c3_3, 24u, 32u, (seg3 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c0_0, 256u, 32u, (seg0 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c0_1, 256u, 32u, (seg0 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c0_2, 256u, 32u, (seg0 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c0_3, 256u, 32u, (seg0 * 16u + 8u) * 32u + 24u, 32u, li);
-        soft_mma(&c1_0, 264u, 32u, (seg1 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c1_1, 264u, 32u, (seg1 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c1_2, 264u, 32u, (seg1 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c1_3, 264u, 32u, (seg1 * 16u + 8u) * 32u + 24u, 32u, li);
-        soft_mma(&c2_0, 272u, 32u, (seg2 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c2_1, 272u, 32u, (seg2 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c2_2, 272u, 32u, (seg2 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c2_3, 272u, 32u, (seg2 * 16u + 8u) * 32u + 24u, 32u, li);
-        soft_mma(&c3_0, 280u, 32u, (seg3 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c3_1, 280u, 32u, (seg3 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c3_2, 280u, 32u, (seg3 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c3_3, 280u, 32u, (seg3 * 16u + 8u) * 32u + 24u, 32u, li);
+        let a0_0 = 0u;
+        let a1_0 = 8u;
+        let a2_0 = 16u;
+        let a3_0 = 24u;
+        var b0_0 = (seg0 * 16u + 0u) * 32u + 0u;
+        soft_mma(&c0_0, a0_0, 32u, b0_0, 32u, li);
+        if (seg1 != seg0) {
+            b0_0 = (seg1 * 16u + 0u) * 32u + 0u;
+        }
+        soft_mma(&c1_0, a1_0, 32u, b0_0, 32u, li);
+        if (seg2 != seg1) {
+            b0_0 = (seg2 * 16u + 0u) * 32u + 0u;
+        }
+        soft_mma(&c2_0, a2_0, 32u, b0_0, 32u, li);
+        if (seg3 != seg2) {
+            b0_0 = (seg3 * 16u + 0u) * 32u + 0u;
+        }
+        soft_mma(&c3_0, a3_0, 32u, b0_0, 32u, li);
+        var b1_0 = (seg0 * 16u + 0u) * 32u + 8u;
+        soft_mma(&c0_1, a0_0, 32u, b1_0, 32u, li);
+        if (seg1 != seg0) {
+            b1_0 = (seg1 * 16u + 0u) * 32u + 8u;
+        }
+        soft_mma(&c1_1, a1_0, 32u, b1_0, 32u, li);
+        if (seg2 != seg1) {
+            b1_0 = (seg2 * 16u + 0u) * 32u + 8u;
+        }
+        soft_mma(&c2_1, a2_0, 32u, b1_0, 32u, li);
+        if (seg3 != seg2) {
+            b1_0 = (seg3 * 16u + 0u) * 32u + 8u;
+        }
+        soft_mma(&c3_1, a3_0, 32u, b1_0, 32u, li);
+        var b2_0 = (seg0 * 16u + 0u) * 32u + 16u;
+        soft_mma(&c0_2, a0_0, 32u, b2_0, 32u, li);
+        if (seg1 != seg0) {
+            b2_0 = (seg1 * 16u + 0u) * 32u + 16u;
+        }
+        soft_mma(&c1_2, a1_0, 32u, b2_0, 32u, li);
+        if (seg2 != seg1) {
+            b2_0 = (seg2 * 16u + 0u) * 32u + 16u;
+        }
+        soft_mma(&c2_2, a2_0, 32u, b2_0, 32u, li);
+        if (seg3 != seg2) {
+            b2_0 = (seg3 * 16u + 0u) * 32u + 16u;
+        }
+        soft_mma(&c3_2, a3_0, 32u, b2_0, 32u, li);
+        var b3_0 = (seg0 * 16u + 0u) * 32u + 24u;
+        soft_mma(&c0_3, a0_0, 32u, b3_0, 32u, li);
+        if (seg1 != seg0) {
+            b3_0 = (seg1 * 16u + 0u) * 32u + 24u;
+        }
+        soft_mma(&c1_3, a1_0, 32u, b3_0, 32u, li);
+        if (seg2 != seg1) {
+            b3_0 = (seg2 * 16u + 0u) * 32u + 24u;
+        }
+        soft_mma(&c2_3, a2_0, 32u, b3_0, 32u, li);
+        if (seg3 != seg2) {
+            b3_0 = (seg3 * 16u + 0u) * 32u + 24u;
+        }
+        soft_mma(&c3_3, a3_0, 32u, b3_0, 32u, li);
+        let a0_8 = 256u;
+        let a1_8 = 264u;
+        let a2_8 = 272u;
+        let a3_8 = 280u;
+        var b0_8 = (seg0 * 16u + 8u) * 32u + 0u;
+        soft_mma(&c0_0, a0_8, 32u, b0_8, 32u, li);
+        if (seg1 != seg0) {
+            b0_8 = (seg1 * 16u + 8u) * 32u + 0u;
+        }
+        soft_mma(&c1_0, a1_8, 32u, b0_8, 32u, li);
+        if (seg2 != seg1) {
+            b0_8 = (seg2 * 16u + 8u) * 32u + 0u;
+        }
+        soft_mma(&c2_0, a2_8, 32u, b0_8, 32u, li);
+        if (seg3 != seg2) {
+            b0_8 = (seg3 * 16u + 8u) * 32u + 0u;
+        }
+        soft_mma(&c3_0, a3_8, 32u, b0_8, 32u, li);
+        var b1_8 = (seg0 * 16u + 8u) * 32u + 8u;
+        soft_mma(&c0_1, a0_8, 32u, b1_8, 32u, li);
+        if (seg1 != seg0) {
+            b1_8 = (seg1 * 16u + 8u) * 32u + 8u;
+        }
+        soft_mma(&c1_1, a1_8, 32u, b1_8, 32u, li);
+        if (seg2 != seg1) {
+            b1_8 = (seg2 * 16u + 8u) * 32u + 8u;
+        }
+        soft_mma(&c2_1, a2_8, 32u, b1_8, 32u, li);
+        if (seg3 != seg2) {
+            b1_8 = (seg3 * 16u + 8u) * 32u + 8u;
+        }
+        soft_mma(&c3_1, a3_8, 32u, b1_8, 32u, li);
+        var b2_8 = (seg0 * 16u + 8u) * 32u + 16u;
+        soft_mma(&c0_2, a0_8, 32u, b2_8, 32u, li);
+        if (seg1 != seg0) {
+            b2_8 = (seg1 * 16u + 8u) * 32u + 16u;
+        }
+        soft_mma(&c1_2, a1_8, 32u, b2_8, 32u, li);
+        if (seg2 != seg1) {
+            b2_8 = (seg2 * 16u + 8u) * 32u + 16u;
+        }
+        soft_mma(&c2_2, a2_8, 32u, b2_8, 32u, li);
+        if (seg3 != seg2) {
+            b2_8 = (seg3 * 16u + 8u) * 32u + 16u;
+        }
+        soft_mma(&c3_2, a3_8, 32u, b2_8, 32u, li);
+        var b3_8 = (seg0 * 16u + 8u) * 32u + 24u;
+        soft_mma(&c0_3, a0_8, 32u, b3_8, 32u, li);
+        if (seg1 != seg0) {
+            b3_8 = (seg1 * 16u + 8u) * 32u + 24u;
+        }
+        soft_mma(&c1_3, a1_8, 32u, b3_8, 32u, li);
+        if (seg2 != seg1) {
+            b3_8 = (seg2 * 16u + 8u) * 32u + 24u;
+        }
+        soft_mma(&c2_3, a2_8, 32u, b3_8, 32u, li);
+        if (seg3 != seg2) {
+            b3_8 = (seg3 * 16u + 8u) * 32u + 24u;
+        }
+        soft_mma(&c3_3, a3_8, 32u, b3_8, 32u, li);
         workgroupBarrier();
     }
     if (!live) {
@@ -515,22 +603,58 @@ fn coop_m2n4(id: Ids) {
             sb[j] = f16(v);
         }
         workgroupBarrier();
-        soft_mma(&c0_0, 0u, 16u, (seg0 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c0_1, 0u, 16u, (seg0 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c0_2, 0u, 16u, (seg0 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c0_3, 0u, 16u, (seg0 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c1_0, 8u, 16u, (seg1 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c1_1, 8u, 16u, (seg1 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c1_2, 8u, 16u, (seg1 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c1_3, 8u, 16u, (seg1 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c0_0, 128u, 16u, (seg0 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c0_1, 128u, 16u, (seg0 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c0_2, 128u, 16u, (seg0 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c0_3, 128u, 16u, (seg0 * 16u + 8u) * 32u + 24u, 32u, li);
-        soft_mma(&c1_0, 136u, 16u, (seg1 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c1_1, 136u, 16u, (seg1 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c1_2, 136u, 16u, (seg1 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c1_3, 136u, 16u, (seg1 * 16u + 8u) * 32u + 24u, 32u, li);
+        let a0_0 = 0u;
+        let a1_0 = 8u;
+        var b0_0 = (seg0 * 16u + 0u) * 32u + 0u;
+        soft_mma(&c0_0, a0_0, 16u, b0_0, 32u, li);
+        if (seg1 != seg0) {
+            b0_0 = (seg1 * 16u + 0u) * 32u + 0u;
+        }
+        soft_mma(&c1_0, a1_0, 16u, b0_0, 32u, li);
+        var b1_0 = (seg0 * 16u + 0u) * 32u + 8u;
+        soft_mma(&c0_1, a0_0, 16u, b1_0, 32u, li);
+        if (seg1 != seg0) {
+            b1_0 = (seg1 * 16u + 0u) * 32u + 8u;
+        }
+        soft_mma(&c1_1, a1_0, 16u, b1_0, 32u, li);
+        var b2_0 = (seg0 * 16u + 0u) * 32u + 16u;
+        soft_mma(&c0_2, a0_0, 16u, b2_0, 32u, li);
+        if (seg1 != seg0) {
+            b2_0 = (seg1 * 16u + 0u) * 32u + 16u;
+        }
+        soft_mma(&c1_2, a1_0, 16u, b2_0, 32u, li);
+        var b3_0 = (seg0 * 16u + 0u) * 32u + 24u;
+        soft_mma(&c0_3, a0_0, 16u, b3_0, 32u, li);
+        if (seg1 != seg0) {
+            b3_0 = (seg1 * 16u + 0u) * 32u + 24u;
+        }
+        soft_mma(&c1_3, a1_0, 16u, b3_0, 32u, li);
+        let a0_8 = 128u;
+        let a1_8 = 136u;
+        var b0_8 = (seg0 * 16u + 8u) * 32u + 0u;
+        soft_mma(&c0_0, a0_8, 16u, b0_8, 32u, li);
+        if (seg1 != seg0) {
+            b0_8 = (seg1 * 16u + 8u) * 32u + 0u;
+        }
+        soft_mma(&c1_0, a1_8, 16u, b0_8, 32u, li);
+        var b1_8 = (seg0 * 16u + 8u) * 32u + 8u;
+        soft_mma(&c0_1, a0_8, 16u, b1_8, 32u, li);
+        if (seg1 != seg0) {
+            b1_8 = (seg1 * 16u + 8u) * 32u + 8u;
+        }
+        soft_mma(&c1_1, a1_8, 16u, b1_8, 32u, li);
+        var b2_8 = (seg0 * 16u + 8u) * 32u + 16u;
+        soft_mma(&c0_2, a0_8, 16u, b2_8, 32u, li);
+        if (seg1 != seg0) {
+            b2_8 = (seg1 * 16u + 8u) * 32u + 16u;
+        }
+        soft_mma(&c1_2, a1_8, 16u, b2_8, 32u, li);
+        var b3_8 = (seg0 * 16u + 8u) * 32u + 24u;
+        soft_mma(&c0_3, a0_8, 16u, b3_8, 32u, li);
+        if (seg1 != seg0) {
+            b3_8 = (seg1 * 16u + 8u) * 32u + 24u;
+        }
+        soft_mma(&c1_3, a1_8, 16u, b3_8, 32u, li);
         workgroupBarrier();
     }
     if (!live) {
@@ -723,14 +847,24 @@ fn coop_m1n4(id: Ids) {
             sb[j] = f16(v);
         }
         workgroupBarrier();
-        soft_mma(&c0_0, 0u, 8u, (seg0 * 16u + 0u) * 32u + 0u, 32u, li);
-        soft_mma(&c0_1, 0u, 8u, (seg0 * 16u + 0u) * 32u + 8u, 32u, li);
-        soft_mma(&c0_2, 0u, 8u, (seg0 * 16u + 0u) * 32u + 16u, 32u, li);
-        soft_mma(&c0_3, 0u, 8u, (seg0 * 16u + 0u) * 32u + 24u, 32u, li);
-        soft_mma(&c0_0, 64u, 8u, (seg0 * 16u + 8u) * 32u + 0u, 32u, li);
-        soft_mma(&c0_1, 64u, 8u, (seg0 * 16u + 8u) * 32u + 8u, 32u, li);
-        soft_mma(&c0_2, 64u, 8u, (seg0 * 16u + 8u) * 32u + 16u, 32u, li);
-        soft_mma(&c0_3, 64u, 8u, (seg0 * 16u + 8u) * 32u + 24u, 32u, li);
+        let a0_0 = 0u;
+        var b0_0 = (seg0 * 16u + 0u) * 32u + 0u;
+        soft_mma(&c0_0, a0_0, 8u, b0_0, 32u, li);
+        var b1_0 = (seg0 * 16u + 0u) * 32u + 8u;
+        soft_mma(&c0_1, a0_0, 8u, b1_0, 32u, li);
+        var b2_0 = (seg0 * 16u + 0u) * 32u + 16u;
+        soft_mma(&c0_2, a0_0, 8u, b2_0, 32u, li);
+        var b3_0 = (seg0 * 16u + 0u) * 32u + 24u;
+        soft_mma(&c0_3, a0_0, 8u, b3_0, 32u, li);
+        let a0_8 = 64u;
+        var b0_8 = (seg0 * 16u + 8u) * 32u + 0u;
+        soft_mma(&c0_0, a0_8, 8u, b0_8, 32u, li);
+        var b1_8 = (seg0 * 16u + 8u) * 32u + 8u;
+        soft_mma(&c0_1, a0_8, 8u, b1_8, 32u, li);
+        var b2_8 = (seg0 * 16u + 8u) * 32u + 16u;
+        soft_mma(&c0_2, a0_8, 8u, b2_8, 32u, li);
+        var b3_8 = (seg0 * 16u + 8u) * 32u + 24u;
+        soft_mma(&c0_3, a0_8, 8u, b3_8, 32u, li);
         workgroupBarrier();
     }
     if (!live) {

@@ -296,6 +296,11 @@ fn the_cli_says_when_activations_stay_f32() {
     };
     let half = infer("discrete", &[]);
     assert!(half.contains("; activations f16"), "{half}");
+    // Lavapipe has no tensor cores: the line says so (a GPU with them counts its layers).
+    assert!(
+        half.contains("; no cooperative matrices on this adapter"),
+        "{half}"
+    );
     let full = infer("cpu", &["--fast-kernels"]);
     assert!(
         full.contains("activations stay f32") && full.contains("reads f32 activations only"),

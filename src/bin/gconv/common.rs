@@ -236,9 +236,17 @@ pub fn precision_notice(model: &mut gconv::Model, p: gconv::Precision, batch: us
             Ok((_, Some(why))) => format!("activations stay f32 ({why})"),
             _ => "activations f32".to_string(),
         };
+        // The tensor-core tier: how many convolutions run on it, or that there is none.
+        let on_matrices = m.kernels(batch).map_or(0, |k| {
+            k.iter().filter(|(_, name)| name.contains("coop_")).count()
+        });
+        let matrices = match m.context().cooperative_matrix {
+            Some(s) => format!("{on_matrices} convolutions on {s}×{s} cooperative matrices"),
+            None => "no cooperative matrices on this adapter".to_string(),
+        };
         eprintln!(
             "precision f16: weights of {half_convs} of {convs} convolutions and {half_fcs} of \
-             {fcs} fully connected layers (the others' kernels read f32); {acts}"
+             {fcs} fully connected layers (the others' kernels read f32); {acts}; {matrices}"
         );
     }
 }

@@ -249,33 +249,47 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
     l(s, "            sb[j] = f16(v);");
     l(s, "        }");
     l(s, "        workgroupBarrier();");
+    // Per K step of S: each block row's A once; each block column's B once per segment
+    // (dense layers: once), reloaded only where the next block row's segment differs.
     for kq in (0..BK).step_by(size) {
         for i in 0..mb {
-            let a_off = format!("{}u", kq * bm + i * size);
-            if mma == Mma::Hardware {
+            let a_off = kq * bm + i * size;
+            match mma {
+                Mma::Hardware => l(
+                    s,
+                    &format!("        let a{i}_{kq} = coopLoad<{a_ty}>(&sa[{a_off}u], {bm}u);"),
+                ),
+                Mma::Soft => l(s, &format!("        let a{i}_{kq} = {a_off}u;")),
+            }
+        }
+        for j in 0..nb {
+            let b = format!("b{j}_{kq}");
+            for i in 0..mb {
+                let off = format!("(seg{i} * {BK}u + {kq}u) * {bn}u + {}u", j * size);
+                let load = match mma {
+                    Mma::Hardware => format!("coopLoadT<{b_ty}>(&sb[{off}], {bn}u)"),
+                    Mma::Soft => off,
+                };
+                if i == 0 {
+                    l(s, &format!("        var {b} = {load};"));
+                } else {
+                    l(s, &format!("        if (seg{i} != seg{}) {{", i - 1));
+                    l(s, &format!("            {b} = {load};"));
+                    l(s, "        }");
+                }
                 l(
                     s,
-                    &format!("        let a{i}_{kq} = coopLoad<{a_ty}>(&sa[{a_off}], {bm}u);"),
+                    &match mma {
+                        Mma::Hardware => {
+                            format!("        c{i}_{j} = coopMultiplyAdd(a{i}_{kq}, {b}, c{i}_{j});")
+                        }
+                        Mma::Soft => {
+                            format!(
+                                "        soft_mma(&c{i}_{j}, a{i}_{kq}, {bm}u, {b}, {bn}u, li);"
+                            )
+                        }
+                    },
                 );
-            }
-            for j in 0..nb {
-                let b_off = format!("(seg{i} * {BK}u + {kq}u) * {bn}u + {}u", j * size);
-                match mma {
-                    Mma::Hardware => {
-                        l(
-                            s,
-                            &format!(
-                                "        c{i}_{j} = coopMultiplyAdd(a{i}_{kq}, coopLoadT<{b_ty}>(&sb[{b_off}], {bn}u), c{i}_{j});"
-                            ),
-                        );
-                    }
-                    Mma::Soft => l(
-                        s,
-                        &format!(
-                            "        soft_mma(&c{i}_{j}, {a_off}, {bm}u, {b_off}, {bn}u, li);"
-                        ),
-                    ),
-                }
             }
         }
     }
