@@ -341,3 +341,54 @@ fn a_whole_model_on_the_soft_twin_keeps_f16_activations_and_matches_the_cpu() {
         Tolerance::F16_MODEL,
     );
 }
+
+/// Which adapters the tier opens a device for: square f16 × f16 + f32 shapes, 16 preferred
+/// over 8, with `SHADER_F16` and 32-wide subgroups only (what NVIDIA's Vulkan driver and
+/// Metal report would get 16 and 8; an AMD adapter with 32–64-wide subgroups, an f16 → f16
+/// shape only or a rectangular one get none).
+#[test]
+fn the_cooperative_matrix_size_follows_the_adapters_report() {
+    use gconv::gpu::context::cooperative_size_of;
+    use wgpu::{CooperativeMatrixProperties as Shape, CooperativeScalarType as T, Features};
+    let shape = |m: u32, n: u32, k: u32, ab: T, cr: T| Shape {
+        m_size: m,
+        n_size: n,
+        k_size: k,
+        ab_type: ab,
+        cr_type: cr,
+        saturating_accumulation: false,
+    };
+    let all = Features::EXPERIMENTAL_COOPERATIVE_MATRIX | Features::SHADER_F16;
+    let nvidia = [
+        shape(16, 8, 16, T::F16, T::F32),
+        shape(16, 16, 16, T::F16, T::F16),
+        shape(16, 16, 16, T::F16, T::F32),
+        shape(8, 8, 8, T::F16, T::F32),
+    ];
+    let metal = [
+        shape(8, 8, 8, T::F32, T::F32),
+        shape(8, 8, 8, T::F16, T::F16),
+        shape(8, 8, 8, T::F16, T::F32),
+    ];
+    assert_eq!(cooperative_size_of(all, [32, 32], &nvidia), Some(16));
+    assert_eq!(cooperative_size_of(all, [32, 32], &metal), Some(8));
+    assert_eq!(
+        cooperative_size_of(all, [32, 64], &nvidia),
+        None,
+        "64-wide subgroups"
+    );
+    assert_eq!(cooperative_size_of(all, [8, 8], &nvidia), None);
+    let no_f16 = Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    assert_eq!(cooperative_size_of(no_f16, [32, 32], &nvidia), None);
+    assert_eq!(
+        cooperative_size_of(Features::SHADER_F16, [32, 32], &nvidia),
+        None
+    );
+    let odd = [
+        shape(16, 8, 16, T::F16, T::F32),
+        shape(16, 16, 16, T::F16, T::F16),
+        shape(8, 8, 8, T::F32, T::F32),
+    ];
+    assert_eq!(cooperative_size_of(all, [32, 32], &odd), None);
+    assert_eq!(cooperative_size_of(all, [32, 32], &[]), None);
+}

@@ -443,25 +443,36 @@ pub fn run_dispatches(ctx: &GpuContext, dispatches: &[super::Dispatch]) -> Resul
     Ok(())
 }
 
-/// The cooperative-matrix size `conv_coop` can use on `adapter`: 16 or 8 where it reports
-/// square `S × S × S` matrices of f16 operands and f32 accumulators (16 preferred: NVIDIA's
-/// and AMD's Vulkan drivers; Metal has 8), `SHADER_F16`, and subgroups of exactly 32 (a
-/// `conv_coop` workgroup is one subgroup of 32 invocations, so its matrix operations are
-/// subgroup-uniform; an adapter that may run it on 64-wide subgroups is left out). `None`
-/// elsewhere, and with `GCONV_COOPERATIVE_MATRIX=off` (A/B runs).
+/// The cooperative-matrix size `conv_coop` can use on `adapter` ([`cooperative_size_of`]
+/// of its features, subgroup sizes and matrix shapes); `None` with
+/// `GCONV_COOPERATIVE_MATRIX=off` (A/B runs).
 pub fn cooperative_matrix_size(adapter: &wgpu::Adapter) -> Option<u32> {
     if std::env::var("GCONV_COOPERATIVE_MATRIX").is_ok_and(|v| v.trim() == "off") {
         return None;
     }
-    let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
     let info = adapter.get_info();
-    if !adapter.features().contains(need)
-        || info.subgroup_min_size != 32
-        || info.subgroup_max_size != 32
-    {
+    cooperative_size_of(
+        adapter.features(),
+        [info.subgroup_min_size, info.subgroup_max_size],
+        &adapter.cooperative_matrix_properties(),
+    )
+}
+
+/// 16 or 8 where an adapter with `features`, subgroups of `[min, max]` invocations and
+/// cooperative-matrix `shapes` reports square `S × S × S` matrices of f16 operands and f32
+/// accumulators (16 preferred: NVIDIA's and AMD's Vulkan drivers; Metal has 8), has
+/// `SHADER_F16`, and runs subgroups of exactly 32 (a `conv_coop` workgroup is one subgroup of
+/// 32 invocations, so its matrix operations are subgroup-uniform; an adapter that may run it
+/// on 64-wide subgroups is left out). `None` elsewhere.
+pub fn cooperative_size_of(
+    features: wgpu::Features,
+    [min, max]: [u32; 2],
+    shapes: &[wgpu::CooperativeMatrixProperties],
+) -> Option<u32> {
+    let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+    if !features.contains(need) || min != 32 || max != 32 {
         return None;
     }
-    let shapes = adapter.cooperative_matrix_properties();
     [16, 8].into_iter().find(|&s| {
         shapes.iter().any(|p| {
             p.m_size == s
