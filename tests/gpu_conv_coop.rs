@@ -392,3 +392,42 @@ fn the_cooperative_matrix_size_follows_the_adapters_report() {
     assert_eq!(cooperative_size_of(all, [32, 32], &odd), None);
     assert_eq!(cooperative_size_of(all, [32, 32], &[]), None);
 }
+
+/// A device that reports cooperative matrices but does not compile `conv_coop`'s shader
+/// (wgpu's support is experimental) runs `conv_igemm` on f16 weights instead of failing the
+/// load. Played on lavapipe by a context that claims 16 × 16 matrices it was not opened with:
+/// the probe fails, the layers fall back, the output is the f16 one.
+#[test]
+fn a_device_that_rejects_the_shader_falls_back_to_conv_igemm() {
+    use gconv::gpu::kernels::conv_coop::hardware_compiles;
+    use gconv::gpu::GpuContext;
+    let Some(_) = common::gpu() else { return };
+    let _g = common::serial();
+    let _class = common::force_class("discrete");
+    let mut ctx = GpuContext::new().unwrap();
+    assert_eq!(ctx.cooperative_matrix, None);
+    ctx.cooperative_matrix = Some(16);
+    let ctx = std::sync::Arc::new(ctx);
+    let why = hardware_compiles(&ctx, 16).unwrap_err();
+    assert!(why.contains("conv_coop16"), "{why}");
+    assert_eq!(
+        ctx.check().map_err(|e| e.to_string()),
+        Ok(()),
+        "the probe's error was caught"
+    );
+    let dense = Conv2dSpec::square(24, 40, 3, 1, 1).bias(true);
+    let g = graph(Op::Conv2d(dense), [24, 9, 11]);
+    let w = Weights::random_for_tests(&g, 1);
+    let x = input(&[2, 24, 9, 11], 2);
+    let want = cpu::run_graph(&g, &w, &x).unwrap();
+    let forced = KernelChoice::new().with_precision(Precision::F16);
+    let mut m = GpuModel::with_choice(ctx.clone(), g, &w, forced).unwrap();
+    assert_eq!(m.f16_convs(), [1, 1]);
+    let labels = m.dispatch_labels(2).unwrap().join(" ");
+    assert!(
+        labels.contains("[conv_igemm_f16") && !labels.contains("coop"),
+        "{labels}"
+    );
+    let got = m.run(&x).unwrap();
+    assert_close("fallback", got.data(), want.data(), Tolerance::F16_OP);
+}

@@ -13,17 +13,19 @@
 //! without cooperative matrices.
 
 use super::conv_igemm::{forward_on, plan::slots, IgemmConv, IgemmConvGpu, IgemmIo};
-use super::conv_igemm::{IgemmParams, IgemmTile, IgemmWeight};
+use super::conv_igemm::{IgemmParams, IgemmTile, IgemmWeight, CONV_IGEMM};
 use super::{Arg, Call, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::codegen::conv_coop::{CoopTile, BK, COOP_TILES, LANES};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, PipelineKey};
 use crate::gpu::declare::ShaderSpec;
 use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
 use crate::gpu::family::{Family, PreparedConv};
 use crate::gpu::geometry::ConvGeom;
 use crate::gpu::kernels::conv_fast::FastSeg;
 use crate::gpu::precision::Precision;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 macro_rules! coop_shader {
     ($(#[$meta:meta])* $spec:ident = $file:literal, $args:ident, [$($enable:ident),*]) => {
@@ -146,6 +148,40 @@ pub fn plan(op: ConvOp<'_>, size: u32, tile: Option<CoopTile>) -> Result<IgemmCo
     Ok(p.with_k_step(BK))
 }
 
+/// Whether `ctx`'s device compiles `conv_coop`'s hardware shader of `size` (its smallest
+/// tile, probed once per adapter and size). wgpu's cooperative matrices are experimental: a
+/// driver that reports them but rejects the shader gets `conv_igemm` instead (f16 weights,
+/// f32 multiply-adds) and a one-line warning, not a model that fails to load.
+pub fn hardware_compiles(ctx: &GpuContext, size: u32) -> std::result::Result<(), String> {
+    type Probes = Mutex<HashMap<(String, u32), std::result::Result<(), String>>>;
+    static PROBES: OnceLock<Probes> = OnceLock::new();
+    let key = (ctx.describe(), size);
+    let mut probes = PROBES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = probes.get(&key) {
+        return r.clone();
+    }
+    let shader = CONV_COOP.shader(size);
+    let probe = PipelineKey {
+        shader,
+        entry: COOP_TILES[COOP_TILES.len() - 1].name,
+        constants: Vec::new(),
+    };
+    let r = ctx.pipeline(&probe).map(|_| ()).map_err(|e| e.to_string());
+    if let Err(why) = &r {
+        log::warn!(
+            "{} reports {size}×{size} cooperative matrices but does not compile {}: {why}; \
+             its convolutions run conv_igemm (f16 weights, f32 multiply-adds)",
+            ctx.info.name,
+            shader.name
+        );
+    }
+    probes.insert(key, r.clone());
+    r
+}
+
 impl ConvCoop {
     /// The shader of matrix size `size`.
     fn shader(&self, size: u32) -> &'static ShaderSpec {
@@ -227,6 +263,13 @@ impl ConvForward for ConvCoop {
         let (size, tile) = self.pick(&a, variant).ok_or_else(|| {
             Error::shape(name, format!("{} cannot run on this adapter", self.name()))
         })?;
+        if !self.soft && hardware_compiles(ctx, size).is_err() {
+            let half = ConvLayer {
+                precision: Precision::F16,
+                ..*layer
+            };
+            return CONV_IGEMM.prepare(ctx, &half, None);
+        }
         let p = plan(layer.op, size, tile)?;
         // The operands are halves whatever the model asks: the weights are stored so.
         let mut packed = p
@@ -259,6 +302,9 @@ impl ConvForward for ConvCoop {
         let (size, tile) = self
             .pick(&a, variant)
             .ok_or_else(|| Error::shape(run.label, format!("{} cannot run here", self.name())))?;
+        if !self.soft && hardware_compiles(ctx, size).is_err() {
+            return CONV_IGEMM.forward(ctx, run, None, scratch);
+        }
         let weight = run
             .weight
             .clone()
