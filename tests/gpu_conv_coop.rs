@@ -33,14 +33,10 @@ fn soft(variant: &str) -> ConvKernel {
     choice::conv_named(&format!("conv_coop_soft[{variant}]")).unwrap()
 }
 
-const VARIANTS: [&str; 6] = [
-    "16_coop_m4n4",
-    "16_coop_m2n4",
-    "16_coop_m1n4",
-    "8_coop_m4n4",
-    "8_coop_m2n4",
-    "8_coop_m1n4",
-];
+/// Every variant: each matrix size × each tile (`16_coop_m4n4` … `8_coop_m1n4`).
+fn variants() -> &'static [&'static str] {
+    CONV_COOP_SOFT.variants()
+}
 
 /// `op` (then ReLU6) with `kernel` forced, weights prepared at load, against the CPU on the
 /// f16-rounded weights and input: what is left is summation order, so the f32 tolerance.
@@ -99,8 +95,9 @@ fn every_soft_variant_matches_the_cpu_on_every_kind_of_layer() {
         // Uneven index-addressed groups (exported FLGC), one without inputs or filters.
         (Op::GroupedConvTable(uneven_table()), [10, 8, 9]),
     ];
+    assert_eq!(variants().len(), 6, "2 sizes × 3 tiles: {:?}", variants());
     for (op, chw) in layers {
-        for v in VARIANTS {
+        for &v in variants() {
             for batch in [1, 3] {
                 check(op.clone(), chw, batch, soft(v), "1");
             }
@@ -174,7 +171,7 @@ proptest! {
         let n = if gsel == 4 { g } else { ng * g };
         let spec = Conv2dSpec::square(c, n, k, s, pad.min(k / 2)).groups(g).bias(bias);
         prop_assume!(spec.out_hw(h, w).is_some());
-        check(Op::Conv2d(spec), [c, h, w], batch, soft(VARIANTS[v]), "1");
+        check(Op::Conv2d(spec), [c, h, w], batch, soft(variants()[v]), "1");
     }
 }
 
@@ -274,7 +271,7 @@ fn hardware_coop_matches_the_cpu_where_the_adapter_has_it() {
     match ctx.cooperative_matrix {
         Some(size) => {
             let prefix = format!("{size}_");
-            for v in VARIANTS.iter().filter(|v| v.starts_with(&prefix)) {
+            for v in variants().iter().filter(|v| v.starts_with(&prefix)) {
                 let k = choice::conv_named(&format!("conv_coop[{v}]")).unwrap();
                 check(dense.clone(), [24, 9, 11], 3, k, "1");
                 check(Op::GroupedConvTable(uneven_table()), [10, 8, 9], 1, k, "1");

@@ -7,7 +7,7 @@
 use super::{Adapter, Family};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
-use crate::gpu::geometry::ConvShape;
+use crate::gpu::geometry::{ConvGeom, ConvShape};
 use crate::gpu::launch::{Arg, Call, Scratch};
 use crate::gpu::precision::Precision;
 use crate::graph::{Conv2dSpec, GroupedConvTable};
@@ -74,6 +74,13 @@ impl ConvProblem {
             batch: self.batch,
             in_hw: self.in_hw,
         }
+    }
+
+    /// A depthwise convolution: one filter per group reading one channel (a GEMM of rank 1
+    /// per group, bandwidth-bound: `conv_dw`'s, not the implicit GEMMs').
+    pub fn is_depthwise(&self) -> bool {
+        let g = self.spec.groups.max(1);
+        !self.table && self.spec.in_channels == g && self.spec.out_channels == g
     }
 
     /// The average number of filters of the non-empty groups.
@@ -147,6 +154,15 @@ pub struct ConvRun<'a> {
 }
 
 impl ConvRun<'_> {
+    /// Batch, input size and fused activation, as the implicit-GEMM launchers take them.
+    pub fn geom(&self) -> ConvGeom {
+        ConvGeom {
+            batch: self.batch,
+            in_hw: self.in_hw,
+            act: self.act,
+        }
+    }
+
     /// The geometry as the launchers take it.
     pub fn shape(&self) -> ConvShape<'_> {
         ConvShape {

@@ -21,7 +21,6 @@ use crate::gpu::context::{GpuContext, PipelineKey};
 use crate::gpu::declare::ShaderSpec;
 use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
 use crate::gpu::family::{Family, PreparedConv};
-use crate::gpu::geometry::ConvGeom;
 use crate::gpu::kernels::conv_fast::FastSeg;
 use crate::gpu::precision::Precision;
 use std::collections::HashMap;
@@ -225,9 +224,7 @@ impl ConvForward for ConvCoop {
     /// A model stored as halves on a device with cooperative matrices, every layer but
     /// depthwise ones (`conv_dw`'s, bandwidth-bound).
     fn prefers(&self, p: &ConvProblem, a: &Adapter) -> bool {
-        let g = p.spec.groups.max(1);
-        let depthwise = !p.table && p.spec.in_channels == g && p.spec.out_channels == g;
-        !self.soft && p.half_weights && !depthwise && self.can_run(p, a, None)
+        !self.soft && p.half_weights && !p.is_depthwise() && self.can_run(p, a, None)
     }
 
     fn can_run(&self, p: &ConvProblem, a: &Adapter, variant: Option<u16>) -> bool {
@@ -317,15 +314,7 @@ impl ConvForward for ConvCoop {
             bias: run.bias.clone(),
         };
         let at = (&layer, slots(a.compute_units), Some(self.shader(size)));
-        forward_on(ctx, run.label, at, io, geom(&run), scratch)
-    }
-}
-
-fn geom(run: &ConvRun<'_>) -> ConvGeom {
-    ConvGeom {
-        batch: run.batch,
-        in_hw: run.in_hw,
-        act: run.act,
+        forward_on(ctx, run.label, at, io, run.geom(), scratch)
     }
 }
 
@@ -354,7 +343,7 @@ impl PreparedConv for CoopPrepared {
             bias: self.bias.as_ref().map(Arg::whole),
         };
         let at = (&self.layer, self.slots, Some(self.shader));
-        forward_on(ctx, run.label, at, io, geom(&run), scratch)
+        forward_on(ctx, run.label, at, io, run.geom(), scratch)
     }
 
     fn bytes(&self) -> u64 {

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
 use crate::gpu::family::{Family, PreparedConv};
-use crate::gpu::geometry::ConvGeom;
 use crate::gpu::launch::{Arg, Call, Scratch};
 
 /// The `conv_fast` family.
@@ -127,15 +126,7 @@ impl ConvForward for ConvFast {
             weight: Weight::Natural(weight),
             bias: run.bias.clone(),
         };
-        forward(ctx, run.label, &layer, io, geom(&run), scratch)
-    }
-}
-
-fn geom(run: &ConvRun<'_>) -> ConvGeom {
-    ConvGeom {
-        batch: run.batch,
-        in_hw: run.in_hw,
-        act: run.act,
+        forward(ctx, run.label, &layer, io, run.geom(), scratch)
     }
 }
 
@@ -161,7 +152,7 @@ impl PreparedConv for FastPrepared {
             weight: Weight::Packed(Arg::whole(&self.weight)),
             bias: Some(Arg::whole(&self.bias)),
         };
-        forward(ctx, run.label, &self.layer, io, geom(&run), scratch)
+        forward(ctx, run.label, &self.layer, io, run.geom(), scratch)
     }
 
     fn bytes(&self) -> u64 {

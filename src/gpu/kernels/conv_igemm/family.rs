@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::family::{Adapter, ConvForward, ConvLayer, ConvOp, ConvProblem, ConvRun};
 use crate::gpu::family::{Family, PreparedConv};
-use crate::gpu::geometry::ConvGeom;
 use crate::gpu::launch::{Arg, Call, Scratch};
 use crate::gpu::precision::Precision;
 
@@ -47,14 +46,6 @@ fn fits(a: &Adapter) -> bool {
     a.workgroup_storage >= WORKGROUP_BYTES && a.invocations >= 256
 }
 
-fn geom(run: &ConvRun<'_>) -> ConvGeom {
-    ConvGeom {
-        batch: run.batch,
-        in_hw: run.in_hw,
-        act: run.act,
-    }
-}
-
 impl Family for ConvIgemm {
     fn name(&self) -> &'static str {
         "conv_igemm"
@@ -69,9 +60,7 @@ impl ConvForward for ConvIgemm {
     /// Everything but depthwise convolutions (one filter per group reading one channel:
     /// a GEMM of rank 1 per group, bandwidth-bound, `conv_dw`'s).
     fn prefers(&self, p: &ConvProblem, a: &Adapter) -> bool {
-        let g = p.spec.groups.max(1);
-        let depthwise = !p.table && p.spec.in_channels == g && p.spec.out_channels == g;
-        !depthwise && self.can_run(p, a, None)
+        !p.is_depthwise() && self.can_run(p, a, None)
     }
 
     fn can_run(&self, _: &ConvProblem, a: &Adapter, variant: Option<u16>) -> bool {
@@ -148,7 +137,7 @@ impl ConvForward for ConvIgemm {
             bias: run.bias.clone(),
         };
         let slots = slots(Adapter::of(ctx).compute_units);
-        forward(ctx, run.label, (&layer, slots), io, geom(&run), scratch)
+        forward(ctx, run.label, (&layer, slots), io, run.geom(), scratch)
     }
 }
 
@@ -184,7 +173,7 @@ impl PreparedConv for IgemmPrepared {
             run.label,
             (&self.layer, self.slots),
             io,
-            geom(&run),
+            run.geom(),
             scratch,
         )
     }
