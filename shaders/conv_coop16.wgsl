@@ -77,6 +77,18 @@ fn coop_m4n4(id: Ids) {
     let steps = (kend - kbeg + 15u) / 16u;
     let w_base = segs[tile_m * p.s].w_off / 4u;
     let plane = p.geom.oh * p.geom.ow;
+    let pn0 = tile_n * 64u + li + 0u;
+    let pb0 = pn0 / plane;
+    let pp0 = pn0 - pb0 * plane;
+    let poy0 = pp0 / p.geom.ow;
+    let pox0 = pp0 - poy0 * p.geom.ow;
+    let pin0 = pn0 < p.npix;
+    let pn1 = tile_n * 64u + li + 32u;
+    let pb1 = pn1 / plane;
+    let pp1 = pn1 - pb1 * plane;
+    let poy1 = pp1 / p.geom.ow;
+    let pox1 = pp1 - poy1 * p.geom.ow;
+    let pin1 = pn1 < p.npix;
     let seg0 = min(0u / p.ms, p.s - 1u);
     var c0_0 = coop_mat16x16<f32, C>();
     var c0_1 = coop_mat16x16<f32, C>();
@@ -115,20 +127,22 @@ fn coop_m4n4(id: Ids) {
             sa[o + 2u] = f16(hi.x);
             sa[o + 3u] = f16(hi.y);
         }
-        // The segments' im2col rows, lanes along the pixels.
-        for (var j = li; j < p.s * 16u * 64u; j += 32u) {
-            let r = j / 64u;
-            let n = tile_n * 64u + j - r * 64u;
+        // The segments' im2col rows, lanes along the pixels (each its own columns).
+        for (var r = 0u; r < p.s * 16u; r++) {
             let sj = r / 16u;
             let kk = r - sj * 16u;
-            var v = 0.0;
-            if (n < p.npix && k0 + kk < kend) {
-                let b = n / plane;
-                let pix = n - b * plane;
-                let oy = pix / p.geom.ow;
-                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);
+            let sg = segs[tile_m * p.s + sj];
+            let live_k = k0 + kk < kend;
+            var v0 = 0.0;
+            if (pin0 && live_k) {
+                v0 = im2col(sg, k0 + kk, pb0, poy0, pox0);
             }
-            sb[j] = f16(v);
+            sb[r * 64u + li + 0u] = f16(v0);
+            var v1 = 0.0;
+            if (pin1 && live_k) {
+                v1 = im2col(sg, k0 + kk, pb1, poy1, pox1);
+            }
+            sb[r * 64u + li + 32u] = f16(v1);
         }
         workgroupBarrier();
         let a0_0 = coopLoad<coop_mat16x16<f16, A>>(&sa[0u], 64u);
@@ -472,6 +486,18 @@ fn coop_m2n4(id: Ids) {
     let steps = (kend - kbeg + 15u) / 16u;
     let w_base = segs[tile_m * p.s].w_off / 4u;
     let plane = p.geom.oh * p.geom.ow;
+    let pn0 = tile_n * 64u + li + 0u;
+    let pb0 = pn0 / plane;
+    let pp0 = pn0 - pb0 * plane;
+    let poy0 = pp0 / p.geom.ow;
+    let pox0 = pp0 - poy0 * p.geom.ow;
+    let pin0 = pn0 < p.npix;
+    let pn1 = tile_n * 64u + li + 32u;
+    let pb1 = pn1 / plane;
+    let pp1 = pn1 - pb1 * plane;
+    let poy1 = pp1 / p.geom.ow;
+    let pox1 = pp1 - poy1 * p.geom.ow;
+    let pin1 = pn1 < p.npix;
     let seg0 = min(0u / p.ms, p.s - 1u);
     var c0_0 = coop_mat16x16<f32, C>();
     var c0_1 = coop_mat16x16<f32, C>();
@@ -500,20 +526,22 @@ fn coop_m2n4(id: Ids) {
             sa[o + 2u] = f16(hi.x);
             sa[o + 3u] = f16(hi.y);
         }
-        // The segments' im2col rows, lanes along the pixels.
-        for (var j = li; j < p.s * 16u * 64u; j += 32u) {
-            let r = j / 64u;
-            let n = tile_n * 64u + j - r * 64u;
+        // The segments' im2col rows, lanes along the pixels (each its own columns).
+        for (var r = 0u; r < p.s * 16u; r++) {
             let sj = r / 16u;
             let kk = r - sj * 16u;
-            var v = 0.0;
-            if (n < p.npix && k0 + kk < kend) {
-                let b = n / plane;
-                let pix = n - b * plane;
-                let oy = pix / p.geom.ow;
-                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);
+            let sg = segs[tile_m * p.s + sj];
+            let live_k = k0 + kk < kend;
+            var v0 = 0.0;
+            if (pin0 && live_k) {
+                v0 = im2col(sg, k0 + kk, pb0, poy0, pox0);
             }
-            sb[j] = f16(v);
+            sb[r * 64u + li + 0u] = f16(v0);
+            var v1 = 0.0;
+            if (pin1 && live_k) {
+                v1 = im2col(sg, k0 + kk, pb1, poy1, pox1);
+            }
+            sb[r * 64u + li + 32u] = f16(v1);
         }
         workgroupBarrier();
         let a0_0 = coopLoad<coop_mat16x16<f16, A>>(&sa[0u], 32u);
@@ -695,6 +723,18 @@ fn coop_m1n4(id: Ids) {
     let steps = (kend - kbeg + 15u) / 16u;
     let w_base = segs[tile_m * p.s].w_off / 4u;
     let plane = p.geom.oh * p.geom.ow;
+    let pn0 = tile_n * 64u + li + 0u;
+    let pb0 = pn0 / plane;
+    let pp0 = pn0 - pb0 * plane;
+    let poy0 = pp0 / p.geom.ow;
+    let pox0 = pp0 - poy0 * p.geom.ow;
+    let pin0 = pn0 < p.npix;
+    let pn1 = tile_n * 64u + li + 32u;
+    let pb1 = pn1 / plane;
+    let pp1 = pn1 - pb1 * plane;
+    let poy1 = pp1 / p.geom.ow;
+    let pox1 = pp1 - poy1 * p.geom.ow;
+    let pin1 = pn1 < p.npix;
     let seg0 = min(0u / p.ms, p.s - 1u);
     var c0_0 = coop_mat16x16<f32, C>();
     var c0_1 = coop_mat16x16<f32, C>();
@@ -718,20 +758,22 @@ fn coop_m1n4(id: Ids) {
             sa[o + 2u] = f16(hi.x);
             sa[o + 3u] = f16(hi.y);
         }
-        // The segments' im2col rows, lanes along the pixels.
-        for (var j = li; j < p.s * 16u * 64u; j += 32u) {
-            let r = j / 64u;
-            let n = tile_n * 64u + j - r * 64u;
+        // The segments' im2col rows, lanes along the pixels (each its own columns).
+        for (var r = 0u; r < p.s * 16u; r++) {
             let sj = r / 16u;
             let kk = r - sj * 16u;
-            var v = 0.0;
-            if (n < p.npix && k0 + kk < kend) {
-                let b = n / plane;
-                let pix = n - b * plane;
-                let oy = pix / p.geom.ow;
-                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);
+            let sg = segs[tile_m * p.s + sj];
+            let live_k = k0 + kk < kend;
+            var v0 = 0.0;
+            if (pin0 && live_k) {
+                v0 = im2col(sg, k0 + kk, pb0, poy0, pox0);
             }
-            sb[j] = f16(v);
+            sb[r * 64u + li + 0u] = f16(v0);
+            var v1 = 0.0;
+            if (pin1 && live_k) {
+                v1 = im2col(sg, k0 + kk, pb1, poy1, pox1);
+            }
+            sb[r * 64u + li + 32u] = f16(v1);
         }
         workgroupBarrier();
         let a0_0 = coopLoad<coop_mat16x16<f16, A>>(&sa[0u], 16u);

@@ -104,6 +104,12 @@ fn coop_m4n4(id: Ids) {
     let steps = (kend - kbeg + 15u) / 16u;
     let w_base = segs[tile_m * p.s].w_off / 4u;
     let plane = p.geom.oh * p.geom.ow;
+    let pn0 = tile_n * 32u + li + 0u;
+    let pb0 = pn0 / plane;
+    let pp0 = pn0 - pb0 * plane;
+    let poy0 = pp0 / p.geom.ow;
+    let pox0 = pp0 - poy0 * p.geom.ow;
+    let pin0 = pn0 < p.npix;
     let seg0 = min(0u / p.ms, p.s - 1u);
     var c0_0: array<f32, 2>;
     var c0_1: array<f32, 2>;
@@ -142,20 +148,17 @@ fn coop_m4n4(id: Ids) {
             sa[o + 2u] = f16(hi.x);
             sa[o + 3u] = f16(hi.y);
         }
-        // The segments' im2col rows, lanes along the pixels.
-        for (var j = li; j < p.s * 16u * 32u; j += 32u) {
-            let r = j / 32u;
-            let n = tile_n * 32u + j - r * 32u;
+        // The segments' im2col rows, lanes along the pixels (each its own columns).
+        for (var r = 0u; r < p.s * 16u; r++) {
             let sj = r / 16u;
             let kk = r - sj * 16u;
-            var v = 0.0;
-            if (n < p.npix && k0 + kk < kend) {
-                let b = n / plane;
-                let pix = n - b * plane;
-                let oy = pix / p.geom.ow;
-                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);
+            let sg = segs[tile_m * p.s + sj];
+            let live_k = k0 + kk < kend;
+            var v0 = 0.0;
+            if (pin0 && live_k) {
+                v0 = im2col(sg, k0 + kk, pb0, poy0, pox0);
             }
-            sb[j] = f16(v);
+            sb[r * 32u + li + 0u] = f16(v0);
         }
         workgroupBarrier();
         let a0_0 = 0u;
@@ -559,6 +562,12 @@ fn coop_m2n4(id: Ids) {
     let steps = (kend - kbeg + 15u) / 16u;
     let w_base = segs[tile_m * p.s].w_off / 4u;
     let plane = p.geom.oh * p.geom.ow;
+    let pn0 = tile_n * 32u + li + 0u;
+    let pb0 = pn0 / plane;
+    let pp0 = pn0 - pb0 * plane;
+    let poy0 = pp0 / p.geom.ow;
+    let pox0 = pp0 - poy0 * p.geom.ow;
+    let pin0 = pn0 < p.npix;
     let seg0 = min(0u / p.ms, p.s - 1u);
     var c0_0: array<f32, 2>;
     var c0_1: array<f32, 2>;
@@ -587,20 +596,17 @@ fn coop_m2n4(id: Ids) {
             sa[o + 2u] = f16(hi.x);
             sa[o + 3u] = f16(hi.y);
         }
-        // The segments' im2col rows, lanes along the pixels.
-        for (var j = li; j < p.s * 16u * 32u; j += 32u) {
-            let r = j / 32u;
-            let n = tile_n * 32u + j - r * 32u;
+        // The segments' im2col rows, lanes along the pixels (each its own columns).
+        for (var r = 0u; r < p.s * 16u; r++) {
             let sj = r / 16u;
             let kk = r - sj * 16u;
-            var v = 0.0;
-            if (n < p.npix && k0 + kk < kend) {
-                let b = n / plane;
-                let pix = n - b * plane;
-                let oy = pix / p.geom.ow;
-                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);
+            let sg = segs[tile_m * p.s + sj];
+            let live_k = k0 + kk < kend;
+            var v0 = 0.0;
+            if (pin0 && live_k) {
+                v0 = im2col(sg, k0 + kk, pb0, poy0, pox0);
             }
-            sb[j] = f16(v);
+            sb[r * 32u + li + 0u] = f16(v0);
         }
         workgroupBarrier();
         let a0_0 = 0u;
@@ -808,6 +814,12 @@ fn coop_m1n4(id: Ids) {
     let steps = (kend - kbeg + 15u) / 16u;
     let w_base = segs[tile_m * p.s].w_off / 4u;
     let plane = p.geom.oh * p.geom.ow;
+    let pn0 = tile_n * 32u + li + 0u;
+    let pb0 = pn0 / plane;
+    let pp0 = pn0 - pb0 * plane;
+    let poy0 = pp0 / p.geom.ow;
+    let pox0 = pp0 - poy0 * p.geom.ow;
+    let pin0 = pn0 < p.npix;
     let seg0 = min(0u / p.ms, p.s - 1u);
     var c0_0: array<f32, 2>;
     var c0_1: array<f32, 2>;
@@ -831,20 +843,17 @@ fn coop_m1n4(id: Ids) {
             sa[o + 2u] = f16(hi.x);
             sa[o + 3u] = f16(hi.y);
         }
-        // The segments' im2col rows, lanes along the pixels.
-        for (var j = li; j < p.s * 16u * 32u; j += 32u) {
-            let r = j / 32u;
-            let n = tile_n * 32u + j - r * 32u;
+        // The segments' im2col rows, lanes along the pixels (each its own columns).
+        for (var r = 0u; r < p.s * 16u; r++) {
             let sj = r / 16u;
             let kk = r - sj * 16u;
-            var v = 0.0;
-            if (n < p.npix && k0 + kk < kend) {
-                let b = n / plane;
-                let pix = n - b * plane;
-                let oy = pix / p.geom.ow;
-                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);
+            let sg = segs[tile_m * p.s + sj];
+            let live_k = k0 + kk < kend;
+            var v0 = 0.0;
+            if (pin0 && live_k) {
+                v0 = im2col(sg, k0 + kk, pb0, poy0, pox0);
             }
-            sb[j] = f16(v);
+            sb[r * 32u + li + 0u] = f16(v0);
         }
         workgroupBarrier();
         let a0_0 = 0u;

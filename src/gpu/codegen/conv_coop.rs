@@ -182,6 +182,20 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
     );
     l(s, "    let w_base = segs[tile_m * p.s].w_off / 4u;");
     l(s, "    let plane = p.geom.oh * p.geom.ow;");
+    // The lane's output-pixel columns of the tile, decomposed once (not per K step).
+    assert_eq!(bn % LANES, 0, "{name}: whole pixel columns per lane");
+    let cols = bn / LANES;
+    for c in 0..cols {
+        l(
+            s,
+            &format!("    let pn{c} = tile_n * {bn}u + li + {}u;", c * LANES),
+        );
+        l(s, &format!("    let pb{c} = pn{c} / plane;"));
+        l(s, &format!("    let pp{c} = pn{c} - pb{c} * plane;"));
+        l(s, &format!("    let poy{c} = pp{c} / p.geom.ow;"));
+        l(s, &format!("    let pox{c} = pp{c} - poy{c} * p.geom.ow;"));
+        l(s, &format!("    let pin{c} = pn{c} < p.npix;"));
+    }
     for i in 0..mb {
         l(
             s,
@@ -223,30 +237,32 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
     l(s, "        }");
     l(
         s,
-        "        // The segments' im2col rows, lanes along the pixels.",
+        "        // The segments' im2col rows, lanes along the pixels (each its own columns).",
     );
     l(
         s,
-        &format!("        for (var j = li; j < p.s * {BK}u * {bn}u; j += {LANES}u) {{"),
-    );
-    l(s, &format!("            let r = j / {bn}u;"));
-    l(
-        s,
-        &format!("            let n = tile_n * {bn}u + j - r * {bn}u;"),
+        &format!("        for (var r = 0u; r < p.s * {BK}u; r++) {{"),
     );
     l(s, &format!("            let sj = r / {BK}u;"));
     l(s, &format!("            let kk = r - sj * {BK}u;"));
-    l(s, "            var v = 0.0;");
-    l(s, "            if (n < p.npix && k0 + kk < kend) {");
-    l(s, "                let b = n / plane;");
-    l(s, "                let pix = n - b * plane;");
-    l(s, "                let oy = pix / p.geom.ow;");
-    l(
-        s,
-        "                v = im2col(segs[tile_m * p.s + sj], k0 + kk, b, oy, pix - oy * p.geom.ow);",
-    );
-    l(s, "            }");
-    l(s, "            sb[j] = f16(v);");
+    l(s, "            let sg = segs[tile_m * p.s + sj];");
+    l(s, "            let live_k = k0 + kk < kend;");
+    for c in 0..cols {
+        l(s, &format!("            var v{c} = 0.0;"));
+        l(s, &format!("            if (pin{c} && live_k) {{"));
+        l(
+            s,
+            &format!("                v{c} = im2col(sg, k0 + kk, pb{c}, poy{c}, pox{c});"),
+        );
+        l(s, "            }");
+        l(
+            s,
+            &format!(
+                "            sb[r * {bn}u + li + {}u] = f16(v{c});",
+                c * LANES
+            ),
+        );
+    }
     l(s, "        }");
     l(s, "        workgroupBarrier();");
     // Per K step of S: each block row's A once; each block column's B once per segment
