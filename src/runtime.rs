@@ -206,7 +206,7 @@ impl Runtime {
             Some(slot) => {
                 let ctx = slot.recover()?;
                 let choice = match opts.tuned_batch {
-                    Some(b) => crate::gpu::tune::cached_choice(ctx, &g, b, false),
+                    Some(b) => crate::gpu::tune::cached_choice_for(ctx, &g, b, opts.precision),
                     None => KernelChoice::default(),
                 }
                 .with_precision(opts.precision)

@@ -407,3 +407,31 @@ fn cli_tune_then_infer_and_bench_report_the_cached_kernels() {
     let k = json(&gconv(&infer, &cache_dir))["kernels"].clone();
     assert_ne!(kernel(&k, "features.0"), "conv_co1");
 }
+
+/// An f16 model on a device with cooperative matrices keeps `conv_coop` over a cached
+/// (f32-timed) conv kernel; an f32 model takes the cached kernel. Played on lavapipe by a
+/// context claiming 16 × 16 matrices (the choice only, nothing runs).
+#[test]
+fn f16_weights_keep_the_cooperative_matrix_tier_over_f32_tuned_entries() {
+    let Some(_) = common::gpu() else { return };
+    let _g = common::serial();
+    let _class = common::force_class("discrete");
+    let mut ctx = gconv::gpu::GpuContext::new().unwrap();
+    ctx.cooperative_matrix = Some(16);
+    let dir = TempDir::new("coop");
+    let g = tiny();
+    let mut cache = TuneCache::empty(dir.path("kernels.json"));
+    let key = adapter_key(&ctx.info);
+    let layers = tune::tunable_layers(&g, 1);
+    cache.insert(&key, &layers[0].key, entry("conv_igemm"));
+    let at = |half| tune::choice_at(&cache, &ctx, (&g, 1), (false, half));
+    assert_eq!(
+        at(false).conv_of("conv").map(|k| k.name()).as_deref(),
+        Some("conv_igemm")
+    );
+    assert_eq!(
+        at(true).conv_of("conv"),
+        None,
+        "conv_coop stays the default"
+    );
+}

@@ -335,6 +335,28 @@ pub fn cached_choice(
     choice_from(&TuneCache::load_default(), ctx, graph, batch, training)
 }
 
+/// [`cached_choice`] for an inference model whose weights are stored in `precision`: under
+/// f16, the convolutions the cooperative-matrix tier takes by default keep it (the cache's
+/// entries were timed with f32 weights, where that tier never runs), the others take the
+/// cache's kernels.
+pub fn cached_choice_for(
+    ctx: &GpuContext,
+    graph: &Graph,
+    batch: usize,
+    precision: crate::gpu::Precision,
+) -> KernelChoice {
+    if !enabled() {
+        return KernelChoice::new();
+    }
+    let half = precision == crate::gpu::Precision::F16;
+    choice_at(
+        &TuneCache::load_default(),
+        ctx,
+        (graph, batch),
+        (false, half),
+    )
+}
+
 /// Like [`cached_choice`], from the given cache (and regardless of `GCONV_TUNE`).
 pub fn choice_from(
     cache: &TuneCache,
@@ -342,6 +364,17 @@ pub fn choice_from(
     graph: &Graph,
     batch: usize,
     training: bool,
+) -> KernelChoice {
+    choice_at(cache, ctx, (graph, batch), (training, false))
+}
+
+/// The cache's choice for `graph` at `batch`, for training or not, weights stored as halves
+/// or not.
+pub fn choice_at(
+    cache: &TuneCache,
+    ctx: &GpuContext,
+    (graph, batch): (&Graph, usize),
+    (training, half_weights): (bool, bool),
 ) -> KernelChoice {
     let adapter = adapter_key(&ctx.info);
     let a = Adapter::of(ctx);
@@ -362,6 +395,14 @@ pub fn choice_from(
                     batch: 1,
                     ..p.clone()
                 };
+                let half = ConvProblem {
+                    half_weights: true,
+                    ..at_load.clone()
+                };
+                if half_weights && choice::conv_default(&half, &a).family.name() == "conv_coop" {
+                    log::debug!("{}: f16 weights keep conv_coop over {}", l.node, c.kernel);
+                    continue;
+                }
                 match choice::conv_named(&c.kernel) {
                     Some(k)
                         if choice::conv_can_run(k, &p, &a)
