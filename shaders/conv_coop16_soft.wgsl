@@ -60,6 +60,24 @@ fn store(oc: u32, n: u32, v: f32, ks: u32) {
 }
 
 
+// Block (m0, n0) of tile `tile_m` from sc through `store`: split-K partial sums, or bias and
+// activation; rows past a segment's filters and pixels past the batch are not stored.
+fn store_block(tile_m: u32, m0: u32, n0: u32, ks: u32, li: u32) {
+    for (var e = li; e < 256u; e += 32u) {
+        let r = e / 16u;
+        let m = m0 + r;
+        let n = n0 + e - r * 16u;
+        let seg = m / p.ms;
+        if (seg < p.s && n < p.npix) {
+            let sg = segs[tile_m * p.s + seg];
+            let f = m - seg * p.ms;
+            if (f < sg.out_len) {
+                store(chan[sg.out_start + f], n, sc[e], ks);
+            }
+        }
+    }
+}
+
 // c += A · B for lane li's 8 elements: A column-major in sa from a_off (stride a_st),
 // B row-major in sb from b_off (stride b_st) — coopLoad's and coopLoadT's layouts. The loop
 // bounds are read from the uniform (p.bk = 16 ≥ both) so that a compiler does not unroll
@@ -239,259 +257,67 @@ fn coop_m4n4(id: Ids) {
     }
     soft_store(&c0_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c0_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c0_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c0_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
     soft_store(&c1_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c1_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c1_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c1_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
     soft_store(&c2_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 32u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 32u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c2_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 32u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 32u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c2_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 32u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 32u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c2_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 32u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 32u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
     soft_store(&c3_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 48u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 48u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c3_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 48u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 48u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c3_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 48u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 48u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c3_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 48u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 48u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
 }
 
@@ -604,131 +430,35 @@ fn coop_m2n4(id: Ids) {
     }
     soft_store(&c0_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c0_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c0_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c0_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
     soft_store(&c1_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c1_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c1_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c1_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 16u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
 }
 
@@ -819,66 +549,18 @@ fn coop_m1n4(id: Ids) {
     }
     soft_store(&c0_0, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 0u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 0u, ks, li);
     workgroupBarrier();
     soft_store(&c0_1, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 16u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 16u, ks, li);
     workgroupBarrier();
     soft_store(&c0_2, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 32u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 32u, ks, li);
     workgroupBarrier();
     soft_store(&c0_3, li);
     workgroupBarrier();
-    for (var e = li; e < 256u; e += 32u) {
-        let r = e / 16u;
-        let m = 0u + r;
-        let n = tile_n * 64u + 48u + e - r * 16u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 64u + 48u, ks, li);
     workgroupBarrier();
 }

@@ -59,6 +59,24 @@ fn store(oc: u32, n: u32, v: f32, ks: u32) {
 }
 
 
+// Block (m0, n0) of tile `tile_m` from sc through `store`: split-K partial sums, or bias and
+// activation; rows past a segment's filters and pixels past the batch are not stored.
+fn store_block(tile_m: u32, m0: u32, n0: u32, ks: u32, li: u32) {
+    for (var e = li; e < 64u; e += 32u) {
+        let r = e / 8u;
+        let m = m0 + r;
+        let n = n0 + e - r * 8u;
+        let seg = m / p.ms;
+        if (seg < p.s && n < p.npix) {
+            let sg = segs[tile_m * p.s + seg];
+            let f = m - seg * p.ms;
+            if (f < sg.out_len) {
+                store(chan[sg.out_start + f], n, sc[e], ks);
+            }
+        }
+    }
+}
+
 // 4 × 4 blocks: 32 filters × 32 pixels.
 @compute @workgroup_size(32)
 fn coop_m4n4(id: Ids) {
@@ -261,259 +279,67 @@ fn coop_m4n4(id: Ids) {
     }
     coopStoreT(c0_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
     coopStoreT(c2_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 16u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c2_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 16u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c2_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 16u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c2_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 16u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 16u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
     coopStoreT(c3_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 24u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 24u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c3_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 24u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 24u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c3_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 24u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 24u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c3_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 24u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 24u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
 }
 
@@ -641,131 +467,35 @@ fn coop_m2n4(id: Ids) {
     }
     coopStoreT(c0_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c1_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 8u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 8u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
 }
 
@@ -854,66 +584,18 @@ fn coop_m1n4(id: Ids) {
     }
     coopStoreT(c0_0, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 0u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 0u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_1, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 8u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 8u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_2, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 16u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 16u, ks, li);
     workgroupBarrier();
     coopStoreT(c0_3, &sc[0], 8u);
     workgroupBarrier();
-    for (var e = li; e < 64u; e += 32u) {
-        let r = e / 8u;
-        let m = 0u + r;
-        let n = tile_n * 32u + 24u + e - r * 8u;
-        let seg = m / p.ms;
-        if (seg < p.s && n < p.npix) {
-            let sg = segs[tile_m * p.s + seg];
-            let f = m - seg * p.ms;
-            if (f < sg.out_len) {
-                store(chan[sg.out_start + f], n, sc[e], ks);
-            }
-        }
-    }
+    store_block(tile_m, 0u, tile_n * 32u + 24u, ks, li);
     workgroupBarrier();
 }

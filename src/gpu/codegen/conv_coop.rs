@@ -102,6 +102,7 @@ var<workgroup> sc: array<f32, {sc}>;
         sc = size * size,
     );
     s.push_str(HELPERS);
+    store_block(&mut s, size);
     if mma == Mma::Soft {
         soft_ops(&mut s, size);
     }
@@ -109,6 +110,33 @@ var<workgroup> sc: array<f32, {sc}>;
         entry(&mut s, size, t, mma);
     }
     s
+}
+
+/// The epilogue of one block, shared by every block of every tile: `sc` (row-major, where
+/// the block was just stored) through `store`, lanes along the pixels.
+fn store_block(s: &mut String, size: usize) {
+    let sq = size * size;
+    s.push_str(&format!(
+        r#"
+// Block (m0, n0) of tile `tile_m` from sc through `store`: split-K partial sums, or bias and
+// activation; rows past a segment's filters and pixels past the batch are not stored.
+fn store_block(tile_m: u32, m0: u32, n0: u32, ks: u32, li: u32) {{
+    for (var e = li; e < {sq}u; e += {LANES}u) {{
+        let r = e / {size}u;
+        let m = m0 + r;
+        let n = n0 + e - r * {size}u;
+        let seg = m / p.ms;
+        if (seg < p.s && n < p.npix) {{
+            let sg = segs[tile_m * p.s + seg];
+            let f = m - seg * p.ms;
+            if (f < sg.out_len) {{
+                store(chan[sg.out_start + f], n, sc[e], ks);
+            }}
+        }}
+    }}
+}}
+"#
+    ));
 }
 
 /// The soft matrix operations: lane `li` owns elements `li · E .. li · E + E` of a block
@@ -324,31 +352,11 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
             l(
                 s,
                 &format!(
-                    "    for (var e = li; e < {}u; e += {LANES}u) {{",
-                    size * size
-                ),
-            );
-            l(s, &format!("        let r = e / {size}u;"));
-            l(s, &format!("        let m = {}u + r;", i * size));
-            l(
-                s,
-                &format!(
-                    "        let n = tile_n * {bn}u + {}u + e - r * {size}u;",
+                    "    store_block(tile_m, {}u, tile_n * {bn}u + {}u, ks, li);",
+                    i * size,
                     j * size
                 ),
             );
-            l(s, "        let seg = m / p.ms;");
-            l(s, "        if (seg < p.s && n < p.npix) {");
-            l(s, "            let sg = segs[tile_m * p.s + seg];");
-            l(s, "            let f = m - seg * p.ms;");
-            l(s, "            if (f < sg.out_len) {");
-            l(
-                s,
-                "                store(chan[sg.out_start + f], n, sc[e], ks);",
-            );
-            l(s, "            }");
-            l(s, "        }");
-            l(s, "    }");
             l(s, "    workgroupBarrier();");
         }
     }
