@@ -11,7 +11,8 @@
 # (everything), bench/<suite>/ (`gconv bench --out`: report.json, summary.md, charts; paper1,
 # sweep at batch 1 and 32, zoo models, paper2, mobilenet, and -f16 twins when gconv has
 # --precision, sweep32-f16w: f16 weights, f32 activations, sweep32-f16nc: f16 without
-# cooperative matrices), tune-cache/ (what `gconv tune` stored for the benchmarked models), torch.json
+# cooperative matrices), tune-cache/ (what `gconv tune` stored for the benchmarked models,
+# f32 and f16), torch.json
 # (scripts/torch_bench.py: the same models in PyTorch/cuDNN fp32 TF32 off, with the chip's roof:
 # copy bandwidth and matmul), torch_tf32.json and torch_amp.json (labelled), side_by_side.md
 # (scripts/side_by_side.py), tests.tar.gz (each GPU test suite's output, gpu_faults' safe cases
@@ -154,6 +155,11 @@ run() {
     phase "tune vgg13bn b32" "${TUNE_S:-25}" "$BIN" tune vgg13bn --batch 32
     phase "tune vgg13bn scheme E b32" 15 "$BIN" tune vgg13bn --scheme E --batch 32
     phase "tune resnet50 b32" 15 "$BIN" tune resnet50 --batch 32
+    # Timed as the f16 benches run it (the cooperative-matrix tier's tiles, halved bytes),
+    # cached apart from the f32 choices.
+    if has_flag tune --precision; then
+      phase "tune vgg13bn b32 f16" 15 "$BIN" tune vgg13bn --batch 32 --precision f16
+    fi
     cp -r "$W/cache" "$O/tune-cache" 2>/dev/null || true
   fi
 

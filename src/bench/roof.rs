@@ -78,8 +78,8 @@ impl Default for ValueBytes {
 }
 
 /// `(MACs, bytes)` of node `name` of `graph` (whose cost is `cost`) for `batch` samples,
-/// values as wide as `widths` says (`None`: not a node). A half-weight layer's bias counts
-/// as halves too (a few bytes off).
+/// values as wide as `widths` says (`None`: not a node). A half-weight layer's weight counts
+/// two bytes a value, its bias four (it is stored as f32).
 pub fn node_work(
     graph: &Graph,
     cost: &ModelCost,
@@ -100,14 +100,23 @@ pub fn node_work(
         .map(|&q| numel(&graph.nodes[q].shape))
         .sum::<u64>()
         + numel(&node.shape);
-    let param_bytes = if widths.half_weights.iter().any(|n| n == name) {
-        2
+    // A layer storing halves stores its weight so; its bias (and anything else) stays f32.
+    let params = if widths.half_weights.iter().any(|n| n == name) {
+        let decls = node.op.def().params();
+        let of = |half: bool| {
+            decls
+                .iter()
+                .filter(|d| (d.suffix == "weight") == half)
+                .map(|d| numel(&d.shape))
+                .sum::<u64>()
+        };
+        2 * of(true) + 4 * of(false)
     } else {
-        4
+        4 * c.params
     };
     Some((
         c.macs * batch as u64,
-        widths.activation * acts * batch as u64 + param_bytes * c.params,
+        widths.activation * acts * batch as u64 + params,
     ))
 }
 
@@ -210,5 +219,23 @@ mod tests {
             half_weights: vec!["fc".into()],
         };
         assert_eq!(work(&other).1, 2 * acts + 4 * params);
+    }
+
+    #[test]
+    fn a_half_weight_layers_bias_stays_four_bytes() {
+        let mut b = GraphBuilder::new("t", [8, 6, 6]);
+        let spec = Conv2dSpec::square(8, 16, 3, 1, 1).bias(true);
+        let y = b.push("conv", Op::Conv2d(spec), &[b.input()]).unwrap();
+        let g = b.finish(y);
+        let cost = g.cost();
+        let halves = ValueBytes {
+            activation: 2,
+            half_weights: vec!["conv".into()],
+        };
+        let (_, bytes) = node_work(&g, &cost, ("conv", 1), &halves).unwrap();
+        let acts = (8 * 36 + 16 * 36) as u64;
+        assert_eq!(bytes, 2 * acts + 2 * (16 * 8 * 9) + 4 * 16);
+        let (_, f32_bytes) = node_work(&g, &cost, ("conv", 1), &ValueBytes::default()).unwrap();
+        assert_eq!(f32_bytes, 4 * (acts + 16 * 8 * 9 + 16));
     }
 }

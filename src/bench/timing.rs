@@ -234,6 +234,7 @@ fn load_untuned_or_tuned(
         let mut cache = TuneCache::load_default();
         let t = TuneOptions {
             batch: cfg.batch,
+            precision: cfg.precision,
             ..Default::default()
         };
         tune_graph(ctx, untuned.exec_graph(), &mut cache, &t, &mut |_, _, _| {})?;

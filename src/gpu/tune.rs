@@ -18,6 +18,12 @@
 //! round a candidate 3× slower than the best is dropped. The median decides; another kernel
 //! than the default must be at least [`MIN_GAIN`] faster to be chosen.
 //!
+//! **Precision**: [`TuneOptions::precision`] f16 times the layers as a model loaded with
+//! `Precision::F16` runs them (weights and activations stored as halves, the
+//! cooperative-matrix tier and its tiles where the device has it), compares within
+//! [`Tolerance::F16_OP`](crate::testing::Tolerance::F16_OP), and caches them under their own
+//! keys ([`key_in`]); an f16 model prefers those entries ([`cached_choice_for`]).
+//!
 //! **Use**: [`cached_choice`] turns the cache into a [`KernelChoice`] for a graph.
 //! `Runtime` applies it to every GPU model it loads (at
 //! `LoadOptions::tuned_batch`, batch 1 by default) and `train::GpuTrainer`
@@ -39,6 +45,7 @@ use super::choice::{
 };
 use super::context::GpuContext;
 use super::geometry::LinearShape;
+use super::precision::Precision;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 pub use cache::{adapter_key, CachedChoice, TuneCache};
@@ -104,8 +111,10 @@ pub struct TunableLayer {
     pub node: String,
     /// The cache's shape key.
     pub key: String,
-    /// The problem (static weights, the batch tuned for).
+    /// The problem (static weights, the batch tuned for; under f16, weights stored as halves).
     pub problem: LayerProblem,
+    /// The storage precision it is timed in (its key ends in ` f16` for halves).
+    pub precision: Precision,
     op: Op,
     in_shape: Vec<usize>,
 }
@@ -136,8 +145,24 @@ fn conv_key(kind: &str, p: &ConvProblem) -> String {
 }
 
 /// The tunable layers of `graph` (convolutions, exported tables, fully connected layers) at
-/// `batch`, in graph order.
+/// `batch`, in graph order, timed with f32 weights.
 pub fn tunable_layers(graph: &Graph, batch: usize) -> Vec<TunableLayer> {
+    tunable_layers_in(graph, batch, Precision::F32)
+}
+
+/// The cache key of a layer timed in `precision`: the f32 key, with ` f16` appended for a
+/// model stored as halves (its kernels and their speeds differ: the cooperative-matrix tier,
+/// halved bytes).
+pub fn key_in(f32_key: &str, precision: Precision) -> String {
+    match precision {
+        Precision::F32 => f32_key.to_string(),
+        Precision::F16 => format!("{f32_key} f16"),
+    }
+}
+
+/// [`tunable_layers`] of a model loaded with `precision`.
+pub fn tunable_layers_in(graph: &Graph, batch: usize, precision: Precision) -> Vec<TunableLayer> {
+    let half = precision == Precision::F16;
     let mut out = Vec::new();
     for node in &graph.nodes {
         let Some(&input) = node.inputs.first() else {
@@ -150,11 +175,17 @@ pub fn tunable_layers(graph: &Graph, batch: usize) -> Vec<TunableLayer> {
         };
         let (key, problem) = match &node.op {
             Op::Conv2d(spec) => {
-                let p = ConvProblem::conv2d(spec, batch, in_hw, true);
+                let p = ConvProblem {
+                    half_weights: half,
+                    ..ConvProblem::conv2d(spec, batch, in_hw, true)
+                };
                 (conv_key("conv", &p), LayerProblem::Conv(p))
             }
             Op::GroupedConvTable(t) => {
-                let p = ConvProblem::table(t, batch, in_hw);
+                let p = ConvProblem {
+                    half_weights: half,
+                    ..ConvProblem::table(t, batch, in_hw)
+                };
                 let h = hash(
                     t.table
                         .iter()
@@ -185,8 +216,9 @@ pub fn tunable_layers(graph: &Graph, batch: usize) -> Vec<TunableLayer> {
         };
         out.push(TunableLayer {
             node: node.name.clone(),
-            key,
+            key: key_in(&key, precision),
             problem,
+            precision,
             op: node.op.clone(),
             in_shape,
         });
@@ -194,18 +226,28 @@ pub fn tunable_layers(graph: &Graph, batch: usize) -> Vec<TunableLayer> {
     out
 }
 
-/// The kernel the candidate lists pick for `p` (what runs untuned).
-pub fn default_kernel(p: &LayerProblem, a: &Adapter) -> Kernel {
+/// The kernel the candidate lists pick for `p` in `precision` (what runs untuned).
+pub fn default_kernel(p: &LayerProblem, a: &Adapter, precision: Precision) -> Kernel {
     match p {
         LayerProblem::Conv(c) => Kernel::Conv(choice::conv_default(c, a)),
-        LayerProblem::Linear(s) => Kernel::Linear(choice::linear_default(s, a)),
+        LayerProblem::Linear(s) => Kernel::Linear(match precision {
+            Precision::F16 => {
+                choice::linear_default_f16(s, a).unwrap_or_else(|| choice::linear_default(s, a))
+            }
+            Precision::F32 => choice::linear_default(s, a),
+        }),
     }
 }
 
-/// The candidates timed for `p`, the default first, at most [`MAX_CANDIDATES`]: every
-/// listed family that prefers the layer, then the variants those families offer for it.
-pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
-    let mut v = vec![default_kernel(p, a)];
+/// The candidates timed for `p` in `precision`, the default first, at most
+/// [`MAX_CANDIDATES`]: every listed family that prefers the layer, then the variants those
+/// families offer for it. Under f16 a convolution's default is followed by its own variants
+/// (`conv_coop`'s other tiles) before the other families, and a fully connected layer's
+/// candidates are the families that read halves (a model stored as halves runs no other, see
+/// [`choice::linear_forward_f16_for`]).
+pub fn candidates(p: &LayerProblem, a: &Adapter, precision: Precision) -> Vec<Kernel> {
+    let mut v = vec![default_kernel(p, a, precision)];
+    let half = precision == Precision::F16;
     let add = |k: Kernel, v: &mut Vec<Kernel>| {
         if !v.contains(&k) && v.len() < MAX_CANDIDATES {
             v.push(k);
@@ -214,6 +256,22 @@ pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
     match p {
         LayerProblem::Conv(c) => {
             let listed = choice::conv_preferring(c, a);
+            // Under f16 the default's own tiles come right after it: on a device with
+            // cooperative matrices they are what f16 tuning is for, and the other families
+            // would fill the candidates first.
+            let own = match (half, v[0]) {
+                (true, Kernel::Conv(k)) => k.family.tune_variants(c, a),
+                _ => Vec::new(),
+            };
+            if let Kernel::Conv(k) = v[0] {
+                for variant in own {
+                    let k = Chosen {
+                        family: k.family,
+                        variant: Some(variant),
+                    };
+                    add(Kernel::Conv(k), &mut v);
+                }
+            }
             for &k in &listed {
                 add(Kernel::Conv(k), &mut v);
             }
@@ -230,13 +288,19 @@ pub fn candidates(p: &LayerProblem, a: &Adapter) -> Vec<Kernel> {
         LayerProblem::Linear(s) => {
             let listed: Vec<LinearKernel> = choice::linear_forward_list(a.class)
                 .iter()
-                .filter(|f| f.prefers(s, a))
+                .filter(|f| f.prefers(s, a) && (!half || f.reads_f16()))
                 .map(|&f| Chosen::of(f))
                 .collect();
             for &k in &listed {
                 add(Kernel::Linear(k), &mut v);
             }
-            for k in &listed {
+            // The default's own variants too (under f16 it may be listed as not preferring).
+            let default = match v[0] {
+                Kernel::Linear(k) => Some(k),
+                Kernel::Conv(_) => None,
+            };
+            let families = default.into_iter().chain(listed.iter().copied());
+            for k in families {
                 for variant in k.family.tune_variants(s, a) {
                     let k = Chosen {
                         family: k.family,
@@ -259,6 +323,9 @@ pub struct TuneOptions {
     pub repeats: usize,
     /// Re-time layers already in the cache.
     pub retune: bool,
+    /// The storage precision the layers are timed in (f16: as `--precision f16` runs them,
+    /// cached under their own keys, see [`key_in`]).
+    pub precision: Precision,
 }
 
 impl Default for TuneOptions {
@@ -267,6 +334,7 @@ impl Default for TuneOptions {
             batch: 1,
             repeats: 3,
             retune: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -287,7 +355,7 @@ pub fn tune_graph(
         ));
     }
     let adapter = adapter_key(&ctx.info);
-    let layers = tunable_layers(graph, opts.batch);
+    let layers = tunable_layers_in(graph, opts.batch, opts.precision);
     let mut out: Vec<LayerTuning> = Vec::with_capacity(layers.len());
     let mut seen = std::collections::HashSet::new();
     for (n, l) in layers.iter().enumerate() {
@@ -336,24 +404,23 @@ pub fn cached_choice(
 }
 
 /// [`cached_choice`] for an inference model whose weights are stored in `precision`: under
-/// f16, the convolutions the cooperative-matrix tier takes by default keep it (the cache's
-/// entries were timed with f32 weights, where that tier never runs), the others take the
-/// cache's kernels.
+/// f16, each layer takes its f16-timed entry (`gconv tune --precision f16`) where there is
+/// one; else the convolutions the cooperative-matrix tier takes by default keep it (an
+/// f32-timed entry never saw that tier), the others take the f32-timed kernel.
 pub fn cached_choice_for(
     ctx: &GpuContext,
     graph: &Graph,
     batch: usize,
-    precision: crate::gpu::Precision,
+    precision: Precision,
 ) -> KernelChoice {
     if !enabled() {
         return KernelChoice::new();
     }
-    let half = precision == crate::gpu::Precision::F16;
     choice_at(
         &TuneCache::load_default(),
         ctx,
         (graph, batch),
-        (false, half),
+        (false, precision),
     )
 }
 
@@ -365,16 +432,16 @@ pub fn choice_from(
     batch: usize,
     training: bool,
 ) -> KernelChoice {
-    choice_at(cache, ctx, (graph, batch), (training, false))
+    choice_at(cache, ctx, (graph, batch), (training, Precision::F32))
 }
 
-/// The cache's choice for `graph` at `batch`, for training or not, weights stored as halves
-/// or not.
+/// The cache's choice for `graph` at `batch`, for training or not, for a model stored in
+/// `precision` (see [`cached_choice_for`]).
 pub fn choice_at(
     cache: &TuneCache,
     ctx: &GpuContext,
     (graph, batch): (&Graph, usize),
-    (training, half_weights): (bool, bool),
+    (training, precision): (bool, Precision),
 ) -> KernelChoice {
     let adapter = adapter_key(&ctx.info);
     let a = Adapter::of(ctx);
@@ -382,9 +449,16 @@ pub fn choice_at(
     if cache.len_for(&adapter) == 0 {
         return choice;
     }
-    for l in tunable_layers(graph, batch) {
-        let Some(c) = cache.get(&adapter, &l.key) else {
-            continue;
+    let half_weights = precision == Precision::F16;
+    for l in tunable_layers_in(graph, batch, precision) {
+        // Under f16: the entry timed so, else the f32 one (whose key has no suffix).
+        let f32_key = l.key.strip_suffix(" f16").unwrap_or(&l.key);
+        let (c, timed_half) = match (half_weights, cache.get(&adapter, &l.key)) {
+            (true, Some(c)) => (c, true),
+            _ => match cache.get(&adapter, f32_key) {
+                Some(c) => (c, false),
+                None => continue,
+            },
         };
         match &l.problem {
             LayerProblem::Conv(p) => {
@@ -395,11 +469,8 @@ pub fn choice_at(
                     batch: 1,
                     ..p.clone()
                 };
-                let half = ConvProblem {
-                    half_weights: true,
-                    ..at_load.clone()
-                };
-                if half_weights && choice::conv_default(&half, &a).family.name() == "conv_coop" {
+                let coop = choice::conv_default(&at_load, &a).family.name() == "conv_coop";
+                if half_weights && !timed_half && coop {
                     log::debug!("{}: f16 weights keep conv_coop over {}", l.node, c.kernel);
                     continue;
                 }

@@ -130,7 +130,7 @@ impl LatencyModel {
         let opts = TuneOptions {
             batch,
             repeats: TUNE_REPEATS,
-            retune: false,
+            ..TuneOptions::default()
         };
         let rows = tune_graph(ctx, &exec, cache, &opts, &mut |_, _, _| {})?;
         let [r] = &rows[..] else {

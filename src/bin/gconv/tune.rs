@@ -43,6 +43,10 @@ pub struct Args {
     /// Re-time layers already in the cache.
     #[arg(long)]
     retune: bool,
+    /// Storage precision to time in: f32, or f16 as `--precision f16` runs the model
+    /// (cached apart from the f32 choices; an f16 model prefers them).
+    #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
+    precision: gconv::Precision,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -165,6 +169,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         batch: a.batch,
         repeats: a.repeats,
         retune: a.retune,
+        precision: a.precision,
     };
     let bar = if a.json {
         ProgressBar::hidden()
@@ -193,6 +198,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "model": model.exec_graph().name,
             "device": rt.describe(),
             "batch": a.batch,
+            "precision": a.precision.to_string(),
             "macs": model.exec_graph().cost().total_macs,
             "cache": cache.path(),
             "layers": rows,
@@ -204,9 +210,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} at batch {} on {}",
+        "{} at batch {} ({}) on {}",
         model.exec_graph().name,
         a.batch,
+        a.precision,
         rt.describe()
     );
     print_table(&rows);

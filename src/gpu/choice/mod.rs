@@ -303,6 +303,22 @@ pub fn linear_forward_for(
     }
 }
 
+/// The default fully connected kernel of `s` on `a` for weights stored as halves: the f32
+/// default when it reads halves, else the first family of the class's list that does and
+/// can run `s` (at a batch the f32 default gives to another family, a slower but exact
+/// choice); `None` when no listed family reads halves.
+pub fn linear_default_f16(s: &LinearShape, a: &Adapter) -> Option<LinearKernel> {
+    let k = linear_default(s, a);
+    if k.family.reads_f16() && k.family.can_run(s, a, k.variant) {
+        return Some(k);
+    }
+    linear_forward_list(a.class)
+        .iter()
+        .copied()
+        .find(|f| f.reads_f16() && f.can_run(s, a, None))
+        .map(Kernel::of)
+}
+
 /// The forward kernel of fully connected layer `name` whose weights are stored as halves
 /// (it was loaded with [`crate::gpu::Precision::F16`]): the forced kernel or the default when
 /// it reads halves and can run `s`, else the first family of the class's list that does
@@ -318,17 +334,12 @@ pub fn linear_forward_f16_for(
             return Ok(k);
         }
     }
-    let a = Adapter::of(ctx);
-    linear_forward_list(a.class)
-        .iter()
-        .copied()
-        .find(|f| f.reads_f16() && f.can_run(s, &a, None))
-        .map(Kernel::of)
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{name}: its weights are stored as halves and no kernel of this adapter class                  that reads halves can run it ({s:?})"
-            ))
-        })
+    linear_default_f16(s, &Adapter::of(ctx)).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{name}: its weights are stored as halves and no kernel of this adapter class \
+                 that reads halves can run it ({s:?})"
+        ))
+    })
 }
 
 /// The default input-gradient kernel of `spec` on `a`.

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::choice::{Adapter, KernelChoice};
 use crate::gpu::context::GpuContext;
 use crate::gpu::executor::GpuModel;
+use crate::gpu::precision::Precision;
 use crate::graph::{Graph, GraphBuilder, Op};
 use crate::ops::Flatten;
 use crate::tensor::Tensor;
@@ -23,6 +24,10 @@ pub struct CandidateTime {
     pub median_s: Option<f64>,
     /// Why it was not chosen, if it could not be (fails, wrong output, dropped as slow).
     pub note: Option<String>,
+    /// Whether the layer's weights were stored as halves for it (timed under f16 by a
+    /// kernel that reads them; `None`: not built, or read from the cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub half_weights: Option<bool>,
 }
 
 /// What tuning found for one layer.
@@ -57,6 +62,7 @@ impl LayerTuning {
                     kernel: k.clone(),
                     median_s: Some(ms * 1e-3),
                     note: None,
+                    half_weights: None,
                 })
                 .collect(),
             chosen: c.kernel.clone(),
@@ -115,7 +121,12 @@ pub fn tune_layer(ctx: &Arc<GpuContext>, l: &TunableLayer, repeats: usize) -> Re
         LayerProblem::Linear(s) => s.batch,
     };
     let x = random_input(&graph, batch)?;
-    let kernels = candidates(&l.problem, &a);
+    let kernels = candidates(&l.problem, &a, l.precision);
+    // Candidates agree with the default within the tolerance of the precision timed.
+    let tol = match l.precision {
+        Precision::F32 => Tolerance::F32_OP,
+        Precision::F16 => Tolerance::F16_OP,
+    };
     let mut rows: Vec<CandidateTime> = Vec::new();
     let mut live: Vec<(usize, GpuModel, Vec<f64>)> = Vec::new();
     let mut reference: Option<Tensor> = None;
@@ -125,9 +136,13 @@ pub fn tune_layer(ctx: &Arc<GpuContext>, l: &TunableLayer, repeats: usize) -> Re
             ctx.clone(),
             graph.clone(),
             &weights,
-            k.force(&l.node, KernelChoice::new()),
+            k.force(&l.node, KernelChoice::new().with_precision(l.precision)),
         )
         .and_then(|mut m| m.run(&x).map(|y| (m, y)));
+        let half_weights = built
+            .as_ref()
+            .ok()
+            .map(|(m, _)| m.half_weight_layers().contains(&l.node));
         let note = match (built, &reference) {
             (Err(e), _) if i == 0 => return Err(e),
             (Err(e), _) => Some(format!("fails: {e}")),
@@ -136,20 +151,19 @@ pub fn tune_layer(ctx: &Arc<GpuContext>, l: &TunableLayer, repeats: usize) -> Re
                 live.push((i, m, Vec::new()));
                 None
             }
-            (Ok((m, y)), Some(r)) => {
-                match check_close(&name, y.data(), r.data(), Tolerance::F32_OP) {
-                    Ok(()) => {
-                        live.push((i, m, Vec::new()));
-                        None
-                    }
-                    Err(msg) => Some(format!("output differs from the default: {msg}")),
+            (Ok((m, y)), Some(r)) => match check_close(&name, y.data(), r.data(), tol) {
+                Ok(()) => {
+                    live.push((i, m, Vec::new()));
+                    None
                 }
-            }
+                Err(msg) => Some(format!("output differs from the default: {msg}")),
+            },
         };
         rows.push(CandidateTime {
             kernel: name,
             median_s: None,
             note,
+            half_weights,
         });
     }
     for round in 0..repeats.max(1) {
