@@ -150,7 +150,8 @@ run() {
     tar czf "$O/tests.tar.gz" -C "$W" tests
   fi
 
-  # Kernel tuning for the benchmarked models (the cache in $GCONV_CACHE_DIR, kept in $O).
+  # Kernel tuning for the benchmarked models (the cache in $GCONV_CACHE_DIR, kept in $O; saved
+  # after every layer, so a phase cut by its cap keeps the layers it timed).
   if has tune; then
     phase "tune vgg13bn b32" "${TUNE_S:-25}" "$BIN" tune vgg13bn --batch 32
     phase "tune vgg13bn scheme E b32" 15 "$BIN" tune vgg13bn --scheme E --batch 32

@@ -492,9 +492,18 @@ fn f16_tuning_is_cached_apart_and_drives_f16_models() {
         batch: 1,
         repeats: 1,
         precision: Precision::F16,
+        save_each_layer: true,
         ..Default::default()
     };
-    let rows = tune::tune_graph(ctx, &g, &mut cache, &opts, &mut |_, _, _| {}).unwrap();
+    // The file holds each layer as soon as it is timed (a run cut short keeps them): when
+    // the second layer starts, the first is on disk.
+    let file = dir.path("kernels.json");
+    let mut on_disk = Vec::new();
+    let rows = tune::tune_graph(ctx, &g, &mut cache, &opts, &mut |_, n, _| {
+        on_disk.push((n, TuneCache::load(&file).len_for(&adapter_key(&ctx.info))));
+    })
+    .unwrap();
+    assert_eq!(on_disk[..3], [(0, 0), (1, 1), (2, 2)], "{on_disk:?}");
     let key = adapter_key(&ctx.info);
     let f32_layers = tune::tunable_layers(&g, 1);
     assert_eq!(rows.len(), f32_layers.len());

@@ -235,6 +235,7 @@ fn load_untuned_or_tuned(
         let t = TuneOptions {
             batch: cfg.batch,
             precision: cfg.precision,
+            save_each_layer: true,
             ..Default::default()
         };
         tune_graph(ctx, untuned.exec_graph(), &mut cache, &t, &mut |_, _, _| {})?;

@@ -326,6 +326,9 @@ pub struct TuneOptions {
     /// The storage precision the layers are timed in (f16: as `--precision f16` runs them,
     /// cached under their own keys, see [`key_in`]).
     pub precision: Precision,
+    /// Save the cache after each layer timed, so a run cut short (a time cap, Ctrl-C) keeps
+    /// what it timed; else the caller saves once at the end.
+    pub save_each_layer: bool,
 }
 
 impl Default for TuneOptions {
@@ -335,6 +338,7 @@ impl Default for TuneOptions {
             repeats: 3,
             retune: false,
             precision: Precision::F32,
+            save_each_layer: false,
         }
     }
 }
@@ -379,6 +383,9 @@ pub fn tune_graph(
                     times_ms,
                 };
                 cache.insert(&adapter, &l.key, entry);
+                if opts.save_each_layer {
+                    cache.save()?;
+                }
                 t
             }
         };

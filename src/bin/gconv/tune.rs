@@ -170,6 +170,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         repeats: a.repeats,
         retune: a.retune,
         precision: a.precision,
+        // A run stopped part way (a time cap on a lent machine) keeps the layers it timed.
+        save_each_layer: true,
     };
     let bar = if a.json {
         ProgressBar::hidden()
