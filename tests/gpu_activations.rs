@@ -385,7 +385,8 @@ fn linear_families(ctx: &std::sync::Arc<GpuContext>, adapter: &Adapter, a: Activ
     let mut ran = 0;
     for f in choice::linear_forward_families() {
         let k = LinearKernel::of(f);
-        if !f.can_run(&shape, adapter, None) {
+        // f32 weights: not the families that read halves only (linear_coop).
+        if !f.can_run(&shape, adapter, None) || !f.reads_f32() {
             continue;
         }
         let forced = KernelChoice::new().linear("layer", k);

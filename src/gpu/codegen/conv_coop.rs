@@ -139,9 +139,9 @@ fn store_block(tile_m: u32, m0: u32, n0: u32, ks: u32, li: u32) {{
     ));
 }
 
-/// The soft matrix operations: lane `li` owns elements `li · E .. li · E + E` of a block
-/// (row-major), `E = S² / 32`.
-fn soft_ops(s: &mut String, size: usize) {
+/// The soft matrix operations (`conv_coop`'s and `linear_coop`'s; `p.bk` ≥ `S` in both):
+/// lane `li` owns elements `li · E .. li · E + E` of a block (row-major), `E = S² / 32`.
+pub(crate) fn soft_ops(s: &mut String, size: usize) {
     let e = size * size / LANES;
     s.push_str(&format!(
         r#"

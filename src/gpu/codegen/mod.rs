@@ -11,6 +11,7 @@ pub mod conv_fast;
 pub mod conv_igemm;
 pub mod conv_tiled;
 pub mod gemv;
+pub mod linear_coop;
 pub mod roofline;
 
 pub use conv_tiled::{conv_tiled, PX};
@@ -25,7 +26,7 @@ pub struct Generated {
 }
 
 /// Every generated file of the crate.
-pub const FILES: [Generated; 12] = [
+pub const FILES: [Generated; 16] = [
     Generated {
         path: "shaders/conv_tiled.wgsl",
         make: conv_tiled::conv_tiled,
@@ -61,6 +62,22 @@ pub const FILES: [Generated; 12] = [
     Generated {
         path: "shaders/conv_coop8_soft.wgsl",
         make: || conv_coop::wgsl(8, conv_coop::Mma::Soft),
+    },
+    Generated {
+        path: "shaders/linear_coop16.wgsl",
+        make: || linear_coop::wgsl(16, conv_coop::Mma::Hardware),
+    },
+    Generated {
+        path: "shaders/linear_coop16_soft.wgsl",
+        make: || linear_coop::wgsl(16, conv_coop::Mma::Soft),
+    },
+    Generated {
+        path: "shaders/linear_coop8.wgsl",
+        make: || linear_coop::wgsl(8, conv_coop::Mma::Hardware),
+    },
+    Generated {
+        path: "shaders/linear_coop8_soft.wgsl",
+        make: || linear_coop::wgsl(8, conv_coop::Mma::Soft),
     },
     Generated {
         path: "shaders/gemv_wide_f16.wgsl",

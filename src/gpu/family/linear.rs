@@ -62,6 +62,11 @@ pub trait LinearForward: Family {
     fn reads_f16(&self) -> bool {
         false
     }
+    /// Whether it reads f32 weights (false for `linear_coop`, whose operands are halves: a
+    /// model loaded in f32 that forces it is an error naming the layer).
+    fn reads_f32(&self) -> bool {
+        true
+    }
     /// The calls of one run.
     fn forward(
         &self,

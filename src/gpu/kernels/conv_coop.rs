@@ -148,13 +148,27 @@ pub fn plan(op: ConvOp<'_>, size: u32, tile: Option<CoopTile>) -> Result<IgemmCo
 }
 
 /// Whether `ctx`'s device compiles `conv_coop`'s hardware shader of `size` (its smallest
-/// tile, probed once per adapter and size). wgpu's cooperative matrices are experimental: a
-/// driver that reports them but rejects the shader gets `conv_igemm` instead (f16 weights,
-/// f32 multiply-adds) and a one-line warning, not a model that fails to load.
+/// tile, probed once per adapter and size, [`hardware_shader_compiles`]): else its
+/// convolutions run `conv_igemm` (f16 weights, f32 multiply-adds).
 pub fn hardware_compiles(ctx: &GpuContext, size: u32) -> std::result::Result<(), String> {
-    type Probes = Mutex<HashMap<(String, u32), std::result::Result<(), String>>>;
+    let entry = COOP_TILES[COOP_TILES.len() - 1].name;
+    let instead = "its convolutions run conv_igemm (f16 weights, f32 multiply-adds)";
+    hardware_shader_compiles(ctx, CONV_COOP.shader(size), entry, instead)
+}
+
+/// Whether `ctx`'s device compiles entry `entry` of the cooperative-matrix shader `shader`,
+/// probed once per adapter and shader. wgpu's cooperative matrices are experimental: a driver
+/// that reports them but rejects the shader gets the kernel `instead` names and a one-line
+/// warning, not a model that fails to load.
+pub fn hardware_shader_compiles(
+    ctx: &GpuContext,
+    shader: &'static ShaderSpec,
+    entry: &'static str,
+    instead: &str,
+) -> std::result::Result<(), String> {
+    type Probes = Mutex<HashMap<(String, &'static str), std::result::Result<(), String>>>;
     static PROBES: OnceLock<Probes> = OnceLock::new();
-    let key = (ctx.describe(), size);
+    let key = (ctx.describe(), shader.name);
     let mut probes = PROBES
         .get_or_init(Default::default)
         .lock()
@@ -162,17 +176,15 @@ pub fn hardware_compiles(ctx: &GpuContext, size: u32) -> std::result::Result<(),
     if let Some(r) = probes.get(&key) {
         return r.clone();
     }
-    let shader = CONV_COOP.shader(size);
     let probe = PipelineKey {
         shader,
-        entry: COOP_TILES[COOP_TILES.len() - 1].name,
+        entry,
         constants: Vec::new(),
     };
     let r = ctx.pipeline(&probe).map(|_| ()).map_err(|e| e.to_string());
     if let Err(why) = &r {
         log::warn!(
-            "{} reports {size}×{size} cooperative matrices but does not compile {}: {why}; \
-             its convolutions run conv_igemm (f16 weights, f32 multiply-adds)",
+            "{} reports cooperative matrices but does not compile {}: {why}; {instead}",
             ctx.info.name,
             shader.name
         );

@@ -22,6 +22,7 @@ pub mod gemv;
 pub mod gemv_wide;
 pub mod linear;
 pub mod linear_backward;
+pub mod linear_coop;
 pub mod loss;
 pub mod norm;
 pub mod norm_train;
@@ -38,7 +39,7 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 28] {
+pub fn all_shaders() -> [&'static ShaderSpec; 32] {
     [
         &conv::SHADER,
         &conv_backward::SHADER,
@@ -61,6 +62,10 @@ pub fn all_shaders() -> [&'static ShaderSpec; 28] {
         &gemv_wide::SHADER_F16,
         &linear::SHADER,
         &linear_backward::SHADER,
+        &linear_coop::SHADER_16,
+        &linear_coop::SHADER_8,
+        &linear_coop::SOFT_16,
+        &linear_coop::SOFT_8,
         &loss::SHADER,
         &norm::SHADER,
         &norm_train::SHADER,

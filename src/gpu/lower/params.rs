@@ -342,11 +342,16 @@ impl ParamStore {
             in_features: lin.in_features,
             out_features: lin.out_features,
         };
+        let at_load = choice::linear_forward_for(ctx, name, &s1, forced)?;
         let half = forced.precision() == Precision::F16
             && lin.in_features % 2 == 0
-            && choice::linear_forward_for(ctx, name, &s1, forced)?
-                .family
-                .reads_f16();
+            && at_load.family.reads_f16();
+        if !half && !at_load.family.reads_f32() {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: kernel {at_load} reads weights stored as halves only; load the model \
+                 with precision f16"
+            )));
+        }
         self.linears[0] += 1;
         let key = format!("{name}.weight");
         if half {
