@@ -245,8 +245,8 @@ pub fn default_kernel(p: &LayerProblem, a: &Adapter, precision: Precision) -> Ke
 /// [`MAX_CANDIDATES`]: every listed family that prefers the layer, then the variants those
 /// families offer for it. Under f16 a convolution's default is followed by its own variants
 /// (`conv_coop`'s other tiles) before the other families, and a fully connected layer's
-/// candidates are the families that read halves (a model stored as halves runs no other, see
-/// [`choice::linear_forward_f16_for`]).
+/// candidates are the families that read halves and can run it, preferring it or not (a
+/// model stored as halves runs no other, see [`choice::linear_forward_f16_for`]).
 pub fn candidates(p: &LayerProblem, a: &Adapter, precision: Precision) -> Vec<Kernel> {
     let mut v = vec![default_kernel(p, a, precision)];
     let half = precision == Precision::F16;
@@ -290,7 +290,13 @@ pub fn candidates(p: &LayerProblem, a: &Adapter, precision: Precision) -> Vec<Ke
         LayerProblem::Linear(s) => {
             let listed: Vec<LinearKernel> = choice::linear_forward_list(a.class)
                 .iter()
-                .filter(|f| f.prefers(s, a) && (!half || f.reads_f16()))
+                .filter(|f| match half {
+                    // Every family that reads halves and runs the layer: at a batch no
+                    // half-reader prefers, the other one is the alternative worth timing
+                    // (`gemv_wide` against `linear_coop` above batch 8).
+                    true => f.reads_f16() && f.can_run(s, a, None),
+                    false => f.prefers(s, a),
+                })
                 .map(|&f| Chosen::of(f))
                 .collect();
             for &k in &listed {

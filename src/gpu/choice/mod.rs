@@ -7,7 +7,7 @@
 //! | operation | CPU (lavapipe) | integrated / discrete |
 //! |---|---|---|
 //! | conv forward | `conv_fast`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` | `conv_dw` (depthwise), `conv_coop` (f16 weights, cooperative matrices), `conv_igemm`, `conv_wgmem`, `conv_tiled`, `conv_pk8`, `conv_co8`, `conv_co1` |
-//! | linear forward | `gemv`, `linear` | `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
+//! | linear forward | `gemv`, `linear` | `linear_coop` (f16 weights, cooperative matrices, batch > 8), `gemv_wide` (batch ≤ 8), `gemv`, `linear` |
 //! | conv input gradient | `conv_grad_fast`, `grad_input_pw4`, `grad_input` | `grad_input_pw4`, `grad_input` |
 //! | conv weight gradient | `conv_grad_fast`, `grad_weight_pw4`, `grad_weight_serial`, `grad_weight` | the same without `conv_grad_fast` |
 //!
@@ -29,7 +29,7 @@ use super::family::{ConvForward, ConvInputGrad, ConvWeightGrad, LinearForward};
 use super::geometry::LinearShape;
 use super::kernels::{conv, conv_backward, conv_fast, conv_grad_fast, conv_igemm, conv_tiled};
 use super::kernels::{conv_coop, conv_dw, conv_wgmem};
-use super::kernels::{gemv, gemv_wide, linear};
+use super::kernels::{gemv, gemv_wide, linear, linear_coop};
 use crate::error::{Error, Result};
 use crate::graph::Conv2dSpec;
 
@@ -70,8 +70,19 @@ pub const CONV_FORWARD_GPU: &[&dyn ConvForward] = &[
 pub const LINEAR_FORWARD_CPU: &[&dyn LinearForward] = &[&gemv::GEMV, &linear::LINEAR];
 
 /// Fully connected forward on a real GPU: the bandwidth-bound GEMV at small batch first.
-pub const LINEAR_FORWARD_GPU: &[&dyn LinearForward] =
-    &[&gemv_wide::GEMV_WIDE, &gemv::GEMV, &linear::LINEAR];
+/// `linear_coop` prefers nothing (its operands are halves): it is the first family that
+/// reads halves, so a layer stored as halves takes it above `gemv_wide`'s batches where the
+/// device has cooperative matrices ([`linear_default_f16`]).
+pub const LINEAR_FORWARD_GPU: &[&dyn LinearForward] = &[
+    &linear_coop::LINEAR_COOP,
+    &gemv_wide::GEMV_WIDE,
+    &gemv::GEMV,
+    &linear::LINEAR,
+];
+
+/// Fully connected forward families no class lists, which only a forced choice runs:
+/// `linear_coop_soft`, `linear_coop` with its matrix operations in plain WGSL (CI).
+pub const LINEAR_FORWARD_FORCED_ONLY: &[&dyn LinearForward] = &[&linear_coop::LINEAR_COOP_SOFT];
 
 /// The fully connected candidates of `class`.
 pub fn linear_forward_list(class: AdapterClass) -> &'static [&'static dyn LinearForward] {
@@ -83,7 +94,11 @@ pub fn linear_forward_list(class: AdapterClass) -> &'static [&'static dyn Linear
 
 /// Every fully connected family of every class.
 pub fn linear_forward_families() -> Vec<&'static dyn LinearForward> {
-    union(&[LINEAR_FORWARD_CPU, LINEAR_FORWARD_GPU])
+    union(&[
+        LINEAR_FORWARD_CPU,
+        LINEAR_FORWARD_GPU,
+        LINEAR_FORWARD_FORCED_ONLY,
+    ])
 }
 
 /// Convolution input gradient on a CPU adapter.
@@ -304,9 +319,10 @@ pub fn linear_forward_for(
 }
 
 /// The default fully connected kernel of `s` on `a` for weights stored as halves: the f32
-/// default when it reads halves, else the first family of the class's list that does and
-/// can run `s` (at a batch the f32 default gives to another family, a slower but exact
-/// choice); `None` when no listed family reads halves.
+/// default when it reads halves (`gemv_wide` at batch ≤ 8), else the first family of the
+/// class's list that does and can run `s`: `linear_coop` where the device has cooperative
+/// matrices, else `gemv_wide` (at a batch the f32 default gives to another family, a slower
+/// but exact choice); `None` when no listed family reads halves.
 pub fn linear_default_f16(s: &LinearShape, a: &Adapter) -> Option<LinearKernel> {
     let k = linear_default(s, a);
     if k.family.reads_f16() && k.family.can_run(s, a, k.variant) {

@@ -24,8 +24,9 @@ pub fn cached_choice(
 
 /// [`cached_choice`] for an inference model whose weights are stored in `precision`: under
 /// f16, each layer takes its f16-timed entry (`gconv tune --precision f16`) where there is
-/// one; else the convolutions the cooperative-matrix tier takes by default keep it (an
-/// f32-timed entry never saw that tier), the others take the f32-timed kernel.
+/// one; else the layers the cooperative-matrix tier takes by default (`conv_coop`,
+/// `linear_coop`) keep it (an f32-timed entry never saw that tier), the others take the
+/// f32-timed kernel.
 pub fn cached_choice_for(
     ctx: &GpuContext,
     graph: &Graph,
@@ -103,10 +104,21 @@ pub fn choice_at(
                     _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
                 }
             }
-            LayerProblem::Linear(s) => match choice::linear_named(&c.kernel) {
-                Some(k) if k.family.can_run(s, &a, k.variant) => choice = choice.linear(&l.node, k),
-                _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
-            },
+            LayerProblem::Linear(s) => {
+                // As for conv_coop: an f32-timed entry does not displace the matrices.
+                let coop = choice::linear_default_f16(s, &a)
+                    .is_some_and(|k| k.family.name() == "linear_coop");
+                if half_weights && !timed_half && coop {
+                    log::debug!("{}: f16 weights keep linear_coop over {}", l.node, c.kernel);
+                    continue;
+                }
+                match choice::linear_named(&c.kernel) {
+                    Some(k) if k.family.can_run(s, &a, k.variant) => {
+                        choice = choice.linear(&l.node, k)
+                    }
+                    _ => log::debug!("{}: cached kernel {} not usable here", l.node, c.kernel),
+                }
+            }
         }
     }
     choice
