@@ -155,3 +155,52 @@ fn f16_entries_decide_over_the_cooperative_matrix_default() {
     );
 }
 
+/// Without cooperative matrices an f16 model follows an f32-timed entry only where its kernel
+/// stores halves too: one naming a kernel that reads f32 (`conv_wgmem`, `gemv`) would keep
+/// that layer f32 against the model's precision, so the half-reading default stays; an f32
+/// model follows every entry. Under the discrete class's lists on lavapipe (the choice only).
+#[test]
+fn f16_models_follow_f32_timed_entries_only_to_half_reading_kernels() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let _class = common::force_class("discrete");
+    assert_eq!(ctx.cooperative_matrix, None, "lavapipe has no matrices");
+    let dir = TempDir::new("f16-f32-entries");
+    let g = tiny();
+    let key = adapter_key(&ctx.info);
+    let layers = tune::tunable_layers(&g, 1);
+    let conv = layers.iter().find(|l| l.node == "conv").unwrap();
+    let fc = layers.iter().find(|l| l.node == "fc").unwrap();
+    let at = |c: &TuneCache, p: Precision| tune::choice_at(c, ctx, (&g, 1), (false, p));
+    let mut cache = TuneCache::empty(dir.path("kernels.json"));
+    cache.insert(&key, &conv.key, entry("conv_wgmem"));
+    cache.insert(&key, &fc.key, entry("gemv"));
+    let f32_choice = at(&cache, Precision::F32);
+    assert_eq!(f32_choice.conv_of("conv").unwrap().name(), "conv_wgmem");
+    assert_eq!(f32_choice.linear_of("fc").unwrap().name(), "gemv");
+    let f16_choice = at(&cache, Precision::F16);
+    assert_eq!(
+        f16_choice.conv_of("conv"),
+        None,
+        "conv_igemm (halves) stays"
+    );
+    assert_eq!(f16_choice.linear_of("fc"), None, "gemv_wide (halves) stays");
+    // An f32-timed entry naming a half-reading kernel is followed.
+    let igemm = "conv_igemm[igemm_m64n64]";
+    assert!(
+        choice::conv_named(igemm).is_some(),
+        "{igemm} names a kernel"
+    );
+    cache.insert(&key, &conv.key, entry(igemm));
+    let f16_choice = at(&cache, Precision::F16);
+    assert_eq!(f16_choice.conv_of("conv").unwrap().name(), igemm);
+    // The model loaded with that choice stores both layers as halves.
+    let w = Weights::init(&g, 3);
+    let choice = f16_choice.with_precision(Precision::F16);
+    let m = GpuModel::with_choice(ctx.clone(), g.clone(), &w, choice).unwrap();
+    let halves = m.half_weight_layers();
+    assert!(
+        halves.iter().any(|l| l == "conv") && halves.iter().any(|l| l == "fc"),
+        "{halves:?}"
+    );
+}

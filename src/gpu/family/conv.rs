@@ -207,6 +207,11 @@ pub trait ConvForward: Family {
         let _ = (p, a);
         Vec::new()
     }
+    /// Whether it stores a layer's weights as halves when the model asks for f16
+    /// ([`ConvLayer::precision`]; `conv_igemm`, `conv_coop`).
+    fn reads_f16(&self) -> bool {
+        false
+    }
     /// Prepares the fixed weights of `layer` at load; `None`: the kernel reads them as they
     /// are.
     fn prepare(

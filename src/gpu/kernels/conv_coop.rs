@@ -239,6 +239,10 @@ impl ConvForward for ConvCoop {
         !self.soft && p.half_weights && !p.is_depthwise() && self.can_run(p, a, None)
     }
 
+    fn reads_f16(&self) -> bool {
+        true
+    }
+
     fn can_run(&self, p: &ConvProblem, a: &Adapter, variant: Option<u16>) -> bool {
         self.pick(a, variant).is_some_and(|(size, tile)| {
             let op = ConvOp::Conv2d(&p.spec);

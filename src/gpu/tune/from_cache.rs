@@ -25,8 +25,10 @@ pub fn cached_choice(
 /// [`cached_choice`] for an inference model whose weights are stored in `precision`: under
 /// f16, each layer takes its f16-timed entry (`gconv tune --precision f16`) where there is
 /// one; else the layers the cooperative-matrix tier takes by default (`conv_coop`,
-/// `linear_coop`) keep it (an f32-timed entry never saw that tier), the others take the
-/// f32-timed kernel.
+/// `linear_coop`) keep it (an f32-timed entry never saw that tier), and the others take the
+/// f32-timed kernel where it stores halves too — an entry naming a kernel that reads f32
+/// (`conv_wgmem`, `gemv`, `linear`) would keep that layer's weights f32, against the model's
+/// precision, on a timing that never saw the halved weights, so the f16 default stays.
 pub fn cached_choice_for(
     ctx: &GpuContext,
     graph: &Graph,
@@ -89,9 +91,19 @@ pub fn choice_at(
                     batch: 1,
                     ..p.clone()
                 };
-                let coop = choice::conv_default(&at_load, &a).family.name() == "conv_coop";
-                if half_weights && !timed_half && coop {
-                    log::debug!("{}: f16 weights keep conv_coop over {}", l.node, c.kernel);
+                let default = choice::conv_default(&at_load, &a).family;
+                let cached_half =
+                    choice::conv_named(&c.kernel).is_some_and(|k| k.family.reads_f16());
+                if half_weights
+                    && !timed_half
+                    && (default.name() == "conv_coop" || default.reads_f16() && !cached_half)
+                {
+                    log::debug!(
+                        "{}: f16 weights keep {} over {}",
+                        l.node,
+                        default.name(),
+                        c.kernel
+                    );
                     continue;
                 }
                 match choice::conv_named(&c.kernel) {
@@ -105,12 +117,21 @@ pub fn choice_at(
                 }
             }
             LayerProblem::Linear(s) => {
-                // As for conv_coop: an f32-timed entry does not displace the matrices.
-                let coop = choice::linear_default_f16(s, &a)
-                    .is_some_and(|k| k.family.name() == "linear_coop");
-                if half_weights && !timed_half && coop {
-                    log::debug!("{}: f16 weights keep linear_coop over {}", l.node, c.kernel);
-                    continue;
+                // As for convolutions: an f32-timed entry displaces neither the matrices nor
+                // a half-reading default with a kernel that reads f32.
+                let default = choice::linear_default_f16(s, &a).map(|k| k.family);
+                let cached_half =
+                    choice::linear_named(&c.kernel).is_some_and(|k| k.family.reads_f16());
+                if let Some(d) = default.filter(|_| half_weights && !timed_half) {
+                    if d.name() == "linear_coop" || !cached_half {
+                        log::debug!(
+                            "{}: f16 weights keep {} over {}",
+                            l.node,
+                            d.name(),
+                            c.kernel
+                        );
+                        continue;
+                    }
                 }
                 match choice::linear_named(&c.kernel) {
                     Some(k) if k.family.can_run(s, &a, k.variant) => {

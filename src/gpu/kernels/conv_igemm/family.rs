@@ -63,6 +63,10 @@ impl ConvForward for ConvIgemm {
         !p.is_depthwise() && self.can_run(p, a, None)
     }
 
+    fn reads_f16(&self) -> bool {
+        true
+    }
+
     fn can_run(&self, _: &ConvProblem, a: &Adapter, variant: Option<u16>) -> bool {
         fits(a) && (variant.is_none() || tile(variant).is_some())
     }
