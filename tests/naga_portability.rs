@@ -7,7 +7,8 @@
 //! and `GpuContext` opens a device for the size its adapter reports; every module, that tier
 //! included, is also translated to SPIR-V.) The activations' twins of each shader (`gpu::twin::specialise`)
 //! are translated too, and the half-activation twin (`gpu::twin::halve`, f16 storage, which
-//! wgpu's DX12 backend compiles with shader model 6.2) of every module that has one.
+//! wgpu's DX12 backend compiles with shader model 6.2) of every module that has one. And
+//! every cooperative-matrix load and store is 16-byte aligned, as Vulkan requires.
 
 use gconv::gpu::kernels::all_shaders;
 use gconv::gpu::ShaderSpec;
@@ -210,4 +211,123 @@ fn every_entry_point_translates_to_spirv() {
         "{} cooperative-matrix modules",
         sizes.len()
     );
+}
+
+/// Vulkan asks every cooperative-matrix load and store for a pointer and a stride aligned to
+/// 16 bytes (the lesser of 16 and a row's bytes, which is 16 for 8 × 8 and 16 × 16 halves):
+/// a misaligned one is undefined behaviour that only a real GPU would show. Every `coopLoad`,
+/// `coopLoadT`, `coopStore`, `coopStoreT` of every hardware module reads a workgroup array at
+/// an offset that is a multiple of 16 bytes for any value of its variables (the offset
+/// expressions are evaluated with each variable at 0–7) and a stride of a multiple of 16
+/// bytes.
+#[test]
+fn cooperative_matrix_loads_and_stores_are_16_byte_aligned() {
+    let mut checked = 0;
+    for spec in all_shaders()
+        .into_iter()
+        .filter(|s| s.source().contains("coopLoad"))
+    {
+        let src = spec.source();
+        let bytes_of = |var: &str| -> usize {
+            let decl = format!("var<workgroup> {var}: array<");
+            let at = src
+                .find(&decl)
+                .unwrap_or_else(|| panic!("{}: {var} is not a workgroup array", spec.name));
+            match &src[at + decl.len()..at + decl.len() + 3] {
+                "f16" => 2,
+                "f32" => 4,
+                t => panic!("{}: {var}: element type {t}", spec.name),
+            }
+        };
+        for op in ["coopLoadT<", "coopLoad<", "coopStoreT(", "coopStore("] {
+            for (at, _) in src.match_indices(op) {
+                let line_start = src[..at].rfind('\n').map_or(0, |n| n + 1);
+                if src[line_start..at].contains("//") {
+                    continue; // a comment (the soft twins describe the operations they replace)
+                }
+                let call = &src[at..at + src[at..].find(");").expect("call ends")];
+                let amp = call
+                    .find('&')
+                    .unwrap_or_else(|| panic!("{}: {call}: no pointer", spec.name))
+                    + 1;
+                let open = amp + call[amp..].find('[').expect("an index");
+                let var = &call[amp..open];
+                let close = open + call[open..].find("],").expect("the index ends");
+                let offset = &call[open + 1..close];
+                let stride = call[close + 2..].trim().trim_end_matches('u');
+                let elem = bytes_of(var);
+                let stride: usize = stride
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{}: {call}: stride", spec.name));
+                assert_eq!(stride * elem % 16, 0, "{}: {call}: stride", spec.name);
+                for v in 0..8 {
+                    let o = eval(offset, v);
+                    assert_eq!(o * elem % 16, 0, "{}: {call}: offset at {v}", spec.name);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 100, "{checked} matrix loads and stores");
+}
+
+/// `expr` (literals, variables, `+`, `*`, parentheses) with every variable at `v`.
+fn eval(expr: &str, v: usize) -> usize {
+    fn sum(t: &[String], i: &mut usize, v: usize) -> usize {
+        let mut s = product(t, i, v);
+        while t.get(*i).is_some_and(|x| x == "+") {
+            *i += 1;
+            s += product(t, i, v);
+        }
+        s
+    }
+    fn product(t: &[String], i: &mut usize, v: usize) -> usize {
+        let mut p = atom(t, i, v);
+        while t.get(*i).is_some_and(|x| x == "*") {
+            *i += 1;
+            p *= atom(t, i, v);
+        }
+        p
+    }
+    fn atom(t: &[String], i: &mut usize, v: usize) -> usize {
+        let x = &t[*i];
+        *i += 1;
+        if x == "(" {
+            let s = sum(t, i, v);
+            assert_eq!(t[*i], ")");
+            *i += 1;
+            s
+        } else if let Ok(n) = x.trim_end_matches('u').parse() {
+            n
+        } else {
+            assert!(
+                x.chars().all(|c| c.is_alphanumeric() || c == '_'),
+                "operand {x}"
+            );
+            v
+        }
+    }
+    let mut tokens = Vec::new();
+    let mut word = String::new();
+    for c in expr.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            tokens.push(std::mem::take(&mut word));
+        }
+        match c {
+            ' ' => {}
+            '+' | '*' | '(' | ')' => tokens.push(c.to_string()),
+            _ => panic!("{expr}: operator {c} (extend eval)"),
+        }
+    }
+    if !word.is_empty() {
+        tokens.push(word);
+    }
+    let mut i = 0;
+    let s = sum(&tokens, &mut i, v);
+    assert_eq!(i, tokens.len(), "{expr}");
+    s
 }
