@@ -36,7 +36,8 @@ pub enum Precision {
     /// 32-bit floats (the reference).
     #[default]
     F32,
-    /// 16-bit floats where the layer's kernel reads them, f32 arithmetic.
+    /// 16-bit floats where the layer's kernel reads them, accumulated in f32 (the
+    /// cooperative-matrix kernels multiply halves; every other kernel computes in f32).
     F16,
 }
 

@@ -111,8 +111,9 @@ pub struct RunArgs {
     #[arg(long)]
     no_tune: bool,
     /// GPU storage precision: f32, or f16 — weights where the layer's kernel reads halves
-    /// (conv_igemm, gemv_wide), activations where the adapter has SHADER_F16 and every
-    /// kernel of the model stores them; f32 arithmetic. Recorded in the report's config.
+    /// (conv_igemm, gemv_wide; conv_coop, linear_coop on cooperative matrices), activations
+    /// where the adapter has SHADER_F16 and every kernel of the model stores them; f32
+    /// accumulation. Recorded in the report's config.
     #[arg(long, value_parser = crate::common::parse_precision)]
     precision: Option<gconv::Precision>,
     /// Print the report as JSON on stdout.

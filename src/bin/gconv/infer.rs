@@ -69,7 +69,7 @@ pub struct Args {
     no_tune: bool,
     /// GPU storage precision: f32, or f16 — weights where the layer's kernel reads halves,
     /// activations where the adapter has SHADER_F16 and every kernel of the model stores
-    /// them; f32 arithmetic (--compare then uses the f16 tolerance).
+    /// them; f32 accumulation (--compare then uses the f16 tolerance).
     #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
     precision: gconv::Precision,
     /// Run every layer with the kernel that runs fastest. By default, since infer runs the
