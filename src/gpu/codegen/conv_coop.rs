@@ -23,6 +23,98 @@ pub enum Mma {
     Soft,
 }
 
+impl Mma {
+    /// The declaration of accumulator `c` of `S × S` f32 (zeroed).
+    pub(crate) fn accumulator(self, size: usize, c: &str) -> String {
+        match self {
+            Mma::Hardware => format!("var {c} = coop_mat{size}x{size}<f32, C>();"),
+            Mma::Soft => format!("var {c}: array<f32, {}>;", size * size / LANES),
+        }
+    }
+
+    /// The A operand at `off` of `sa` (column-major, column stride `stride`): a matrix, or
+    /// for the soft twin the offset itself.
+    pub(crate) fn load_a(self, size: usize, off: &str, stride: usize) -> String {
+        match self {
+            Mma::Hardware => {
+                format!("coopLoad<coop_mat{size}x{size}<f16, A>>(&sa[{off}], {stride}u)")
+            }
+            Mma::Soft => off.to_string(),
+        }
+    }
+
+    /// The B operand at `off` of `sb` (row-major, row stride `stride`).
+    pub(crate) fn load_b(self, size: usize, off: &str, stride: usize) -> String {
+        match self {
+            Mma::Hardware => {
+                format!("coopLoadT<coop_mat{size}x{size}<f16, B>>(&sb[{off}], {stride}u)")
+            }
+            Mma::Soft => off.to_string(),
+        }
+    }
+
+    /// `c += a · b` (the soft twin's operands are offsets with their strides).
+    pub(crate) fn multiply_add(
+        self,
+        c: &str,
+        (a, a_st): (&str, usize),
+        (b, b_st): (&str, usize),
+    ) -> String {
+        match self {
+            Mma::Hardware => format!("{c} = coopMultiplyAdd({a}, {b}, {c});"),
+            Mma::Soft => format!("soft_mma(&{c}, {a}, {a_st}u, {b}, {b_st}u, li);"),
+        }
+    }
+
+    /// Accumulator `c` into `sc`, row-major.
+    fn store(self, size: usize, c: &str) -> String {
+        match self {
+            Mma::Hardware => format!("coopStoreT({c}, &sc[0], {size}u);"),
+            Mma::Soft => format!("soft_store(&{c}, li);"),
+        }
+    }
+}
+
+/// An entry's first lines: the workgroup's tile along N and M and its K range index.
+pub(crate) fn tile_ids(s: &mut String) {
+    for text in [
+        "    let li = id.li;",
+        "    // A folded grid's surplus workgroups run the last tile and store nothing.",
+        "    let wid_raw = linear_wg(id.wg, id.nwg);",
+        "    let live = wid_raw < p.total_wg;",
+        "    let wid = min(wid_raw, p.total_wg - 1u);",
+        "    let tile_n = wid % p.tiles_n;",
+        "    let rest = wid / p.tiles_n;",
+        "    let tile_m = rest % p.tiles_m;",
+        "    let ks = rest / p.tiles_m;",
+    ] {
+        line(s, text);
+    }
+}
+
+/// An entry's last lines: each of the `mb × nb` accumulators `c{i}_{j}` through `sc` to
+/// `store_call(i, j)` (a call of the shader's `store_block`), lanes of a dead workgroup
+/// gone first.
+pub(crate) fn store_blocks(
+    s: &mut String,
+    (size, mb, nb): (usize, usize, usize),
+    mma: Mma,
+    store_call: impl Fn(usize, usize) -> String,
+) {
+    line(s, "    if (!live) {");
+    line(s, "        return;");
+    line(s, "    }");
+    for i in 0..mb {
+        for j in 0..nb {
+            line(s, format!("    {}", mma.store(size, &format!("c{i}_{j}"))));
+            line(s, "    workgroupBarrier();");
+            line(s, format!("    {};", store_call(i, j)));
+            line(s, "    workgroupBarrier();");
+        }
+    }
+    line(s, "}");
+}
+
 /// One workgroup tile: `mb × nb` accumulator blocks of `S × S`, computed by one subgroup of
 /// 32 invocations (the workgroup), so that the matrix operations are always uniform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,9 +270,6 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
     let CoopTile { name, mb, nb } = t;
     let (bm, bn) = (mb * size, nb * size);
     let bm4 = bm / 4;
-    let a_ty = format!("coop_mat{size}x{size}<f16, A>");
-    let b_ty = format!("coop_mat{size}x{size}<f16, B>");
-    let c_ty = format!("coop_mat{size}x{size}<f32, C>");
     let l = |s: &mut String, text: &str| line(s, text);
     l(s, "");
     l(
@@ -189,18 +278,7 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
     );
     l(s, &format!("@compute @workgroup_size({LANES})"));
     l(s, &format!("fn {name}(id: Ids) {{"));
-    l(s, "    let li = id.li;");
-    l(
-        s,
-        "    // A folded grid's surplus workgroups run the last tile and store nothing.",
-    );
-    l(s, "    let wid_raw = linear_wg(id.wg, id.nwg);");
-    l(s, "    let live = wid_raw < p.total_wg;");
-    l(s, "    let wid = min(wid_raw, p.total_wg - 1u);");
-    l(s, "    let tile_n = wid % p.tiles_n;");
-    l(s, "    let rest = wid / p.tiles_n;");
-    l(s, "    let tile_m = rest % p.tiles_m;");
-    l(s, "    let ks = rest / p.tiles_m;");
+    tile_ids(s);
     l(s, "    let kt = tile_k(tile_m);");
     l(s, "    let kbeg = min(ks * p.kchunk, kt);");
     l(s, "    let kend = min(kbeg + p.kchunk, kt);");
@@ -230,13 +308,10 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
             &format!("    let seg{i} = min({}u / p.ms, p.s - 1u);", i * size),
         );
         for j in 0..nb {
-            match mma {
-                Mma::Hardware => l(s, &format!("    var c{i}_{j} = {c_ty}();")),
-                Mma::Soft => l(
-                    s,
-                    &format!("    var c{i}_{j}: array<f32, {}>;", size * size / LANES),
-                ),
-            }
+            l(
+                s,
+                &format!("    {}", mma.accumulator(size, &format!("c{i}_{j}"))),
+            );
         }
     }
     l(s, "    for (var st = 0u; st < steps; st++) {");
@@ -297,23 +372,14 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
     // (dense layers: once), reloaded only where the next block row's segment differs.
     for kq in (0..BK).step_by(size) {
         for i in 0..mb {
-            let a_off = kq * bm + i * size;
-            match mma {
-                Mma::Hardware => l(
-                    s,
-                    &format!("        let a{i}_{kq} = coopLoad<{a_ty}>(&sa[{a_off}u], {bm}u);"),
-                ),
-                Mma::Soft => l(s, &format!("        let a{i}_{kq} = {a_off}u;")),
-            }
+            let a = mma.load_a(size, &format!("{}u", kq * bm + i * size), bm);
+            l(s, &format!("        let a{i}_{kq} = {a};"));
         }
         for j in 0..nb {
             let b = format!("b{j}_{kq}");
             for i in 0..mb {
                 let off = format!("(seg{i} * {BK}u + {kq}u) * {bn}u + {}u", j * size);
-                let load = match mma {
-                    Mma::Hardware => format!("coopLoadT<{b_ty}>(&sb[{off}], {bn}u)"),
-                    Mma::Soft => off,
-                };
+                let load = mma.load_b(size, &off, bn);
                 if i == 0 {
                     l(s, &format!("        var {b} = {load};"));
                 } else {
@@ -321,44 +387,20 @@ fn entry(s: &mut String, size: usize, t: CoopTile, mma: Mma) {
                     l(s, &format!("            {b} = {load};"));
                     l(s, "        }");
                 }
-                l(
-                    s,
-                    &match mma {
-                        Mma::Hardware => {
-                            format!("        c{i}_{j} = coopMultiplyAdd(a{i}_{kq}, {b}, c{i}_{j});")
-                        }
-                        Mma::Soft => {
-                            format!(
-                                "        soft_mma(&c{i}_{j}, a{i}_{kq}, {bm}u, {b}, {bn}u, li);"
-                            )
-                        }
-                    },
-                );
+                let c = format!("c{i}_{j}");
+                let a = format!("a{i}_{kq}");
+                let mad = mma.multiply_add(&c, (&a, bm), (&b, bn));
+                l(s, &format!("        {mad}"));
             }
         }
     }
     l(s, "        workgroupBarrier();");
     l(s, "    }");
-    l(s, "    if (!live) {");
-    l(s, "        return;");
-    l(s, "    }");
-    for i in 0..mb {
-        for j in 0..nb {
-            match mma {
-                Mma::Hardware => l(s, &format!("    coopStoreT(c{i}_{j}, &sc[0], {size}u);")),
-                Mma::Soft => l(s, &format!("    soft_store(&c{i}_{j}, li);")),
-            }
-            l(s, "    workgroupBarrier();");
-            l(
-                s,
-                &format!(
-                    "    store_block(tile_m, {}u, tile_n * {bn}u + {}u, ks, li);",
-                    i * size,
-                    j * size
-                ),
-            );
-            l(s, "    workgroupBarrier();");
-        }
-    }
-    l(s, "}");
+    store_blocks(s, (size, mb, nb), mma, |i, j| {
+        format!(
+            "store_block(tile_m, {}u, tile_n * {bn}u + {}u, ks, li)",
+            i * size,
+            j * size
+        )
+    });
 }

@@ -10,7 +10,7 @@
 //! are `conv_coop`'s ([`super::conv_coop::soft_ops`]). K may be split over the grid: partial
 //! sums, then a `reduce` entry adds them with the bias and the activation.
 
-use super::conv_coop::{soft_ops, Mma, LANES, SIZES};
+use super::conv_coop::{soft_ops, store_blocks, tile_ids, Mma, LANES, SIZES};
 use super::line;
 
 /// One workgroup tile: `mb × nb` accumulator blocks of `S × S` (output features × samples),
@@ -134,9 +134,6 @@ fn entry(s: &mut String, size: usize, t: LinTile, mma: Mma) {
     let LinTile { name, mb, nb } = t;
     let (bm, bn) = (mb * size, nb * size);
     let bk4 = BK / 4;
-    let a_ty = format!("coop_mat{size}x{size}<f16, A>");
-    let b_ty = format!("coop_mat{size}x{size}<f16, B>");
-    let c_ty = format!("coop_mat{size}x{size}<f32, C>");
     let l = |s: &mut String, text: &str| line(s, text);
     l(s, "");
     l(
@@ -145,18 +142,7 @@ fn entry(s: &mut String, size: usize, t: LinTile, mma: Mma) {
     );
     l(s, &format!("@compute @workgroup_size({LANES})"));
     l(s, &format!("fn {name}(id: Ids) {{"));
-    l(s, "    let li = id.li;");
-    l(
-        s,
-        "    // A folded grid's surplus workgroups run the last tile and store nothing.",
-    );
-    l(s, "    let wid_raw = linear_wg(id.wg, id.nwg);");
-    l(s, "    let live = wid_raw < p.total_wg;");
-    l(s, "    let wid = min(wid_raw, p.total_wg - 1u);");
-    l(s, "    let tile_n = wid % p.tiles_n;");
-    l(s, "    let rest = wid / p.tiles_n;");
-    l(s, "    let tile_m = rest % p.tiles_m;");
-    l(s, "    let ks = rest / p.tiles_m;");
+    tile_ids(s);
     l(s, "    let in_f = p.in4 * 4u;");
     l(s, "    let kbeg = min(ks * p.kchunk, in_f);");
     l(s, "    let kend = min(kbeg + p.kchunk, in_f);");
@@ -168,13 +154,10 @@ fn entry(s: &mut String, size: usize, t: LinTile, mma: Mma) {
     l(s, &format!("    let n_base = tile_n * {bn}u;"));
     for i in 0..mb {
         for j in 0..nb {
-            match mma {
-                Mma::Hardware => l(s, &format!("    var c{i}_{j} = {c_ty}();")),
-                Mma::Soft => l(
-                    s,
-                    &format!("    var c{i}_{j}: array<f32, {}>;", size * size / LANES),
-                ),
-            }
+            l(
+                s,
+                &format!("    {}", mma.accumulator(size, &format!("c{i}_{j}"))),
+            );
         }
     }
     l(s, "    for (var st = 0u; st < steps; st++) {");
@@ -221,61 +204,28 @@ fn entry(s: &mut String, size: usize, t: LinTile, mma: Mma) {
     l(s, "        workgroupBarrier();");
     for kq in (0..BK).step_by(size) {
         for i in 0..mb {
-            let a_off = kq * bm + i * size;
-            match mma {
-                Mma::Hardware => l(
-                    s,
-                    &format!("        let a{i}_{kq} = coopLoad<{a_ty}>(&sa[{a_off}u], {bm}u);"),
-                ),
-                Mma::Soft => l(s, &format!("        let a{i}_{kq} = {a_off}u;")),
-            }
+            let a = mma.load_a(size, &format!("{}u", kq * bm + i * size), bm);
+            l(s, &format!("        let a{i}_{kq} = {a};"));
         }
         for j in 0..nb {
-            let b_off = kq * bn + j * size;
-            match mma {
-                Mma::Hardware => l(
-                    s,
-                    &format!("        let b{j}_{kq} = coopLoadT<{b_ty}>(&sb[{b_off}u], {bn}u);"),
-                ),
-                Mma::Soft => l(s, &format!("        let b{j}_{kq} = {b_off}u;")),
-            }
+            let b = mma.load_b(size, &format!("{}u", kq * bn + j * size), bn);
+            l(s, &format!("        let b{j}_{kq} = {b};"));
+            let b = format!("b{j}_{kq}");
             for i in 0..mb {
-                l(
-                    s,
-                    &match mma {
-                        Mma::Hardware => format!(
-                            "        c{i}_{j} = coopMultiplyAdd(a{i}_{kq}, b{j}_{kq}, c{i}_{j});"
-                        ),
-                        Mma::Soft => format!(
-                            "        soft_mma(&c{i}_{j}, a{i}_{kq}, {bm}u, b{j}_{kq}, {bn}u, li);"
-                        ),
-                    },
-                );
+                let c = format!("c{i}_{j}");
+                let a = format!("a{i}_{kq}");
+                let mad = mma.multiply_add(&c, (&a, bm), (&b, bn));
+                l(s, &format!("        {mad}"));
             }
         }
     }
     l(s, "        workgroupBarrier();");
     l(s, "    }");
-    l(s, "    if (!live) {");
-    l(s, "        return;");
-    l(s, "    }");
-    for i in 0..mb {
-        for j in 0..nb {
-            match mma {
-                Mma::Hardware => l(s, &format!("    coopStoreT(c{i}_{j}, &sc[0], {size}u);")),
-                Mma::Soft => l(s, &format!("    soft_store(&c{i}_{j}, li);")),
-            }
-            l(s, "    workgroupBarrier();");
-            l(
-                s,
-                &format!(
-                    "    store_block(m_base + {}u, n_base + {}u, ks, li);",
-                    i * size,
-                    j * size
-                ),
-            );
-            l(s, "    workgroupBarrier();");
-        }
-    }
-    l(s, "}");
+    store_blocks(s, (size, mb, nb), mma, |i, j| {
+        format!(
+            "store_block(m_base + {}u, n_base + {}u, ks, li)",
+            i * size,
+            j * size
+        )
+    });
 }
