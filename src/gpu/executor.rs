@@ -24,6 +24,8 @@ use std::time::Instant;
 
 pub use crate::plan::PlanReport;
 
+mod chunks;
+
 struct Prepared {
     batch: usize,
     instance: Instance,
@@ -274,34 +276,6 @@ impl GpuModel {
         }
     }
 
-    /// [`run`](Self::run) in batch chunks: the largest halving of the batch whose program
-    /// fits the adapter, the outputs concatenated.
-    fn run_in_chunks(&mut self, input: &Tensor) -> Result<Tensor> {
-        let b = input.shape()[0];
-        let per = input.data().len() / b;
-        let mut chunk = b.div_ceil(2);
-        loop {
-            match self.prepare(chunk) {
-                Ok(()) => break,
-                Err(Error::AdapterLimit { .. }) if chunk > 1 => chunk = chunk.div_ceil(2),
-                Err(e) => return Err(e),
-            }
-        }
-        let mut out = Vec::new();
-        let mut shape = Vec::new();
-        for start in (0..b).step_by(chunk) {
-            let n = chunk.min(b - start);
-            let mut dims = input.shape().to_vec();
-            dims[0] = n;
-            let part = Tensor::new(dims, input.data()[start * per..(start + n) * per].to_vec())?;
-            let y = self.run_pass(&part)?;
-            shape = y.shape().to_vec();
-            out.extend_from_slice(y.data());
-        }
-        shape[0] = b;
-        Tensor::new(shape, out)
-    }
-
     /// One forward pass of the whole batch.
     fn run_pass(&mut self, input: &Tensor) -> Result<Tensor> {
         let mut laps = Laps::start();
@@ -370,9 +344,14 @@ impl GpuModel {
 
     /// Runs a forward pass without reading the output back (for timing whole passes):
     /// returns once the GPU has finished.
+    /// A batch that does not fit runs in chunks, as [`run`](Self::run)'s does.
     pub fn run_no_readback(&mut self, input: &Tensor) -> Result<()> {
-        self.submit_pass(input, false, &mut Laps::start())
-            .map(|_| ())
+        match self.submit_pass(input, false, &mut Laps::start()) {
+            Err(Error::AdapterLimit { .. }) if input.shape().first().is_some_and(|&b| b > 1) => {
+                self.submit_in_chunks(input)
+            }
+            r => r.map(|_| ()),
+        }
     }
 
     /// Per-layer GPU time of one forward pass. With `TIMESTAMP_QUERY`, every node's dispatches
