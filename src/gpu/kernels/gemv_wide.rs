@@ -5,7 +5,7 @@
 //! ([`crate::gpu::Precision::F16`], [`pack_f16`]) it reads half the bytes
 //! ([`SHADER_F16`], `shaders/gemv_wide_f16.wgsl`), f32 arithmetic.
 
-use super::{check_arg, fold_workgroups, Call, Scratch};
+use super::{check_arg, fold_workgroups, Arg, Call, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::family::{Adapter, Family, LinearForward, LinearRun};
@@ -94,32 +94,33 @@ pub fn fits(s: &LinearShape) -> bool {
     s.in_features % 4 == 0
 }
 
-/// The calls of one run: one per weight chunk.
-pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
-    let LinearRun {
-        label,
-        shape: s,
-        x,
-        chunks,
-        bias,
-        out,
-        act,
-        weight_f16,
-    } = run;
-    let (x_len, out_len) = s.lens(label)?;
+/// A run's arguments checked as `gemv_wide` and `linear_coop` read them.
+pub(super) struct Checked {
+    /// Rows of each weight chunk.
+    pub rows: Vec<usize>,
+    /// The bias, or a stand-in when there is none.
+    pub bias: Arg,
+    /// Whether there is a bias.
+    pub has_bias: bool,
+}
+
+/// Checks `run` for `family`, which reads weight rows 4 values at a time: the width, the
+/// input, output, bias and the row chunks (in words: halves are two per word).
+pub(super) fn check_run(ctx: &GpuContext, family: &str, run: &LinearRun<'_>) -> Result<Checked> {
+    let (label, s) = (run.label, run.shape);
     if !fits(s) {
         return Err(Error::shape(
             label,
             format!(
-                "gemv_wide reads rows as vec4s: in_features {} is not a multiple of 4",
+                "{family} reads rows 4 values at a time: in_features {} is not a multiple of 4",
                 s.in_features
             ),
         ));
     }
-    check_arg(ctx, label, "x", x, x_len as u64)?;
-    check_arg(ctx, label, "out", out, out_len as u64)?;
-    // Halves: a row is in/2 words.
-    let words = if weight_f16 {
+    let (x_len, out_len) = s.lens(label)?;
+    check_arg(ctx, label, "x", run.x, x_len as u64)?;
+    check_arg(ctx, label, "out", run.out, out_len as u64)?;
+    let words = if run.weight_f16 {
         s.in_features / 2
     } else {
         s.in_features
@@ -128,18 +129,44 @@ pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
         in_features: words,
         ..*s
     }
-    .chunk_rows(label, chunks)?;
-    let (bias, has_bias) = match bias {
+    .chunk_rows(label, run.chunks)?;
+    for (w, &r) in run.chunks.iter().zip(&rows) {
+        check_arg(ctx, label, "weight chunk", w, (r * words) as u64)?;
+    }
+    let (bias, has_bias) = match run.bias {
         Some(b) => {
             check_arg(ctx, label, "bias", b, s.out_features as u64)?;
             (b.clone(), true)
         }
-        None => (x.clone(), false),
+        None => (run.x.clone(), false),
     };
+    Ok(Checked {
+        rows,
+        bias,
+        has_bias,
+    })
+}
+
+/// The calls of one run: one per weight chunk.
+pub fn forward(ctx: &GpuContext, run: LinearRun<'_>) -> Result<Vec<Call>> {
+    let Checked {
+        rows,
+        bias,
+        has_bias,
+    } = check_run(ctx, "gemv_wide", &run)?;
+    let LinearRun {
+        label,
+        shape: s,
+        x,
+        chunks,
+        out,
+        act,
+        weight_f16,
+        ..
+    } = run;
     let mut calls = Vec::with_capacity(chunks.len());
     let mut row0 = 0;
     for (w, &r) in chunks.iter().zip(&rows) {
-        check_arg(ctx, label, "weight chunk", w, (r * words) as u64)?;
         let row_groups = r.div_ceil(2);
         let total = row_groups * s.batch.div_ceil(4);
         let params = GemvWideParams {

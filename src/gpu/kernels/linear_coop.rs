@@ -13,7 +13,7 @@
 //! listed nowhere, forced by the tests so the tier runs in CI.
 
 use super::conv_coop::hardware_shader_compiles;
-use super::{check_arg, fold_workgroups, gemv_wide, Call, Scratch};
+use super::{fold_workgroups, gemv_wide, Call, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::codegen::conv_coop::LANES;
 use crate::gpu::codegen::linear_coop::{LinTile, BK, LIN_TILES};
@@ -193,57 +193,34 @@ impl LinearCoop {
         (size, tile): (u32, Option<LinTile>),
         scratch: &mut Scratch<'_>,
     ) -> Result<Vec<Call>> {
-        let LinearRun {
-            label,
-            shape: s,
-            x,
-            chunks,
-            bias,
-            out,
-            act,
-            weight_f16,
-        } = run;
-        if !weight_f16 {
+        if !run.weight_f16 {
             return Err(Error::shape(
-                label,
+                run.label,
                 format!(
                     "{} reads weights stored as halves (--precision f16); this layer's are f32",
                     self.name()
                 ),
             ));
         }
-        if !gemv_wide::fits(s) {
-            return Err(Error::shape(
-                label,
-                format!(
-                    "{} reads rows as 4 halves: in_features {} is not a multiple of 4",
-                    self.name(),
-                    s.in_features
-                ),
-            ));
-        }
-        let (x_len, out_len) = s.lens(label)?;
-        check_arg(ctx, label, "x", x, x_len as u64)?;
-        check_arg(ctx, label, "out", out, out_len as u64)?;
-        let words = s.in_features / 2;
-        let rows = LinearShape {
-            in_features: words,
-            ..*s
-        }
-        .chunk_rows(label, chunks)?;
-        let (bias, has_bias) = match bias {
-            Some(b) => {
-                check_arg(ctx, label, "bias", b, s.out_features as u64)?;
-                (b.clone(), true)
-            }
-            None => (x.clone(), false),
-        };
+        let gemv_wide::Checked {
+            rows,
+            bias,
+            has_bias,
+        } = gemv_wide::check_run(ctx, self.name(), &run)?;
+        let LinearRun {
+            label,
+            shape: s,
+            x,
+            chunks,
+            out,
+            act,
+            ..
+        } = run;
         let units = Adapter::of(ctx).compute_units;
         let shader = self.shader(size);
         let mut calls = Vec::new();
         let mut row0 = 0;
         for (i, (w, &r)) in chunks.iter().zip(&rows).enumerate() {
-            check_arg(ctx, label, "weight chunk", w, (r * words) as u64)?;
             let (t, tiles_m, tiles_n, ksplit, kchunk) = grid_of(r, s, size, tile, units);
             let total = tiles_m * tiles_n * ksplit;
             let part_len = ksplit * s.batch * r;
