@@ -40,6 +40,19 @@ fn a_batch_too_large_for_one_binding_runs_in_chunks() {
     let got = model.run(&input).unwrap();
     assert_eq!(got.shape(), want.shape());
     assert_close("chunked batch", got.data(), want.data(), Tolerance::F32_OP);
+    // Later passes of the batch go straight to its chunks: no lowering, no new buffers (a
+    // shorter last chunk is padded, so it runs the same program).
+    let lowered = model.lowerings();
+    for _ in 0..3 {
+        model.run_no_readback(&input).unwrap();
+    }
+    let again = model.run(&input).unwrap();
+    assert_eq!(again.data(), got.data());
+    assert_eq!(
+        model.lowerings(),
+        lowered,
+        "passes of a chunked batch lowered the graph"
+    );
     if per_sample * batch as u64 <= binding {
         eprintln!("note: this adapter binds {binding} bytes, the batch fitted whole");
     }

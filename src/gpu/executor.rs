@@ -47,6 +47,11 @@ pub struct GpuModel {
     choice: KernelChoice,
     prepared: Option<Prepared>,
     stages: Option<PassStages>,
+    /// `(batch, chunk)`: a batch found too large to bind whole and the chunk it runs in, so
+    /// its later passes go straight to chunks instead of lowering the whole batch again.
+    chunked: Option<(usize, usize)>,
+    /// Times the graph was lowered ([`GpuModel::lowerings`]).
+    lowerings: usize,
 }
 
 /// Per-layer timings of one forward pass.
@@ -82,6 +87,8 @@ impl GpuModel {
             choice,
             prepared: None,
             stages: None,
+            chunked: None,
+            lowerings: 0,
         })
     }
 
@@ -185,6 +192,7 @@ impl GpuModel {
             return Ok(());
         }
         self.prepared = None; // free the old buffers first
+        self.lowerings += 1;
         let mut l = Lowering::new(&self.ctx, &self.graph, batch, &self.params, None)?;
         l.choice = self.choice.clone();
         l.forward()?;
@@ -268,6 +276,9 @@ impl GpuModel {
     /// one submit, one read-back. A batch whose activations exceed what the adapter can bind
     /// runs in the largest chunks that fit (halving), one pass per chunk.
     pub fn run(&mut self, input: &Tensor) -> Result<Tensor> {
+        if self.known_chunked(input) {
+            return self.run_in_chunks(input);
+        }
         match self.run_pass(input) {
             Err(Error::AdapterLimit { .. }) if input.shape().first().is_some_and(|&b| b > 1) => {
                 self.run_in_chunks(input)
@@ -346,6 +357,9 @@ impl GpuModel {
     /// returns once the GPU has finished.
     /// A batch that does not fit runs in chunks, as [`run`](Self::run)'s does.
     pub fn run_no_readback(&mut self, input: &Tensor) -> Result<()> {
+        if self.known_chunked(input) {
+            return self.submit_in_chunks(input);
+        }
         match self.submit_pass(input, false, &mut Laps::start()) {
             Err(Error::AdapterLimit { .. }) if input.shape().first().is_some_and(|&b| b > 1) => {
                 self.submit_in_chunks(input)

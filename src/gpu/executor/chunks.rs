@@ -9,24 +9,48 @@ use crate::gpu::pass_stages::Laps;
 use crate::tensor::Tensor;
 
 impl GpuModel {
-    /// The largest halving of `batch` whose program fits the adapter (left prepared).
+    /// How many times the graph was lowered and its buffers planned and bound: once per
+    /// change of batch size — a chunked batch's passes included, which reuse their chunk's.
+    pub fn lowerings(&self) -> usize {
+        self.lowerings
+    }
+
+    /// Whether `input`'s batch is one already found too large to bind whole.
+    pub(super) fn known_chunked(&self, input: &Tensor) -> bool {
+        let b = input.shape().first().copied();
+        self.chunked.is_some_and(|(batch, _)| Some(batch) == b)
+    }
+
+    /// The largest halving of `batch` whose program fits the adapter (left prepared),
+    /// remembered for the batch's later passes.
     fn fitting_chunk(&mut self, batch: usize) -> Result<usize> {
+        if let Some((_, chunk)) = self.chunked.filter(|&(b, _)| b == batch) {
+            return Ok(chunk);
+        }
         let mut chunk = batch.div_ceil(2);
         loop {
             match self.prepare(chunk) {
-                Ok(()) => return Ok(chunk),
+                Ok(()) => break,
                 Err(Error::AdapterLimit { .. }) if chunk > 1 => chunk = chunk.div_ceil(2),
                 Err(e) => return Err(e),
             }
         }
+        self.chunked = Some((batch, chunk));
+        Ok(chunk)
     }
 
-    /// `input`'s samples `start .. start + n`.
-    fn samples(input: &Tensor, start: usize, n: usize) -> Result<Tensor> {
-        let per = input.data().len() / input.shape()[0];
+    /// `input`'s samples `start .. start + chunk`, zeros past its end: every chunk, the last
+    /// included, runs the one program prepared for `chunk` samples (a shorter last chunk
+    /// would lower the graph again, twice per pass).
+    fn samples(input: &Tensor, start: usize, chunk: usize) -> Result<Tensor> {
+        let b = input.shape()[0];
+        let per = input.data().len() / b;
+        let end = (start + chunk).min(b);
+        let mut data = input.data()[start * per..end * per].to_vec();
+        data.resize(chunk * per, 0.0);
         let mut dims = input.shape().to_vec();
-        dims[0] = n;
-        Tensor::new(dims, input.data()[start * per..(start + n) * per].to_vec())
+        dims[0] = chunk;
+        Tensor::new(dims, data)
     }
 
     /// [`run`](Self::run) in batch chunks, the outputs concatenated.
@@ -36,9 +60,10 @@ impl GpuModel {
         let mut out = Vec::new();
         let mut shape = Vec::new();
         for start in (0..b).step_by(chunk) {
-            let y = self.run_pass(&Self::samples(input, start, chunk.min(b - start))?)?;
+            let y = self.run_pass(&Self::samples(input, start, chunk)?)?;
             shape = y.shape().to_vec();
-            out.extend_from_slice(y.data());
+            let per = y.data().len() / chunk;
+            out.extend_from_slice(&y.data()[..chunk.min(b - start) * per]);
         }
         shape[0] = b;
         Tensor::new(shape, out)
@@ -50,7 +75,7 @@ impl GpuModel {
         let b = input.shape()[0];
         let chunk = self.fitting_chunk(b)?;
         for start in (0..b).step_by(chunk) {
-            let part = Self::samples(input, start, chunk.min(b - start))?;
+            let part = Self::samples(input, start, chunk)?;
             self.submit_pass(&part, false, &mut Laps::start())?;
         }
         Ok(())
