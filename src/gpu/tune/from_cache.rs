@@ -91,22 +91,16 @@ pub fn choice_at(
                     batch: 1,
                     ..p.clone()
                 };
-                let default = choice::conv_default(&at_load, &a).family;
-                let cached_half =
-                    choice::conv_named(&c.kernel).is_some_and(|k| k.family.reads_f16());
-                if half_weights
-                    && !timed_half
-                    && (default.name() == "conv_coop" || default.reads_f16() && !cached_half)
-                {
-                    log::debug!(
-                        "{}: f16 weights keep {} over {}",
-                        l.node,
-                        default.name(),
-                        c.kernel
-                    );
-                    continue;
+                let cached = choice::conv_named(&c.kernel);
+                if half_weights && !timed_half {
+                    let d = choice::conv_default(&at_load, &a).family;
+                    let cached_half = cached.is_some_and(|k| k.family.reads_f16());
+                    if f16_keeps_default((d.name(), d.reads_f16()), cached_half) {
+                        log::debug!("{}: f16 keeps {} over {}", l.node, d.name(), c.kernel);
+                        continue;
+                    }
                 }
-                match choice::conv_named(&c.kernel) {
+                match cached {
                     Some(k)
                         if choice::conv_can_run(k, &p, &a)
                             && (training || choice::conv_can_run(k, &at_load, &a)) =>
@@ -117,23 +111,18 @@ pub fn choice_at(
                 }
             }
             LayerProblem::Linear(s) => {
-                // As for convolutions: an f32-timed entry displaces neither the matrices nor
-                // a half-reading default with a kernel that reads f32.
-                let default = choice::linear_default_f16(s, &a).map(|k| k.family);
-                let cached_half =
-                    choice::linear_named(&c.kernel).is_some_and(|k| k.family.reads_f16());
-                if let Some(d) = default.filter(|_| half_weights && !timed_half) {
-                    if d.name() == "linear_coop" || !cached_half {
-                        log::debug!(
-                            "{}: f16 weights keep {} over {}",
-                            l.node,
-                            d.name(),
-                            c.kernel
-                        );
+                let cached = choice::linear_named(&c.kernel);
+                let f16_default = (half_weights && !timed_half)
+                    .then(|| choice::linear_default_f16(s, &a))
+                    .flatten();
+                if let Some(d) = f16_default.map(|k| k.family) {
+                    let cached_half = cached.is_some_and(|k| k.family.reads_f16());
+                    if f16_keeps_default((d.name(), d.reads_f16()), cached_half) {
+                        log::debug!("{}: f16 keeps {} over {}", l.node, d.name(), c.kernel);
                         continue;
                     }
                 }
-                match choice::linear_named(&c.kernel) {
+                match cached {
                     Some(k) if k.family.can_run(s, &a, k.variant) => {
                         choice = choice.linear(&l.node, k)
                     }
@@ -143,4 +132,12 @@ pub fn choice_at(
         }
     }
     choice
+}
+
+/// Whether an f16 model keeps its default kernel (`name`, whether it stores halves) over an
+/// f32-timed cache entry (whether that entry's kernel stores halves): always for the
+/// cooperative-matrix tier, which the f32 timing never saw; else when the default stores
+/// halves and the entry's kernel would keep the layer f32.
+fn f16_keeps_default((name, default_half): (&str, bool), cached_half: bool) -> bool {
+    matches!(name, "conv_coop" | "linear_coop") || default_half && !cached_half
 }
