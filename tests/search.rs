@@ -2,7 +2,8 @@
 //! the report's fields, the scheme file that `info`, `infer`, `bench` and `train` accept via
 //! `--scheme FILE`, a second search that measures nothing new, and the bad requests (NaN or
 //! negative budgets, a budget nothing fits, G values that divide nothing, a model with no
-//! groupable layer, a corrupt tuning cache) refused with nothing written. No timing is asserted.
+//! groupable layer, a corrupt tuning cache) refused with nothing written; `--precision f16`
+//! timing under its own cache entries. No timing is asserted.
 
 #![cfg(feature = "app")]
 
@@ -40,10 +41,16 @@ impl Drop for TempDir {
 
 /// Runs the binary with the tuning cache in `cache`.
 fn gconv(cache: &str, args: &[&str]) -> Output {
+    gconv_in(cache, args, &[])
+}
+
+/// [`gconv`] with more environment variables.
+fn gconv_in(cache: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gconv"))
         .args(args)
         .env("GCONV_CACHE_DIR", cache)
         .env_remove("GCONV_TUNE")
+        .envs(env.iter().copied())
         .output()
         .expect("gconv runs")
 }
@@ -57,7 +64,11 @@ fn text(o: &Output) -> String {
 }
 
 fn ok_json(cache: &str, args: &[&str]) -> Value {
-    let o = gconv(cache, args);
+    ok_json_in(cache, args, &[])
+}
+
+fn ok_json_in(cache: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let o = gconv_in(cache, args, env);
     assert!(o.status.success(), "gconv {}\n{}", args.join(" "), text(&o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}\n{}", text(&o)))
 }
@@ -231,6 +242,76 @@ fn search_writes_a_scheme_every_command_accepts() {
     );
 }
 
+/// `--precision f16`: the layers are timed as an f16 model runs them, under the cache's
+/// ` f16` keys, which an f32 search then does not take (and the other way round), and the
+/// models timed end to end store halves. The discrete class is forced: its fully connected
+/// kernel at batch 1 (`gemv_wide`) reads halves, where on the CPU class's list f16 tuning
+/// may keep every layer on an f32-reading kernel (faster on lavapipe).
+#[test]
+fn f16_search_times_its_own_cache_entries() {
+    let _g = common::serial();
+    if common::gpu().is_none() {
+        return;
+    }
+    let discrete = [("GCONV_ADAPTER_CLASS", "discrete")];
+    let ok_json = |cache: &str, args: &[&str]| ok_json_in(cache, args, &discrete);
+    let dir = TempDir::new("f16");
+    let (cache, out) = (dir.path("cache"), dir.path("out"));
+    let keys = |r: &Value| -> Vec<String> {
+        r["latency"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let half = ok_json(
+        &cache,
+        &search(&out, &["--as-fast-as", "1,4,4", "--precision", "f16"]),
+    );
+    assert_eq!(half["precision"], "f16");
+    let half_keys = keys(&half);
+    assert!(!half_keys.is_empty());
+    assert!(
+        half_keys.iter().all(|k| k.ends_with(" f16")),
+        "{half_keys:?}"
+    );
+    let measured = half["latency"]["layers_measured_now"].as_u64().unwrap();
+    assert!(measured > 0);
+    assert_eq!(half["latency"]["layers_from_cache"], 0);
+    let toml = half["results"][0]["scheme_toml"].as_str().unwrap();
+    assert!(toml.contains("--precision f16"), "{toml}");
+    // The models timed end to end ran on halves too.
+    for t in [&half["dense"]["measured"], &half["latency"]["calibration"]] {
+        assert!(t["f16_weight_layers"].as_u64().unwrap() > 0, "{t}");
+    }
+
+    // f32 over the same cache: none of the f16 entries serves it.
+    let full = ok_json(&cache, &search(&out, &["--as-fast-as", "1,4,4"]));
+    assert_eq!(full["precision"], "f32");
+    let full_keys = keys(&full);
+    assert!(
+        full_keys.iter().all(|k| !k.ends_with(" f16")),
+        "{full_keys:?}"
+    );
+    assert_eq!(full["latency"]["layers_from_cache"], 0);
+    assert_eq!(full["dense"]["measured"]["f16_weight_layers"], 0);
+    assert!(!full["results"][0]["scheme_toml"]
+        .as_str()
+        .unwrap()
+        .contains("--precision"));
+    // And f16 again: all from the cache.
+    let again = ok_json(
+        &cache,
+        &search(&out, &["--as-fast-as", "1,4,4", "--precision", "f16"]),
+    );
+    assert_eq!(again["latency"]["layers_measured_now"], 0);
+    assert_eq!(
+        again["latency"]["layers_from_cache"].as_u64(),
+        Some(measured)
+    );
+}
+
 /// Two classes of 8×8 gray PNGs.
 fn write_folder(root: &Path) {
     for (k, class) in ["a", "b"].iter().enumerate() {
@@ -271,6 +352,11 @@ fn bad_requests_write_nothing() {
         &cache,
         &search(&out, &["--speedup", "0"]),
         "must be a positive factor",
+    );
+    fails(
+        &cache,
+        &search(&out, &["--budget-ms", "9", "--precision", "f8"]),
+        "expected f32 or f16",
     );
     fails(
         &cache,

@@ -125,6 +125,7 @@ fn bad_requests_are_clear_errors() {
             model: "vgg13bn".into(),
             input_size: None,
             batch: 1,
+            precision: gconv::Precision::F32,
             conv: ConvKind::Sgc,
             groups: G.to_vec(),
             per_layer: false,

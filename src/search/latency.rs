@@ -15,7 +15,7 @@ use super::space::{layer_graph, Space};
 use crate::compile::{compile, CompileOptions};
 use crate::error::{Error, Result};
 use crate::gpu::tune::{tune_graph, TuneCache, TuneOptions};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Precision};
 use crate::graph::{Graph, Op};
 use crate::train::selection::{init_selection, FlgcInit};
 use crate::weights::Weights;
@@ -48,6 +48,9 @@ pub struct LayerTime {
 pub struct LatencyModel {
     /// Batch size the layers were timed at.
     pub batch: usize,
+    /// The storage precision the layers were timed in (f16: as `--precision f16` runs them,
+    /// under the cache's ` f16` keys).
+    pub precision: Precision,
     /// `site_ms[i]`: `(G, ms)` of site `i` of the space, G ascending.
     pub site_ms: Vec<Vec<(usize, f64)>>,
     /// The layers no scheme groups (stem, depthwise convs, classifier …), as they are.
@@ -64,12 +67,13 @@ pub struct LatencyModel {
 
 impl LatencyModel {
     /// Times every variant of every site of `space` and every other tunable layer of the dense
-    /// model at `batch`, through `cache` (saved after each layer measured, so an interrupted
-    /// search keeps what it measured). `progress` is told each layer as it starts.
+    /// model at `batch`, stored in `precision`, through `cache` (saved after each layer
+    /// measured, so an interrupted search keeps what it measured). `progress` is told each
+    /// layer as it starts.
     pub fn measure(
         ctx: &Arc<GpuContext>,
         space: &Space,
-        batch: usize,
+        (batch, precision): (usize, Precision),
         cache: &mut TuneCache,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> Result<Self> {
@@ -89,6 +93,7 @@ impl LatencyModel {
         let total = space.sites.iter().map(|s| s.variants.len()).sum::<usize>() + others.len();
         let mut m = Self {
             batch,
+            precision,
             site_ms: Vec::with_capacity(space.sites.len()),
             other_layers: Vec::new(),
             layers: Vec::with_capacity(total),
@@ -101,7 +106,7 @@ impl LatencyModel {
             let mut row = Vec::with_capacity(site.variants.len());
             for v in &site.variants {
                 progress(&format!("{} G={}", site.node, v.g), done, total);
-                let t = m.time(ctx, &v.graph, &site.node, v.g, batch, cache)?;
+                let t = m.time(ctx, &v.graph, &site.node, v.g, cache)?;
                 row.push((v.g, t.ms));
                 done += 1;
             }
@@ -109,7 +114,7 @@ impl LatencyModel {
         }
         for name in &others {
             progress(name, done, total);
-            let t = m.time(ctx, &layer_graph(&dense, name)?, name, 1, batch, cache)?;
+            let t = m.time(ctx, &layer_graph(&dense, name)?, name, 1, cache)?;
             m.other_layers.push(t);
             done += 1;
         }
@@ -123,13 +128,13 @@ impl LatencyModel {
         graph: &Graph,
         node: &str,
         g: usize,
-        batch: usize,
         cache: &mut TuneCache,
     ) -> Result<LayerTime> {
         let (exec, _) = compile(graph, &layer_weights(graph), &CompileOptions::default())?;
         let opts = TuneOptions {
-            batch,
+            batch: self.batch,
             repeats: TUNE_REPEATS,
+            precision: self.precision,
             ..TuneOptions::default()
         };
         let rows = tune_graph(ctx, &exec, cache, &opts, &mut |_, _, _| {})?;

@@ -23,6 +23,7 @@ pub mod space;
 
 use crate::error::{Error, Result};
 use crate::gpu::tune::{cache, TuneCache};
+use crate::gpu::Precision;
 use crate::runtime::Runtime;
 use crate::zoo::{Arch, ConvKind, ModelSpec, Scheme};
 use latency::LatencyModel;
@@ -54,6 +55,9 @@ pub struct SearchConfig {
     pub input_size: Option<usize>,
     /// Batch size.
     pub batch: usize,
+    /// The storage precision the layers and models are timed in (f16: as `--precision f16`
+    /// runs them; the tuning cache's ` f16` entries).
+    pub precision: Precision,
     /// SGC or FLGC.
     pub conv: ConvKind,
     /// The G values to choose from (1 is always a choice).
@@ -226,7 +230,8 @@ pub fn run_search(
         space.add_variants(&g)?;
     }
     let mut cache = open_cache()?;
-    let mut lat = LatencyModel::measure(ctx, &space, cfg.batch, &mut cache, progress)?;
+    let at = (cfg.batch, cfg.precision);
+    let mut lat = LatencyModel::measure(ctx, &space, at, &mut cache, progress)?;
     let t_layers = t_start.elapsed().as_secs_f64();
     // Calibration: the dense model end to end.
     let t_e2e = Instant::now();
@@ -234,7 +239,7 @@ pub fn run_search(
     let dense_t = time_interleaved(
         ctx,
         &[&space.spec_of(&dense_scheme)?],
-        cfg.batch,
+        at,
         (cfg.warmup, cfg.rounds),
         progress,
     )?
@@ -310,12 +315,13 @@ pub fn run_search(
         let tag = label.replace(' ', "-").replace('×', "x");
         let name = format!("found-{tag}");
         let desc = format!(
-            "gconv search: {} at {}x{}x{}, batch {}, {label} on {}",
+            "gconv search: {} at {}x{}x{}, batch {} {}, {label} on {}",
             spec.name,
             spec.input[0],
             spec.input[1],
             spec.input[2],
             cfg.batch,
+            cfg.precision,
             rt.describe()
         );
         let scheme = space.scheme(&name, &desc, &best.groups);
@@ -346,13 +352,7 @@ pub fn run_search(
         slots.push((slot(scheme)?, r));
     }
     let spec_refs: Vec<&ModelSpec> = specs.iter().collect();
-    let timed = time_interleaved(
-        ctx,
-        &spec_refs,
-        cfg.batch,
-        (cfg.warmup, cfg.rounds),
-        progress,
-    )?;
+    let timed = time_interleaved(ctx, &spec_refs, at, (cfg.warmup, cfg.rounds), progress)?;
     let mut dense = dense;
     let dense_pred = dense.predicted_ms;
     let measure = |s: &mut SchemeResult, i: usize| {
@@ -373,7 +373,7 @@ pub fn run_search(
         results.push(SearchResult {
             target: label,
             budget_ms: budget,
-            scheme_toml: scheme_file(&scheme, &found, rt),
+            scheme_toml: scheme_file(&scheme, &found, rt, cfg.precision),
             found,
             reference,
             measured_ratio: ratio,
@@ -391,6 +391,7 @@ pub fn run_search(
         model: spec.name.clone(),
         input: spec.input,
         batch: cfg.batch,
+        precision: cfg.precision,
         conv: conv.into(),
         per_layer: cfg.per_layer,
         device: rt.describe(),
@@ -449,10 +450,14 @@ pub fn run_search(
 }
 
 /// The scheme file: a comment saying how it was found, then the scheme.
-fn scheme_file(scheme: &Scheme, found: &SchemeResult, rt: &Runtime) -> String {
+fn scheme_file(scheme: &Scheme, found: &SchemeResult, rt: &Runtime, p: Precision) -> String {
+    let timed_as = match p {
+        Precision::F32 => String::new(),
+        Precision::F16 => " (timed with --precision f16: run it so too)".into(),
+    };
     format!(
-        "# Found by `gconv search` on {}.\n# Predicted {:.2} ms, measured {} ms; {:.3} GMACs, \
-         {:.3} M parameters.\n# Use it with --scheme FILE (info, infer, bench, train).\n{}",
+        "# Found by `gconv search` on {}.\n# Predicted {:.2} ms, measured {} ms{timed_as}; {:.3} \
+         GMACs, {:.3} M parameters.\n# Use it with --scheme FILE (info, infer, bench, train).\n{}",
         rt.describe(),
         found.predicted_ms,
         found.measured_ms.map_or("—".into(), |m| format!("{m:.2}")),

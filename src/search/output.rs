@@ -65,7 +65,7 @@ pub fn render_text(r: &SearchReport) -> String {
     ];
     let mut out =
         format!(
-        "{} at {}x{}x{}, batch {}, {} {} on {}\n{} units, {} schemes searched exactly; layers: {} \
+        "{} at {}x{}x{}, batch {} {}, {} {} on {}\n{} units, {} schemes searched exactly; layers: {} \
          measured now, {} from the cache; fixed cost {:.2} ms (dense measured {:.2} ms before \
          the search)\n\n",
         r.model,
@@ -73,6 +73,7 @@ pub fn render_text(r: &SearchReport) -> String {
         r.input[1],
         r.input[2],
         r.batch,
+        r.precision,
         r.conv,
         if r.per_layer { "per layer" } else { "per stage" },
         r.device,
@@ -230,11 +231,12 @@ pub fn pareto_chart(r: &SearchReport, params: bool) -> ScatterChart {
     series.push(labelled("measured end to end", measured));
     ScatterChart {
         title: format!(
-            "{} {}x{} batch {}: latency vs {what} ({})",
+            "{} {}x{} batch {} {}: latency vs {what} ({})",
             r.model,
             r.input[1],
             r.input[2],
             r.batch,
+            r.precision,
             r.device_short()
         ),
         x_label: "latency (ms)".into(),

@@ -147,6 +147,8 @@ pub struct SearchReport {
     pub input: [usize; 3],
     /// Batch size.
     pub batch: usize,
+    /// The storage precision timed in (`f32` or `f16`).
+    pub precision: crate::gpu::Precision,
     /// `sgc` or `flgc`.
     pub conv: String,
     /// Per-layer units instead of stages.

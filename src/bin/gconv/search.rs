@@ -50,6 +50,11 @@ pub struct Args {
     /// Timed whole-model rounds, interleaved (medians).
     #[arg(long, default_value_t = 9)]
     rounds: usize,
+    /// Storage precision to time in: f32, or f16 as `--precision f16` runs the model (weights
+    /// and activations as halves where the layer's kernel reads them, f32 accumulation); the
+    /// layers go through the tuning cache's f16 entries (`gconv tune --precision f16`).
+    #[arg(long, default_value = "f32", value_parser = crate::common::parse_precision)]
+    precision: gconv::Precision,
     /// Device (a GPU adapter is needed: the latency model is measured).
     #[arg(long, value_enum, default_value_t = DeviceArg::Gpu)]
     device: DeviceArg,
@@ -119,6 +124,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         model: a.model.clone(),
         input_size: a.input_size,
         batch: a.batch,
+        precision: a.precision,
         conv,
         groups: a.g.clone(),
         per_layer: a.per_layer,
