@@ -310,7 +310,8 @@ fn the_cli_says_when_activations_stay_f32() {
 }
 
 /// Half activations take half the memory: a conv chain with no kernel scratch plans 2 bytes
-/// a value (each slot rounded up to a word) against f32's 4, and still matches the CPU.
+/// a value (each slot rounded up to a word) against f32's 4 — the f32 upload of the input
+/// included — and still matches the CPU.
 #[test]
 fn half_activations_plan_half_the_memory() {
     let Some(ctx) = common::gpu() else { return };
@@ -332,7 +333,10 @@ fn half_activations_plan_half_the_memory() {
     let (p16, p32) = (half.plan_report(2).unwrap(), full.plan_report(2).unwrap());
     let got = half.run(&x).unwrap();
     assert_eq!(half.activation_precision(2).unwrap().0, Precision::F16);
-    assert!(p16.dispatches == p32.dispatches && p16.slots == p32.slots);
+    // One more dispatch: the input, uploaded as f32, is rounded to halves by the pass's first
+    // call; its f32 buffer lives for that call only and shares a slot afterwards.
+    assert_eq!(p16.dispatches, p32.dispatches + 1);
+    assert_eq!(p16.slots, p32.slots);
     assert!(
         p16.planned_bytes * 2 <= p32.planned_bytes + 4 * p16.slots as u64
             && p16.planned_bytes < p32.planned_bytes,
@@ -398,4 +402,55 @@ fn bench_reports_models_whose_activations_stayed_f32() {
     let json = serde_json::to_value(&discrete).unwrap();
     assert!(json.get("f32_activations").is_none());
     assert!(bench("cpu", Precision::F32).f32_activations.is_empty());
+}
+
+/// An f16 pass uploads its input as f32 and rounds it on the device (`cast::from_f32`, the
+/// pass's first call). A graph whose output is its input (a flatten: no call of its own)
+/// reads that rounding back: every value the half nearest to it or (WGSL lets the device
+/// round either way) the other neighbour, exact where f16 holds it — subnormals, ±65504,
+/// ±∞ and NaN included — over an odd length at batch 3.
+#[test]
+fn the_input_is_rounded_to_halves_on_the_device() {
+    let Some(ctx) = common::gpu() else { return };
+    let _g = common::serial();
+    let _class = common::force_class("discrete");
+    let mut b = GraphBuilder::new("identity", [1, 7, 5]);
+    let f = b.push("flat", Op::flatten(), &[b.input()]).unwrap();
+    let g = b.finish(f);
+    let w = Weights::random_for_tests(&g, 0);
+    let special = [
+        0.0,
+        -0.0,
+        1.0,
+        65504.0,
+        -65504.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        6.0e-8,
+        -3.0e-5,
+        1.0 + 1.0 / 2048.0, // a tie between two halves
+        0.1,
+    ];
+    let x = gconv::Tensor::from_fn(&[3, 1, 7, 5], |i| match special.get(i) {
+        Some(&v) => v,
+        None => ((i as u32).wrapping_mul(2_654_435_761) % 20_000) as f32 / 97.0 - 100.0,
+    });
+    let mut m = load(ctx, &g, &w, Precision::F16);
+    let got = m.run(&x).unwrap();
+    assert_eq!(m.activation_precision(3).unwrap().0, Precision::F16);
+    assert_eq!(got.numel(), x.numel());
+    for (i, (&v, &y)) in x.data().iter().zip(got.data()).enumerate() {
+        let near = half::f16::from_f32(v);
+        if v.is_nan() {
+            assert!(y.is_nan(), "value {i}: NaN became {y}");
+            continue;
+        }
+        // Else the half on the other side of `v`, next to the nearest.
+        let other_side =
+            (f64::from(y) - f64::from(v)) * (f64::from(near.to_f32()) - f64::from(v)) < 0.0;
+        let adjacent = half::f16::from_f32(y).to_bits().abs_diff(near.to_bits()) == 1;
+        let ok = y == near.to_f32() || (other_side && adjacent);
+        assert!(ok, "value {i}: {v} became {y}, its nearest half is {near}");
+    }
 }

@@ -149,6 +149,7 @@ fn every_half_activation_twin_halves_exactly_its_activation_bindings() {
         halved.push(spec.name);
     }
     for name in [
+        "cast",
         "conv_igemm",
         "conv_igemm_f16",
         "conv_dw",

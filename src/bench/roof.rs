@@ -91,9 +91,15 @@ pub fn node_work(
         .iter()
         .enumerate()
         .find(|(_, n)| n.name == name)?;
-    // `cost.layers` has one entry per node but the input.
-    let c = cost.layers.get(i.checked_sub(1)?)?;
     let numel = |s: &[usize]| s.iter().product::<usize>() as u64;
+    if i == 0 {
+        // A pass of half activations rounds its f32 upload on the device (its one work on
+        // the input): reads 4 bytes a value, writes 2. Otherwise the input is no work.
+        let n = numel(&node.shape) * batch as u64;
+        return (widths.activation < 4).then_some((0, (4 + widths.activation) * n));
+    }
+    // `cost.layers` has one entry per node but the input.
+    let c = cost.layers.get(i - 1)?;
     let acts: u64 = node
         .inputs
         .iter()
@@ -219,6 +225,10 @@ mod tests {
             half_weights: vec!["fc".into()],
         };
         assert_eq!(work(&other).1, 2 * acts + 4 * params);
+        // The input: its device-side rounding under half activations, no work in f32.
+        let input = |w: &ValueBytes| node_work(&g, &cost, (&g.nodes[0].name, 2), w);
+        assert_eq!(input(&halves), Some((0, 6 * 2 * 8 * 36)));
+        assert_eq!(input(&ValueBytes::default()), None);
     }
 
     #[test]

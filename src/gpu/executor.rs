@@ -12,7 +12,7 @@ use super::context::GpuContext;
 use super::launch::{BufId, Dispatch};
 use super::lower::{Lowering, ParamStore};
 use super::pass_stages::{Laps, PassStages};
-use super::precision::{f32_activation_reason, pack_halves, unpack_halves, Precision};
+use super::precision::{check_f16_range, f32_activation_reason, unpack_halves, Precision};
 use super::program::Instance;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
@@ -29,6 +29,8 @@ mod chunks;
 struct Prepared {
     batch: usize,
     instance: Instance,
+    /// The buffer the host writes the input to: the input's value, or (halves) the f32
+    /// buffer the pass's first call rounds into it.
     input: BufId,
     output: BufId,
     output_len: usize,
@@ -198,10 +200,12 @@ impl GpuModel {
         l.forward()?;
         let f32_reason = f32_activation_reason(&self.ctx, self.choice.precision(), &l.prog);
         let half = self.choice.precision() == Precision::F16 && f32_reason.is_none();
+        let mut input = l.value_id(0);
         if half {
+            input = l.input_from_f32()?;
             l.prog.halve_activations()?;
         }
-        let (input, output) = (l.value_id(0), l.value_id(self.graph.output));
+        let output = l.value_id(self.graph.output);
         let output_len = l.numel(self.graph.output)?;
         let instance = l.prog.instantiate(&self.ctx)?;
         let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -250,17 +254,14 @@ impl GpuModel {
         }
         self.prepare(b)?;
         let p = self.prepared.as_ref().expect("prepared");
-        let buf = p.instance.buffer(p.input);
         if p.half {
-            let halves = pack_halves(input.data(), &format!("{} input", self.graph.name))?;
-            self.ctx
-                .queue
-                .write_buffer(buf, 0, bytemuck::cast_slice(&halves));
-        } else {
-            self.ctx
-                .queue
-                .write_buffer(buf, 0, bytemuck::cast_slice(input.data()));
+            // Rounded to halves by the pass's first call; refused here if it cannot be.
+            check_f16_range(input.data(), &format!("{} input", self.graph.name))?;
         }
+        let buf = p.instance.buffer(p.input);
+        self.ctx
+            .queue
+            .write_buffer(buf, 0, bytemuck::cast_slice(input.data()));
         Ok(())
     }
 

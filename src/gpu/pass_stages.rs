@@ -10,7 +10,8 @@ use std::time::Instant;
 /// Seconds spent in each stage of one forward pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PassStages {
-    /// The input checked, rounded to halves where the pass keeps them, written to the queue
+    /// The input checked (and its range, where the pass keeps halves: the pass's first
+    /// dispatch rounds it on the device), written to the queue
     /// (the first pass at a batch size also lowers the graph and compiles its pipelines).
     pub upload: f64,
     /// A command encoder with every dispatch of the pass (and the output's copy) recorded.

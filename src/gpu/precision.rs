@@ -11,8 +11,9 @@
 //!
 //! The **activations** are f16 too where the device has `SHADER_F16` and every kernel of the
 //! pass stores them (its shader declares them `act_t`, the prelude's storage type, and runs
-//! its half-activation twin, [`crate::gpu::twin::halve`]): the input is rounded to halves at
-//! upload, every kernel converts to f32 as it loads, computes and accumulates in f32, and
+//! its half-activation twin, [`crate::gpu::twin::halve`]): the input is uploaded as f32
+//! (its range checked, [`check_f16_range`]) and rounded to halves by the pass's first
+//! dispatch ([`crate::gpu::kernels::cast`]), every kernel converts to f32 as it loads, computes and accumulates in f32, and
 //! rounds once as it stores; the output is read back as halves. All or none: a pass with one
 //! f32-only kernel (the CPU-class lists, `conv_wgmem`, a fallback) keeps every activation
 //! f32, and [`crate::gpu::GpuModel::activation_precision`] says why
@@ -76,21 +77,33 @@ impl std::str::FromStr for Precision {
 /// (±65504) is an error naming `what` and the value's index, rather than an infinity in a
 /// later output.
 pub fn pack_halves(values: &[f32], what: &str) -> Result<Vec<u32>> {
-    let max = f32::from(half::f16::MAX);
-    if let Some((i, v)) = values
-        .iter()
-        .enumerate()
-        .find(|(_, v)| v.is_finite() && v.abs() > max)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "{what}: value {i} is {v}, beyond f16's range (±65504); run this model in f32"
-        )));
-    }
+    check_f16_range(values, what)?;
     let bits = |v: f32| u32::from(half::f16::from_f32(v).to_bits());
     Ok(values
         .chunks(2)
         .map(|p| bits(p[0]) | (p.get(1).map_or(0, |&v| bits(v)) << 16))
         .collect())
+}
+
+/// An error naming `what` and the first value when a finite value of `values` lies beyond
+/// f16's range (±65504: it would round to ±∞); ±∞ and NaN pass as they are. Scans blocks
+/// without branching (vectorised), so checking a batch's input costs about one read of it.
+pub fn check_f16_range(values: &[f32], what: &str) -> Result<()> {
+    let max = f32::from(half::f16::MAX);
+    let beyond = |v: f32| v.abs() > max && v.abs() < f32::INFINITY;
+    let block = values
+        .chunks(1024)
+        .position(|c| c.iter().fold(false, |any, &v| any | beyond(v)));
+    let Some(b) = block else { return Ok(()) };
+    let i = 1024 * b
+        + values[1024 * b..]
+            .iter()
+            .position(|&v| beyond(v))
+            .expect("the block has one");
+    Err(Error::InvalidArgument(format!(
+        "{what}: value {i} is {}, beyond f16's range (±65504); run this model in f32",
+        values[i]
+    )))
 }
 
 /// The first `n` halves of `bytes` (little-endian, two bytes each) as f32; fewer when
@@ -122,4 +135,29 @@ pub fn f32_activation_reason(
     }
     prog.first_f32_only_call()
         .map(|label| format!("`{label}` reads f32 activations only"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_f16_range;
+
+    /// The first finite value beyond ±65504 is the one named, wherever its block; ±∞, NaN
+    /// and ±65504 itself pass.
+    #[test]
+    fn the_range_check_names_the_first_value_beyond() {
+        let mut v = vec![0.5f32; 5000];
+        v[10] = f32::INFINITY;
+        v[11] = f32::NAN;
+        v[12] = -65504.0;
+        v[20] = f32::NEG_INFINITY;
+        assert!(check_f16_range(&v, "x").is_ok());
+        v[4000] = 1e6;
+        v[1500] = -65520.0;
+        let e = check_f16_range(&v, "the input").unwrap_err().to_string();
+        assert!(e.contains("the input: value 1500 is -65520"), "{e}");
+        assert!(check_f16_range(&v[1501..], "x")
+            .unwrap_err()
+            .to_string()
+            .contains("value 2499 is 1000000"));
+    }
 }

@@ -110,6 +110,13 @@ impl Program {
         }
     }
 
+    /// Puts `call` of `node` before every other call (the conversion of the host's input,
+    /// decided after the lowering).
+    pub fn prepend(&mut self, node: NodeId, call: Call) {
+        self.calls.insert(0, call);
+        self.call_node.insert(0, node);
+    }
+
     /// The calls so far.
     pub fn calls(&self) -> &[Call] {
         &self.calls

@@ -6,6 +6,7 @@
 //!
 //! Which kernel runs for a given problem is decided in [`crate::gpu::choice`], not here.
 
+pub mod cast;
 pub mod conv;
 pub mod conv_backward;
 pub mod conv_coop;
@@ -39,8 +40,9 @@ pub use crate::gpu::launch::{
 use crate::gpu::declare::ShaderSpec;
 
 /// Every shader gconv compiles, for the naga validation and reflection tests.
-pub fn all_shaders() -> [&'static ShaderSpec; 32] {
+pub fn all_shaders() -> [&'static ShaderSpec; 33] {
     [
+        &cast::SHADER,
         &conv::SHADER,
         &conv_backward::SHADER,
         &conv_coop::SHADER_16,

@@ -267,6 +267,25 @@ impl<'a> Lowering<'a> {
             .ok_or_else(|| Error::InvalidArgument(format!("{what} needs a training program")))
     }
 
+    /// Makes the model's input a device-side conversion: a new f32 buffer the host writes
+    /// (returned; live for the first call only, so its slot is shared afterwards) and, before
+    /// every other call, `cast::from_f32` into the input's value. Called before
+    /// [`Program::halve_activations`], which then stores that value as halves: an f16 pass
+    /// uploads its input as f32 and rounds it on the GPU, not value by value on the host.
+    pub fn input_from_f32(&mut self) -> Result<BufId> {
+        let n = self.numel(0)?;
+        let raw = self
+            .prog
+            .buffer(format!("{} f32 input", self.graph.nodes[0].name), n);
+        let args = super::kernels::cast::CastArgs {
+            x: Arg::planned(raw, n),
+            out: self.value(0)?,
+        };
+        let call = super::kernels::cast::from_f32(self.ctx, &self.graph.nodes[0].name, n, args)?;
+        self.prog.prepend(0, call);
+        Ok(raw)
+    }
+
     /// Lowers the forward pass (inference or training, as the lowering was made).
     pub fn forward(&mut self) -> Result<()> {
         for i in 1..self.graph.nodes.len() {
