@@ -13,7 +13,7 @@
 //! ```
 //!
 //! **A lost GPU device** (a driver reset, `wgpu::Device::destroy`) fails the call during
-//! which it happens with [`Error::DeviceLost`](crate::Error::DeviceLost); the next
+//! which it happens with [`Error::DeviceLost`]; the next
 //! [`Model::run`] of any model of the runtime recreates the device
 //! ([`crate::gpu::recovery`]) and the model's pipelines and buffers (from the weights it keeps
 //! on the host, with the same kernels), so it succeeds with the same outputs. Call

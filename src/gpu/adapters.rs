@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 /// One adapter: what it is and which optional features it offers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterSummary {
-    /// Position in [`list_adapters`] (what [`open_adapter`] takes).
+    /// Position in [`list_adapters`].
     pub index: usize,
     /// Adapter name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
     pub name: String,
@@ -21,7 +21,7 @@ pub struct AdapterSummary {
     pub device_type: String,
     /// A CPU pretending to be a GPU (lavapipe, SwiftShader, WARP).
     pub software: bool,
-    /// `shader-f16`: half-precision arithmetic in shaders (gconv's kernels are f32).
+    /// `shader-f16`: half-precision types in shaders (gconv's f16 activations need it).
     pub f16: bool,
     /// Subgroup operations (some gconv kernels use them when present).
     pub subgroup: bool,

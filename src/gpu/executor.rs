@@ -74,7 +74,7 @@ impl GpuModel {
 
     /// Like [`GpuModel::new`], with the kernels of the layers named in `choice` forced (an
     /// error naming the layer when a forced kernel cannot run it); e.g. for an autotuner
-    /// timing the [`crate::gpu::choice::applicable`] candidates.
+    /// timing the [`crate::gpu::tune::candidates`].
     pub fn with_choice(
         ctx: Arc<GpuContext>,
         graph: Graph,

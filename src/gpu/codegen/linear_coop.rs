@@ -7,7 +7,7 @@
 //! `vec2<u32>`, lanes along K: a warp reads whole 128-byte rows), the inputs as `act_t`
 //! (f32, or halves in a half-activation pass); both are staged in workgroup memory as f16 in
 //! `conv_coop`'s layouts (A column-major, B row-major), so the soft twin's matrix operations
-//! are `conv_coop`'s ([`super::conv_coop::soft_ops`]). K may be split over the grid: partial
+//! are `conv_coop`'s (`conv_coop::soft_ops`). K may be split over the grid: partial
 //! sums, then a `reduce` entry adds them with the bias and the activation.
 
 use super::conv_coop::{soft_ops, store_blocks, tile_ids, Mma, LANES, SIZES};

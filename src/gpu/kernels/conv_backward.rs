@@ -3,7 +3,7 @@
 //!
 //! Weights are in the plain PyTorch layout `[N, C/G, kh, kw]` (not conv_tiled's packed one).
 //! Every op is one call whatever the groups: the group of an element follows from its
-//! channel. Each entry point is a kernel family ([`family`]); which one computes a gradient is chosen
+//! channel. Each entry point is a kernel family (`family`); which one computes a gradient is chosen
 //! in [`crate::gpu::choice`].
 
 use super::{check_arg, check_dims, fold_workgroups, Arg, Call, WG};

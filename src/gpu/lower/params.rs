@@ -42,7 +42,7 @@ pub struct DeviceParam {
 #[derive(Debug)]
 pub enum Prepared {
     /// A convolution's weights in the form its kernel family reads them
-    /// ([`ConvForward::prepare`]).
+    /// ([`crate::gpu::family::ConvForward::prepare`]).
     Conv(Box<dyn PreparedConv>),
     /// Batch norm as `[scale; C] ++ [shift; C]`.
     ScaleShift(wgpu::Buffer),

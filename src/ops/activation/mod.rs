@@ -105,7 +105,7 @@ table::activations! {
     }
 }
 
-/// The WGSL the prelude's activation functions are written in: [`math`]'s constants and
+/// The WGSL the prelude's activation functions are written in: `math`'s constants and
 /// functions.
 pub fn math_wgsl() -> String {
     math::wgsl()
