@@ -148,8 +148,8 @@ impl GpuContext {
         let mut experimental = wgpu::ExperimentalFeatures::disabled();
         if cooperative_matrix.is_some() {
             wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
-            // SAFETY: wgpu's experimental cooperative-matrix API. gconv's only use is the
-            // `conv_coop` shaders, whose matrix operations are uniform (one subgroup per
+            // SAFETY: wgpu's experimental cooperative-matrix API. gconv's only uses are the
+            // `conv_coop` and `linear_coop` shaders, whose matrix operations are uniform (one subgroup per
             // workgroup, uniform control flow), in bounds (workgroup arrays sized for the
             // largest tile) and validated by naga in CI; `GCONV_COOPERATIVE_MATRIX=off`
             // turns it off.
