@@ -407,8 +407,9 @@ fn bench_reports_models_whose_activations_stayed_f32() {
 /// An f16 pass uploads its input as f32 and rounds it on the device (`cast::from_f32`, the
 /// pass's first call). A graph whose output is its input (a flatten: no call of its own)
 /// reads that rounding back: every value the half nearest to it or (WGSL lets the device
-/// round either way) the other neighbour, exact where f16 holds it — subnormals, ±65504,
-/// ±∞ and NaN included — over an odd length at batch 3.
+/// round either way) the other neighbour — values in f16's subnormal range included — and
+/// exactly itself where f16 holds it (±0, 1, ±65504, ±∞); NaN stays NaN. An odd length at
+/// batch 3.
 #[test]
 fn the_input_is_rounded_to_halves_on_the_device() {
     let Some(ctx) = common::gpu() else { return };
