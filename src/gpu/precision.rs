@@ -13,10 +13,10 @@
 //! pass stores them (its shader declares them `act_t`, the prelude's storage type, and runs
 //! its half-activation twin, [`crate::gpu::twin::halve`]): the input is uploaded as f32
 //! (its range checked, [`check_f16_range`]) and rounded to halves by the pass's first
-//! dispatch ([`crate::gpu::kernels::cast`]), every kernel converts to f32 as it loads, computes and accumulates in f32, and
-//! rounds once as it stores; the output is read back as halves. All or none: a pass with one
-//! f32-only kernel (the CPU-class lists, `conv_wgmem`, a fallback) keeps every activation
-//! f32, and [`crate::gpu::GpuModel::activation_precision`] says why
+//! dispatch ([`crate::gpu::kernels::cast`]), every kernel converts to f32 as it loads,
+//! computes and accumulates in f32, and rounds once as it stores; the output is read back
+//! as halves. All or none: a pass with one f32-only kernel (the CPU-class lists,
+//! `conv_wgmem`, a fallback) keeps every activation f32, and [`crate::gpu::GpuModel::activation_precision`] says why
 //! (`GCONV_F16_ACTIVATIONS=off` keeps them f32 for A/B measurements). Activation buffers are
 //! planned at 2 bytes a value. Inference only: training stays f32.
 //!

@@ -38,7 +38,8 @@ crate::gpu::declare::shader! {
 }
 
 /// `out = x` for `len` values, `x` f32 whatever the pass stores (halves in the
-/// half-activation twin). The caller checks the values fit f16 ([`crate::gpu::precision::check_f16_range`]).
+/// half-activation twin). The caller checks the values fit f16
+/// ([`crate::gpu::precision::check_f16_range`]).
 pub fn from_f32(ctx: &GpuContext, label: &str, len: usize, args: CastArgs) -> Result<Call> {
     check_dims(label, &[("len", len)])?;
     check_arg(ctx, label, "x", &args.x, len as u64)?;
